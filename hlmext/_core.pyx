@@ -1,0 +1,287 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled kernels of the linear mixed model: cross-products and nested elimination.
+
+Data layout (built by ``design.py``; every index here has been checked there):
+
+- ``W`` (n x m, C order): the rows sorted so that every cluster at every level is a
+  contiguous run, with columns ``[Z_0 | Z_1 | ... | Z_{L-1} | X | y]``; level 0 is the
+  innermost level. ``zoff[l]`` is the first column of ``Z_l``; ``zoff[L] = Q`` is the first
+  column of ``X``; ``m = Q + p + 1``.
+- Clusters are numbered level by level, innermost level first: clusters of level ``l``
+  are ``level_first[l] .. level_first[l+1]-1``; ``row_start[k] .. row_end[k]`` are the
+  rows of cluster ``k``, and ``parent[k]`` its cluster one level out (-1 at the top).
+- The statistics of cluster ``k`` at level ``l`` are the ``q_l x (m - zoff[l])`` block
+  ``Z_lk' [Z_l | Z_{l+1} | ... | X | y]_k``, row-major, at ``stats[stat_off[k]:]``: the
+  cluster's rows of the cross-product matrix from its own columns to the right. The
+  global block ``[X y]'[X y]`` is computed by NumPy (BLAS) outside.
+
+Three layers, as in scikit-learn's kernels: small ``cdef ... noexcept nogil`` helpers for
+one cluster; ``def`` loops over clusters writing into caller-allocated arrays; the
+Python facade in ``linear.py`` validates and allocates. The per-cluster blocks are
+tiny (q is 1 to a few), where LAPACK's call overhead exceeds the arithmetic, so their
+Cholesky and triangular solves are the short loops below; the global block goes to
+LAPACK (``scipy.linalg.cython_lapack``).
+
+The elimination is the penalized least squares of Bates et al. (2015), J. Stat.
+Softw. 67(1), applied level by level from the innermost outwards (see
+``docs/math.md``).
+"""
+from libc.math cimport log, sqrt
+from scipy.linalg.cython_lapack cimport dpotrf
+
+ctypedef Py_ssize_t index_t
+
+
+# ---------------------------------------------------------------------------------
+# Layer 1: one cluster
+# ---------------------------------------------------------------------------------
+
+cdef int chol_lower(double* a, index_t q, index_t lda) noexcept nogil:
+    """In-place lower Cholesky of the q x q block at ``a`` (row-major, leading dim lda).
+
+    Returns 0, or k+1 if the leading minor of order k+1 is not positive definite.
+    """
+    cdef index_t i, j, t
+    cdef double s, s_ij
+    for j in range(q):
+        s = a[j * lda + j]
+        for t in range(j):
+            s -= a[j * lda + t] * a[j * lda + t]
+        if s <= 0.0:
+            return j + 1
+        s = sqrt(s)
+        a[j * lda + j] = s
+        for i in range(j + 1, q):
+            s_ij = a[i * lda + j]
+            for t in range(j):
+                s_ij -= a[i * lda + t] * a[j * lda + t]
+            a[i * lda + j] = s_ij / a[j * lda + j]
+    return 0
+
+
+cdef void forward_solve(const double* L, index_t q, index_t lda, double* b, index_t ncol) noexcept nogil:
+    """Overwrite the q x ncol block ``b`` (row-major, leading dim lda) by L^{-1} b."""
+    cdef index_t i, t, c
+    cdef double d
+    for i in range(q):
+        d = L[i * lda + i]
+        for t in range(i):
+            for c in range(ncol):
+                b[i * lda + c] -= L[i * lda + t] * b[t * lda + c]
+        for c in range(ncol):
+            b[i * lda + c] /= d
+
+
+cdef void scale_block(const double* B, double* S, index_t q, index_t D, const double* lam,
+                      index_t level, index_t nlev, const index_t* qlev, const index_t* lam_off,
+                      index_t ncolz) noexcept nogil:
+    """S = Lambda_l' B diag(Lambda_l, ..., Lambda_{L-1}, I) + [I 0] for one cluster.
+
+    ``B`` and ``S`` are q x D row-major; ``ncolz`` is the number of leading Z columns.
+    """
+    cdef const double* lamq = lam + lam_off[level]
+    cdef index_t a, b, c, j, cj, col0, qj
+    cdef double s
+    cdef const double* lj
+    # S = Lambda_l' B (Lambda lower triangular: Lambda'[a, b] = lam[b, a], b >= a)
+    for a in range(q):
+        for c in range(D):
+            s = 0.0
+            for b in range(a, q):
+                s += lamq[b * q + a] * B[b * D + c]
+            S[a * D + c] = s
+    # right-multiply each level's column block by its Lambda (in place, ascending cj)
+    col0 = 0
+    for j in range(level, nlev):
+        qj = qlev[j]
+        lj = lam + lam_off[j]
+        for a in range(q):
+            for cj in range(qj):
+                s = 0.0
+                for b in range(cj, qj):
+                    s += S[a * D + col0 + b] * lj[b * qj + cj]
+                S[a * D + col0 + cj] = s
+        col0 += qj
+    for a in range(q):
+        S[a * D + a] += 1.0
+
+
+cdef double eliminate_cluster(double* S, index_t q, index_t D, int* info) noexcept nogil:
+    """Factor one cluster's block row: L = chol(S[:, :q]), S[:, q:] <- L^{-1} S[:, q:].
+
+    Returns the cluster's log-determinant contribution 2 * sum(log diag L).
+    """
+    cdef index_t a
+    cdef double logdet = 0.0
+    info[0] = chol_lower(S, q, D)
+    if info[0] != 0:
+        return 0.0
+    forward_solve(S, q, D, S + q, D - q)
+    for a in range(q):
+        logdet += 2.0 * log(S[a * D + a])
+    return logdet
+
+
+cdef void downdate(const double* R, index_t q, index_t ldr, index_t c0, double* T,
+                   index_t qt, index_t Dt, bint lower_only) noexcept nogil:
+    """T[r, c] -= sum_t R[t, c0 + r] R[t, c0 + c] for r < qt, c < Dt (the Schur complement).
+
+    ``R`` is the q-row off-diagonal block of an eliminated cluster (leading dim ldr);
+    ``T`` the qt x Dt block row of an ancestor cluster (or the global block).
+    """
+    cdef index_t r, c, t, cmax
+    cdef double s, w
+    for r in range(qt):
+        cmax = r + 1 if lower_only else Dt
+        for t in range(q):
+            w = R[t * ldr + c0 + r]
+            if w == 0.0:
+                continue
+            for c in range(cmax):
+                T[r * Dt + c] -= w * R[t * ldr + c0 + c]
+
+
+# ---------------------------------------------------------------------------------
+# Layer 2: loops over clusters
+# ---------------------------------------------------------------------------------
+
+def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_t[::1] level_first,
+                   const index_t[::1] row_start, const index_t[::1] row_end,
+                   const index_t[::1] stat_off, double[::1] stats):
+    """One pass over the rows: every cluster's block ``Z_lk' [Z_l ... X y]_k`` into ``stats``.
+
+    ``stats`` must be zero on entry. Cost: n * sum_l q_l * (m - zoff[l]) multiply-adds.
+    """
+    cdef index_t nlev = zoff.shape[0] - 1
+    cdef index_t m = W.shape[1]
+    cdef index_t l, k, i, a, c, q, D, z0
+    cdef double w
+    cdef double* out
+    with nogil:
+        for l in range(nlev):
+            z0 = zoff[l]
+            q = zoff[l + 1] - z0
+            D = m - z0
+            for k in range(level_first[l], level_first[l + 1]):
+                out = &stats[stat_off[k]]
+                for i in range(row_start[k], row_end[k]):
+                    for a in range(q):
+                        w = W[i, z0 + a]
+                        if w == 0.0:
+                            continue
+                        for c in range(D):
+                            out[a * D + c] += w * W[i, z0 + c]
+
+
+def factorize(const double[::1] stats, const double[::1] G0, const double[::1] lam,
+              const index_t[::1] lam_off, const index_t[::1] zoff, index_t m,
+              const index_t[::1] level_first, const index_t[::1] stat_off,
+              const index_t[::1] parent, double[::1] work, double[::1] G):
+    """Blocked Cholesky of the penalized system for one value of Lambda.
+
+    On return ``work`` holds every cluster's factor block row (``L_k`` in its lower
+    triangle, ``L_k^{-1}`` times its off-diagonal blocks to the right) and ``G`` the
+    lower Cholesky factor of the reduced ``[X y]`` block, row-major (p+1 x p+1).
+
+    Returns
+    -------
+    logdet : float
+        log det(Lambda' Z'Z Lambda + I) = sum over clusters of 2 sum log diag L_k.
+    info : int
+        0 on success; -(k+1) if cluster k's block was not positive definite; j if the
+        j-th leading minor of the reduced [X y] block was not (1 <= j <= p+1).
+    """
+    cdef index_t nlev = zoff.shape[0] - 1
+    cdef index_t Q = zoff[nlev]
+    cdef index_t pp1 = m - Q
+    cdef index_t l, j, k, q, D, anc, c0, qa, Da
+    cdef double logdet = 0.0
+    cdef int info = 0
+    cdef int n = <int> pp1
+    cdef char uplo = b'U'
+    cdef index_t qlev[64]
+    if nlev > 64:
+        raise ValueError("at most 64 levels are supported")
+    for l in range(nlev):
+        qlev[l] = zoff[l + 1] - zoff[l]
+    with nogil:
+        for l in range(nlev):
+            q = qlev[l]
+            D = m - zoff[l]
+            for k in range(level_first[l], level_first[l + 1]):
+                scale_block(&stats[stat_off[k]], &work[stat_off[k]], q, D, &lam[0], l, nlev,
+                            qlev, &lam_off[0], Q - zoff[l])
+        for j in range(pp1 * pp1):
+            G[j] = G0[j]
+        for l in range(nlev):
+            q = qlev[l]
+            D = m - zoff[l]
+            for k in range(level_first[l], level_first[l + 1]):
+                logdet += eliminate_cluster(&work[stat_off[k]], q, D, &info)
+                if info != 0:
+                    info = -(k + 1)
+                    break
+                # Schur complement into every ancestor's block row, then the global block
+                anc = parent[k]
+                c0 = q
+                j = l + 1
+                while anc >= 0:
+                    qa = qlev[j]
+                    Da = m - zoff[j]
+                    downdate(&work[stat_off[k]], q, D, c0, &work[stat_off[anc]], qa, Da, False)
+                    c0 += qa
+                    anc = parent[anc]
+                    j += 1
+                downdate(&work[stat_off[k]], q, D, Q - zoff[l], &G[0], pp1, pp1, True)
+            if info != 0:
+                break
+        if info == 0:
+            # row-major lower == column-major upper
+            dpotrf(&uplo, &n, &G[0], &n, &info)
+    return logdet, info
+
+
+def solve_modes(const double[::1] work, const double[::1] G, const double[::1] beta,
+                const index_t[::1] zoff, index_t m, const index_t[::1] level_first,
+                const index_t[::1] stat_off, const index_t[::1] parent,
+                const index_t[::1] u_off, double[::1] u):
+    """Back-substitution for the spherical random effects u (conditional modes).
+
+    For cluster k at level l, from the outermost level inwards:
+    ``L_k' u_k = r_k - R_k,anc u_anc - R_k,X beta`` where ``[R_k | r_k]`` is the
+    off-diagonal part of the factor block row in ``work``. ``u_off[k]`` is the first
+    entry of cluster k's ``q_l`` modes in ``u``.
+    """
+    cdef index_t nlev = zoff.shape[0] - 1
+    cdef index_t Q = zoff[nlev]
+    cdef index_t p = m - Q - 1
+    cdef index_t l, k, a, t, j, q, D, anc, c0, qa, lev
+    cdef double s
+    cdef const double* S
+    with nogil:
+        for l in range(nlev - 1, -1, -1):
+            q = zoff[l + 1] - zoff[l]
+            D = m - zoff[l]
+            for k in range(level_first[l], level_first[l + 1]):
+                S = &work[stat_off[k]]
+                for a in range(q):
+                    s = S[a * D + D - 1]
+                    c0 = q
+                    anc = parent[k]
+                    lev = l + 1
+                    while anc >= 0:
+                        qa = zoff[lev + 1] - zoff[lev]
+                        for t in range(qa):
+                            s -= S[a * D + c0 + t] * u[u_off[anc] + t]
+                        c0 += qa
+                        anc = parent[anc]
+                        lev += 1
+                    for t in range(p):
+                        s -= S[a * D + c0 + t] * beta[t]
+                    u[u_off[k] + a] = s
+                # solve L_k' x = s (L_k lower, stored in the first q columns)
+                for a in range(q - 1, -1, -1):
+                    s = u[u_off[k] + a]
+                    for t in range(a + 1, q):
+                        s -= S[t * D + a] * u[u_off[k] + t]
+                    u[u_off[k] + a] = s / S[a * D + a]

@@ -1,0 +1,127 @@
+"""The public entry points: model constructors by formula, LR tests, per-group OLS."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import ModelError
+from .inference import LRTest, boundary_lr_test
+from .linear import LinearMixed
+
+
+def mixedlm(formula, data, cov=None, missing="drop"):
+    """Linear mixed model from a formula, lme4 or Stata style.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 style ``"y ~ x + (x | g)"`` (``(x || g)`` uncorrelated, ``(1 | a/b)`` nested,
+        ``(0 + x | g)`` no intercept) or Stata style ``"y ~ x || g: x"`` (levels written
+        outermost first: ``"y ~ x || district: || school: x"``).
+    data : pandas.DataFrame
+    cov : str or dict, optional
+        Covariance structure of the random effects: ``"unstructured"``,
+        ``"independent"``, ``"identity"``, ``"exchangeable"``; one for every level or a
+        dict by level name. Defaults: lme4 ``(x | g)`` unstructured, Stata independent
+        (identity for an intercept alone).
+    missing : {"drop", "raise"}
+        Rows with missing or non-finite values in used columns are dropped (and
+        counted in ``model.frame.n_dropped``) or raise an error.
+
+    Returns
+    -------
+    LinearMixed
+        Call ``.fit(reml=...)`` on it.
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
+    >>> res = hlmext.mixedlm("gcse ~ lrt + (lrt | school)", df).fit(reml=False)
+    >>> round(res.llf, 3)
+    -13998.439
+    """
+    return LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1)
+
+
+def lrtest(small, big) -> LRTest:
+    """Likelihood-ratio test of a model against a bigger one that nests it.
+
+    Both must be fitted to the same rows. REML fits are comparable only when their
+    fixed effects are the same; otherwise refit with ``reml=False``. When the models
+    differ in variance parameters, the chi2 reference is conservative (the null is on
+    the boundary), and one variance component uses ``chibar2(01)``.
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
+    >>> ri = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df).fit(reml=False)
+    >>> rs = hlmext.mixedlm("gcse ~ lrt + (lrt | school)", df).fit(reml=False)
+    >>> print(round(hlmext.lrtest(ri, rs).statistic, 2))
+    40.3
+    """
+    if small.nobs != big.nobs:
+        raise ModelError("the models were fitted to different numbers of observations (%d and %d); "
+                         "an LR test needs the same rows" % (small.nobs, big.nobs))
+    if small.reml != big.reml:
+        raise ModelError("one model is fitted by REML and the other by ML; refit both with reml=False")
+    fe_small, fe_big = list(small.model.exog_names), list(big.model.exog_names)
+    if small.reml and (fe_small != fe_big or not np.allclose(small.model.design.exog, big.model.design.exog)):
+        raise ModelError("REML likelihoods of models with different fixed effects are not comparable; "
+                         "refit both with reml=False")
+    df = int(big.k_params - small.k_params)
+    if df <= 0:
+        raise ModelError("the second model must have more parameters than the first (%d vs %d)"
+                         % (big.k_params, small.k_params))
+    versus = "the smaller model"
+    if big.model.k_re > small.model.k_re and fe_small == fe_big:
+        return boundary_lr_test(big.llf, small.llf, df, versus)
+    from scipy import stats
+    stat = 2 * (big.llf - small.llf)
+    conservative = big.model.k_re > small.model.k_re
+    return LRTest(stat, df, float(stats.chi2.sf(max(stat, 0), df)), "chi2(%d)" % df, conservative, versus)
+
+
+def per_group_ols(formula, data, groups, min_obs=5):
+    """Separate OLS regressions per group (Stata ``statsby``), one row per group.
+
+    Parameters
+    ----------
+    formula : str
+        Fixed-effects formula, e.g. ``"gcse ~ lrt"``.
+    data : pandas.DataFrame
+    groups : str
+        Grouping column.
+    min_obs : int
+        Groups with fewer rows are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Coefficients (columns named as in the formula) and ``nobs``, indexed by group.
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
+    >>> coefs = hlmext.per_group_ols("gcse ~ lrt", df, "school")
+    >>> coefs.shape
+    (64, 3)
+    """
+    from . import formula as fm
+    parsed = fm.ParsedFormula(response=formula.split("~")[0].strip(), fixed=formula.split("~", 1)[1],
+                              random=(fm.RandomTerm((groups,), "1", "identity"),), syntax="lme4")
+    frame = fm.model_frame(parsed, data, missing="drop")
+    keys = frame.random[0].groups[:, 0]
+    rows, index = [], []
+    for key in pd.unique(keys):
+        sel = keys == key
+        if sel.sum() < max(min_obs, frame.exog.shape[1]):
+            continue
+        coef = np.linalg.lstsq(frame.exog[sel], frame.endog[sel], rcond=None)[0]
+        rows.append(np.append(coef, sel.sum()))
+        index.append(key)
+    out = pd.DataFrame(rows, index=pd.Index(index, name=groups), columns=frame.exog_names + ["nobs"])
+    out["nobs"] = out["nobs"].astype(int)
+    return out.sort_index()

@@ -1,0 +1,331 @@
+"""Covariance structures of the random effects at one level.
+
+The random effects of a level are ``b = sigma * Lambda u`` with ``u ~ N(0, I)``, so
+``Cov(b) = sigma^2 Lambda Lambda'``. A structure maps its parameters ``theta`` (what
+the optimizer sees) to the lower-triangular relative factor ``Lambda``, and maps the
+covariance to the reporting scale of Stata and lme4: standard deviations and
+correlations, with ``phi`` = (log sd, atanh corr) the scale on which standard errors
+and confidence intervals are computed.
+
+A level may hold several blocks (lme4's ``(1 | g) + (0 + x | g)``); ``LevelCovariance``
+is their block-diagonal composition.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+STRUCTURES = ("unstructured", "independent", "identity", "exchangeable")
+
+
+class Structure:
+    """One block of random effects with ``q`` columns and a covariance pattern."""
+
+    name = ""
+
+    def __init__(self, q: int):
+        self.q = int(q)
+
+    # --- optimizer scale -------------------------------------------------------
+    @property
+    def n_theta(self) -> int:
+        raise NotImplementedError
+
+    def lam(self, theta: np.ndarray) -> np.ndarray:
+        """Relative Cholesky factor Lambda (q x q, lower triangular) of ``theta``."""
+        raise NotImplementedError
+
+    def theta_start(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def theta_bounds(self) -> list:
+        raise NotImplementedError
+
+    def theta_from_lam(self, lam: np.ndarray) -> np.ndarray:
+        """Nearest ``theta`` for a given factor (used for start values)."""
+        raise NotImplementedError
+
+    # --- reporting scale ---------------------------------------------------------
+    def report_names(self, cols: list[str]) -> list[str]:
+        """Names of the reported parameters: sd(...) then corr(...)."""
+        raise NotImplementedError
+
+    def report(self, cov: np.ndarray) -> np.ndarray:
+        """sd's and correlations (reporting scale) of an absolute covariance matrix."""
+        raise NotImplementedError
+
+    def cov_from_report(self, values: np.ndarray) -> np.ndarray:
+        """Absolute covariance matrix from the reported sd's and correlations."""
+        raise NotImplementedError
+
+    def n_report(self) -> int:
+        return len(self.report_names(["c%d" % i for i in range(self.q)]))
+
+    def is_corr(self) -> np.ndarray:
+        """Boolean mask over the reported parameters: True for correlations."""
+        names = self.report_names(["c%d" % i for i in range(self.q)])
+        return np.array([n.startswith("corr(") for n in names], dtype=bool)
+
+
+def _sd_names(cols):
+    return ["sd(%s)" % c for c in cols]
+
+
+class Unstructured(Structure):
+    """Any positive semi-definite covariance: Lambda lower triangular, q(q+1)/2 parameters.
+
+    ``theta`` lists the lower triangle of Lambda column by column (lme4's order).
+    """
+
+    name = "unstructured"
+
+    @property
+    def n_theta(self):
+        return self.q * (self.q + 1) // 2
+
+    def _index(self):
+        rows, cols = np.tril_indices(self.q)
+        order = np.lexsort((rows, cols))  # column-major
+        return rows[order], cols[order]
+
+    def lam(self, theta):
+        out = np.zeros((self.q, self.q))
+        out[self._index()] = theta
+        return out
+
+    def theta_start(self):
+        return self.theta_from_lam(np.eye(self.q))
+
+    def theta_bounds(self):
+        rows, cols = self._index()
+        return [(0.0, None) if r == c else (None, None) for r, c in zip(rows, cols)]
+
+    def theta_from_lam(self, lam):
+        return np.asarray(lam, float)[self._index()].copy()
+
+    def report_names(self, cols):
+        names = _sd_names(cols)
+        for j in range(self.q):
+            for i in range(j + 1, self.q):
+                names.append("corr(%s,%s)" % (cols[j], cols[i]))
+        return names
+
+    def report(self, cov):
+        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+        out = list(sd)
+        for j in range(self.q):
+            for i in range(j + 1, self.q):
+                den = sd[i] * sd[j]
+                out.append(cov[i, j] / den if den > 0 else np.nan)
+        return np.array(out)
+
+    def cov_from_report(self, values):
+        sd = np.asarray(values[: self.q], float)
+        corr = np.eye(self.q)
+        k = self.q
+        for j in range(self.q):
+            for i in range(j + 1, self.q):
+                corr[i, j] = corr[j, i] = values[k]
+                k += 1
+        return corr * np.outer(sd, sd)
+
+
+class Independent(Structure):
+    """Uncorrelated random effects with their own variances: Lambda diagonal, q parameters."""
+
+    name = "independent"
+
+    @property
+    def n_theta(self):
+        return self.q
+
+    def lam(self, theta):
+        return np.diag(np.asarray(theta, float))
+
+    def theta_start(self):
+        return np.ones(self.q)
+
+    def theta_bounds(self):
+        return [(0.0, None)] * self.q
+
+    def theta_from_lam(self, lam):
+        return np.sqrt(np.diag(np.asarray(lam) @ np.asarray(lam).T))
+
+    def report_names(self, cols):
+        return _sd_names(cols)
+
+    def report(self, cov):
+        return np.sqrt(np.clip(np.diag(cov), 0, None))
+
+    def cov_from_report(self, values):
+        return np.diag(np.asarray(values, float) ** 2)
+
+
+class Identity(Structure):
+    """Uncorrelated random effects with one common variance: Lambda = t I, one parameter."""
+
+    name = "identity"
+
+    @property
+    def n_theta(self):
+        return 1
+
+    def lam(self, theta):
+        return float(theta[0]) * np.eye(self.q)
+
+    def theta_start(self):
+        return np.ones(1)
+
+    def theta_bounds(self):
+        return [(0.0, None)]
+
+    def theta_from_lam(self, lam):
+        return np.array([np.sqrt(np.mean(np.diag(np.asarray(lam) @ np.asarray(lam).T)))])
+
+    def report_names(self, cols):
+        return ["sd(%s)" % " ".join(cols)] if self.q > 1 else _sd_names(cols)
+
+    def report(self, cov):
+        return np.array([np.sqrt(max(np.mean(np.diag(cov)), 0.0))])
+
+    def cov_from_report(self, values):
+        return float(values[0]) ** 2 * np.eye(self.q)
+
+
+class Exchangeable(Structure):
+    """Common variance and common correlation: Lambda = t chol((1 - r) I + r 11'), two parameters."""
+
+    name = "exchangeable"
+
+    @property
+    def n_theta(self):
+        return 2
+
+    def _corr(self, r):
+        return (1.0 - r) * np.eye(self.q) + r * np.ones((self.q, self.q))
+
+    def lam(self, theta):
+        t, r = float(theta[0]), float(theta[1])
+        return t * np.linalg.cholesky(self._corr(r))
+
+    def theta_start(self):
+        return np.array([1.0, 0.0])
+
+    def theta_bounds(self):
+        lower = -1.0 / (self.q - 1) if self.q > 1 else -1.0
+        return [(0.0, None), (lower + 1e-6, 1.0 - 1e-6)]
+
+    def theta_from_lam(self, lam):
+        cov = np.asarray(lam) @ np.asarray(lam).T
+        sd, r = self.report(cov)
+        lower, upper = self.theta_bounds()[1]
+        return np.array([sd, float(np.clip(0.0 if np.isnan(r) else r, lower, upper))])
+
+    def report_names(self, cols):
+        return ["sd(%s)" % " ".join(cols), "corr(%s)" % " ".join(cols)]
+
+    def report(self, cov):
+        var = np.mean(np.diag(cov))
+        off = cov[~np.eye(self.q, dtype=bool)]
+        r = np.mean(off) / var if var > 0 and off.size else np.nan
+        return np.array([np.sqrt(max(var, 0.0)), r])
+
+    def cov_from_report(self, values):
+        return float(values[0]) ** 2 * self._corr(float(values[1]))
+
+
+_CLASSES = {c.name: c for c in (Unstructured, Independent, Identity, Exchangeable)}
+
+
+def make_structure(name: str, q: int) -> Structure:
+    """The structure called ``name`` for ``q`` columns (one column is always identity)."""
+    if name not in _CLASSES:
+        raise ValueError("unknown covariance structure %r; use one of %s" % (name, ", ".join(STRUCTURES)))
+    if q == 1:
+        name = "identity"
+    if name == "exchangeable" and q < 2:
+        name = "identity"
+    return _CLASSES[name](q)
+
+
+class LevelCovariance:
+    """Block-diagonal covariance of one level's random effects.
+
+    Parameters
+    ----------
+    blocks : list of (Structure, list of str)
+        Each block's structure and the names of its columns, in the order of the
+        level's random-effects design columns.
+    """
+
+    def __init__(self, blocks):
+        self.blocks = [(s, list(cols)) for s, cols in blocks]
+        self.q = sum(s.q for s, _ in self.blocks)
+        self.n_theta = sum(s.n_theta for s, _ in self.blocks)
+
+    @property
+    def names(self) -> list[str]:
+        return [c for _, cols in self.blocks for c in cols]
+
+    @property
+    def label(self) -> str:
+        """Structure name as Stata prints it (``Unstructured``, or ``Blocks`` for several)."""
+        if len(self.blocks) == 1:
+            return self.blocks[0][0].name.capitalize()
+        kinds = {s.name for s, _ in self.blocks}
+        if kinds == {"identity"} and all(s.q == 1 for s, _ in self.blocks):
+            return "Independent"
+        return "Blocks"
+
+    def _split(self, vec, sizes):
+        out, k = [], 0
+        for n in sizes:
+            out.append(np.asarray(vec[k:k + n], float))
+            k += n
+        return out
+
+    def lam(self, theta) -> np.ndarray:
+        out = np.zeros((self.q, self.q))
+        k = 0
+        for (s, _), th in zip(self.blocks, self._split(theta, [s.n_theta for s, _ in self.blocks])):
+            out[k:k + s.q, k:k + s.q] = s.lam(th)
+            k += s.q
+        return out
+
+    def theta_start(self) -> np.ndarray:
+        return np.concatenate([s.theta_start() for s, _ in self.blocks])
+
+    def theta_bounds(self) -> list:
+        return [b for s, _ in self.blocks for b in s.theta_bounds()]
+
+    def theta_from_cov(self, cov_rel: np.ndarray) -> np.ndarray:
+        """``theta`` of a relative covariance (Cov(b) / sigma^2), block by block."""
+        out, k = [], 0
+        for s, _ in self.blocks:
+            block = np.asarray(cov_rel[k:k + s.q, k:k + s.q], float)
+            w, v = np.linalg.eigh(block)
+            block = (v * np.clip(w, 1e-8, None)) @ v.T
+            out.append(s.theta_from_lam(np.linalg.cholesky(block)))
+            k += s.q
+        return np.concatenate(out)
+
+    def report_names(self) -> list[str]:
+        return [n for s, cols in self.blocks for n in s.report_names(cols)]
+
+    def report(self, cov: np.ndarray) -> np.ndarray:
+        out, k = [], 0
+        for s, _ in self.blocks:
+            out.append(s.report(cov[k:k + s.q, k:k + s.q]))
+            k += s.q
+        return np.concatenate(out)
+
+    def is_corr(self) -> np.ndarray:
+        return np.concatenate([s.is_corr() for s, _ in self.blocks])
+
+    def cov_from_report(self, values) -> np.ndarray:
+        out = np.zeros((self.q, self.q))
+        k = 0
+        sizes = [s.n_report() for s, _ in self.blocks]
+        for (s, _), vals in zip(self.blocks, self._split(values, sizes)):
+            out[k:k + s.q, k:k + s.q] = s.cov_from_report(vals)
+            k += s.q
+        return out

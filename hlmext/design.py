@@ -1,0 +1,280 @@
+"""The design of a linear or generalized mixed model, laid out for the compiled core.
+
+``MixedDesign`` holds the response, the fixed-effects design ``X`` and, per level of
+random effects, its design ``Z_l``, its grouping and its covariance structure. Rows are
+sorted once so that every cluster at every level is a contiguous run (outermost level
+as the primary sort key), and the matrix ``W = [Z_0 | ... | Z_{L-1} | X | y]`` is stored
+in that order with the innermost level first. Levels must nest (each cluster of an
+inner level lies in exactly one cluster of the next level out); nesting is detected
+from the data, so class ids that are unique across schools nest implicitly.
+
+All validation of arrays that reach ``_core`` happens here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .covariance import LevelCovariance, make_structure
+from .exceptions import DataError, ModelError
+
+
+@dataclass
+class LevelSpec:
+    """One level of random effects before sorting: what the user asked for.
+
+    Parameters
+    ----------
+    name : str
+        Level name, e.g. ``"school"`` or ``"school:class"``.
+    groups : ndarray, shape (n,) or (n, k)
+        Group labels of every row (k columns combine into one grouping).
+    exog_re : ndarray, shape (n, q)
+        Random-effects design columns.
+    blocks : list of (str, list of int)
+        Covariance structure name and the column indices (into ``exog_re``) of each block.
+    names : list of str
+        Column names of ``exog_re``.
+    """
+
+    name: str
+    groups: np.ndarray
+    exog_re: np.ndarray
+    blocks: list
+    names: list
+
+
+@dataclass
+class Level:
+    """One level of random effects after sorting (as the core sees it)."""
+
+    name: str
+    names: list                  # random-effects column names
+    cov: LevelCovariance
+    labels: pd.Index             # group label of every cluster, in cluster order
+    sizes: np.ndarray            # rows per cluster
+    first: int                   # first global cluster number
+    codes: np.ndarray = field(repr=False)   # cluster of every sorted row (0-based within level)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.labels)
+
+    @property
+    def q(self) -> int:
+        return len(self.names)
+
+
+def _codes_of(groups: np.ndarray, name: str):
+    """Integer codes (in sorted label order) and the labels of a grouping of one or more columns."""
+    groups = np.asarray(groups)
+    if groups.ndim == 1:
+        groups = groups[:, None]
+    frame = pd.DataFrame({j: groups[:, j] for j in range(groups.shape[1])})
+    if frame.isna().to_numpy().any():
+        raise DataError("the grouping of level %r has missing values; drop those rows" % name)
+    if groups.shape[1] == 1:
+        codes, uniq = pd.factorize(frame[0], sort=True)
+        return codes.astype(np.int64), pd.Index(uniq)
+    codes = frame.groupby(list(frame.columns), sort=True).ngroup().to_numpy()
+    first = np.unique(codes, return_index=True)[1]
+    return codes.astype(np.int64), pd.MultiIndex.from_frame(frame.iloc[first])
+
+
+def _is_sorted(keys):
+    """True if the rows are already in lexicographic order of ``keys`` (outermost first)."""
+    tied = np.ones(len(keys[0]) - 1, dtype=bool)
+    for key in keys:
+        d = np.diff(key)
+        if np.any(tied & (d < 0)):
+            return False
+        tied &= d == 0
+    return True
+
+
+class MixedDesign:
+    """Sorted, validated arrays of a mixed model and the cluster structure for the core.
+
+    Parameters
+    ----------
+    endog : array_like, shape (n,)
+    exog : array_like, shape (n, p)
+    exog_names : list of str
+    levels : list of LevelSpec
+        In any order; they are ordered by nesting (innermost first for the core).
+
+    Attributes
+    ----------
+    order : ndarray (n,)
+        Sorted row i is original row ``order[i]``.
+    W : ndarray (n, m)
+        ``[Z_0 | ... | Z_{L-1} | X | y]`` in sorted order, innermost level first.
+    levels : list of Level
+        Innermost first.
+    """
+
+    def __init__(self, endog, exog, exog_names, levels, endog_name="y"):
+        endog = np.asarray(endog, dtype=float)
+        exog = np.asarray(exog, dtype=float)
+        if exog.ndim == 1:
+            exog = exog[:, None]
+        n = endog.shape[0]
+        if n == 0:
+            raise DataError("no observations to fit")
+        if exog.shape[0] != n:
+            raise DataError("exog has %d rows but endog has %d" % (exog.shape[0], n))
+        for arr, what in ((endog, "endog"), (exog, "exog")):
+            if not np.all(np.isfinite(arr)):
+                raise DataError("%s contains NaN or inf; drop or impute those rows first" % what)
+        if not levels:
+            raise ModelError("a mixed model needs at least one level of random effects")
+        self.endog_name = endog_name
+        self.exog_names = list(exog_names)
+        self.nobs = n
+        self.k_fe = exog.shape[1]
+        _check_fixed_rank(exog, self.exog_names)
+
+        specs, codes, labels = [], [], []
+        for spec in levels:
+            z = np.asarray(spec.exog_re, dtype=float)
+            if z.ndim == 1:
+                z = z[:, None]
+            if z.shape[0] != n:
+                raise DataError("random-effects design of level %r has %d rows, expected %d"
+                                % (spec.name, z.shape[0], n))
+            if not np.all(np.isfinite(z)):
+                raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
+            c, lab = _codes_of(spec.groups, spec.name)
+            if len(c) != n:
+                raise DataError("groups of level %r have %d rows, expected %d" % (spec.name, len(c), n))
+            specs.append((spec, z))
+            codes.append(c)
+            labels.append(lab)
+        specs, codes, labels = _merge_same_grouping(specs, codes, labels)
+        order_levels = _nesting_order(codes, [s.name for s, _ in specs])
+        # sort rows: outermost level is the primary key
+        keys = [codes[i] for i in order_levels]          # outermost first
+        if _is_sorted(keys):
+            order = np.arange(n)
+        else:
+            order = np.lexsort(keys[::-1]) if len(keys) > 1 else np.argsort(keys[0], kind="stable")
+        self.order = order
+        self.endog = endog[order]
+        self.exog = np.ascontiguousarray(exog[order])
+
+        inner_first = order_levels[::-1]
+        zcols, self.levels = [], []
+        first = 0
+        for i in inner_first:
+            spec, z = specs[i]
+            sorted_codes = codes[i][order]
+            change = np.flatnonzero(np.diff(sorted_codes)) + 1
+            starts = np.concatenate([[0], change])
+            ends = np.concatenate([change, [n]])
+            cluster_of_row = np.repeat(np.arange(len(starts)), ends - starts)
+            blocks = [(make_structure(kind, len(cols)), [spec.names[j] for j in cols])
+                      for kind, cols in spec.blocks]
+            perm = [j for _, cols in spec.blocks for j in cols]
+            lev = Level(name=spec.name, names=[spec.names[j] for j in perm], cov=LevelCovariance(blocks),
+                        labels=labels[i][sorted_codes[starts]], sizes=ends - starts, first=first,
+                        codes=cluster_of_row)
+            lev._starts, lev._ends = starts, ends
+            self.levels.append(lev)
+            zcols.append(z[order][:, perm])
+            first += len(starts)
+        self.n_clusters = first
+        self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels])]).astype(np.intp)
+        self.W = np.ascontiguousarray(np.hstack(zcols + [self.exog, self.endog[:, None]]))
+        self.m = self.W.shape[1]
+        self.level_first = np.array([lv.first for lv in self.levels] + [first], dtype=np.intp)
+        self.row_start = np.concatenate([lv._starts for lv in self.levels]).astype(np.intp)
+        self.row_end = np.concatenate([lv._ends for lv in self.levels]).astype(np.intp)
+        parent = np.full(first, -1, dtype=np.intp)
+        for lev, outer in zip(self.levels[:-1], self.levels[1:]):
+            parent[lev.first:lev.first + lev.n_groups] = outer.first + outer.codes[lev._starts]
+        self.parent = parent
+        q_of_cluster = np.concatenate([np.full(lv.n_groups, lv.q) for lv in self.levels])
+        width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i])
+                                for i, lv in enumerate(self.levels)])
+        sizes = q_of_cluster * width
+        self.stat_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.stat_size = int(sizes.sum())
+        self.u_off = np.concatenate([[0], np.cumsum(q_of_cluster)[:-1]]).astype(np.intp)
+        self.n_u = int(q_of_cluster.sum())
+        self._check_identified()
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    def _check_identified(self):
+        for lev in self.levels:
+            if lev.n_groups < 2:
+                raise ModelError("level %r has a single group; a variance cannot be estimated from one "
+                                 "group: drop this random-effects term" % lev.name)
+            if lev.q > 1 and np.all(lev.sizes == 1):
+                raise ModelError("every group of level %r has one observation, so its %d random effects "
+                                 "(%s) are not identified; keep only a random intercept for %r"
+                                 % (lev.name, lev.q, ", ".join(lev.names), lev.name))
+        z = self.W[:, :self.zoff[-1]]
+        for i, lev in enumerate(self.levels):
+            zl = z[:, self.zoff[i]:self.zoff[i + 1]]
+            if np.linalg.matrix_rank(zl) < lev.q:
+                raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "
+                                 "columns are collinear or constant; drop one of them"
+                                 % (lev.name, ", ".join(lev.names)))
+
+
+def _check_fixed_rank(exog, names):
+    if exog.shape[1] == 0:
+        return
+    scale = np.sqrt((exog ** 2).mean(axis=0))
+    scale[scale == 0] = 1.0
+    r = np.linalg.qr(exog / scale, mode="r")
+    diag = np.abs(np.diag(r))
+    tol = diag.max() * max(exog.shape) * np.finfo(float).eps * 10 if diag.size else 0
+    bad = np.flatnonzero(diag <= tol)
+    if bad.size:
+        cols = ", ".join(repr(names[j]) for j in bad)
+        raise ModelError("the fixed-effects design is rank deficient: %s %s a linear combination of "
+                         "earlier columns (perfect collinearity); drop %s from the formula"
+                         % (cols, "is" if bad.size == 1 else "are", "it" if bad.size == 1 else "them"))
+
+
+def _merge_same_grouping(specs, codes, labels):
+    """Terms on the same grouping (lme4 ``(1 | g) + (0 + x | g)``) become one level of blocks."""
+    out_specs, out_codes, out_labels = [], [], []
+    for (spec, z), c, lab in zip(specs, codes, labels):
+        for i, (other, oz) in enumerate(out_specs):
+            if other.name == spec.name:
+                dup = set(other.names) & set(spec.names)
+                if dup:
+                    raise ModelError("level %r has the random-effects column(s) %s in more than one term"
+                                     % (spec.name, ", ".join(sorted(dup))))
+                q0 = oz.shape[1]
+                merged = LevelSpec(other.name, other.groups, None,
+                                   other.blocks + [(k, [j + q0 for j in cols]) for k, cols in spec.blocks],
+                                   other.names + spec.names)
+                out_specs[i] = (merged, np.hstack([oz, z]))
+                break
+        else:
+            out_specs.append((spec, z))
+            out_codes.append(c)
+            out_labels.append(lab)
+    return out_specs, out_codes, out_labels
+
+
+def _nesting_order(codes, names):
+    """Indices of the levels from outermost to innermost; raise if they do not nest."""
+    n_groups = [int(c.max()) + 1 for c in codes]
+    order = sorted(range(len(codes)), key=lambda i: (n_groups[i], i))
+    for outer, inner in zip(order[:-1], order[1:]):
+        outer_of_inner = np.empty(n_groups[inner], dtype=np.int64)
+        outer_of_inner[codes[inner]] = codes[outer]
+        if np.any(outer_of_inner[codes[inner]] != codes[outer]):
+            raise ModelError("levels %r and %r are not nested (some %r group spans several %r groups); "
+                             "crossed random effects are not supported by this model yet"
+                             % (names[inner], names[outer], names[inner], names[outer]))
+    return order

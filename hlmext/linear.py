@@ -1,0 +1,321 @@
+"""Linear mixed model: profiled deviance from per-cluster cross-products, and the fit.
+
+Model: ``y = X beta + Z b + e``, ``b = Lambda u``, ``u ~ N(0, sigma^2 I)``,
+``e ~ N(0, sigma^2 I)``. For given ``theta`` (hence Lambda) the penalized least squares
+problem ``min_{u, beta} |y - X beta - Z Lambda u|^2 + |u|^2`` is solved by the blocked
+Cholesky factorization in ``_core.factorize``, which gives
+
+- ``logdet`` = log det(Lambda' Z'Z Lambda + I),
+- ``logdet_rx`` = log det(RX'RX) and the penalized residual sum of squares ``prss``,
+
+and the profiled deviance (-2 log-likelihood maximized over beta and sigma) is
+
+- ML:   ``logdet + n (1 + log(2 pi prss / n))``
+- REML: ``logdet + logdet_rx + (n - p)(1 + log(2 pi prss / (n - p)))``
+
+(Bates, Maechler, Bolker & Walker 2015, J. Stat. Softw. 67(1), eqs. 34 and 41).
+After one pass over the rows (``_core.cross_products``) every evaluation touches only
+the per-cluster blocks, so its cost does not depend on the number of rows.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from statsmodels.base.model import LikelihoodModel
+
+from . import _core
+from .design import LevelSpec, MixedDesign
+from .exceptions import ConvergenceWarning, ModelError
+from .optimize import minimize
+
+LOG2PI = np.log(2 * np.pi)
+
+
+class Factorization:
+    """The penalized system factored at one ``theta`` (private cache of a fit)."""
+
+    def __init__(self, model, theta):
+        d = model.design
+        self.theta = np.asarray(theta, float)
+        self.lams = model.lams(theta)
+        lam_flat = np.concatenate([lam.ravel() for lam in self.lams])
+        self.work = np.empty(d.stat_size)
+        self.G = np.empty(model._G0.size)
+        self.logdet, info = _core.factorize(model._stats, model._G0, lam_flat, model._lam_off, d.zoff,
+                                            d.m, d.level_first, d.stat_off, d.parent, self.work, self.G)
+        p = d.k_fe
+        self.ok = info == 0
+        self.info = info
+        if not self.ok:
+            return
+        L = np.tril(self.G.reshape(p + 1, p + 1))
+        self.L_x = L[:p, :p]
+        self.logdet_rx = 2.0 * np.sum(np.log(np.diag(self.L_x)))
+        self.prss = L[p, p] ** 2
+        self.beta = np.linalg.solve(self.L_x.T, L[p, :p]) if p else np.zeros(0)
+
+    def modes(self, model):
+        """Spherical conditional modes u, cluster by cluster (core order)."""
+        d = model.design
+        u = np.empty(d.n_u)
+        _core.solve_modes(self.work, self.G, self.beta, d.zoff, d.m, d.level_first, d.stat_off,
+                          d.parent, d.u_off, u)
+        return u
+
+
+class LinearMixed(LikelihoodModel):
+    """Linear mixed-effects model fitted by ML or REML.
+
+    Parameters
+    ----------
+    endog : array_like, shape (n,)
+        Response.
+    exog : array_like, shape (n, p)
+        Fixed-effects design (include a column of ones for an intercept).
+    groups : array_like, shape (n,)
+        Group label of every row (one level of random effects).
+    exog_re : array_like, shape (n, q), optional
+        Random-effects design; default a random intercept only.
+    cov : str
+        Covariance structure of the random effects: ``"unstructured"`` (default),
+        ``"independent"``, ``"identity"`` or ``"exchangeable"``.
+    exog_names, exog_re_names : list of str, optional
+    design : MixedDesign, optional
+        A prepared design (used by ``from_formula``); replaces the arrays.
+
+    Examples
+    --------
+    >>> import numpy as np, hlmext
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(30), 10)
+    >>> x = rng.normal(size=300)
+    >>> y = 1 + 0.5 * x + rng.normal(size=30)[g] + rng.normal(size=300)
+    >>> X = np.column_stack([np.ones(300), x])
+    >>> res = hlmext.LinearMixed(y, X, g).fit(reml=False)
+    >>> round(float(res.fe_params.iloc[1]), 2)
+    0.48
+    """
+
+    def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured",
+                 exog_names=None, exog_re_names=None, design=None, frame=None, formula=None, **kwargs):
+        if design is None:
+            design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
+        self.design = design
+        self.frame = frame            # the formula's ModelFrame (None for the array interface)
+        self.formula = formula
+        self.levels = design.levels                   # innermost first
+        self.k_re = sum(lv.cov.n_theta for lv in self.levels)
+        super().__init__(pd.Series(design.endog, name=design.endog_name),
+                         pd.DataFrame(design.exog, columns=design.exog_names, copy=False), **kwargs)
+        self.data.param_names = list(design.exog_names) + self.report_names()
+        self.nobs = design.nobs
+        self.k_fe = design.k_fe
+        self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])[:-1]]).astype(np.intp)
+        self._stats = np.zeros(design.stat_size)
+        _core.cross_products(design.W, design.zoff, design.level_first, design.row_start, design.row_end,
+                             design.stat_off, self._stats)
+        xy = design.W[:, design.zoff[-1]:]
+        self._G0 = np.ascontiguousarray(xy.T @ xy).ravel()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_formula(cls, formula, data, cov=None, missing="drop", eval_env=0, **kwargs):
+        """Build the model from a formula (lme4 bars or Stata ``||``) and a DataFrame.
+
+        See ``hlmext.mixedlm`` for the syntax.
+        """
+        from . import formula as fm
+        parsed = fm.parse(formula, cov=cov)
+        frame = fm.model_frame(parsed, data, missing=missing, eval_env=_caller_env(eval_env))
+        design = design_from_frame(frame)
+        return cls(design=design, frame=frame, formula=formula, **kwargs)
+
+    @property
+    def exog_names(self):
+        return self.design.exog_names
+
+    @property
+    def endog_names(self):
+        return self.design.endog_name
+
+    # ------------------------------------------------------------------ objective
+    def lams(self, theta):
+        """Relative covariance factors Lambda of every level (core order) for ``theta``."""
+        out, k = [], 0
+        for lv in self.levels:
+            out.append(lv.cov.lam(theta[k:k + lv.cov.n_theta]))
+            k += lv.cov.n_theta
+        return out
+
+    def theta_start(self):
+        return np.concatenate([lv.cov.theta_start() for lv in self.levels])
+
+    def theta_bounds(self):
+        return [b for lv in self.levels for b in lv.cov.theta_bounds()]
+
+    def factorize(self, theta) -> Factorization:
+        """Factor the penalized system at ``theta`` (pure: nothing on the model changes)."""
+        return Factorization(self, theta)
+
+    def deviance(self, theta, reml=True):
+        """Profiled deviance (-2 log-likelihood, or the REML criterion) at ``theta``.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (k_re,)
+            Parameters of the relative covariance factors, level by level (innermost first).
+        reml : bool
+
+        Returns
+        -------
+        float
+            ``inf`` where the system is not positive definite.
+        """
+        f = self.factorize(theta)
+        if not f.ok or not f.prss > 0:
+            return np.inf
+        return _deviance(f, self.nobs, self.k_fe, reml)
+
+    def deviance_at(self, theta, sigma, reml=True):
+        """-2 log-likelihood at ``theta`` and a given residual sd (beta profiled out)."""
+        f = self.factorize(theta)
+        if not f.ok:
+            return np.inf
+        n = self.nobs - (self.k_fe if reml else 0)
+        out = f.logdet + n * (LOG2PI + 2 * np.log(sigma)) + f.prss / sigma ** 2
+        return out + f.logdet_rx if reml else out
+
+    def loglike(self, params, reml=False):
+        """Log-likelihood at ``params`` = (fixed effects, reported variance parameters).
+
+        The variance parameters are those of ``results.params`` after the fixed effects:
+        the sd's and correlations of every level (outermost first) and ``sd(Residual)``.
+        With ``reml=True`` the REML criterion, which does not depend on the fixed effects.
+        """
+        params = np.asarray(params, float)
+        beta = params[:self.k_fe]
+        theta, sigma = self.theta_from_report(params[self.k_fe:])
+        f = self.factorize(theta)
+        if not f.ok:
+            return -np.inf
+        if reml:
+            return -0.5 * self.deviance_at(theta, sigma, reml=True)
+        diff = f.L_x.T @ (beta - f.beta)
+        pwrss = f.prss + diff @ diff
+        return -0.5 * (f.logdet + self.nobs * (LOG2PI + 2 * np.log(sigma)) + pwrss / sigma ** 2)
+
+    # ------------------------------------------------------------------ reporting scale
+    def report_names(self):
+        """Names of the variance parameters, outermost level first, then sd(Residual)."""
+        names = []
+        for lv in self.levels[::-1]:
+            names += ["%s[%s]" % (n, lv.name) for n in lv.cov.report_names()]
+        return names + ["sd(Residual)"]
+
+    def report_from_theta(self, theta, sigma):
+        """sd's and correlations (outermost level first) and sigma, from ``theta``."""
+        out, k = [], 0
+        per_level = []
+        for lv in self.levels:
+            lam = lv.cov.lam(theta[k:k + lv.cov.n_theta])
+            per_level.append(lv.cov.report(sigma ** 2 * lam @ lam.T))
+            k += lv.cov.n_theta
+        for vals in per_level[::-1]:
+            out.append(vals)
+        return np.concatenate(out + [[sigma]])
+
+    def theta_from_report(self, values):
+        """Inverse of ``report_from_theta``: (theta, sigma)."""
+        values = np.asarray(values, float)
+        sigma = values[-1]
+        sizes = [len(lv.cov.report_names()) for lv in self.levels[::-1]]
+        chunks, k = [], 0
+        for s in sizes:
+            chunks.append(values[k:k + s])
+            k += s
+        theta = []
+        for lv, vals in zip(self.levels, chunks[::-1]):
+            cov_rel = lv.cov.cov_from_report(vals) / sigma ** 2
+            theta.append(lv.cov.theta_from_cov(cov_rel))
+        return np.concatenate(theta), sigma
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, reml=True, start=None, maxiter=1000, disp=False, **kwargs):
+        """Fit by maximum likelihood (``reml=False``) or restricted ML (``reml=True``).
+
+        Parameters
+        ----------
+        reml : bool
+            REML (default, as lme4 and statsmodels) or ML (Stata ``mle``, needed to
+            compare models with different fixed effects by LR tests).
+        start : array_like, optional
+            Starting ``theta`` (relative covariance factors, core order).
+        maxiter : int
+        disp : bool
+            Print the optimizer summary.
+
+        Returns
+        -------
+        MixedResults
+        """
+        from .results import MixedResults, MixedResultsWrapper
+        theta0 = self.theta_start() if start is None else np.asarray(start, float)
+        bounds = self.theta_bounds()
+        opt = minimize(lambda th: self.deviance(th, reml), theta0, bounds, maxiter=maxiter)
+        if disp:
+            print(opt)
+        if not opt.converged:
+            warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
+                          "evaluations; check the model (rescale covariates, simplify the random part) or "
+                          "try other start values" % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning)
+        return MixedResultsWrapper(MixedResults(self, opt.end, reml=reml, opt=opt))
+
+
+def _deviance(f, n, p, reml):
+    if reml:
+        r = n - p
+        return f.logdet + f.logdet_rx + r * (1 + LOG2PI + np.log(f.prss / r))
+    return f.logdet + n * (1 + LOG2PI + np.log(f.prss / n))
+
+
+def _caller_env(depth):
+    return depth + 1 if isinstance(depth, int) else depth
+
+
+def design_from_frame(frame) -> MixedDesign:
+    """A ``MixedDesign`` from the formula module's ``ModelFrame``."""
+    specs = []
+    for block in frame.random:
+        q = block.exog_re.shape[1]
+        specs.append(LevelSpec(block.term.level, block.groups, block.exog_re,
+                               [(block.term.cov, list(range(q)))], list(block.names)))
+    return MixedDesign(frame.endog, frame.exog, frame.exog_names, specs, endog_name=frame.endog_name)
+
+
+def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names):
+    if endog is None or exog is None or groups is None:
+        raise ModelError("LinearMixed needs endog, exog and groups (or use hlmext.mixedlm with a formula)")
+    endog = np.asarray(endog, dtype=float)
+    exog = np.asarray(exog, dtype=float)
+    if exog.ndim == 1:
+        exog = exog[:, None]
+    if exog_re is None:
+        exog_re = np.ones((endog.shape[0], 1))
+        exog_re_names = exog_re_names or ["Intercept"]
+    exog_re = np.asarray(exog_re, dtype=float)
+    if exog_re.ndim == 1:
+        exog_re = exog_re[:, None]
+    exog_names = list(exog_names) if exog_names is not None else _default_names(exog, "x")
+    exog_re_names = list(exog_re_names) if exog_re_names is not None else _default_names(exog_re, "z")
+    spec = LevelSpec("group", np.asarray(groups), exog_re, [(cov, list(range(exog_re.shape[1])))],
+                     exog_re_names)
+    return MixedDesign(endog, exog, exog_names, [spec], endog_name="y")
+
+
+def _default_names(a, prefix):
+    names = []
+    for j in range(a.shape[1]):
+        names.append("Intercept" if np.all(a[:, j] == 1) else "%s%d" % (prefix, j + 1))
+    return names

@@ -1,0 +1,381 @@
+"""Results of a linear mixed-model fit, as a statsmodels ``LikelihoodModelResults``.
+
+``params`` are the fixed effects followed by the variance parameters on the reporting
+scale (sd's and correlations of every level, outermost first, then ``sd(Residual)``);
+``cov_params()`` is block diagonal: ``sigma^2 (RX'RX)^{-1}`` for the fixed effects (as
+lme4 and Stata) and the delta-method covariance of the variance parameters. So
+``bse``, ``conf_int``, ``t_test``, ``wald_test`` work as in statsmodels; ``re_params``
+gives the Stata-style table of the variance parameters with intervals computed on the
+log-sd / atanh-corr scale.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import statsmodels.base.wrapper as wrap
+from scipy import linalg
+from statsmodels.base.model import LikelihoodModelResults
+
+from . import inference
+from .exceptions import BoundaryWarning
+from .linear import LOG2PI, _deviance
+
+
+def stata_name(name: str) -> str:
+    return "_cons" if name == "Intercept" else name
+
+
+class MixedResults(LikelihoodModelResults):
+    """Fit of a ``LinearMixed`` model; built complete by ``LinearMixed.fit``.
+
+    Attributes
+    ----------
+    fe_params, bse_fe : pandas.Series
+        Fixed effects and their standard errors, in the formula's column order.
+    re_params : pandas.DataFrame
+        sd's, correlations and sd(Residual) with standard errors and 95% intervals.
+    cov_re : dict of str -> pandas.DataFrame
+        Random-effects covariance matrix of each level (Stata ``estat recovariance``).
+    random_effects, random_effects_cov : dict of str -> pandas.DataFrame
+        BLUPs (conditional modes) of every group and their conditional variances.
+    scale : float
+        Residual variance sigma^2.
+    llf, aic, bic, nobs, n_groups, converged, opt
+    """
+
+    def __init__(self, model, theta, reml, opt):
+        f = model.factorize(theta)
+        n, p = model.nobs, model.k_fe
+        self.reml = bool(reml)
+        self.method = "REML" if reml else "ML"
+        self.theta = np.asarray(theta, float)
+        sigma2 = f.prss / (n - p if reml else n)
+        sigma = np.sqrt(sigma2)
+        linv = linalg.solve_triangular(f.L_x, np.eye(p), lower=True) if p else np.zeros((0, 0))
+        cov_fe = sigma2 * (linv.T @ linv)
+
+        values = model.report_from_theta(theta, sigma)
+        is_corr = np.concatenate([lv.cov.is_corr() for lv in model.levels[::-1]] + [[False]])
+        fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, sigma, is_corr))
+        fixed[-1] = False
+        fixed |= _corr_of_boundary_sd(model, fixed)
+
+        def objective(v):
+            th, s = model.theta_from_report(v)
+            return model.deviance_at(th, s, reml)
+
+        cov_rep, cov_phi = inference.delta_cov(objective, values, is_corr, fixed)
+        params = np.concatenate([f.beta, values])
+        cov = linalg.block_diag(cov_fe, cov_rep)
+        super().__init__(model, params, normalized_cov_params=cov, scale=sigma2)
+        self.cov_params_default = cov
+        self.opt = opt
+        self.converged = opt.converged
+        self.deviance = _deviance(f, n, p, reml)
+        self._llf = -0.5 * self.deviance
+        self.k_params = p + model.k_re + 1
+        self.aic = self.deviance + 2 * self.k_params
+        self.bic = self.deviance + np.log(n) * self.k_params
+        self.nobs = n
+        self.k_fe = p
+        self.df_resid = n - p
+        names = model.exog_names
+        self.fe_params = pd.Series(f.beta, index=names, name="coef")
+        self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
+        self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
+        self._cov_phi = cov_phi
+        self._is_corr = is_corr
+        self.on_boundary = [nm for nm, b in zip(model.report_names(), fixed) if b]
+        self.re_params = inference.re_table(model.report_names(), values, cov_phi, is_corr)
+        self.cov_re = {}
+        self.n_groups = {}
+        for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
+            self.cov_re[lv.name] = pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names)
+            self.n_groups[lv.name] = lv.n_groups
+        self.random_effects, self.random_effects_cov = _blups(model, f, sigma2)
+        self._fitted_sorted = _fitted_sorted(model, f.beta, self.random_effects)
+        self.notes = _notes(self)
+        if self.on_boundary:
+            warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
+                          "complex than the data support, drop the term(s) from the random part"
+                          % ", ".join(self.on_boundary), BoundaryWarning)
+
+    @property
+    def llf(self):
+        """Log-likelihood at the optimum (the REML criterion's for REML fits)."""
+        return self._llf
+
+    # ------------------------------------------------------------------ rows
+    def _original_order(self, sorted_values):
+        out = np.empty_like(sorted_values)
+        out[self.model.design.order] = sorted_values
+        labels = self.model.frame.row_labels if self.model.frame is not None else None
+        return pd.Series(out, index=labels)
+
+    @property
+    def fittedvalues(self):
+        """Conditional fitted values X beta + Z b, in the data's row order."""
+        return self._original_order(self._fitted_sorted)
+
+    @property
+    def resid(self):
+        """Conditional residuals y - X beta - Z b, in the data's row order."""
+        return self._original_order(self.model.design.endog - self._fitted_sorted)
+
+    def predict(self, data=None, which="marginal"):
+        """Predictions for the fitted data or new data.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            New data with the formula's columns; default the fitted rows.
+        which : {"marginal", "conditional"}
+            ``X beta`` or ``X beta + Z b`` (groups not seen in the fit get b = 0).
+
+        Returns
+        -------
+        pandas.Series
+        """
+        if which not in ("marginal", "conditional"):
+            raise ValueError("which must be 'marginal' or 'conditional', not %r" % (which,))
+        model = self.model
+        if data is None:
+            if which == "conditional":
+                return self.fittedvalues
+            return self._original_order(model.design.exog @ self.fe_params.to_numpy())
+        if model.frame is None:
+            raise ValueError("predict on new data needs a model built from a formula (hlmext.mixedlm)")
+        from . import formula as fm
+        frame = model.frame
+        X = fm.exog_for(frame.fixed_design_info, data)
+        out = X @ self.fe_params.to_numpy()
+        if which == "conditional":
+            for block in frame.random:
+                level = block.term.level
+                Z = fm.exog_for(block.design_info, data)
+                re = self.random_effects[level][block.names]
+                keys = _row_keys(data, block.term.group)
+                b = re.reindex(keys).fillna(0.0).to_numpy()
+                out = out + np.sum(Z * b, axis=1)
+        return pd.Series(out, index=data.index)
+
+    # ------------------------------------------------------------------ tests
+    def lr_test_vs_regression(self):
+        """LR test of all random effects against the model without them (OLS).
+
+        With one variance component the statistic is ``chibar2(01)`` with the halved
+        p-value; otherwise ``chi2(k)``, conservative (Stata's rule).
+        """
+        model = self.model
+        dev0 = model.deviance(np.zeros(model.k_re), self.reml)
+        return inference.boundary_lr_test(self.llf, -0.5 * dev0, model.k_re, "linear model")
+
+    @property
+    def wald_chi2(self):
+        """Wald chi2 of all fixed effects but the intercept: (statistic, df, p-value)."""
+        return inference.wald_chi2(self.fe_params.to_numpy(), self.cov_fe.to_numpy(), self.model.exog_names)
+
+    def icc(self, alpha=0.05):
+        """Intraclass correlations of a random-intercept model (Stata ``estat icc``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per level (outermost first): icc, se and CI (logit scale).
+        """
+        levels = self.model.levels[::-1]
+        if any(lv.q != 1 or lv.names[0] != "Intercept" for lv in levels):
+            raise ValueError("icc() needs random intercepts only; with random slopes the intraclass "
+                             "correlation depends on the covariates")
+        k = len(levels)
+        sds = self.re_params["estimate"].to_numpy()
+        cov_sd = self.cov_params()[self.k_fe:, self.k_fe:]
+        jac = 2 * sds
+        cov_var = cov_sd * np.outer(jac, jac)
+        return inference.icc_table(sds[:k] ** 2, sds[k] ** 2, cov_var, [lv.name for lv in levels], alpha)
+
+    # ------------------------------------------------------------------ summary
+    model_label = property(lambda self: "Mixed-effects %s regression" % self.method)
+    integration = None
+    endog_name = property(lambda self: self.model.endog_names)
+
+    @property
+    def level_info(self):
+        return [{"name": lv.name, "n_groups": lv.n_groups, "min": int(lv.sizes.min()),
+                 "avg": float(lv.sizes.mean()), "max": int(lv.sizes.max())} for lv in self.model.levels[::-1]]
+
+    @property
+    def fe_table(self):
+        from scipy import stats
+        se = self.bse_fe
+        z = self.fe_params / se
+        q = stats.norm.ppf(0.975)
+        return pd.DataFrame({"coef": self.fe_params, "se": se, "z": z, "pvalue": 2 * stats.norm.sf(np.abs(z)),
+                             "lower": self.fe_params - q * se, "upper": self.fe_params + q * se})
+
+    @property
+    def re_table(self):
+        rows, index = [], []
+        k = 0
+        table = self.re_params
+        for lv in self.model.levels[::-1]:
+            names = lv.cov.report_names()
+            block = table.iloc[k:k + len(names)].copy()
+            block.index = [_display_name(nm) for nm in names]
+            sd_rows = [i for i, nm in enumerate(names) if not nm.startswith("corr(")]
+            cons = [i for i in sd_rows if names[i] == "sd(Intercept)"]
+            order = [i for i in sd_rows if i not in cons] + cons + [i for i in range(len(names)) if i not in sd_rows]
+            for i in order:
+                rows.append(block.iloc[i].to_numpy())
+                index.append((lv.name, block.index[i]))
+            k += len(names)
+        rows.append(table.iloc[-1].to_numpy())
+        index.append(("Residual", "sd(Residual)"))
+        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=table.columns)
+
+    @property
+    def re_structure(self):
+        return {lv.name: lv.cov.label for lv in self.model.levels}
+
+    @property
+    def lr_test(self):
+        return self.lr_test_vs_regression()
+
+    def summary(self, alpha=0.05):
+        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``)."""
+        from .summary import MixedSummary
+        return MixedSummary(self, alpha=alpha)
+
+    def _repr_html_(self):
+        return self.summary()._repr_html_()
+
+
+def _display_name(name):
+    """``sd(Intercept)`` -> ``sd(_cons)``; ``corr(Intercept,x)`` -> ``corr(x,_cons)`` (Stata)."""
+    if name.startswith("corr(") and "," in name:
+        a, b = name[5:-1].split(",", 1)
+        if a == "Intercept":
+            a, b = b, a
+        return "corr(%s,%s)" % (stata_name(a), stata_name(b))
+    inner = name[name.index("(") + 1:-1]
+    return "%s(%s)" % (name[:name.index("(")], " ".join(stata_name(t) for t in inner.split(" ")))
+
+
+def _sd_scale(model, sigma, is_corr):
+    """Per reported value, the sd below which it counts as zero (scaled by its design column)."""
+    z = model.design.W[:, :model.design.zoff[-1]]
+    rms = np.sqrt(np.mean(z ** 2, axis=0))
+    out = []
+    for i, lv in enumerate(model.levels):
+        cols = rms[model.design.zoff[i]:model.design.zoff[i + 1]]
+        per = []
+        k = 0
+        for s, names in lv.cov.blocks:
+            block_rms = cols[k:k + s.q]
+            for nm in s.report_names(names):
+                per.append(sigma / max(np.mean(block_rms), 1e-300))
+            k += s.q
+        out.append(np.array(per))
+    return np.concatenate(out[::-1] + [[np.inf]])
+
+
+def _corr_of_boundary_sd(model, fixed):
+    """Correlations that involve an sd on the boundary are not estimable either."""
+    names = model.report_names()
+    zero = {nm[3:nm.index(")")] + nm[nm.index("["):] for nm, b in zip(names, fixed) if b and nm.startswith("sd(")}
+    out = np.zeros(len(names), dtype=bool)
+    for i, nm in enumerate(names):
+        if nm.startswith("corr("):
+            pair, lvl = nm[5:nm.index(")")], nm[nm.index("["):]
+            out[i] = any((c + lvl) in zero for c in pair.split(","))
+    return out
+
+
+def _blups(model, f, sigma2):
+    """BLUPs b = Lambda u and their conditional variances (given beta and theta), per level.
+
+    Conditional variances are the diagonal blocks of sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1}
+    Lambda' (lme4's ``condVar``), computed by selected inversion along each cluster's chain
+    of ancestors, outermost level first.
+    """
+    d = model.design
+    u = f.modes(model)
+    lams = model.lams(f.theta)
+    blocks = {}
+    cond = {}
+    chain_cov = [None] * d.n_levels       # per level: (G_l, Qc, Qc) joint cov of cluster and ancestors
+    for l in range(d.n_levels - 1, -1, -1):
+        lv = d.levels[l]
+        q = lv.q
+        D = d.m - d.zoff[l]
+        G = lv.n_groups
+        k0 = lv.first
+        S = f.work[d.stat_off[k0]:d.stat_off[k0] + G * q * D].reshape(G, q, D)
+        Lk = np.tril(S[:, :, :q])
+        Linv = np.linalg.inv(Lk)
+        own = np.einsum("gji,gjk->gik", Linv, Linv)          # (L L')^{-1}
+        Qa = d.zoff[-1] - d.zoff[l + 1]
+        if Qa:
+            R = S[:, :, q:q + Qa]                              # couplings to the ancestors
+            par = d.parent[k0:k0 + G] - d.levels[l + 1].first
+            anc_cov = chain_cov[l + 1][par]
+            M = np.einsum("gji,gjk->gik", Linv, R)              # L^{-T} R
+            cross = -np.einsum("gij,gjk->gik", M, anc_cov)      # cov(u_k, u_anc)
+            own = own + np.einsum("gij,gkj->gik", np.einsum("gij,gjk->gik", M, anc_cov), M)
+            chain = np.concatenate([np.concatenate([own, cross], axis=2),
+                                    np.concatenate([np.transpose(cross, (0, 2, 1)), anc_cov], axis=2)], axis=1)
+        else:
+            chain = own
+        chain_cov[l] = chain
+        lam = lams[l]
+        uk = u[d.u_off[k0]:d.u_off[k0] + G * q].reshape(G, q)
+        b = uk @ lam.T
+        var = sigma2 * np.einsum("ij,gjk,lk->gil", lam, own, lam)
+        blocks[lv.name] = pd.DataFrame(b, index=lv.labels, columns=lv.names).sort_index()
+        cols, vals = [], []
+        for i in range(q):
+            for j in range(i + 1):
+                cols.append("var(%s)" % lv.names[i] if i == j else "cov(%s,%s)" % (lv.names[j], lv.names[i]))
+                vals.append(var[:, i, j])
+        cond[lv.name] = pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index()
+    order = [lv.name for lv in d.levels[::-1]]
+    return {k: blocks[k] for k in order}, {k: cond[k] for k in order}
+
+
+def _fitted_sorted(model, beta, random_effects):
+    d = model.design
+    out = d.exog @ beta
+    for i, lv in enumerate(d.levels):
+        z = d.W[:, d.zoff[i]:d.zoff[i + 1]]
+        b = random_effects[lv.name].reindex(lv.labels).to_numpy()
+        out = out + np.sum(z * b[lv.codes], axis=1)
+    return out
+
+
+def _row_keys(data, group_cols):
+    if len(group_cols) == 1:
+        return pd.Index(data[group_cols[0]].to_numpy())
+    return pd.MultiIndex.from_arrays([data[c].to_numpy() for c in group_cols])
+
+
+def _notes(res):
+    notes = []
+    if not res.converged:
+        notes.append("Convergence not achieved: max |gradient| %.3g; see results.opt"
+                     % res.opt.max_abs_gradient)
+    for name in res.on_boundary:
+        notes.append("%s is on the boundary of the parameter space (no standard error); consider "
+                     "removing that term from the random part" % name)
+    return notes
+
+
+class MixedResultsWrapper(wrap.ResultsWrapper):
+    _attrs = {"params": "columns", "bse": "columns", "pvalues": "columns", "tvalues": "columns"}
+    _wrap_attrs = _attrs
+    _methods = {"cov_params": "cov", "conf_int": "columns"}
+    _wrap_methods = _methods
+
+
+wrap.populate_wrapper(MixedResultsWrapper, MixedResults)
