@@ -44,6 +44,14 @@ class Structure:
         """Nearest ``theta`` for a given factor (used for start values)."""
         raise NotImplementedError
 
+    def theta_scale(self, rms: np.ndarray) -> np.ndarray:
+        """Natural size of each ``theta`` given the root mean squares of the design columns.
+
+        A random effect on a column of size ``rms`` has a relative sd of order ``1 / rms``;
+        the optimizer works on ``theta / scale`` so that its steps are scale-free.
+        """
+        raise NotImplementedError
+
     # --- reporting scale ---------------------------------------------------------
     def report_names(self, cols: list[str]) -> list[str]:
         """Names of the reported parameters: sd(...) then corr(...)."""
@@ -95,6 +103,10 @@ class Unstructured(Structure):
     def theta_start(self):
         return self.theta_from_lam(np.eye(self.q))
 
+    def theta_scale(self, rms):
+        rows, _ = self._index()
+        return 1.0 / np.asarray(rms, float)[rows]
+
     def theta_bounds(self):
         rows, cols = self._index()
         return [(0.0, None) if r == c else (None, None) for r, c in zip(rows, cols)]
@@ -144,6 +156,9 @@ class Independent(Structure):
     def theta_start(self):
         return np.ones(self.q)
 
+    def theta_scale(self, rms):
+        return 1.0 / np.asarray(rms, float)
+
     def theta_bounds(self):
         return [(0.0, None)] * self.q
 
@@ -174,6 +189,9 @@ class Identity(Structure):
 
     def theta_start(self):
         return np.ones(1)
+
+    def theta_scale(self, rms):
+        return np.array([1.0 / np.mean(rms)])
 
     def theta_bounds(self):
         return [(0.0, None)]
@@ -209,6 +227,9 @@ class Exchangeable(Structure):
 
     def theta_start(self):
         return np.array([1.0, 0.0])
+
+    def theta_scale(self, rms):
+        return np.array([1.0 / np.mean(rms), 1.0])
 
     def theta_bounds(self):
         lower = -1.0 / (self.q - 1) if self.q > 1 else -1.0
@@ -296,6 +317,15 @@ class LevelCovariance:
 
     def theta_bounds(self) -> list:
         return [b for s, _ in self.blocks for b in s.theta_bounds()]
+
+    def theta_scale(self, rms) -> np.ndarray:
+        """Per-parameter scale of ``theta`` from the design columns' root mean squares."""
+        out, k = [], 0
+        rms = np.where(np.asarray(rms, float) > 0, rms, 1.0)
+        for s, _ in self.blocks:
+            out.append(s.theta_scale(rms[k:k + s.q]))
+            k += s.q
+        return np.concatenate(out)
 
     def theta_from_cov(self, cov_rel: np.ndarray) -> np.ndarray:
         """``theta`` of a relative covariance (Cov(b) / sigma^2), block by block."""

@@ -155,6 +155,13 @@ class LinearMixed(LikelihoodModel):
     def theta_bounds(self):
         return [b for lv in self.levels for b in lv.cov.theta_bounds()]
 
+    def theta_scale(self):
+        """Natural size of every ``theta`` (from the random-effects columns' magnitudes)."""
+        d = self.design
+        rms = np.sqrt(np.mean(d.W[:, :d.zoff[-1]] ** 2, axis=0))
+        return np.concatenate([lv.cov.theta_scale(rms[d.zoff[i]:d.zoff[i + 1]])
+                               for i, lv in enumerate(self.levels)])
+
     def factorize(self, theta) -> Factorization:
         """Factor the penalized system at ``theta`` (pure: nothing on the model changes)."""
         return Factorization(self, theta)
@@ -261,9 +268,10 @@ class LinearMixed(LikelihoodModel):
         MixedResults
         """
         from .results import MixedResults, MixedResultsWrapper
-        theta0 = self.theta_start() if start is None else np.asarray(start, float)
-        bounds = self.theta_bounds()
-        opt = minimize(lambda th: self.deviance(th, reml), theta0, bounds, maxiter=maxiter)
+        scale = self.theta_scale()
+        theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
+        opt = minimize(lambda th: self.deviance(th, reml), theta0, self.theta_bounds(), scale=scale,
+                       maxiter=maxiter)
         if disp:
             print(opt)
         if not opt.converged:

@@ -68,36 +68,67 @@ def projected_gradient(g, x, bounds):
     return g
 
 
-def minimize(fun, x0, bounds, grad=None, maxiter=1000):
-    """Minimize ``fun`` over a box; return an ``OptSummary``.
+def minimize(fun, x0, bounds, scale=None, grad=None, maxiter=1000):
+    """Minimize ``fun`` over a box; return an ``OptSummary`` (``end`` on the scale of ``x0``).
 
-    L-BFGS-B first (with ``grad`` or central differences); if its projected gradient is
-    not small, Powell from its end point, keeping the better result.
+    The optimizer works on ``x / scale``. L-BFGS-B first (with ``grad`` or central
+    differences). A parameter stopped at a lower bound of 0 (a zero sd) may be a saddle
+    point of the objective rather than its minimum (the deviance is symmetric in the
+    sign of a column of Lambda, so its gradient vanishes there): small steps into the
+    interior are tried and, if one is better, the search restarts from it. If the
+    projected gradient is still not small, Powell from the best point, keeping the
+    better result.
     """
+    x0 = np.asarray(x0, float)
+    scale = np.ones_like(x0) if scale is None else np.asarray(scale, float)
+    sbounds = [(None if lo is None else lo / s, None if hi is None else hi / s)
+               for (lo, hi), s in zip(bounds, scale)]
     counter = [0]
 
-    def counted(x):
+    def f(z):
         counter[0] += 1
-        return fun(x)
+        return fun(z * scale)
 
-    jac = grad if grad is not None else (lambda x: central_gradient(counted, x))
-    x0 = np.clip(np.asarray(x0, float), [b[0] if b[0] is not None else -np.inf for b in bounds],
-                 [b[1] if b[1] is not None else np.inf for b in bounds])
+    jac = (lambda z: grad(z * scale) * scale) if grad is not None else (lambda z: central_gradient(f, z))
+    lower = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
+    upper = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
+    z = np.clip(x0 / scale, lower, upper)
     attempts = []
-    res = optimize.minimize(counted, x0, jac=jac, method="L-BFGS-B", bounds=bounds,
-                            options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-9, "maxcor": 20})
-    best_x, best_f, message = res.x, float(res.fun), str(res.message)
-    attempts.append(("L-BFGS-B", best_f, counter[0], message))
-    g = projected_gradient(central_gradient(counted, best_x), best_x, bounds)
+    best_z, best_f, message = z, f(z), "start"
+    for _ in range(4):
+        before = counter[0]
+        res = optimize.minimize(f, best_z, jac=jac, method="L-BFGS-B", bounds=sbounds,
+                                options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-9, "maxcor": 20})
+        attempts.append(("L-BFGS-B", float(res.fun), counter[0] - before, str(res.message)))
+        if res.fun <= best_f:
+            best_z, best_f, message = res.x, float(res.fun), str(res.message)
+        escape = _escape_from_zero_bound(f, best_z, best_f, lower)
+        if escape is None:
+            break
+        best_z, best_f = escape
+    g = projected_gradient(central_gradient(f, best_z), best_z, sbounds)
     if np.max(np.abs(g), initial=0.0) > GRADIENT_TOL:
         before = counter[0]
-        res2 = optimize.minimize(counted, best_x, method="Powell", bounds=bounds,
+        res2 = optimize.minimize(f, best_z, method="Powell", bounds=sbounds,
                                  options={"maxiter": 20 * maxiter, "xtol": 1e-10, "ftol": 1e-14})
         attempts.append(("Powell", float(res2.fun), counter[0] - before, str(res2.message)))
         if res2.fun < best_f:
-            best_x, best_f, message = res2.x, float(res2.fun), str(res2.message)
-            g = projected_gradient(central_gradient(counted, best_x), best_x, bounds)
+            best_z, best_f, message = res2.x, float(res2.fun), str(res2.message)
+            g = projected_gradient(central_gradient(f, best_z), best_z, sbounds)
     converged = bool(np.all(np.isfinite(g)) and np.max(np.abs(g), initial=0.0) <= GRADIENT_TOL
                      and np.isfinite(best_f))
-    return OptSummary(start=x0, end=np.asarray(best_x), fun=best_f, n_evals=counter[0], gradient=g,
+    return OptSummary(start=x0, end=np.asarray(best_z) * scale, fun=best_f, n_evals=counter[0], gradient=g,
                       converged=converged, message=message, attempts=attempts)
+
+
+def _escape_from_zero_bound(f, z, fz, lower):
+    """A better point a small step inside from a parameter sitting at a lower bound of 0."""
+    best = None
+    for i in np.flatnonzero((lower == 0) & (np.abs(z) < 1e-8)):
+        for step in (1e-3, 1e-2, 1e-1):
+            trial = z.copy()
+            trial[i] = step
+            ft = f(trial)
+            if ft < fz - 1e-8 and (best is None or ft < best[1]):
+                best = (trial, ft)
+    return best
