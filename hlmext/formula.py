@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import keyword
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -423,9 +424,18 @@ def _patsy_error(err, what, columns):
     return FormulaError(f"cannot evaluate {what}: {err}")
 
 
+def _quote_keywords(formula, columns):
+    """Columns named like Python keywords (``class``, ``yield``) as ``Q("class")`` for patsy."""
+    names = [c for c in columns if isinstance(c, str) and keyword.iskeyword(c)]
+    for name in names:
+        formula = re.sub(r"(?<![\w.'\"])%s(?![\w'\"])" % re.escape(name), 'Q("%s")' % name, formula)
+    return formula
+
+
 def _design(formula, data, env, na_action, what):
     """patsy design matrix of a right-hand side (DataFrame if na_action='drop')."""
     return_type = "dataframe" if na_action == "drop" else "matrix"
+    formula = _quote_keywords(formula, data.columns)
     try:
         return patsy.dmatrix(formula, data, eval_env=env, NA_action=na_action, return_type=return_type)
     except patsy.PatsyError as err:
@@ -443,7 +453,7 @@ def _response(expr, data, env, na_action):
             raise DataError(f"response {expr!r} is not numeric (dtype {column.dtype}); recode it, "
                             f"e.g. (df.{expr} == {example!r}).astype(int)")
     try:
-        y = patsy.dmatrices(f"{expr} ~ 0", data, eval_env=env, NA_action=na_action,
+        y = patsy.dmatrices(f"{_quote_keywords(expr, data.columns)} ~ 0", data, eval_env=env, NA_action=na_action,
                             return_type="dataframe")[0]
     except patsy.PatsyError as err:
         raise _patsy_error(err, f"the response {expr!r}", data.columns) from err
