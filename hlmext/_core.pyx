@@ -10,10 +10,14 @@ Data layout (built by ``design.py``; every index here has been checked there):
 - Clusters are numbered level by level, innermost level first: clusters of level ``l``
   are ``level_first[l] .. level_first[l+1]-1``; ``row_start[k] .. row_end[k]`` are the
   rows of cluster ``k``, and ``parent[k]`` its cluster one level out (-1 at the top).
-- The statistics of cluster ``k`` at level ``l`` are the ``q_l x (m - zoff[l])`` block
-  ``Z_lk' [Z_l | Z_{l+1} | ... | X | y]_k``, row-major, at ``stats[stat_off[k]:]``: the
-  cluster's rows of the cross-product matrix from its own columns to the right. The
-  global block ``[X y]'[X y]`` is computed by NumPy (BLAS) outside.
+- Levels that do not nest in this chain (crossed factors) are not eliminated cluster by
+  cluster: their random effects form the dense block ``D`` (``qd`` columns: every group
+  of every crossed level) that is factored with ``X`` and ``y`` at the end.
+- The statistics of cluster ``k`` at level ``l`` are the ``q_l x (m - zoff[l] + qd)``
+  block ``Z_lk' [Z_l | Z_{l+1} | ... | D | X | y]_k``, row-major, at
+  ``stats[stat_off[k]:]``: the cluster's rows of the cross-product matrix from its own
+  columns to the right. The ``D`` columns and the global block ``[D X y]'[D X y]`` are
+  filled by NumPy outside (they are sparse scatters and one BLAS product).
 
 Three layers, as in scikit-learn's kernels: small ``cdef ... noexcept nogil`` helpers for
 one cluster; ``def`` loops over clusters writing into caller-allocated arrays; the
@@ -27,6 +31,7 @@ Softw. 67(1), applied level by level from the innermost outwards (see
 ``docs/math.md``).
 """
 from libc.math cimport log, sqrt
+from scipy.linalg.cython_blas cimport dsyrk
 from scipy.linalg.cython_lapack cimport dpotrf
 
 ctypedef Py_ssize_t index_t
@@ -72,17 +77,30 @@ cdef void forward_solve(const double* L, index_t q, index_t lda, double* b, inde
             b[i * lda + c] /= d
 
 
+cdef inline void scale_columns(double* S, index_t q, index_t D, index_t col0, index_t qj,
+                               const double* lj) noexcept nogil:
+    """S[:, col0:col0+qj] <- S[:, col0:col0+qj] Lambda_j (Lambda_j lower triangular, in place)."""
+    cdef index_t a, b, cj
+    cdef double s
+    for a in range(q):
+        for cj in range(qj):
+            s = 0.0
+            for b in range(cj, qj):
+                s += S[a * D + col0 + b] * lj[b * qj + cj]
+            S[a * D + col0 + cj] = s
+
+
 cdef void scale_block(const double* B, double* S, index_t q, index_t D, const double* lam,
                       index_t level, index_t nlev, const index_t* qlev, const index_t* lam_off,
-                      index_t ncolz) noexcept nogil:
-    """S = Lambda_l' B diag(Lambda_l, ..., Lambda_{L-1}, I) + [I 0] for one cluster.
+                      index_t ndense, const index_t* dense_q, const index_t* dense_groups) noexcept nogil:
+    """S = Lambda_l' B diag(Lambda_l, ..., Lambda_{L-1}, Lambda_D, I) + [I 0] for one cluster.
 
-    ``B`` and ``S`` are q x D row-major; ``ncolz`` is the number of leading Z columns.
+    ``B`` and ``S`` are q x D row-major. ``Lambda_D`` repeats each crossed level's factor
+    (``lam_off[nlev + d]``) over its groups.
     """
     cdef const double* lamq = lam + lam_off[level]
-    cdef index_t a, b, c, j, cj, col0, qj
+    cdef index_t a, b, c, j, g, col0
     cdef double s
-    cdef const double* lj
     # S = Lambda_l' B (Lambda lower triangular: Lambda'[a, b] = lam[b, a], b >= a)
     for a in range(q):
         for c in range(D):
@@ -93,15 +111,12 @@ cdef void scale_block(const double* B, double* S, index_t q, index_t D, const do
     # right-multiply each level's column block by its Lambda (in place, ascending cj)
     col0 = 0
     for j in range(level, nlev):
-        qj = qlev[j]
-        lj = lam + lam_off[j]
-        for a in range(q):
-            for cj in range(qj):
-                s = 0.0
-                for b in range(cj, qj):
-                    s += S[a * D + col0 + b] * lj[b * qj + cj]
-                S[a * D + col0 + cj] = s
-        col0 += qj
+        scale_columns(S, q, D, col0, qlev[j], lam + lam_off[j])
+        col0 += qlev[j]
+    for j in range(ndense):
+        for g in range(dense_groups[j]):
+            scale_columns(S, q, D, col0, dense_q[j], lam + lam_off[nlev + j])
+            col0 += dense_q[j]
     for a in range(q):
         S[a * D + a] += 1.0
 
@@ -123,21 +138,20 @@ cdef double eliminate_cluster(double* S, index_t q, index_t D, int* info) noexce
 
 
 cdef void downdate(const double* R, index_t q, index_t ldr, index_t c0, double* T,
-                   index_t qt, index_t Dt, bint lower_only) noexcept nogil:
+                   index_t qt, index_t Dt) noexcept nogil:
     """T[r, c] -= sum_t R[t, c0 + r] R[t, c0 + c] for r < qt, c < Dt (the Schur complement).
 
     ``R`` is the q-row off-diagonal block of an eliminated cluster (leading dim ldr);
-    ``T`` the qt x Dt block row of an ancestor cluster (or the global block).
+    ``T`` the qt x Dt block row of an ancestor cluster.
     """
-    cdef index_t r, c, t, cmax
-    cdef double s, w
+    cdef index_t r, c, t
+    cdef double w
     for r in range(qt):
-        cmax = r + 1 if lower_only else Dt
         for t in range(q):
             w = R[t * ldr + c0 + r]
             if w == 0.0:
                 continue
-            for c in range(cmax):
+            for c in range(Dt):
                 T[r * Dt + c] -= w * R[t * ldr + c0 + c]
 
 
@@ -147,21 +161,24 @@ cdef void downdate(const double* R, index_t q, index_t ldr, index_t c0, double* 
 
 def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_t[::1] level_first,
                    const index_t[::1] row_start, const index_t[::1] row_end,
-                   const index_t[::1] stat_off, double[::1] stats):
+                   const index_t[::1] stat_off, index_t qd, double[::1] stats):
     """One pass over the rows: every cluster's block ``Z_lk' [Z_l ... X y]_k`` into ``stats``.
 
+    The ``qd`` columns of the crossed block ``D`` are skipped (left for the caller).
     ``stats`` must be zero on entry. Cost: n * sum_l q_l * (m - zoff[l]) multiply-adds.
     """
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t m = W.shape[1]
-    cdef index_t l, k, i, a, c, q, D, z0
+    cdef index_t Q = zoff[nlev]
+    cdef index_t l, k, i, a, c, q, D, z0, nz
     cdef double w
     cdef double* out
     with nogil:
         for l in range(nlev):
             z0 = zoff[l]
             q = zoff[l + 1] - z0
-            D = m - z0
+            D = m - z0 + qd
+            nz = Q - z0
             for k in range(level_first[l], level_first[l + 1]):
                 out = &stats[stat_off[k]]
                 for i in range(row_start[k], row_end[k]):
@@ -169,53 +186,70 @@ def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_
                         w = W[i, z0 + a]
                         if w == 0.0:
                             continue
-                        for c in range(D):
+                        for c in range(nz):
                             out[a * D + c] += w * W[i, z0 + c]
+                        for c in range(nz, m - z0):
+                            out[a * D + c + qd] += w * W[i, z0 + c]
 
 
 def factorize(const double[::1] stats, const double[::1] G0, const double[::1] lam,
               const index_t[::1] lam_off, const index_t[::1] zoff, index_t m,
               const index_t[::1] level_first, const index_t[::1] stat_off,
-              const index_t[::1] parent, double[::1] work, double[::1] G):
+              const index_t[::1] parent, const index_t[::1] dense_q, const index_t[::1] dense_groups,
+              double[::1] work, double[::1] G):
     """Blocked Cholesky of the penalized system for one value of Lambda.
 
+    ``G0`` is the global block ``[D X y]'[D X y]`` already scaled by ``Lambda_D`` with the
+    identity added to its ``D`` block (size ``(qd + p + 1)^2``); ``dense_q`` and
+    ``dense_groups`` give each crossed level's columns and groups (empty without them).
     On return ``work`` holds every cluster's factor block row (``L_k`` in its lower
-    triangle, ``L_k^{-1}`` times its off-diagonal blocks to the right) and ``G`` the
-    lower Cholesky factor of the reduced ``[X y]`` block, row-major (p+1 x p+1).
+    triangle, ``L_k^{-1}`` times its off-diagonal blocks to the right) and ``G`` the lower
+    Cholesky factor of the reduced ``[D X y]`` block, row-major.
 
     Returns
     -------
     logdet : float
-        log det(Lambda' Z'Z Lambda + I) = sum over clusters of 2 sum log diag L_k.
+        sum over clusters of 2 sum log diag L_k (the ``D`` block's part is in ``G``).
     info : int
         0 on success; -(k+1) if cluster k's block was not positive definite; j if the
-        j-th leading minor of the reduced [X y] block was not (1 <= j <= p+1).
+        j-th leading minor of the reduced [D X y] block was not (1 <= j <= qd+p+1).
     """
     cdef index_t nlev = zoff.shape[0] - 1
+    cdef index_t ndense = dense_q.shape[0]
     cdef index_t Q = zoff[nlev]
-    cdef index_t pp1 = m - Q
-    cdef index_t l, j, k, q, D, anc, c0, qa, Da
+    cdef index_t qd = 0
+    cdef index_t l, j, k, q, D, anc, c0, qa, Da, nrow
+    cdef index_t pp1
     cdef double logdet = 0.0
     cdef int info = 0
-    cdef int n = <int> pp1
+    cdef int n, kk, lda
     cdef char uplo = b'U'
+    cdef char trans = b'N'
+    cdef double minus_one = -1.0, one = 1.0
     cdef index_t qlev[64]
     if nlev > 64:
         raise ValueError("at most 64 levels are supported")
+    for j in range(ndense):
+        qd += dense_q[j] * dense_groups[j]
+    pp1 = m - Q + qd
+    if G0.shape[0] != pp1 * pp1 or G.shape[0] != pp1 * pp1:
+        raise ValueError("global block has the wrong size")
+    n = <int> pp1
     for l in range(nlev):
         qlev[l] = zoff[l + 1] - zoff[l]
     with nogil:
         for l in range(nlev):
             q = qlev[l]
-            D = m - zoff[l]
+            D = m - zoff[l] + qd
             for k in range(level_first[l], level_first[l + 1]):
                 scale_block(&stats[stat_off[k]], &work[stat_off[k]], q, D, &lam[0], l, nlev,
-                            qlev, &lam_off[0], Q - zoff[l])
+                            qlev, &lam_off[0], ndense, &dense_q[0] if ndense else NULL,
+                            &dense_groups[0] if ndense else NULL)
         for j in range(pp1 * pp1):
             G[j] = G0[j]
         for l in range(nlev):
             q = qlev[l]
-            D = m - zoff[l]
+            D = m - zoff[l] + qd
             for k in range(level_first[l], level_first[l + 1]):
                 logdet += eliminate_cluster(&work[stat_off[k]], q, D, &info)
                 if info != 0:
@@ -227,14 +261,21 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
                 j = l + 1
                 while anc >= 0:
                     qa = qlev[j]
-                    Da = m - zoff[j]
-                    downdate(&work[stat_off[k]], q, D, c0, &work[stat_off[anc]], qa, Da, False)
+                    Da = m - zoff[j] + qd
+                    downdate(&work[stat_off[k]], q, D, c0, &work[stat_off[anc]], qa, Da)
                     c0 += qa
                     anc = parent[anc]
                     j += 1
-                downdate(&work[stat_off[k]], q, D, Q - zoff[l], &G[0], pp1, pp1, True)
             if info != 0:
                 break
+            # the level's clusters' rows form one (G_l q) x D row-major matrix: one BLAS
+            # rank-k downdate of the global block, G -= R_g' R_g (row-major lower = col-major upper)
+            nrow = (level_first[l + 1] - level_first[l]) * q
+            if nrow > 0:
+                kk = <int> nrow
+                lda = <int> D
+                dsyrk(&uplo, &trans, &n, &kk, &minus_one, &work[stat_off[level_first[l]] + Q - zoff[l]],
+                      &lda, &one, &G[0], &n)
         if info == 0:
             # row-major lower == column-major upper
             dpotrf(&uplo, &n, &G[0], &n, &info)
@@ -248,20 +289,22 @@ def solve_modes(const double[::1] work, const double[::1] G, const double[::1] b
     """Back-substitution for the spherical random effects u (conditional modes).
 
     For cluster k at level l, from the outermost level inwards:
-    ``L_k' u_k = r_k - R_k,anc u_anc - R_k,X beta`` where ``[R_k | r_k]`` is the
-    off-diagonal part of the factor block row in ``work``. ``u_off[k]`` is the first
+    ``L_k' u_k = r_k - R_k,anc u_anc - R_k,DX [u_D; beta]`` where ``[R_k | r_k]`` is the
+    off-diagonal part of the factor block row in ``work``; ``beta`` holds the crossed
+    modes ``u_D`` (if any) followed by the fixed effects. ``u_off[k]`` is the first
     entry of cluster k's ``q_l`` modes in ``u``.
     """
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t Q = zoff[nlev]
-    cdef index_t p = m - Q - 1
+    cdef index_t p = beta.shape[0]           # crossed modes u_D then the fixed effects
+    cdef index_t qd = p - (m - Q - 1)
     cdef index_t l, k, a, t, j, q, D, anc, c0, qa, lev
     cdef double s
     cdef const double* S
     with nogil:
         for l in range(nlev - 1, -1, -1):
             q = zoff[l + 1] - zoff[l]
-            D = m - zoff[l]
+            D = m - zoff[l] + qd
             for k in range(level_first[l], level_first[l + 1]):
                 S = &work[stat_off[k]]
                 for a in range(q):

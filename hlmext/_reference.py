@@ -17,31 +17,30 @@ def cross_products(W, zoff, level_first, row_start, row_end):
     return out
 
 
-def dense_z(W, zoff, level_first, row_start, row_end):
-    """The full random-effects design: one column block per cluster, innermost level first."""
+def dense_z(design):
+    """The full random-effects design: one column block per group, levels in core order."""
     blocks = []
-    for lev in range(len(zoff) - 1):
-        z0, z1 = zoff[lev], zoff[lev + 1]
-        for k in range(level_first[lev], level_first[lev + 1]):
-            col = np.zeros((W.shape[0], z1 - z0))
-            col[row_start[k]:row_end[k]] = W[row_start[k]:row_end[k], z0:z1]
-            blocks.append(col)
+    for i, lev in enumerate(design.levels):
+        z = design.z_of(i)
+        for g in range(lev.n_groups):
+            blocks.append(z * (lev.codes == g)[:, None])
     return np.hstack(blocks)
 
 
-def deviance_parts(W, zoff, level_first, row_start, row_end, lams):
-    """Dense penalized least squares for given per-level factors ``lams``.
+def deviance_parts(design, lams):
+    """Dense penalized least squares for given per-level factors ``lams`` (core order).
 
     Returns ``logdet`` = log det(Lambda'Z'Z Lambda + I), ``logdet_rx`` = log det(RX'RX),
     ``prss`` (penalized residual sum of squares), ``beta`` and the spherical modes ``u``
-    (cluster by cluster, innermost level first).
+    (group by group, levels in core order).
     """
-    Q = zoff[-1]
+    Q = design.zoff[-1]
+    W = design.W
     X, y = W[:, Q:-1], W[:, -1]
-    Z = dense_z(W, zoff, level_first, row_start, row_end)
+    Z = dense_z(design)
     lam_blocks = []
-    for lev in range(len(zoff) - 1):
-        lam_blocks += [lams[lev]] * (level_first[lev + 1] - level_first[lev])
+    for lev, lam in zip(design.levels, lams):
+        lam_blocks += [lam] * lev.n_groups
     lam = _block_diag(lam_blocks)
     ZL = Z @ lam
     A = ZL.T @ ZL + np.eye(ZL.shape[1])

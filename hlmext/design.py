@@ -4,9 +4,11 @@
 random effects, its design ``Z_l``, its grouping and its covariance structure. Rows are
 sorted once so that every cluster at every level is a contiguous run (outermost level
 as the primary sort key), and the matrix ``W = [Z_0 | ... | Z_{L-1} | X | y]`` is stored
-in that order with the innermost level first. Levels must nest (each cluster of an
-inner level lies in exactly one cluster of the next level out); nesting is detected
-from the data, so class ids that are unique across schools nest implicitly.
+in that order with the innermost level first. Levels that nest (each cluster of an
+inner level lies in exactly one cluster of the next level out) form this chain; nesting
+is detected from the data, so class ids that are unique across schools nest implicitly.
+When some levels do not nest (crossed factors), the level with the most groups is the
+chain and the others are crossed: their random effects are factored as one dense block.
 
 All validation of arrays that reach ``_core`` happens here.
 """
@@ -55,8 +57,10 @@ class Level:
     cov: LevelCovariance
     labels: pd.Index             # group label of every cluster, in cluster order
     sizes: np.ndarray            # rows per cluster
-    first: int                   # first global cluster number
+    first: int                   # first global cluster number (-1 for a crossed level)
     codes: np.ndarray = field(repr=False)   # cluster of every sorted row (0-based within level)
+    z: np.ndarray = field(default=None, repr=False)   # crossed level: its design (sorted rows)
+    doff: int = 0                # crossed level: first column in the dense block D
 
     @property
     def n_groups(self) -> int:
@@ -153,9 +157,9 @@ class MixedDesign:
             codes.append(c)
             labels.append(lab)
         specs, codes, labels = _merge_same_grouping(specs, codes, labels)
-        order_levels = _nesting_order(codes, [s.name for s, _ in specs])
-        # sort rows: outermost level is the primary key
-        keys = [codes[i] for i in order_levels]          # outermost first
+        chain, crossed = _chain_and_crossed(codes)
+        # sort rows: outermost chain level is the primary key
+        keys = [codes[i] for i in chain]          # outermost first
         if _is_sorted(keys):
             order = np.arange(n)
         else:
@@ -164,46 +168,93 @@ class MixedDesign:
         self.endog = endog[order]
         self.exog = np.ascontiguousarray(exog[order])
 
-        inner_first = order_levels[::-1]
         zcols, self.levels = [], []
         first = 0
-        for i in inner_first:
+        for i in chain[::-1]:                     # innermost first
             spec, z = specs[i]
             sorted_codes = codes[i][order]
             change = np.flatnonzero(np.diff(sorted_codes)) + 1
             starts = np.concatenate([[0], change])
             ends = np.concatenate([change, [n]])
-            cluster_of_row = np.repeat(np.arange(len(starts)), ends - starts)
-            blocks = [(make_structure(kind, len(cols)), [spec.names[j] for j in cols])
-                      for kind, cols in spec.blocks]
-            perm = [j for _, cols in spec.blocks for j in cols]
-            lev = Level(name=spec.name, names=[spec.names[j] for j in perm], cov=LevelCovariance(blocks),
-                        labels=labels[i][sorted_codes[starts]], sizes=ends - starts, first=first,
-                        codes=cluster_of_row)
-            lev._starts, lev._ends = starts, ends
+            lev = _level(spec, labels[i][sorted_codes[starts]], ends - starts,
+                         np.repeat(np.arange(len(starts)), ends - starts))
+            lev.first, lev._starts, lev._ends = first, starts, ends
             self.levels.append(lev)
-            zcols.append(z[order][:, perm])
+            zcols.append(z[order][:, _perm(spec)])
             first += len(starts)
+        self.n_chain = len(self.levels)
+        self.qd = 0
+        for i in crossed:                         # most groups first
+            spec, z = specs[i]
+            sorted_codes = codes[i][order]
+            lev = _level(spec, labels[i], np.bincount(sorted_codes, minlength=len(labels[i])), sorted_codes)
+            lev.z = np.ascontiguousarray(z[order][:, _perm(spec)])
+            lev.doff = self.qd
+            self.qd += lev.n_groups * lev.q
+            self.levels.append(lev)
+        self.crossed = self.levels[self.n_chain:]
+        self.dense_q = np.array([lv.q for lv in self.crossed], dtype=np.intp)
+        self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
         self.n_clusters = first
-        self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels])]).astype(np.intp)
+        self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels[:self.n_chain]])]).astype(np.intp)
         self.W = np.ascontiguousarray(np.hstack(zcols + [self.exog, self.endog[:, None]]))
         self.m = self.W.shape[1]
-        self.level_first = np.array([lv.first for lv in self.levels] + [first], dtype=np.intp)
-        self.row_start = np.concatenate([lv._starts for lv in self.levels]).astype(np.intp)
-        self.row_end = np.concatenate([lv._ends for lv in self.levels]).astype(np.intp)
+        chain_levels = self.levels[:self.n_chain]
+        self.level_first = np.array([lv.first for lv in chain_levels] + [first], dtype=np.intp)
+        self.row_start = np.concatenate([lv._starts for lv in chain_levels]).astype(np.intp)
+        self.row_end = np.concatenate([lv._ends for lv in chain_levels]).astype(np.intp)
         parent = np.full(first, -1, dtype=np.intp)
-        for lev, outer in zip(self.levels[:-1], self.levels[1:]):
+        for lev, outer in zip(chain_levels[:-1], chain_levels[1:]):
             parent[lev.first:lev.first + lev.n_groups] = outer.first + outer.codes[lev._starts]
         self.parent = parent
-        q_of_cluster = np.concatenate([np.full(lv.n_groups, lv.q) for lv in self.levels])
-        width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i])
-                                for i, lv in enumerate(self.levels)])
+        q_of_cluster = np.concatenate([np.full(lv.n_groups, lv.q) for lv in chain_levels])
+        width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i] + self.qd)
+                                for i, lv in enumerate(chain_levels)])
         sizes = q_of_cluster * width
+        if self.qd and sizes.sum() > 2.5e8:
+            raise ModelError("the crossed random effects need a %d x %d coupling matrix (%.1f GB); put the "
+                             "factor with the most groups first or reduce the crossed factors"
+                             % (int(q_of_cluster.sum()), self.qd, sizes.sum() * 8 / 1e9))
         self.stat_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
         self.stat_size = int(sizes.sum())
         self.u_off = np.concatenate([[0], np.cumsum(q_of_cluster)[:-1]]).astype(np.intp)
         self.n_u = int(q_of_cluster.sum())
         self._check_identified()
+
+    def z_of(self, i) -> np.ndarray:
+        """Random-effects design (sorted rows) of level ``i`` of ``levels``."""
+        if i < self.n_chain:
+            return self.W[:, self.zoff[i]:self.zoff[i + 1]]
+        return self.levels[i].z
+
+    def global_block(self) -> np.ndarray:
+        """Cross-products ``[D X y]'[D X y]`` (D: every group's columns of every crossed level)."""
+        xy = self.W[:, self.zoff[-1]:]
+        if not self.qd:
+            return xy.T @ xy
+        D = self._dense_matrix()
+        top = np.hstack([(D.T @ D).toarray(), np.asarray(D.T @ xy)])
+        return np.vstack([top, np.hstack([top[:, self.qd:].T, xy.T @ xy])])
+
+    def chain_coupling(self) -> np.ndarray:
+        """``Z_c' D`` per cluster of the (single) chain level: shape (G_c, q_c, qd)."""
+        from scipy import sparse
+        lev = self.levels[0]
+        n, q = self.nobs, lev.q
+        rows = np.repeat(np.arange(n), q)
+        cols = (lev.codes[:, None] * q + np.arange(q)).ravel()
+        Zc = sparse.csr_matrix((self.z_of(0).ravel(), (rows, cols)), shape=(n, lev.n_groups * q))
+        return (Zc.T @ self._dense_matrix()).toarray().reshape(lev.n_groups, q, self.qd)
+
+    def _dense_matrix(self):
+        from scipy import sparse
+        parts = []
+        for lev in self.crossed:
+            n, q = self.nobs, lev.q
+            rows = np.repeat(np.arange(n), q)
+            cols = (lev.codes[:, None] * q + np.arange(q)).ravel()
+            parts.append(sparse.csr_matrix((lev.z.ravel(), (rows, cols)), shape=(n, lev.n_groups * q)))
+        return sparse.hstack(parts).tocsr()
 
     @property
     def n_levels(self) -> int:
@@ -218,10 +269,8 @@ class MixedDesign:
                 raise ModelError("every group of level %r has one observation, so its %d random effects "
                                  "(%s) are not identified; keep only a random intercept for %r"
                                  % (lev.name, lev.q, ", ".join(lev.names), lev.name))
-        z = self.W[:, :self.zoff[-1]]
         for i, lev in enumerate(self.levels):
-            zl = z[:, self.zoff[i]:self.zoff[i + 1]]
-            if np.linalg.matrix_rank(zl) < lev.q:
+            if np.linalg.matrix_rank(self.z_of(i)) < lev.q:
                 raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "
                                  "columns are collinear or constant; drop one of them"
                                  % (lev.name, ", ".join(lev.names)))
@@ -266,15 +315,35 @@ def _merge_same_grouping(specs, codes, labels):
     return out_specs, out_codes, out_labels
 
 
-def _nesting_order(codes, names):
-    """Indices of the levels from outermost to innermost; raise if they do not nest."""
+def _nests_in(inner, outer, n_inner):
+    """True if every group of ``inner`` lies within one group of ``outer``."""
+    outer_of_inner = np.empty(n_inner, dtype=np.int64)
+    outer_of_inner[inner] = outer
+    return bool(np.all(outer_of_inner[inner] == outer))
+
+
+def _chain_and_crossed(codes):
+    """Split the levels into a nested chain (outermost first) and crossed levels.
+
+    If every level nests in the next one out (ordered by number of groups), all form the
+    chain. Otherwise the level with the most groups is the chain, eliminated cluster by
+    cluster, and every other level is crossed (factored as one dense block), most groups
+    first.
+    """
     n_groups = [int(c.max()) + 1 for c in codes]
     order = sorted(range(len(codes)), key=lambda i: (n_groups[i], i))
-    for outer, inner in zip(order[:-1], order[1:]):
-        outer_of_inner = np.empty(n_groups[inner], dtype=np.int64)
-        outer_of_inner[codes[inner]] = codes[outer]
-        if np.any(outer_of_inner[codes[inner]] != codes[outer]):
-            raise ModelError("levels %r and %r are not nested (some %r group spans several %r groups); "
-                             "crossed random effects are not supported by this model yet"
-                             % (names[inner], names[outer], names[inner], names[outer]))
-    return order
+    if all(_nests_in(codes[inner], codes[outer], n_groups[inner])
+           for outer, inner in zip(order[:-1], order[1:])):
+        return order, []
+    return [order[-1]], order[-2::-1]
+
+
+def _perm(spec):
+    """Column order of a level: its covariance blocks one after the other."""
+    return [j for _, cols in spec.blocks for j in cols]
+
+
+def _level(spec, labels, sizes, codes):
+    blocks = [(make_structure(kind, len(cols)), [spec.names[j] for j in cols]) for kind, cols in spec.blocks]
+    return Level(name=spec.name, names=[spec.names[j] for j in _perm(spec)], cov=LevelCovariance(blocks),
+                 labels=labels, sizes=np.asarray(sizes), first=-1, codes=codes)

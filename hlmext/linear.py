@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import linalg
 from statsmodels.base.model import LikelihoodModel
 
 from . import _core
@@ -43,26 +44,48 @@ class Factorization:
         lam_flat = np.concatenate([lam.ravel() for lam in self.lams])
         self.work = np.empty(d.stat_size)
         self.G = np.empty(model._G0.size)
-        self.logdet, info = _core.factorize(model._stats, model._G0, lam_flat, model._lam_off, d.zoff,
-                                            d.m, d.level_first, d.stat_off, d.parent, self.work, self.G)
-        p = d.k_fe
+        G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:])
+        self.logdet, info = _core.factorize(model._stats, G0, lam_flat, model._lam_off, d.zoff, d.m,
+                                            d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
+                                            self.work, self.G)
+        p, qd = d.k_fe, d.qd
         self.ok = info == 0
         self.info = info
         if not self.ok:
             return
-        L = np.tril(self.G.reshape(p + 1, p + 1))
-        self.L_x = L[:p, :p]
+        L = np.tril(self.G.reshape(qd + p + 1, qd + p + 1))
+        self.logdet += 2.0 * np.sum(np.log(np.diag(L)[:qd]))
+        self.L_dense = L[:qd, :qd]
+        self.L_x = L[qd:qd + p, qd:qd + p]
         self.logdet_rx = 2.0 * np.sum(np.log(np.diag(self.L_x)))
-        self.prss = L[p, p] ** 2
-        self.beta = np.linalg.solve(self.L_x.T, L[p, :p]) if p else np.zeros(0)
+        self.prss = L[-1, -1] ** 2
+        top = qd + p
+        self._w = linalg.solve_triangular(L[:top, :top], L[-1, :top], lower=True, trans="T") if top else np.zeros(0)
+        self.beta = self._w[qd:]
 
     def modes(self, model):
-        """Spherical conditional modes u, cluster by cluster (core order)."""
+        """Spherical conditional modes u: chain clusters (core order), then the crossed block."""
         d = model.design
         u = np.empty(d.n_u)
-        _core.solve_modes(self.work, self.G, self.beta, d.zoff, d.m, d.level_first, d.stat_off,
+        _core.solve_modes(self.work, self.G, self._w, d.zoff, d.m, d.level_first, d.stat_off,
                           d.parent, d.u_off, u)
-        return u
+        return np.concatenate([u, self._w[:d.qd]])
+
+
+def _scale_dense(G0, design, lams):
+    """``M' G0 M`` with ``M = diag(Lambda_D, I)``, plus the identity on the ``D`` block."""
+    qd = design.qd
+    G = G0.reshape(qd + design.k_fe + 1, -1).copy()
+    for lev, lam in zip(design.crossed, lams):
+        seg = slice(lev.doff, lev.doff + lev.n_groups * lev.q)
+        if lev.q == 1:
+            G[:, seg] *= lam[0, 0]
+            G[seg, :] *= lam[0, 0]
+        else:
+            G[:, seg] = (G[:, seg].reshape(-1, lev.n_groups, lev.q) @ lam).reshape(G.shape[0], -1)
+            G[seg, :] = (lam.T @ G[seg, :].reshape(lev.n_groups, lev.q, -1)).reshape(-1, G.shape[1])
+    G[np.arange(qd), np.arange(qd)] += 1.0
+    return G.ravel()
 
 
 class LinearMixed(LikelihoodModel):
@@ -115,9 +138,13 @@ class LinearMixed(LikelihoodModel):
         self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])[:-1]]).astype(np.intp)
         self._stats = np.zeros(design.stat_size)
         _core.cross_products(design.W, design.zoff, design.level_first, design.row_start, design.row_end,
-                             design.stat_off, self._stats)
-        xy = design.W[:, design.zoff[-1]:]
-        self._G0 = np.ascontiguousarray(xy.T @ xy).ravel()
+                             design.stat_off, design.qd, self._stats)
+        if design.qd:
+            chain = design.levels[0]
+            width = design.m + design.qd
+            view = self._stats.reshape(chain.n_groups, chain.q, width)
+            view[:, :, chain.q:chain.q + design.qd] = design.chain_coupling()
+        self._G0 = np.ascontiguousarray(design.global_block()).ravel()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -158,8 +185,7 @@ class LinearMixed(LikelihoodModel):
     def theta_scale(self):
         """Natural size of every ``theta`` (from the random-effects columns' magnitudes)."""
         d = self.design
-        rms = np.sqrt(np.mean(d.W[:, :d.zoff[-1]] ** 2, axis=0))
-        return np.concatenate([lv.cov.theta_scale(rms[d.zoff[i]:d.zoff[i + 1]])
+        return np.concatenate([lv.cov.theta_scale(np.sqrt(np.mean(d.z_of(i) ** 2, axis=0)))
                                for i, lv in enumerate(self.levels)])
 
     def factorize(self, theta) -> Factorization:

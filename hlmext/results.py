@@ -265,11 +265,9 @@ def _display_name(name):
 
 def _sd_scale(model, sigma, is_corr):
     """Per reported value, the sd below which it counts as zero (scaled by its design column)."""
-    z = model.design.W[:, :model.design.zoff[-1]]
-    rms = np.sqrt(np.mean(z ** 2, axis=0))
     out = []
     for i, lv in enumerate(model.levels):
-        cols = rms[model.design.zoff[i]:model.design.zoff[i + 1]]
+        cols = np.sqrt(np.mean(model.design.z_of(i) ** 2, axis=0))
         per = []
         k = 0
         for s, names in lv.cov.blocks:
@@ -297,60 +295,67 @@ def _blups(model, f, sigma2):
     """BLUPs b = Lambda u and their conditional variances (given beta and theta), per level.
 
     Conditional variances are the diagonal blocks of sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1}
-    Lambda' (lme4's ``condVar``), computed by selected inversion along each cluster's chain
-    of ancestors, outermost level first.
+    Lambda' (lme4's ``condVar``). For a nested chain they come from selected inversion along
+    each cluster's chain of ancestors, outermost level first; with crossed levels, from the
+    inverse of the dense block's factor and each chain cluster's coupling to it.
     """
     d = model.design
     u = f.modes(model)
     lams = model.lams(f.theta)
-    blocks = {}
-    cond = {}
-    chain_cov = [None] * d.n_levels       # per level: (G_l, Qc, Qc) joint cov of cluster and ancestors
-    for l in range(d.n_levels - 1, -1, -1):
+    modes, variances = {}, {}
+    if d.qd:
+        sigma_dense = linalg.cho_solve((f.L_dense, True), np.eye(d.qd))
+    chain_cov = [None] * d.n_chain       # per chain level: (G_l, Qc, Qc) joint cov of cluster and ancestors
+    for l in range(d.n_chain - 1, -1, -1):
         lv = d.levels[l]
-        q = lv.q
-        D = d.m - d.zoff[l]
-        G = lv.n_groups
-        k0 = lv.first
+        q, G, k0 = lv.q, lv.n_groups, lv.first
+        D = d.m - d.zoff[l] + d.qd
         S = f.work[d.stat_off[k0]:d.stat_off[k0] + G * q * D].reshape(G, q, D)
-        Lk = np.tril(S[:, :, :q])
-        Linv = np.linalg.inv(Lk)
+        Linv = np.linalg.inv(np.tril(S[:, :, :q]))
         own = np.einsum("gji,gjk->gik", Linv, Linv)          # (L L')^{-1}
         Qa = d.zoff[-1] - d.zoff[l + 1]
-        if Qa:
-            R = S[:, :, q:q + Qa]                              # couplings to the ancestors
-            par = d.parent[k0:k0 + G] - d.levels[l + 1].first
-            anc_cov = chain_cov[l + 1][par]
-            M = np.einsum("gji,gjk->gik", Linv, R)              # L^{-T} R
-            cross = -np.einsum("gij,gjk->gik", M, anc_cov)      # cov(u_k, u_anc)
-            own = own + np.einsum("gij,gkj->gik", np.einsum("gij,gjk->gik", M, anc_cov), M)
-            chain = np.concatenate([np.concatenate([own, cross], axis=2),
-                                    np.concatenate([np.transpose(cross, (0, 2, 1)), anc_cov], axis=2)], axis=1)
+        if Qa:                                                  # nested: ancestors in the chain
+            M = np.einsum("gji,gjk->gik", Linv, S[:, :, q:q + Qa])     # L^{-T} R_anc
+            anc_cov = chain_cov[l + 1][d.parent[k0:k0 + G] - d.levels[l + 1].first]
+            cross = -np.einsum("gij,gjk->gik", M, anc_cov)
+            own = own - np.einsum("gij,gkj->gik", cross, M)
+            chain_cov[l] = np.concatenate([np.concatenate([own, cross], axis=2),
+                                           np.concatenate([np.transpose(cross, (0, 2, 1)), anc_cov], axis=2)],
+                                          axis=1)
         else:
-            chain = own
-        chain_cov[l] = chain
-        lam = lams[l]
-        uk = u[d.u_off[k0]:d.u_off[k0] + G * q].reshape(G, q)
-        b = uk @ lam.T
-        var = sigma2 * np.einsum("ij,gjk,lk->gil", lam, own, lam)
-        blocks[lv.name] = pd.DataFrame(b, index=lv.labels, columns=lv.names).sort_index()
-        cols, vals = [], []
-        for i in range(q):
-            for j in range(i + 1):
-                cols.append("var(%s)" % lv.names[i] if i == j else "cov(%s,%s)" % (lv.names[j], lv.names[i]))
-                vals.append(var[:, i, j])
-        cond[lv.name] = pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index()
-    order = [lv.name for lv in d.levels[::-1]]
-    return {k: blocks[k] for k in order}, {k: cond[k] for k in order}
+            if d.qd:                                            # crossed: coupling to the dense block
+                M = np.einsum("gji,gjk->gik", Linv, S[:, :, q:q + d.qd])
+                own = own + np.einsum("gij,jk,glk->gil", M, sigma_dense, M)
+            chain_cov[l] = own
+        b = u[d.u_off[k0]:d.u_off[k0] + G * q].reshape(G, q) @ lams[l].T
+        modes[lv.name], variances[lv.name] = _level_frames(lv, b, sigma2 * lams[l] @ own @ lams[l].T)
+    for lv, lam in zip(d.crossed, lams[d.n_chain:]):
+        seg = slice(lv.doff, lv.doff + lv.n_groups * lv.q)
+        b = u[d.n_u:][seg].reshape(lv.n_groups, lv.q) @ lam.T
+        blocks = sigma_dense[seg, seg].reshape(lv.n_groups, lv.q, lv.n_groups, lv.q)
+        own = blocks[np.arange(lv.n_groups), :, np.arange(lv.n_groups), :]
+        modes[lv.name], variances[lv.name] = _level_frames(lv, b, sigma2 * lam @ own @ lam.T)
+    order = [lv.name for lv in model.levels[::-1]]
+    return {k: modes[k] for k in order}, {k: variances[k] for k in order}
+
+
+def _level_frames(lv, b, var):
+    """BLUPs and conditional (co)variances of one level as DataFrames sorted by group label."""
+    cols, vals = [], []
+    for i in range(lv.q):
+        for j in range(i + 1):
+            cols.append("var(%s)" % lv.names[i] if i == j else "cov(%s,%s)" % (lv.names[j], lv.names[i]))
+            vals.append(var[:, i, j])
+    return (pd.DataFrame(b, index=lv.labels, columns=lv.names).sort_index(),
+            pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index())
 
 
 def _fitted_sorted(model, beta, random_effects):
     d = model.design
     out = d.exog @ beta
     for i, lv in enumerate(d.levels):
-        z = d.W[:, d.zoff[i]:d.zoff[i + 1]]
         b = random_effects[lv.name].reindex(lv.labels).to_numpy()
-        out = out + np.sum(z * b[lv.codes], axis=1)
+        out = out + np.sum(d.z_of(i) * b[lv.codes], axis=1)
     return out
 
 

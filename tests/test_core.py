@@ -6,8 +6,8 @@ from hlmext import _core, _reference
 from hlmext.design import LevelSpec, MixedDesign
 
 
-def random_design(rng, sizes_outer, inner_per_outer=None, q=(2,), p=3):
-    """Random data with one level (sizes per group) or two nested levels."""
+def random_design(rng, sizes_outer, inner_per_outer=None, q=(2,), p=3, crossed=None):
+    """Random data with one level (sizes per group), two nested levels, or crossed levels."""
     n = int(np.sum(sizes_outer))
     outer = np.repeat(np.arange(len(sizes_outer)), sizes_outer)
     rng.shuffle(outer)
@@ -20,6 +20,10 @@ def random_design(rng, sizes_outer, inner_per_outer=None, q=(2,), p=3):
         z = np.column_stack([np.ones(n), rng.normal(size=(n, q[1] - 1))])
         levels.append(LevelSpec("g:h", inner, z, [("unstructured", list(range(q[1])))],
                                 ["d%d" % i for i in range(q[1])]))
+    for j, (n_groups, qc) in enumerate(crossed or []):
+        z = np.column_stack([np.ones(n), rng.normal(size=(n, qc - 1))])
+        levels.append(LevelSpec("c%d" % j, rng.integers(0, n_groups, size=n), z,
+                                [("unstructured", list(range(qc)))], ["e%d" % i for i in range(qc)]))
     return MixedDesign(y, X, ["x%d" % i for i in range(p)], levels)
 
 
@@ -34,13 +38,13 @@ def random_lams(rng, design):
 
 def core_parts(d, lams):
     stats = np.zeros(d.stat_size)
-    _core.cross_products(d.W, d.zoff, d.level_first, d.row_start, d.row_end, d.stat_off, stats)
+    _core.cross_products(d.W, d.zoff, d.level_first, d.row_start, d.row_end, d.stat_off, 0, stats)
     xy = d.W[:, d.zoff[-1]:]
     G0 = np.ascontiguousarray(xy.T @ xy).ravel()
     lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in d.levels])[:-1]]).astype(np.intp)
     work, G = np.empty(d.stat_size), np.empty(G0.size)
     logdet, info = _core.factorize(stats, G0, np.concatenate([l.ravel() for l in lams]), lam_off, d.zoff, d.m,
-                                   d.level_first, d.stat_off, d.parent, work, G)
+                                   d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups, work, G)
     assert info == 0
     p = d.k_fe
     L = np.tril(G.reshape(p + 1, p + 1))
@@ -76,13 +80,36 @@ def test_factorization_matches_dense_twin(case):
     d = random_design(rng, **CASES[case])
     lams = random_lams(rng, d)
     _, logdet, logdet_rx, prss, beta, u = core_parts(d, lams)
-    r_logdet, r_logdet_rx, r_prss, r_beta, r_u = _reference.deviance_parts(
-        d.W, d.zoff, d.level_first, d.row_start, d.row_end, lams)
+    r_logdet, r_logdet_rx, r_prss, r_beta, r_u = _reference.deviance_parts(d, lams)
     np.testing.assert_allclose(logdet, r_logdet, rtol=1e-10)
     np.testing.assert_allclose(logdet_rx, r_logdet_rx, rtol=1e-10)
     np.testing.assert_allclose(prss, r_prss, rtol=1e-10)
     np.testing.assert_allclose(beta, r_beta, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(u, r_u, rtol=1e-8, atol=1e-10)
+
+
+CROSSED = {
+    "crossed intercepts": dict(sizes_outer=[12] * 15, q=(1,), crossed=[(6, 1)]),
+    "crossed slopes": dict(sizes_outer=[3, 9, 1, 12, 6, 2, 7], q=(2,), crossed=[(5, 2), (3, 1)]),
+}
+
+
+@pytest.mark.parametrize("case", list(CROSSED))
+def test_crossed_factorization_matches_dense_twin(case):
+    """Crossed levels go through the model's factorization (kernels plus the dense block)."""
+    from hlmext.linear import LinearMixed
+    rng = np.random.default_rng(4)
+    d = random_design(rng, **CROSSED[case])
+    assert d.qd > 0
+    model = LinearMixed(design=d)
+    theta = rng.uniform(0.2, 1.5, size=model.k_re)
+    f = model.factorize(theta)
+    r_logdet, r_logdet_rx, r_prss, r_beta, r_u = _reference.deviance_parts(d, model.lams(theta))
+    np.testing.assert_allclose(f.logdet, r_logdet, rtol=1e-10)
+    np.testing.assert_allclose(f.logdet_rx, r_logdet_rx, rtol=1e-10)
+    np.testing.assert_allclose(f.prss, r_prss, rtol=1e-10)
+    np.testing.assert_allclose(f.beta, r_beta, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(f.modes(model), r_u, rtol=1e-8, atol=1e-10)
 
 
 def test_evaluation_cost_does_not_depend_on_rows():
