@@ -269,6 +269,12 @@ class MixedDesign:
                 raise ModelError("every group of level %r has one observation, so its %d random effects "
                                  "(%s) are not identified; keep only a random intercept for %r"
                                  % (lev.name, lev.q, ", ".join(lev.names), lev.name))
+        chain = self.levels[:self.n_chain]
+        for inner, outer in zip(chain[:-1], chain[1:]):
+            if inner.n_groups == outer.n_groups:
+                raise ModelError("level %r has the same groups as %r (each %r group holds a single %r group), "
+                                 "so their variances are not identified separately; drop one of the two levels"
+                                 % (inner.name, outer.name, outer.name, inner.name))
         for i, lev in enumerate(self.levels):
             if np.linalg.matrix_rank(self.z_of(i)) < lev.q:
                 raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "

@@ -129,6 +129,12 @@ class LinearMixed(LikelihoodModel):
         self.frame = frame            # the formula's ModelFrame (None for the array interface)
         self.formula = formula
         self.levels = design.levels                   # innermost first
+        for lv in self.levels:
+            if lv.n_groups * lv.q >= design.nobs:
+                raise ModelError("level %r has %d random effects (%d groups x %d) for %d observations: they are "
+                                 "not identified together with the residual variance; use fewer random "
+                                 "effects or a coarser grouping" % (lv.name, lv.n_groups * lv.q, lv.n_groups,
+                                                                   lv.q, design.nobs))
         self.k_re = sum(lv.cov.n_theta for lv in self.levels)
         super().__init__(pd.Series(design.endog, name=design.endog_name),
                          pd.DataFrame(design.exog, columns=design.exog_names, copy=False), **kwargs)
@@ -301,9 +307,7 @@ class LinearMixed(LikelihoodModel):
         if disp:
             print(opt)
         if not opt.converged:
-            warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
-                          "evaluations; check the model (rescale covariates, simplify the random part) or "
-                          "try other start values" % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning)
+            warnings.warn(opt.diagnosis(), ConvergenceWarning)
         return MixedResultsWrapper(MixedResults(self, opt.end, reml=reml, opt=opt))
 
 

@@ -29,6 +29,16 @@ class OptSummary:
     message: str
     attempts: list = field(default_factory=list)
 
+    def diagnosis(self) -> str:
+        """Why the fit is not converged, and what to try."""
+        if self.max_abs_gradient > GRADIENT_TOL:
+            return ("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
+                    "evaluations; rescale covariates, simplify the random part or try other start values"
+                    % (self.max_abs_gradient, self.n_evals))
+        return ("the optimum is not a proper maximum: the Hessian of the variance parameters is not positive "
+                "definite, so some of them are not identified by the data (a flat ridge); simplify the "
+                "random part (fewer random slopes, an independent covariance)")
+
     @property
     def max_abs_gradient(self) -> float:
         return float(np.max(np.abs(self.gradient))) if self.gradient.size else 0.0

@@ -1,0 +1,98 @@
+"""Nested levels and crossed factors: syntax, results per level, conditional variances."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlmext
+from hlmext import _reference
+from hlmext.exceptions import ModelError
+
+
+@pytest.fixture(scope="module")
+def pastes():
+    return hlmext.datasets.load("pastes")
+
+
+def test_nested_syntaxes_agree(pastes):
+    bars = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit(reml=False)
+    stata = hlmext.mixedlm("strength ~ 1 || batch: || cask:", pastes).fit(reml=False)
+    implicit = hlmext.mixedlm("strength ~ 1 + (1 | batch) + (1 | sample)", pastes).fit(reml=False)
+    assert stata.llf == pytest.approx(bars.llf, rel=1e-10)
+    assert implicit.llf == pytest.approx(bars.llf, rel=1e-10)     # sample ids are unique: nested
+    assert implicit.model.design.qd == 0                          # so no dense crossed block
+    assert list(bars.n_groups) == ["batch", "batch:cask"]
+    assert bars.n_groups == {"batch": 10, "batch:cask": 30}
+
+
+def test_three_level_icc_and_summary(pastes):
+    res = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit(reml=False)
+    sd_b, sd_c, sd_e = res.re_params["estimate"]
+    total = sd_b ** 2 + sd_c ** 2 + sd_e ** 2
+    icc = res.icc()
+    assert icc.iloc[0]["icc"] == pytest.approx(sd_b ** 2 / total)
+    assert icc.iloc[1]["icc"] == pytest.approx((sd_b ** 2 + sd_c ** 2) / total)
+    text = str(res.summary())
+    assert "Group Variable" in text and "batch: Identity" in text and "batch:cask: Identity" in text
+
+
+def test_conditional_prediction_adds_every_level(pastes):
+    res = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit(reml=False)
+    row = pastes.iloc[[0]]
+    b1 = res.random_effects["batch"].loc[row.batch.iloc[0], "Intercept"]
+    b2 = res.random_effects["batch:cask"].loc[(row.batch.iloc[0], row.cask.iloc[0]), "Intercept"]
+    assert res.predict(row, which="conditional").iloc[0] == pytest.approx(res.fe_params.iloc[0] + b1 + b2)
+    np.testing.assert_allclose(res.predict(which="conditional") + res.resid, pastes.strength)
+
+
+def test_covariance_per_level(gcse):
+    res = hlmext.mixedlm("gcse ~ lrt || school: lrt || sex:", gcse,
+                         cov={"school": "unstructured"}).fit(reml=False)
+    assert res.model.design.qd == 0           # Stata's levels nest: sex within school
+    assert res.re_structure == {"school:sex": "Identity", "school": "Unstructured"}
+    crossed = hlmext.mixedlm("gcse ~ lrt + (lrt | school) + (1 | intake)", gcse).fit(reml=False)
+    assert crossed.model.design.qd == 3       # intake bands cross schools
+    assert crossed.converged
+
+
+def test_level_with_the_same_groups_as_its_parent(gcse):
+    with pytest.raises(ModelError, match="same groups"):
+        hlmext.mixedlm("gcse ~ lrt || school: || vr:", gcse)    # vr is constant within school
+
+
+@pytest.mark.parametrize("formula", [
+    "strength ~ 1 + (1 | batch/cask)",
+    "diameter ~ 1 + (1 | plate) + (1 | sample)",
+])
+def test_conditional_variances_match_dense_inverse(formula, pastes):
+    data = pastes if "strength" in formula else hlmext.datasets.load("penicillin")
+    res = hlmext.mixedlm(formula, data).fit(reml=True)
+    model = res.model
+    d = model.design
+    lams = model.lams(res.theta)
+    Z = _reference.dense_z(d)
+    lam = _reference._block_diag([lam for lv, lam in zip(d.levels, lams) for _ in range(lv.n_groups)])
+    ZL = Z @ lam
+    cov_b = res.scale * lam @ np.linalg.inv(ZL.T @ ZL + np.eye(ZL.shape[1])) @ lam.T
+    k = 0
+    for lv in d.levels:
+        want = np.diag(cov_b)[k:k + lv.n_groups]
+        got = res.random_effects_cov[lv.name].reindex(lv.labels)["var(Intercept)"].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-8)
+        k += lv.n_groups
+
+
+def test_crossed_with_slopes_fits():
+    rng = np.random.default_rng(5)
+    n = 600
+    df = pd.DataFrame({"a": rng.integers(0, 40, n), "b": rng.integers(0, 8, n), "x": rng.normal(size=n)})
+    ua, ub, sa = rng.normal(size=40), rng.normal(size=8), 0.5 * rng.normal(size=40)
+    df["y"] = 1 + (1 + sa[df.a]) * df.x + ua[df.a] + ub[df.b] + rng.normal(size=n)
+    res = hlmext.mixedlm("y ~ x + (x | a) + (1 | b)", df).fit(reml=False)
+    assert res.converged and res.model.design.qd == 8
+    assert set(res.random_effects) == {"a", "b"}
+
+
+def test_too_many_random_effects_for_the_data():
+    df = pd.DataFrame({"g": np.arange(20), "x": np.arange(20.0), "y": np.arange(20.0) ** 1.5})
+    with pytest.raises(ModelError, match="not identified"):
+        hlmext.mixedlm("y ~ x + (1 | g)", df)
