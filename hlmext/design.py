@@ -180,7 +180,7 @@ class MixedDesign:
                          np.repeat(np.arange(len(starts)), ends - starts))
             lev.first, lev._starts, lev._ends = first, starts, ends
             self.levels.append(lev)
-            zcols.append(z[order][:, _perm(spec)])
+            zcols.append((z, _perm(spec)))
             first += len(starts)
         self.n_chain = len(self.levels)
         self.qd = 0
@@ -197,7 +197,7 @@ class MixedDesign:
         self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
         self.n_clusters = first
         self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels[:self.n_chain]])]).astype(np.intp)
-        self.W = np.ascontiguousarray(np.hstack(zcols + [self.exog, self.endog[:, None]]))
+        self.W = _stack_sorted(zcols, exog, endog, order)
         self.m = self.W.shape[1]
         chain_levels = self.levels[:self.n_chain]
         self.level_first = np.array([lv.first for lv in chain_levels] + [first], dtype=np.intp)
@@ -283,19 +283,35 @@ class MixedDesign:
 
 
 def _check_fixed_rank(exog, names):
+    """Raise if a fixed-effects column is (numerically) a linear combination of earlier ones.
+
+    Works on the Gram matrix scaled to unit diagonal (one BLAS pass over the rows): the
+    part of column j not explained by the earlier independent columns must keep at least
+    ``1e-11`` of its sum of squares.
+    """
     if exog.shape[1] == 0:
         return
-    scale = np.sqrt((exog ** 2).mean(axis=0))
-    scale[scale == 0] = 1.0
-    r = np.linalg.qr(exog / scale, mode="r")
-    diag = np.abs(np.diag(r))
-    tol = diag.max() * max(exog.shape) * np.finfo(float).eps * 10 if diag.size else 0
-    bad = np.flatnonzero(diag <= tol)
-    if bad.size:
+    gram = exog.T @ exog
+    norm = np.sqrt(np.diag(gram))
+    zero = np.flatnonzero(norm == 0)
+    if zero.size:
+        raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
+                         % ", ".join(repr(names[j]) for j in zero))
+    gram = gram / np.outer(norm, norm)
+    kept, bad = [], []
+    for j in range(gram.shape[0]):
+        if kept:
+            c = gram[np.ix_(kept, kept)]
+            b = gram[kept, j]
+            resid = gram[j, j] - b @ np.linalg.solve(c, b)
+        else:
+            resid = gram[j, j]
+        (kept if resid > 1e-11 else bad).append(j)
+    if bad:
         cols = ", ".join(repr(names[j]) for j in bad)
         raise ModelError("the fixed-effects design is rank deficient: %s %s a linear combination of "
                          "earlier columns (perfect collinearity); drop %s from the formula"
-                         % (cols, "is" if bad.size == 1 else "are", "it" if bad.size == 1 else "them"))
+                         % (cols, "is" if len(bad) == 1 else "are", "it" if len(bad) == 1 else "them"))
 
 
 def _merge_same_grouping(specs, codes, labels):
@@ -342,6 +358,21 @@ def _chain_and_crossed(codes):
            for outer, inner in zip(order[:-1], order[1:])):
         return order, []
     return [order[-1]], order[-2::-1]
+
+
+def _stack_sorted(zcols, exog, endog, order):
+    """``W = [Z_0 | ... | X | y]`` with rows in ``order``, written once into one C-ordered array."""
+    q = sum(len(perm) for _, perm in zcols)
+    W = np.empty((len(endog), q + exog.shape[1] + 1))
+    identity = order[0] == 0 and np.all(order[1:] - order[:-1] == 1)
+    k = 0
+    for z, perm in zcols:
+        block = z if perm == list(range(z.shape[1])) else z[:, perm]
+        W[:, k:k + len(perm)] = block if identity else block[order]
+        k += len(perm)
+    W[:, k:k + exog.shape[1]] = exog if identity else exog[order]
+    W[:, -1] = endog if identity else endog[order]
+    return W
 
 
 def _perm(spec):

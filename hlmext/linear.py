@@ -37,12 +37,12 @@ LOG2PI = np.log(2 * np.pi)
 class Factorization:
     """The penalized system factored at one ``theta`` (private cache of a fit)."""
 
-    def __init__(self, model, theta):
+    def __init__(self, model, theta, work=None):
         d = model.design
         self.theta = np.asarray(theta, float)
         self.lams = model.lams(theta)
         lam_flat = np.concatenate([lam.ravel() for lam in self.lams])
-        self.work = np.empty(d.stat_size)
+        self.work = np.empty(d.stat_size) if work is None else work
         self.G = np.empty(model._G0.size)
         G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:])
         self.logdet, info = _core.factorize(model._stats, G0, lam_flat, model._lam_off, d.zoff, d.m,
@@ -212,14 +212,20 @@ class LinearMixed(LikelihoodModel):
         float
             ``inf`` where the system is not positive definite.
         """
-        f = self.factorize(theta)
+        f = Factorization(self, theta, work=self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf
         return _deviance(f, self.nobs, self.k_fe, reml)
 
+    def _scratch(self):
+        """A private work buffer reused by the optimizer's evaluations (never exposed)."""
+        if getattr(self, "_scratch_buffer", None) is None:
+            self._scratch_buffer = np.empty(self.design.stat_size)
+        return self._scratch_buffer
+
     def deviance_at(self, theta, sigma, reml=True):
         """-2 log-likelihood at ``theta`` and a given residual sd (beta profiled out)."""
-        f = self.factorize(theta)
+        f = Factorization(self, theta, work=self._scratch())
         if not f.ok:
             return np.inf
         n = self.nobs - (self.k_fe if reml else 0)

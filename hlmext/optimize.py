@@ -67,6 +67,19 @@ def central_gradient(fun, x, bounds=None, step=1e-4):
     return g
 
 
+def forward_gradient(fun, x, f0=None, step=1e-6):
+    """Forward finite-difference gradient (k + 1 evaluations; the optimizer's workhorse)."""
+    x = np.asarray(x, float)
+    f0 = fun(x) if f0 is None else f0
+    g = np.zeros_like(x)
+    for i in range(x.size):
+        h = step * max(1.0, abs(x[i]))
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (fun(x + e) - f0) / h
+    return g
+
+
 def projected_gradient(g, x, bounds):
     """Zero the components that point out of the box at an active bound."""
     g = np.array(g, float)
@@ -99,7 +112,12 @@ def minimize(fun, x0, bounds, scale=None, grad=None, maxiter=1000):
         counter[0] += 1
         return fun(z * scale)
 
-    jac = (lambda z: grad(z * scale) * scale) if grad is not None else (lambda z: central_gradient(f, z))
+    def f_and_g(z):
+        fz = f(z)
+        if grad is not None:
+            return fz, grad(z * scale) * scale
+        return fz, forward_gradient(f, z, fz)
+
     lower = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
     upper = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     z = np.clip(x0 / scale, lower, upper)
@@ -107,7 +125,7 @@ def minimize(fun, x0, bounds, scale=None, grad=None, maxiter=1000):
     best_z, best_f, message = z, f(z), "start"
     for _ in range(4):
         before = counter[0]
-        res = optimize.minimize(f, best_z, jac=jac, method="L-BFGS-B", bounds=sbounds,
+        res = optimize.minimize(f_and_g, best_z, jac=True, method="L-BFGS-B", bounds=sbounds,
                                 options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-9, "maxcor": 20})
         attempts.append(("L-BFGS-B", float(res.fun), counter[0] - before, str(res.message)))
         if res.fun <= best_f:
