@@ -114,7 +114,8 @@ class MixedDesign:
     order : ndarray (n,)
         Sorted row i is original row ``order[i]``.
     W : ndarray (n, m)
-        ``[Z_0 | ... | Z_{L-1} | X | y]`` in sorted order, innermost level first.
+        ``[Z_0 | ... | Z_{L-1} | X | y - y_shift]`` in sorted order, innermost level first;
+        ``y_shift`` is the mean of y when X has an intercept column (``intercept_col``), else 0.
     levels : list of Level
         Innermost first.
     """
@@ -197,7 +198,12 @@ class MixedDesign:
         self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
         self.n_clusters = first
         self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels[:self.n_chain]])]).astype(np.intp)
-        self.W = _stack_sorted(zcols, exog, endog, order)
+        # y is centred when X has an intercept column: the fit is unchanged (only the intercept
+        # moves, by y_shift) and the cross-products lose much less to cancellation
+        ones = np.flatnonzero(np.all(exog == 1.0, axis=0))
+        self.intercept_col = int(ones[0]) if ones.size else -1
+        self.y_shift = float(np.mean(endog)) if ones.size else 0.0
+        self.W = _stack_sorted(zcols, exog, endog - self.y_shift, order)
         self.m = self.W.shape[1]
         chain_levels = self.levels[:self.n_chain]
         self.level_first = np.array([lv.first for lv in chain_levels] + [first], dtype=np.intp)

@@ -61,7 +61,9 @@ class Factorization:
         self.prss = L[-1, -1] ** 2
         top = qd + p
         self._w = linalg.solve_triangular(L[:top, :top], L[-1, :top], lower=True, trans="T") if top else np.zeros(0)
-        self.beta = self._w[qd:]
+        self.beta = self._w[qd:].copy()
+        if d.intercept_col >= 0:
+            self.beta[d.intercept_col] += d.y_shift
 
     def modes(self, model):
         """Spherical conditional modes u: chain clusters (core order), then the crossed block."""
