@@ -136,7 +136,8 @@ class Unstructured(Structure):
         k = self.q
         for j in range(self.q):
             for i in range(j + 1, self.q):
-                corr[i, j] = corr[j, i] = values[k]
+                # an undefined correlation (one of its sd's is zero) does not matter: use 0
+                corr[i, j] = corr[j, i] = values[k] if np.isfinite(values[k]) else 0.0
                 k += 1
         return corr * np.outer(sd, sd)
 

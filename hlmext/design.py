@@ -135,6 +135,9 @@ class MixedDesign:
                 raise DataError("%s contains NaN or inf; drop or impute those rows first" % what)
         if not levels:
             raise ModelError("a mixed model needs at least one level of random effects")
+        if np.ptp(endog) == 0:
+            raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
+                            "model" % (endog_name, endog[0]))
         self.endog_name = endog_name
         self.exog_names = list(exog_names)
         self.nobs = n
@@ -226,6 +229,42 @@ class MixedDesign:
         self.u_off = np.concatenate([[0], np.cumsum(q_of_cluster)[:-1]]).astype(np.intp)
         self.n_u = int(q_of_cluster.sum())
         self._check_identified()
+        self.check_layout()
+
+    def check_layout(self):
+        """Verify every array and index the compiled core will trust.
+
+        The kernels do no bounds checking, so this runs once per design and raises
+        ``ValueError`` naming any inconsistency instead of letting the core read out of range.
+        """
+        n, m = self.W.shape
+        problems = []
+        if not (self.W.flags.c_contiguous and self.W.dtype == np.float64):
+            problems.append("W must be C-contiguous float64")
+        for name in ("zoff", "level_first", "row_start", "row_end", "stat_off", "parent", "u_off",
+                     "dense_q", "dense_groups"):
+            arr = getattr(self, name)
+            if arr.dtype != np.intp or not arr.flags.c_contiguous:
+                problems.append("%s must be a contiguous intp array" % name)
+        if np.any(np.diff(self.zoff) < 1) or self.zoff[0] != 0 or self.zoff[-1] + self.k_fe + 1 != m:
+            problems.append("zoff does not describe W's columns")
+        if np.any(np.diff(self.level_first) < 0) or self.level_first[-1] != len(self.row_start):
+            problems.append("level_first does not describe the clusters")
+        if np.any(self.row_start < 0) or np.any(self.row_end > n) or np.any(self.row_start > self.row_end):
+            problems.append("cluster row ranges fall outside the data")
+        nclus = len(self.row_start)
+        if np.any((self.parent < -1) | (self.parent >= nclus)):
+            problems.append("parent indices out of range")
+        widths = np.concatenate([np.full(self.level_first[i + 1] - self.level_first[i],
+                                         (self.zoff[i + 1] - self.zoff[i]) * (m - self.zoff[i] + self.qd))
+                                 for i in range(len(self.zoff) - 1)]) if nclus else np.zeros(0, np.intp)
+        if nclus and (np.any(self.stat_off < 0) or self.stat_off[-1] + widths[-1] != self.stat_size
+                      or np.any(np.diff(self.stat_off) != widths[:-1])):
+            problems.append("statistics offsets are inconsistent")
+        if self.qd != int(np.sum(self.dense_q * self.dense_groups)):
+            problems.append("crossed block size is inconsistent")
+        if problems:
+            raise ValueError("internal design layout check failed: " + "; ".join(problems))
 
     def z_of(self, i) -> np.ndarray:
         """Random-effects design (sorted rows) of level ``i`` of ``levels``."""

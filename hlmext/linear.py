@@ -42,6 +42,10 @@ class Factorization:
         self.theta = np.asarray(theta, float)
         self.lams = model.lams(theta)
         lam_flat = np.concatenate([lam.ravel() for lam in self.lams])
+        self.ok = bool(np.all(np.isfinite(lam_flat)))
+        if not self.ok:
+            self.info = -1
+            return
         self.work = np.empty(d.stat_size) if work is None else work
         self.G = np.empty(model._G0.size)
         G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:])
@@ -49,11 +53,11 @@ class Factorization:
                                             d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
                                             self.work, self.G)
         p, qd = d.k_fe, d.qd
-        self.ok = info == 0
+        L = np.tril(self.G.reshape(qd + p + 1, qd + p + 1))
+        self.ok = info == 0 and np.isfinite(self.logdet) and bool(np.all(np.isfinite(np.diag(L))))
         self.info = info
         if not self.ok:
             return
-        L = np.tril(self.G.reshape(qd + p + 1, qd + p + 1))
         self.logdet += 2.0 * np.sum(np.log(np.diag(L)[:qd]))
         self.L_dense = L[:qd, :qd]
         self.L_x = L[qd:qd + p, qd:qd + p]
