@@ -1,6 +1,9 @@
 ## Writes the CSV files used by make_refs.R into hlmext/datasets/data/.
 ## Run from the repository root:  Rscript tests/reference/extra/make_data.R
 ## Source data come from the R packages mlmRev, lme4, nlme and MASS.
+## The files in the repository were written with R 4.2.2, mlmRev 1.0.8,
+## lme4 1.1.31, nlme 3.1.162 and MASS 7.3.58.2 (the versions are also printed
+## below when the script runs).
 ## No rows are dropped or subset: every file holds the complete data set
 ## (only the columns used by the reference fits, plus identifiers).
 ## Coding conventions (so that R and patsy agree):
@@ -16,6 +19,10 @@ suppressPackageStartupMessages({
   library(mlmRev)
 })
 invisible(Sys.setlocale("LC_COLLATE", "C"))
+
+cat(R.version.string, "\n")
+for (p in c("mlmRev", "lme4", "nlme", "MASS"))
+  cat(sprintf("%s %s\n", p, as.character(packageVersion(p))))
 
 outdir <- file.path("hlmext", "datasets", "data")
 if (!dir.exists(outdir)) stop("run from the repository root")
@@ -55,16 +62,19 @@ put(data.frame(schoolid = num_id(d$schoolid),
                hispanic = yes01(d$hispanic, "1")),
     "egsingle.csv")
 
-## --- nlme::Oats (split plot: plot = Block x Variety within Block) ----------
+## --- nlme::Oats (split plot: plot = Block x Variety within Block;
+##     blknit = Block x nitrogen level, crossed with plot within Block) -----
 d <- as.data.frame(nlme::Oats)
 blk <- as.character(d$Block)
 var <- as.character(d$Variety)
 plot_key <- paste(blk, var)
+bn_key <- paste(blk, d$nitro)
 put(data.frame(Block = blk,
                Variety = var,
                plot = match(plot_key, sort(unique(plot_key))),
+               blknit = match(bn_key, sort(unique(bn_key))),
                nitro = d$nitro,
-               yield = d$yield),
+               yld = d$yield),  # "yield" is a Python keyword
     "oats.csv")
 
 ## --- mlmRev::ScotsSec (pupils, crossed primary x secondary school) --------

@@ -12,6 +12,11 @@
 ##    lme4's default the Laplace log-likelihood can be off by ~1e-4.
 ##  * A fit with a convergence warning is refitted with several optimizers
 ##    and the best log-likelihood is kept (recorded in "warnings").
+##  * Every lme4 optimum is then polished by a bobyqa restart with a tiny final
+##    trust radius; an lmer variance parameter left at ~1e-8 is set to 0.
+##  * Fixed parts are written so that patsy builds the same columns in the same
+##    order as R: patsy puts terms without numeric variables (the C(x) terms)
+##    first, so they are written first here too.
 ##  * For REML fits loglik / deviance / aic / bic are on the REML scale.
 ##  * aic = -2 loglik + 2 k, bic = -2 loglik + log(nobs) k, deviance = -2 loglik,
 ##    k = #fixed + #covariance parameters (+1 for the gaussian residual sd).
@@ -36,17 +41,19 @@ ENGINE_TMB <- paste("glmmTMB", as.character(packageVersion("glmmTMB")))
 ## The fits
 ## ---------------------------------------------------------------------------
 f_hsb <- "mAch ~ meanses + cses + catholic + meanses:cses + cses:catholic + (cses | school)"
-f_orth <- "distance ~ age + C(Sex) + (age | Subject)"
+f_orth <- "distance ~ C(Sex) + age + (age | Subject)"
 f_eg_ri <- "math ~ year + black + hispanic + (1 | schoolid) + (1 | childid)"
 f_eg_sl <- "math ~ year + black + hispanic + (year | childid) + (1 | schoolid)"
-f_oats <- "yield ~ nitro + C(Variety) + (1 | Block) + (1 | plot)"
-f_scot <- "attain ~ verbal + C(sex) + (1 | primary) + (1 | second)"
+f_oats <- "yld ~ C(Variety) + nitro + (1 | Block) + (1 | plot)"
+f_oats_bn <- "yld ~ C(Variety) + nitro + (1 | Block) + (1 | plot) + (1 | blknit)"
+f_eg_sl2 <- "math ~ year + black + hispanic + (year | childid) + (year | schoolid)"
+f_scot <- "attain ~ C(sex) + verbal + (1 | primary) + (1 | second)"
 f_bac_ri <- "y ~ C(trt) + week + (1 | ID)"
 f_bac_sl <- "y ~ C(trt) + week + (week | ID)"
-gu_fixed <- "immun ~ kid2p + mom25p + C(ord) + C(ethn) + C(momEd) + C(husEd) + momWork + rural + pcInd81"
+gu_fixed <- "immun ~ C(ord) + C(ethn) + C(momEd) + C(husEd) + kid2p + mom25p + momWork + rural + pcInd81"
 f_gu_sl <- paste(gu_fixed, "+ (kid2p | comm)")
 f_gu_3 <- paste(gu_fixed, "+ (1 | mom) + (1 | comm)")
-f_verb <- "r2 ~ Anger + C(Gender) + C(btype) + C(situ) + C(mode) + (1 | id) + (1 | item)"
+f_verb <- "r2 ~ C(Gender) + C(btype) + C(situ) + C(mode) + Anger + (1 | id) + (1 | item)"
 f_mm_1 <- "deaths ~ uvb + (1 | region)"
 f_mm_2 <- "deaths ~ uvb + (1 | nation) + (1 | region)"
 
@@ -69,6 +76,10 @@ specs <- list(
   S("egsingle_3lev_slope_ml", "egsingle.csv", f_eg_sl, method = "ML"),
   S("oats_3lev_ri_reml", "oats.csv", f_oats, method = "REML"),
   S("oats_3lev_ri_ml", "oats.csv", f_oats, method = "ML"),
+  S("egsingle_3lev_slope2_ml", "egsingle.csv", f_eg_sl2, method = "ML"),
+  ## singular: the Block x nitrogen variance is estimated as exactly zero
+  S("oats_singular_ml", "oats.csv", f_oats_bn, method = "ML"),
+  S("oats_singular_reml", "oats.csv", f_oats_bn, method = "REML"),
   ## crossed linear
   S("scotssec_crossed_reml", "scotssec.csv", f_scot, method = "REML"),
   S("scotssec_crossed_ml", "scotssec.csv", f_scot, method = "ML"),
@@ -141,7 +152,8 @@ cond_ll <- function(family, y, mu) {
 fit_lme4_once <- function(spec, d, optimizer, tolPwrss = 1e-13) {
   fo <- as.formula(spec$formula)
   optc <- switch(optimizer,
-                 nloptwrap = list(xtol_abs = 1e-10, ftol_abs = 1e-12, maxeval = 1e5),
+                 nloptwrap = list(xtol_abs = 1e-10, ftol_abs = 1e-12, maxeval = 1e5,
+                                  ranseed = 1L),
                  bobyqa = list(maxfun = 1e5),
                  Nelder_Mead = list(maxfun = 1e5),
                  list())
@@ -159,7 +171,7 @@ fit_lme4_once <- function(spec, d, optimizer, tolPwrss = 1e-13) {
 OPTIMIZERS <- c("bobyqa", "nloptwrap", "Nelder_Mead", "nlminbwrap")
 
 fit_lme4 <- function(spec, d) {
-  first <- if (spec$family == "gaussian") "nloptwrap" else "bobyqa"
+  first <- "bobyqa"  # minqa; deterministic (NLopt runs are not always)
   notes <- character()
   res <- NULL
   ## the PIRLS tolerance is relaxed only if the tight one fails
@@ -196,11 +208,39 @@ fit_lme4 <- function(spec, d) {
       as.numeric(logLik(pol$value)) > as.numeric(logLik(res$value))) {
     cat(sprintf("   polished: log-likelihood %+.2e\n",
                 as.numeric(logLik(pol$value)) - as.numeric(logLik(res$value))))
-    pol$msgs <- pol$msgs[!grepl("^convergence code 1 from bobyqa|maxfun", pol$msgs)]
     res <- pol
     first <- paste(first, "+ bobyqa polish")
   }
+  ## boundary: a diagonal Cholesky element that is numerically zero is set to
+  ## exactly zero if that does not lower the log-likelihood by more than 1e-8
+  if (spec$family == "gaussian") {
+    sn <- snap_lmer(spec, d, res$value)
+    if (!is.null(sn)) {
+      notes <- c(notes, sn$note)
+      res$value <- sn$fit
+    }
+  }
   list(fit = res$value, msgs = res$msgs, notes = notes, optimizer = first)
+}
+
+snap_lmer <- function(spec, d, m) {
+  th <- getME(m, "theta")
+  idx <- which(getME(m, "lower") == 0 & th > 0 & th < 1e-5)
+  if (!length(idx)) return(NULL)
+  th0 <- th
+  th0[idx] <- 0
+  lmod <- lFormula(as.formula(spec$formula), data = d, REML = (spec$method == "REML"))
+  devfun <- do.call(mkLmerDevfun, lmod)
+  val <- devfun(th0)
+  opt <- list(par = th0, fval = val, conv = 0, feval = NA_integer_, message = "")
+  m0 <- mkMerMod(environment(devfun), opt, lmod$reTrms, fr = lmod$fr, mc = m@call)
+  dll <- as.numeric(logLik(m0)) - as.numeric(logLik(m))
+  if (dll < -1e-8) return(NULL)
+  cat(sprintf("   snapped theta[%s] = %s to 0: log-likelihood %+.2e\n",
+              paste(idx, collapse = ","), paste(signif(th[idx], 3), collapse = ","), dll))
+  list(fit = m0, note = sprintf(
+    "optimizer stopped at theta[%s] = %s; set to exactly 0 (log-likelihood change %+.1e)",
+    paste(idx, collapse = ","), paste(signif(th[idx], 3), collapse = ","), dll))
 }
 
 polish_lme4 <- function(spec, d, m, tolPwrss) {
