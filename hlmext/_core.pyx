@@ -328,3 +328,126 @@ def solve_modes(const double[::1] work, const double[::1] G, const double[::1] b
                     for t in range(a + 1, q):
                         s -= S[t * D + a] * u[u_off[k] + t]
                     u[u_off[k] + a] = s / S[a * D + a]
+
+
+# ---------------------------------------------------------------------------------
+# Gradient of the profiled deviance, one level of random effects (no crossed block)
+# ---------------------------------------------------------------------------------
+
+cdef void lower_solve_inplace(const double* L, index_t ldl, index_t q, double* b, index_t ncol,
+                              bint transpose) noexcept nogil:
+    """b <- L^{-1} b, or L^{-T} b with ``transpose``; b is q x ncol row-major (ld ncol)."""
+    cdef index_t i, t, c
+    if not transpose:
+        for i in range(q):
+            for t in range(i):
+                for c in range(ncol):
+                    b[i * ncol + c] -= L[i * ldl + t] * b[t * ncol + c]
+            for c in range(ncol):
+                b[i * ncol + c] /= L[i * ldl + i]
+    else:
+        for i in range(q - 1, -1, -1):
+            for t in range(i + 1, q):
+                for c in range(ncol):
+                    b[i * ncol + c] -= L[t * ldl + i] * b[t * ncol + c]
+            for c in range(ncol):
+                b[i * ncol + c] /= L[i * ldl + i]
+
+
+def gradient_terms(const double[::1] stats, const double[::1] work, const double[::1] lam,
+                   const double[::1] beta, const double[::1] u, const double[::1] V, index_t q,
+                   index_t p, index_t n_clusters, double[::1] M1, double[::1] N, double[::1] K):
+    """Sums over clusters that give the gradient of the profiled deviance (one level).
+
+    With ``S_k = Z_k'Z_k``, ``B_k = Z_k'X_k``, ``A_k = Lambda'S_k Lambda + I = L_k L_k'``,
+    the conditional modes ``u_k`` and ``Z_k'r_k = Z_k'y_k - B_k beta - S_k Lambda u_k``:
+
+    - ``M1 = sum_k A_k^{-1} Lambda' S_k``            (d log det A = 2 tr(E M1))
+    - ``N  = sum_k (Z_k'r_k) u_k'``                  (d prss = -2 sum(E * N))
+    - ``K  = sum_k P_k V (B_k' - P_k' Lambda' S_k)``, ``P_k = A_k^{-1} Lambda' B_k``
+      (d log det RX'RX = -2 tr(E K); only if ``V`` = (RX'RX)^{-1} is given, p*p long)
+
+    for ``E = dLambda / dtheta_i``. All outputs are q x q row-major and zeroed here.
+    """
+    cdef index_t D = q + p + 1
+    cdef index_t k, a, b, c, t
+    cdef bint reml = V.shape[0] == p * p and p > 0
+    cdef double s, w2
+    cdef const double* B
+    cdef const double* L
+    cdef double X1[64]
+    cdef double tmp[64]
+    cdef double zr[8]
+    cdef double* P
+    cdef double* T
+    import numpy as np
+    if q > 8:
+        raise ValueError("the analytic gradient supports up to 8 random effects per level")
+    P_buf = np.zeros(q * max(p, 1))
+    T_buf = np.zeros(q * max(p, 1))
+    cdef double[::1] P_view = P_buf
+    cdef double[::1] T_view = T_buf
+    P = &P_view[0]
+    T = &T_view[0]
+    for a in range(q * q):
+        M1[a] = 0.0
+        N[a] = 0.0
+        K[a] = 0.0
+    with nogil:
+        for k in range(n_clusters):
+            B = &stats[k * q * D]
+            L = &work[k * q * D]
+            # X1 = Lambda' S_k
+            for a in range(q):
+                for c in range(q):
+                    s = 0.0
+                    for b in range(a, q):
+                        s += lam[b * q + a] * B[b * D + c]
+                    X1[a * q + c] = s
+            # M1 += A^{-1} X1
+            for a in range(q * q):
+                tmp[a] = X1[a]
+            lower_solve_inplace(L, D, q, tmp, q, False)
+            lower_solve_inplace(L, D, q, tmp, q, True)
+            for a in range(q * q):
+                M1[a] += tmp[a]
+            # Z'r = Z'y - B beta - S Lambda u
+            for a in range(q):
+                s = B[a * D + q + p]
+                for t in range(p):
+                    s -= B[a * D + q + t] * beta[t]
+                for c in range(q):
+                    for b in range(c, q):          # (S Lambda)[a, c] = sum_b S[a, b] lam[b, c]
+                        s -= B[a * D + b] * lam[b * q + c] * u[k * q + c]
+                zr[a] = s
+            for a in range(q):
+                for c in range(q):
+                    N[a * q + c] += zr[a] * u[k * q + c]
+            if not reml:
+                continue
+            # P = A^{-1} Lambda' B_k  (q x p)
+            for a in range(q):
+                for t in range(p):
+                    s = 0.0
+                    for b in range(a, q):
+                        s += lam[b * q + a] * B[b * D + q + t]
+                    P[a * p + t] = s
+            lower_solve_inplace(L, D, q, P, p, False)
+            lower_solve_inplace(L, D, q, P, p, True)
+            # T = P V
+            for a in range(q):
+                for t in range(p):
+                    s = 0.0
+                    for b in range(p):
+                        s += P[a * p + b] * V[b * p + t]
+                    T[a * p + t] = s
+            # K += T (B' - P' X1)
+            for a in range(q):
+                for c in range(q):
+                    s = 0.0
+                    for t in range(p):
+                        w2 = B[c * D + q + t]
+                        for b in range(q):
+                            w2 = w2 - P[b * p + t] * X1[b * q + c]
+                        s += T[a * p + t] * w2
+                    K[a * q + c] += s

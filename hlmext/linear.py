@@ -223,6 +223,51 @@ class LinearMixed(LikelihoodModel):
             return np.inf
         return _deviance(f, self.nobs, self.k_fe, reml)
 
+    def has_analytic_gradient(self) -> bool:
+        """True for one level of random effects (up to 8 per group) and no crossed factors."""
+        d = self.design
+        return d.n_chain == 1 and d.qd == 0 and d.levels[0].q <= 8
+
+    def deviance_and_gradient(self, theta, reml=True):
+        """Profiled deviance and its analytic gradient with respect to ``theta``.
+
+        For one level of random effects, with ``E_i = dLambda/dtheta_i`` and the sums of
+        ``_core.gradient_terms``: ``d log det A = 2 tr(E_i M1)``, ``d prss = -2 sum(E_i * N)``
+        (envelope theorem: prss is minimal in u and beta), ``d log det RX'RX = -2 tr(E_i K)``;
+        ML: ``dD = d log det A + n d prss / prss``; REML adds ``d log det RX'RX`` and uses n - p.
+        """
+        theta = np.asarray(theta, float)
+        f = Factorization(self, theta, work=self._scratch())
+        if not f.ok or not f.prss > 0:
+            return np.inf, np.zeros_like(theta)
+        d = self.design
+        lev = d.levels[0]
+        q, p = lev.q, d.k_fe
+        u = f.modes(self)
+        V = np.linalg.inv(f.L_x @ f.L_x.T).ravel() if reml and p else np.zeros(0)
+        M1, N, K = np.empty(q * q), np.empty(q * q), np.empty(q * q)
+        _core.gradient_terms(self._stats, f.work, f.lams[0].ravel(), f._w[d.qd:], u, V, q, p, lev.n_groups,
+                             M1, N, K)
+        M1, N, K = M1.reshape(q, q), N.reshape(q, q), K.reshape(q, q)
+        dof = self.nobs - p if reml else self.nobs
+        grad = np.empty(theta.size)
+        for i, E in enumerate(self._lam_derivatives(theta)):
+            g = 2 * np.sum(E * M1.T) - 2 * dof * np.sum(E * N) / f.prss
+            if reml:
+                g -= 2 * np.sum(E * K.T)
+            grad[i] = g
+        return _deviance(f, self.nobs, p, reml), grad
+
+    def _lam_derivatives(self, theta, h=1e-6):
+        """dLambda/dtheta_i of the single level (central differences; exact for linear structures)."""
+        cov = self.levels[0].cov
+        out = []
+        for i in range(theta.size):
+            e = np.zeros(theta.size)
+            e[i] = h
+            out.append((cov.lam(theta + e) - cov.lam(theta - e)) / (2 * h))
+        return out
+
     def _scratch(self):
         """A private work buffer reused by the optimizer's evaluations (never exposed)."""
         if getattr(self, "_scratch_buffer", None) is None:
@@ -314,8 +359,9 @@ class LinearMixed(LikelihoodModel):
         from .results import MixedResults, MixedResultsWrapper
         scale = self.theta_scale()
         theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
+        grad = (lambda th: self.deviance_and_gradient(th, reml)) if self.has_analytic_gradient() else None
         opt = minimize(lambda th: self.deviance(th, reml), theta0, self.theta_bounds(), scale=scale,
-                       maxiter=maxiter)
+                       fun_and_grad=grad, maxiter=maxiter)
         if disp:
             print(opt)
         if not opt.converged:

@@ -91,11 +91,11 @@ def projected_gradient(g, x, bounds):
     return g
 
 
-def minimize(fun, x0, bounds, scale=None, grad=None, maxiter=1000):
+def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000):
     """Minimize ``fun`` over a box; return an ``OptSummary`` (``end`` on the scale of ``x0``).
 
-    The optimizer works on ``x / scale``. L-BFGS-B first (with ``grad`` or central
-    differences). A parameter stopped at a lower bound of 0 (a zero sd) may be a saddle
+    The optimizer works on ``x / scale``. L-BFGS-B first (with ``fun_and_grad``, which
+    returns the objective and its gradient, or forward differences). A parameter stopped at a lower bound of 0 (a zero sd) may be a saddle
     point of the objective rather than its minimum (the deviance is symmetric in the
     sign of a column of Lambda, so its gradient vanishes there): small steps into the
     interior are tried and, if one is better, the search restarts from it. If the
@@ -113,9 +113,11 @@ def minimize(fun, x0, bounds, scale=None, grad=None, maxiter=1000):
         return fun(z * scale)
 
     def f_and_g(z):
+        if fun_and_grad is not None:
+            counter[0] += 1
+            fz, g = fun_and_grad(z * scale)
+            return fz, g * scale
         fz = f(z)
-        if grad is not None:
-            return fz, grad(z * scale) * scale
         return fz, forward_gradient(f, z, fz)
 
     lower = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
@@ -135,7 +137,8 @@ def minimize(fun, x0, bounds, scale=None, grad=None, maxiter=1000):
             break
         best_z, best_f = escape
     before = counter[0]
-    best_z, best_f, hess_ok = _newton_polish(f, best_z, best_f, sbounds)
+    best_z, best_f, hess_ok = _newton_polish(f, best_z, best_f, sbounds,
+                                             f_and_g=f_and_g if fun_and_grad is not None else None)
     attempts.append(("Newton", best_f, counter[0] - before, "polish with a finite-difference Hessian"))
     g = projected_gradient(central_gradient(f, best_z), best_z, sbounds)
     if np.max(np.abs(g), initial=0.0) > GRADIENT_TOL:
@@ -163,7 +166,7 @@ def _free(z, sbounds):
     return out
 
 
-def _newton_polish(f, z, fz, sbounds, steps=6):
+def _newton_polish(f, z, fz, sbounds, steps=6, f_and_g=None):
     """Newton steps on the free parameters with a finite-difference Hessian.
 
     Sharpens the optimum beyond what quasi-Newton stopping rules reach (so that the same
@@ -186,12 +189,17 @@ def _newton_polish(f, z, fz, sbounds, steps=6):
             full[free] = x
             return f(full)
 
-        H = hessian(sub, z[free], step=1e-3)
+        if f_and_g is None:
+            H = hessian(sub, z[free], step=1e-3)
+            g = central_gradient(sub, z[free])
+        else:
+            g = f_and_g(z)[1][free]
+            H = _jacobian_of_gradient(f_and_g, z, free)
         try:
             np.linalg.cholesky(H)
         except np.linalg.LinAlgError:
             return z, fz, False
-        step = np.linalg.solve(H, central_gradient(sub, z[free]))
+        step = np.linalg.solve(H, g)
         for t in (1.0, 0.5, 0.25, 0.0):
             trial = z.copy()
             trial[free] = z[free] - t * step
@@ -205,6 +213,18 @@ def _newton_polish(f, z, fz, sbounds, steps=6):
         if np.max(np.abs(t * step)) < 1e-10:
             break
     return z, fz, True
+
+
+def _jacobian_of_gradient(f_and_g, z, free, step=1e-5):
+    """Hessian of the free parameters by central differences of an analytic gradient."""
+    idx = np.flatnonzero(free)
+    H = np.empty((idx.size, idx.size))
+    for j, i in enumerate(idx):
+        h = step * max(1.0, abs(z[i]))
+        e = np.zeros_like(z)
+        e[i] = h
+        H[:, j] = (f_and_g(z + e)[1][free] - f_and_g(z - e)[1][free]) / (2 * h)
+    return 0.5 * (H + H.T)
 
 
 def _escape_from_zero_bound(f, z, fz, lower):
