@@ -119,3 +119,22 @@ def test_evaluation_cost_does_not_depend_on_rows():
     small = random_design(rng, [10] * 20)
     big = random_design(rng, [100] * 20)
     assert small.stat_size == big.stat_size
+
+
+@pytest.mark.parametrize("structure", ["unstructured", "independent", "identity", "exchangeable"])
+@pytest.mark.parametrize("reml", [False, True])
+def test_analytic_gradient_matches_finite_differences(structure, reml):
+    from hlmext.linear import LinearMixed
+    from hlmext.optimize import central_gradient
+    rng = np.random.default_rng(6)
+    n, G = 300, 25
+    g = rng.integers(0, G, n)
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
+    Z = np.column_stack([np.ones(n), X[:, 1], rng.normal(size=n)])
+    y = X @ [1, 2, -1] + (rng.normal(size=(G, 3)) * [1, .5, .3])[g].sum(axis=1) * 0 + rng.normal(size=n)
+    model = LinearMixed(y, X, g, Z, cov=structure)
+    assert model.has_analytic_gradient()
+    theta = model.theta_start() * 0.7 + 0.05
+    _, grad = model.deviance_and_gradient(theta, reml)
+    fd = central_gradient(lambda t: model.deviance(t, reml), theta, step=1e-6)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
