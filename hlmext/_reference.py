@@ -65,3 +65,59 @@ def _block_diag(blocks):
         out[k:k + b.shape[0], k:k + b.shape[0]] = b
         k += b.shape[0]
     return out
+
+
+# --------------------------------------------------------------------------- GLMM (_glmm.pyx)
+
+def glmm_row_loglik(family, y, ntr, eta):
+    """``y eta - b(eta)`` per row: 0 binomial-logit (b = n log(1 + e^eta)), 1 Poisson (b = e^eta)."""
+    if family == 0:
+        return y * eta - ntr * np.logaddexp(0.0, eta)
+    return y * eta - np.exp(eta)
+
+
+def glmm_mode(family, ZL, y, ntr, eta0, tol=1e-12):
+    """Mode of h(u) = sum_i loglik_i(eta0 + ZL u) - |u|^2/2 by plain Newton; (u, h, H)."""
+    u = np.zeros(ZL.shape[1])
+    for _ in range(200):
+        eta = eta0 + ZL @ u
+        mu = ntr / (1 + np.exp(-eta)) if family == 0 else np.exp(eta)
+        w = mu * (1 - mu / ntr) if family == 0 else mu
+        H = ZL.T @ (w[:, None] * ZL) + np.eye(ZL.shape[1])
+        step = np.linalg.solve(H, ZL.T @ (y - mu) - u)
+        def h(v):
+            return glmm_row_loglik(family, y, ntr, eta0 + ZL @ v).sum() - v @ v / 2
+        t = 1.0
+        while h(u + t * step) < h(u) - 1e-12 and t > 1e-10:
+            t /= 2
+        u = u + t * step
+        if np.max(np.abs(step)) < tol:
+            break
+    eta = eta0 + ZL @ u
+    mu = ntr / (1 + np.exp(-eta)) if family == 0 else np.exp(eta)
+    w = mu * (1 - mu / ntr) if family == 0 else mu
+    H = ZL.T @ (w[:, None] * ZL) + np.eye(ZL.shape[1])
+    return u, glmm_row_loglik(family, y, ntr, eta).sum() - u @ u / 2, H
+
+
+def glmm_laplace(family, ZL, y, ntr, eta0):
+    """Laplace log-likelihood h(u) - 1/2 log det H of one dense system (one cluster, or a
+    whole nested model with ZL = Z Lambda), without the data constants."""
+    u, h, H = glmm_mode(family, ZL, y, ntr, eta0)
+    return h - 0.5 * np.linalg.slogdet(H)[1]
+
+
+def glmm_aghq(family, ZL, y, ntr, eta0, nagq):
+    """Adaptive Gauss-Hermite log-likelihood of one cluster (product rule, nagq per dimension)."""
+    u, h, H = glmm_mode(family, ZL, y, ntr, eta0)
+    q = ZL.shape[1]
+    x, w = np.polynomial.hermite.hermgauss(nagq)
+    nodes = np.array(np.meshgrid(*[x] * q, indexing="ij")).reshape(q, -1).T
+    weights = np.prod(np.array(np.meshgrid(*[w] * q, indexing="ij")).reshape(q, -1), axis=0)
+    Linv_t = np.linalg.inv(np.linalg.cholesky(H)).T
+    total = 0.0
+    for xk, wk in zip(nodes, weights):
+        uk = u + np.sqrt(2) * Linv_t @ xk
+        hk = glmm_row_loglik(family, y, ntr, eta0 + ZL @ uk).sum() - uk @ uk / 2
+        total += wk * np.exp(xk @ xk + hk - h)
+    return h - 0.5 * np.linalg.slogdet(H)[1] + np.log(total / np.pi ** (q / 2))

@@ -7,6 +7,7 @@ import pandas as pd
 from .exceptions import ModelError
 from .inference import LRTest, boundary_lr_test
 from .linear import LinearMixed
+from .glmm import MixedLogit, MixedPoisson
 
 
 def mixedlm(formula, data, cov=None, missing="drop"):
@@ -125,3 +126,72 @@ def per_group_ols(formula, data, groups, min_obs=5):
     out = pd.DataFrame(rows, index=pd.Index(index, name=groups), columns=frame.exog_names + ["nobs"])
     out["nobs"] = out["nobs"].astype(int)
     return out.sort_index()
+
+
+def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop"):
+    """Mixed-effects logistic regression from a formula (Stata ``melogit``, lme4 ``glmer``).
+
+    Parameters
+    ----------
+    formula : str
+        As for ``mixedlm``: ``"y ~ x + (1 | g)"``, ``"y ~ x + (x | g)"``, ``"y ~ x || g:"``,
+        nested ``"(1 | a/b)"``, crossed ``"(1 | a) + (1 | b)"``. The response is 0/1, or the
+        number of successes with ``trials``.
+    data : pandas.DataFrame
+    trials : str or array_like, optional
+        Column (or array over the rows of ``data``) with the number of binomial trials.
+    offset : str or array_like, optional
+        Offset added to the linear predictor.
+    cov : str or dict, optional
+        Covariance structure of the random effects (see ``mixedlm``).
+    missing : {"drop", "raise"}
+        Rows with missing values in used columns (trials and offset included).
+
+    Returns
+    -------
+    MixedLogit
+        Call ``.fit(nagq=7)`` (adaptive Gauss-Hermite, 7 points per random effect) or
+        ``.fit(nagq=1)`` (Laplace; required with nested or crossed levels).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("cbpp")
+    >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=7)
+    >>> round(res.llf, 3), round(float(res.params["sd(Intercept)[herd]"]), 4)
+    (-91.983, 0.6475)
+    """
+    return MixedLogit.from_formula(formula, data, trials=trials, offset=offset, cov=cov, missing=missing,
+                                   eval_env=1)
+
+
+def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop"):
+    """Mixed-effects Poisson regression from a formula (Stata ``mepoisson``, lme4 ``glmer``).
+
+    Parameters
+    ----------
+    formula : str
+        As for ``mixedlm``; the response is a count.
+    data : pandas.DataFrame
+    offset : str or array_like, optional
+        Offset added to the linear predictor (log scale).
+    exposure : str or array_like, optional
+        Exposure; enters as ``log(exposure)`` in the offset and must be positive.
+    cov : str or dict, optional
+    missing : {"drop", "raise"}
+
+    Returns
+    -------
+    MixedPoisson
+        Call ``.fit(nagq=7)`` or ``.fit(nagq=1)`` (Laplace; required with nested or crossed levels).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("grouseticks")
+    >>> res = hlmext.mepoisson("TICKS ~ C(YEAR) + cHEIGHT + (1 | BROOD)", df).fit(nagq=15)
+    >>> round(res.llf, 3)
+    -988.955
+    """
+    return MixedPoisson.from_formula(formula, data, offset=offset, exposure=exposure, cov=cov, missing=missing,
+                                     eval_env=1)

@@ -38,7 +38,14 @@ class Structure:
         raise NotImplementedError
 
     def theta_bounds(self) -> list:
+        """Box for the optimizer. Diagonal entries of Lambda are left free: the sign of a
+        column of Lambda does not change Lambda Lambda', so bounding them at 0 would only
+        create false optima on the edge (``canonical`` restores positive diagonals)."""
         raise NotImplementedError
+
+    def canonical(self, theta: np.ndarray) -> np.ndarray:
+        """The equivalent ``theta`` whose Lambda has a non-negative diagonal."""
+        return np.abs(np.asarray(theta, float))
 
     def theta_from_lam(self, lam: np.ndarray) -> np.ndarray:
         """Nearest ``theta`` for a given factor (used for start values)."""
@@ -108,8 +115,12 @@ class Unstructured(Structure):
         return 1.0 / np.asarray(rms, float)[rows]
 
     def theta_bounds(self):
-        rows, cols = self._index()
-        return [(0.0, None) if r == c else (None, None) for r, c in zip(rows, cols)]
+        return [(None, None)] * self.n_theta
+
+    def canonical(self, theta):
+        lam = self.lam(theta)
+        signs = np.where(np.diag(lam) < 0, -1.0, 1.0)
+        return self.theta_from_lam(lam * signs[None, :])
 
     def theta_from_lam(self, lam):
         return np.asarray(lam, float)[self._index()].copy()
@@ -161,7 +172,7 @@ class Independent(Structure):
         return 1.0 / np.asarray(rms, float)
 
     def theta_bounds(self):
-        return [(0.0, None)] * self.q
+        return [(None, None)] * self.q
 
     def theta_from_lam(self, lam):
         return np.sqrt(np.diag(np.asarray(lam) @ np.asarray(lam).T))
@@ -195,7 +206,7 @@ class Identity(Structure):
         return np.array([1.0 / np.mean(rms)])
 
     def theta_bounds(self):
-        return [(0.0, None)]
+        return [(None, None)]
 
     def theta_from_lam(self, lam):
         return np.array([np.sqrt(np.mean(np.diag(np.asarray(lam) @ np.asarray(lam).T)))])
@@ -234,7 +245,10 @@ class Exchangeable(Structure):
 
     def theta_bounds(self):
         lower = -1.0 / (self.q - 1) if self.q > 1 else -1.0
-        return [(0.0, None), (lower + 1e-6, 1.0 - 1e-6)]
+        return [(None, None), (lower + 1e-6, 1.0 - 1e-6)]
+
+    def canonical(self, theta):
+        return np.array([abs(float(theta[0])), float(theta[1])])
 
     def theta_from_lam(self, lam):
         cov = np.asarray(lam) @ np.asarray(lam).T
@@ -318,6 +332,11 @@ class LevelCovariance:
 
     def theta_bounds(self) -> list:
         return [b for s, _ in self.blocks for b in s.theta_bounds()]
+
+    def canonical(self, theta) -> np.ndarray:
+        """Block by block, the equivalent ``theta`` with non-negative diagonals of Lambda."""
+        sizes = [s.n_theta for s, _ in self.blocks]
+        return np.concatenate([s.canonical(th) for (s, _), th in zip(self.blocks, self._split(theta, sizes))])
 
     def theta_scale(self, rms) -> np.ndarray:
         """Per-parameter scale of ``theta`` from the design columns' root mean squares."""

@@ -266,6 +266,28 @@ class MixedDesign:
         if problems:
             raise ValueError("internal design layout check failed: " + "; ".join(problems))
 
+    has_rows = True
+
+    def statistics(self):
+        """The one pass over the rows: per-cluster blocks and the global block (see ``_core``).
+
+        Returns ``(stats, G0)``: the flat per-cluster statistics (``stat_size``) and the
+        global cross-product block ``[D X y]'[D X y]`` (raveled). Everything a fit needs.
+        """
+        from . import _core
+        stats = np.zeros(self.stat_size)
+        _core.cross_products(self.W, self.zoff, self.level_first, self.row_start, self.row_end,
+                             self.stat_off, self.qd, stats)
+        if self.qd:
+            chain = self.levels[0]
+            view = stats.reshape(chain.n_groups, chain.q, self.m + self.qd)
+            view[:, :, chain.q:chain.q + self.qd] = self.chain_coupling()
+        return stats, np.ascontiguousarray(self.global_block()).ravel()
+
+    def z_rms(self, i) -> np.ndarray:
+        """Root mean square of each random-effects column of level ``i``."""
+        return np.sqrt(np.mean(self.z_of(i) ** 2, axis=0))
+
     def z_of(self, i) -> np.ndarray:
         """Random-effects design (sorted rows) of level ``i`` of ``levels``."""
         if i < self.n_chain:

@@ -124,7 +124,7 @@ class LinearMixed(LikelihoodModel):
     >>> X = np.column_stack([np.ones(300), x])
     >>> res = hlmext.LinearMixed(y, X, g).fit(reml=False)
     >>> round(float(res.fe_params.iloc[1]), 2)
-    0.48
+    0.55
     """
 
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured",
@@ -142,21 +142,15 @@ class LinearMixed(LikelihoodModel):
                                  "effects or a coarser grouping" % (lv.name, lv.n_groups * lv.q, lv.n_groups,
                                                                    lv.q, design.nobs))
         self.k_re = sum(lv.cov.n_theta for lv in self.levels)
-        super().__init__(pd.Series(design.endog, name=design.endog_name),
-                         pd.DataFrame(design.exog, columns=design.exog_names, copy=False), **kwargs)
+        endog = design.endog if design.has_rows else np.zeros(0)
+        exog = design.exog if design.has_rows else np.zeros((0, design.k_fe))
+        super().__init__(pd.Series(endog, name=design.endog_name),
+                         pd.DataFrame(exog, columns=design.exog_names, copy=False), **kwargs)
         self.data.param_names = list(design.exog_names) + self.report_names()
         self.nobs = design.nobs
         self.k_fe = design.k_fe
         self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])[:-1]]).astype(np.intp)
-        self._stats = np.zeros(design.stat_size)
-        _core.cross_products(design.W, design.zoff, design.level_first, design.row_start, design.row_end,
-                             design.stat_off, design.qd, self._stats)
-        if design.qd:
-            chain = design.levels[0]
-            width = design.m + design.qd
-            view = self._stats.reshape(chain.n_groups, chain.q, width)
-            view[:, :, chain.q:chain.q + design.qd] = design.chain_coupling()
-        self._G0 = np.ascontiguousarray(design.global_block()).ravel()
+        self._stats, self._G0 = design.statistics()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -179,6 +173,22 @@ class LinearMixed(LikelihoodModel):
     def endog_names(self):
         return self.design.endog_name
 
+    def to_lme4(self, reml=True, data="df"):
+        """The equivalent lme4 call, e.g. ``lmer(gcse ~ lrt + (lrt | school), data = df)``.
+
+        See :func:`hlmext.emit.to_lme4`; ``reml=False`` adds ``REML = FALSE``.
+        """
+        from .emit import to_lme4
+        return to_lme4(self, reml=reml, data=data)
+
+    def to_stata(self, reml=True):
+        """The equivalent Stata command, e.g. ``mixed gcse lrt || school: lrt, covariance(unstructured) reml``.
+
+        See :func:`hlmext.emit.to_stata`; ``reml=False`` writes ``mle``.
+        """
+        from .emit import to_stata
+        return to_stata(self, reml=reml)
+
     # ------------------------------------------------------------------ objective
     def lams(self, theta):
         """Relative covariance factors Lambda of every level (core order) for ``theta``."""
@@ -194,11 +204,18 @@ class LinearMixed(LikelihoodModel):
     def theta_bounds(self):
         return [b for lv in self.levels for b in lv.cov.theta_bounds()]
 
+    def theta_canonical(self, theta):
+        """The equivalent ``theta`` whose factors Lambda have non-negative diagonals."""
+        out, k = [], 0
+        for lv in self.levels:
+            out.append(lv.cov.canonical(theta[k:k + lv.cov.n_theta]))
+            k += lv.cov.n_theta
+        return np.concatenate(out)
+
     def theta_scale(self):
         """Natural size of every ``theta`` (from the random-effects columns' magnitudes)."""
         d = self.design
-        return np.concatenate([lv.cov.theta_scale(np.sqrt(np.mean(d.z_of(i) ** 2, axis=0)))
-                               for i, lv in enumerate(self.levels)])
+        return np.concatenate([lv.cov.theta_scale(d.z_rms(i)) for i, lv in enumerate(self.levels)])
 
     def factorize(self, theta) -> Factorization:
         """Factor the penalized system at ``theta`` (pure: nothing on the model changes)."""
@@ -366,7 +383,35 @@ class LinearMixed(LikelihoodModel):
             print(opt)
         if not opt.converged:
             warnings.warn(opt.diagnosis(), ConvergenceWarning)
-        return MixedResultsWrapper(MixedResults(self, opt.end, reml=reml, opt=opt))
+        theta = self.theta_canonical(opt.end)
+        final = self.factorize(theta)
+        spread = np.std(self.design.W[:, -1]) if self.design.has_rows else 1.0
+        if not final.ok or not np.isfinite(opt.fun) or final.prss <= 1e-10 * max(spread, 1e-300) ** 2 * self.nobs:
+            raise ModelError("the model reproduces the data exactly (the residual variance goes to zero), so "
+                             "its likelihood has no maximum: %d observations are too few for %d fixed effects "
+                             "and these random effects; use fewer fixed or random effects"
+                             % (self.nobs, self.k_fe))
+        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt))
+
+    def refit(self, endog, reml=True, start=None, **kwargs):
+        """Fit the same model to a new response without rebuilding the design.
+
+        Only the cross-products that involve ``y`` are recomputed (``Z_lk' y`` per cluster,
+        ``X'y``, ``y'y``): one O(n q) pass (``hlmext.bootstrap.with_endog``).
+
+        Parameters
+        ----------
+        endog : array_like, shape (nobs,)
+            New response, in the row order of the fitted data.
+        reml, start, **kwargs
+            As for ``fit``.
+
+        Returns
+        -------
+        MixedResults
+        """
+        from .bootstrap import with_endog
+        return with_endog(self, endog).fit(reml=reml, start=start, **kwargs)
 
 
 def _deviance(f, n, p, reml):

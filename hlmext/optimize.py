@@ -95,12 +95,13 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000):
     """Minimize ``fun`` over a box; return an ``OptSummary`` (``end`` on the scale of ``x0``).
 
     The optimizer works on ``x / scale``. L-BFGS-B first (with ``fun_and_grad``, which
-    returns the objective and its gradient, or forward differences). A parameter stopped at a lower bound of 0 (a zero sd) may be a saddle
-    point of the objective rather than its minimum (the deviance is symmetric in the
-    sign of a column of Lambda, so its gradient vanishes there): small steps into the
-    interior are tried and, if one is better, the search restarts from it. If the
-    projected gradient is still not small, Powell from the best point, keeping the
-    better result.
+    returns the objective and its gradient, or forward differences). A parameter that
+    ends at 0 may sit on a stationary point that is not a minimum (the deviance is
+    symmetric in the sign of a column of Lambda, so its gradient vanishes there): steps
+    away from 0 are tried and, if one is better, the search restarts from it. Then Newton steps
+    from a finite-difference Hessian that sharpen the optimum and check that the Hessian
+    is positive definite. If the projected gradient is still not small, Powell from the
+    best point, keeping the better result.
     """
     x0 = np.asarray(x0, float)
     scale = np.ones_like(x0) if scale is None else np.asarray(scale, float)
@@ -132,7 +133,7 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000):
         attempts.append(("L-BFGS-B", float(res.fun), counter[0] - before, str(res.message)))
         if res.fun <= best_f:
             best_z, best_f, message = res.x, float(res.fun), str(res.message)
-        escape = _escape_from_zero_bound(f, best_z, best_f, lower)
+        escape = _escape_from_zero(f, best_z, best_f, lower, upper)
         if escape is None:
             break
         best_z, best_f = escape
@@ -225,6 +226,19 @@ def _jacobian_of_gradient(f_and_g, z, free, step=1e-5):
         e[i] = h
         H[:, j] = (f_and_g(z + e)[1][free] - f_and_g(z - e)[1][free]) / (2 * h)
     return 0.5 * (H + H.T)
+
+
+def _escape_from_zero(f, z, fz, lower, upper):
+    """A better point a step away from a parameter that ended at 0, or None."""
+    best = None
+    for i in np.flatnonzero(np.abs(z) < 1e-6):
+        for step in (1e-2, -1e-2, 1e-1, -1e-1, 1.0, -1.0):
+            trial = z.copy()
+            trial[i] = np.clip(step, lower[i], upper[i])
+            ft = f(trial)
+            if ft < fz - 1e-8 * max(1.0, abs(fz)) and (best is None or ft < best[1]):
+                best = (trial, ft)
+    return best
 
 
 def _escape_from_zero_bound(f, z, fz, lower):

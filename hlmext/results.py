@@ -74,7 +74,7 @@ class MixedResults(LikelihoodModelResults):
         self.opt = opt
         self.converged = opt.converged
         self.deviance = _deviance(f, n, p, reml)
-        self._llf = -0.5 * self.deviance
+        self._llf = float(-0.5 * self.deviance)
         self.k_params = p + model.k_re + 1
         self.aic = self.deviance + 2 * self.k_params
         self.bic = self.deviance + np.log(n) * self.k_params
@@ -95,7 +95,8 @@ class MixedResults(LikelihoodModelResults):
             self.cov_re[lv.name] = pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names)
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects, self.random_effects_cov = _blups(model, f, sigma2)
-        self._fitted_sorted = _fitted_sorted(model, f.beta, self.random_effects)
+        self._fitted_sorted = (_fitted_sorted(model, f.beta, self.random_effects)
+                               if model.design.has_rows else None)
         self.notes = _notes(self)
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
@@ -109,6 +110,10 @@ class MixedResults(LikelihoodModelResults):
 
     # ------------------------------------------------------------------ rows
     def _original_order(self, sorted_values):
+        if sorted_values is None or not self.model.design.has_rows:
+            raise ValueError("this model was fitted from statistics accumulated over chunks, without keeping "
+                             "the rows: compute fitted values and residuals chunk by chunk with "
+                             "results.predict(chunk, which='conditional')")
         out = np.empty_like(sorted_values)
         out[self.model.design.order] = sorted_values
         labels = self.model.frame.row_labels if self.model.frame is not None else None
@@ -122,6 +127,8 @@ class MixedResults(LikelihoodModelResults):
     @property
     def resid(self):
         """Conditional residuals y - X beta - Z b, in the data's row order."""
+        if self._fitted_sorted is None:
+            return self._original_order(None)
         return self._original_order(self.model.design.endog - self._fitted_sorted)
 
     def predict(self, data=None, which="marginal"):
@@ -142,6 +149,8 @@ class MixedResults(LikelihoodModelResults):
             raise ValueError("which must be 'marginal' or 'conditional', not %r" % (which,))
         model = self.model
         if data is None:
+            if not model.design.has_rows:
+                return self._original_order(None)
             if which == "conditional":
                 return self.fittedvalues
             return self._original_order(model.design.exog @ self.fe_params.to_numpy())
@@ -196,6 +205,89 @@ class MixedResults(LikelihoodModelResults):
         cov_var = cov_sd * np.outer(jac, jac)
         return inference.icc_table(sds[:k] ** 2, sds[k] ** 2, cov_var, [lv.name for lv in levels], alpha)
 
+    # ------------------------------------------------------------------ profile, bootstrap, df
+    def conf_int(self, alpha=0.05, cols=None, method="wald", **kwargs):
+        """Confidence intervals: Wald (statsmodels' default), profile likelihood or bootstrap.
+
+        Parameters
+        ----------
+        alpha : float
+        cols : list of str or int, optional
+            Parameters to compute (names or positions in ``params``); the others are NaN
+            (the result always has one row per parameter). Default all.
+        method : {"wald", "profile", "bootstrap"}
+            ``"wald"``: ``params -+ z se`` (statsmodels). ``"profile"``: ``profile_ci``
+            (keyword ``criterion``). ``"bootstrap"``: percentile intervals of
+            ``bootstrap(**kwargs)`` (``n``, ``seed``, ``n_jobs``), or of a finished
+            ``bootstrap=BootstrapResults``.
+
+        Returns
+        -------
+        ndarray (k_params, 2); a DataFrame through the results wrapper.
+        """
+        method = str(method).lower()
+        if method == "wald" and cols is None:
+            return super().conf_int(alpha)
+        names = list(self.model.exog_names) + self.model.report_names()
+        idx = list(range(len(names))) if cols is None else \
+            [c if isinstance(c, (int, np.integer)) else names.index(c) for c in cols]
+        out = np.full((len(names), 2), np.nan)
+        if method == "wald":
+            out[idx] = np.asarray(super().conf_int(alpha))[idx]
+        elif method == "profile":
+            table = self.profile_ci(alpha, cols=idx, criterion=kwargs.get("criterion"))
+            out[idx] = table.to_numpy()
+        elif method == "bootstrap":
+            boot = kwargs.pop("bootstrap", None) or self.bootstrap(**kwargs)
+            out[idx] = boot.conf_int(alpha).to_numpy()[idx]
+        else:
+            raise ValueError("method must be 'wald', 'profile' or 'bootstrap', not %r" % (method,))
+        return out
+
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        """Profile-likelihood intervals (lme4's ``confint(method="profile")``); see ``hlmext.profile``.
+
+        A REML fit is profiled on the ML likelihood (lme4's convention) unless
+        ``criterion="reml"`` (variance parameters only).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``lower`` and ``upper`` per parameter.
+        """
+        from .profile import profile_ci
+        return profile_ci(self, alpha=alpha, cols=cols, criterion=criterion)
+
+    def simulate(self, n=1, seed=None):
+        """``n`` responses drawn from the fitted model (DataFrame, nobs x n); see ``hlmext.bootstrap``."""
+        from .bootstrap import simulate
+        return simulate(self, n=n, seed=seed)
+
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        """Parametric bootstrap: ``n`` simulated responses, each refitted (``BootstrapResults``).
+
+        The replicates are the same for every ``n_jobs`` (processes); see ``hlmext.bootstrap``.
+        """
+        from .bootstrap import bootstrap
+        return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def refit(self, new_endog):
+        """The same model (design, method) fitted to a new response, starting from this fit."""
+        return self.model.refit(new_endog, reml=self.reml, start=self.theta)
+
+    def t_test(self, r_matrix, cov_p=None, use_t=None, df=None):
+        """statsmodels' ``t_test``; ``df="satterthwaite"`` for t tests with Satterthwaite df.
+
+        With ``df="satterthwaite"`` the hypothesis may involve fixed effects only and every
+        row gets its own denominator df (lmerTest's ``contest1D``); see ``hlmext.satterthwaite``.
+        """
+        if df is None:
+            return super().t_test(r_matrix, cov_p=cov_p, use_t=use_t)
+        if str(df).lower() != "satterthwaite":
+            raise ValueError("df must be None or 'satterthwaite', not %r" % (df,))
+        from .satterthwaite import t_test
+        return t_test(self, r_matrix)
+
     # ------------------------------------------------------------------ summary
     model_label = property(lambda self: "Mixed-effects %s regression" % self.method)
     integration = None
@@ -243,13 +335,30 @@ class MixedResults(LikelihoodModelResults):
     def lr_test(self):
         return self.lr_test_vs_regression()
 
-    def summary(self, alpha=0.05):
-        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``)."""
+    def summary(self, alpha=0.05, dfmethod=None):
+        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
+
+        ``dfmethod="satterthwaite"``: t tests of the fixed effects with Satterthwaite df
+        (the table's figures: ``hlmext.satterthwaite.fe_table``).
+        """
         from .summary import MixedSummary
-        return MixedSummary(self, alpha=alpha)
+        if dfmethod is None:
+            return MixedSummary(self, alpha=alpha)
+        return MixedSummary(self, alpha=alpha, dfmethod=dfmethod)
 
     def _repr_html_(self):
         return self.summary()._repr_html_()
+
+    # ------------------------------------------------------------------ plots
+    def plot_random_effects(self, level=None, term=None, ax=None, alpha=0.05):
+        """Caterpillar plot of the BLUPs of one level and term; see :func:`hlmext.plotting.plot_random_effects`."""
+        from .plotting import plot_random_effects
+        return plot_random_effects(self, level=level, term=term, ax=ax, alpha=alpha)
+
+    def plot_per_group_fits(self, data, x=None, ax=None, max_groups=None):
+        """Per-group OLS lines against the mixed model's lines; see :func:`hlmext.plotting.plot_per_group_fits`."""
+        from .plotting import plot_per_group_fits
+        return plot_per_group_fits(self, data, x=x, ax=ax, max_groups=max_groups)
 
 
 def _display_name(name):
@@ -267,7 +376,7 @@ def _sd_scale(model, sigma, is_corr):
     """Per reported value, the sd below which it counts as zero (scaled by its design column)."""
     out = []
     for i, lv in enumerate(model.levels):
-        cols = np.sqrt(np.mean(model.design.z_of(i) ** 2, axis=0))
+        cols = model.design.z_rms(i)
         per = []
         k = 0
         for s, names in lv.cov.blocks:

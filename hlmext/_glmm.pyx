@@ -1,0 +1,900 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled kernels of the generalized linear mixed model with one level of random effects.
+
+For cluster j with rows i, spherical random effects u (q-vector, prior N(0, I)),
+relative factor Lambda (q x q lower triangular) and ``zl_i = Lambda' z_i``:
+
+    eta_i = eta0_i + zl_i' u,        eta0_i = x_i' beta + offset_i
+    h(u)  = sum_i [y_i eta_i - b(eta_i)] - |u|^2 / 2
+    H(u)  = -d2h/du2 = sum_i w_i zl_i zl_i' + I,   w_i = b''(eta_i)
+
+with ``b(eta) = n_i log(1 + e^eta)`` (binomial with n_i trials, logit link) or
+``b(eta) = e^eta`` (Poisson, log link); the constants log C(n_i, y_i) and -log y_i!
+are added by the caller. Per cluster:
+
+- the mode u_j maximizes h by Newton steps with step halving, warm-started from the
+  previous value in ``u`` and iterated until max |step| < ``tol``;
+- Laplace:  log L_j ~ h(u_j) - 1/2 log det H_j;
+- adaptive Gauss-Hermite (Liu & Pierce 1994, Pinheiro & Bates 1995): with H_j = L L'
+  and product-rule nodes x_k and log weights ``logw_k`` (which include |x_k|^2 and
+  -q/2 log pi), u_k = u_j + sqrt(2) L^{-T} x_k and
+  log L_j ~ h(u_j) - 1/2 log det H_j + log sum_k exp(logw_k + h(u_k) - h(u_j)).
+
+The Laplace gradient (``want_grad``) follows from the envelope theorem plus the
+derivative of the log-determinant through eta (including the dependence of the mode):
+with s_i = zl_i' H^{-1} zl_i, c_i = -w'_i s_i / 2, t = H^{-1} sum_i c_i zl_i and
+e_i = y_i - mu_i + c_i - w_i zl_i't,
+
+    d log L / d beta     = sum_i e_i x_i            (the caller forms X'e)
+    d log L / d Lambda   = sum_i z_i (e_i u + (y_i - mu_i) t)' - M Lambda H^{-1},
+                           M = sum_i w_i z_i z_i'.
+
+The AGHQ gradient differentiates the rule through the mode and the factor L (nodes
+move with the parameters): with pi_k the normalized node terms, G_k = dh/du at u_k,
+M = sum_k pi_k (u_k - u)(L^{-1} G_k)', N the symmetrized lower triangle of L'M and
+Omega = L^{-T} N L^{-1} + H^{-1}, the same formulas hold with s_i = zl_i' Omega zl_i,
+t = H^{-1}(sum_k pi_k G_k + sum_i c_i zl_i), y_i - mu_i replaced by its posterior mean
+over the nodes in e_i and e_i u by sum_k pi_k (y_i - mu_ik) u_k, and M Lambda H^{-1} by
+sum_i w_i z_i (Omega zl_i)'. With one node (Laplace) they reduce to the formulas above.
+
+Three layers, as in ``_core.pyx``: ``cdef ... noexcept nogil`` functions for one row or
+one cluster; the ``def`` loop over clusters writing into caller-allocated arrays; the
+Python facade (``glmm.py``) validates and allocates once per model. The blocks are tiny
+(q is 1 to a few), so the Cholesky factor and triangular solves are short loops.
+"""
+from libc.math cimport exp, log, log1p, sqrt, fabs, INFINITY, isfinite
+
+ctypedef Py_ssize_t index_t
+
+cdef enum:
+    MAXQ = 12
+
+BINOMIAL = 0
+POISSON = 1
+
+
+# ---------------------------------------------------------------------------------
+# Layer 1: one row, one cluster
+# ---------------------------------------------------------------------------------
+
+cdef inline double row_loglik(int family, double y, double n, double eta, double* mu, double* w,
+                              double* dw) noexcept nogil:
+    """y eta - b(eta) for one row; mean, weight b''(eta) and its derivative if ``mu`` is not NULL."""
+    cdef double e, p, pc, sp
+    if family == 0:
+        if eta >= 0.0:
+            e = exp(-eta)
+            p = 1.0 / (1.0 + e)
+            pc = e / (1.0 + e)
+            sp = eta + log1p(e)
+        else:
+            e = exp(eta)
+            p = e / (1.0 + e)
+            pc = 1.0 / (1.0 + e)
+            sp = log1p(e)
+        if mu != NULL:
+            mu[0] = n * p
+            w[0] = n * p * pc
+            dw[0] = w[0] * (pc - p)
+        return y * eta - n * sp
+    e = exp(eta)
+    if mu != NULL:
+        mu[0] = e
+        w[0] = e
+        dw[0] = e
+    return y * eta - e
+
+
+cdef int chol_ld(double* a, index_t q, index_t lda) noexcept nogil:
+    """In-place lower Cholesky factor of the q x q block at ``a`` (leading dimension lda)."""
+    cdef index_t i, j, t
+    cdef double s
+    for j in range(q):
+        s = a[j * lda + j]
+        for t in range(j):
+            s -= a[j * lda + t] * a[j * lda + t]
+        if not s > 0.0:
+            return j + 1
+        s = sqrt(s)
+        a[j * lda + j] = s
+        for i in range(j + 1, q):
+            s = a[i * lda + j]
+            for t in range(j):
+                s -= a[i * lda + t] * a[j * lda + t]
+            a[i * lda + j] = s / a[j * lda + j]
+    return 0
+
+
+cdef inline void lower_ld(const double* L, index_t q, index_t lda, double* b) noexcept nogil:
+    """b <- L^{-1} b (L at leading dimension lda)."""
+    cdef index_t i, t
+    cdef double s
+    for i in range(q):
+        s = b[i]
+        for t in range(i):
+            s -= L[i * lda + t] * b[t]
+        b[i] = s / L[i * lda + i]
+
+
+cdef inline void upper_ld(const double* L, index_t q, index_t lda, double* b) noexcept nogil:
+    """b <- L^{-T} b (L at leading dimension lda)."""
+    cdef index_t i, t
+    cdef double s
+    for i in range(q - 1, -1, -1):
+        s = b[i]
+        for t in range(i + 1, q):
+            s -= L[t * lda + i] * b[t]
+        b[i] = s / L[i * lda + i]
+
+cdef double cluster_eval(int family, const double* y, const double* ntr, const double* eta0,
+                         const double* zl, index_t nj, index_t q, const double* u, double* g,
+                         double* H, double* eta, double* mu, double* w, double* dw) noexcept nogil:
+    """h(u); if ``g`` is not NULL also its gradient and H (full, before factoring).
+
+    If ``eta`` is not NULL the per-row eta, mu, w and w' are stored there.
+    """
+    cdef index_t i, a, b
+    cdef double h = 0.0, et, m, wi, dwi, r
+    for a in range(q):
+        h -= 0.5 * u[a] * u[a]
+        if g != NULL:
+            g[a] = -u[a]
+            for b in range(q):
+                H[a * q + b] = 1.0 if a == b else 0.0
+    for i in range(nj):
+        et = eta0[i]
+        for a in range(q):
+            et += zl[i * q + a] * u[a]
+        if g == NULL:
+            h += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
+            continue
+        h += row_loglik(family, y[i], ntr[i], et, &m, &wi, &dwi)
+        r = y[i] - m
+        for a in range(q):
+            g[a] += r * zl[i * q + a]
+            for b in range(a + 1):
+                H[a * q + b] += wi * zl[i * q + a] * zl[i * q + b]
+        if eta != NULL:
+            eta[i] = et
+            mu[i] = m
+            w[i] = wi
+            dw[i] = dwi
+    if g != NULL:
+        for a in range(q):
+            for b in range(a + 1, q):
+                H[a * q + b] = H[b * q + a]
+    return h
+
+
+cdef int cluster_mode(int family, const double* y, const double* ntr, const double* eta0,
+                      const double* zl, index_t nj, index_t q, double* u, double* L,
+                      double* eta, double* mu, double* w, double* dw, double tol, int maxit,
+                      double* h_out) noexcept nogil:
+    """Newton iterations with step halving for the mode of h, starting from ``u``.
+
+    On return ``u`` is the mode, ``L`` the Cholesky factor of H there, ``h_out`` h(u) and
+    the per-row arrays hold eta, mu, w, w' at the mode. Returns the number of Newton
+    steps, or -1 if H could not be factored or no step improved h.
+    """
+    cdef double g[MAXQ]
+    cdef double step[MAXQ]
+    cdef double trial[MAXQ]
+    cdef double h, ht, smax, t
+    cdef index_t a
+    cdef int it, halvings
+    h = cluster_eval(family, y, ntr, eta0, zl, nj, q, u, g, L, NULL, NULL, NULL, NULL)
+    for it in range(maxit):
+        if chol_ld(L, q, q) != 0:
+            return -1
+        smax = 0.0
+        for a in range(q):
+            step[a] = g[a]
+        lower_ld(L, q, q, step)
+        upper_ld(L, q, q, step)
+        for a in range(q):
+            if fabs(step[a]) > smax:
+                smax = fabs(step[a])
+        if smax < tol:
+            for a in range(q):
+                u[a] += step[a]
+            h_out[0] = cluster_eval(family, y, ntr, eta0, zl, nj, q, u, g, L, eta, mu, w, dw)
+            if chol_ld(L, q, q) != 0:
+                return -1
+            return it + 1
+        t = 1.0
+        for halvings in range(60):
+            for a in range(q):
+                trial[a] = u[a] + t * step[a]
+            ht = cluster_eval(family, y, ntr, eta0, zl, nj, q, trial, NULL, NULL, NULL, NULL, NULL, NULL)
+            if isfinite(ht) and ht >= h - 1e-13 * (1.0 + fabs(h)):
+                break
+            t *= 0.5
+        else:
+            return -1
+        for a in range(q):
+            u[a] = trial[a]
+        h = cluster_eval(family, y, ntr, eta0, zl, nj, q, u, g, L, NULL, NULL, NULL, NULL)
+    return -1
+
+
+cdef double aghq_term(int family, const double* y, const double* ntr, const double* eta,
+                      const double* zl, index_t nj, index_t q, const double* u, const double* L,
+                      const double* nodes, const double* logw, index_t K, double* d, double* hk,
+                      double h) noexcept nogil:
+    """log sum_k exp(logw_k + h(u_k) - h(u)), u_k = u + sqrt(2) L^{-T} x_k (``eta`` at u)."""
+    cdef index_t k, i, a
+    cdef double et, s, top
+    for k in range(K):
+        for a in range(q):
+            d[k * q + a] = sqrt(2.0) * nodes[k * q + a]
+        upper_ld(L, q, q, &d[k * q])
+        s = 0.0
+        for a in range(q):
+            s -= 0.5 * (u[a] + d[k * q + a]) * (u[a] + d[k * q + a])
+        hk[k] = s
+    for i in range(nj):
+        for k in range(K):
+            et = eta[i]
+            for a in range(q):
+                et += zl[i * q + a] * d[k * q + a]
+            hk[k] += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
+    top = -INFINITY
+    for k in range(K):
+        hk[k] += logw[k] - h
+        if hk[k] > top:
+            top = hk[k]
+    s = 0.0
+    for k in range(K):
+        s += exp(hk[k] - top)
+    return top + log(s)
+
+
+cdef void cluster_grad(const double* y, const double* z, const double* zl, const double* mu,
+                       const double* w, const double* dw, index_t nj, index_t q, const double* u,
+                       const double* L, double* e, double* grad_lam) noexcept nogil:
+    """Laplace gradient pieces of one cluster: per-row e_i and the sum into d/d Lambda."""
+    cdef double v[MAXQ]
+    cdef double r[MAXQ]
+    cdef double tv[MAXQ]
+    cdef double K1[MAXQ * MAXQ]
+    cdef index_t i, a, b
+    cdef double s, res, zt
+    for a in range(q):
+        r[a] = 0.0
+        for b in range(q):
+            K1[a * q + b] = 0.0
+    for i in range(nj):
+        for a in range(q):
+            v[a] = zl[i * q + a]
+        lower_ld(L, q, q, v)
+        s = 0.0
+        for a in range(q):
+            s += v[a] * v[a]
+        e[i] = -0.5 * dw[i] * s               # c_i for now
+        for a in range(q):
+            r[a] += e[i] * zl[i * q + a]
+            for b in range(q):
+                K1[a * q + b] += w[i] * z[i * q + a] * zl[i * q + b]
+    for a in range(q):
+        tv[a] = r[a]
+    lower_ld(L, q, q, tv)
+    upper_ld(L, q, q, tv)
+    for i in range(nj):
+        res = y[i] - mu[i]
+        zt = 0.0
+        for a in range(q):
+            zt += zl[i * q + a] * tv[a]
+        e[i] = res + e[i] - w[i] * zt
+        for a in range(q):
+            for b in range(q):
+                grad_lam[a * q + b] += z[i * q + a] * (e[i] * u[b] + res * tv[b])
+    # - M Lambda H^{-1}: row a of K1 = M Lambda, solved against H (symmetric)
+    for a in range(q):
+        for b in range(q):
+            v[b] = K1[a * q + b]
+        lower_ld(L, q, q, v)
+        upper_ld(L, q, q, v)
+        for b in range(q):
+            grad_lam[a * q + b] -= v[b]
+
+
+cdef void aghq_grad(int family, const double* y, const double* ntr, const double* z,
+                    const double* zl, const double* eta, const double* mu, const double* w,
+                    const double* dw, index_t nj, index_t q, const double* u, const double* L,
+                    const double* d, double* pk, index_t K, double* Gk, double* ubar, double* e,
+                    double* grad_lam) noexcept nogil:
+    """AGHQ gradient pieces of one cluster: per-row e_i and the sum into d/d Lambda.
+
+    ``pk`` holds logw_k + h(u_k) - h(u) on entry (from ``aghq_term``) and the normalized
+    node weights pi_k on exit; ``d`` the node offsets u_k - u = sqrt(2) L^{-T} x_k.
+    """
+    cdef double Om[MAXQ * MAXQ]
+    cdef double Mm[MAXQ * MAXQ]
+    cdef double Xm[MAXQ * MAXQ]
+    cdef double v[MAXQ]
+    cdef double r[MAXQ]
+    cdef double oz[MAXQ]
+    cdef index_t i, k, a, b, c
+    cdef double top = -INFINITY, total = 0.0, et, m, wi, dwi, res, p, ci, zt
+    for k in range(K):
+        if pk[k] > top:
+            top = pk[k]
+    for k in range(K):
+        pk[k] = exp(pk[k] - top)
+        total += pk[k]
+    for k in range(K):
+        pk[k] /= total
+        for a in range(q):
+            Gk[k * q + a] = -(u[a] + d[k * q + a])
+    for i in range(nj):                      # posterior means of the residual (and times u)
+        e[i] = 0.0
+        for a in range(q):
+            ubar[i * q + a] = 0.0
+        for k in range(K):
+            et = eta[i]
+            for a in range(q):
+                et += zl[i * q + a] * d[k * q + a]
+            row_loglik(family, y[i], ntr[i], et, &m, &wi, &dwi)
+            res = y[i] - m
+            e[i] += pk[k] * res
+            for a in range(q):
+                ubar[i * q + a] += pk[k] * res * (u[a] + d[k * q + a])
+                Gk[k * q + a] += res * zl[i * q + a]
+    for a in range(q):                       # gbar and M = sum_k pi_k d_k (L^{-1} G_k)'
+        r[a] = 0.0
+        for b in range(q):
+            Mm[a * q + b] = 0.0
+    for k in range(K):
+        for a in range(q):
+            r[a] += pk[k] * Gk[k * q + a]
+            v[a] = Gk[k * q + a]
+        lower_ld(L, q, q, v)
+        for a in range(q):
+            for b in range(q):
+                Mm[a * q + b] += pk[k] * d[k * q + a] * v[b]
+    for a in range(q):                       # N = L'M, symmetrized from its lower triangle
+        for b in range(a + 1):
+            p = 0.0
+            for c in range(a, q):
+                p += L[c * q + a] * Mm[c * q + b]
+            Xm[a * q + b] = p
+    for a in range(q):
+        for b in range(a + 1, q):
+            Xm[a * q + b] = Xm[b * q + a]
+    for b in range(q):                       # Omega = L^{-T} N L^{-1} + H^{-1}, column by column
+        for a in range(q):
+            v[a] = Xm[a * q + b]
+        upper_ld(L, q, q, v)
+        for a in range(q):
+            Mm[b * q + a] = v[a]             # row b of (L^{-T} N)' = column b of L^{-T} N
+    for b in range(q):
+        for a in range(q):
+            v[a] = Mm[a * q + b]
+        upper_ld(L, q, q, v)
+        for a in range(q):
+            oz[a] = 1.0 if a == b else 0.0
+        lower_ld(L, q, q, oz)
+        upper_ld(L, q, q, oz)
+        for a in range(q):
+            Om[a * q + b] = v[a] + oz[a]
+    for i in range(nj):                      # r = gbar + sum_i c_i zl_i
+        ci = 0.0
+        for a in range(q):
+            p = 0.0
+            for b in range(q):
+                p += Om[a * q + b] * zl[i * q + b]
+            ci += zl[i * q + a] * p
+        ci *= -0.5 * dw[i]
+        for a in range(q):
+            r[a] += ci * zl[i * q + a]
+    lower_ld(L, q, q, r)                     # t = H^{-1} r
+    upper_ld(L, q, q, r)
+    for i in range(nj):
+        ci = 0.0
+        zt = 0.0
+        for a in range(q):
+            oz[a] = 0.0
+            for b in range(q):
+                oz[a] += Om[a * q + b] * zl[i * q + b]
+            ci += zl[i * q + a] * oz[a]
+            zt += zl[i * q + a] * r[a]
+        ci = -0.5 * dw[i] * ci - w[i] * zt
+        e[i] += ci
+        res = y[i] - mu[i]
+        for a in range(q):
+            for b in range(q):
+                grad_lam[a * q + b] += z[i * q + a] * (ubar[i * q + b] + ci * u[b] + res * r[b] - w[i] * oz[b])
+
+
+# ---------------------------------------------------------------------------------
+# Layer 2: the loop over clusters
+# ---------------------------------------------------------------------------------
+
+def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
+                   const double[::1] eta0, const index_t[::1] row_start, const index_t[::1] row_end,
+                   const double[:, ::1] lam, const double[:, ::1] nodes, const double[::1] logw,
+                   double[:, ::1] u, double[::1] ll, double[:, :, ::1] chol_out, double[:, ::1] zl,
+                   double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
+                   double[:, ::1] node_d, double[::1] node_h, double[:, ::1] node_g, double[:, ::1] ubar,
+                   double[::1] e, double[:, ::1] grad_lam, bint want_grad, double tol=1e-10, int maxit=200):
+    """Per-cluster log-likelihood contributions (without the data constants).
+
+    Parameters
+    ----------
+    family : int
+        0 binomial-logit, 1 Poisson-log.
+    Z : (n, q)
+        Random-effects design, rows sorted by cluster.
+    y, ntr, eta0 : (n,)
+        Response (successes or counts), trials (ones for Poisson), fixed part of eta.
+    row_start, row_end : (G,)
+        Rows of every cluster.
+    lam : (q, q)
+        Lower-triangular relative factor Lambda.
+    nodes : (K, q), logw : (K,)
+        Quadrature nodes and log weights; K == 1 means Laplace.
+    u : (G, q)
+        IN: starting modes; OUT: the modes.
+    ll : (G,)
+        OUT: log L_j (``-inf`` where the mode was not found).
+    chol_out : (G, q, q)
+        OUT: in the lower triangle the Cholesky factor of H_j at the mode (the strict upper
+        triangle holds H_j).
+    zl, eta, mu, w, dw, node_d, node_h, node_g, ubar, e, grad_lam
+        Work arrays (n, q), (n,) x 4, (K, q), (K,), (K, q), (n, q) and the outputs of the
+        gradient: e (n,) and d log L / d Lambda (q, q), written only if ``want_grad``.
+
+    Returns
+    -------
+    n_failed : int
+        Clusters whose mode was not found.
+    max_steps : int
+        Largest number of Newton steps taken by a cluster.
+    """
+    cdef index_t n = Z.shape[0], q = Z.shape[1], G = row_start.shape[0], K = nodes.shape[0]
+    cdef index_t i, j, a, b, r0, nj
+    cdef int steps, max_steps = 0, n_failed = 0
+    cdef double h, ldet
+    if q > MAXQ:
+        raise ValueError("at most %d random effects per level are supported" % MAXQ)
+    if (y.shape[0] != n or ntr.shape[0] != n or eta0.shape[0] != n or zl.shape[0] != n
+            or zl.shape[1] != q or eta.shape[0] != n or mu.shape[0] != n or w.shape[0] != n
+            or dw.shape[0] != n or e.shape[0] != n):
+        raise ValueError("row arrays must all have %d rows" % n)
+    if (row_end.shape[0] != G or u.shape[0] != G or u.shape[1] != q or ll.shape[0] != G
+            or chol_out.shape[0] != G or chol_out.shape[1] != q or chol_out.shape[2] != q):
+        raise ValueError("cluster arrays must all have %d clusters" % G)
+    if (lam.shape[0] != q or lam.shape[1] != q or nodes.shape[1] != q or logw.shape[0] != K
+            or node_d.shape[0] != K or node_d.shape[1] != q or node_h.shape[0] != K
+            or node_g.shape[0] != K or node_g.shape[1] != q or ubar.shape[0] != n or ubar.shape[1] != q
+            or grad_lam.shape[0] != q or grad_lam.shape[1] != q):
+        raise ValueError("inconsistent q or number of nodes")
+    with nogil:
+        for i in range(n):
+            for a in range(q):
+                h = 0.0
+                for b in range(a, q):
+                    h += lam[b, a] * Z[i, b]
+                zl[i, a] = h
+        if want_grad:
+            for a in range(q):
+                for b in range(q):
+                    grad_lam[a, b] = 0.0
+        for j in range(G):
+            r0 = row_start[j]
+            nj = row_end[j] - r0
+            steps = cluster_mode(family, &y[r0], &ntr[r0], &eta0[r0], &zl[r0, 0], nj, q, &u[j, 0],
+                                 &chol_out[j, 0, 0], &eta[r0], &mu[r0], &w[r0], &dw[r0], tol, maxit, &h)
+            if steps < 0:
+                n_failed += 1
+                ll[j] = -INFINITY
+                continue
+            if steps > max_steps:
+                max_steps = steps
+            ldet = 0.0
+            for a in range(q):
+                ldet += log(chol_out[j, a, a])
+            ll[j] = h - ldet
+            if K > 1:
+                ll[j] += aghq_term(family, &y[r0], &ntr[r0], &eta[r0], &zl[r0, 0], nj, q, &u[j, 0],
+                                   &chol_out[j, 0, 0], &nodes[0, 0], &logw[0], K, &node_d[0, 0],
+                                   &node_h[0], h)
+            if want_grad and K > 1:
+                aghq_grad(family, &y[r0], &ntr[r0], &Z[r0, 0], &zl[r0, 0], &eta[r0], &mu[r0], &w[r0],
+                          &dw[r0], nj, q, &u[j, 0], &chol_out[j, 0, 0], &node_d[0, 0], &node_h[0], K,
+                          &node_g[0, 0], &ubar[r0, 0], &e[r0], &grad_lam[0, 0])
+            elif want_grad:
+                cluster_grad(&y[r0], &Z[r0, 0], &zl[r0, 0], &mu[r0], &w[r0], &dw[r0], nj, q,
+                             &u[j, 0], &chol_out[j, 0, 0], &e[r0], &grad_lam[0, 0])
+    return n_failed, max_steps
+
+
+# ---------------------------------------------------------------------------------
+# Nested levels: Laplace with the penalized Hessian eliminated level by level
+# ---------------------------------------------------------------------------------
+#
+# With L nested levels (0 innermost), row i lies in one cluster k_l(i) per level and
+# eta_i = eta0_i + sum_l zl_il' u_{k_l(i)}. H = Lambda'Z'WZ Lambda + I has the sparsity of
+# the linear model's system, so it is factored as in ``_core.factorize``: the block row of
+# cluster k at level l is q_l x D_l (D_l = Q - zoff[l] + 1 columns: its own effects, those
+# of its ancestors, and one right-hand side), stored row-major at S[blk_off[k]:]. The
+# innermost clusters are eliminated first, each downdating its ancestors' block rows. After
+# the elimination a block row holds L_k (lower triangle of its first q_l columns) and
+# M_k = L_k^{-1} H_{k, ancestors} to the right.
+
+cdef struct Tree:
+    # the nested layout, all arrays owned by the caller
+    index_t n, Q, nlev
+    const index_t* zoff
+    const index_t* level_first
+    const index_t* parent
+    const index_t* u_off
+    const index_t* blk_off
+    const index_t* cl          # (n, nlev) global cluster of every row at every level
+
+
+cdef double nested_h(int family, const Tree* T, const double* y, const double* ntr,
+                     const double* eta0, const double* zl, const double* u) noexcept nogil:
+    """h(u) = sum_i loglik_i - |u|^2 / 2 over all rows and clusters."""
+    cdef index_t i, l, a, k
+    cdef double h = 0.0, et
+    for i in range(T.n):
+        et = eta0[i]
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            for a in range(T.zoff[l + 1] - T.zoff[l]):
+                et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
+        h += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
+    for a in range(T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]):
+        h -= 0.5 * u[a] * u[a]
+    return h
+
+
+cdef double nested_assemble(int family, const Tree* T, const double* y, const double* ntr,
+                            const double* eta0, const double* zl, const double* u, double* S,
+                            double* eta, double* mu, double* w, double* dw) noexcept nogil:
+    """h(u), and every block row of H with the gradient of h as right-hand side."""
+    cdef index_t i, l, a, c, k, q, D, k0
+    cdef double h = 0.0, et, r, za
+    cdef double* B
+    for l in range(T.nlev):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            for a in range(q * D):
+                B[a] = 0.0
+            for a in range(q):
+                B[a * D + a] = 1.0
+                B[a * D + D - 1] = -u[T.u_off[k] + a]
+                h -= 0.5 * u[T.u_off[k] + a] * u[T.u_off[k] + a]
+    for i in range(T.n):
+        et = eta0[i]
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            for a in range(T.zoff[l + 1] - T.zoff[l]):
+                et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
+        h += row_loglik(family, y[i], ntr[i], et, &mu[i], &w[i], &dw[i])
+        eta[i] = et
+        r = y[i] - mu[i]
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            D = T.Q - T.zoff[l] + 1
+            B = &S[T.blk_off[k]]
+            k0 = i * T.Q + T.zoff[l]
+            for a in range(q):
+                za = zl[k0 + a]
+                if za == 0.0:                 # sparse rows of the crossed block
+                    continue
+                for c in range(D - 1):
+                    B[a * D + c] += w[i] * za * zl[k0 + c]
+                B[a * D + D - 1] += r * za
+    return h
+
+
+cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
+    """Eliminate the clusters innermost first (block Cholesky); 0 or -(k+1) on failure."""
+    cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a
+    cdef double* B
+    cdef double* A
+    cdef double wv
+    logdet[0] = 0.0
+    for l in range(T.nlev):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            if chol_ld(B, q, D) != 0:
+                return -(k + 1)
+            for a in range(q):
+                logdet[0] += 2.0 * log(B[a * D + a])
+            for c in range(q, D):          # B[:, q:] <- L^{-1} B[:, q:]
+                for r in range(q):
+                    wv = B[r * D + c]
+                    for t in range(r):
+                        wv -= B[r * D + t] * B[t * D + c]
+                    B[r * D + c] = wv / B[r * D + r]
+            anc = T.parent[k]
+            c0 = q
+            j = l + 1
+            while anc >= 0:
+                qa = T.zoff[j + 1] - T.zoff[j]
+                Da = T.Q - T.zoff[j] + 1
+                A = &S[T.blk_off[anc]]
+                for r in range(qa):
+                    for t in range(q):
+                        wv = B[t * D + c0 + r]
+                        if wv == 0.0:
+                            continue
+                        for c in range(Da):
+                            A[r * Da + c] -= wv * B[t * D + c0 + c]
+                c0 += qa
+                anc = T.parent[anc]
+                j += 1
+    return 0
+
+
+cdef void nested_back(const Tree* T, const double* S, double* x) noexcept nogil:
+    """x <- the solution from the eliminated right-hand side column, outermost first."""
+    cdef index_t l, k, q, D, a, anc, c0, j, qa, t
+    cdef double s
+    cdef const double* B
+    for l in range(T.nlev - 1, -1, -1):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            for a in range(q):
+                s = B[a * D + D - 1]
+                anc = T.parent[k]
+                c0 = q
+                j = l + 1
+                while anc >= 0:
+                    qa = T.zoff[j + 1] - T.zoff[j]
+                    for t in range(qa):
+                        s -= B[a * D + c0 + t] * x[T.u_off[anc] + t]
+                    c0 += qa
+                    anc = T.parent[anc]
+                    j += 1
+                x[T.u_off[k] + a] = s
+            upper_ld(B, q, D, &x[T.u_off[k]])
+
+
+cdef void nested_solve(const Tree* T, const double* S, double* x) noexcept nogil:
+    """x <- H^{-1} x with the factored block rows (forward innermost first, then back)."""
+    cdef index_t l, k, q, D, a, anc, c0, j, qa, t
+    cdef double s
+    cdef const double* B
+    for l in range(T.nlev):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            lower_ld(B, q, D, &x[T.u_off[k]])
+            anc = T.parent[k]
+            c0 = q
+            j = l + 1
+            while anc >= 0:
+                qa = T.zoff[j + 1] - T.zoff[j]
+                for a in range(qa):
+                    s = 0.0
+                    for t in range(q):
+                        s += B[t * D + c0 + a] * x[T.u_off[k] + t]
+                    x[T.u_off[anc] + a] -= s
+                c0 += qa
+                anc = T.parent[anc]
+                j += 1
+    for l in range(T.nlev - 1, -1, -1):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            for a in range(q):
+                s = x[T.u_off[k] + a]
+                anc = T.parent[k]
+                c0 = q
+                j = l + 1
+                while anc >= 0:
+                    qa = T.zoff[j + 1] - T.zoff[j]
+                    for t in range(qa):
+                        s -= B[a * D + c0 + t] * x[T.u_off[anc] + t]
+                    c0 += qa
+                    anc = T.parent[anc]
+                    j += 1
+                x[T.u_off[k] + a] = s
+            upper_ld(B, q, D, &x[T.u_off[k]])
+
+
+cdef void nested_grad(const Tree* T, const double* y, const double* Z, const double* zl,
+                      const double* mu, const double* w, const double* dw, const double* u,
+                      const double* S, const index_t* lam_off, double* r, double* e,
+                      double* grad_lam, double* v, double* xr) noexcept nogil:
+    """Laplace gradient pieces: per-row e_i and d log L / d Lambda_l (see the module notes).
+
+    For every row the chain solves v = L^{-1} zeta_i and x = H^{-1} zeta_i restricted to the
+    row's clusters give s_i = |v|^2 and the term - sum_i w_i z_il x_il' of each level
+    (``v`` and ``xr``: scratch of Q values each).
+    """
+    cdef index_t i, l, l2, a, b, t, k, k2, q, q2, D, D2, off, n_u
+    cdef double s, res, zt
+    cdef const double* B
+    n_u = T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]
+    for a in range(n_u):
+        r[a] = 0.0
+    for i in range(T.n):
+        for l in range(T.nlev):                      # forward along the chain
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            D = T.Q - T.zoff[l] + 1
+            for a in range(q):
+                v[T.zoff[l] + a] = zl[i * T.Q + T.zoff[l] + a]
+            for l2 in range(l):
+                k2 = T.cl[i * T.nlev + l2]
+                q2 = T.zoff[l2 + 1] - T.zoff[l2]
+                D2 = T.Q - T.zoff[l2] + 1
+                B = &S[T.blk_off[k2]]
+                off = T.zoff[l] - T.zoff[l2]
+                for a in range(q):
+                    s = 0.0
+                    for t in range(q2):
+                        s += B[t * D2 + off + a] * v[T.zoff[l2] + t]
+                    v[T.zoff[l] + a] -= s
+            lower_ld(&S[T.blk_off[k]], q, D, &v[T.zoff[l]])
+        s = 0.0
+        for a in range(T.Q):
+            s += v[a] * v[a]
+            xr[a] = v[a]
+        e[i] = -0.5 * dw[i] * s                       # c_i for now
+        for l in range(T.nlev - 1, -1, -1):          # back along the chain
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            D = T.Q - T.zoff[l] + 1
+            B = &S[T.blk_off[k]]
+            for l2 in range(l + 1, T.nlev):
+                off = T.zoff[l2] - T.zoff[l]
+                for a in range(q):
+                    s = 0.0
+                    for t in range(T.zoff[l2 + 1] - T.zoff[l2]):
+                        s += B[a * D + off + t] * xr[T.zoff[l2] + t]
+                    xr[T.zoff[l] + a] -= s
+            upper_ld(B, q, D, &xr[T.zoff[l]])
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            for a in range(q):
+                r[T.u_off[k] + a] += e[i] * zl[i * T.Q + T.zoff[l] + a]
+                if Z[i * T.Q + T.zoff[l] + a] == 0.0:
+                    continue
+                for b in range(q):
+                    grad_lam[lam_off[l] + a * q + b] -= w[i] * Z[i * T.Q + T.zoff[l] + a] * xr[T.zoff[l] + b]
+    nested_solve(T, S, r)                            # t = H^{-1} sum_i c_i zeta_i
+    for i in range(T.n):
+        res = y[i] - mu[i]
+        zt = 0.0
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            for a in range(T.zoff[l + 1] - T.zoff[l]):
+                zt += zl[i * T.Q + T.zoff[l] + a] * r[T.u_off[k] + a]
+        e[i] = res + e[i] - w[i] * zt
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            for a in range(q):
+                if Z[i * T.Q + T.zoff[l] + a] == 0.0:
+                    continue
+                for b in range(q):
+                    grad_lam[lam_off[l] + a * q + b] += Z[i * T.Q + T.zoff[l] + a] * (
+                        e[i] * u[T.u_off[k] + b] + res * r[T.u_off[k] + b])
+
+
+def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
+                  const double[::1] eta0, const index_t[:, ::1] cl, const index_t[::1] zoff,
+                  const index_t[::1] level_first, const index_t[::1] parent,
+                  const index_t[::1] u_off, const index_t[::1] blk_off, const double[::1] lam,
+                  const index_t[::1] lam_off, double[::1] u, double[::1] S, double[:, ::1] zl,
+                  double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
+                  double[::1] step, double[::1] trial, double[::1] e, double[::1] grad_lam,
+                  double[::1] chain_work, bint want_grad, double tol=1e-10, int maxit=200):
+    """Laplace log-likelihood (without the data constants) of a model with nested levels.
+
+    Newton iterations with step halving on all modes jointly: each step assembles the
+    block rows of H and the gradient of h (one pass over the rows), eliminates them level
+    by level and back-substitutes. At the mode, log L ~ h(u) - 1/2 log det H.
+
+    Parameters
+    ----------
+    Z : (n, Q)
+        Random-effects columns of every level (innermost first, at ``zoff``).
+    cl : (n, L)
+        Global cluster number of every row at every level.
+    zoff, level_first, parent, u_off : as in ``design.MixedDesign``.
+    blk_off : (n_clusters,)
+        Offset of every cluster's block row in ``S`` (q_l x (Q - zoff[l] + 1)).
+    lam : flat Lambda of every level at ``lam_off`` (row-major q_l x q_l).
+    u : (n_u,)
+        IN: starting modes; OUT: the modes.
+    S, zl, eta, mu, w, dw, step, trial, e, grad_lam, chain_work
+        Work arrays; on return S holds the factor at the mode and, if ``want_grad``,
+        e (n,) and grad_lam (flat like ``lam``) the gradient pieces; ``step`` is used
+        for sum_i c_i zeta_i and then t; ``chain_work`` has at least 2 Q values.
+
+    Crossed factors enter as one more, outermost level with a single cluster whose q
+    columns are every group of every crossed factor (the caller builds them).
+
+    Returns
+    -------
+    loglik : float
+        ``-inf`` if the mode was not found.
+    steps : int
+    """
+    cdef Tree T
+    cdef index_t n = Z.shape[0], Q = Z.shape[1], nlev = zoff.shape[0] - 1
+    cdef index_t i, l, a, b, k, n_u = u.shape[0]
+    cdef double h, ht, logdet = 0.0, smax, tt, s
+    cdef int it, halvings, info, steps = -1
+    if nlev < 1 or cl.shape[1] != nlev or cl.shape[0] != n or chain_work.shape[0] < 2 * Q:
+        raise ValueError("bad nested layout")
+    if (step.shape[0] != n_u or trial.shape[0] != n_u or zl.shape[0] != n or zl.shape[1] != Q
+            or e.shape[0] != n or eta.shape[0] != n):
+        raise ValueError("inconsistent work arrays")
+    T.n = n
+    T.Q = Q
+    T.nlev = nlev
+    T.zoff = &zoff[0]
+    T.level_first = &level_first[0]
+    T.parent = &parent[0]
+    T.u_off = &u_off[0]
+    T.blk_off = &blk_off[0]
+    T.cl = &cl[0, 0]
+    with nogil:
+        for i in range(n):
+            for l in range(nlev):
+                for a in range(zoff[l + 1] - zoff[l]):
+                    s = 0.0
+                    for b in range(a, zoff[l + 1] - zoff[l]):
+                        if Z[i, zoff[l] + b] != 0.0:
+                            s += lam[lam_off[l] + b * (zoff[l + 1] - zoff[l]) + a] * Z[i, zoff[l] + b]
+                    zl[i, zoff[l] + a] = s
+        h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
+                            &eta[0], &mu[0], &w[0], &dw[0])
+        for it in range(maxit):
+            info = nested_factor(&T, &S[0], &logdet)
+            if info != 0:
+                break
+            nested_back(&T, &S[0], &step[0])
+            smax = 0.0
+            for a in range(n_u):
+                if fabs(step[a]) > smax:
+                    smax = fabs(step[a])
+            if smax < tol:
+                for a in range(n_u):
+                    u[a] += step[a]
+                h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
+                                    &eta[0], &mu[0], &w[0], &dw[0])
+                info = nested_factor(&T, &S[0], &logdet)
+                if info == 0:
+                    steps = it + 1
+                break
+            tt = 1.0
+            for halvings in range(60):
+                for a in range(n_u):
+                    trial[a] = u[a] + tt * step[a]
+                ht = nested_h(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &trial[0])
+                if isfinite(ht) and ht >= h - 1e-13 * (1.0 + fabs(h)):
+                    break
+                tt *= 0.5
+            else:
+                break
+            for a in range(n_u):
+                u[a] = trial[a]
+            h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
+                                &eta[0], &mu[0], &w[0], &dw[0])
+        if steps >= 0 and want_grad:
+            for a in range(grad_lam.shape[0]):
+                grad_lam[a] = 0.0
+            nested_grad(&T, &y[0], &Z[0, 0], &zl[0, 0], &mu[0], &w[0], &dw[0], &u[0], &S[0],
+                        &lam_off[0], &step[0], &e[0], &grad_lam[0], &chain_work[0], &chain_work[Q])
+    if steps < 0:
+        return -INFINITY, steps
+    return h - 0.5 * logdet, steps

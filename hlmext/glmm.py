@@ -1,0 +1,746 @@
+"""Generalized linear mixed models (mixed logit, mixed Poisson) by maximum likelihood.
+
+Model: ``g(E[y | b]) = eta = X beta + offset + Z b``, ``b = Lambda u``, ``u ~ N(0, I)``, with
+the logit link and binomial response (``trials``) or the log link and Poisson response.
+The marginal likelihood integrates over u cluster by cluster,
+
+    L = prod_j  int p(y_j | u) phi(u) du,
+
+approximated at the conditional mode u_j of ``h(u) = log p(y_j | u) - |u|^2/2``:
+
+- Laplace (``nagq=1``): ``log L_j ~ h(u_j) - 1/2 log det H_j``, H_j = -h''(u_j);
+- adaptive Gauss-Hermite (``nagq > 1``, one level): a product rule of nagq points per
+  dimension centred at u_j and scaled by H_j^{-1/2}, nodes ``u_j + sqrt(2) L^{-T} x_k``
+  (Liu & Pierce 1994, Biometrika 81; Pinheiro & Bates 1995, JCGS 4).
+
+Nested levels use Laplace with the penalized Hessian eliminated level by level (the
+linear model's blocked Cholesky); crossed factors join that elimination as one dense
+outermost block. The per-cluster Newton iterations, integrals and
+analytic gradients run in ``_glmm.pyx``; the optimizer runs over (beta, theta) jointly
+(lme4's nAGQ > 0 stage), starting from a GLM fit, then Laplace, then AGHQ from the
+Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import optimize as sopt
+from scipy.special import gammaln
+from statsmodels.base.model import LikelihoodModel
+from statsmodels.genmod import families
+
+from . import _glmm
+from .exceptions import ConvergenceWarning, DataError, ModelError
+from .linear import LinearMixed, _array_design, _caller_env, design_from_frame
+from .optimize import GRADIENT_TOL, OptSummary, _escape_from_zero_bound
+
+MAX_NODES = 5000
+
+
+def gauss_hermite_rule(nagq, q):
+    """Product Gauss-Hermite rule in q dimensions, as the kernels use it.
+
+    Returns
+    -------
+    nodes : ndarray (nagq**q, q)
+    logw : ndarray (nagq**q,)
+        ``sum_d log w_{k_d} + |x_k|^2 - q/2 log(pi)``, so that for a standard normal
+        density phi, ``int f(u) phi(u) du ~ sum_k exp(logw_k) f(sqrt(2) x_k) exp(-|x_k|^2)``.
+
+    Examples
+    --------
+    >>> nodes, logw = gauss_hermite_rule(3, 2)
+    >>> nodes.shape, round(float(np.exp(logw - (nodes ** 2).sum(1)).sum()), 12)
+    ((9, 2), 1.0)
+    """
+    x, w = np.polynomial.hermite.hermgauss(int(nagq)) if nagq > 1 else (np.zeros(1), np.full(1, np.sqrt(np.pi)))
+    grid = np.array(np.meshgrid(*[np.arange(len(x))] * q, indexing="ij")).reshape(q, -1).T
+    nodes = np.ascontiguousarray(x[grid])
+    logw = np.log(w)[grid].sum(axis=1) + (nodes ** 2).sum(axis=1) - 0.5 * q * np.log(np.pi)
+    return nodes, np.ascontiguousarray(logw)
+
+
+class MixedGLM(LikelihoodModel):
+    """Generalized linear mixed model; ``MixedLogit`` and ``MixedPoisson`` set the family.
+
+    Parameters
+    ----------
+    endog : array_like (n,)
+        Response: 0/1, successes out of ``trials`` (logit), or counts (Poisson).
+    exog : array_like (n, p)
+        Fixed-effects design (include a column of ones for an intercept).
+    groups : array_like (n,)
+        Group label of every row (one level of random effects).
+    exog_re : array_like (n, q), optional
+        Random-effects design; default a random intercept.
+    cov : str
+        ``"unstructured"`` (default), ``"independent"``, ``"identity"``, ``"exchangeable"``.
+    trials, offset, exposure : array_like (n,), optional
+        Binomial trials; offset added to eta; exposure (enters as log(exposure)).
+    design : MixedDesign, optional
+        A prepared design (``from_formula``); replaces the arrays, which are then in the
+        ModelFrame's row order.
+
+    Examples
+    --------
+    >>> import numpy as np, hlmext
+    >>> rng = np.random.default_rng(0)
+    >>> g = np.repeat(np.arange(40), 10)
+    >>> x = rng.normal(size=400)
+    >>> y = rng.binomial(1, 1 / (1 + np.exp(-(0.5 * x + rng.normal(size=40)[g]))))
+    >>> res = hlmext.MixedLogit(y, np.column_stack([np.ones(400), x]), g, exog_names=["Intercept", "x"]).fit()
+    >>> res.params.round(2).tolist()
+    [0.15, 0.63, 1.21]
+    """
+
+    _family_code = -1
+    _sm_family = None
+    model_label = ""
+    eform_label = ""
+    versus = ""
+
+    def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured", trials=None,
+                 offset=None, exposure=None, exog_names=None, exog_re_names=None, design=None, frame=None,
+                 formula=None, columns=None, **kwargs):
+        if design is None:
+            design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
+        self.design = d = design
+        self.frame, self.formula = frame, formula
+        self.columns = dict(columns or {})          # role -> column name, for predict on new data
+        self.levels = d.levels
+        self.k_re = sum(lv.cov.n_theta for lv in self.levels)
+        self.nested = len(self.levels) > 1
+        n = d.nobs
+        names = {role: self.columns.get(role) or role for role in ("trials", "offset", "exposure")}
+        trials = _sorted_extra(trials, d, "trials")
+        off = _sorted_extra(offset, d, "offset")
+        expo = _sorted_extra(exposure, d, "exposure")
+        if expo is not None and np.any(expo <= 0):
+            bad = int(np.sum(expo <= 0))
+            raise DataError("exposure %r must be positive (it enters the model as log(exposure)); %d row%s "
+                            "%s <= 0: drop them or correct the exposure" % (names["exposure"], bad,
+                                                                          "s" * (bad > 1), "are" if bad > 1 else "is"))
+        self.trials = np.ones(n) if trials is None else trials
+        self.offset = (np.zeros(n) if off is None else off) + (0.0 if expo is None else np.log(expo))
+        self.has_trials = trials is not None
+        self._check_response(d.endog, self.trials, d.endog_name, names["trials"])
+        super().__init__(pd.Series(d.endog, name=d.endog_name),
+                         pd.DataFrame(d.exog, columns=d.exog_names, copy=False), **kwargs)
+        self.data.param_names = list(d.exog_names) + self.report_names()
+        self.nobs, self.k_fe = n, d.k_fe
+        self._X, self._y = d.exog, np.ascontiguousarray(d.endog)
+        self._Z = np.ascontiguousarray(d.W[:, :d.zoff[-1]])
+        self._const = float(self._constant(self._y, self.trials))
+        self._workspace()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def _from_formula(cls, formula, data, extra, cov=None, missing="drop", eval_env=0, **kwargs):
+        from . import formula as fm
+        parsed = fm.parse(formula, cov=cov)
+        if missing not in ("drop", "raise"):
+            raise ValueError("missing must be 'drop' or 'raise', got %r" % (missing,))
+        data = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+        arrays, columns, keep = _extra_columns(data, extra, missing)
+        work = data.iloc[np.flatnonzero(keep)] if not keep.all() else data
+        frame = fm.model_frame(parsed, work.reset_index(drop=True), missing=missing,
+                               eval_env=_caller_env(eval_env))
+        pos = np.asarray(frame.row_labels, dtype=np.intp)
+        frame = dataclasses.replace(frame, row_labels=work.index[pos],
+                                    n_dropped=frame.n_dropped + int((~keep).sum()))
+        arrays = {role: arr[keep][pos] for role, arr in arrays.items()}
+        return cls(design=design_from_frame(frame), frame=frame, formula=formula, columns=columns,
+                   **arrays, **kwargs)
+
+    @property
+    def exog_names(self):
+        return self.design.exog_names
+
+    @property
+    def endog_names(self):
+        return self.design.endog_name
+
+    # ------------------------------------------------------------------ parameters
+    lams = LinearMixed.lams
+    theta_start = LinearMixed.theta_start
+    theta_bounds = LinearMixed.theta_bounds
+    theta_scale = LinearMixed.theta_scale
+
+    def report_names(self):
+        """Names of the variance parameters: sd's and correlations, outermost level first."""
+        return ["%s[%s]" % (n, lv.name) for lv in self.levels[::-1] for n in lv.cov.report_names()]
+
+    def report_from_theta(self, theta):
+        """sd's and correlations of every level (outermost first) from ``theta``."""
+        out = [lv.cov.report(lam @ lam.T) for lv, lam in zip(self.levels, self.lams(theta))]
+        return np.concatenate(out[::-1])
+
+    def theta_from_report(self, values):
+        """Inverse of ``report_from_theta``."""
+        values, out, k = np.asarray(values, float), [], 0
+        for lv in self.levels[::-1]:
+            size = len(lv.cov.report_names())
+            out.append(lv.cov.theta_from_cov(lv.cov.cov_from_report(values[k:k + size])))
+            k += size
+        return np.concatenate(out[::-1])
+
+    def _dlam_dtheta(self, theta):
+        """Per level, d Lambda / d theta_k (k over the level's theta), by central differences."""
+        out, k = [], 0
+        for lv in self.levels:
+            th = np.asarray(theta[k:k + lv.cov.n_theta], float)
+            jac = []
+            for i in range(th.size):
+                h = 1e-6 * max(1.0, abs(th[i]))
+                e = np.zeros_like(th)
+                e[i] = h
+                jac.append((lv.cov.lam(th + e) - lv.cov.lam(th - e)) / (2 * h))
+            out.append(jac)
+            k += lv.cov.n_theta
+        return out
+
+    # ------------------------------------------------------------------ objective
+    def _workspace(self):
+        d, n = self.design, self.nobs
+        self._u = np.zeros(d.n_u)                 # warm start of the modes (private)
+        self._e, self._eta = np.empty(n), np.empty(n)
+        self._mu, self._w, self._dw = np.empty(n), np.empty(n), np.empty(n)
+        self._zl = np.empty((n, d.zoff[-1]))
+        self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])]).astype(np.intp)
+        self._glam = np.empty(self._lam_off[-1])
+        self._rules = {}
+        if not self.nested:
+            lv = self.levels[0]
+            G, q = lv.n_groups, lv.q
+            self._rows = (d.row_start[:G].copy(), d.row_end[:G].copy())
+            self._ll, self._chol, self._ubar = np.empty(G), np.empty((G, q, q)), np.empty((n, q))
+            return
+        # the kernel's tree: the nested chain, then (if any) one cluster holding every crossed group
+        chain, crossed = d.levels[:d.n_chain], d.levels[d.n_chain:]
+        qd, nc = int(getattr(d, "qd", 0)), d.n_clusters
+        if n * qd > 5e7:
+            raise ModelError("the crossed factors (%s) have %d random effects in all; the generalized model "
+                             "holds them densely for every row (%d x %d), too large: put the factor with the most "
+                             "groups first or fit fewer crossed groups"
+                             % (", ".join(lv.name for lv in d.levels[d.n_chain:]), qd, n, qd))
+        Zd = np.zeros((n, qd))
+        for lv in crossed:
+            for a in range(lv.q):
+                Zd[np.arange(n), lv.doff + lv.codes * lv.q + a] = lv.z[:, a]
+        self._Z = np.ascontiguousarray(np.hstack([d.W[:, :d.zoff[-1]], Zd]))
+        extra = [qd] if qd else []
+        qs = [lv.q for lv in chain] + extra
+        zoff = np.concatenate([[0], np.cumsum(qs)]).astype(np.intp)
+        parent = np.append(np.where(d.parent < 0, nc, d.parent), -1) if qd else d.parent
+        tree = dict(qs=qs, zoff=zoff, parent=parent.astype(np.intp),
+                    level_first=np.append(d.level_first, nc + 1).astype(np.intp) if qd else d.level_first,
+                    u_off=np.append(d.u_off, d.n_u).astype(np.intp) if qd else d.u_off)
+        self._cl = np.ascontiguousarray(np.column_stack([lv.first + lv.codes for lv in chain]
+                                                        + [np.full(n, nc)] * bool(qd)), dtype=np.intp)
+        Q = zoff[-1]
+        lf = tree["level_first"]
+        sizes = np.concatenate([np.full(lf[i + 1] - lf[i], q * (Q - zoff[i] + 1)) for i, q in enumerate(qs)])
+        tree["blk_off"] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self._tree = tree
+        self._lam_off = np.concatenate([[0], np.cumsum(np.square(qs))]).astype(np.intp)
+        self._glam = np.empty(self._lam_off[-1])
+        self._u = np.zeros(d.n_u + qd)
+        self._zl = np.empty((n, Q))
+        self._S, self._chain_work = np.empty(int(sizes.sum())), np.empty(2 * Q)
+        self._step, self._trial = np.empty(self._u.size), np.empty(self._u.size)
+
+    def _tree_lams(self, lams):
+        """Flat Lambda of every kernel level: the chain's, then the crossed block diagonal."""
+        d = self.design
+        out = [lam.ravel() for lam in lams[:d.n_chain]]
+        if d.n_chain < d.n_levels:
+            dense = np.zeros((d.qd, d.qd))
+            for lv, lam in zip(d.levels[d.n_chain:], lams[d.n_chain:]):
+                k = lv.n_groups * lv.q
+                dense[lv.doff:lv.doff + k, lv.doff:lv.doff + k] = np.kron(np.eye(lv.n_groups), lam)
+            out.append(dense.ravel())
+        return np.concatenate(out)
+
+    def _glam_levels(self):
+        """d loglik / d Lambda of every level (q x q), from the kernel's flat gradient."""
+        d = self.design
+        n_chain = d.n_chain if self.nested else 1
+        out = [self._glam[lo:lo + lv.q ** 2].reshape(lv.q, lv.q) for lv, lo in zip(d.levels[:n_chain], self._lam_off)]
+        if n_chain < d.n_levels:
+            dense = self._glam[self._lam_off[n_chain]:].reshape(d.qd, d.qd)
+            for lv in d.levels[n_chain:]:
+                G, q = lv.n_groups, lv.q
+                blocks = dense[lv.doff:lv.doff + G * q, lv.doff:lv.doff + G * q].reshape(G, q, G, q)
+                out.append(blocks[np.arange(G), :, np.arange(G), :].sum(axis=0))
+        return out
+
+    def _rule(self, nagq):
+        if nagq not in self._rules:
+            nodes, logw = gauss_hermite_rule(nagq, self.levels[0].q)
+            self._rules[nagq] = (nodes, logw, np.empty(nodes.shape), np.empty(len(logw)), np.empty(nodes.shape))
+        return self._rules[nagq]
+
+    def _kernel(self, beta, theta, nagq, grad):
+        """One kernel call at (beta, theta); fills the private work arrays. Returns loglik."""
+        d = self.design
+        lams = self.lams(theta)
+        eta0 = self._X @ beta + self.offset
+        for attempt in range(2):
+            if self.nested:
+                t = self._tree
+                ll, _ = _glmm.nested_loglik(self._family_code, self._Z, self._y, self.trials, eta0, self._cl,
+                                            t["zoff"], t["level_first"], t["parent"], t["u_off"], t["blk_off"],
+                                            self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
+                                            self._eta, self._mu, self._w, self._dw, self._step, self._trial,
+                                            self._e, self._glam, self._chain_work, grad)
+            else:
+                nodes, logw, nd, nh, ng = self._rule(nagq)
+                q = self.levels[0].q
+                n_failed, _ = _glmm.cluster_loglik(
+                    self._family_code, self._Z, self._y, self.trials, eta0, *self._rows,
+                    np.ascontiguousarray(lams[0]), nodes, logw, self._u.reshape(-1, q), self._ll, self._chol,
+                    self._zl, self._eta, self._mu, self._w, self._dw, nd, nh, ng, self._ubar, self._e,
+                    self._glam.reshape(q, q), grad)
+                ll = -np.inf if n_failed else float(self._ll.sum())
+            if np.isfinite(ll):
+                return ll + self._const
+            self._u[:] = 0.0                      # restart the modes from zero once
+        return -np.inf
+
+    def loglike_theta(self, beta, theta, nagq=1, grad=False):
+        """Log-likelihood at (beta, theta) and, with ``grad``, its gradient.
+
+        Parameters
+        ----------
+        beta : ndarray (p,)
+        theta : ndarray (k_re,)
+            Relative covariance factors, level by level (innermost first).
+        nagq : int
+            1 for Laplace, else adaptive Gauss-Hermite points per dimension.
+        grad : bool
+
+        Returns
+        -------
+        float, or (float, ndarray (p + k_re,)) with ``grad``.
+        """
+        beta, theta = np.asarray(beta, float), np.asarray(theta, float)
+        if nagq > 1 and self.nested:
+            self._check_nagq(nagq)
+        ll = self._kernel(beta, theta, nagq, grad)
+        if not grad:
+            return ll
+        if not np.isfinite(ll):
+            return ll, np.full(beta.size + theta.size, np.nan)
+        g_theta = [float(np.sum(glam * dl)) for glam, jac in zip(self._glam_levels(), self._dlam_dtheta(theta))
+                   for dl in jac]
+        return ll, np.concatenate([self._X.T @ self._e, g_theta])
+
+    def loglike(self, params, nagq=7):
+        """Log-likelihood at ``params`` = (fixed effects, sd's and correlations as in results)."""
+        params = np.asarray(params, float)
+        nagq = self._check_nagq(nagq)
+        return self.loglike_theta(params[:self.k_fe], self.theta_from_report(params[self.k_fe:]), nagq)
+
+    def modes(self, beta, theta):
+        """Conditional modes u (core order) and the factor of H at them (copies).
+
+        Returns (u, chol) for one level, chol (G, q, q) lower; (u, S) for nested levels,
+        S the eliminated block rows (see ``_glmm.nested_loglik``).
+        """
+        self._kernel(np.asarray(beta, float), np.asarray(theta, float), 1, False)
+        return self._u.copy(), (self._S.copy() if self.nested else np.tril(self._chol))
+
+    def _check_nagq(self, nagq):
+        if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
+            raise ValueError("nagq must be a positive integer (1 = Laplace), got %r" % (nagq,))
+        if self.nested and nagq > 1:
+            raise ModelError("nagq=%d: adaptive quadrature is available for one level of random effects only; "
+                             "models with nested or crossed levels (%s) are fitted by the Laplace approximation "
+                             "(Laplace is used for nested models): pass nagq=1"
+                             % (nagq, ", ".join(lv.name for lv in self.levels[::-1])))
+        q = self.levels[0].q
+        if nagq ** q > MAX_NODES:
+            raise ModelError("nagq=%d with %d random effects needs %d quadrature points per cluster (more than "
+                             "%d); use fewer points, e.g. nagq=%d, or nagq=1 (Laplace)"
+                             % (nagq, q, nagq ** q, MAX_NODES, int(MAX_NODES ** (1 / q))))
+        return int(nagq)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, nagq=7, start=None, maxiter=1000, disp=False):
+        """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
+
+        Parameters
+        ----------
+        nagq : int
+            Quadrature points per random effect (product rule over the q effects of the
+            level); 1 is the Laplace approximation. Nested or crossed models need ``nagq=1``.
+        start : array_like (p + k_re,), optional
+            Starting (beta, theta); default a GLM fit and theta = 1 relative to the
+            design columns' scale.
+        maxiter : int
+        disp : bool
+            Print the optimizer summaries.
+
+        Returns
+        -------
+        GLMMResults
+        """
+        from .glmm_results import GLMMResults, GLMMResultsWrapper
+        nagq = self._check_nagq(nagq)
+        beta_glm, se_glm, null_llf = self._glm_start()
+        p = self.k_fe
+        tscale = self.theta_scale()
+        x0 = (np.concatenate([beta_glm, self.theta_start() * tscale]) if start is None
+              else np.asarray(start, float))
+        if x0.size != p + self.k_re:
+            raise ValueError("start must have %d values (fixed effects, then theta), got %d" % (p + self.k_re, x0.size))
+        scale = np.concatenate([se_glm, tscale])
+        bounds = [(None, None)] * p + self.theta_bounds()
+        opt, hess = _optimize(_Objective(self, 1), x0, bounds, scale, maxiter)
+        opts = [opt]
+        if nagq > 1:
+            opt, _ = _optimize(_Objective(self, nagq), opt.end, bounds, scale, maxiter, hess)
+            opts.append(opt)
+        if disp:
+            print("\n".join(str(o) for o in opts))
+        if not opt.converged:
+            warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
+                          "evaluations; rescale covariates, simplify the random part or try other start values"
+                          % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning)
+        return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm))
+
+    def _glm_start(self):
+        """GLM without random effects by Newton-IRLS (the kernel at theta = 0), with step halving.
+
+        Returns the estimates, their standard errors (the scale of beta for the optimizer)
+        and the log-likelihood; a fit that diverges is checked for separation.
+        """
+        p, theta0, X = self.k_fe, np.zeros(self.k_re), self._X
+        beta = np.zeros(p)
+        ones = np.flatnonzero(np.all(X == 1.0, axis=0))
+        if ones.size:
+            rate = self._y.sum() / (self.trials.sum() if self._family_code == _glmm.BINOMIAL
+                                    else np.exp(self.offset).sum())
+            rate = np.clip(rate, 1e-6, 1 - 1e-6) if self._family_code == _glmm.BINOMIAL else max(rate, 1e-6)
+            beta[ones[0]] = np.log(rate / (1 - rate)) if self._family_code == _glmm.BINOMIAL else np.log(rate)
+        rms = np.sqrt(np.mean(X ** 2, axis=0))
+        ll, g = self.loglike_theta(beta, theta0, 1, grad=True)
+        converged, info = False, None
+        for _ in range(100):
+            info = X.T @ (self._w[:, None] * X)
+            try:
+                step = np.linalg.solve(info, g[:p])
+            except np.linalg.LinAlgError:
+                break
+            t = 1.0
+            while t > 1e-8:
+                ll_new, g_new = self.loglike_theta(beta + t * step, theta0, 1, grad=True)
+                if ll_new >= ll - 1e-12 * abs(ll):
+                    break
+                t /= 2
+            beta, ll, g = beta + t * step, ll_new, g_new
+            if np.max(np.abs(t * step) * rms) < 1e-10:
+                converged = True
+                break
+            if np.max(np.abs(beta) * rms) > 30:
+                break
+        info = X.T @ (self._w[:, None] * X)
+        with np.errstate(all="ignore"):
+            se = np.sqrt(np.diag(np.linalg.pinv(info)))
+        if not converged or not np.all(np.isfinite(se)) or np.max(np.abs(beta) * rms) > 15 or np.max(se * rms) > 50:
+            _check_separation(X, self._y, self.trials, self.exog_names, self.endog_names, self._family_code)
+        se = np.where(np.isfinite(se) & (se > 0), se, 1.0)
+        return np.where(np.isfinite(beta), beta, 0.0), se, ll
+
+
+class _Objective:
+    """Deviance (-2 loglik) of (beta, theta) and its gradient, sharing one kernel call."""
+
+    def __init__(self, model, nagq):
+        self.model, self.nagq, self.x, self.n_evals = model, nagq, None, 0
+
+    def _eval(self, x):
+        if self.x is None or not np.array_equal(x, self.x):
+            p = self.model.k_fe
+            self.n_evals += 1
+            ll, g = self.model.loglike_theta(x[:p], x[p:], self.nagq, grad=True)
+            self.x, self.f, self.g = np.array(x, copy=True), -2.0 * ll if np.isfinite(ll) else np.inf, -2.0 * g
+
+    def value(self, x):
+        self._eval(x)
+        return self.f
+
+    def grad(self, x):
+        self._eval(x)
+        return self.g if np.isfinite(self.f) else np.zeros_like(x)
+
+
+def _optimize(obj, x0, bounds, scale, maxiter, H0=None):
+    """Minimize the deviance over (beta, theta) in a box: (OptSummary, Hessian on the z scale).
+
+    Works on z = x / scale with the analytic gradient. Without ``H0`` (the Laplace stage,
+    from the GLM fit): L-BFGS-B, a step off zero-bound saddles, then Newton steps with the
+    Hessian from central differences of the gradient, which sharpen the optimum to ~1e-10.
+    With ``H0`` (the AGHQ stage, from the Laplace optimum): Newton steps with the Laplace
+    Hessian, a close approximation that is refreshed only if a step fails; L-BFGS-B takes
+    over if the steps stall.
+    """
+    sb = [(None if lo is None else lo / s, None if hi is None else hi / s) for (lo, hi), s in zip(bounds, scale)]
+    lo = np.array([b[0] if b[0] is not None else -np.inf for b in sb])
+    hi = np.array([b[1] if b[1] is not None else np.inf for b in sb])
+
+    def f(z):
+        return obj.value(z * scale)
+
+    def grad(z):
+        return obj.grad(z * scale) * scale
+
+    def lbfgs(z):
+        before = obj.n_evals
+        res = sopt.minimize(f, z, jac=grad, method="L-BFGS-B", bounds=sb,
+                            options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-4, "maxcor": 20})
+        attempts.append(("L-BFGS-B", float(res.fun), obj.n_evals - before, str(res.message)))
+        return res.x
+
+    def outward(z, g):
+        return ((z <= lo + 1e-10) & (g > 0)) | ((z >= hi - 1e-10) & (g < 0))
+
+    z, attempts = np.clip(np.asarray(x0, float) / scale, lo, hi), []
+    if H0 is None:
+        for _ in range(3):
+            z = lbfgs(z)
+            escape = _escape_from_zero_bound(f, z, f(z), lo)
+            if escape is None:
+                break
+            z = escape[0]
+    H, fresh, fz, before = H0, False, f(z), obj.n_evals
+    message = "Newton steps did not converge"
+    for _ in range(40):
+        g = grad(z)
+        free = ~outward(z, g)
+        if np.max(np.abs(g[free]), initial=0.0) < 1e-9:
+            message = "converged: gradient below 1e-9"
+            break
+        if H is None:
+            H, fresh = _hessian_from_gradient(grad, z), True
+        try:
+            Hf = H[np.ix_(free, free)]
+            np.linalg.cholesky(Hf)
+            step = np.zeros_like(z)
+            step[free] = np.linalg.solve(Hf, g[free])
+        except np.linalg.LinAlgError:
+            if fresh:
+                message = "the Hessian of the free parameters is not positive definite"
+                break
+            H = None
+            continue
+        for t in (1.0, 0.5, 0.25, 0.125, 0.0):
+            trial = np.clip(z - t * step, lo, hi)
+            ft = f(trial) if t else fz
+            if ft <= fz + 1e-12 * max(1.0, abs(fz)):
+                break
+        if t == 0.0 and not fresh:
+            H = None                                  # a stale Hessian: refresh it and retry
+            continue
+        if t == 0.0 or np.max(np.abs(trial - z)) < 1e-10:
+            message = "converged: Newton step below 1e-10" if t else "no Newton step decreases the deviance"
+            break
+        z, fz, fresh = trial, ft, False
+    attempts.append(("Newton", fz, obj.n_evals - before, message))
+    g = grad(z)
+    if np.max(np.abs(g[~outward(z, g)]), initial=0.0) > GRADIENT_TOL:
+        z = lbfgs(z)
+        fz, g, message = f(z), grad(z), attempts[-1][-1]
+    g = np.where(outward(z, g), 0.0, g)
+    if H is None:
+        H = _hessian_from_gradient(grad, z)
+    try:
+        np.linalg.cholesky(H[np.ix_(g != 0, g != 0)])
+        hess_ok = True
+    except np.linalg.LinAlgError:
+        hess_ok = False
+    converged = bool(np.isfinite(fz) and np.max(np.abs(g), initial=0.0) <= GRADIENT_TOL and hess_ok)
+    return OptSummary(start=np.asarray(x0, float), end=z * scale, fun=fz, n_evals=obj.n_evals, gradient=g,
+                      converged=converged, message=message, attempts=attempts), H
+
+
+def _hessian_from_gradient(grad, z, step=1e-4):
+    """Symmetrized central differences of a gradient."""
+    cols = []
+    for i in range(z.size):
+        e = np.zeros_like(z)
+        e[i] = step * max(1.0, abs(z[i]))
+        cols.append((grad(z + e) - grad(z - e)) / (2 * e[i]))
+    H = np.array(cols)
+    return 0.5 * (H + H.T)
+
+
+class MixedLogit(MixedGLM):
+    """Mixed-effects logistic regression (Stata ``melogit``, lme4 ``glmer(family=binomial)``).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("cbpp")
+    >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
+    >>> round(res.llf, 3)
+    -92.026
+    """
+
+    _family_code = _glmm.BINOMIAL
+    _sm_family = families.Binomial
+    model_label = "Mixed-effects logistic regression"
+    eform_label = "Odds Ratio"
+    versus = "logistic regression"
+
+    @classmethod
+    def from_formula(cls, formula, data, trials=None, offset=None, cov=None, missing="drop", eval_env=0, **kwargs):
+        """Build the model from a formula; see ``hlmext.melogit``."""
+        return cls._from_formula(formula, data, {"trials": trials, "offset": offset}, cov=cov, missing=missing,
+                                 eval_env=_caller_env(eval_env), **kwargs)
+
+    @staticmethod
+    def _constant(y, ntr):
+        return np.sum(gammaln(ntr + 1) - gammaln(y + 1) - gammaln(ntr - y + 1))
+
+    def _check_response(self, y, ntr, name, trials_name):
+        if not self.has_trials:
+            bad = (y != 0) & (y != 1)
+            if bad.any():
+                raise DataError("response %r must be 0 or 1 for a logit model without trials; %d rows have other "
+                                "values (e.g. %g); for binomial counts pass trials=<column of the number of trials>"
+                                % (name, bad.sum(), y[bad][0]))
+            return
+        for arr, what in ((ntr, "trials %r" % trials_name), (y, "response %r" % name)):
+            frac = np.abs(arr - np.round(arr)) > 1e-8
+            if frac.any():
+                raise DataError("%s must hold whole numbers; %d rows do not (e.g. %g)"
+                                % (what, frac.sum(), arr[frac][0]))
+        if np.any(ntr < 1):
+            raise DataError("trials %r must be positive; %d rows have trials < 1: drop them"
+                            % (trials_name, np.sum(ntr < 1)))
+        if np.any(y < 0):
+            raise DataError("response %r (successes) must not be negative; %d rows are" % (name, np.sum(y < 0)))
+        over = y > ntr
+        if over.any():
+            raise DataError("response %r (successes) exceeds trials %r in %d rows (e.g. %g > %g); the response "
+                            "must count successes out of the trials" % (name, trials_name, over.sum(), y[over][0],
+                                                                          ntr[over][0]))
+
+
+class MixedPoisson(MixedGLM):
+    """Mixed-effects Poisson regression (Stata ``mepoisson``, lme4 ``glmer(family=poisson)``).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("grouseticks")
+    >>> res = hlmext.mepoisson("TICKS ~ C(YEAR) + cHEIGHT + (1 | BROOD)", df).fit(nagq=1)
+    >>> round(res.llf, 3)
+    -989.038
+    """
+
+    _family_code = _glmm.POISSON
+    _sm_family = families.Poisson
+    model_label = "Mixed-effects Poisson regression"
+    eform_label = "IRR"
+    versus = "Poisson regression"
+
+    @classmethod
+    def from_formula(cls, formula, data, offset=None, exposure=None, cov=None, missing="drop", eval_env=0,
+                     **kwargs):
+        """Build the model from a formula; see ``hlmext.mepoisson``."""
+        return cls._from_formula(formula, data, {"offset": offset, "exposure": exposure}, cov=cov,
+                                 missing=missing, eval_env=_caller_env(eval_env), **kwargs)
+
+    @staticmethod
+    def _constant(y, ntr):
+        return -np.sum(gammaln(y + 1))
+
+    def _check_response(self, y, ntr, name, trials_name):
+        bad = (y < 0) | (np.abs(y - np.round(y)) > 1e-8)
+        if bad.any():
+            raise DataError("response %r must be a non-negative whole-number count for a Poisson model; %d rows "
+                            "are not (e.g. %g)" % (name, bad.sum(), y[bad][0]))
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _extra_columns(data, extra, missing):
+    """Arrays (over all rows of ``data``) of trials/offset/exposure given as columns or arrays."""
+    arrays, columns = {}, {}
+    keep = np.ones(len(data), dtype=bool)
+    for role, value in extra.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if value not in data.columns:
+                raise DataError("%s column %r is not in the data; columns are: %s"
+                                % (role, value, ", ".join(map(str, data.columns[:30]))))
+            columns[role], value = value, data[value]
+        try:
+            arr = np.asarray(pd.to_numeric(pd.Series(np.asarray(value).ravel())), dtype=float)
+        except (TypeError, ValueError) as err:
+            raise DataError("%s %r must be numeric" % (role, columns.get(role, role))) from err
+        if arr.shape[0] != len(data):
+            raise DataError("%s has %d values but the data have %d rows" % (role, arr.shape[0], len(data)))
+        bad = ~np.isfinite(arr)
+        if bad.any() and missing == "raise":
+            raise DataError("%d rows have missing or non-finite values in %s %r; use missing='drop' to drop them"
+                            % (bad.sum(), role, columns.get(role, role)))
+        keep &= ~bad
+        arrays[role] = arr
+    if not keep.any():
+        raise DataError("no rows left: every row has a missing %s" % " or ".join(arrays))
+    return arrays, columns, keep
+
+
+def _sorted_extra(values, design, role):
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=float).ravel()
+    if arr.shape[0] != design.nobs:
+        raise DataError("%s has %d values but the model has %d rows" % (role, arr.shape[0], design.nobs))
+    if not np.all(np.isfinite(arr)):
+        raise DataError("%s contains NaN or inf; drop or impute those rows first" % role)
+    return np.ascontiguousarray(arr[design.order])
+
+
+def _check_separation(X, y, ntr, names, endog_name, family_code):
+    """Raise ModelError if some direction of the fixed effects separates the outcomes (an LP check).
+
+    Logit: d with x_i'd >= 0 where y_i = n_i, <= 0 where y_i = 0, = 0 elsewhere and > 0 somewhere
+    means the likelihood keeps increasing along d. Poisson: x_i'd <= 0 where y_i = 0, = 0 elsewhere.
+    """
+    scale = np.sqrt(np.mean(X ** 2, axis=0))
+    scale[scale == 0] = 1.0
+    Xs = X / scale
+    low = y <= 0
+    high = (y >= ntr) & ~low if family_code == _glmm.BINOMIAL else np.zeros_like(low)
+    edge, mid = low | high, ~(low | high)
+    sign = np.where(high, 1.0, -1.0)[edge]
+    A = sign[:, None] * Xs[edge]
+    res = sopt.linprog(-A.sum(axis=0), A_ub=-A if A.size else None, b_ub=np.zeros(len(A)) if A.size else None,
+                       A_eq=Xs[mid] if mid.any() else None, b_eq=np.zeros(mid.sum()) if mid.any() else None,
+                       bounds=[(-1, 1)] * X.shape[1], method="highs")
+    if res.status != 0 or not -res.fun > 1e-6:
+        return
+    d = res.x
+    margins = A @ d
+    if margins.min() < -1e-7 or (mid.any() and np.abs(Xs[mid] @ d).max() > 1e-7) or margins.max() < 1e-6:
+        return
+    involved = [names[j] for j in np.flatnonzero(np.abs(d) > 1e-6 * np.abs(d).max())]
+    slopes = [nm for nm in involved if nm not in ("Intercept", "const")]
+    if not slopes:
+        what = "0" if np.all(low) else ("its maximum (= trials)" if family_code == _glmm.BINOMIAL else "0")
+        raise ModelError("the response %r is %s in every row, so the fixed effects are not identified"
+                         % (endog_name, what))
+    raise ModelError("complete or quasi-complete separation: %s perfectly predict%s some outcomes of %r (a "
+                     "combination of %s is never on the wrong side of the 0/1 or zero-count rows), so the "
+                     "maximum-likelihood estimates do not exist; drop or recode %s (e.g. merge categories "
+                     "that have only 0s or only 1s)"
+                     % (", ".join(repr(s) for s in slopes), "s" if len(slopes) == 1 else "",
+                        endog_name, " and ".join(repr(s) for s in involved), ", ".join(repr(s) for s in slopes)))

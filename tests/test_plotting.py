@@ -1,0 +1,183 @@
+"""hlmext.plotting: caterpillar plot and per-group lines, rendered with the Agg backend.
+
+Skipped without matplotlib (CI installs only the test extra), except the check of the
+error message that names the extra to install.
+"""
+import builtins
+import importlib.util
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import hlmext
+from hlmext import plotting
+
+try:
+    import matplotlib  # noqa: F401
+    HAVE_MPL = True
+except ImportError:
+    HAVE_MPL = False
+needs_mpl = pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.fixture(scope="module")
+def plt():
+    if not HAVE_MPL:
+        pytest.skip("matplotlib is not installed")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+    yield pyplot
+    pyplot.close("all")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return hlmext.datasets.load("gcse").query("nstu > 4")
+
+
+@pytest.fixture(scope="module")
+def rs(data):
+    return hlmext.mixedlm("gcse ~ lrt + (lrt | school)", data).fit(reml=False)
+
+
+def _points(ax):
+    """x, y and half-widths of the errorbar points drawn on ax."""
+    xs, ys, half = [], [], []
+    for container in ax.containers:
+        line, _, (bars,) = container.lines[0], container.lines[1], container.lines[2]
+        x, y = line.get_data()
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+        half.append(np.array([abs(seg[1][0] - seg[0][0]) / 2 for seg in bars.get_segments()]))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(half)
+
+
+@needs_mpl
+def test_caterpillar_draws_every_group_sorted_with_intervals(plt, rs):
+    ax = rs.plot_random_effects(term="Intercept")
+    x, y, half = _points(ax)
+    assert len(x) == 64 and len(ax.containers) >= 1
+    order = np.argsort(y)
+    assert np.all(np.diff(x[order]) >= 0)                         # sorted by value
+    blups = rs.random_effects["school"]["Intercept"]
+    var = rs.random_effects_cov["school"]["var(Intercept)"]
+    assert np.allclose(np.sort(x), np.sort(blups.to_numpy()))
+    expected = stats.norm.ppf(0.975) * np.sqrt(var.to_numpy())
+    assert np.allclose(np.sort(half), np.sort(expected))
+    assert ax.get_title() == "Random effects of school"
+    assert any(abs(line.get_xdata()[0]) < 1e-12 for line in ax.get_lines() if len(line.get_xdata()) == 2)
+
+
+@needs_mpl
+def test_caterpillar_options(plt, rs):
+    fig, ax = plt.subplots()
+    out = plotting.plot_random_effects(rs, level="school", term="lrt", ax=ax, alpha=0.32)
+    assert out is ax
+    x, _, half = _points(ax)
+    var = rs.random_effects_cov["school"]["var(lrt)"].to_numpy()
+    assert np.allclose(np.sort(half), np.sort(stats.norm.ppf(0.84) * np.sqrt(var)))
+    assert "68%" in ax.get_xlabel()
+    with pytest.raises(ValueError, match="levels are: 'school'"):
+        rs.plot_random_effects(level="class")
+    with pytest.raises(ValueError, match="its terms are: 'Intercept', 'lrt'"):
+        rs.plot_random_effects(term="schavg")
+    with pytest.raises(ValueError, match="alpha"):
+        rs.plot_random_effects(alpha=1.5)
+
+
+@needs_mpl
+def test_caterpillar_of_each_level_of_a_nested_model(plt):
+    pastes = hlmext.datasets.load("pastes")
+    res = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit()
+    ax = res.plot_random_effects()                    # default: the outermost level
+    assert len(_points(ax)[0]) == 10
+    ax = res.plot_random_effects(level="batch:cask")
+    assert len(_points(ax)[0]) == 30
+    assert len(ax.get_yticklabels()) == 30            # few groups: labelled
+
+
+@needs_mpl
+def test_per_group_fits_shows_ols_and_mixed_lines(plt, rs, data):
+    ax = rs.plot_per_group_fits(data)
+    lines = ax.get_lines()
+    grey = [ln for ln in lines if ln.get_color() == "0.55"]
+    blue = [ln for ln in lines if ln.get_color() == "C0"]
+    black = [ln for ln in lines if ln.get_color() == "k"]
+    assert len(grey) == 64 and len(blue) == 64 and len(black) == 1
+    # the mixed lines' slopes are fixed effect + BLUP, and closer to the mean slope than OLS
+    slope = lambda ln: np.diff(ln.get_ydata())[0] / np.diff(ln.get_xdata())[0]  # noqa: E731
+    mixed = np.array([slope(ln) for ln in blue])
+    ols = np.array([slope(ln) for ln in grey])
+    expected = rs.fe_params["lrt"] + rs.random_effects["school"]["lrt"].to_numpy()
+    assert np.allclose(np.sort(mixed), np.sort(expected))
+    assert mixed.std() < ols.std()
+    assert slope(black[0]) == pytest.approx(rs.fe_params["lrt"])
+    assert ax.get_xlabel() == "lrt" and ax.get_ylabel() == "gcse"
+    assert len(ax.get_legend().get_texts()) == 3
+
+
+@needs_mpl
+def test_per_group_fits_max_groups_and_group_covariates(plt, data):
+    res = hlmext.mixedlm("gcse ~ C(schgend) * lrt + (lrt | school)", data).fit(reml=False)
+    fig, ax = plt.subplots()
+    assert res.plot_per_group_fits(data, x="lrt", ax=ax, max_groups=10) is ax
+    assert len([ln for ln in ax.get_lines() if ln.get_color() == "C0"]) == 10
+    assert "10 of 64" in ax.get_title()
+
+
+@needs_mpl
+def test_per_group_fits_errors(plt, data):
+    pastes = hlmext.datasets.load("pastes")
+    nested = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit()
+    with pytest.raises(ValueError, match="two-level"):
+        nested.plot_per_group_fits(pastes)
+    ri = hlmext.mixedlm("gcse ~ lrt + (1 | school)", data).fit(reml=False)
+    with pytest.raises(ValueError, match="give x"):
+        ri.plot_per_group_fits(data)
+    rs = hlmext.mixedlm("gcse ~ lrt + (lrt | school)", data).fit(reml=False)
+    with pytest.raises(ValueError, match="not a column"):
+        rs.plot_per_group_fits(data.drop(columns="lrt"), x="lrt")
+
+
+@needs_mpl
+def test_glmm_results_plot(plt):
+    if not hasattr(hlmext, "melogit"):
+        pytest.skip("no GLMMs in this build")
+    cbpp = hlmext.datasets.load("cbpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", cbpp, trials="size").fit(nagq=1)
+    ax = plotting.plot_random_effects(res)
+    assert len(_points(ax)[0]) == 15
+
+
+@needs_mpl
+def test_make_figures_writes_the_docs_pngs(plt, tmp_path):
+    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    written = module.main(tmp_path)
+    assert sorted(p.name for p in written) == ["caterpillar.png", "shrinkage.png"]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch, rs):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named %r" % name)
+        return real_import(name, *args, **kwargs)
+
+    for mod in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ImportError, match=r"hlmext\[plot\]"):
+        rs.plot_random_effects()
