@@ -155,6 +155,22 @@ cdef void downdate(const double* R, index_t q, index_t ldr, index_t c0, double* 
                 T[r * Dt + c] -= w * R[t * ldr + c0 + c]
 
 
+cdef void rank_downdate_lower(const double* R, index_t nrow, index_t ldr, double* G,
+                              index_t n) noexcept nogil:
+    """G[a, b] -= sum_r R[r, a] R[r, b] for b <= a (row-major lower triangle of n x n)."""
+    cdef index_t r, a, b
+    cdef double w
+    cdef const double* row
+    for r in range(nrow):
+        row = R + r * ldr
+        for a in range(n):
+            w = row[a]
+            if w == 0.0:
+                continue
+            for b in range(a + 1):
+                G[a * n + b] -= w * row[b]
+
+
 # ---------------------------------------------------------------------------------
 # Layer 2: loops over clusters
 # ---------------------------------------------------------------------------------
@@ -271,11 +287,13 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
             # the level's clusters' rows form one (G_l q) x D row-major matrix: one BLAS
             # rank-k downdate of the global block, G -= R_g' R_g (row-major lower = col-major upper)
             nrow = (level_first[l + 1] - level_first[l]) * q
-            if nrow > 0:
+            if nrow > 0 and pp1 > 32:
                 kk = <int> nrow
                 lda = <int> D
                 dsyrk(&uplo, &trans, &n, &kk, &minus_one, &work[stat_off[level_first[l]] + Q - zoff[l]],
                       &lda, &one, &G[0], &n)
+            elif nrow > 0:      # small block: a plain loop beats BLAS's call and threading overhead
+                rank_downdate_lower(&work[stat_off[level_first[l]] + Q - zoff[l]], nrow, D, &G[0], pp1)
         if info == 0:
             # row-major lower == column-major upper
             dpotrf(&uplo, &n, &G[0], &n, &info)

@@ -283,6 +283,22 @@ def make_structure(name: str, q: int) -> Structure:
     return _CLASSES[name](q)
 
 
+def _factor(cov):
+    """Lower-triangular L with L L' = cov, for positive semi-definite cov of any scaling.
+
+    Works on the correlation matrix (so that columns of very different sizes do not
+    matter), nudging it to positive definite only by a tiny relative amount; columns with
+    zero variance get zero rows.
+    """
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    safe = np.where(sd > 0, sd, 1.0)
+    corr = cov / np.outer(safe, safe)
+    corr[np.diag_indices_from(corr)] = 1.0
+    w, v = np.linalg.eigh(corr)
+    corr = (v * np.clip(w, 1e-12, None)) @ v.T
+    return sd[:, None] * np.linalg.cholesky(corr)
+
+
 class LevelCovariance:
     """Block-diagonal covariance of one level's random effects.
 
@@ -351,10 +367,7 @@ class LevelCovariance:
         """``theta`` of a relative covariance (Cov(b) / sigma^2), block by block."""
         out, k = [], 0
         for s, _ in self.blocks:
-            block = np.asarray(cov_rel[k:k + s.q, k:k + s.q], float)
-            w, v = np.linalg.eigh(block)
-            block = (v * np.clip(w, 1e-8, None)) @ v.T
-            out.append(s.theta_from_lam(np.linalg.cholesky(block)))
+            out.append(s.theta_from_lam(_factor(np.asarray(cov_rel[k:k + s.q, k:k + s.q], float))))
             k += s.q
         return np.concatenate(out)
 

@@ -1,10 +1,12 @@
 """Optimizer state in one object, and the scipy calls that minimize a deviance.
 
-A fit is converged when the projected gradient of the objective is small at the
-optimum (absolute, on the deviance scale, whose natural unit is 1): bound parameters
-sitting at their bound with the gradient pushing outwards are on the boundary, which
-is a legitimate optimum. If the first optimizer stops short, a second one is tried from
-its end point and the better optimum is kept; ``OptSummary.attempts`` records both.
+A fit is converged when, at the optimum, the Hessian of the free parameters is positive
+definite and the Newton decrement g'H^{-1}g (what a further Newton step could still
+gain, in deviance units) is below 1e-6, or the projected gradient itself is tiny: bound
+parameters sitting at their bound with the gradient pushing outwards are on the
+boundary, which is a legitimate optimum. If the first optimizer stops short, a second
+one is tried from its end point and the better optimum is kept; ``OptSummary.attempts``
+records what was tried.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 from scipy import optimize
 
 GRADIENT_TOL = 2e-3
+DECREMENT_TOL = 1e-6
 
 
 @dataclass
@@ -28,13 +31,14 @@ class OptSummary:
     converged: bool
     message: str
     attempts: list = field(default_factory=list)
+    decrement: float = 0.0        # Newton decrement g'H^{-1}g at the end (deviance units)
 
     def diagnosis(self) -> str:
         """Why the fit is not converged, and what to try."""
-        if self.max_abs_gradient > GRADIENT_TOL:
-            return ("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
-                    "evaluations; rescale covariates, simplify the random part or try other start values"
-                    % (self.max_abs_gradient, self.n_evals))
+        if self.max_abs_gradient > GRADIENT_TOL and not self.decrement < DECREMENT_TOL:
+            return ("the optimizer did not converge: max |gradient| of the deviance is %.3g (Newton decrement "
+                    "%.3g) after %d evaluations; rescale covariates, simplify the random part or try other "
+                    "start values" % (self.max_abs_gradient, self.decrement, self.n_evals))
         return ("the optimum is not a proper maximum: the Hessian of the variance parameters is not positive "
                 "definite, so some of them are not identified by the data (a flat ridge); simplify the "
                 "random part (fewer random slopes, an independent covariance)")
@@ -49,6 +53,7 @@ class OptSummary:
                  "  objective:        %.10g" % self.fun,
                  "  evaluations:      %d" % self.n_evals,
                  "  max |gradient|:   %.3g (tolerance %.1g)" % (self.max_abs_gradient, GRADIENT_TOL),
+                 "  Newton decrement: %.3g (tolerance %.1g)" % (self.decrement, DECREMENT_TOL),
                  "  message:          %s" % self.message]
         for a in self.attempts:
             lines.append("  tried %-12s objective %.10g, %d evaluations: %s" % a)
@@ -138,24 +143,57 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000):
             break
         best_z, best_f = escape
     before = counter[0]
-    best_z, best_f, hess_ok = _newton_polish(f, best_z, best_f, sbounds,
-                                             f_and_g=f_and_g if fun_and_grad is not None else None)
+    polish_grad = f_and_g if fun_and_grad is not None else None
+    best_z, best_f, hess_ok = _newton_polish(f, best_z, best_f, sbounds, f_and_g=polish_grad)
     attempts.append(("Newton", best_f, counter[0] - before, "polish with a finite-difference Hessian"))
-    g = projected_gradient(central_gradient(f, best_z), best_z, sbounds)
-    if np.max(np.abs(g), initial=0.0) > GRADIENT_TOL:
+    g, decrement = _stationarity(f, polish_grad, best_z, sbounds)
+    if not _small(g, decrement):
         before = counter[0]
         res2 = optimize.minimize(f, best_z, method="Powell", bounds=sbounds,
                                  options={"maxiter": 20 * maxiter, "xtol": 1e-10, "ftol": 1e-14})
         attempts.append(("Powell", float(res2.fun), counter[0] - before, str(res2.message)))
         if res2.fun < best_f:
             best_z, best_f, message = res2.x, float(res2.fun), str(res2.message)
-            g = projected_gradient(central_gradient(f, best_z), best_z, sbounds)
-    converged = bool(np.all(np.isfinite(g)) and np.max(np.abs(g), initial=0.0) <= GRADIENT_TOL
-                     and np.isfinite(best_f) and hess_ok)
+            g, decrement = _stationarity(f, polish_grad, best_z, sbounds)
+    converged = bool(_small(g, decrement) and np.isfinite(best_f) and hess_ok)
     if not hess_ok:
         message += "; the Hessian of the free parameters is not positive definite"
     return OptSummary(start=x0, end=np.asarray(best_z) * scale, fun=best_f, n_evals=counter[0], gradient=g,
-                      converged=converged, message=message, attempts=attempts)
+                      converged=converged, message=message, attempts=attempts, decrement=decrement)
+
+
+def _stationarity(f, f_and_g, z, sbounds):
+    """Projected gradient at ``z`` and the Newton decrement g'H^{-1}g of the free parameters.
+
+    The decrement (twice the improvement a Newton step predicts) is scale-free: it does
+    not grow with the number of observations as the raw gradient of the deviance does.
+    """
+    g = f_and_g(z)[1] if f_and_g is not None else central_gradient(f, z)
+    g = projected_gradient(g, z, sbounds)
+    free = _free(z, sbounds)
+    if not free.any():
+        return g, 0.0
+    H = _jacobian_of_gradient(f_and_g, z, free) if f_and_g is not None else None
+    if H is None:
+        from .inference import hessian
+
+        def sub(x):
+            full = z.copy()
+            full[free] = x
+            return f(full)
+        H = hessian(sub, z[free], step=1e-3)
+    try:
+        decrement = float(g[free] @ np.linalg.solve(H, g[free]))
+    except np.linalg.LinAlgError:
+        decrement = np.inf
+    return g, decrement if decrement >= 0 else np.inf
+
+
+def _small(g, decrement):
+    """Converged: the Newton decrement is below 1e-6, or the gradient itself is tiny."""
+    if not np.all(np.isfinite(g)):
+        return False
+    return decrement < DECREMENT_TOL or np.max(np.abs(g), initial=0.0) <= GRADIENT_TOL
 
 
 def _free(z, sbounds):
@@ -232,7 +270,7 @@ def _escape_from_zero(f, z, fz, lower, upper):
     """A better point a step away from a parameter that ended at 0, or None."""
     best = None
     for i in np.flatnonzero(np.abs(z) < 1e-6):
-        for step in (1e-2, -1e-2, 1e-1, -1e-1, 1.0, -1.0):
+        for step in (1e-2, -1e-2, 1e-1, -1e-1, 0.3, -0.3, 0.6, -0.6, 1.0, -1.0, 2.0, -2.0):
             trial = z.copy()
             trial[i] = np.clip(step, lower[i], upper[i])
             ft = f(trial)

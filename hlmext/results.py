@@ -19,7 +19,7 @@ from scipy import linalg
 from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
-from .exceptions import BoundaryWarning
+from .exceptions import BoundaryWarning, ConvergenceWarning
 from .linear import LOG2PI, _deviance
 
 
@@ -67,6 +67,12 @@ class MixedResults(LikelihoodModelResults):
             return model.deviance_at(th, s, reml)
 
         cov_rep, cov_phi = inference.delta_cov(objective, values, is_corr, fixed)
+        missing_se = [nm for nm, b, v in zip(model.report_names(), fixed, np.diag(cov_phi)) if not b and not v > 0]
+        if missing_se:
+            warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
+                          "parameters is not positive definite at the optimum (a flat or numerically noisy "
+                          "likelihood); rescale the response and covariates, or simplify the random part"
+                          % ", ".join(missing_se), ConvergenceWarning)
         params = np.concatenate([f.beta, values])
         cov = linalg.block_diag(cov_fe, cov_rep)
         super().__init__(model, params, normalized_cov_params=cov, scale=sigma2)
