@@ -285,8 +285,12 @@ class MixedDesign:
         return stats, np.ascontiguousarray(self.global_block()).ravel()
 
     def z_rms(self, i) -> np.ndarray:
-        """Root mean square of each random-effects column of level ``i``."""
-        return np.sqrt(np.mean(self.z_of(i) ** 2, axis=0))
+        """Root mean square of each random-effects column of level ``i`` (computed once)."""
+        cache = self.__dict__.setdefault("_z_rms", {})
+        if i not in cache:
+            z = self.z_of(i)
+            cache[i] = np.sqrt(np.einsum("ij,ij->j", z, z) / max(len(z), 1))
+        return cache[i]
 
     def z_of(self, i) -> np.ndarray:
         """Random-effects design (sorted rows) of level ``i`` of ``levels``."""

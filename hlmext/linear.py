@@ -145,7 +145,10 @@ class LinearMixed(LikelihoodModel):
         endog = design.endog if design.has_rows else np.zeros(0)
         exog = design.exog if design.has_rows else np.zeros((0, design.k_fe))
         super().__init__(pd.Series(endog, name=design.endog_name),
-                         pd.DataFrame(exog, columns=design.exog_names, copy=False), **kwargs)
+                         pd.DataFrame(exog, columns=design.exog_names, copy=False), hasconst=False, **kwargs)
+        # the design knows its intercept column; spare statsmodels a pass over the rows to find it
+        self.data.k_constant = self.k_constant = int(design.intercept_col >= 0)
+        self.data.const_idx = design.intercept_col if design.intercept_col >= 0 else None
         self.data.param_names = list(design.exog_names) + self.report_names()
         self.nobs = design.nobs
         self.k_fe = design.k_fe

@@ -101,8 +101,7 @@ class MixedResults(LikelihoodModelResults):
             self.cov_re[lv.name] = pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names)
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects, self.random_effects_cov = _blups(model, f, sigma2)
-        self._fitted_sorted = (_fitted_sorted(model, f.beta, self.random_effects)
-                               if model.design.has_rows else None)
+
         self.notes = _notes(self)
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
@@ -124,6 +123,15 @@ class MixedResults(LikelihoodModelResults):
         out[self.model.design.order] = sorted_values
         labels = self.model.frame.row_labels if self.model.frame is not None else None
         return pd.Series(out, index=labels)
+
+    @property
+    def _fitted_sorted(self):
+        """X beta + Z b in the design's (sorted) row order, computed on first use."""
+        if not self.model.design.has_rows:
+            return None
+        if "_fitted_cache" not in self.__dict__:
+            self._fitted_cache = _fitted_sorted(self.model, self.fe_params.to_numpy(), self.random_effects)
+        return self._fitted_cache
 
     @property
     def fittedvalues(self):
