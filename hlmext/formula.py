@@ -68,7 +68,7 @@ class RandomBlock:
     exog_re: np.ndarray
     names: list[str]
     design_info: object
-    groups: np.ndarray
+    groups: np.ndarray     # (n, k) grouping values: the column's own dtype for k = 1, objects otherwise
 
 
 @dataclass
@@ -493,6 +493,15 @@ def _dropped_summary(work, keep, parts, keep_by_part, group_columns):
     return ", ".join(f"{name!r} ({count})" for name, count in ranked)
 
 
+def _group_values(frame, columns, rows, all_rows):
+    """Grouping values of the used rows: the column's own dtype for one column, objects for several."""
+    if len(columns) == 1:
+        values = frame[columns[0]].to_numpy()
+        return (values if all_rows else values[rows])[:, None]
+    sub = frame[columns] if all_rows else frame.iloc[rows][columns]
+    return sub.to_numpy(dtype=object)
+
+
 def model_frame(parsed, data, missing="drop", eval_env=None) -> ModelFrame:
     """Build response, fixed and random design arrays from a DataFrame.
 
@@ -558,12 +567,18 @@ def model_frame(parsed, data, missing="drop", eval_env=None) -> ModelFrame:
             raise DataError(f"no rows left: every row has missing or non-finite values ({where})")
 
     rows = np.flatnonzero(keep)
-    kept = work.iloc[rows]
-    endog = _response(parsed.response, kept, env, "raise").to_numpy("float64")[:, 0]
-    exog = _design(parsed.fixed, kept, env, "raise", "the fixed part")
+    if n_dropped == 0:      # every row kept: the matrices of the first evaluation are final
+        endog = parts[0][1].to_numpy("float64")[:, 0]
+        exog = parts[1][1]
+        random_designs = [values for _, values in parts[2:]]
+    else:
+        kept = work.iloc[rows]
+        endog = _response(parsed.response, kept, env, "raise").to_numpy("float64")[:, 0]
+        exog = _design(parsed.fixed, kept, env, "raise", "the fixed part")
+        random_designs = [_design(term.formula, kept, env, "raise", f"the random part of {term.level!r}")
+                          for term in parsed.random]
     blocks = []
-    for term in parsed.random:
-        exog_re = _design(term.formula, kept, env, "raise", f"the random part of {term.level!r}")
+    for term, exog_re in zip(parsed.random, random_designs):
         n_columns = exog_re.shape[1]
         cov = "identity" if n_columns == 1 else (term.cov_if_several_columns or term.cov)
         blocks.append(RandomBlock(
@@ -571,7 +586,7 @@ def model_frame(parsed, data, missing="drop", eval_env=None) -> ModelFrame:
             exog_re=np.ascontiguousarray(exog_re, dtype=np.float64),
             names=list(exog_re.design_info.column_names),
             design_info=exog_re.design_info,
-            groups=frame.iloc[rows][list(term.group)].to_numpy(dtype=object)))
+            groups=_group_values(frame, list(term.group), rows, n_dropped == 0)))
     return ModelFrame(
         endog=np.ascontiguousarray(endog), endog_name=parsed.response,
         exog=np.ascontiguousarray(exog, dtype=np.float64),
