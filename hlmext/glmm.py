@@ -35,7 +35,7 @@ from statsmodels.genmod import families
 from . import _glmm
 from .exceptions import ConvergenceWarning, DataError, ModelError
 from .linear import LinearMixed, _array_design, _caller_env, design_from_frame
-from .optimize import GRADIENT_TOL, OptSummary, _escape_from_zero_bound
+from .optimize import GRADIENT_TOL, OptSummary, _escape_from_zero, progress_printer
 
 MAX_NODES = 5000
 
@@ -382,7 +382,7 @@ class MixedGLM(LikelihoodModel):
             design columns' scale.
         maxiter : int
         disp : bool
-            Print the optimizer summaries.
+            Print progress (one line per optimizer iteration) and the optimizer summaries.
 
         Returns
         -------
@@ -399,10 +399,10 @@ class MixedGLM(LikelihoodModel):
             raise ValueError("start must have %d values (fixed effects, then theta), got %d" % (p + self.k_re, x0.size))
         scale = np.concatenate([se_glm, tscale])
         bounds = [(None, None)] * p + self.theta_bounds()
-        opt, hess = _optimize(_Objective(self, 1), x0, bounds, scale, maxiter)
+        opt, hess = _optimize(_Objective(self, 1), x0, bounds, scale, maxiter, disp=disp)
         opts = [opt]
         if nagq > 1:
-            opt, _ = _optimize(_Objective(self, nagq), opt.end, bounds, scale, maxiter, hess)
+            opt, _ = _optimize(_Objective(self, nagq), opt.end, bounds, scale, maxiter, hess, disp=disp)
             opts.append(opt)
         if disp:
             print("\n".join(str(o) for o in opts))
@@ -478,7 +478,7 @@ class _Objective:
         return self.g if np.isfinite(self.f) else np.zeros_like(x)
 
 
-def _optimize(obj, x0, bounds, scale, maxiter, H0=None):
+def _optimize(obj, x0, bounds, scale, maxiter, H0=None, disp=False):
     """Minimize the deviance over (beta, theta) in a box: (OptSummary, Hessian on the z scale).
 
     Works on z = x / scale with the analytic gradient. Without ``H0`` (the Laplace stage,
@@ -501,7 +501,9 @@ def _optimize(obj, x0, bounds, scale, maxiter, H0=None):
     def lbfgs(z):
         before = obj.n_evals
         res = sopt.minimize(f, z, jac=grad, method="L-BFGS-B", bounds=sb,
-                            options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-4, "maxcor": 20})
+                            options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-4, "maxcor": 20},
+                            callback=progress_printer(f, "Laplace" if obj.nagq == 1 else "AGHQ %d" % obj.nagq)
+                            if disp else None)
         attempts.append(("L-BFGS-B", float(res.fun), obj.n_evals - before, str(res.message)))
         return res.x
 
@@ -512,7 +514,7 @@ def _optimize(obj, x0, bounds, scale, maxiter, H0=None):
     if H0 is None:
         for _ in range(3):
             z = lbfgs(z)
-            escape = _escape_from_zero_bound(f, z, f(z), lo)
+            escape = _escape_from_zero(f, z, f(z), lo, hi)
             if escape is None:
                 break
             z = escape[0]

@@ -370,7 +370,7 @@ class LinearMixed(LikelihoodModel):
             Starting ``theta`` (relative covariance factors, core order).
         maxiter : int
         disp : bool
-            Print the optimizer summary.
+            Print progress (one line per optimizer iteration) and the optimizer summary.
 
         Returns
         -------
@@ -381,7 +381,7 @@ class LinearMixed(LikelihoodModel):
         theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
         grad = (lambda th: self.deviance_and_gradient(th, reml)) if self.has_analytic_gradient() else None
         opt = minimize(lambda th: self.deviance(th, reml), theta0, self.theta_bounds(), scale=scale,
-                       fun_and_grad=grad, maxiter=maxiter)
+                       fun_and_grad=grad, maxiter=maxiter, disp=disp)
         if disp:
             print(opt)
         if not opt.converged:

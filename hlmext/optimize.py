@@ -96,7 +96,19 @@ def projected_gradient(g, x, bounds):
     return g
 
 
-def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000):
+def progress_printer(fun, label):
+    """An optimizer callback printing one line per iteration: the objective, and the time so far."""
+    import time
+    start, count = time.perf_counter(), [0]
+
+    def show(z, *args):
+        count[0] += 1
+        print("  %s iteration %3d: deviance %.8g  (%.2fs)" % (label, count[0], fun(z), time.perf_counter() - start),
+              flush=True)
+    return show
+
+
+def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=False):
     """Minimize ``fun`` over a box; return an ``OptSummary`` (``end`` on the scale of ``x0``).
 
     The optimizer works on ``x / scale``. L-BFGS-B first (with ``fun_and_grad``, which
@@ -134,7 +146,8 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000):
     for _ in range(4):
         before = counter[0]
         res = optimize.minimize(f_and_g, best_z, jac=True, method="L-BFGS-B", bounds=sbounds,
-                                options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-9, "maxcor": 20})
+                                options={"maxiter": maxiter, "ftol": 1e-14, "gtol": 1e-9, "maxcor": 20},
+                                callback=progress_printer(lambda z: fun(z * scale), "L-BFGS-B") if disp else None)
         attempts.append(("L-BFGS-B", float(res.fun), counter[0] - before, str(res.message)))
         if res.fun <= best_f:
             best_z, best_f, message = res.x, float(res.fun), str(res.message)
@@ -275,18 +288,5 @@ def _escape_from_zero(f, z, fz, lower, upper):
             trial[i] = np.clip(step, lower[i], upper[i])
             ft = f(trial)
             if ft < fz - 1e-8 * max(1.0, abs(fz)) and (best is None or ft < best[1]):
-                best = (trial, ft)
-    return best
-
-
-def _escape_from_zero_bound(f, z, fz, lower):
-    """A better point a small step inside from a parameter sitting at a lower bound of 0."""
-    best = None
-    for i in np.flatnonzero((lower == 0) & (np.abs(z) < 1e-8)):
-        for step in (1e-3, 1e-2, 1e-1):
-            trial = z.copy()
-            trial[i] = step
-            ft = f(trial)
-            if ft < fz - 1e-8 and (best is None or ft < best[1]):
                 best = (trial, ft)
     return best

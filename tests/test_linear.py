@@ -150,3 +150,11 @@ def test_boundary_fit_is_reported():
     assert np.isnan(res.re_params.loc["sd(Intercept)[g]", "se"])
     assert "boundary" in str(res.summary())
     assert res.lr_test_vs_regression().statistic == pytest.approx(0, abs=1e-6)
+
+
+def test_progress_only_when_asked(gcse, capsys):
+    hlmext.mixedlm("gcse ~ lrt + (1 | school)", gcse).fit(reml=False)
+    assert capsys.readouterr().out == ""
+    hlmext.mixedlm("gcse ~ lrt + (1 | school)", gcse).fit(reml=False, disp=True)
+    out = capsys.readouterr().out
+    assert "iteration   1: deviance" in out and "Optimizer summary" in out
