@@ -35,7 +35,7 @@ from statsmodels.genmod import families
 from . import _glmm
 from .exceptions import ConvergenceWarning, DataError, ModelError
 from .linear import LinearMixed, _array_design, _caller_env, design_from_frame
-from .optimize import GRADIENT_TOL, OptSummary, _escape_from_zero, progress_printer
+from .optimize import GRADIENT_TOL, OptSummary, _escape_from_zero, progress_printer, single_blas_thread
 
 MAX_NODES = 5000
 
@@ -388,6 +388,10 @@ class MixedGLM(LikelihoodModel):
         -------
         GLMMResults
         """
+        with single_blas_thread():
+            return self._fit(nagq, start, maxiter, disp)
+
+    def _fit(self, nagq, start, maxiter, disp):
         from .glmm_results import GLMMResults, GLMMResultsWrapper
         nagq = self._check_nagq(nagq)
         beta_glm, se_glm, null_llf = self._glm_start()

@@ -29,7 +29,7 @@ from statsmodels.base.model import LikelihoodModel
 from . import _core
 from .design import LevelSpec, MixedDesign
 from .exceptions import ConvergenceWarning, ModelError
-from .optimize import minimize
+from .optimize import minimize, single_blas_thread
 
 LOG2PI = np.log(2 * np.pi)
 
@@ -376,6 +376,10 @@ class LinearMixed(LikelihoodModel):
         -------
         MixedResults
         """
+        with single_blas_thread():
+            return self._fit(reml, start, maxiter, disp)
+
+    def _fit(self, reml, start, maxiter, disp):
         from .results import MixedResults, MixedResultsWrapper
         scale = self.theta_scale()
         theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)

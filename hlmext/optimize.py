@@ -96,6 +96,17 @@ def projected_gradient(g, x, bounds):
     return g
 
 
+def single_blas_thread():
+    """Context manager: one BLAS thread inside (``threadpoolctl``), previous limits after.
+
+    A fit makes many small BLAS/LAPACK calls (per-level downdates, the optimizer's own
+    small matrices) where BLAS threads only add synchronization; on a busy machine they
+    make a fit several times slower.
+    """
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def progress_printer(fun, label):
     """An optimizer callback printing one line per iteration: the objective, and the time so far."""
     import time

@@ -249,8 +249,8 @@ class MixedResults(LikelihoodModelResults):
         if method == "wald":
             out[idx] = np.asarray(super().conf_int(alpha))[idx]
         elif method == "profile":
-            table = self.profile_ci(alpha, cols=idx, criterion=kwargs.get("criterion"))
-            out[idx] = table.to_numpy()
+            table = self.profile_ci(alpha, cols=cols, criterion=kwargs.get("criterion"))
+            out[[names.index(nm) for nm in table.index]] = table.to_numpy()
         elif method == "bootstrap":
             boot = kwargs.pop("bootstrap", None) or self.bootstrap(**kwargs)
             out[idx] = boot.conf_int(alpha).to_numpy()[idx]

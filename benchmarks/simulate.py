@@ -1,0 +1,157 @@
+"""Simulated data for the benchmarks: one fixed seed per scenario, vectorized numpy.
+
+``make(name, size)`` returns ``(spec, df)``: the DataFrame and a ``Spec`` saying how
+to fit it with hlmext, statsmodels and lme4. Every scenario is simulated from its own
+seed, so its data do not depend on which other scenarios are run. ``size`` scales rows
+and groups together (group sizes stay the same): small 0.1, default 1, large 10.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+SCALE = {"small": 0.1, "default": 1.0, "large": 10.0}
+ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", "logit_rs", "poisson_ri"]
+
+
+@dataclass
+class Spec:
+    name: str
+    family: str                 # gaussian, binomial, poisson
+    formula: str                # hlmext and lme4 (same syntax)
+    fe: list                    # fixed covariates (an intercept is added)
+    groups: list                # grouping columns, outermost first
+    slope: list = field(default_factory=list)   # random-slope covariates (on groups[-1])
+    offset: str | None = None   # offset column (already on the log scale)
+    fits: list = field(default_factory=lambda: [("ML", {})])   # (label, kwargs of .fit)
+    note: str = ""
+
+    @property
+    def two_level_gaussian(self):
+        return self.family == "gaussian" and len(self.groups) == 1
+
+
+def _seed(name):
+    return zlib.crc32(name.encode())
+
+
+def _n(base, size):
+    return max(int(round(base * SCALE[size])), 2)
+
+
+def _covariates(rng, n, k):
+    return {"x%d" % (j + 1): rng.standard_normal(n) for j in range(k)}
+
+
+def _re(rng, n_groups, sd, corr=0.0):
+    """Random effects of ``n_groups`` groups: shape (n_groups, len(sd)), correlated."""
+    sd = np.asarray(sd, float)
+    c = np.full((len(sd), len(sd)), corr)
+    np.fill_diagonal(c, 1.0)
+    chol = np.linalg.cholesky(c * np.outer(sd, sd))
+    return rng.standard_normal((n_groups, len(sd))) @ chol.T
+
+
+def _two_level(name, size, rows, groups, k, slope, family="gaussian", offset=False):
+    rng = np.random.default_rng(_seed(name))
+    n, n_g = _n(rows, size), _n(groups, size)
+    x = _covariates(rng, n, k)
+    g = rng.integers(n_g, size=n)
+    beta = np.array([1.0, 0.5, -0.3, 0.2, 0.1][:k + 1])
+    eta = beta[0] + sum(beta[j + 1] * x["x%d" % (j + 1)] for j in range(k))
+    if family != "gaussian":
+        eta = eta * 0.5 - 0.5                      # keep probabilities and counts moderate
+    b = _re(rng, n_g, [0.8, 0.4] if slope else [0.8], corr=0.3)
+    eta = eta + b[g, 0] + (b[g, 1] * x["x1"] if slope else 0.0)
+    df = pd.DataFrame(x)
+    df["g"] = g
+    if offset:
+        df["logexp"] = np.log(rng.uniform(0.5, 2.0, size=n))
+        eta = eta + df["logexp"].to_numpy()
+    if family == "gaussian":
+        df["y"] = eta + rng.standard_normal(n)
+    elif family == "binomial":
+        df["y"] = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    else:
+        df["y"] = rng.poisson(np.exp(eta))
+    fe = list(x)
+    rhs = " + ".join(fe)
+    formula = "y ~ %s + (%s | g)" % (rhs, "x1" if slope else "1")
+    return formula, fe, df
+
+
+def make(name, size="default"):
+    """The spec and data of scenario ``name`` at ``size`` (small, default, large)."""
+    if name == "ri_small":
+        f, fe, df = _two_level(name, size, 5_000, 100, 1, slope=False)
+        return Spec(name, "gaussian", f, fe, ["g"]), df
+    if name in ("rs_medium", "rs_large"):
+        rows, groups = (100_000, 2_000) if name == "rs_medium" else (1_000_000, 20_000)
+        f, fe, df = _two_level(name, size, rows, groups, 4, slope=True)
+        return Spec(name, "gaussian", f, fe, ["g"], slope=["x1"]), df
+    if name == "nested3":
+        return _nested3(size)
+    if name == "crossed":
+        return _crossed(size)
+    if name in ("logit_ri", "logit_rs"):
+        slope = name == "logit_rs"
+        rows = 50_000 if slope else 100_000
+        f, fe, df = _two_level(name, size, rows, rows // 50, 2, slope=slope, family="binomial")
+        fits = [("Laplace", {"nagq": 1}), ("AGHQ7", {"nagq": 7})]
+        return Spec(name, "binomial", f, fe, ["g"], slope=["x1"] if slope else [], fits=fits), df
+    if name == "poisson_ri":
+        f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="poisson", offset=True)
+        return Spec(name, "poisson", f, fe, ["g"], offset="logexp", fits=[("AGHQ7", {"nagq": 7})]), df
+    raise KeyError("unknown scenario %r; choose from %s" % (name, ", ".join(ORDER)))
+
+
+def _nested3(size):
+    """200 districts > 2,000 schools (ids unique across districts) > rows."""
+    rng = np.random.default_rng(_seed("nested3"))
+    n, n_d = _n(200_000, size), _n(200, size)
+    n_s = n_d * 10
+    x = _covariates(rng, n, 2)
+    school = rng.integers(n_s, size=n)
+    district = school // 10
+    u_d = rng.standard_normal(n_d) * 0.6
+    u_s = rng.standard_normal(n_s) * 0.4
+    df = pd.DataFrame(x)
+    df["district"], df["school"] = district, school
+    df["y"] = 1.0 + 0.5 * x["x1"] - 0.3 * x["x2"] + u_d[district] + u_s[school] + rng.standard_normal(n)
+    return Spec("nested3", "gaussian", "y ~ x1 + x2 + (1 | district/school)", list(x),
+                ["district", "school"]), df
+
+
+def _crossed(size):
+    """Two crossed random intercepts, 1,000 x 500 levels."""
+    rng = np.random.default_rng(_seed("crossed"))
+    n, n_a, n_b = _n(200_000, size), _n(1_000, size), _n(500, size)
+    x = _covariates(rng, n, 1)
+    a, b = rng.integers(n_a, size=n), rng.integers(n_b, size=n)
+    df = pd.DataFrame(x)
+    df["a"], df["b"] = a, b
+    df["y"] = (1.0 + 0.5 * x["x1"] + rng.standard_normal(n_a)[a] * 0.7 + rng.standard_normal(n_b)[b] * 0.5
+               + rng.standard_normal(n))
+    return Spec("crossed", "gaussian", "y ~ x1 + (1 | a) + (1 | b)", list(x), ["a", "b"]), df
+
+
+def arrays(spec, df):
+    """(endog, exog, groups, exog_re, offset) for the array interfaces (intercept first)."""
+    n = len(df)
+    exog = np.column_stack([np.ones(n)] + [df[c].to_numpy(float) for c in spec.fe])
+    exog_re = np.column_stack([np.ones(n)] + [df[c].to_numpy(float) for c in spec.slope])
+    offset = df[spec.offset].to_numpy(float) if spec.offset else None
+    return df["y"].to_numpy(float), exog, df[spec.groups[-1]].to_numpy(), exog_re, offset
+
+
+def slope_arrays(n, n_groups, seed=0):
+    """(y, X, groups, Z) of the random intercept and slope model (4 covariates), for scaling.py."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([np.ones(n), rng.standard_normal((n, 4))])
+    g = rng.integers(n_groups, size=n)
+    b = _re(rng, n_groups, [0.8, 0.4], corr=0.3)
+    y = X @ np.array([1.0, 0.5, -0.3, 0.2, 0.1]) + b[g, 0] + b[g, 1] * X[:, 1] + rng.standard_normal(n)
+    return y, X, g, X[:, :2].copy()
