@@ -165,10 +165,13 @@ class MixedSummary:
     column are abbreviated (:func:`stata_abbrev`), HTML/LaTeX keep them whole.
     """
 
-    def __init__(self, results, eform=False, alpha=0.05, title=None):
+    def __init__(self, results, eform=False, alpha=0.05, title=None, dfmethod=None):
         if not 0 < alpha < 1:
             raise ValueError("alpha must be in (0, 1)")
+        if dfmethod not in (None, "satterthwaite"):
+            raise ValueError("dfmethod must be None or 'satterthwaite', not %r" % (dfmethod,))
         self.results, self.eform, self.alpha = results, bool(eform), alpha
+        self.dfmethod = dfmethod
         self.title = results.model_label if title is None else title
         self._q = None if math.isclose(alpha, 0.05) else stats.norm.ppf(1 - alpha / 2)
         self._ci = f"[{100 * (1 - alpha):g}% Conf. Interval]"
@@ -219,6 +222,11 @@ class MixedSummary:
             sections.append(_Lines([(f"LR test vs. {versus}: {kind} = {stat:.2f}", right)], "lr"))
             if _get(lr, "conservative", False):
                 notes.insert(0, "Note: LR test is conservative and provided only for reference.")
+        if self.dfmethod == "satterthwaite":
+            from .satterthwaite import fe_table
+            df = fe_table(r, self.alpha)["df"]
+            notes.append("Fixed effects: t tests with Satterthwaite degrees of freedom (min %.1f, max %.1f)."
+                         % (df.min(), df.max()))
         if notes:
             sections += [None, _Lines([(n,) for n in notes], "note")]
         return sections
@@ -234,17 +242,22 @@ class MixedSummary:
                                                       "Maximum")])], rows)
 
     def _fixed_table(self):
-        r, fe = self.results, self.results.fe_table
+        r = self.results
+        if self.dfmethod == "satterthwaite":      # t tests with Satterthwaite df, t-based intervals
+            from .satterthwaite import fe_table
+            fe, stat, p_label = fe_table(r, self.alpha).rename(columns={"t": "z"}), "t", "P>|t|"
+        else:
+            fe, stat, p_label = r.fe_table, "z", "P>|z|"
         names = [str(n) for n in fe.index]
         order = sorted(range(len(names)), key=lambda i: names[i] in _INTERCEPTS)
         label = (getattr(r, "eform_label", None) or "exp(b)") if self.eform else "Coef."
         t = _Table("fixed", 12, 1, [11, 11, 9, 8, 13, 12], [(str(r.endog_name), [
-            _Span(label, 11), _Span("Std. Err.", 12), _Span("z", 7), _Span("P>|z|", 9),
+            _Span(label, 11), _Span("Std. Err.", 12), _Span(stat, 7), _Span(p_label, 9),
             _Span(self._ci, 25, 2)])], [])
         for i in order:
             b, se, z, p, lo, hi = (float(fe[c].iloc[i]) for c in
                                    ("coef", "se", "z", "pvalue", "lower", "upper"))
-            if self._q is not None:
+            if self._q is not None and self.dfmethod is None:
                 lo, hi = b - self._q * se, b + self._q * se
             if self.eform:
                 b, se, lo, hi = np.exp(b), np.exp(b) * se, np.exp(lo), np.exp(hi)

@@ -84,3 +84,10 @@ def test_derivatives_are_stable():
     L = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 10.0]])
     for step in (3e-4, 3e-3):
         np.testing.assert_allclose(Satterthwaite(res, rel_step=step).df(L), sat.df(L), rtol=1e-4)
+
+
+def test_summary_with_satterthwaite_df():
+    import hlmext
+    res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", hlmext.datasets.load("sleepstudy")).fit()
+    text = str(res.summary(dfmethod="satterthwaite"))
+    assert "P>|t|" in text and "Satterthwaite degrees of freedom (min 17.0, max 17.0)" in text
