@@ -225,7 +225,7 @@ class MixedSummary:
         if self.dfmethod == "satterthwaite":
             from .satterthwaite import fe_table
             df = fe_table(r, self.alpha)["df"]
-            notes.append("Fixed effects: t tests with Satterthwaite degrees of freedom (min %.1f, max %.1f)."
+            notes.append("Fixed effects: t tests, Satterthwaite df (min %.1f, max %.1f)."
                          % (df.min(), df.max()))
         if notes:
             sections += [None, _Lines([(n,) for n in notes], "note")]

@@ -90,4 +90,4 @@ def test_summary_with_satterthwaite_df():
     import hlmext
     res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", hlmext.datasets.load("sleepstudy")).fit()
     text = str(res.summary(dfmethod="satterthwaite"))
-    assert "P>|t|" in text and "Satterthwaite degrees of freedom (min 17.0, max 17.0)" in text
+    assert "P>|t|" in text and "Satterthwaite df (min 17.0, max 17.0)" in text
