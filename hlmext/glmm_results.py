@@ -19,7 +19,8 @@ from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
 from .exceptions import BoundaryWarning, ModelError
-from .results import MixedResults, _corr_of_boundary_sd, _display_name, _row_keys, _sd_scale
+from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _notes, _row_keys,
+                      _sd_scale)
 
 LATENT_VAR_LOGIT = np.pi ** 2 / 3
 
@@ -418,21 +419,8 @@ def _new_eta(res, data, conditional, offset):
     return eta
 
 
-def _notes(res):
-    notes = []
-    if not res.converged:
-        notes.append("Convergence not achieved: max |gradient| %.3g; see results.opt" % res.opt.max_abs_gradient)
-    for name in res.on_boundary:
-        notes.append("%s is on the boundary of the parameter space (no standard error); consider removing that "
-                     "term from the random part" % name)
-    return notes
-
-
-class GLMMResultsWrapper(wrap.ResultsWrapper):
-    _attrs = {"params": "columns", "bse": "columns", "pvalues": "columns", "tvalues": "columns"}
-    _wrap_attrs = _attrs
-    _methods = {"cov_params": "cov", "conf_int": "columns"}
-    _wrap_methods = _methods
+class GLMMResultsWrapper(MixedResultsWrapper):
+    """pandas labels for GLMM results: the same table as the linear model's."""
 
 
 wrap.populate_wrapper(GLMMResultsWrapper, GLMMResults)
