@@ -469,3 +469,45 @@ def gradient_terms(const double[::1] stats, const double[::1] work, const double
                             w2 = w2 - P[b * p + t] * X1[b * q + c]
                         s += T[a * p + t] * w2
                     K[a * q + c] += s
+
+
+# ---------------------------------------------------------------------------------
+# Cross-products of rows in any order (chunked and distributed data)
+# ---------------------------------------------------------------------------------
+
+def scatter_cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_t[:, ::1] cluster,
+                           const index_t[::1] stat_off, index_t qd, double[::1] stats):
+    """Add every row's ``Z_l,i' [Z_l,i ... X_i y_i]`` into the block of its cluster, level by level.
+
+    The scatter twin of ``cross_products`` for rows that are neither sorted nor complete:
+    ``cluster[i, l]`` is the cluster of row ``i`` at chain level ``l``, an index into
+    ``stat_off`` (the block layout is the one described at the top of this file, the ``qd``
+    columns skipped). Called chunk by chunk on the same ``stats`` (zero at the start), it
+    adds up to ``cross_products`` on all the rows; every block receives its rows in the
+    order they come. The caller (``hlmext.chunked``) checks every index.
+    """
+    cdef index_t nlev = zoff.shape[0] - 1
+    cdef index_t m = W.shape[1]
+    cdef index_t n = W.shape[0]
+    cdef index_t Q = zoff[nlev]
+    cdef index_t l, i, a, c, q, D, z0, nz
+    cdef double w
+    cdef double* out
+    if cluster.shape[0] != n or cluster.shape[1] != nlev:
+        raise ValueError("cluster must have one row per row of W and one column per level")
+    with nogil:
+        for i in range(n):
+            for l in range(nlev):
+                z0 = zoff[l]
+                q = zoff[l + 1] - z0
+                D = m - z0 + qd
+                nz = Q - z0
+                out = &stats[stat_off[cluster[i, l]]]
+                for a in range(q):
+                    w = W[i, z0 + a]
+                    if w == 0.0:
+                        continue
+                    for c in range(nz):
+                        out[a * D + c] += w * W[i, z0 + c]
+                    for c in range(nz, m - z0):
+                        out[a * D + c + qd] += w * W[i, z0 + c]

@@ -10,7 +10,7 @@ from .linear import LinearMixed
 from .glmm import MixedLogit, MixedPoisson
 
 
-def mixedlm(formula, data, cov=None, missing="drop"):
+def mixedlm(formula, data, cov=None, missing="drop", **chunk_options):
     """Linear mixed model from a formula, lme4 or Stata style.
 
     Parameters
@@ -19,7 +19,11 @@ def mixedlm(formula, data, cov=None, missing="drop"):
         lme4 style ``"y ~ x + (x | g)"`` (``(x || g)`` uncorrelated, ``(1 | a/b)`` nested,
         ``(0 + x | g)`` no intercept) or Stata style ``"y ~ x || g: x"`` (levels written
         outermost first: ``"y ~ x || district: || school: x"``).
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        A DataFrame; or, for data larger than memory, a list of DataFrames, a function
+        returning a fresh iterator of DataFrames, a Parquet file or directory, or a Dask
+        DataFrame: the fit then runs on statistics accumulated chunk by chunk
+        (``hlmext.chunked``; fitted values and residuals need ``chunked.residuals``).
     cov : str or dict, optional
         Covariance structure of the random effects: ``"unstructured"``,
         ``"independent"``, ``"identity"``, ``"exchangeable"``; one for every level or a
@@ -28,6 +32,9 @@ def mixedlm(formula, data, cov=None, missing="drop"):
     missing : {"drop", "raise"}
         Rows with missing or non-finite values in used columns are dropped (and
         counted in ``model.frame.n_dropped``) or raise an error.
+    **chunk_options
+        For chunked data only: ``batch_size`` (Parquet rows per batch), ``categories``
+        (levels of categorical columns); see ``hlmext.chunked.from_formula``.
 
     Returns
     -------
@@ -42,6 +49,13 @@ def mixedlm(formula, data, cov=None, missing="drop"):
     >>> round(res.llf, 3)
     -13998.439
     """
+    from .chunked import is_chunked
+    if is_chunked(data):
+        from .chunked import from_formula
+        return from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options)
+    if chunk_options:
+        raise TypeError("mixedlm() got unexpected keyword arguments %s (they apply to chunked data only)"
+                        % ", ".join(sorted(chunk_options)))
     return LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1)
 
 

@@ -162,6 +162,9 @@ class _Refit:
 
     def __init__(self, res):
         model = res.model
+        if not model.design.has_rows:
+            raise ModelError("this model was fitted from statistics accumulated over chunks, without its "
+                             "rows; simulation and the bootstrap need the rows (fit from a DataFrame)")
         self.model = _stripped(model)
         self.reml = res.reml
         self.start = np.asarray(res.theta, float)
@@ -185,6 +188,9 @@ class _Source:
 
     def __init__(self, res, model):
         d = model.design
+        if not d.has_rows:
+            raise ModelError("this model was fitted from statistics accumulated over chunks, without its "
+                             "rows; simulation and the bootstrap need the rows (fit from a DataFrame)")
         self.model = model
         sigma = np.sqrt(res.scale)
         self.xb = d.exog @ np.asarray(res.fe_params, float)

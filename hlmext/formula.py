@@ -25,7 +25,7 @@ import patsy
 from .exceptions import DataError, FormulaError
 
 __all__ = ["COV_STRUCTURES", "RandomTerm", "ParsedFormula", "RandomBlock", "ModelFrame",
-           "parse", "normalize_cov", "model_frame", "exog_for"]
+           "parse", "normalize_cov", "model_frame", "exog_for", "DesignInfos", "design_infos"]
 
 COV_STRUCTURES = ("unstructured", "independent", "identity", "exchangeable")
 _COV_SHORTEST = {"unstructured": "un", "independent": "ind", "identity": "id", "exchangeable": "ex"}
@@ -433,17 +433,21 @@ def _quote_keywords(formula, columns):
 
 
 def _design(formula, data, env, na_action, what):
-    """patsy design matrix of a right-hand side (DataFrame if na_action='drop')."""
+    """patsy design matrix of a right-hand side (DataFrame if na_action='drop').
+
+    ``formula`` may also be a pre-built patsy ``DesignInfo`` (chunked data: same columns in every chunk).
+    """
     return_type = "dataframe" if na_action == "drop" else "matrix"
-    formula = _quote_keywords(formula, data.columns)
+    if isinstance(formula, str):
+        formula = _quote_keywords(formula, data.columns)
     try:
         return patsy.dmatrix(formula, data, eval_env=env, NA_action=na_action, return_type=return_type)
     except patsy.PatsyError as err:
         raise _patsy_error(err, what, data.columns) from err
 
 
-def _response(expr, data, env, na_action):
-    """The response as a one-column DataFrame indexed like the rows patsy kept."""
+def _response(expr, data, env, na_action, info=None):
+    """The response as a one-column DataFrame indexed like the rows patsy kept (``info``: pre-built)."""
     if expr in data.columns:
         column = data[expr]
         if pd.api.types.is_bool_dtype(column.dtype):
@@ -454,7 +458,8 @@ def _response(expr, data, env, na_action):
                             f"e.g. (df.{expr} == {example!r}).astype(int)")
     try:
         y = patsy.dmatrices(f"{_quote_keywords(expr, data.columns)} ~ 0", data, eval_env=env, NA_action=na_action,
-                            return_type="dataframe")[0]
+                            return_type="dataframe")[0] if info is None else \
+            patsy.dmatrix(info, data, eval_env=env, NA_action=na_action, return_type="dataframe")
     except patsy.PatsyError as err:
         raise _patsy_error(err, f"the response {expr!r}", data.columns) from err
     names = [str(c) for c in y.columns]
@@ -502,7 +507,7 @@ def _group_values(frame, columns, rows, all_rows):
     return sub.to_numpy(dtype=object)
 
 
-def model_frame(parsed, data, missing="drop", eval_env=None) -> ModelFrame:
+def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> ModelFrame:
     """Build response, fixed and random design arrays from a DataFrame.
 
     Parameters
@@ -517,6 +522,10 @@ def model_frame(parsed, data, missing="drop", eval_env=None) -> ModelFrame:
         Where names such as ``np`` or user functions are looked up: an int counts
         frames above the caller of model_frame (0, the default, is the caller).
         ``np`` is always available.
+    infos : DesignInfos, optional
+        Pre-built patsy design infos (:func:`design_infos`), so that every chunk of a data
+        set gets the same columns and factor levels; a chunk whose rows are all dropped
+        then gives an empty frame instead of an error.
 
     Returns
     -------
@@ -545,10 +554,12 @@ def model_frame(parsed, data, missing="drop", eval_env=None) -> ModelFrame:
                 raise _missing_column_error(name, frame.columns)
     work = _for_patsy(frame).set_axis(pd.RangeIndex(len(frame)))
 
-    parts = [(parsed.response, _response(parsed.response, work, env, "drop")),
-             (parsed.fixed, _design(parsed.fixed, work, env, "drop", "the fixed part"))]
-    parts += [(t.formula, _design(t.formula, work, env, "drop", f"the random part of {t.level!r}"))
-              for t in parsed.random]
+    detect = infos is not None and infos.detect is not None      # levels of dropped rows: other infos first
+    y_info, x_spec, z_specs = _specs(parsed, infos.detect if detect else infos)
+    parts = [(parsed.response, _response(parsed.response, work, env, "drop", y_info)),
+             (parsed.fixed, _design(x_spec, work, env, "drop", "the fixed part"))]
+    parts += [(t.formula, _design(z, work, env, "drop", f"the random part of {t.level!r}"))
+              for t, z in zip(parsed.random, z_specs)]
     keep_by_part = []
     for _, values in parts:
         keep = np.zeros(len(work), dtype=bool)
@@ -563,20 +574,21 @@ def model_frame(parsed, data, missing="drop", eval_env=None) -> ModelFrame:
         if missing == "raise":
             raise DataError(f"{rows_have} missing or non-finite values in {where}; "
                             f"use missing='drop' to drop them")
-        if n_dropped == len(work):
+        if n_dropped == len(work) and infos is None:
             raise DataError(f"no rows left: every row has missing or non-finite values ({where})")
 
     rows = np.flatnonzero(keep)
-    if n_dropped == 0:      # every row kept: the matrices of the first evaluation are final
+    if n_dropped == 0 and not detect:      # every row kept: the matrices of the first evaluation are final
         endog = parts[0][1].to_numpy("float64")[:, 0]
         exog = parts[1][1]
         random_designs = [values for _, values in parts[2:]]
     else:
         kept = work.iloc[rows]
-        endog = _response(parsed.response, kept, env, "raise").to_numpy("float64")[:, 0]
-        exog = _design(parsed.fixed, kept, env, "raise", "the fixed part")
-        random_designs = [_design(term.formula, kept, env, "raise", f"the random part of {term.level!r}")
-                          for term in parsed.random]
+        y_info, x_spec, z_specs = _specs(parsed, infos)
+        endog = _response(parsed.response, kept, env, "raise", y_info).to_numpy("float64")[:, 0]
+        exog = _design(x_spec, kept, env, "raise", "the fixed part")
+        random_designs = [_design(z, kept, env, "raise", f"the random part of {term.level!r}")
+                          for term, z in zip(parsed.random, z_specs)]
     blocks = []
     for term, exog_re in zip(parsed.random, random_designs):
         n_columns = exog_re.shape[1]
@@ -610,3 +622,100 @@ def exog_for(design_info, newdata) -> np.ndarray:
     except patsy.PatsyError as err:
         raise _patsy_error(err, "the design on newdata", frame.columns) from err
     return np.ascontiguousarray(matrix, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- chunked data
+
+@dataclass
+class DesignInfos:
+    """patsy design infos of the response, the fixed part and every random term.
+
+    Built once from all the data (:func:`design_infos`) and given to :func:`model_frame`
+    for every chunk, so that all chunks get the same columns and factor levels: those of
+    the used rows. ``detect``, if set, holds the infos of all rows (levels that occur only
+    in rows with missing values elsewhere), with which ``model_frame`` finds those rows.
+    """
+    response: object
+    fixed: object
+    random: tuple
+    detect: object = None
+
+    def as_list(self):
+        """The infos of the response, the fixed part and the random terms, in this order."""
+        return [self.response, self.fixed, *self.random]
+
+    @property
+    def stateful(self) -> bool:
+        """True if a factor memorizes the data (``center(x)``, ``standardize(x)``, splines)."""
+        return any(fi.state.get("transforms") for info in self.as_list() for fi in info.factor_infos.values()
+                   if isinstance(fi.state, dict))
+
+    def categorical_columns(self, columns) -> list:
+        """Per categorical factor, the data columns it reads (their distinct values fix its levels)."""
+        out = []
+        for info in self.as_list():
+            for factor, fi in info.factor_infos.items():
+                cols = tuple(_words(factor.name(), columns))
+                if fi.type == "categorical" and cols not in out:
+                    out.append(cols)
+        return out
+
+
+def _specs(parsed, infos):
+    """(response info, fixed spec, random specs): formulas, or the pre-built infos."""
+    if infos is None:
+        return None, parsed.fixed, [t.formula for t in parsed.random]
+    return infos.response, infos.fixed, list(infos.random)
+
+
+def design_infos(parsed, data_iter_maker, eval_env=None) -> DesignInfos:
+    """Design infos of a mixed-model formula from data given in chunks.
+
+    Parameters
+    ----------
+    parsed : ParsedFormula or str
+    data_iter_maker : callable
+        Returns a fresh iterator over DataFrames (the rows whose values give the levels;
+        missing values are skipped); patsy calls it once to find categorical levels and
+        once more per stateful transform (``center(x)``).
+    eval_env : int or patsy.EvalEnvironment, optional
+        As for :func:`model_frame`.
+
+    Returns
+    -------
+    DesignInfos
+
+    Examples
+    --------
+    >>> chunks = [pd.DataFrame({"y": [1., 2], "c": ["a", "a"], "g": [1, 2]}),
+    ...           pd.DataFrame({"y": [3., 4], "c": ["b", "a"], "g": [1, 2]})]
+    >>> infos = design_infos(parse("y ~ c + (1 | g)"), lambda: iter(chunks))
+    >>> model_frame(parse("y ~ c + (1 | g)"), chunks[0], infos=infos).exog_names
+    ['Intercept', 'c[T.b]']
+    """
+    if isinstance(parsed, str):
+        parsed = parse(parsed)
+    if not isinstance(eval_env, patsy.EvalEnvironment):
+        eval_env = patsy.EvalEnvironment.capture(eval_env or 0, reference=1)
+    env = eval_env.with_outer_namespace({"np": np, "numpy": np})
+    first = next(iter(data_iter_maker()), None)
+    if first is None:
+        raise DataError("no rows to build the design from")
+    columns = first.columns
+    response = parsed.response
+
+    def prepared():
+        for chunk in data_iter_maker():
+            work = _for_patsy(chunk)
+            if response in work.columns and pd.api.types.is_bool_dtype(work[response].dtype):
+                work = work.assign(**{response: work[response].astype("float64")})
+            yield work
+
+    try:
+        termlists = [patsy.ModelDesc.from_formula(f"{_quote_keywords(response, columns)} ~ 0").lhs_termlist]
+        termlists += [patsy.ModelDesc.from_formula(_quote_keywords(f, columns)).rhs_termlist
+                      for f in [parsed.fixed] + [t.formula for t in parsed.random]]
+        infos = patsy.design_matrix_builders(termlists, prepared, env, NA_action="drop")
+    except patsy.PatsyError as err:
+        raise _patsy_error(err, "the formula", columns) from err
+    return DesignInfos(infos[0], infos[1], tuple(infos[2:]))

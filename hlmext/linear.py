@@ -392,7 +392,7 @@ class LinearMixed(LikelihoodModel):
             warnings.warn(opt.diagnosis(), ConvergenceWarning)
         theta = self.theta_canonical(opt.end)
         final = self.factorize(theta)
-        spread = np.std(self.design.W[:, -1]) if self.design.has_rows else 1.0
+        spread = np.sqrt(self._G0[-1] / self.nobs) if self._G0[-1] > 0 else 1.0
         if not final.ok or not np.isfinite(opt.fun) or final.prss <= 1e-10 * max(spread, 1e-300) ** 2 * self.nobs:
             raise ModelError("the model reproduces the data exactly (the residual variance goes to zero), so "
                              "its likelihood has no maximum: %d observations are too few for %d fixed effects "
