@@ -397,13 +397,17 @@ def _as_frame(data, what="data"):
 
 
 def _for_patsy(data):
-    """``data`` with nullable numeric/boolean columns as float64 (patsy cannot handle pd.NA)."""
+    """``data`` without ``pd.NA`` (patsy cannot handle it): nullable numeric/boolean columns
+    as float64 with NaN, pandas string columns as objects with NaN for missing."""
     nullable = [c for c, dt in data.dtypes.items() if isinstance(dt, pd.api.extensions.ExtensionDtype)
                 and (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))]
-    if nullable:
+    strings = [c for c, dt in data.dtypes.items() if isinstance(dt, pd.StringDtype)]
+    if nullable or strings:
         data = data.copy()
         for c in nullable:
             data[c] = data[c].to_numpy("float64", na_value=np.nan)
+        for c in strings:
+            data[c] = data[c].to_numpy(dtype=object, na_value=np.nan)
     return data
 
 

@@ -94,3 +94,11 @@ def test_scaled_response(df):
     res = hlmext.mixedlm("y ~ x + (1 | g)", df.assign(y=df.y * 1e9 + 1e12)).fit(reml=False)
     assert res.fe_params["x"] == pytest.approx(base.fe_params["x"] * 1e9, rel=1e-6)
     assert res.re_params["estimate"].iloc[0] == pytest.approx(base.re_params["estimate"].iloc[0] * 1e9, rel=1e-5)
+
+
+def test_pandas_string_column_with_missing_values(df):
+    d = df.copy()
+    d["s"] = d["s"].astype("string")
+    d.loc[d.index[:4], "s"] = pd.NA
+    model = hlmext.mixedlm("y ~ x + C(s) + (1 | g)", d)
+    assert model.frame.n_dropped == 4 and "C(s)[T.b]" in model.exog_names
