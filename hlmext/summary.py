@@ -99,7 +99,7 @@ def stata_factor_name(name):
         return name
     out = []
     for part in parts:
-        m = re.fullmatch(r"C\((\w+)[^)]*\)\[(?:T\.)?(.+)\]", part)
+        m = re.fullmatch(r"C\((\w+).*\)\[(?:T\.)?(.+)\]", part)
         if m:
             out.append("%s.%s" % (m.group(2), m.group(1)))
         else:

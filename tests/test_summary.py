@@ -357,3 +357,9 @@ def test_stata_number_wider_format_for_log_likelihood():
     assert stata_number(-13998.4229, width=11) == "-13998.423"    # %10.0g
     assert stata_number(248.0334, width=11) == "248.0334"
     assert stata_number(0.99999999) == "1"
+
+
+def test_factor_names_with_contrasts_in_stata_notation():
+    from hlmext.summary import stata_factor_name
+    assert stata_factor_name("C(vr, Treatment(reference=2))[T.3]:lrt") == "3.vr#c.lrt"
+    assert stata_factor_name("C(schgend)[T.2]") == "2.schgend"
