@@ -79,7 +79,8 @@ def _without_missing_pages(app, docname, source):
 # the API page: one autodoc entry per name of hlmext.__all__, grouped by kind
 _API_EXTRA = [("Results", ["hlmext.results.MixedResults", "hlmext.glmm_results.GLMMResults"]),
               ("Plots", ["hlmext.plotting.plot_random_effects", "hlmext.plotting.plot_per_group_fits"]),
-              ("The same model in lme4 or Stata", ["hlmext.emit.to_lme4", "hlmext.emit.to_stata"])]
+              ("The same model in lme4 or Stata", ["hlmext.emit.to_lme4", "hlmext.emit.to_stata"]),
+              ("Data beyond memory", ["hlmext.chunked.residuals", "hlmext.chunked.fittedvalues"])]
 
 
 def _api_sections():
