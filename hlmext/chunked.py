@@ -47,7 +47,8 @@ import pandas as pd
 
 from . import _core
 from . import formula as fm
-from .design import LevelSpec, _chain_and_crossed, _codes_of, _level, _merge_same_grouping, _perm
+from .design import (LevelSpec, _chain_and_crossed, _codes_of, _level, _merge_same_grouping, _perm,
+                     check_group_structure)
 from .exceptions import DataError, ModelError
 
 __all__ = ["StatsDesign", "from_formula", "residuals", "fittedvalues", "chunk_source", "is_chunked"]
@@ -646,20 +647,7 @@ class StatsDesign:
 
     def _check_identified(self):
         """The identification checks of ``MixedDesign`` that need no rows."""
-        for lev in self.levels:
-            if lev.n_groups < 2:
-                raise ModelError("level %r has a single group; a variance cannot be estimated from one "
-                                 "group: drop this random-effects term" % lev.name)
-            if lev.q > 1 and np.all(lev.sizes == 1):
-                raise ModelError("every group of level %r has one observation, so its %d random effects "
-                                 "(%s) are not identified; keep only a random intercept for %r"
-                                 % (lev.name, lev.q, ", ".join(lev.names), lev.name))
-        chain = self.levels[:self.n_chain]
-        for inner, outer in zip(chain[:-1], chain[1:]):
-            if inner.n_groups == outer.n_groups:
-                raise ModelError("level %r has the same groups as %r (each %r group holds a single %r group), "
-                                 "so their variances are not identified separately; drop one of the two levels"
-                                 % (inner.name, outer.name, outer.name, inner.name))
+        check_group_structure(self.levels, self.n_chain)
         for lev, gram in zip(self.levels, self._grams):
             zero, bad = _dependent_columns(gram)
             if zero or bad:

@@ -332,25 +332,34 @@ class MixedDesign:
         return len(self.levels)
 
     def _check_identified(self):
-        for lev in self.levels:
-            if lev.n_groups < 2:
-                raise ModelError("level %r has a single group; a variance cannot be estimated from one "
-                                 "group: drop this random-effects term" % lev.name)
-            if lev.q > 1 and np.all(lev.sizes == 1):
-                raise ModelError("every group of level %r has one observation, so its %d random effects "
-                                 "(%s) are not identified; keep only a random intercept for %r"
-                                 % (lev.name, lev.q, ", ".join(lev.names), lev.name))
-        chain = self.levels[:self.n_chain]
-        for inner, outer in zip(chain[:-1], chain[1:]):
-            if inner.n_groups == outer.n_groups:
-                raise ModelError("level %r has the same groups as %r (each %r group holds a single %r group), "
-                                 "so their variances are not identified separately; drop one of the two levels"
-                                 % (inner.name, outer.name, outer.name, inner.name))
+        check_group_structure(self.levels, self.n_chain)
         for i, lev in enumerate(self.levels):
             if np.linalg.matrix_rank(self.z_of(i)) < lev.q:
                 raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "
                                  "columns are collinear or constant; drop one of them"
                                  % (lev.name, ", ".join(lev.names)))
+
+
+def check_group_structure(levels, n_chain):
+    """Identification checks that need only the groups: raise ``ModelError`` naming the level.
+
+    A level with one group; random slopes where every group has one row; a nested level
+    whose groups are its parent's (``levels[:n_chain]`` is the nested chain, innermost first).
+    """
+    for lev in levels:
+        if lev.n_groups < 2:
+            raise ModelError("level %r has a single group; a variance cannot be estimated from one "
+                             "group: drop this random-effects term" % lev.name)
+        if lev.q > 1 and np.all(lev.sizes == 1):
+            raise ModelError("every group of level %r has one observation, so its %d random effects "
+                             "(%s) are not identified; keep only a random intercept for %r"
+                             % (lev.name, lev.q, ", ".join(lev.names), lev.name))
+    chain = levels[:n_chain]
+    for inner, outer in zip(chain[:-1], chain[1:]):
+        if inner.n_groups == outer.n_groups:
+            raise ModelError("level %r has the same groups as %r (each %r group holds a single %r group), "
+                             "so their variances are not identified separately; drop one of the two levels"
+                             % (inner.name, outer.name, outer.name, inner.name))
 
 
 def _check_fixed_rank(exog, names):
