@@ -170,7 +170,6 @@ class MixedDesign:
             order = np.lexsort(keys[::-1]) if len(keys) > 1 else np.argsort(keys[0], kind="stable")
         self.order = order
         self.endog = endog[order]
-        self.exog = np.ascontiguousarray(exog[order])
 
         zcols, self.levels = [], []
         first = 0
@@ -207,6 +206,8 @@ class MixedDesign:
         self.intercept_col = int(ones[0]) if ones.size else -1
         self.y_shift = float(np.mean(endog)) if ones.size else 0.0
         self.W = _stack_sorted(zcols, exog, endog - self.y_shift, order)
+        q_total = sum(len(perm) for _, perm in zcols)
+        self.exog = self.W[:, q_total:q_total + self.k_fe]     # a view: X is stored once, in W
         self.m = self.W.shape[1]
         chain_levels = self.levels[:self.n_chain]
         self.level_first = np.array([lv.first for lv in chain_levels] + [first], dtype=np.intp)

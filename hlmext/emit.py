@@ -217,7 +217,7 @@ def to_lme4(model, reml=None, data="df") -> str:
             run = [block]
             group = ":".join(term.group)
         effects = _r_effects(term.formula, notes)
-        q = block.exog_re.shape[1]
+        q = len(block.names)
         cov = term.cov
         bar = "|"
         if q > 1 and cov == "independent":
@@ -396,7 +396,7 @@ def _stata_equation(level_name, blocks, names):
                                "equation; create indicators (tabulate x, generate(x_)) and list them"
                                % block.term.level)
         options = []
-        if block.exog_re.shape[1] > 1:
+        if len(block.names) > 1:
             options.append("covariance(%s)" % _STATA_COV[block.term.cov])
         if not has_cons:
             options.append("noconstant")

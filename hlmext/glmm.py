@@ -131,7 +131,7 @@ class MixedGLM(LikelihoodModel):
                          pd.DataFrame(d.exog, columns=d.exog_names, copy=False), **kwargs)
         self.data.param_names = list(d.exog_names) + self.report_names()
         self.nobs, self.k_fe = n, d.k_fe
-        self._X, self._y = d.exog, np.ascontiguousarray(d.endog)
+        self._X, self._y = np.ascontiguousarray(d.exog), np.ascontiguousarray(d.endog)
         self._Z = np.ascontiguousarray(d.W[:, :d.zoff[-1]])
         self._const = float(self._constant(self._y, self.trials))
         self._workspace()

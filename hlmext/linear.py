@@ -166,6 +166,7 @@ class LinearMixed(LikelihoodModel):
         parsed = fm.parse(formula, cov=cov)
         frame = fm.model_frame(parsed, data, missing=missing, eval_env=_caller_env(eval_env))
         design = design_from_frame(frame)
+        _release_arrays(frame)
         return cls(design=design, frame=frame, formula=formula, **kwargs)
 
     @property
@@ -426,6 +427,14 @@ def _deviance(f, n, p, reml):
         r = n - p
         return f.logdet + f.logdet_rx + r * (1 + LOG2PI + np.log(f.prss / r))
     return f.logdet + n * (1 + LOG2PI + np.log(f.prss / n))
+
+
+def _release_arrays(frame):
+    """Drop the formula frame's row arrays once the design holds the data (what remains of the
+    frame: design infos for new data, column names, row labels, the count of dropped rows)."""
+    frame.endog = frame.exog = None
+    for block in frame.random:
+        block.exog_re = block.groups = None
 
 
 def _caller_env(depth):
