@@ -67,3 +67,49 @@ def test_random_data_fit_or_clear_error(case):
         return
     if np.isfinite(sm_llf):
         assert res.llf >= sm_llf - 1e-6 * max(1.0, abs(sm_llf))
+
+
+@st.composite
+def glmm_datasets(draw):
+    family = draw(st.sampled_from(["binomial", "poisson"]))
+    n_groups = draw(st.integers(1, 50))
+    sizes = draw(st.lists(st.integers(1, 30), min_size=n_groups, max_size=n_groups))
+    k = draw(st.integers(0, 3))
+    slope = draw(st.booleans()) and k > 0
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    rng = np.random.default_rng(seed)
+    n = sum(sizes)
+    g = np.repeat(np.arange(n_groups), sizes)
+    X = rng.normal(size=(n, k))
+    sd_u = draw(st.sampled_from([0.0, 0.5, 1.5]))
+    eta = -0.5 + 0.5 * X.sum(axis=1) + sd_u * rng.normal(size=n_groups)[g]
+    if family == "binomial":
+        y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(float)
+    else:
+        y = rng.poisson(np.exp(eta)).astype(float)
+    df = pd.DataFrame(X, columns=["x%d" % i for i in range(k)])
+    df["y"], df["g"] = y, g
+    fixed = " + ".join(df.columns[:k]) or "1"
+    random = "(x0 | g)" if slope else "(1 | g)"
+    return df, "y ~ %s + %s" % (fixed, random), family, draw(st.sampled_from([1, 3]))
+
+
+@settings(max_examples=max(EXAMPLES // 2, 10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(glmm_datasets())
+def test_random_glmm_data_fit_or_clear_error(case):
+    df, formula, family, nagq = case
+    fit = hlmext.melogit if family == "binomial" else hlmext.mepoisson
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = fit(formula, df).fit(nagq=nagq if "(1 |" in formula else 1)
+        except (DataError, ModelError) as err:
+            assert str(err)                                   # a message, not a crash
+            return
+    finite = np.all(np.isfinite(res.params.to_numpy())) and np.isfinite(res.llf)
+    if not finite:
+        assert caught, "NaN result without a warning"
+    if not np.all(np.isfinite(res.bse.to_numpy())):
+        assert res.on_boundary or not res.converged or caught
+    # the mixed model nests the GLM without random effects (variances at zero): never worse
+    assert res.llf >= res.null_llf - 1e-6 * max(1.0, abs(res.null_llf))
