@@ -483,6 +483,12 @@ def _fitted_sorted(model, beta, random_effects):
 
 
 def _row_keys(data, group_cols):
+    """Group labels of the rows of new data (for conditional predictions)."""
+    missing = [c for c in group_cols if c not in data.columns]
+    if missing:
+        from .exceptions import FormulaError
+        raise FormulaError("conditional predictions need the grouping column(s) %s in the new data; "
+                           "add them, or use which='marginal'" % ", ".join(repr(c) for c in missing))
     if len(group_cols) == 1:
         return pd.Index(data[group_cols[0]].to_numpy())
     return pd.MultiIndex.from_arrays([data[c].to_numpy() for c in group_cols])

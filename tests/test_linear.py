@@ -158,3 +158,8 @@ def test_progress_only_when_asked(gcse, capsys):
     hlmext.mixedlm("gcse ~ lrt + (1 | school)", gcse).fit(reml=False, disp=True)
     out = capsys.readouterr().out
     assert "iteration   1: deviance" in out and "Optimizer summary" in out
+
+
+def test_conditional_prediction_needs_the_group_column(gcse, rs):
+    with pytest.raises(FormulaError, match="'school'"):
+        rs.predict(gcse[["lrt"]].head(3), which="conditional")
