@@ -177,9 +177,11 @@ cdef void rank_downdate_lower(const double* R, index_t nrow, index_t ldr, double
 
 def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_t[::1] level_first,
                    const index_t[::1] row_start, const index_t[::1] row_end,
-                   const index_t[::1] stat_off, index_t qd, double[::1] stats):
+                   const index_t[::1] stat_off, index_t qd, double[::1] stats,
+                   const double[::1] weights=None):
     """One pass over the rows: every cluster's block ``Z_lk' [Z_l ... X y]_k`` into ``stats``.
 
+    With ``weights`` (frequency weights, one per row) the blocks are ``Z_lk' W_k [...]_k``.
     The ``qd`` columns of the crossed block ``D`` are skipped (left for the caller).
     ``stats`` must be zero on entry. Cost: n * sum_l q_l * (m - zoff[l]) multiply-adds.
     """
@@ -189,6 +191,9 @@ def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_
     cdef index_t l, k, i, a, c, q, D, z0, nz
     cdef double w
     cdef double* out
+    cdef bint weighted = weights is not None and weights.shape[0] > 0
+    if weighted and weights.shape[0] != W.shape[0]:
+        raise ValueError("weights must have one value per row")
     with nogil:
         for l in range(nlev):
             z0 = zoff[l]
@@ -199,7 +204,7 @@ def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_
                 out = &stats[stat_off[k]]
                 for i in range(row_start[k], row_end[k]):
                     for a in range(q):
-                        w = W[i, z0 + a]
+                        w = W[i, z0 + a] * weights[i] if weighted else W[i, z0 + a]
                         if w == 0.0:
                             continue
                         for c in range(nz):

@@ -10,7 +10,7 @@ from .linear import LinearMixed
 from .glmm import MixedLogit, MixedPoisson
 
 
-def mixedlm(formula, data, cov=None, missing="drop", **chunk_options):
+def mixedlm(formula, data, cov=None, missing="drop", weights=None, **chunk_options):
     """Linear mixed model from a formula, lme4 or Stata style.
 
     Parameters
@@ -32,6 +32,9 @@ def mixedlm(formula, data, cov=None, missing="drop", **chunk_options):
     missing : {"drop", "raise"}
         Rows with missing or non-finite values in used columns are dropped (and
         counted in ``model.frame.n_dropped``) or raise an error.
+    weights : str or array_like, optional
+        Frequency weights (Stata ``fweight``): a row with weight w counts as w identical
+        rows; ``nobs`` is their sum. A column name or one value per row of ``data``.
     **chunk_options
         For chunked data only: ``batch_size`` (Parquet rows per batch), ``categories``
         (levels of categorical columns); see ``hlmext.chunked.from_formula``.
@@ -51,12 +54,14 @@ def mixedlm(formula, data, cov=None, missing="drop", **chunk_options):
     """
     from .chunked import is_chunked
     if is_chunked(data):
+        if weights is not None:
+            raise TypeError("weights are not supported for chunked data yet; fit in memory")
         from .chunked import from_formula
         return from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options)
     if chunk_options:
         raise TypeError("mixedlm() got unexpected keyword arguments %s (they apply to chunked data only)"
                         % ", ".join(sorted(chunk_options)))
-    return LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1)
+    return LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights)
 
 
 def lrtest(small, big) -> LRTest:

@@ -165,6 +165,9 @@ class _Refit:
         if not model.design.has_rows:
             raise ModelError("this model was fitted from statistics accumulated over chunks, without its "
                              "rows; simulation and the bootstrap need the rows (fit from a DataFrame)")
+        if getattr(model.design, "weights", None) is not None:
+            raise ModelError("simulation and the bootstrap do not support frequency weights yet; expand the "
+                             "weighted rows (df.loc[df.index.repeat(w)]) and refit")
         self.model = _stripped(model)
         self.reml = res.reml
         self.start = np.asarray(res.theta, float)
@@ -191,6 +194,9 @@ class _Source:
         if not d.has_rows:
             raise ModelError("this model was fitted from statistics accumulated over chunks, without its "
                              "rows; simulation and the bootstrap need the rows (fit from a DataFrame)")
+        if getattr(d, "weights", None) is not None:
+            raise ModelError("simulation and the bootstrap do not support frequency weights yet; expand the "
+                             "weighted rows (df.loc[df.index.repeat(w)]) and refit")
         self.model = model
         sigma = np.sqrt(res.scale)
         self.xb = d.exog @ np.asarray(res.fe_params, float)

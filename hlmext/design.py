@@ -120,7 +120,7 @@ class MixedDesign:
         Innermost first.
     """
 
-    def __init__(self, endog, exog, exog_names, levels, endog_name="y"):
+    def __init__(self, endog, exog, exog_names, levels, endog_name="y", weights=None):
         endog = np.asarray(endog, dtype=float)
         exog = np.asarray(exog, dtype=float)
         if exog.ndim == 1:
@@ -141,6 +141,7 @@ class MixedDesign:
         self.endog_name = endog_name
         self.exog_names = list(exog_names)
         self.nobs = n
+        weights = _check_weights(weights, n)
         self.k_fe = exog.shape[1]
         _check_fixed_rank(exog, self.exog_names)
 
@@ -204,7 +205,9 @@ class MixedDesign:
         # moves, by y_shift) and the cross-products lose much less to cancellation
         ones = np.flatnonzero(np.all(exog == 1.0, axis=0))
         self.intercept_col = int(ones[0]) if ones.size else -1
-        self.y_shift = float(np.mean(endog)) if ones.size else 0.0
+        self.y_shift = float(np.average(endog, weights=weights)) if ones.size else 0.0
+        self.weights = None if weights is None else np.ascontiguousarray(weights[order])
+        self.n_effective = n if weights is None else float(weights.sum())
         self.W = _stack_sorted(zcols, exog, endog - self.y_shift, order)
         q_total = sum(len(perm) for _, perm in zcols)
         self.exog = self.W[:, q_total:q_total + self.k_fe]     # a view: X is stored once, in W
@@ -278,7 +281,7 @@ class MixedDesign:
         from . import _core
         stats = np.zeros(self.stat_size)
         _core.cross_products(self.W, self.zoff, self.level_first, self.row_start, self.row_end,
-                             self.stat_off, self.qd, stats)
+                             self.stat_off, self.qd, stats, self.weights)
         if self.qd:
             chain = self.levels[0]
             view = stats.reshape(chain.n_groups, chain.q, self.m + self.qd)
@@ -302,11 +305,13 @@ class MixedDesign:
     def global_block(self) -> np.ndarray:
         """Cross-products ``[D X y]'[D X y]`` (D: every group's columns of every crossed level)."""
         xy = self.W[:, self.zoff[-1]:]
+        wxy = xy if self.weights is None else xy * self.weights[:, None]
         if not self.qd:
-            return xy.T @ xy
+            return wxy.T @ xy
         D = self._dense_matrix()
-        top = np.hstack([(D.T @ D).toarray(), np.asarray(D.T @ xy)])
-        return np.vstack([top, np.hstack([top[:, self.qd:].T, xy.T @ xy])])
+        wD = D if self.weights is None else D.multiply(self.weights[:, None]).tocsr()
+        top = np.hstack([(wD.T @ D).toarray(), np.asarray(wD.T @ xy)])
+        return np.vstack([top, np.hstack([top[:, self.qd:].T, wxy.T @ xy])])
 
     def chain_coupling(self) -> np.ndarray:
         """``Z_c' D`` per cluster of the (single) chain level: shape (G_c, q_c, qd)."""
@@ -316,6 +321,8 @@ class MixedDesign:
         rows = np.repeat(np.arange(n), q)
         cols = (lev.codes[:, None] * q + np.arange(q)).ravel()
         Zc = sparse.csr_matrix((self.z_of(0).ravel(), (rows, cols)), shape=(n, lev.n_groups * q))
+        if self.weights is not None:
+            Zc = Zc.multiply(self.weights[:, None]).tocsr()
         return (Zc.T @ self._dense_matrix()).toarray().reshape(lev.n_groups, q, self.qd)
 
     def _dense_matrix(self):
@@ -339,6 +346,22 @@ class MixedDesign:
                 raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "
                                  "columns are collinear or constant; drop one of them"
                                  % (lev.name, ", ".join(lev.names)))
+
+
+def _check_weights(weights, n):
+    """Frequency weights: one finite, non-negative number per row (None: all ones)."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=float).ravel()
+    if w.shape[0] != n:
+        raise DataError("weights have %d values but the model has %d rows" % (w.shape[0], n))
+    if not np.all(np.isfinite(w)):
+        raise DataError("weights contain NaN or inf; drop those rows or give them a weight")
+    if np.any(w < 0):
+        raise DataError("frequency weights must be non-negative; %d rows have negative weights" % (w < 0).sum())
+    if not w.sum() > 0:
+        raise DataError("every frequency weight is zero: nothing to fit")
+    return w
 
 
 def check_group_structure(levels, n_chain):

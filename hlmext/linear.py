@@ -128,9 +128,10 @@ class LinearMixed(LikelihoodModel):
     """
 
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured",
-                 exog_names=None, exog_re_names=None, design=None, frame=None, formula=None, **kwargs):
+                 exog_names=None, exog_re_names=None, design=None, frame=None, formula=None, weights=None,
+                 **kwargs):
         if design is None:
-            design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
+            design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights)
         self.design = design
         self.frame = frame            # the formula's ModelFrame (None for the array interface)
         self.formula = formula
@@ -150,22 +151,33 @@ class LinearMixed(LikelihoodModel):
         self.data.k_constant = self.k_constant = int(design.intercept_col >= 0)
         self.data.const_idx = design.intercept_col if design.intercept_col >= 0 else None
         self.data.param_names = list(design.exog_names) + self.report_names()
-        self.nobs = design.nobs
+        self.nobs = getattr(design, "n_effective", design.nobs)    # the sum of frequency weights
         self.k_fe = design.k_fe
         self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])[:-1]]).astype(np.intp)
         self._stats, self._G0 = design.statistics()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_formula(cls, formula, data, cov=None, missing="drop", eval_env=0, **kwargs):
+    def from_formula(cls, formula, data, cov=None, missing="drop", eval_env=0, weights=None, **kwargs):
         """Build the model from a formula (lme4 bars or Stata ``||``) and a DataFrame.
 
-        See ``hlmext.mixedlm`` for the syntax.
+        See ``hlmext.mixedlm`` for the syntax and ``weights``.
         """
         from . import formula as fm
         parsed = fm.parse(formula, cov=cov)
-        frame = fm.model_frame(parsed, data, missing=missing, eval_env=_caller_env(eval_env))
-        design = design_from_frame(frame)
+        if weights is None:
+            frame = fm.model_frame(parsed, data, missing=missing, eval_env=_caller_env(eval_env))
+            design = design_from_frame(frame)
+        else:                         # rows with a missing weight are dropped like any other
+            from .glmm import _extra_columns
+            data = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+            arrays, _, keep = _extra_columns(data, {"weights": weights}, missing)
+            work = data.iloc[np.flatnonzero(keep)] if not keep.all() else data
+            frame = fm.model_frame(parsed, work.reset_index(drop=True), missing=missing,
+                                   eval_env=_caller_env(eval_env))
+            pos = np.asarray(frame.row_labels, dtype=np.intp)
+            frame.row_labels, frame.n_dropped = work.index[pos], frame.n_dropped + int((~keep).sum())
+            design = design_from_frame(frame, weights=arrays["weights"][keep][pos])
         _release_arrays(frame)
         return cls(design=design, frame=frame, formula=formula, **kwargs)
 
@@ -441,17 +453,18 @@ def _caller_env(depth):
     return depth + 1 if isinstance(depth, int) else depth
 
 
-def design_from_frame(frame) -> MixedDesign:
+def design_from_frame(frame, weights=None) -> MixedDesign:
     """A ``MixedDesign`` from the formula module's ``ModelFrame``."""
     specs = []
     for block in frame.random:
         q = block.exog_re.shape[1]
         specs.append(LevelSpec(block.term.level, block.groups, block.exog_re,
                                [(block.term.cov, list(range(q)))], list(block.names)))
-    return MixedDesign(frame.endog, frame.exog, frame.exog_names, specs, endog_name=frame.endog_name)
+    return MixedDesign(frame.endog, frame.exog, frame.exog_names, specs, endog_name=frame.endog_name,
+                       weights=weights)
 
 
-def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names):
+def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights=None):
     if endog is None or exog is None or groups is None:
         raise ModelError("LinearMixed needs endog, exog and groups (or use hlmext.mixedlm with a formula)")
     endog = np.asarray(endog, dtype=float)
@@ -468,7 +481,7 @@ def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names):
     exog_re_names = list(exog_re_names) if exog_re_names is not None else _default_names(exog_re, "z")
     spec = LevelSpec("group", np.asarray(groups), exog_re, [(cov, list(range(exog_re.shape[1])))],
                      exog_re_names)
-    return MixedDesign(endog, exog, exog_names, [spec], endog_name="y")
+    return MixedDesign(endog, exog, exog_names, [spec], endog_name="y", weights=weights)
 
 
 def _default_names(a, prefix):

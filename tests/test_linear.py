@@ -163,3 +163,29 @@ def test_progress_only_when_asked(gcse, capsys):
 def test_conditional_prediction_needs_the_group_column(gcse, rs):
     with pytest.raises(FormulaError, match="'school'"):
         rs.predict(gcse[["lrt"]].head(3), which="conditional")
+
+
+@pytest.mark.parametrize("formula", ["gcse ~ lrt + (lrt | school)", "gcse ~ lrt + (1 | school) + (1 | intake)"])
+@pytest.mark.parametrize("reml", [False, True])
+def test_frequency_weights_equal_replicated_rows(gcse, formula, reml):
+    df = gcse.reset_index(drop=True)
+    w = np.random.default_rng(0).integers(0, 4, len(df))
+    replicated = hlmext.mixedlm(formula, df.loc[np.repeat(np.arange(len(df)), w)]).fit(reml=reml)
+    weighted = hlmext.mixedlm(formula, df.assign(w=w), weights="w").fit(reml=reml)
+    assert weighted.llf == pytest.approx(replicated.llf, rel=1e-12)
+    assert weighted.nobs == replicated.nobs == w.sum()
+    np.testing.assert_allclose(weighted.params, replicated.params, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(weighted.bse_fe, replicated.bse_fe, rtol=1e-8)
+
+
+def test_bad_weights(gcse):
+    with pytest.raises(DataError, match="negative"):
+        hlmext.mixedlm("gcse ~ lrt + (1 | school)", gcse, weights=-np.ones(len(gcse)))
+    with pytest.raises(DataError, match="not in the data"):
+        hlmext.mixedlm("gcse ~ lrt + (1 | school)", gcse, weights="ww")
+
+
+def test_bootstrap_refuses_frequency_weights(gcse):
+    res = hlmext.mixedlm("gcse ~ lrt + (1 | school)", gcse, weights=np.ones(len(gcse))).fit(reml=False)
+    with pytest.raises(ModelError, match="frequency weights"):
+        res.simulate(1, seed=0)
