@@ -371,7 +371,7 @@ class LinearMixed(LikelihoodModel):
         return np.concatenate(theta), sigma
 
     # ------------------------------------------------------------------ fit
-    def fit(self, reml=True, start=None, maxiter=1000, disp=False, **kwargs):
+    def fit(self, reml=True, start=None, maxiter=1000, disp=False, cov_type="nonrobust", cov_kwds=None, **kwargs):
         """Fit by maximum likelihood (``reml=False``) or restricted ML (``reml=True``).
 
         Parameters
@@ -384,15 +384,28 @@ class LinearMixed(LikelihoodModel):
         maxiter : int
         disp : bool
             Print progress (one line per optimizer iteration) and the optimizer summary.
+        cov_type : {"nonrobust", "cluster"}
+            Covariance of the fixed effects: model-based ``sigma^2 (RX'RX)^{-1}``, or
+            cluster-robust (sandwich) with the outermost level as the clusters:
+            ``C (sum_j s_j s_j') C`` with ``C`` the model-based covariance and
+            ``s_j = X_j' V_j^{-1} (y_j - X_j beta) = X_j' e_j / sigma^2`` (``e`` the
+            conditional residuals). ``cov_kwds={"correction": "CR1"}`` (default) scales by
+            G/(G-1) as Stata's ``vce(cluster)``; ``"CR0"`` does not (clubSandwich's names).
+            The variance parameters keep their model-based standard errors.
 
         Returns
         -------
         MixedResults
         """
+        if cov_type not in ("nonrobust", "cluster"):
+            raise ValueError("cov_type must be 'nonrobust' or 'cluster', not %r" % (cov_type,))
+        correction = (cov_kwds or {}).get("correction", "CR1")
+        if correction not in ("CR0", "CR1"):
+            raise ValueError("cov_kwds['correction'] must be 'CR0' or 'CR1', not %r" % (correction,))
         with single_blas_thread():
-            return self._fit(reml, start, maxiter, disp)
+            return self._fit(reml, start, maxiter, disp, None if cov_type == "nonrobust" else correction)
 
-    def _fit(self, reml, start, maxiter, disp):
+    def _fit(self, reml, start, maxiter, disp, robust=None):
         from .results import MixedResults, MixedResultsWrapper
         scale = self.theta_scale()
         theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
@@ -411,7 +424,7 @@ class LinearMixed(LikelihoodModel):
                              "its likelihood has no maximum: %d observations are too few for %d fixed effects "
                              "and these random effects; use fewer fixed or random effects"
                              % (self.nobs, self.k_fe))
-        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt))
+        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt, robust=robust))
 
     def refit(self, endog, reml=True, start=None, **kwargs):
         """Fit the same model to a new response without rebuilding the design.

@@ -19,7 +19,7 @@ from scipy import linalg
 from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
-from .exceptions import BoundaryWarning, ConvergenceWarning
+from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import LOG2PI, _deviance
 
 
@@ -45,7 +45,7 @@ class MixedResults(LikelihoodModelResults):
     llf, aic, bic, nobs, n_groups, converged, opt
     """
 
-    def __init__(self, model, theta, reml, opt):
+    def __init__(self, model, theta, reml, opt, robust=None):
         f = model.factorize(theta)
         n, p = model.nobs, model.k_fe
         self.reml = bool(reml)
@@ -101,6 +101,14 @@ class MixedResults(LikelihoodModelResults):
             self.cov_re[lv.name] = pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names)
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects, self.random_effects_cov = _blups(model, f, sigma2)
+        self.cov_type = "nonrobust"
+        if robust is not None:            # cluster-robust fixed effects, from the conditional residuals
+            cov_fe = _cluster_robust(model, cov_fe, self._fitted_sorted, sigma2, robust)
+            self.cov_params_default = cov = linalg.block_diag(cov_fe, cov_rep)
+            self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
+            self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
+            self.cov_type = "cluster (%s, %d clusters of %r)" % (robust, model.levels[-1].n_groups,
+                                                                 model.levels[model.design.n_chain - 1].name)
 
         self.notes = _notes(self)
         if self.on_boundary:
@@ -373,6 +381,26 @@ class MixedResults(LikelihoodModelResults):
         """Per-group OLS lines against the mixed model's lines; see :func:`hlmext.plotting.plot_per_group_fits`."""
         from .plotting import plot_per_group_fits
         return plot_per_group_fits(self, data, x=x, ax=ax, max_groups=max_groups)
+
+
+def _cluster_robust(model, cov_fe, fitted_sorted, sigma2, correction):
+    """Sandwich covariance of the fixed effects, clustered at the outermost nested level."""
+    d = model.design
+    if not d.has_rows:
+        raise ModelError("cluster-robust standard errors need the rows; fit from a DataFrame")
+    if d.qd:
+        raise ModelError("cluster-robust standard errors need nested levels: with crossed factors the "
+                         "clusters are not defined")
+    top = d.levels[d.n_chain - 1]
+    e = d.endog - fitted_sorted
+    if getattr(d, "weights", None) is not None:
+        e = e * d.weights
+    scores = np.zeros((top.n_groups, d.k_fe))
+    np.add.at(scores, top.codes, d.exog * e[:, None] / sigma2)
+    meat = scores.T @ scores
+    if correction == "CR1":
+        meat *= top.n_groups / (top.n_groups - 1)
+    return cov_fe @ meat @ cov_fe
 
 
 def _display_name(name):
