@@ -111,6 +111,10 @@ class MixedResults(LikelihoodModelResults):
                                                                  model.levels[model.design.n_chain - 1].name)
 
         self.notes = _notes(self)
+        if robust is not None:
+            top = model.levels[model.design.n_chain - 1]
+            self.notes.append("Std. Err. of the fixed effects adjusted for %d clusters in %s (%s)"
+                              % (top.n_groups, top.name, robust))
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
                           "complex than the data support, drop the term(s) from the random part"

@@ -31,3 +31,9 @@ def test_robust_needs_nested_levels():
         hlmext.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen).fit(cov_type="cluster")
     with pytest.raises(ValueError, match="cov_type"):
         hlmext.mixedlm("diameter ~ 1 + (1 | plate)", pen).fit(cov_type="hc3")
+
+
+def test_summary_says_the_errors_are_clustered():
+    s = hlmext.datasets.load("sleepstudy")
+    text = str(hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", s).fit(cov_type="cluster").summary())
+    assert "adjusted for 18 clusters in Subject (CR1)" in text
