@@ -386,21 +386,17 @@ def check_group_structure(levels, n_chain):
                              % (inner.name, outer.name, outer.name, inner.name))
 
 
-def _check_fixed_rank(exog, names):
-    """Raise if a fixed-effects column is (numerically) a linear combination of earlier ones.
+def dependent_columns(gram, tol=1e-11):
+    """Columns of a Gram matrix that are zero, and those (numerically) combinations of earlier ones.
 
-    Works on the Gram matrix scaled to unit diagonal (one BLAS pass over the rows): the
-    part of column j not explained by the earlier independent columns must keep at least
-    ``1e-11`` of its sum of squares.
+    Works on the Gram matrix scaled to unit diagonal (one BLAS pass over the rows to form it): the
+    part of column j not explained by the earlier independent columns must keep ``tol`` of
+    its sum of squares.
     """
-    if exog.shape[1] == 0:
-        return
-    gram = exog.T @ exog
     norm = np.sqrt(np.diag(gram))
-    zero = np.flatnonzero(norm == 0)
-    if zero.size:
-        raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
-                         % ", ".join(repr(names[j]) for j in zero))
+    zero = [int(j) for j in np.flatnonzero(norm == 0)]
+    if zero:
+        return zero, []
     gram = gram / np.outer(norm, norm)
     kept, bad = [], []
     for j in range(gram.shape[0]):
@@ -410,7 +406,18 @@ def _check_fixed_rank(exog, names):
             resid = gram[j, j] - b @ np.linalg.solve(c, b)
         else:
             resid = gram[j, j]
-        (kept if resid > 1e-11 else bad).append(j)
+        (kept if resid > tol else bad).append(j)
+    return [], bad
+
+
+def _check_fixed_rank(exog, names):
+    """Raise if a fixed-effects column is zero or (numerically) a combination of earlier ones."""
+    if exog.shape[1] == 0:
+        return
+    zero, bad = dependent_columns(exog.T @ exog)
+    if zero:
+        raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
+                         % ", ".join(repr(names[j]) for j in zero))
     if bad:
         cols = ", ".join(repr(names[j]) for j in bad)
         raise ModelError("the fixed-effects design is rank deficient: %s %s a linear combination of "

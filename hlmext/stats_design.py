@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import _core
 from .design import (LevelSpec, _chain_and_crossed, _codes_of, _level, _merge_same_grouping, _perm,
-                     check_group_structure)
+                     check_group_structure, dependent_columns)
 from .exceptions import DataError, ModelError
 
 
@@ -360,14 +360,14 @@ class StatsDesign:
         """The identification checks of ``MixedDesign`` that need no rows."""
         check_group_structure(self.levels, self.n_chain)
         for lev, gram in zip(self.levels, self._grams):
-            zero, bad = _dependent_columns(gram)
+            zero, bad = dependent_columns(gram)
             if zero or bad:
                 raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "
                                  "columns are collinear or constant; drop one of them"
                                  % (lev.name, ", ".join(lev.names)))
         p1 = self.qd + self.k_fe + 1
         xtx = self._G0.reshape(p1, p1)[self.qd:self.qd + self.k_fe, self.qd:self.qd + self.k_fe]
-        zero, bad = _dependent_columns(xtx)
+        zero, bad = dependent_columns(xtx)
         names = self.exog_names
         if zero:
             raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
@@ -377,30 +377,6 @@ class StatsDesign:
             raise ModelError("the fixed-effects design is rank deficient: %s %s a linear combination of "
                              "earlier columns (perfect collinearity); drop %s from the formula"
                              % (cols, "is" if len(bad) == 1 else "are", "it" if len(bad) == 1 else "them"))
-
-
-def _dependent_columns(gram, tol=1e-11):
-    """Columns of a Gram matrix that are zero, and those (numerically) combinations of earlier ones.
-
-    The test of ``design._check_fixed_rank`` on the Gram matrix scaled to unit diagonal: the
-    part of column j not explained by the earlier independent columns must keep ``tol`` of
-    its sum of squares.
-    """
-    norm = np.sqrt(np.diag(gram))
-    zero = [int(j) for j in np.flatnonzero(norm == 0)]
-    if zero:
-        return zero, []
-    gram = gram / np.outer(norm, norm)
-    kept, bad = [], []
-    for j in range(gram.shape[0]):
-        if kept:
-            c = gram[np.ix_(kept, kept)]
-            b = gram[kept, j]
-            resid = gram[j, j] - b @ np.linalg.solve(c, b)
-        else:
-            resid = gram[j, j]
-        (kept if resid > tol else bad).append(j)
-    return [], bad
 
 
 def _layout(clusters, form, k_fe):
