@@ -723,3 +723,55 @@ def design_infos(parsed, data_iter_maker, eval_env=None) -> DesignInfos:
     except patsy.PatsyError as err:
         raise _patsy_error(err, "the formula", columns) from err
     return DesignInfos(infos[0], infos[1], tuple(infos[2:]))
+
+
+def _extra_columns(data, extra, missing):
+    """Arrays (over all rows of ``data``) of trials/offset/exposure given as columns or arrays."""
+    arrays, columns = {}, {}
+    keep = np.ones(len(data), dtype=bool)
+    for role, value in extra.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if value not in data.columns:
+                raise DataError("%s column %r is not in the data; columns are: %s"
+                                % (role, value, ", ".join(map(str, data.columns[:30]))))
+            columns[role], value = value, data[value]
+        try:
+            arr = np.asarray(pd.to_numeric(pd.Series(np.asarray(value).ravel())), dtype=float)
+        except (TypeError, ValueError) as err:
+            raise DataError("%s %r must be numeric" % (role, columns.get(role, role))) from err
+        if arr.shape[0] != len(data):
+            raise DataError("%s has %d values but the data have %d rows" % (role, arr.shape[0], len(data)))
+        bad = ~np.isfinite(arr)
+        if bad.any() and missing == "raise":
+            raise DataError("%d rows have missing or non-finite values in %s %r; use missing='drop' to drop them"
+                            % (bad.sum(), role, columns.get(role, role)))
+        keep &= ~bad
+        arrays[role] = arr
+    if not keep.any():
+        raise DataError("no rows left: every row has a missing %s" % " or ".join(arrays))
+    return arrays, columns, keep
+
+
+def model_frame_with_columns(parsed, data, extra, missing="drop", eval_env=0):
+    """``model_frame`` plus per-row columns outside the formula (trials, offset, weights, ...).
+
+    ``extra`` maps a role to a column name or an array over the rows of ``data`` (or None).
+    Rows where one of them is missing or non-finite are dropped (or raise) with the
+    formula's rows. Returns ``(frame, arrays, columns)``: the frame, each role's values on
+    the frame's rows, and the column names given.
+    """
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    if not isinstance(eval_env, patsy.EvalEnvironment):
+        eval_env = patsy.EvalEnvironment.capture(eval_env or 0, reference=1)
+    data = _as_frame(data)
+    if all(value is None for value in extra.values()):
+        return model_frame(parsed, data, missing=missing, eval_env=eval_env), {}, {}
+    arrays, columns, keep = _extra_columns(data, extra, missing)
+    work = data.iloc[np.flatnonzero(keep)] if not keep.all() else data
+    frame = model_frame(parsed, work.reset_index(drop=True), missing=missing, eval_env=eval_env)
+    pos = np.asarray(frame.row_labels, dtype=np.intp)
+    frame = dataclasses.replace(frame, row_labels=work.index[pos], n_dropped=frame.n_dropped + int((~keep).sum()))
+    return frame, {role: arr[keep][pos] for role, arr in arrays.items()}, columns

@@ -22,7 +22,6 @@ Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
 """
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -140,18 +139,8 @@ class MixedGLM(LikelihoodModel):
     @classmethod
     def _from_formula(cls, formula, data, extra, cov=None, missing="drop", eval_env=0, **kwargs):
         from . import formula as fm
-        parsed = fm.parse(formula, cov=cov)
-        if missing not in ("drop", "raise"):
-            raise ValueError("missing must be 'drop' or 'raise', got %r" % (missing,))
-        data = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
-        arrays, columns, keep = _extra_columns(data, extra, missing)
-        work = data.iloc[np.flatnonzero(keep)] if not keep.all() else data
-        frame = fm.model_frame(parsed, work.reset_index(drop=True), missing=missing,
-                               eval_env=_caller_env(eval_env))
-        pos = np.asarray(frame.row_labels, dtype=np.intp)
-        frame = dataclasses.replace(frame, row_labels=work.index[pos],
-                                    n_dropped=frame.n_dropped + int((~keep).sum()))
-        arrays = {role: arr[keep][pos] for role, arr in arrays.items()}
+        frame, arrays, columns = fm.model_frame_with_columns(fm.parse(formula, cov=cov), data, extra, missing,
+                                                             _caller_env(eval_env))
         return cls(design=design_from_frame(frame), frame=frame, formula=formula, columns=columns,
                    **arrays, **kwargs)
 
@@ -571,35 +560,6 @@ class MixedPoisson(MixedGLM):
 
 
 # --------------------------------------------------------------------------- helpers
-
-def _extra_columns(data, extra, missing):
-    """Arrays (over all rows of ``data``) of trials/offset/exposure given as columns or arrays."""
-    arrays, columns = {}, {}
-    keep = np.ones(len(data), dtype=bool)
-    for role, value in extra.items():
-        if value is None:
-            continue
-        if isinstance(value, str):
-            if value not in data.columns:
-                raise DataError("%s column %r is not in the data; columns are: %s"
-                                % (role, value, ", ".join(map(str, data.columns[:30]))))
-            columns[role], value = value, data[value]
-        try:
-            arr = np.asarray(pd.to_numeric(pd.Series(np.asarray(value).ravel())), dtype=float)
-        except (TypeError, ValueError) as err:
-            raise DataError("%s %r must be numeric" % (role, columns.get(role, role))) from err
-        if arr.shape[0] != len(data):
-            raise DataError("%s has %d values but the data have %d rows" % (role, arr.shape[0], len(data)))
-        bad = ~np.isfinite(arr)
-        if bad.any() and missing == "raise":
-            raise DataError("%d rows have missing or non-finite values in %s %r; use missing='drop' to drop them"
-                            % (bad.sum(), role, columns.get(role, role)))
-        keep &= ~bad
-        arrays[role] = arr
-    if not keep.any():
-        raise DataError("no rows left: every row has a missing %s" % " or ".join(arrays))
-    return arrays, columns, keep
-
 
 def _sorted_extra(values, design, role):
     if values is None:

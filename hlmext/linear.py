@@ -165,19 +165,9 @@ class LinearMixed(LikelihoodModel):
         """
         from . import formula as fm
         parsed = fm.parse(formula, cov=cov)
-        if weights is None:
-            frame = fm.model_frame(parsed, data, missing=missing, eval_env=_caller_env(eval_env))
-            design = design_from_frame(frame)
-        else:                         # rows with a missing weight are dropped like any other
-            from .glmm import _extra_columns
-            data = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
-            arrays, _, keep = _extra_columns(data, {"weights": weights}, missing)
-            work = data.iloc[np.flatnonzero(keep)] if not keep.all() else data
-            frame = fm.model_frame(parsed, work.reset_index(drop=True), missing=missing,
-                                   eval_env=_caller_env(eval_env))
-            pos = np.asarray(frame.row_labels, dtype=np.intp)
-            frame.row_labels, frame.n_dropped = work.index[pos], frame.n_dropped + int((~keep).sum())
-            design = design_from_frame(frame, weights=arrays["weights"][keep][pos])
+        frame, arrays, _ = fm.model_frame_with_columns(parsed, data, {"weights": weights}, missing,
+                                                       _caller_env(eval_env))
+        design = design_from_frame(frame, weights=arrays.get("weights"))
         _release_arrays(frame)
         return cls(design=design, frame=frame, formula=formula, **kwargs)
 
