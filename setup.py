@@ -12,6 +12,13 @@ extensions = [
         extra_compile_args=["-O3"],
     ),
     Extension(
+        "hlmext._gradient",
+        ["hlmext/_gradient.pyx"],
+        include_dirs=[numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3"],
+    ),
+    Extension(
         "hlmext._glmm",
         ["hlmext/_glmm.pyx"],
         include_dirs=[numpy.get_include()],

@@ -34,6 +34,15 @@ class Structure:
         """Relative Cholesky factor Lambda (q x q, lower triangular) of ``theta``."""
         raise NotImplementedError
 
+    def lam_derivatives(self, theta: np.ndarray) -> list:
+        """``dLambda / dtheta_i`` for every parameter (exact: here Lambda is linear in theta)."""
+        out = []
+        for i in range(self.n_theta):
+            e = np.zeros(self.n_theta)
+            e[i] = 1.0
+            out.append(self.lam(e))
+        return out
+
     def theta_start(self) -> np.ndarray:
         raise NotImplementedError
 
@@ -237,6 +246,15 @@ class Exchangeable(Structure):
         t, r = float(theta[0]), float(theta[1])
         return t * np.linalg.cholesky(self._corr(r))
 
+    def lam_derivatives(self, theta):
+        """d/dt = chol(C); d/dr = t dchol(C)[11' - I], the derivative of the Cholesky factor."""
+        t, r = float(theta[0]), float(theta[1])
+        L = np.linalg.cholesky(self._corr(r))
+        dC = np.ones((self.q, self.q)) - np.eye(self.q)
+        phi = np.linalg.solve(L, np.linalg.solve(L, dC).T).T      # L^{-1} dC L^{-T}
+        phi = np.tril(phi) - 0.5 * np.diag(np.diag(phi))
+        return [L, t * L @ phi]
+
     def theta_start(self):
         return np.array([1.0, 0.0])
 
@@ -340,6 +358,18 @@ class LevelCovariance:
         k = 0
         for (s, _), th in zip(self.blocks, self._split(theta, [s.n_theta for s, _ in self.blocks])):
             out[k:k + s.q, k:k + s.q] = s.lam(th)
+            k += s.q
+        return out
+
+    def lam_derivatives(self, theta) -> list:
+        """``dLambda / dtheta_i`` of the level's factor, one q x q matrix per parameter."""
+        out, k = [], 0
+        sizes = [s.n_theta for s, _ in self.blocks]
+        for (s, _), th in zip(self.blocks, self._split(theta, sizes)):
+            for block in s.lam_derivatives(th):
+                full = np.zeros((self.q, self.q))
+                full[k:k + s.q, k:k + s.q] = block
+                out.append(full)
             k += s.q
         return out
 

@@ -29,6 +29,7 @@ from statsmodels.base.model import LikelihoodModel
 from . import _core
 from .design import LevelSpec, MixedDesign
 from .exceptions import ConvergenceWarning, ModelError
+from .gradient import GradientParts
 from .optimize import minimize, single_blas_thread
 
 LOG2PI = np.log(2 * np.pi)
@@ -247,48 +248,46 @@ class LinearMixed(LikelihoodModel):
         return _deviance(f, self.nobs, self.k_fe, reml)
 
     def has_analytic_gradient(self) -> bool:
-        """True for one level of random effects (up to 8 per group) and no crossed factors."""
-        d = self.design
-        return d.n_chain == 1 and d.qd == 0 and d.levels[0].q <= 8
+        """True when every level has at most 16 random effects (``hlmext.gradient``)."""
+        return all(lv.q <= 16 for lv in self.design.levels)
 
     def deviance_and_gradient(self, theta, reml=True):
         """Profiled deviance and its analytic gradient with respect to ``theta``.
 
-        For one level of random effects, with ``E_i = dLambda/dtheta_i`` and the sums of
-        ``_core.gradient_terms``: ``d log det A = 2 tr(E_i M1)``, ``d prss = -2 sum(E_i * N)``
-        (envelope theorem: prss is minimal in u and beta), ``d log det RX'RX = -2 tr(E_i K)``;
-        ML: ``dD = d log det A + n d prss / prss``; REML adds ``d log det RX'RX`` and uses n - p.
+        With ``E_i = dLambda/dtheta_i`` and the sums of ``hlmext.gradient.GradientParts``:
+        ``dD = d log det + dof * d prss / prss`` with ``dof = n`` (ML) or ``n - p`` (REML;
+        the log determinant then includes ``log det RX'RX``). Any nesting and crossed
+        factors; frequency weights enter through the weighted statistics.
         """
         theta = np.asarray(theta, float)
         f = Factorization(self, theta, work=self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf, np.zeros_like(theta)
-        d = self.design
-        lev = d.levels[0]
-        q, p = lev.q, d.k_fe
-        u = f.modes(self)
-        V = np.linalg.inv(f.L_x @ f.L_x.T).ravel() if reml and p else np.zeros(0)
-        M1, N, K = np.empty(q * q), np.empty(q * q), np.empty(q * q)
-        _core.gradient_terms(self._stats, f.work, f.lams[0].ravel(), f._w[d.qd:], u, V, q, p, lev.n_groups,
-                             M1, N, K)
-        M1, N, K = M1.reshape(q, q), N.reshape(q, q), K.reshape(q, q)
-        dof = self.nobs - p if reml else self.nobs
-        grad = np.empty(theta.size)
-        for i, E in enumerate(self._lam_derivatives(theta)):
-            g = 2 * np.sum(E * M1.T) - 2 * dof * np.sum(E * N) / f.prss
-            if reml:
-                g -= 2 * np.sum(E * K.T)
-            grad[i] = g
-        return _deviance(f, self.nobs, p, reml), grad
+        parts = GradientParts(self, f, reml)
+        dof = self.nobs - self.k_fe if reml else self.nobs
+        grad = np.array([parts.dlogdet(i, E) + dof * parts.dprss(i, E) / f.prss
+                         for i, E in self._lam_derivatives(theta)])
+        return _deviance(f, self.nobs, self.k_fe, reml), grad
 
-    def _lam_derivatives(self, theta, h=1e-6):
-        """dLambda/dtheta_i of the single level (central differences; exact for linear structures)."""
-        cov = self.levels[0].cov
-        out = []
-        for i in range(theta.size):
-            e = np.zeros(theta.size)
-            e[i] = h
-            out.append((cov.lam(theta + e) - cov.lam(theta - e)) / (2 * h))
+    def deviance_at_and_gradient(self, theta, sigma, reml=True):
+        """``deviance_at`` and its analytic gradient with respect to ``(theta, sigma)``."""
+        theta = np.asarray(theta, float)
+        f = Factorization(self, theta, work=self._scratch())
+        if not f.ok:
+            return np.inf, np.zeros(theta.size + 1)
+        parts = GradientParts(self, f, reml)
+        dof = self.nobs - self.k_fe if reml else self.nobs
+        grad = [parts.dlogdet(i, E) + parts.dprss(i, E) / sigma ** 2 for i, E in self._lam_derivatives(theta)]
+        grad.append(2 * dof / sigma - 2 * f.prss / sigma ** 3)
+        value = f.logdet + dof * (LOG2PI + 2 * np.log(sigma)) + f.prss / sigma ** 2
+        return (value + f.logdet_rx if reml else value), np.array(grad)
+
+    def _lam_derivatives(self, theta):
+        """(level index, dLambda/dtheta_i) for every parameter, in ``theta``'s order."""
+        out, k = [], 0
+        for i, lv in enumerate(self.levels):
+            out += [(i, E) for E in lv.cov.lam_derivatives(theta[k:k + lv.cov.n_theta])]
+            k += lv.cov.n_theta
         return out
 
     def _scratch(self):

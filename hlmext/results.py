@@ -66,7 +66,10 @@ class MixedResults(LikelihoodModelResults):
             th, s = model.theta_from_report(v)
             return model.deviance_at(th, s, reml)
 
-        cov_rep, cov_phi = inference.delta_cov(objective, values, is_corr, fixed)
+        if fixed.any() or not model.has_analytic_gradient():
+            cov_rep, cov_phi = inference.delta_cov(objective, values, is_corr, fixed)
+        else:
+            cov_rep, cov_phi = _cov_variance(model, theta, sigma, reml, values, is_corr)
         missing_se = [nm for nm, b, v in zip(model.report_names(), fixed, np.diag(cov_phi)) if not b and not v > 0]
         if missing_se:
             warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
@@ -416,6 +419,21 @@ def _display_name(name):
         return "corr(%s,%s)" % (stata_name(a), stata_name(b))
     inner = name[name.index("(") + 1:-1]
     return "%s(%s)" % (name[:name.index("(")], " ".join(stata_name(t) for t in inner.split(" ")))
+
+
+def _cov_variance(model, theta, sigma, reml, values, is_corr):
+    """Covariance of the reported variance parameters (no boundary) from the analytic gradient
+    of the deviance in ``(theta, sigma)`` (``inference.cov_from_gradient``)."""
+    x0 = np.append(theta, sigma)
+    floor = np.append(model.theta_scale(), sigma) * 1e-3
+    steps = 1e-3 * np.maximum(np.abs(x0), floor)
+    cov_phi = inference.cov_from_gradient(
+        lambda x: model.deviance_at_and_gradient(x[:-1], x[-1], reml)[1], x0,
+        lambda x: inference.to_phi(model.report_from_theta(x[:-1], x[-1]), is_corr), steps)
+    if not np.all(np.isfinite(cov_phi)) or np.any(np.diag(cov_phi) <= 0):
+        cov_phi = np.full((values.size, values.size), np.nan)
+    jac = np.where(is_corr, 1 - values ** 2, values)
+    return cov_phi * np.outer(jac, jac), cov_phi
 
 
 def _sd_scale(model, sigma, is_corr):

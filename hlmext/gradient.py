@@ -1,0 +1,109 @@
+"""Analytic gradient of the linear mixed model's deviance, for any design.
+
+``_gradient`` gives, per level, the traces ``T_l = sum_k [Sigma Lt'W'Z]_kk`` and the
+products ``N_l = sum_k (Z_k'r) u_k'`` over its clusters (see that module for the
+notation); here the rows of the dense tail (crossed groups) are added with NumPy. With
+``E = dLambda_l / dtheta_i``:
+
+- ``d log det = 2 tr(T_l E)``: ``log det A`` for ML, ``log det A + log det RX'RX`` for REML;
+- ``d prss = -2 sum(E * N_l)``.
+
+These give the gradient of the profiled deviance (``LinearMixed.deviance_and_gradient``)
+and of the deviance at a fixed residual sd (used for the standard errors).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+
+from . import _gradient
+
+
+class GradientParts:
+    """``d log det`` and ``d prss`` with respect to every ``theta`` at one factorization."""
+
+    def __init__(self, model, f, reml):
+        d = model.design
+        p, qd = d.k_fe, d.qd
+        t = qd + p if reml else qd
+        lam_flat = np.concatenate([lam.ravel() for lam in f.lams])
+        L = np.tril(f.G.reshape(qd + p + 1, qd + p + 1))
+        sigma_tail = _tail_inverse(L[:t, :t])
+        sel = np.zeros(d.stat_size)
+        _gradient.selected_inverse(f.work, sigma_tail.ravel(), t, d.zoff, d.m, qd, d.level_first,
+                                   d.stat_off, d.parent, sel)
+        u = f.modes(model)
+        u_chain = np.ascontiguousarray(u[:d.n_u])
+        trace = np.zeros(lam_flat.size)
+        zr = np.zeros(d.n_u)
+        zr_dense = np.zeros(qd)
+        _gradient.gradient_sums(model._stats, sel, lam_flat, model._lam_off, t, d.zoff, d.m, qd,
+                                d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
+                                u_chain, d.u_off, np.ascontiguousarray(f._w), trace, zr, zr_dense)
+        self.trace, self.resid = [], []
+        for i, lev in enumerate(d.levels):
+            q = lev.q
+            off = model._lam_off[i]
+            self.trace.append(trace[off:off + q * q].reshape(q, q))
+            if i < d.n_chain:
+                start = d.u_off[d.level_first[i]] if lev.n_groups else 0
+                zr_l = zr[start:start + lev.n_groups * q].reshape(-1, q)
+                u_l = u_chain[start:start + lev.n_groups * q].reshape(-1, q)
+                self.resid.append(zr_l.T @ u_l)
+        if qd:
+            self._add_dense_rows(model, f, sigma_tail, t, zr_dense)
+        self.levels = d.levels
+
+    def _add_dense_rows(self, model, f, sigma_tail, t, zr_dense):
+        """The crossed groups' own rows: traces from the dense tail, and ``Z_D'r``."""
+        d = model.design
+        qd, p = d.qd, d.k_fe
+        G0 = model._G0.reshape(qd + p + 1, qd + p + 1)
+        lam_d = _lam_rows(G0[:t, :qd], d, f.lams[d.n_chain:])      # Lt_T' [Z_D X]'Z_D
+        u_d = f._w[:qd]
+        zr_dense = zr_dense + G0[:qd, -1] - G0[:qd, qd:qd + p] @ f._w[qd:qd + p] \
+            - G0[:qd, :qd] @ _lam_times(u_d, d, f.lams[d.n_chain:])
+        for j, lev in enumerate(d.crossed):
+            q, ng = lev.q, lev.n_groups
+            seg = slice(lev.doff, lev.doff + ng * q)
+            S3 = sigma_tail[seg, :].reshape(ng, q, t)
+            H3 = lam_d[:, seg].T.reshape(ng, q, t)
+            self.trace[d.n_chain + j] = self.trace[d.n_chain + j] + np.einsum("gat,gct->ac", S3, H3)
+            self.resid.append(zr_dense[seg].reshape(ng, q).T @ u_d[seg].reshape(ng, q))
+
+    def dlogdet(self, i_level, E):
+        return 2.0 * np.sum(self.trace[i_level].T * E)
+
+    def dprss(self, i_level, E):
+        return -2.0 * np.sum(E * self.resid[i_level])
+
+
+def _tail_inverse(LT):
+    """``(LT LT')^{-1}`` for the lower Cholesky factor of the tail (empty for t = 0)."""
+    t = LT.shape[0]
+    if t == 0:
+        return np.zeros((0, 0))
+    inv, info = linalg.lapack.dpotri(LT, lower=1)
+    if info != 0:
+        return np.linalg.inv(LT @ LT.T)
+    inv = np.tril(inv)
+    return inv + np.tril(inv, -1).T
+
+
+def _lam_rows(M, design, lams):
+    """``diag(Lambda_D, I)' M``: each crossed group's rows multiplied by its factor's transpose."""
+    out = np.array(M, float, copy=True)
+    for lev, lam in zip(design.crossed, lams):
+        seg = slice(lev.doff, lev.doff + lev.n_groups * lev.q)
+        block = out[seg, :].reshape(lev.n_groups, lev.q, -1)
+        out[seg, :] = (lam.T @ block).reshape(-1, out.shape[1])
+    return out
+
+
+def _lam_times(u_d, design, lams):
+    """``Lambda_D u_D`` group by group."""
+    out = np.empty_like(u_d)
+    for lev, lam in zip(design.crossed, lams):
+        seg = slice(lev.doff, lev.doff + lev.n_groups * lev.q)
+        out[seg] = (u_d[seg].reshape(lev.n_groups, lev.q) @ lam.T).ravel()
+    return out
