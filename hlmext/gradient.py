@@ -66,9 +66,10 @@ class GradientParts:
         for j, lev in enumerate(d.crossed):
             q, ng = lev.q, lev.n_groups
             seg = slice(lev.doff, lev.doff + ng * q)
-            S3 = sigma_tail[seg, :].reshape(ng, q, t)
-            H3 = lam_d[:, seg].T.reshape(ng, q, t)
-            self.trace[d.n_chain + j] = self.trace[d.n_chain + j] + np.einsum("gat,gct->ac", S3, H3)
+            # sum over groups g of Sigma_g,T H_T,g: (q, ng t) @ (ng t, q)
+            S2 = sigma_tail[seg, :].reshape(ng, q, t).transpose(1, 0, 2).reshape(q, ng * t)
+            H2 = lam_d[:, seg].T.reshape(ng, q, t).transpose(1, 0, 2).reshape(q, ng * t)
+            self.trace[d.n_chain + j] = self.trace[d.n_chain + j] + S2 @ H2.T
             self.resid.append(zr_dense[seg].reshape(ng, q).T @ u_d[seg].reshape(ng, q))
 
     def dlogdet(self, i_level, E):
@@ -76,6 +77,30 @@ class GradientParts:
 
     def dprss(self, i_level, E):
         return -2.0 * np.sum(E * self.resid[i_level])
+
+
+def diagonal_blocks(model, f):
+    """Every group's diagonal block of ``(Lambda'Z'Z Lambda + I)^{-1}``, per level: (G, q, q) arrays.
+
+    From the selected inverse of the factor ``f`` (ML tail: the crossed block only).
+    """
+    d = model.design
+    qd = d.qd
+    sigma_tail = _tail_inverse(np.tril(f.G.reshape(qd + d.k_fe + 1, -1))[:qd, :qd])
+    sel = np.zeros(d.stat_size)
+    _gradient.selected_inverse(f.work, sigma_tail.ravel(), qd, d.zoff, d.m, qd, d.level_first,
+                               d.stat_off, d.parent, sel)
+    out = []
+    for l, lv in enumerate(d.levels):
+        q, G = lv.q, lv.n_groups
+        if l < d.n_chain:
+            D = d.m - d.zoff[l] + qd
+            k0 = d.level_first[l]
+            out.append(sel[d.stat_off[k0]:d.stat_off[k0] + G * q * D].reshape(G, q, D)[:, :, :q])
+        else:
+            seg = sigma_tail[lv.doff:lv.doff + G * q, lv.doff:lv.doff + G * q].reshape(G, q, G, q)
+            out.append(seg[np.arange(G), :, np.arange(G), :])
+    return out
 
 
 def _tail_inverse(LT):

@@ -75,7 +75,11 @@ def cov_from_gradient(gradient, x, to_phi_of_x, steps):
     (exact at an optimum, where the gradient vanishes). NaN where ``H`` is not positive
     definite.
     """
-    H = derivative_matrix(gradient, x, steps)
+    return cov_from_hessian(derivative_matrix(gradient, x, steps), x, to_phi_of_x, steps)
+
+
+def cov_from_hessian(H, x, to_phi_of_x, steps):
+    """``cov_phi = J (2 H^{-1}) J'`` for the Hessian ``H`` of a deviance in ``x`` (see ``cov_from_gradient``)."""
     H = 0.5 * (H + H.T)
     try:
         np.linalg.cholesky(H)

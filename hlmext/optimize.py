@@ -32,6 +32,7 @@ class OptSummary:
     message: str
     attempts: list = field(default_factory=list)
     decrement: float = 0.0        # Newton decrement g'H^{-1}g at the end (deviance units)
+    hessian: np.ndarray = None    # Hessian at the end on the scale of ``end``, when no parameter is at a bound
 
     def diagnosis(self) -> str:
         """Why the fit is not converged, and what to try."""
@@ -168,9 +169,17 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
         best_z, best_f = escape
     before = counter[0]
     polish_grad = f_and_g if fun_and_grad is not None else None
-    best_z, best_f, hess_ok = _newton_polish(f, best_z, best_f, sbounds, f_and_g=polish_grad)
-    attempts.append(("Newton", best_f, counter[0] - before, "polish with a finite-difference Hessian"))
-    g, decrement = _stationarity(f, polish_grad, best_z, sbounds)
+    hessian = None
+    if fun_and_grad is not None:
+        best_z, best_f, g, H, free = _newton_polish_gradient(f_and_g, best_z, best_f, sbounds)
+        attempts.append(("Newton", best_f, counter[0] - before, "polish with the Hessian of the gradient"))
+        g, decrement, hess_ok = _decrement(g, H, best_z, free, sbounds)
+        if hess_ok and H is not None and free.all():
+            hessian = H / np.outer(scale, scale)
+    else:
+        best_z, best_f, hess_ok = _newton_polish(f, best_z, best_f, sbounds)
+        attempts.append(("Newton", best_f, counter[0] - before, "polish with a finite-difference Hessian"))
+        g, decrement = _stationarity(f, None, best_z, sbounds)
     if not _small(g, decrement):
         before = counter[0]
         res2 = optimize.minimize(f, best_z, method="Powell", bounds=sbounds,
@@ -179,11 +188,13 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
         if res2.fun < best_f:
             best_z, best_f, message = res2.x, float(res2.fun), str(res2.message)
             g, decrement = _stationarity(f, polish_grad, best_z, sbounds)
+            hessian = None
     converged = bool(_small(g, decrement) and np.isfinite(best_f) and hess_ok)
     if not hess_ok:
         message += "; the Hessian of the free parameters is not positive definite"
     return OptSummary(start=x0, end=np.asarray(best_z) * scale, fun=best_f, n_evals=counter[0], gradient=g,
-                      converged=converged, message=message, attempts=attempts, decrement=decrement)
+                      converged=converged, message=message, attempts=attempts, decrement=decrement,
+                      hessian=hessian)
 
 
 def _stationarity(f, f_and_g, z, sbounds):
@@ -276,6 +287,62 @@ def _newton_polish(f, z, fz, sbounds, steps=6, f_and_g=None):
         if np.max(np.abs(t * step)) < 1e-10:
             break
     return z, fz, True
+
+
+def _newton_polish_gradient(f_and_g, z, fz, sbounds, steps=8):
+    """Newton steps on the free parameters with the analytic gradient.
+
+    One Hessian (central differences of the gradient) serves every step; at the end
+    point the Hessian is formed again with a wider step (1e-3: rounding noise about
+    1e-10 relative), for the convergence check and the standard errors. Returns
+    ``(z, f, g, H, free)``; ``H`` is None when no parameter is free or the first
+    Hessian is not positive definite.
+    """
+    lo = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
+    hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
+    noise = 1e-12 * max(1.0, abs(fz))
+    fz, g = f_and_g(z)
+    free = _free(z, sbounds)
+    if not free.any():
+        return z, fz, g, None, free
+    H = _jacobian_of_gradient(f_and_g, z, free)
+    try:
+        np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return z, fz, g, H, free
+    for _ in range(steps):
+        step = np.linalg.solve(H, g[free])
+        accepted = False
+        for t in (1.0, 0.5, 0.25):
+            trial = z.copy()
+            trial[free] = z[free] - t * step
+            trial = np.clip(trial, lo, hi)
+            ft, gt = f_and_g(trial)
+            if ft <= fz + noise:
+                accepted = True
+                break
+        if not accepted:
+            break
+        moved = np.max(np.abs(trial - z))
+        z, fz, g = trial, ft, gt
+        if moved < 1e-10 or not np.array_equal(_free(z, sbounds), free):
+            break
+    free = _free(z, sbounds)
+    H = _jacobian_of_gradient(f_and_g, z, free, step=1e-3) if free.any() else None
+    return z, fz, g, H, free
+
+
+def _decrement(g, H, z, free, sbounds):
+    """Projected gradient, Newton decrement and whether ``H`` (free parameters) is positive definite."""
+    g = projected_gradient(g, z, sbounds)
+    if not free.any():
+        return g, 0.0, True
+    try:
+        np.linalg.cholesky(H)
+        decrement = float(g[free] @ np.linalg.solve(H, g[free]))
+    except np.linalg.LinAlgError:
+        return g, np.inf, False
+    return g, decrement if decrement >= 0 else np.inf, True
 
 
 def _jacobian_of_gradient(f_and_g, z, free, step=1e-5):

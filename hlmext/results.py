@@ -19,6 +19,7 @@ from scipy import linalg
 from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
+from .gradient import GradientParts, diagonal_blocks
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import LOG2PI, _deviance
 
@@ -69,7 +70,7 @@ class MixedResults(LikelihoodModelResults):
         if fixed.any() or not model.has_analytic_gradient():
             cov_rep, cov_phi = inference.delta_cov(objective, values, is_corr, fixed)
         else:
-            cov_rep, cov_phi = _cov_variance(model, theta, sigma, reml, values, is_corr)
+            cov_rep, cov_phi = _cov_variance(model, theta, sigma, reml, values, is_corr, opt)
         missing_se = [nm for nm, b, v in zip(model.report_names(), fixed, np.diag(cov_phi)) if not b and not v > 0]
         if missing_se:
             warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
@@ -421,15 +422,36 @@ def _display_name(name):
     return "%s(%s)" % (name[:name.index("(")], " ".join(stata_name(t) for t in inner.split(" ")))
 
 
-def _cov_variance(model, theta, sigma, reml, values, is_corr):
+def _cov_variance(model, theta, sigma, reml, values, is_corr, opt=None):
     """Covariance of the reported variance parameters (no boundary) from the analytic gradient
-    of the deviance in ``(theta, sigma)`` (``inference.cov_from_gradient``)."""
+    of the deviance in ``(theta, sigma)`` (``inference.cov_from_gradient``).
+
+    When the optimizer ends at ``theta`` with the Hessian ``H_p`` of the profiled deviance,
+    the Hessian in ``(theta, sigma)`` follows without further evaluations: with
+    ``D(theta, sigma) = c(theta) + dof log sigma^2 + prss(theta) / sigma^2``,
+    ``D_ts = -2 dprss / sigma^3``, ``D_ss = 4 dof / sigma^2`` at ``sigma^2 = prss / dof``,
+    and ``D_tt = H_p + D_ts D_ts' / D_ss`` (``H_p`` is the Schur complement of ``D_ss``).
+    """
     x0 = np.append(theta, sigma)
     floor = np.append(model.theta_scale(), sigma) * 1e-3
     steps = 1e-3 * np.maximum(np.abs(x0), floor)
-    cov_phi = inference.cov_from_gradient(
-        lambda x: model.deviance_at_and_gradient(x[:-1], x[-1], reml)[1], x0,
-        lambda x: inference.to_phi(model.report_from_theta(x[:-1], x[-1]), is_corr), steps)
+    to_phi = lambda x: inference.to_phi(model.report_from_theta(x[:-1], x[-1]), is_corr)   # noqa: E731
+    if opt is not None and opt.hessian is not None and np.array_equal(opt.end, theta):
+        f = model.factorize(theta)
+        parts = GradientParts(model, f, reml)
+        dprss = np.array([parts.dprss(i, E) for i, E in model._lam_derivatives(theta)])
+        dof = model.nobs - model.k_fe if reml else model.nobs
+        d_ts = -2.0 * dprss / sigma ** 3
+        d_ss = 4.0 * dof / sigma ** 2
+        k = theta.size
+        H = np.empty((k + 1, k + 1))
+        H[:k, :k] = opt.hessian + np.outer(d_ts, d_ts) / d_ss
+        H[:k, k] = H[k, :k] = d_ts
+        H[k, k] = d_ss
+        cov_phi = inference.cov_from_hessian(H, x0, to_phi, steps)
+    else:
+        cov_phi = inference.cov_from_gradient(
+            lambda x: model.deviance_at_and_gradient(x[:-1], x[-1], reml)[1], x0, to_phi, steps)
     if not np.all(np.isfinite(cov_phi)) or np.any(np.diag(cov_phi) <= 0):
         cov_phi = np.full((values.size, values.size), np.nan)
     jac = np.where(is_corr, 1 - values ** 2, values)
@@ -468,45 +490,20 @@ def _blups(model, f, sigma2):
     """BLUPs b = Lambda u and their conditional variances (given beta and theta), per level.
 
     Conditional variances are the diagonal blocks of sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1}
-    Lambda' (lme4's ``condVar``). For a nested chain they come from selected inversion along
-    each cluster's chain of ancestors, outermost level first; with crossed levels, from the
-    inverse of the dense block's factor and each chain cluster's coupling to it.
+    Lambda' (lme4's ``condVar``), from the selected inverse of the factor
+    (``gradient.diagonal_blocks``).
     """
     d = model.design
     u = f.modes(model)
     lams = model.lams(f.theta)
     modes, variances = {}, {}
-    if d.qd:
-        sigma_dense = linalg.cho_solve((f.L_dense, True), np.eye(d.qd))
-    chain_cov = [None] * d.n_chain       # per chain level: (G_l, Qc, Qc) joint cov of cluster and ancestors
-    for l in range(d.n_chain - 1, -1, -1):
-        lv = d.levels[l]
-        q, G, k0 = lv.q, lv.n_groups, lv.first
-        D = d.m - d.zoff[l] + d.qd
-        S = f.work[d.stat_off[k0]:d.stat_off[k0] + G * q * D].reshape(G, q, D)
-        Linv = np.linalg.inv(np.tril(S[:, :, :q]))
-        own = np.einsum("gji,gjk->gik", Linv, Linv)          # (L L')^{-1}
-        Qa = d.zoff[-1] - d.zoff[l + 1]
-        if Qa:                                                  # nested: ancestors in the chain
-            M = np.einsum("gji,gjk->gik", Linv, S[:, :, q:q + Qa])     # L^{-T} R_anc
-            anc_cov = chain_cov[l + 1][d.parent[k0:k0 + G] - d.levels[l + 1].first]
-            cross = -np.einsum("gij,gjk->gik", M, anc_cov)
-            own = own - np.einsum("gij,gkj->gik", cross, M)
-            chain_cov[l] = np.concatenate([np.concatenate([own, cross], axis=2),
-                                           np.concatenate([np.transpose(cross, (0, 2, 1)), anc_cov], axis=2)],
-                                          axis=1)
+    own_blocks = diagonal_blocks(model, f)
+    for l, (lv, lam, own) in enumerate(zip(d.levels, lams, own_blocks)):
+        if l < d.n_chain:
+            k0 = lv.first
+            b = u[d.u_off[k0]:d.u_off[k0] + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
         else:
-            if d.qd:                                            # crossed: coupling to the dense block
-                M = np.einsum("gji,gjk->gik", Linv, S[:, :, q:q + d.qd])
-                own = own + np.einsum("gij,jk,glk->gil", M, sigma_dense, M)
-            chain_cov[l] = own
-        b = u[d.u_off[k0]:d.u_off[k0] + G * q].reshape(G, q) @ lams[l].T
-        modes[lv.name], variances[lv.name] = _level_frames(lv, b, sigma2 * lams[l] @ own @ lams[l].T)
-    for lv, lam in zip(d.crossed, lams[d.n_chain:]):
-        seg = slice(lv.doff, lv.doff + lv.n_groups * lv.q)
-        b = u[d.n_u:][seg].reshape(lv.n_groups, lv.q) @ lam.T
-        blocks = sigma_dense[seg, seg].reshape(lv.n_groups, lv.q, lv.n_groups, lv.q)
-        own = blocks[np.arange(lv.n_groups), :, np.arange(lv.n_groups), :]
+            b = u[d.n_u:][lv.doff:lv.doff + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
         modes[lv.name], variances[lv.name] = _level_frames(lv, b, sigma2 * lam @ own @ lam.T)
     order = [lv.name for lv in model.levels[::-1]]
     return {k: modes[k] for k in order}, {k: variances[k] for k in order}
