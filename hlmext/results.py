@@ -318,6 +318,19 @@ class MixedResults(LikelihoodModelResults):
         from .satterthwaite import t_test
         return t_test(self, r_matrix)
 
+    def f_test(self, r_matrix, cov_p=None, invcov=None, df=None):
+        """statsmodels' ``f_test``; ``df="satterthwaite"`` for an F test with Satterthwaite df.
+
+        With ``df="satterthwaite"`` the hypothesis may involve fixed effects only; the
+        denominator df follow lmerTest's ``contest`` (``hlmext.satterthwaite.f_test``).
+        """
+        if df is None:
+            return super().f_test(r_matrix, cov_p=cov_p, invcov=invcov)
+        if str(df).lower() != "satterthwaite":
+            raise ValueError("df must be None or 'satterthwaite', not %r" % (df,))
+        from .satterthwaite import f_test
+        return f_test(self, r_matrix)
+
     # ------------------------------------------------------------------ summary
     model_label = property(lambda self: "Mixed-effects %s regression" % self.method)
     integration = None

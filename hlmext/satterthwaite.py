@@ -9,8 +9,8 @@ the residual sd),
     df = 2 v^2 / (g' A g),           g_k = l' (dC / d tau_k) l
 
 (Satterthwaite 1946; Kuznetsova, Brockhoff & Christensen 2017, J. Stat. Softw. 82(13),
-sec. 3.2). ``H`` is the central-difference Hessian of ``LinearMixed.deviance_at`` (beta
-profiled out) and ``dC/dtau_k`` central differences of ``C`` evaluated through
+sec. 3.2). ``H`` is the Jacobian of the analytic gradient of ``LinearMixed.deviance_at``
+(beta profiled out; five-point differences) and ``dC/dtau_k`` central differences of ``C`` evaluated through
 ``model.factorize``: no n x n matrix is formed, each evaluation costs one factorization of
 the small per-cluster blocks. As lmerTest does, ``H`` is inverted through its positive
 eigenvalues (a Moore-Penrose inverse), so parameters on the boundary do not break it.
@@ -22,6 +22,8 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import linalg, stats
+
+from .inference import derivative_matrix
 
 EIGEN_TOL = 1e-8          # lmerTest's tolerance for zero / negative eigenvalues of H
 
@@ -64,7 +66,8 @@ class Satterthwaite:
         self.reml = res.reml
         self.varpar = np.concatenate([res.theta, [np.sqrt(res.scale)]])
         steps = rel_step * np.maximum(np.abs(self.varpar), 1e-2 * np.append(model.theta_scale(), self.varpar[-1]))
-        self.hessian = _hessian(self._deviance, self.varpar, steps)
+        hessian = derivative_matrix(self._gradient, self.varpar, steps)
+        self.hessian = 0.5 * (hessian + hessian.T)
         w, v = np.linalg.eigh(self.hessian)
         if np.any(w < -EIGEN_TOL):
             warnings.warn("the Hessian of the deviance with respect to (theta, sigma) has %d negative "
@@ -80,8 +83,8 @@ class Satterthwaite:
             jac.append((self.cov_beta_at(self.varpar + e) - self.cov_beta_at(self.varpar - e)) / (2 * h))
         self.jacobian = np.array(jac)
 
-    def _deviance(self, varpar):
-        return self.model.deviance_at(varpar[:-1], varpar[-1], self.reml)
+    def _gradient(self, varpar):
+        return self.model.deviance_at_and_gradient(varpar[:-1], varpar[-1], self.reml)[1]
 
     def cov_beta_at(self, varpar):
         """``C(tau) = sigma^2 (RX'RX)^{-1}`` at ``tau = (theta, sigma)``."""
@@ -99,29 +102,22 @@ class Satterthwaite:
             return 2.0 * var ** 2 / denom
 
 
-def _hessian(fun, x, h):
-    """Central-difference Hessian with a step per coordinate."""
-    k = x.size
-    f0 = fun(x)
-    H = np.empty((k, k))
-    E = np.diag(h)
-    for i in range(k):
-        H[i, i] = (fun(x + E[i]) - 2 * f0 + fun(x - E[i])) / h[i] ** 2
-        for j in range(i):
-            H[i, j] = H[j, i] = (fun(x + E[i] + E[j]) - fun(x + E[i] - E[j]) - fun(x - E[i] + E[j])
-                                 + fun(x - E[i] - E[j])) / (4 * h[i] * h[j])
-    return H
-
-
 def contrast_matrix(res, r_matrix):
-    """``(L, q)`` of a statsmodels-style hypothesis (string, array or ``(R, q)``) on the fixed effects."""
+    """``(L, q)`` of a statsmodels-style hypothesis (string, array or ``(R, q)``) on the fixed effects.
+
+    An array may span all parameters (as ``params``) or the fixed effects only.
+    """
     from statsmodels.formula._manager import FormulaManager
     res = getattr(res, "_results", res)
     names = list(res.model.exog_names) + res.model.report_names()
+    p = res.model.k_fe
+    if not isinstance(r_matrix, (str, tuple)) and np.ndim(r_matrix) in (1, 2) \
+            and np.atleast_2d(r_matrix).shape[1] == p != len(names):
+        R = np.atleast_2d(np.asarray(r_matrix, float))       # rows over the fixed effects only
+        return R, np.zeros(R.shape[0])
     lc = FormulaManager().get_linear_constraints(r_matrix, names)
     R = np.atleast_2d(np.asarray(lc.constraint_matrix, float))
     q = np.zeros(R.shape[0]) if lc.constraint_values is None else np.asarray(lc.constraint_values, float).ravel()
-    p = res.model.k_fe
     if R.shape[1] != len(names):
         raise ValueError("the contrast has %d columns; the model has %d parameters" % (R.shape[1], len(names)))
     if np.any(R[:, p:] != 0):
@@ -164,6 +160,69 @@ def t_test(res, r_matrix):
     if L.shape[0] == 1:                             # statsmodels' shapes for one row: (1, 1)
         return ContrastResults(effect=effect, t=t[:, None], sd=sd[:, None], df_denom=df)
     return ContrastResults(effect=effect, t=t, sd=sd, df_denom=df)
+
+
+def f_test(res, r_matrix):
+    """F test of several fixed-effect contrasts at once with Satterthwaite df (lmerTest's ``contest``).
+
+    With ``V = L C L' = P diag(d) P'`` (eigenvalues in decreasing order, those below
+    ``sqrt(eps) d_1`` dropped: ``q`` remain), the rows of ``P'L`` are independent contrasts:
+    ``F = sum_m (p_m' L b)^2 / d_m / q`` and each has Satterthwaite df ``nu_m``. The
+    denominator df is ``2E / (E - q)`` with ``E = sum_m nu_m / (nu_m - 2)`` (Fai & Cornelius
+    1996), 2 if any ``nu_m <= 2``, and ``nu_1`` for one contrast. A hypothesis ``L beta = r``
+    is tested at ``b = beta - L^+ r``.
+
+    Parameters
+    ----------
+    res : MixedResults
+    r_matrix : str, array_like or tuple
+        As for statsmodels' ``f_test``: ``"lrt = 0, schgend[T.2] = schgend[T.3]"``, a
+        matrix over ``params``, or ``(R, q)``.
+
+    Returns
+    -------
+    statsmodels.stats.contrast.ContrastResults
+        ``fvalue``, ``df_num`` (q), ``df_denom`` and ``pvalue``.
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("sleepstudy")
+    >>> res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", df).fit()
+    >>> ft = res.f_test("Intercept = 0, Days = 0", df="satterthwaite")
+    >>> int(ft.df_num), round(float(ft.df_denom), 2)
+    (2, 17.0)
+    """
+    from statsmodels.stats.contrast import ContrastResults
+    res = getattr(res, "_results", res)
+    L, r = contrast_matrix(res, r_matrix)
+    sat = Satterthwaite(res)
+    b = np.asarray(res.fe_params, float)
+    if np.any(r != 0):
+        b = b - np.linalg.pinv(L) @ r
+    d, P = np.linalg.eigh(L @ sat.cov_beta @ L.T)
+    d, P = d[::-1], P[:, ::-1]
+    keep = d > max(np.sqrt(np.finfo(float).eps) * d[0], 0.0)
+    q = int(keep.sum())
+    if q == 0:
+        raise ValueError("the contrasts have no variance: nothing to test")
+    PL = P[:, keep].T @ L
+    fvalue = float(np.sum((PL @ b) ** 2 / d[keep]) / q)
+    ddf = _f_denominator_df(sat.df(PL))
+    return ContrastResults(F=fvalue, df_num=q, df_denom=ddf)
+
+
+def _f_denominator_df(nu, tol=1e-8):
+    """One df for q contrasts with Satterthwaite df ``nu`` (Fai & Cornelius 1996, as lmerTest)."""
+    nu = np.asarray(nu, float)
+    if nu.size == 1:
+        return float(nu[0])
+    if np.all(np.abs(np.diff(nu)) < tol):
+        return float(nu.mean())
+    if np.any(nu <= 2):
+        return 2.0
+    E = float(np.sum(nu / (nu - 2)))
+    return 2 * E / (E - nu.size)
 
 
 def fe_table(res, alpha=0.05):

@@ -91,3 +91,77 @@ def test_summary_with_satterthwaite_df():
     res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", hlmext.datasets.load("sleepstudy")).fit()
     text = str(res.summary(dfmethod="satterthwaite"))
     assert "P>|t|" in text and "Satterthwaite df (min 17.0, max 17.0)" in text
+
+
+# ----------------------------------------------------------------- F tests (make_ftests.R)
+
+def ftest_cases():
+    import json
+    from pathlib import Path
+    path = Path(__file__).parent / "reference" / "inference" / "ftests.json"
+    return {r["id"]: r for r in json.loads(path.read_text())}
+
+
+@pytest.fixture(scope="module", params=sorted(ftest_cases()))
+def fcase(request):
+    ref = ftest_cases()[request.param]
+    data = {"exam.csv": lambda: hlmext.datasets.load("gcse"),
+            "sleepstudy.csv": lambda: hlmext.datasets.load("sleepstudy")}[ref["dataset"]]()
+    formula = ref["formula"].replace("vr + schgend", "C(vr) + C(schgend)")
+    res = hlmext.mixedlm(formula, data).fit(reml=ref["method"] == "REML")
+    return ref, res
+
+
+def _our_name(lme4_name):
+    """lme4's coefficient names (``(Intercept)``, ``vr2``) as the formula here writes them."""
+    if lme4_name == "(Intercept)":
+        return "Intercept"
+    for factor in ("vr", "schgend"):
+        if lme4_name.startswith(factor) and lme4_name[len(factor):].isdigit():
+            return "C(%s)[T.%s]" % (factor, lme4_name[len(factor):])
+    return lme4_name
+
+
+def test_f_test_matches_lmertest_contest(fcase):
+    ref, res = fcase
+    assert res.llf == pytest.approx(ref["loglik"], rel=1e-6)
+    ours = list(res.fe_params.index)
+    lme4_names = [_our_name(nm) for nm in ref["fixed_names"]]
+    L = np.atleast_2d(ref["L"])[:, [lme4_names.index(nm) for nm in ours]]    # to our column order
+    ft = res.f_test(L, df="satterthwaite")
+    want = ref["contest"]
+    assert int(ft.df_num) == want["ndf"]
+    assert float(ft.fvalue) == pytest.approx(want["F"], rel=1e-4)
+    assert float(ft.df_denom) == pytest.approx(want["ddf"], rel=1e-2)
+    assert float(ft.pvalue) == pytest.approx(want["p"], rel=1e-2)
+
+
+def test_term_f_tests_match_lmertest_anova(fcase):
+    """lmerTest's type III table of a model without interactions: one joint test per term."""
+    ref, res = fcase
+    names = list(res.fe_params.index)
+    av = ref["anova"]
+    for term, F, ndf, ddf in zip(*(np.atleast_1d(av[k]) for k in ("terms", "F", "ndf", "ddf"))):
+        cols = [i for i, nm in enumerate(names) if nm == term or nm.startswith("C(%s)" % term)]
+        L = np.eye(len(names))[cols]
+        ft = res.f_test(L, df="satterthwaite")
+        assert int(ft.df_num) == ndf
+        assert float(ft.fvalue) == pytest.approx(F, rel=1e-4)
+        assert float(ft.df_denom) == pytest.approx(ddf, rel=1e-2)
+
+
+def test_f_test_of_one_row_is_the_squared_t_test():
+    res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", hlmext.datasets.load("sleepstudy")).fit()
+    ft = res.f_test("Days = 10", df="satterthwaite")
+    tt = res.t_test("Days = 10", df="satterthwaite")
+    assert float(ft.fvalue) == pytest.approx(float(tt.tvalue[0, 0]) ** 2, rel=1e-12)
+    assert float(ft.df_denom) == pytest.approx(float(tt.df_denom[0]), rel=1e-12)
+
+
+def test_f_test_denominator_df_rules():
+    from hlmext.satterthwaite import _f_denominator_df
+    assert _f_denominator_df([7.0]) == 7.0
+    assert _f_denominator_df([5.0, 5.0]) == 5.0
+    assert _f_denominator_df([1.5, 30.0]) == 2.0
+    E = 10 / 8 + 20 / 18
+    assert _f_denominator_df([10.0, 20.0]) == pytest.approx(2 * E / (E - 2))
