@@ -1,4 +1,4 @@
-"""Parametric bootstrap of linear mixed models: simulate, refit, percentile intervals, LR tests.
+"""Parametric bootstrap of mixed models: simulate, refit, percentile intervals, LR tests.
 
 A replicate draws a new response from the fitted model,
 
@@ -7,7 +7,8 @@ A replicate draws a new response from the fitted model,
 (so ``Cov(b_lg) = sigma^2 Lambda_l Lambda_l'``, the fitted ``cov_re``), and refits the same
 model to it. Only the cross-products that involve ``y`` change (``Z_lk' y`` per cluster,
 ``X'y``, ``y'y`` and, with crossed factors, ``D'y``), so a refit costs one O(n q) pass plus
-the optimization over ``theta``; the design is never rebuilt.
+the optimization over ``theta``; the design is never rebuilt. Mixed logit and Poisson fits
+draw and refit as ``hlmext.glmm_bootstrap`` describes, through the same machinery.
 
 Replicate ``i`` draws from ``np.random.default_rng(np.random.SeedSequence(seed).spawn(n)[i])``
 and starts its optimization at the original estimate, so the results do not depend on
@@ -218,8 +219,12 @@ class _Task:
     """Simulate from ``source``, refit every target; one row per replicate."""
 
     def __init__(self, source_res, target_res):
-        self.targets = [_Refit(_unwrap(r)) for r in target_res]
+        from .glmm_bootstrap import GLMMRefit, GLMMSource, is_glmm
+        self.targets = [GLMMRefit(_unwrap(r)) if is_glmm(_unwrap(r)) else _Refit(_unwrap(r)) for r in target_res]
         src = _unwrap(source_res)
+        if is_glmm(src):
+            self.source = GLMMSource(src)
+            return
         own = next((t.model for r, t in zip(target_res, self.targets) if _unwrap(r) is src), None)
         self.source = _Source(src, own if own is not None else _stripped(src.model))
 
@@ -283,11 +288,11 @@ def _run(task, n, seed, n_jobs, progress, label):
 
 # ---------------------------------------------------------------------------------- public API
 def simulate(res, n=1, seed=None):
-    """Responses drawn from a fitted linear mixed model (lme4's ``simulate``).
+    """Responses drawn from a fitted mixed model (lme4's ``simulate``).
 
     Parameters
     ----------
-    res : MixedResults
+    res : MixedResults or GLMMResults
     n : int
         Number of simulated responses.
     seed : int, SeedSequence or None
@@ -308,8 +313,9 @@ def simulate(res, n=1, seed=None):
     >>> sims.shape, list(sims.columns)
     ((4057, 2), ['sim_1', 'sim_2'])
     """
+    from .glmm_bootstrap import GLMMSource, is_glmm
     res = _unwrap(res)
-    source = _Source(res, res.model)
+    source = GLMMSource(res) if is_glmm(res) else _Source(res, res.model)
     seeds = np.random.SeedSequence(seed).spawn(n)
     out = np.empty((res.model.nobs, n))
     for i, s in enumerate(seeds):
@@ -381,11 +387,11 @@ class BootstrapResults:
 
 
 def bootstrap(res, n=1000, seed=None, n_jobs=2, progress=False):
-    """Parametric bootstrap of a linear mixed model fit (lme4's ``bootMer``).
+    """Parametric bootstrap of a mixed model fit (lme4's ``bootMer``).
 
     Parameters
     ----------
-    res : MixedResults
+    res : MixedResults or GLMMResults
     n : int
         Number of replicates.
     seed : int, SeedSequence or None
@@ -452,8 +458,9 @@ def bootstrap_lrtest(small, big, n=1000, seed=None, n_jobs=2, progress=False):
 
     Parameters
     ----------
-    small, big : MixedResults
-        Fits to the same rows by the same method (ML; REML only with the same fixed effects).
+    small, big : MixedResults or GLMMResults
+        Fits to the same rows by the same method (ML; REML only with the same fixed effects;
+        the same quadrature for generalized models).
     n, seed, n_jobs, progress
         As for ``bootstrap``.
 

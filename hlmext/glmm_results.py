@@ -250,6 +250,44 @@ class GLMMResults(LikelihoodModelResults):
     def lr_test(self):
         return self.lr_test_vs_regression()
 
+    def simulate(self, n=1, seed=None):
+        """``n`` responses drawn from the fitted model (DataFrame, nobs x n); see ``hlmext.glmm_bootstrap``.
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("cbpp")
+        >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
+        >>> sims = res.simulate(n=3, seed=1)
+        >>> sims.shape, bool((sims.to_numpy() <= df[["size"]].to_numpy()).all())
+        ((56, 3), True)
+        """
+        from .bootstrap import simulate
+        return simulate(self, n=n, seed=seed)
+
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        """Parametric bootstrap: ``n`` simulated responses, each refitted by this fit's method.
+
+        Returns ``hlmext.bootstrap.BootstrapResults`` (percentile intervals, bootstrap se);
+        the replicates are the same for every ``n_jobs`` (processes).
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("cbpp")
+        >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
+        >>> boot = res.bootstrap(n=10, seed=1, n_jobs=1)
+        >>> boot.replicates.shape
+        (10, 5)
+        """
+        from .bootstrap import bootstrap
+        return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def refit(self, new_endog):
+        """The same model and method fitted to a new response (fitted rows' order), from this fit."""
+        from .glmm_bootstrap import refit
+        return refit(self, new_endog)
+
     def summary(self, eform=False, alpha=0.05):
         """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
 
