@@ -250,6 +250,20 @@ class GLMMResults(LikelihoodModelResults):
     def lr_test(self):
         return self.lr_test_vs_regression()
 
+    conf_int = MixedResults.conf_int
+
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        """Profile-likelihood intervals of the fit's own likelihood (Laplace or AGHQ); see
+        ``hlmext.profile.GLMMProfile``. ``criterion`` must be None (no REML here).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``lower`` and ``upper`` per parameter.
+        """
+        from .profile import GLMMProfile
+        return GLMMProfile(self, criterion).conf_int(alpha, cols)
+
     def simulate(self, n=1, seed=None):
         """``n`` responses drawn from the fitted model (DataFrame, nobs x n); see ``hlmext.glmm_bootstrap``.
 

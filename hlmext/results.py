@@ -257,13 +257,13 @@ class MixedResults(LikelihoodModelResults):
         """
         method = str(method).lower()
         if method == "wald" and cols is None:
-            return super().conf_int(alpha)
+            return LikelihoodModelResults.conf_int(self, alpha)
         names = list(self.model.exog_names) + self.model.report_names()
         idx = list(range(len(names))) if cols is None else \
             [c if isinstance(c, (int, np.integer)) else names.index(c) for c in cols]
         out = np.full((len(names), 2), np.nan)
         if method == "wald":
-            out[idx] = np.asarray(super().conf_int(alpha))[idx]
+            out[idx] = np.asarray(LikelihoodModelResults.conf_int(self, alpha))[idx]
         elif method == "profile":
             table = self.profile_ci(alpha, cols=cols, criterion=kwargs.get("criterion"))
             out[[names.index(nm) for nm in table.index]] = table.to_numpy()
