@@ -331,6 +331,11 @@ class MixedResults(LikelihoodModelResults):
         from .satterthwaite import f_test
         return f_test(self, r_matrix)
 
+    def anova(self):
+        """F test of every fixed-effects term with Satterthwaite df; see ``hlmext.satterthwaite.anova``."""
+        from .satterthwaite import anova
+        return anova(self)
+
     # ------------------------------------------------------------------ summary
     model_label = property(lambda self: "Mixed-effects %s regression" % self.method)
     integration = None

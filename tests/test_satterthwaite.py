@@ -165,3 +165,22 @@ def test_f_test_denominator_df_rules():
     assert _f_denominator_df([1.5, 30.0]) == 2.0
     E = 10 / 8 + 20 / 18
     assert _f_denominator_df([10.0, 20.0]) == pytest.approx(2 * E / (E - 2))
+
+
+def test_anova_table_matches_lmertest(fcase):
+    ref, res = fcase
+    table = res.anova()
+    av = ref["anova"]
+    want = {_anova_name(t): (F, ndf, ddf, pv) for t, F, ndf, ddf, pv in
+            zip(*(np.atleast_1d(av[k]) for k in ("terms", "F", "ndf", "ddf", "p")))}
+    assert sorted(table.index) == sorted(want)
+    for term, (F, ndf, ddf, pv) in want.items():
+        row = table.loc[term]
+        assert row["NumDF"] == ndf
+        assert row["F value"] == pytest.approx(F, rel=1e-4)
+        assert row["DenDF"] == pytest.approx(ddf, rel=1e-2)
+        assert row["Pr(>F)"] == pytest.approx(pv, rel=1e-2)
+
+
+def _anova_name(term):
+    return "C(%s)" % term if term in ("vr", "schgend") else term
