@@ -76,26 +76,34 @@ def _codes_of(groups: np.ndarray, name: str):
     groups = np.asarray(groups)
     if groups.ndim == 1:
         groups = groups[:, None]
+    if groups.shape[1] == 1 and groups.dtype.kind in "iu" and len(groups):
+        dense = _dense_integer_codes(groups[:, 0])
+        if dense is not None:
+            return dense
     frame = pd.DataFrame({j: groups[:, j] for j in range(groups.shape[1])})
     if frame.isna().to_numpy().any():
         raise DataError("the grouping of level %r has missing values; drop those rows" % name)
     if groups.shape[1] == 1:
         codes, uniq = pd.factorize(frame[0], sort=True)
-        return codes.astype(np.int64), pd.Index(uniq)
+        return codes.astype(np.intp), pd.Index(uniq)
     codes = frame.groupby(list(frame.columns), sort=True).ngroup().to_numpy()
     first = np.unique(codes, return_index=True)[1]
-    return codes.astype(np.int64), pd.MultiIndex.from_frame(frame.iloc[first])
+    return codes.astype(np.intp), pd.MultiIndex.from_frame(frame.iloc[first])
 
 
-def _is_sorted(keys):
-    """True if the rows are already in lexicographic order of ``keys`` (outermost first)."""
-    tied = np.ones(len(keys[0]) - 1, dtype=bool)
-    for key in keys:
-        d = np.diff(key)
-        if np.any(tied & (d < 0)):
-            return False
-        tied &= d == 0
-    return True
+def _dense_integer_codes(g):
+    """Codes and labels of integer groups whose range is at most a few times the rows
+    (the usual 0..G-1 or 1..G ids): one count over the range, no hashing or sorting."""
+    lo, hi = int(g.min()), int(g.max())
+    if hi - lo > 4 * len(g) + 1024 or not -2 ** 62 < lo <= hi < 2 ** 62:
+        return None
+    shifted = g.astype(np.intp, copy=False)
+    if lo != 0:
+        shifted = shifted - lo
+    present = np.bincount(shifted) > 0
+    labels = (np.flatnonzero(present) + lo).astype(g.dtype)
+    remap = np.cumsum(present, dtype=np.intp) - 1
+    return remap[shifted], pd.Index(labels)
 
 
 class MixedDesign:
@@ -130,20 +138,13 @@ class MixedDesign:
             raise DataError("no observations to fit")
         if exog.shape[0] != n:
             raise DataError("exog has %d rows but endog has %d" % (exog.shape[0], n))
-        for arr, what in ((endog, "endog"), (exog, "exog")):
-            if not np.all(np.isfinite(arr)):
-                raise DataError("%s contains NaN or inf; drop or impute those rows first" % what)
         if not levels:
             raise ModelError("a mixed model needs at least one level of random effects")
-        if np.ptp(endog) == 0:
-            raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
-                            "model" % (endog_name, endog[0]))
         self.endog_name = endog_name
         self.exog_names = list(exog_names)
         self.nobs = n
         weights = _check_weights(weights, n)
         self.k_fe = exog.shape[1]
-        _check_fixed_rank(exog, self.exog_names)
 
         specs, codes, labels = [], [], []
         for spec in levels:
@@ -153,8 +154,6 @@ class MixedDesign:
             if z.shape[0] != n:
                 raise DataError("random-effects design of level %r has %d rows, expected %d"
                                 % (spec.name, z.shape[0], n))
-            if not np.all(np.isfinite(z)):
-                raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
             c, lab = _codes_of(spec.groups, spec.name)
             if len(c) != n:
                 raise DataError("groups of level %r have %d rows, expected %d" % (spec.name, len(c), n))
@@ -164,38 +163,41 @@ class MixedDesign:
         specs, codes, labels = _merge_same_grouping(specs, codes, labels)
         chain, crossed = _chain_and_crossed(codes)
         # sort rows: outermost chain level is the primary key
-        keys = [codes[i] for i in chain]          # outermost first
-        if _is_sorted(keys):
-            order = np.arange(n)
-        else:
-            order = np.lexsort(keys[::-1]) if len(keys) > 1 else np.argsort(keys[0], kind="stable")
+        order, rank, counts = _row_order([codes[i] for i in chain], [len(labels[i]) for i in chain])
         self.order = order
-        self.endog = endog[order]
 
         zcols, self.levels = [], []
         first = 0
         for i in chain[::-1]:                     # innermost first
             spec, z = specs[i]
-            sorted_codes = codes[i][order]
-            change = np.flatnonzero(np.diff(sorted_codes)) + 1
-            starts = np.concatenate([[0], change])
-            ends = np.concatenate([change, [n]])
-            lev = _level(spec, labels[i][sorted_codes[starts]], ends - starts,
-                         np.repeat(np.arange(len(starts)), ends - starts))
+            if len(chain) == 1:                   # one level: its clusters are its groups, in label order
+                ends = np.cumsum(counts)
+                starts = ends - counts
+                lev = _level(spec, labels[i], counts, np.repeat(np.arange(len(counts)), counts))
+            else:
+                sorted_codes = codes[i][order]
+                change = np.flatnonzero(np.diff(sorted_codes)) + 1
+                starts = np.concatenate([[0], change])
+                ends = np.concatenate([change, [n]])
+                lev = _level(spec, labels[i][sorted_codes[starts]], ends - starts,
+                             np.repeat(np.arange(len(starts)), ends - starts))
             lev.first, lev._starts, lev._ends = first, starts, ends
             self.levels.append(lev)
-            zcols.append((z, _perm(spec)))
+            zcols.append((spec.name, z, _perm(spec)))
             first += len(starts)
         self.n_chain = len(self.levels)
         self.qd = 0
         for i in crossed:                         # most groups first
             spec, z = specs[i]
+            if not np.all(np.isfinite(z)):
+                raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
             sorted_codes = codes[i][order]
             lev = _level(spec, labels[i], np.bincount(sorted_codes, minlength=len(labels[i])), sorted_codes)
             lev.z = np.ascontiguousarray(z[order][:, _perm(spec)])
             lev.doff = self.qd
             self.qd += lev.n_groups * lev.q
             self.levels.append(lev)
+        del codes, specs
         self.crossed = self.levels[self.n_chain:]
         self.dense_q = np.array([lv.q for lv in self.crossed], dtype=np.intp)
         self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
@@ -203,13 +205,20 @@ class MixedDesign:
         self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels[:self.n_chain]])]).astype(np.intp)
         # y is centred when X has an intercept column: the fit is unchanged (only the intercept
         # moves, by y_shift) and the cross-products lose much less to cancellation
-        ones = np.flatnonzero(np.all(exog == 1.0, axis=0))
-        self.intercept_col = int(ones[0]) if ones.size else -1
-        self.y_shift = float(np.average(endog, weights=weights)) if ones.size else 0.0
+        self.intercept_col = _intercept_column(exog)
+        self.y_shift = float(np.average(endog, weights=weights)) if self.intercept_col >= 0 else 0.0
         self.weights = None if weights is None else np.ascontiguousarray(weights[order])
         self.n_effective = n if weights is None else float(weights.sum())
-        self.W = _stack_sorted(zcols, exog, endog - self.y_shift, order)
-        q_total = sum(len(perm) for _, perm in zcols)
+        self.W = _sorted_matrix(zcols, exog, endog, rank)
+        del rank
+        self.endog = self.W[:, -1].copy()
+        if self.y_shift:
+            self.W[:, -1] -= self.y_shift
+        if np.ptp(self.endog) == 0:
+            raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
+                            "model" % (endog_name, self.endog[0]))
+        _check_fixed_rank(exog, self.exog_names)
+        q_total = self.zoff[-1]
         self.exog = self.W[:, q_total:q_total + self.k_fe]     # a view: X is stored once, in W
         self.m = self.W.shape[1]
         chain_levels = self.levels[:self.n_chain]
@@ -471,19 +480,58 @@ def _chain_and_crossed(codes):
     return [order[-1]], order[-2::-1]
 
 
-def _stack_sorted(zcols, exog, endog, order):
-    """``W = [Z_0 | ... | X | y]`` with rows in ``order``, written once into one C-ordered array."""
-    q = sum(len(perm) for _, perm in zcols)
+def _row_order(keys, n_groups):
+    """Rows sorted by the nested chain's codes (``keys`` outermost first), stably.
+
+    Returns ``(order, rank, counts)``: sorted row ``i`` is row ``order[i]``, row ``i`` goes
+    to ``rank[i]``, and ``counts`` the rows per group of the innermost level. Every inner
+    group lies in one group of each outer level, so the groups of the innermost level are
+    put in the order of their outer groups (a sort of the groups only) and the rows are
+    then sorted by one counting sort on that key: the order of ``np.lexsort(keys[::-1])``.
+    """
+    from . import _core
+    key, n_key = keys[-1], n_groups[-1]
+    if len(keys) > 1:
+        outer = []
+        for c in keys[:-1]:
+            of_group = np.empty(n_key, dtype=np.intp)
+            of_group[key] = c
+            outer.append(of_group)
+        pos = np.empty(n_key, dtype=np.intp)
+        pos[np.lexsort([np.arange(n_key)] + outer[::-1])] = np.arange(n_key)
+        key = pos[key]
+    counts = np.bincount(key, minlength=n_key)
+    order, rank = np.empty(len(key), dtype=np.intp), np.empty(len(key), dtype=np.intp)
+    _core.counting_order(np.ascontiguousarray(key, dtype=np.intp), counts, order, rank)
+    return order, rank, counts
+
+
+def _sorted_matrix(zcols, exog, endog, rank):
+    """``W = [Z_0 | ... | X | y]`` with row ``i`` written at row ``rank[i]``: one C-ordered array,
+    filled in place from the inputs (no sorted copies of them). NaN or inf raise ``DataError``."""
+    from . import _core
+    q = sum(len(perm) for _, _, perm in zcols)
     W = np.empty((len(endog), q + exog.shape[1] + 1))
-    identity = order[0] == 0 and np.all(order[1:] - order[:-1] == 1)
+    if _core.scatter_rows(endog[:, None], rank, W, W.shape[1] - 1):
+        raise DataError("endog contains NaN or inf; drop or impute those rows first")
+    if _core.scatter_rows(exog, rank, W, q):
+        raise DataError("exog contains NaN or inf; drop or impute those rows first")
     k = 0
-    for z, perm in zcols:
-        block = z if perm == list(range(z.shape[1])) else z[:, perm]
-        W[:, k:k + len(perm)] = block if identity else block[order]
+    for name, z, perm in zcols:
+        if _core.scatter_rows(z if perm == list(range(z.shape[1])) else z[:, perm], rank, W, k):
+            raise DataError("random-effects design of level %r contains NaN or inf" % name)
         k += len(perm)
-    W[:, k:k + exog.shape[1]] = exog if identity else exog[order]
-    W[:, -1] = endog if identity else endog[order]
     return W
+
+
+def _intercept_column(exog):
+    """First column of ones in ``exog``, or -1 (only columns starting with a one are scanned)."""
+    if not len(exog):
+        return -1
+    for j in np.flatnonzero(exog[0] == 1.0):
+        if np.all(exog[:, j] == 1.0):
+            return int(j)
+    return -1
 
 
 def _perm(spec):
