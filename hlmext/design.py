@@ -146,70 +146,20 @@ class MixedDesign:
         weights = _check_weights(weights, n)
         self.k_fe = exog.shape[1]
 
-        specs, codes, labels = [], [], []
-        for spec in levels:
-            z = np.asarray(spec.exog_re, dtype=float)
-            if z.ndim == 1:
-                z = z[:, None]
-            if z.shape[0] != n:
-                raise DataError("random-effects design of level %r has %d rows, expected %d"
-                                % (spec.name, z.shape[0], n))
-            c, lab = _codes_of(spec.groups, spec.name)
-            if len(c) != n:
-                raise DataError("groups of level %r have %d rows, expected %d" % (spec.name, len(c), n))
-            specs.append((spec, z))
-            codes.append(c)
-            labels.append(lab)
-        specs, codes, labels = _merge_same_grouping(specs, codes, labels)
+        specs, codes, labels = _grouped_specs(levels, n)
         chain, crossed = _chain_and_crossed(codes)
-        # sort rows: outermost chain level is the primary key
+        # sort rows: outermost chain level is the primary key; W is written first, so that
+        # the inputs, W and the row permutations are all the large arrays alive at once
         order, rank, counts = _row_order([codes[i] for i in chain], [len(labels[i]) for i in chain])
         self.order = order
-
-        zcols, self.levels = [], []
-        first = 0
-        for i in chain[::-1]:                     # innermost first
-            spec, z = specs[i]
-            if len(chain) == 1:                   # one level: its clusters are its groups, in label order
-                ends = np.cumsum(counts)
-                starts = ends - counts
-                lev = _level(spec, labels[i], counts, np.repeat(np.arange(len(counts)), counts))
-            else:
-                sorted_codes = codes[i][order]
-                change = np.flatnonzero(np.diff(sorted_codes)) + 1
-                starts = np.concatenate([[0], change])
-                ends = np.concatenate([change, [n]])
-                lev = _level(spec, labels[i][sorted_codes[starts]], ends - starts,
-                             np.repeat(np.arange(len(starts)), ends - starts))
-            lev.first, lev._starts, lev._ends = first, starts, ends
-            self.levels.append(lev)
-            zcols.append((spec.name, z, _perm(spec)))
-            first += len(starts)
-        self.n_chain = len(self.levels)
-        self.qd = 0
-        for i in crossed:                         # most groups first
-            spec, z = specs[i]
-            if not np.all(np.isfinite(z)):
-                raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
-            sorted_codes = codes[i][order]
-            lev = _level(spec, labels[i], np.bincount(sorted_codes, minlength=len(labels[i])), sorted_codes)
-            lev.z = np.ascontiguousarray(z[order][:, _perm(spec)])
-            lev.doff = self.qd
-            self.qd += lev.n_groups * lev.q
-            self.levels.append(lev)
-        del codes, specs
-        self.crossed = self.levels[self.n_chain:]
-        self.dense_q = np.array([lv.q for lv in self.crossed], dtype=np.intp)
-        self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
-        self.n_clusters = first
-        self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels[:self.n_chain]])]).astype(np.intp)
+        sorted_codes = {i: codes[i][order] for i in (chain if len(chain) > 1 else []) + crossed}
+        del codes
         # y is centred when X has an intercept column: the fit is unchanged (only the intercept
         # moves, by y_shift) and the cross-products lose much less to cancellation
         self.intercept_col = _intercept_column(exog)
         self.y_shift = float(np.average(endog, weights=weights)) if self.intercept_col >= 0 else 0.0
-        self.weights = None if weights is None else np.ascontiguousarray(weights[order])
-        self.n_effective = n if weights is None else float(weights.sum())
-        self.W = _sorted_matrix(zcols, exog, endog, rank)
+        self.W = _sorted_matrix([(specs[i][0].name, specs[i][1], _perm(specs[i][0])) for i in chain[::-1]],
+                                exog, endog, rank)
         del rank
         self.endog = self.W[:, -1].copy()
         if self.y_shift:
@@ -218,6 +168,42 @@ class MixedDesign:
             raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
                             "model" % (endog_name, self.endog[0]))
         _check_fixed_rank(exog, self.exog_names)
+
+        self.levels = []
+        first = 0
+        for i in chain[::-1]:                     # innermost first
+            spec = specs[i][0]
+            if len(chain) == 1:                   # one level: its clusters are its groups, in label order
+                ends = np.cumsum(counts)
+                starts = ends - counts
+                lev = _level(spec, labels[i], counts, np.repeat(np.arange(len(counts)), counts))
+            else:
+                change = np.flatnonzero(np.diff(sorted_codes[i])) + 1
+                starts = np.concatenate([[0], change])
+                ends = np.concatenate([change, [n]])
+                lev = _level(spec, labels[i][sorted_codes[i][starts]], ends - starts,
+                             np.repeat(np.arange(len(starts)), ends - starts))
+            lev.first, lev._starts, lev._ends = first, starts, ends
+            self.levels.append(lev)
+            first += len(starts)
+        self.n_chain = len(self.levels)
+        self.qd = 0
+        for i in crossed:                         # most groups first
+            spec, z = specs[i]
+            if not np.all(np.isfinite(z)):
+                raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
+            lev = _level(spec, labels[i], np.bincount(sorted_codes[i], minlength=len(labels[i])), sorted_codes[i])
+            lev.z = np.ascontiguousarray(z[order][:, _perm(spec)])
+            lev.doff = self.qd
+            self.qd += lev.n_groups * lev.q
+            self.levels.append(lev)
+        self.crossed = self.levels[self.n_chain:]
+        self.dense_q = np.array([lv.q for lv in self.crossed], dtype=np.intp)
+        self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
+        self.n_clusters = first
+        self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels[:self.n_chain]])]).astype(np.intp)
+        self.weights = None if weights is None else np.ascontiguousarray(weights[order])
+        self.n_effective = n if weights is None else float(weights.sum())
         q_total = self.zoff[-1]
         self.exog = self.W[:, q_total:q_total + self.k_fe]     # a view: X is stored once, in W
         self.m = self.W.shape[1]
@@ -478,6 +464,25 @@ def _chain_and_crossed(codes):
            for outer, inner in zip(order[:-1], order[1:])):
         return order, []
     return [order[-1]], order[-2::-1]
+
+
+def _grouped_specs(levels, n):
+    """Per level: (spec, Z as a 2-d float array), the group codes and labels; same groupings merged."""
+    specs, codes, labels = [], [], []
+    for spec in levels:
+        z = np.asarray(spec.exog_re, dtype=float)
+        if z.ndim == 1:
+            z = z[:, None]
+        if z.shape[0] != n:
+            raise DataError("random-effects design of level %r has %d rows, expected %d"
+                            % (spec.name, z.shape[0], n))
+        c, lab = _codes_of(spec.groups, spec.name)
+        if len(c) != n:
+            raise DataError("groups of level %r have %d rows, expected %d" % (spec.name, len(c), n))
+        specs.append((spec, z))
+        codes.append(c)
+        labels.append(lab)
+    return _merge_same_grouping(specs, codes, labels)
 
 
 def _row_order(keys, n_groups):

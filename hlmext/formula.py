@@ -488,6 +488,23 @@ def _bad_values(values):
     return values.isna().to_numpy()
 
 
+def _has_missing(parsed, work):
+    """True if a data column named in the formula has a missing or non-finite value."""
+    formulas = " ".join([parsed.response, parsed.fixed] + [t.formula for t in parsed.random])
+    return any(_bad_values(work[name]).any() for name in _words(formulas, work.columns))
+
+
+def _finite_rows(values, n):
+    """Mask of the ``n`` data rows whose values are all finite; ``values`` holds every row,
+    or is a DataFrame of the rows patsy kept (its index)."""
+    finite = np.isfinite(np.asarray(values, dtype="float64")).all(axis=1)
+    if not isinstance(values, pd.DataFrame):
+        return finite
+    keep = np.zeros(n, dtype=bool)
+    keep[values.index.to_numpy()] = finite
+    return keep
+
+
 def _dropped_summary(work, keep, parts, keep_by_part, group_columns):
     """"'lrt' (2), 'gcse' (1)": dropped rows per column, then per expression (np.log(0))."""
     formulas = " ".join(expr for expr, _ in parts)
@@ -560,15 +577,22 @@ def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> Mode
 
     detect = infos is not None and infos.detect is not None      # levels of dropped rows: other infos first
     y_info, x_spec, z_specs = _specs(parsed, infos.detect if detect else infos)
-    parts = [(parsed.response, _response(parsed.response, work, env, "drop", y_info)),
-             (parsed.fixed, _design(x_spec, work, env, "drop", "the fixed part"))]
-    parts += [(t.formula, _design(z, work, env, "drop", f"the random part of {t.level!r}"))
-              for t, z in zip(parsed.random, z_specs)]
-    keep_by_part = []
-    for _, values in parts:
-        keep = np.zeros(len(work), dtype=bool)
-        keep[values.index.to_numpy()] = np.isfinite(values.to_numpy("float64")).all(axis=1)
-        keep_by_part.append(keep)
+
+    def evaluate(na_action):
+        parts = [(parsed.response, _response(parsed.response, work, env, na_action, y_info)),
+                 (parsed.fixed, _design(x_spec, work, env, na_action, "the fixed part"))]
+        return parts + [(t.formula, _design(z, work, env, na_action, f"the random part of {t.level!r}"))
+                        for t, z in zip(parsed.random, z_specs)]
+
+    # without missing values in the columns used, patsy's matrices of all rows are final (no copies)
+    if detect or _has_missing(parsed, work):
+        parts = evaluate("drop")
+    else:
+        try:
+            parts = evaluate("raise")
+        except DataError:
+            parts = evaluate("drop")
+    keep_by_part = [_finite_rows(values, len(work)) for _, values in parts]
     group_columns = list(dict.fromkeys(name for t in parsed.random for name in t.group))
     keep = np.logical_and.reduce(keep_by_part + [~_bad_values(work[c]) for c in group_columns])
     n_dropped = int((~keep).sum())
