@@ -167,7 +167,9 @@ class MixedDesign:
         if np.ptp(self.endog) == 0:
             raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
                             "model" % (endog_name, self.endog[0]))
-        _check_fixed_rank(exog, self.exog_names)
+        xy = self.W[:, self.W.shape[1] - self.k_fe - 1:]
+        self._xy_gram = xy.T @ xy                 # [X y]'[X y]: the rank check and the global block
+        _check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names)
 
         self.levels = []
         first = 0
@@ -299,6 +301,9 @@ class MixedDesign:
 
     def global_block(self) -> np.ndarray:
         """Cross-products ``[D X y]'[D X y]`` (D: every group's columns of every crossed level)."""
+        gram = self.__dict__.pop("_xy_gram", None)     # from the rank check, used once (W's y may change)
+        if gram is not None and not self.qd and self.weights is None:
+            return gram
         xy = self.W[:, self.zoff[-1]:]
         wxy = xy if self.weights is None else xy * self.weights[:, None]
         if not self.qd:
@@ -337,10 +342,20 @@ class MixedDesign:
     def _check_identified(self):
         check_group_structure(self.levels, self.n_chain)
         for i, lev in enumerate(self.levels):
-            if np.linalg.matrix_rank(self.z_of(i)) < lev.q:
+            if _column_rank(self.z_of(i)) < lev.q:
                 raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "
                                  "columns are collinear or constant; drop one of them"
                                  % (lev.name, ", ".join(lev.names)))
+
+
+def _column_rank(z, block=1 << 16):
+    """``numpy.linalg.matrix_rank(z)`` for a tall ``z`` (n x q), from a QR factorization taken
+    block by block (the singular values of R are those of z), so no copy of z is made."""
+    r = np.zeros((0, z.shape[1]))
+    for start in range(0, len(z), block):
+        r = np.linalg.qr(np.vstack([r, z[start:start + block]]), mode="r")
+    sv = np.linalg.svd(r, compute_uv=False)
+    return int(np.sum(sv > sv.max(initial=0.0) * max(z.shape) * np.finfo(float).eps))
 
 
 def _check_weights(weights, n):
@@ -405,11 +420,12 @@ def dependent_columns(gram, tol=1e-11):
     return [], bad
 
 
-def _check_fixed_rank(exog, names):
-    """Raise if a fixed-effects column is zero or (numerically) a combination of earlier ones."""
-    if exog.shape[1] == 0:
+def _check_fixed_rank(gram, names):
+    """Raise if a fixed-effects column is zero or (numerically) a combination of earlier ones
+    (``gram``: X'X)."""
+    if gram.shape[1] == 0:
         return
-    zero, bad = dependent_columns(exog.T @ exog)
+    zero, bad = dependent_columns(gram)
     if zero:
         raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
                          % ", ".join(repr(names[j]) for j in zero))

@@ -490,5 +490,6 @@ def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, 
 def _default_names(a, prefix):
     names = []
     for j in range(a.shape[1]):
-        names.append("Intercept" if np.all(a[:, j] == 1) else "%s%d" % (prefix, j + 1))
+        ones = (len(a) == 0 or a[0, j] == 1) and np.all(a[:, j] == 1)
+        names.append("Intercept" if ones else "%s%d" % (prefix, j + 1))
     return names
