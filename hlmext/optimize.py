@@ -168,9 +168,11 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
         best_z, best_f = escape
     before = counter[0]
     polish_grad = f_and_g if fun_and_grad is not None else None
-    best_z, best_f, hess_ok = _newton_polish(f, best_z, best_f, sbounds, f_and_g=polish_grad)
+    best_z, best_f, hess_ok, known = _newton_polish(f, best_z, best_f, sbounds, f_and_g=polish_grad)
     attempts.append(("Newton", best_f, counter[0] - before, "polish with a finite-difference Hessian"))
-    g, decrement = _stationarity(f, polish_grad, best_z, sbounds)
+    if known is not None and polish_grad is None:
+        known = (None,) + known[1:]               # the projected gradient needs every parameter
+    g, decrement = _stationarity(f, polish_grad, best_z, sbounds, known)
     if not _small(g, decrement):
         before = counter[0]
         res2 = optimize.minimize(f, best_z, method="Powell", bounds=sbounds,
@@ -186,31 +188,43 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
                       converged=converged, message=message, attempts=attempts, decrement=decrement)
 
 
-def _stationarity(f, f_and_g, z, sbounds):
+def _stationarity(f, f_and_g, z, sbounds, known=None):
     """Projected gradient at ``z`` and the Newton decrement g'H^{-1}g of the free parameters.
 
     The decrement (twice the improvement a Newton step predicts) is scale-free: it does
     not grow with the number of observations as the raw gradient of the deviance does.
+    ``known`` = (gradient at ``z`` or None, Hessian, its free mask) from ``_newton_polish``
+    spares their evaluation (the Hessian is reused if the free parameters are the same).
     """
-    g = f_and_g(z)[1] if f_and_g is not None else central_gradient(f, z)
+    g_known, H, H_free = known if known is not None else (None, None, None)
+    if g_known is not None:
+        g = g_known
+    else:
+        g = f_and_g(z)[1] if f_and_g is not None else central_gradient(f, z)
     g = projected_gradient(g, z, sbounds)
     free = _free(z, sbounds)
     if not free.any():
         return g, 0.0
-    H = _jacobian_of_gradient(f_and_g, z, free) if f_and_g is not None else None
-    if H is None:
-        from .inference import hessian
-
-        def sub(x):
-            full = z.copy()
-            full[free] = x
-            return f(full)
-        H = hessian(sub, z[free], step=1e-3)
+    if H is None or not np.array_equal(H_free, free):
+        H = _hessian_of_free(f, f_and_g, z, free)
     try:
         decrement = float(g[free] @ np.linalg.solve(H, g[free]))
     except np.linalg.LinAlgError:
         decrement = np.inf
     return g, decrement if decrement >= 0 else np.inf
+
+
+def _hessian_of_free(f, f_and_g, z, free):
+    """Hessian of the free parameters: central differences of the gradient, or of ``f``."""
+    if f_and_g is not None:
+        return _jacobian_of_gradient(f_and_g, z, free)
+    from .inference import hessian
+
+    def sub(x):
+        full = z.copy()
+        full[free] = x
+        return f(full)
+    return hessian(sub, z[free], step=1e-3)
 
 
 def _small(g, decrement):
@@ -229,53 +243,64 @@ def _free(z, sbounds):
     return out
 
 
-def _newton_polish(f, z, fz, sbounds, steps=6, f_and_g=None):
+def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None):
     """Newton steps on the free parameters with a finite-difference Hessian.
 
     Sharpens the optimum beyond what quasi-Newton stopping rules reach (so that the same
     data in another row order gives the same estimates to many digits) and checks that
-    the Hessian of the free parameters is positive definite. A step is kept unless it
-    raises the objective by more than its rounding noise; the iteration stops when the
-    step is below 1e-10. Returns (z, f, hessian_ok).
+    the Hessian of the free parameters is positive definite. The Hessian is kept while its
+    steps decrease the objective (near the optimum it changes little, so the steps converge
+    almost as fast as with a new Hessian each time) and recomputed where a step fails. A
+    step is kept unless it raises the objective by more than its rounding noise; the
+    iteration stops when the step is below 1e-10. Returns (z, f, hessian_ok, known): known
+    = (gradient at z or None, Hessian, its free mask) for ``_stationarity``.
     """
-    from .inference import hessian
     lo = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
     hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     noise = 1e-12 * max(1.0, abs(fz))
+    H, H_free, fresh, g = None, None, False, None
     for _ in range(steps):
         free = _free(z, sbounds)
         if not free.any():
-            return z, fz, True
-
-        def sub(x):
-            full = z.copy()
-            full[free] = x
-            return f(full)
-
-        if f_and_g is None:
-            H = hessian(sub, z[free], step=1e-3)
-            g = central_gradient(sub, z[free])
-        else:
-            g = f_and_g(z)[1][free]
-            H = _jacobian_of_gradient(f_and_g, z, free)
-        try:
-            np.linalg.cholesky(H)
-        except np.linalg.LinAlgError:
-            return z, fz, False
-        step = np.linalg.solve(H, g)
+            return z, fz, True, None
+        if H is None or not np.array_equal(H_free, free):
+            H, H_free, fresh = _hessian_of_free(f, f_and_g, z, free), free, True
+            try:
+                np.linalg.cholesky(H)
+            except np.linalg.LinAlgError:
+                return z, fz, False, None
+        if g is None:
+            g = f_and_g(z)[1] if f_and_g is not None else _free_gradient(f, z, free)
+        step = np.linalg.solve(H, g[free])
         for t in (1.0, 0.5, 0.25, 0.0):
+            if t == 0.0:
+                break
             trial = z.copy()
             trial[free] = z[free] - t * step
             trial = np.clip(trial, lo, hi)
-            ft = f(trial) if t else fz
+            ft, gt = f_and_g(trial) if f_and_g is not None else (f(trial), None)
             if ft <= fz + noise:
                 break
         if t == 0.0:
-            break
-        z, fz = trial, min(ft, fz) if ft <= fz else ft
+            if fresh:
+                break
+            H = None                              # a stale Hessian: recompute it and retry
+            continue
+        z, fz, g, fresh = trial, ft, gt, False
         if np.max(np.abs(t * step)) < 1e-10:
             break
-    return z, fz, True
+    return z, fz, True, (g, H, H_free)
+
+
+def _free_gradient(f, z, free):
+    """Central-difference gradient of the free parameters (zero elsewhere)."""
+    def sub(x):
+        full = z.copy()
+        full[free] = x
+        return f(full)
+    g = np.zeros_like(z)
+    g[free] = central_gradient(sub, z[free])
+    return g
 
 
 def _jacobian_of_gradient(f_and_g, z, free, step=1e-5):
