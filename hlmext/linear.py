@@ -210,6 +210,41 @@ class LinearMixed(LikelihoodModel):
     def theta_bounds(self):
         return [b for lv in self.levels for b in lv.cov.theta_bounds()]
 
+    def theta_moments(self):
+        """Moment estimate of ``theta`` for one level of random effects, from the statistics.
+
+        With OLS residuals e and ``A_k = Z_k'Z_k``, ``E[Z_k'e e'Z_k] ~ A_k Sigma A_k + sigma^2 A_k``;
+        summed over clusters this is linear in ``Sigma`` (solved with ``sigma^2`` from
+        ``E[e'e] ~ sum_k tr(A_k Sigma) + n sigma^2``, alternating three times). The relative
+        covariance ``Sigma / sigma^2`` gives ``theta``. None if the model has nested or
+        crossed levels, or if the estimate is near the boundary: an eigenvalue of the relative
+        covariance of the columns scaled to unit root mean square below 1e-4 of the largest.
+        """
+        d = self.design
+        if d.n_chain != 1 or d.qd or d.k_fe == 0:
+            return None
+        lev, p = d.levels[0], d.k_fe
+        q = lev.q
+        S = self._stats.reshape(lev.n_groups, q, q + p + 1)
+        A = S[:, :, :q]
+        G0 = self._G0.reshape(p + 1, p + 1)
+        beta = np.linalg.solve(G0[:p, :p], G0[:p, p])
+        rss = G0[p, p] - beta @ G0[:p, p]
+        r = S[:, :, -1] - S[:, :, q:q + p] @ beta               # Z_k' e_k
+        M, A_sum = r.T @ r, A.sum(axis=0)
+        K = np.einsum("gij,gkl->ikjl", A, A).reshape(q * q, q * q)
+        sigma2 = rss / self.nobs
+        for _ in range(3):
+            cov = np.linalg.solve(K, (M - sigma2 * A_sum).ravel()).reshape(q, q)
+            cov = 0.5 * (cov + cov.T)
+            sigma2 = max((rss - np.einsum("gij,ji->", A, cov)) / self.nobs, 1e-3 * rss / self.nobs)
+        rms = d.z_rms(0)
+        w = np.linalg.eigvalsh(cov / sigma2 * np.outer(rms, rms))
+        if not (np.all(np.isfinite(w)) and w.min() > 1e-4 * w.max() > 0):
+            return None
+        theta = lev.cov.theta_from_cov(cov / sigma2)
+        return theta if np.all(np.isfinite(theta)) else None
+
     def theta_canonical(self, theta):
         """The equivalent ``theta`` whose factors Lambda have non-negative diagonals."""
         out, k = [], 0
@@ -400,8 +435,9 @@ class LinearMixed(LikelihoodModel):
         scale = self.theta_scale()
         theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
         grad = (lambda th: self.deviance_and_gradient(th, reml)) if self.has_analytic_gradient() else None
+        moments = self.theta_moments() if start is None and grad is not None else None
         opt = minimize(lambda th: self.deviance(th, reml), theta0, self.theta_bounds(), scale=scale,
-                       fun_and_grad=grad, maxiter=maxiter, disp=disp)
+                       fun_and_grad=grad, maxiter=maxiter, disp=disp, newton_start=moments)
         if disp:
             print(opt)
         if not opt.converged:

@@ -119,7 +119,7 @@ def progress_printer(fun, label):
     return show
 
 
-def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=False):
+def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=False, newton_start=None):
     """Minimize ``fun`` over a box; return an ``OptSummary`` (``end`` on the scale of ``x0``).
 
     The optimizer works on ``x / scale``. L-BFGS-B first (with ``fun_and_grad``, which
@@ -130,6 +130,10 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     from a finite-difference Hessian that sharpen the optimum and check that the Hessian
     is positive definite. If the projected gradient is still not small, Powell from the
     best point, keeping the better result.
+
+    ``newton_start`` (a point close to the optimum, e.g. from moments; with ``fun_and_grad``):
+    Newton steps from it first; if they do not reach a converged optimum inside the box
+    that no step away from zero improves, the search above runs from ``x0``.
     """
     x0 = np.asarray(x0, float)
     scale = np.ones_like(x0) if scale is None else np.asarray(scale, float)
@@ -153,6 +157,19 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     upper = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     z = np.clip(x0 / scale, lower, upper)
     attempts = []
+    if newton_start is not None and fun_and_grad is not None:
+        z1 = np.clip(np.asarray(newton_start, float) / scale, lower, upper)
+        z1, f1, hess_ok, known, done = _newton_polish(
+            f, z1, f(z1), sbounds, f_and_g=f_and_g,
+            callback=progress_printer(lambda z: fun(z * scale), "Newton") if disp else None)
+        attempts.append(("Newton", f1, counter[0], "Newton steps from the moment estimates"))
+        if done and hess_ok and known is not None and known[0] is not None and np.isfinite(f1):
+            g, decrement = _stationarity(f, f_and_g, z1, sbounds, known)
+            if _small(g, decrement) and _escape_from_zero(f, z1, f1, lower, upper) is None:
+                return OptSummary(start=np.asarray(newton_start, float), end=z1 * scale, fun=f1,
+                                  n_evals=counter[0], gradient=g, converged=True,
+                                  message="converged: Newton steps from the moment estimates",
+                                  attempts=attempts, decrement=decrement)
     best_z, best_f, message = z, f(z), "start"
     for _ in range(4):
         before = counter[0]
@@ -168,7 +185,7 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
         best_z, best_f = escape
     before = counter[0]
     polish_grad = f_and_g if fun_and_grad is not None else None
-    best_z, best_f, hess_ok, known = _newton_polish(f, best_z, best_f, sbounds, f_and_g=polish_grad)
+    best_z, best_f, hess_ok, known, _ = _newton_polish(f, best_z, best_f, sbounds, f_and_g=polish_grad)
     attempts.append(("Newton", best_f, counter[0] - before, "polish with a finite-difference Hessian"))
     if known is not None and polish_grad is None:
         known = (None,) + known[1:]               # the projected gradient needs every parameter
@@ -243,34 +260,39 @@ def _free(z, sbounds):
     return out
 
 
-def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None):
+def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None):
     """Newton steps on the free parameters with a finite-difference Hessian.
 
     Sharpens the optimum beyond what quasi-Newton stopping rules reach (so that the same
     data in another row order gives the same estimates to many digits) and checks that
     the Hessian of the free parameters is positive definite. The Hessian is kept while its
     steps decrease the objective (near the optimum it changes little, so the steps converge
-    almost as fast as with a new Hessian each time) and recomputed where a step fails. A
-    step is kept unless it raises the objective by more than its rounding noise; the
-    iteration stops when the step is below 1e-10. Returns (z, f, hessian_ok, known): known
-    = (gradient at z or None, Hessian, its free mask) for ``_stationarity``.
+    almost as fast as with a new Hessian each time) and recomputed where a step fails or
+    is not ten times shorter than the one before. A step is kept unless it raises the
+    objective by more than its rounding noise; the iteration stops when the step is below
+    1e-10. Returns (z, f, hessian_ok, known, done): known = (gradient at z or None, Hessian,
+    its free mask) for ``_stationarity``; done: the last step was below 1e-10.
     """
     lo = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
     hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     noise = 1e-12 * max(1.0, abs(fz))
-    H, H_free, fresh, g = None, None, False, None
+    H, H_free, fresh, g, last = None, None, False, None, np.inf
     for _ in range(steps):
         free = _free(z, sbounds)
         if not free.any():
-            return z, fz, True, None
+            return z, fz, True, None, True
+        if g is None:
+            g = f_and_g(z)[1] if f_and_g is not None else _free_gradient(f, z, free)
+        if H is not None and not fresh and np.array_equal(H_free, free):
+            step = np.linalg.solve(H, g[free])
+            if np.max(np.abs(step)) > 0.1 * last:
+                H = None                          # slow progress: a new Hessian
         if H is None or not np.array_equal(H_free, free):
             H, H_free, fresh = _hessian_of_free(f, f_and_g, z, free), free, True
             try:
                 np.linalg.cholesky(H)
             except np.linalg.LinAlgError:
-                return z, fz, False, None
-        if g is None:
-            g = f_and_g(z)[1] if f_and_g is not None else _free_gradient(f, z, free)
+                return z, fz, False, None, False
         step = np.linalg.solve(H, g[free])
         for t in (1.0, 0.5, 0.25, 0.0):
             if t == 0.0:
@@ -286,10 +308,12 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None):
                 break
             H = None                              # a stale Hessian: recompute it and retry
             continue
-        z, fz, g, fresh = trial, ft, gt, False
-        if np.max(np.abs(t * step)) < 1e-10:
-            break
-    return z, fz, True, (g, H, H_free)
+        z, fz, g, fresh, last = trial, ft, gt, False, np.max(np.abs(t * step))
+        if callback is not None:
+            callback(z)
+        if last < 1e-10:
+            return z, fz, True, (g, H, H_free), True
+    return z, fz, True, (g, H, H_free), False
 
 
 def _free_gradient(f, z, free):
