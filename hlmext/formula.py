@@ -483,6 +483,8 @@ def _words(formula, columns):
 
 def _bad_values(values):
     """Mask of missing (and, for numbers, non-finite) values of a column."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iub":
+        return np.zeros(len(values), dtype=bool)          # numpy integers and booleans are never missing
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         return ~np.isfinite(values.to_numpy("float64", na_value=np.nan))
     return values.isna().to_numpy()
@@ -497,11 +499,15 @@ def _has_missing(parsed, work):
 def _finite_rows(values, n):
     """Mask of the ``n`` data rows whose values are all finite; ``values`` holds every row,
     or is a DataFrame of the rows patsy kept (its index)."""
-    finite = np.isfinite(np.asarray(values, dtype="float64")).all(axis=1)
-    if not isinstance(values, pd.DataFrame):
+    arr = np.asarray(values, dtype="float64")
+    rows = values.index.to_numpy() if isinstance(values, pd.DataFrame) and len(values) != n else None
+    if rows is None and np.isfinite(arr.sum()):
+        return np.ones(n, dtype=bool)     # a finite sum: no NaN or inf anywhere (one pass, no copy)
+    finite = np.isfinite(arr).all(axis=1)
+    if rows is None:
         return finite
     keep = np.zeros(n, dtype=bool)
-    keep[values.index.to_numpy()] = finite
+    keep[rows] = finite
     return keep
 
 

@@ -145,7 +145,7 @@ class LinearMixed(LikelihoodModel):
         self.k_re = sum(lv.cov.n_theta for lv in self.levels)
         endog = design.endog if design.has_rows else np.zeros(0)
         exog = design.exog if design.has_rows else np.zeros((0, design.k_fe))
-        super().__init__(pd.Series(endog, name=design.endog_name),
+        super().__init__(pd.Series(endog, name=design.endog_name, copy=False),
                          pd.DataFrame(exog, columns=design.exog_names, copy=False), hasconst=False, **kwargs)
         # the design knows its intercept column; spare statsmodels a pass over the rows to find it
         self.data.k_constant = self.k_constant = int(design.intercept_col >= 0)
