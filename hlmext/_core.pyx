@@ -556,17 +556,17 @@ def scatter_rows(const double[:, :] src, const index_t[::1] rank, double[:, ::1]
     """``W[rank[i], col0 + j] = src[i, j]`` for every row ``i``: rows written to their sorted place.
 
     ``src`` may have any strides (C or Fortran order, a column view); it is read in row
-    order, which is faster than gathering ``src[order]``. ``rank`` must be a permutation
-    of the rows of ``W`` (the caller checks). Returns the number of values that are NaN
-    or infinite, counted in the same pass.
+    order, which is faster than gathering ``src[order]``. Every ``rank[i]`` must be a row
+    of ``W`` (the caller checks). Returns the number of values that are NaN or infinite,
+    counted in the same pass.
     """
     cdef index_t n = rank.shape[0]
     cdef index_t k = src.shape[1]
     cdef index_t i, j, r
     cdef index_t bad = 0
     cdef double v
-    if src.shape[0] != n or W.shape[0] != n or col0 < 0 or col0 + k > W.shape[1]:
-        raise ValueError("src and W must have one row per entry of rank, and W the columns")
+    if src.shape[0] != n or col0 < 0 or col0 + k > W.shape[1]:
+        raise ValueError("src must have one row per entry of rank, and W its columns")
     with nogil:
         for i in range(n):
             r = rank[i]

@@ -527,21 +527,32 @@ def _row_order(keys, n_groups):
     return order, rank, counts
 
 
-def _sorted_matrix(zcols, exog, endog, rank):
+def _sorted_matrix(zcols, exog, endog, rank, block=1 << 14):
     """``W = [Z_0 | ... | X | y]`` with row ``i`` written at row ``rank[i]``: one C-ordered array,
-    filled in place from the inputs (no sorted copies of them). NaN or inf raise ``DataError``."""
+    filled in place from the inputs (no sorted copies of them). NaN or inf raise ``DataError``.
+
+    The rows go in blocks, each block from every input in turn, so that the rows of ``W``
+    a block touches are still in cache when the next input is written to them.
+    """
     from . import _core
     q = sum(len(perm) for _, _, perm in zcols)
     W = np.empty((len(endog), q + exog.shape[1] + 1))
-    if _core.scatter_rows(endog[:, None], rank, W, W.shape[1] - 1):
-        raise DataError("endog contains NaN or inf; drop or impute those rows first")
-    if _core.scatter_rows(exog, rank, W, q):
-        raise DataError("exog contains NaN or inf; drop or impute those rows first")
+    sources = [(endog[:, None], None, W.shape[1] - 1, "endog contains NaN or inf; drop or impute those rows first"),
+               (exog, None, q, "exog contains NaN or inf; drop or impute those rows first")]
     k = 0
     for name, z, perm in zcols:
-        if _core.scatter_rows(z if perm == list(range(z.shape[1])) else z[:, perm], rank, W, k):
-            raise DataError("random-effects design of level %r contains NaN or inf" % name)
+        sources.append((z, None if perm == list(range(z.shape[1])) else perm, k,
+                        "random-effects design of level %r contains NaN or inf" % name))
         k += len(perm)
+    bad = np.zeros(len(sources), dtype=np.intp)
+    for start in range(0, len(endog), block):
+        rows = slice(start, start + block)
+        for j, (src, cols, col0, _) in enumerate(sources):
+            part = src[rows] if cols is None else src[rows][:, cols]
+            bad[j] += _core.scatter_rows(part, rank[rows], W, col0)
+    for count, (_, _, _, message) in zip(bad, sources):
+        if count:
+            raise DataError(message)
     return W
 
 
