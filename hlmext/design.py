@@ -537,8 +537,8 @@ def _sorted_matrix(zcols, exog, endog, rank, block=1 << 14):
     from . import _core
     q = sum(len(perm) for _, _, perm in zcols)
     W = np.empty((len(endog), q + exog.shape[1] + 1))
-    sources = [(endog[:, None], None, W.shape[1] - 1, "endog contains NaN or inf; drop or impute those rows first"),
-               (exog, None, q, "exog contains NaN or inf; drop or impute those rows first")]
+    fix = "contains NaN or inf; drop or impute those rows first"
+    sources = [(endog[:, None], None, W.shape[1] - 1, "endog " + fix), (exog, None, q, "exog " + fix)]
     k = 0
     for name, z, perm in zcols:
         sources.append((z, None if perm == list(range(z.shape[1])) else perm, k,

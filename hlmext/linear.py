@@ -450,7 +450,8 @@ class LinearMixed(LikelihoodModel):
                              "its likelihood has no maximum: %d observations are too few for %d fixed effects "
                              "and these random effects; use fewer fixed or random effects"
                              % (self.nobs, self.k_fe))
-        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt, robust=robust, factorization=final))
+        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt, robust=robust,
+                                                factorization=final))
 
     def refit(self, endog, reml=True, start=None, **kwargs):
         """Fit the same model to a new response without rebuilding the design.
