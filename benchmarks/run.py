@@ -24,10 +24,12 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import simulate  # noqa: E402
 from workers import lme4_available  # noqa: E402
 
-MEMORY = "tracemalloc peak of one formula fit (Python and numpy allocations; the input DataFrame excluded)"
+MEMORY = ("tracemalloc peak of one formula fit (Python and numpy allocations; the input DataFrame excluded); "
+          "peak/data = peak MB over the MB of the response, fixed design and groups as arrays")
 COLUMNS = [("scenario", 10), ("fit", 7), ("rows", 9), ("ours df s", 13), ("ours arr s", 10),
            ("peak MB", 8), ("ours llf", 15), ("sm s", 8), ("sm llf", 15), ("lme4 s", 8),
-           ("lme4 llf", 15), ("floor s", 8), ("ours/floor", 10), ("sm/ours", 8)]
+           ("lme4 llf", 15), ("floor s", 8), ("df/floor", 8), ("arr/floor", 9), ("sm/ours", 8),
+           ("peak/data", 9)]
 
 
 def run_job(kind, scenario, size, number, timeout, threads=None):
@@ -54,6 +56,10 @@ def fmt_t(t):
 
 def fmt(v, spec="%.3f"):
     return "" if v is None else v if isinstance(v, str) else spec % v
+
+
+def fmt_ratio(v):
+    return "" if v is None else "%.1f" % v if v < 100 else "%.0f" % v
 
 
 def other_time(res, limit):
@@ -87,6 +93,7 @@ def scenario_rows(name, args, use_lme4):
         if r is None and args.no_lme4:
             lme4_text = "skipped"
         floor = ours.get("floor_s")
+        t_arrays, data_mb = fit.get("arrays_s") if ok else None, ours.get("data_mb")
         sm_ratio = None
         if t_ours and sm_t:
             sm_ratio = "%.1f" % (sm_t / t_ours)
@@ -109,6 +116,8 @@ def scenario_rows(name, args, use_lme4):
             "lme4_note": (lme4_res or {}).get("note"), "ours_arrays_llf": fit.get("arrays_llf"),
             "floor_s": floor, "floor_kind": ours.get("floor_kind"),
             "ours_over_floor": t_ours / floor if t_ours and floor else None, "sm_over_ours": sm_ratio,
+            "ours_arrays_over_floor": t_arrays / floor if t_arrays and floor else None, "data_mb": data_mb,
+            "peak_over_data": fit["peak_mb"] / data_mb if ok and data_mb and fit.get("peak_mb") else None,
         })
     return rows
 
@@ -122,7 +131,8 @@ def table_line(row):
              fmt_t(row["ours_formula_s"]) if ok else row["ours_status"][:13],
              fmt_t(row["ours_arrays_s"]), fmt(row["peak_mb"], "%.1f"), fmt(row["ours_llf"]),
              row["sm_text"], fmt(sm_llf), row["lme4_text"], fmt(row["lme4_llf"]),
-             fmt_t(row["floor_s"]), fmt(row["ours_over_floor"], "%.0f"), fmt(row["sm_over_ours"])]
+             fmt_t(row["floor_s"]), fmt_ratio(row["ours_over_floor"]), fmt_ratio(row["ours_arrays_over_floor"]),
+             fmt(row["sm_over_ours"]), fmt(row["peak_over_data"], "%.2f")]
     return " ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w) for i, (c, (_, w)) in
                     enumerate(zip(cells, COLUMNS)))
 

@@ -79,7 +79,10 @@ def _describe_error(exc):
 
 def ours(name, size, repeats):
     spec, df = simulate.make(name, size)
-    out = {"rows": len(df), "maxrss_data_mb": _maxrss_mb(), "fits": {}}
+    y, X, g, _, _ = simulate.arrays(spec, df)
+    out = {"rows": len(df), "maxrss_data_mb": _maxrss_mb(), "fits": {},
+           "data_mb": (y.nbytes + X.nbytes + g.nbytes) / 2 ** 20}     # response, fixed design, groups
+    del y, X, g
     out["floor_s"], out["floor_kind"] = _floor(spec, df, repeats)
     build = _builder(spec, df)
     for label, kw in spec.fits:

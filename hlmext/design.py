@@ -76,26 +76,34 @@ def _codes_of(groups: np.ndarray, name: str):
     groups = np.asarray(groups)
     if groups.ndim == 1:
         groups = groups[:, None]
+    if groups.shape[1] == 1 and groups.dtype.kind in "iu" and len(groups):
+        dense = _dense_integer_codes(groups[:, 0])
+        if dense is not None:
+            return dense
     frame = pd.DataFrame({j: groups[:, j] for j in range(groups.shape[1])})
     if frame.isna().to_numpy().any():
         raise DataError("the grouping of level %r has missing values; drop those rows" % name)
     if groups.shape[1] == 1:
         codes, uniq = pd.factorize(frame[0], sort=True)
-        return codes.astype(np.int64), pd.Index(uniq)
+        return codes.astype(np.intp), pd.Index(uniq)
     codes = frame.groupby(list(frame.columns), sort=True).ngroup().to_numpy()
     first = np.unique(codes, return_index=True)[1]
-    return codes.astype(np.int64), pd.MultiIndex.from_frame(frame.iloc[first])
+    return codes.astype(np.intp), pd.MultiIndex.from_frame(frame.iloc[first])
 
 
-def _is_sorted(keys):
-    """True if the rows are already in lexicographic order of ``keys`` (outermost first)."""
-    tied = np.ones(len(keys[0]) - 1, dtype=bool)
-    for key in keys:
-        d = np.diff(key)
-        if np.any(tied & (d < 0)):
-            return False
-        tied &= d == 0
-    return True
+def _dense_integer_codes(g):
+    """Codes and labels of integer groups whose range is at most a few times the rows
+    (the usual 0..G-1 or 1..G ids): one count over the range, no hashing or sorting."""
+    lo, hi = int(g.min()), int(g.max())
+    if hi - lo > 4 * len(g) + 1024 or not -2 ** 62 < lo <= hi < 2 ** 62:
+        return None
+    shifted = g.astype(np.intp, copy=False)
+    if lo != 0:
+        shifted = shifted - lo
+    present = np.bincount(shifted) > 0
+    labels = (np.flatnonzero(present) + lo).astype(g.dtype)
+    remap = np.cumsum(present, dtype=np.intp) - 1
+    return remap[shifted], pd.Index(labels)
 
 
 class MixedDesign:
@@ -130,68 +138,63 @@ class MixedDesign:
             raise DataError("no observations to fit")
         if exog.shape[0] != n:
             raise DataError("exog has %d rows but endog has %d" % (exog.shape[0], n))
-        for arr, what in ((endog, "endog"), (exog, "exog")):
-            if not np.all(np.isfinite(arr)):
-                raise DataError("%s contains NaN or inf; drop or impute those rows first" % what)
         if not levels:
             raise ModelError("a mixed model needs at least one level of random effects")
-        if np.ptp(endog) == 0:
-            raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
-                            "model" % (endog_name, endog[0]))
         self.endog_name = endog_name
         self.exog_names = list(exog_names)
         self.nobs = n
         weights = _check_weights(weights, n)
         self.k_fe = exog.shape[1]
-        _check_fixed_rank(exog, self.exog_names)
 
-        specs, codes, labels = [], [], []
-        for spec in levels:
-            z = np.asarray(spec.exog_re, dtype=float)
-            if z.ndim == 1:
-                z = z[:, None]
-            if z.shape[0] != n:
-                raise DataError("random-effects design of level %r has %d rows, expected %d"
-                                % (spec.name, z.shape[0], n))
-            if not np.all(np.isfinite(z)):
-                raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
-            c, lab = _codes_of(spec.groups, spec.name)
-            if len(c) != n:
-                raise DataError("groups of level %r have %d rows, expected %d" % (spec.name, len(c), n))
-            specs.append((spec, z))
-            codes.append(c)
-            labels.append(lab)
-        specs, codes, labels = _merge_same_grouping(specs, codes, labels)
+        specs, codes, labels = _grouped_specs(levels, n)
         chain, crossed = _chain_and_crossed(codes)
-        # sort rows: outermost chain level is the primary key
-        keys = [codes[i] for i in chain]          # outermost first
-        if _is_sorted(keys):
-            order = np.arange(n)
-        else:
-            order = np.lexsort(keys[::-1]) if len(keys) > 1 else np.argsort(keys[0], kind="stable")
+        # sort rows: outermost chain level is the primary key; W is written first, so that
+        # the inputs, W and the row permutations are all the large arrays alive at once
+        order, rank, counts = _row_order([codes[i] for i in chain], [len(labels[i]) for i in chain])
         self.order = order
-        self.endog = endog[order]
+        sorted_codes = {i: codes[i][order] for i in (chain if len(chain) > 1 else []) + crossed}
+        del codes
+        # y is centred when X has an intercept column: the fit is unchanged (only the intercept
+        # moves, by y_shift) and the cross-products lose much less to cancellation
+        self.intercept_col = _intercept_column(exog)
+        self.y_shift = float(np.average(endog, weights=weights)) if self.intercept_col >= 0 else 0.0
+        self.W = _sorted_matrix([(specs[i][0].name, specs[i][1], _perm(specs[i][0])) for i in chain[::-1]],
+                                exog, endog, rank)
+        del rank
+        self.endog = self.W[:, -1].copy()
+        if self.y_shift:
+            self.W[:, -1] -= self.y_shift
+        if np.ptp(self.endog) == 0:
+            raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
+                            "model" % (endog_name, self.endog[0]))
+        xy = self.W[:, self.W.shape[1] - self.k_fe - 1:]
+        self._xy_gram = xy.T @ xy                 # [X y]'[X y]: the rank check and the global block
+        _check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names)
 
-        zcols, self.levels = [], []
+        self.levels = []
         first = 0
         for i in chain[::-1]:                     # innermost first
-            spec, z = specs[i]
-            sorted_codes = codes[i][order]
-            change = np.flatnonzero(np.diff(sorted_codes)) + 1
-            starts = np.concatenate([[0], change])
-            ends = np.concatenate([change, [n]])
-            lev = _level(spec, labels[i][sorted_codes[starts]], ends - starts,
-                         np.repeat(np.arange(len(starts)), ends - starts))
+            spec = specs[i][0]
+            if len(chain) == 1:                   # one level: its clusters are its groups, in label order
+                ends = np.cumsum(counts)
+                starts = ends - counts
+                lev = _level(spec, labels[i], counts, np.repeat(np.arange(len(counts)), counts))
+            else:
+                change = np.flatnonzero(np.diff(sorted_codes[i])) + 1
+                starts = np.concatenate([[0], change])
+                ends = np.concatenate([change, [n]])
+                lev = _level(spec, labels[i][sorted_codes[i][starts]], ends - starts,
+                             np.repeat(np.arange(len(starts)), ends - starts))
             lev.first, lev._starts, lev._ends = first, starts, ends
             self.levels.append(lev)
-            zcols.append((z, _perm(spec)))
             first += len(starts)
         self.n_chain = len(self.levels)
         self.qd = 0
         for i in crossed:                         # most groups first
             spec, z = specs[i]
-            sorted_codes = codes[i][order]
-            lev = _level(spec, labels[i], np.bincount(sorted_codes, minlength=len(labels[i])), sorted_codes)
+            if not np.all(np.isfinite(z)):
+                raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
+            lev = _level(spec, labels[i], np.bincount(sorted_codes[i], minlength=len(labels[i])), sorted_codes[i])
             lev.z = np.ascontiguousarray(z[order][:, _perm(spec)])
             lev.doff = self.qd
             self.qd += lev.n_groups * lev.q
@@ -201,15 +204,9 @@ class MixedDesign:
         self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
         self.n_clusters = first
         self.zoff = np.concatenate([[0], np.cumsum([lv.q for lv in self.levels[:self.n_chain]])]).astype(np.intp)
-        # y is centred when X has an intercept column: the fit is unchanged (only the intercept
-        # moves, by y_shift) and the cross-products lose much less to cancellation
-        ones = np.flatnonzero(np.all(exog == 1.0, axis=0))
-        self.intercept_col = int(ones[0]) if ones.size else -1
-        self.y_shift = float(np.average(endog, weights=weights)) if ones.size else 0.0
         self.weights = None if weights is None else np.ascontiguousarray(weights[order])
         self.n_effective = n if weights is None else float(weights.sum())
-        self.W = _stack_sorted(zcols, exog, endog - self.y_shift, order)
-        q_total = sum(len(perm) for _, perm in zcols)
+        q_total = self.zoff[-1]
         self.exog = self.W[:, q_total:q_total + self.k_fe]     # a view: X is stored once, in W
         self.m = self.W.shape[1]
         chain_levels = self.levels[:self.n_chain]
@@ -304,6 +301,9 @@ class MixedDesign:
 
     def global_block(self) -> np.ndarray:
         """Cross-products ``[D X y]'[D X y]`` (D: every group's columns of every crossed level)."""
+        gram = self.__dict__.pop("_xy_gram", None)     # from the rank check, used once (W's y may change)
+        if gram is not None and not self.qd and self.weights is None:
+            return gram
         xy = self.W[:, self.zoff[-1]:]
         wxy = xy if self.weights is None else xy * self.weights[:, None]
         if not self.qd:
@@ -342,10 +342,20 @@ class MixedDesign:
     def _check_identified(self):
         check_group_structure(self.levels, self.n_chain)
         for i, lev in enumerate(self.levels):
-            if np.linalg.matrix_rank(self.z_of(i)) < lev.q:
+            if _column_rank(self.z_of(i)) < lev.q:
                 raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "
                                  "columns are collinear or constant; drop one of them"
                                  % (lev.name, ", ".join(lev.names)))
+
+
+def _column_rank(z, block=1 << 16):
+    """``numpy.linalg.matrix_rank(z)`` for a tall ``z`` (n x q), from a QR factorization taken
+    block by block (the singular values of R are those of z), so no copy of z is made."""
+    r = np.zeros((0, z.shape[1]))
+    for start in range(0, len(z), block):
+        r = np.linalg.qr(np.vstack([r, z[start:start + block]]), mode="r")
+    sv = np.linalg.svd(r, compute_uv=False)
+    return int(np.sum(sv > sv.max(initial=0.0) * max(z.shape) * np.finfo(float).eps))
 
 
 def _check_weights(weights, n):
@@ -410,11 +420,12 @@ def dependent_columns(gram, tol=1e-11):
     return [], bad
 
 
-def _check_fixed_rank(exog, names):
-    """Raise if a fixed-effects column is zero or (numerically) a combination of earlier ones."""
-    if exog.shape[1] == 0:
+def _check_fixed_rank(gram, names):
+    """Raise if a fixed-effects column is zero or (numerically) a combination of earlier ones
+    (``gram``: X'X)."""
+    if gram.shape[1] == 0:
         return
-    zero, bad = dependent_columns(exog.T @ exog)
+    zero, bad = dependent_columns(gram)
     if zero:
         raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
                          % ", ".join(repr(names[j]) for j in zero))
@@ -471,19 +482,88 @@ def _chain_and_crossed(codes):
     return [order[-1]], order[-2::-1]
 
 
-def _stack_sorted(zcols, exog, endog, order):
-    """``W = [Z_0 | ... | X | y]`` with rows in ``order``, written once into one C-ordered array."""
-    q = sum(len(perm) for _, perm in zcols)
+def _grouped_specs(levels, n):
+    """Per level: (spec, Z as a 2-d float array), the group codes and labels; same groupings merged."""
+    specs, codes, labels = [], [], []
+    for spec in levels:
+        z = np.asarray(spec.exog_re, dtype=float)
+        if z.ndim == 1:
+            z = z[:, None]
+        if z.shape[0] != n:
+            raise DataError("random-effects design of level %r has %d rows, expected %d"
+                            % (spec.name, z.shape[0], n))
+        c, lab = _codes_of(spec.groups, spec.name)
+        if len(c) != n:
+            raise DataError("groups of level %r have %d rows, expected %d" % (spec.name, len(c), n))
+        specs.append((spec, z))
+        codes.append(c)
+        labels.append(lab)
+    return _merge_same_grouping(specs, codes, labels)
+
+
+def _row_order(keys, n_groups):
+    """Rows sorted by the nested chain's codes (``keys`` outermost first), stably.
+
+    Returns ``(order, rank, counts)``: sorted row ``i`` is row ``order[i]``, row ``i`` goes
+    to ``rank[i]``, and ``counts`` the rows per group of the innermost level. Every inner
+    group lies in one group of each outer level, so the groups of the innermost level are
+    put in the order of their outer groups (a sort of the groups only) and the rows are
+    then sorted by one counting sort on that key: the order of ``np.lexsort(keys[::-1])``.
+    """
+    from . import _core
+    key, n_key = keys[-1], n_groups[-1]
+    if len(keys) > 1:
+        outer = []
+        for c in keys[:-1]:
+            of_group = np.empty(n_key, dtype=np.intp)
+            of_group[key] = c
+            outer.append(of_group)
+        pos = np.empty(n_key, dtype=np.intp)
+        pos[np.lexsort([np.arange(n_key)] + outer[::-1])] = np.arange(n_key)
+        key = pos[key]
+    counts = np.bincount(key, minlength=n_key)
+    order, rank = np.empty(len(key), dtype=np.intp), np.empty(len(key), dtype=np.intp)
+    _core.counting_order(np.ascontiguousarray(key, dtype=np.intp), counts, order, rank)
+    return order, rank, counts
+
+
+def _sorted_matrix(zcols, exog, endog, rank, block=1 << 14):
+    """``W = [Z_0 | ... | X | y]`` with row ``i`` written at row ``rank[i]``: one C-ordered array,
+    filled in place from the inputs (no sorted copies of them). NaN or inf raise ``DataError``.
+
+    The rows go in blocks, each block from every input in turn, so that the rows of ``W``
+    a block touches are still in cache when the next input is written to them.
+    """
+    from . import _core
+    q = sum(len(perm) for _, _, perm in zcols)
     W = np.empty((len(endog), q + exog.shape[1] + 1))
-    identity = order[0] == 0 and np.all(order[1:] - order[:-1] == 1)
+    fix = "contains NaN or inf; drop or impute those rows first"
+    sources = [(endog[:, None], None, W.shape[1] - 1, "endog " + fix), (exog, None, q, "exog " + fix)]
     k = 0
-    for z, perm in zcols:
-        block = z if perm == list(range(z.shape[1])) else z[:, perm]
-        W[:, k:k + len(perm)] = block if identity else block[order]
+    for name, z, perm in zcols:
+        sources.append((z, None if perm == list(range(z.shape[1])) else perm, k,
+                        "random-effects design of level %r contains NaN or inf" % name))
         k += len(perm)
-    W[:, k:k + exog.shape[1]] = exog if identity else exog[order]
-    W[:, -1] = endog if identity else endog[order]
+    bad = np.zeros(len(sources), dtype=np.intp)
+    for start in range(0, len(endog), block):
+        rows = slice(start, start + block)
+        for j, (src, cols, col0, _) in enumerate(sources):
+            part = src[rows] if cols is None else src[rows][:, cols]
+            bad[j] += _core.scatter_rows(part, rank[rows], W, col0)
+    for count, (_, _, _, message) in zip(bad, sources):
+        if count:
+            raise DataError(message)
     return W
+
+
+def _intercept_column(exog):
+    """First column of ones in ``exog``, or -1 (only columns starting with a one are scanned)."""
+    if not len(exog):
+        return -1
+    for j in np.flatnonzero(exog[0] == 1.0):
+        if np.all(exog[:, j] == 1.0):
+            return int(j)
+    return -1
 
 
 def _perm(spec):

@@ -483,9 +483,32 @@ def _words(formula, columns):
 
 def _bad_values(values):
     """Mask of missing (and, for numbers, non-finite) values of a column."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iub":
+        return np.zeros(len(values), dtype=bool)          # numpy integers and booleans are never missing
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
         return ~np.isfinite(values.to_numpy("float64", na_value=np.nan))
     return values.isna().to_numpy()
+
+
+def _has_missing(parsed, work):
+    """True if a data column named in the formula has a missing or non-finite value."""
+    formulas = " ".join([parsed.response, parsed.fixed] + [t.formula for t in parsed.random])
+    return any(_bad_values(work[name]).any() for name in _words(formulas, work.columns))
+
+
+def _finite_rows(values, n):
+    """Mask of the ``n`` data rows whose values are all finite; ``values`` holds every row,
+    or is a DataFrame of the rows patsy kept (its index)."""
+    arr = np.asarray(values, dtype="float64")
+    rows = values.index.to_numpy() if isinstance(values, pd.DataFrame) and len(values) != n else None
+    if rows is None and np.isfinite(arr.sum()):
+        return np.ones(n, dtype=bool)     # a finite sum: no NaN or inf anywhere (one pass, no copy)
+    finite = np.isfinite(arr).all(axis=1)
+    if rows is None:
+        return finite
+    keep = np.zeros(n, dtype=bool)
+    keep[rows] = finite
+    return keep
 
 
 def _dropped_summary(work, keep, parts, keep_by_part, group_columns):
@@ -560,15 +583,22 @@ def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> Mode
 
     detect = infos is not None and infos.detect is not None      # levels of dropped rows: other infos first
     y_info, x_spec, z_specs = _specs(parsed, infos.detect if detect else infos)
-    parts = [(parsed.response, _response(parsed.response, work, env, "drop", y_info)),
-             (parsed.fixed, _design(x_spec, work, env, "drop", "the fixed part"))]
-    parts += [(t.formula, _design(z, work, env, "drop", f"the random part of {t.level!r}"))
-              for t, z in zip(parsed.random, z_specs)]
-    keep_by_part = []
-    for _, values in parts:
-        keep = np.zeros(len(work), dtype=bool)
-        keep[values.index.to_numpy()] = np.isfinite(values.to_numpy("float64")).all(axis=1)
-        keep_by_part.append(keep)
+
+    def evaluate(na_action):
+        parts = [(parsed.response, _response(parsed.response, work, env, na_action, y_info)),
+                 (parsed.fixed, _design(x_spec, work, env, na_action, "the fixed part"))]
+        return parts + [(t.formula, _design(z, work, env, na_action, f"the random part of {t.level!r}"))
+                        for t, z in zip(parsed.random, z_specs)]
+
+    # without missing values in the columns used, patsy's matrices of all rows are final (no copies)
+    if detect or _has_missing(parsed, work):
+        parts = evaluate("drop")
+    else:
+        try:
+            parts = evaluate("raise")
+        except DataError:
+            parts = evaluate("drop")
+    keep_by_part = [_finite_rows(values, len(work)) for _, values in parts]
     group_columns = list(dict.fromkeys(name for t in parsed.random for name in t.group))
     keep = np.logical_and.reduce(keep_by_part + [~_bad_values(work[c]) for c in group_columns])
     n_dropped = int((~keep).sum())

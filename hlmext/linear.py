@@ -146,7 +146,7 @@ class LinearMixed(LikelihoodModel):
         self.k_re = sum(lv.cov.n_theta for lv in self.levels)
         endog = design.endog if design.has_rows else np.zeros(0)
         exog = design.exog if design.has_rows else np.zeros((0, design.k_fe))
-        super().__init__(pd.Series(endog, name=design.endog_name),
+        super().__init__(pd.Series(endog, name=design.endog_name, copy=False),
                          pd.DataFrame(exog, columns=design.exog_names, copy=False), hasconst=False, **kwargs)
         # the design knows its intercept column; spare statsmodels a pass over the rows to find it
         self.data.k_constant = self.k_constant = int(design.intercept_col >= 0)
@@ -210,6 +210,41 @@ class LinearMixed(LikelihoodModel):
 
     def theta_bounds(self):
         return [b for lv in self.levels for b in lv.cov.theta_bounds()]
+
+    def theta_moments(self):
+        """Moment estimate of ``theta`` for one level of random effects, from the statistics.
+
+        With OLS residuals e and ``A_k = Z_k'Z_k``, ``E[Z_k'e e'Z_k] ~ A_k Sigma A_k + sigma^2 A_k``;
+        summed over clusters this is linear in ``Sigma`` (solved with ``sigma^2`` from
+        ``E[e'e] ~ sum_k tr(A_k Sigma) + n sigma^2``, alternating three times). The relative
+        covariance ``Sigma / sigma^2`` gives ``theta``. None if the model has nested or
+        crossed levels, or if the estimate is near the boundary: an eigenvalue of the relative
+        covariance of the columns scaled to unit root mean square below 1e-4 of the largest.
+        """
+        d = self.design
+        if d.n_chain != 1 or d.qd or d.k_fe == 0:
+            return None
+        lev, p = d.levels[0], d.k_fe
+        q = lev.q
+        S = self._stats.reshape(lev.n_groups, q, q + p + 1)
+        A = S[:, :, :q]
+        G0 = self._G0.reshape(p + 1, p + 1)
+        beta = np.linalg.solve(G0[:p, :p], G0[:p, p])
+        rss = G0[p, p] - beta @ G0[:p, p]
+        r = S[:, :, -1] - S[:, :, q:q + p] @ beta               # Z_k' e_k
+        M, A_sum = r.T @ r, A.sum(axis=0)
+        K = np.einsum("gij,gkl->ikjl", A, A).reshape(q * q, q * q)
+        sigma2 = rss / self.nobs
+        for _ in range(3):
+            cov = np.linalg.solve(K, (M - sigma2 * A_sum).ravel()).reshape(q, q)
+            cov = 0.5 * (cov + cov.T)
+            sigma2 = max((rss - np.einsum("gij,ji->", A, cov)) / self.nobs, 1e-3 * rss / self.nobs)
+        rms = d.z_rms(0)
+        w = np.linalg.eigvalsh(cov / sigma2 * np.outer(rms, rms))
+        if not (np.all(np.isfinite(w)) and w.min() > 1e-4 * w.max() > 0):
+            return None
+        theta = lev.cov.theta_from_cov(cov / sigma2)
+        return theta if np.all(np.isfinite(theta)) else None
 
     def theta_canonical(self, theta):
         """The equivalent ``theta`` whose factors Lambda have non-negative diagonals."""
@@ -399,8 +434,9 @@ class LinearMixed(LikelihoodModel):
         scale = self.theta_scale()
         theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
         grad = (lambda th: self.deviance_and_gradient(th, reml)) if self.has_analytic_gradient() else None
+        moments = self.theta_moments() if start is None and grad is not None else None
         opt = minimize(lambda th: self.deviance(th, reml), theta0, self.theta_bounds(), scale=scale,
-                       fun_and_grad=grad, maxiter=maxiter, disp=disp)
+                       fun_and_grad=grad, maxiter=maxiter, disp=disp, newton_start=moments)
         if disp:
             print(opt)
         if not opt.converged:
@@ -413,7 +449,8 @@ class LinearMixed(LikelihoodModel):
                              "its likelihood has no maximum: %d observations are too few for %d fixed effects "
                              "and these random effects; use fewer fixed or random effects"
                              % (self.nobs, self.k_fe))
-        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt, robust=robust))
+        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt, robust=robust,
+                                                factorization=final))
 
     def refit(self, endog, reml=True, start=None, **kwargs):
         """Fit the same model to a new response without rebuilding the design.
@@ -489,5 +526,6 @@ def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, 
 def _default_names(a, prefix):
     names = []
     for j in range(a.shape[1]):
-        names.append("Intercept" if np.all(a[:, j] == 1) else "%s%d" % (prefix, j + 1))
+        ones = (len(a) == 0 or a[0, j] == 1) and np.all(a[:, j] == 1)
+        names.append("Intercept" if ones else "%s%d" % (prefix, j + 1))
     return names

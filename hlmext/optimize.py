@@ -120,7 +120,7 @@ def progress_printer(fun, label):
     return show
 
 
-def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=False):
+def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=False, newton_start=None):
     """Minimize ``fun`` over a box; return an ``OptSummary`` (``end`` on the scale of ``x0``).
 
     The optimizer works on ``x / scale``. L-BFGS-B first (with ``fun_and_grad``, which
@@ -131,6 +131,10 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     from a finite-difference Hessian that sharpen the optimum and check that the Hessian
     is positive definite. If the projected gradient is still not small, Powell from the
     best point, keeping the better result.
+
+    ``newton_start`` (a point close to the optimum, e.g. from moments; with ``fun_and_grad``):
+    Newton steps from it first; if they do not reach a converged optimum inside the box
+    that no step away from zero improves, the search above runs from ``x0``.
     """
     x0 = np.asarray(x0, float)
     scale = np.ones_like(x0) if scale is None else np.asarray(scale, float)
@@ -154,6 +158,19 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     upper = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     z = np.clip(x0 / scale, lower, upper)
     attempts = []
+    if newton_start is not None and fun_and_grad is not None:
+        z1 = np.clip(np.asarray(newton_start, float) / scale, lower, upper)
+        z1, f1, hess_ok, known, done = _newton_polish(
+            f, z1, f(z1), sbounds, f_and_g=f_and_g,
+            callback=progress_printer(lambda z: fun(z * scale), "Newton") if disp else None)
+        attempts.append(("Newton", f1, counter[0], "Newton steps from the moment estimates"))
+        if done and hess_ok and known is not None and known[0] is not None and np.isfinite(f1):
+            g, decrement, ok, hessian = _finish(f_and_g, z1, known[0], sbounds, scale)
+            if ok and _small(g, decrement) and _escape_from_zero(f, z1, f1, lower, upper) is None:
+                return OptSummary(start=np.asarray(newton_start, float), end=z1 * scale, fun=f1,
+                                  n_evals=counter[0], gradient=g, converged=True,
+                                  message="converged: Newton steps from the moment estimates",
+                                  attempts=attempts, decrement=decrement, hessian=hessian)
     best_z, best_f, message = z, f(z), "start"
     for _ in range(4):
         before = counter[0]
@@ -169,17 +186,18 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
         best_z, best_f = escape
     before = counter[0]
     polish_grad = f_and_g if fun_and_grad is not None else None
+    best_z, best_f, hess_ok, known, _ = _newton_polish(f, best_z, best_f, sbounds, f_and_g=polish_grad)
+    attempts.append(("Newton", best_f, counter[0] - before, "polish with the Hessian of the gradient"
+                     if polish_grad is not None else "polish with a finite-difference Hessian"))
     hessian = None
-    if fun_and_grad is not None:
-        best_z, best_f, g, H, free = _newton_polish_gradient(f_and_g, best_z, best_f, sbounds)
-        attempts.append(("Newton", best_f, counter[0] - before, "polish with the Hessian of the gradient"))
-        g, decrement, hess_ok = _decrement(g, H, best_z, free, sbounds)
-        if hess_ok and H is not None and free.all():
-            hessian = H / np.outer(scale, scale)
+    if polish_grad is not None:
+        g0 = known[0] if known is not None and known[0] is not None else f_and_g(best_z)[1]
+        g, decrement, ok, hessian = _finish(f_and_g, best_z, g0, sbounds, scale)
+        hess_ok = hess_ok and ok
     else:
-        best_z, best_f, hess_ok = _newton_polish(f, best_z, best_f, sbounds)
-        attempts.append(("Newton", best_f, counter[0] - before, "polish with a finite-difference Hessian"))
-        g, decrement = _stationarity(f, None, best_z, sbounds)
+        if known is not None:
+            known = (None,) + known[1:]           # the projected gradient needs every parameter
+        g, decrement = _stationarity(f, None, best_z, sbounds, known)
     if not _small(g, decrement):
         before = counter[0]
         res2 = optimize.minimize(f, best_z, method="Powell", bounds=sbounds,
@@ -197,31 +215,43 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
                       hessian=hessian)
 
 
-def _stationarity(f, f_and_g, z, sbounds):
+def _stationarity(f, f_and_g, z, sbounds, known=None):
     """Projected gradient at ``z`` and the Newton decrement g'H^{-1}g of the free parameters.
 
     The decrement (twice the improvement a Newton step predicts) is scale-free: it does
     not grow with the number of observations as the raw gradient of the deviance does.
+    ``known`` = (gradient at ``z`` or None, Hessian, its free mask) from ``_newton_polish``
+    spares their evaluation (the Hessian is reused if the free parameters are the same).
     """
-    g = f_and_g(z)[1] if f_and_g is not None else central_gradient(f, z)
+    g_known, H, H_free = known if known is not None else (None, None, None)
+    if g_known is not None:
+        g = g_known
+    else:
+        g = f_and_g(z)[1] if f_and_g is not None else central_gradient(f, z)
     g = projected_gradient(g, z, sbounds)
     free = _free(z, sbounds)
     if not free.any():
         return g, 0.0
-    H = _jacobian_of_gradient(f_and_g, z, free) if f_and_g is not None else None
-    if H is None:
-        from .inference import hessian
-
-        def sub(x):
-            full = z.copy()
-            full[free] = x
-            return f(full)
-        H = hessian(sub, z[free], step=1e-3)
+    if H is None or not np.array_equal(H_free, free):
+        H = _hessian_of_free(f, f_and_g, z, free)
     try:
         decrement = float(g[free] @ np.linalg.solve(H, g[free]))
     except np.linalg.LinAlgError:
         decrement = np.inf
     return g, decrement if decrement >= 0 else np.inf
+
+
+def _hessian_of_free(f, f_and_g, z, free):
+    """Hessian of the free parameters: central differences of the gradient, or of ``f``."""
+    if f_and_g is not None:
+        return _jacobian_of_gradient(f_and_g, z, free)
+    from .inference import hessian
+
+    def sub(x):
+        full = z.copy()
+        full[free] = x
+        return f(full)
+    return hessian(sub, z[free], step=1e-3)
 
 
 def _small(g, decrement):
@@ -240,96 +270,86 @@ def _free(z, sbounds):
     return out
 
 
-def _newton_polish(f, z, fz, sbounds, steps=6, f_and_g=None):
+def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None):
     """Newton steps on the free parameters with a finite-difference Hessian.
 
     Sharpens the optimum beyond what quasi-Newton stopping rules reach (so that the same
     data in another row order gives the same estimates to many digits) and checks that
-    the Hessian of the free parameters is positive definite. A step is kept unless it
-    raises the objective by more than its rounding noise; the iteration stops when the
-    step is below 1e-10. Returns (z, f, hessian_ok).
+    the Hessian of the free parameters is positive definite. The Hessian is kept while its
+    steps decrease the objective (near the optimum it changes little, so the steps converge
+    almost as fast as with a new Hessian each time) and recomputed where a step fails or
+    is not ten times shorter than the one before. A step is kept unless it raises the
+    objective by more than its rounding noise; the iteration stops when the step is below
+    1e-10. Returns (z, f, hessian_ok, known, done): known = (gradient at z or None, Hessian,
+    its free mask) for ``_stationarity``; done: the last step was below 1e-10.
     """
-    from .inference import hessian
     lo = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
     hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     noise = 1e-12 * max(1.0, abs(fz))
+    H, H_free, fresh, g, last = None, None, False, None, np.inf
     for _ in range(steps):
         free = _free(z, sbounds)
         if not free.any():
-            return z, fz, True
-
-        def sub(x):
-            full = z.copy()
-            full[free] = x
-            return f(full)
-
-        if f_and_g is None:
-            H = hessian(sub, z[free], step=1e-3)
-            g = central_gradient(sub, z[free])
-        else:
-            g = f_and_g(z)[1][free]
-            H = _jacobian_of_gradient(f_and_g, z, free)
-        try:
-            np.linalg.cholesky(H)
-        except np.linalg.LinAlgError:
-            return z, fz, False
-        step = np.linalg.solve(H, g)
+            return z, fz, True, None, True
+        if g is None:
+            g = f_and_g(z)[1] if f_and_g is not None else _free_gradient(f, z, free)
+        if H is not None and not fresh and np.array_equal(H_free, free):
+            step = np.linalg.solve(H, g[free])
+            if np.max(np.abs(step)) > 0.1 * last:
+                H = None                          # slow progress: a new Hessian
+        if H is None or not np.array_equal(H_free, free):
+            H, H_free, fresh = _hessian_of_free(f, f_and_g, z, free), free, True
+            try:
+                np.linalg.cholesky(H)
+            except np.linalg.LinAlgError:
+                return z, fz, False, None, False
+        step = np.linalg.solve(H, g[free])
         for t in (1.0, 0.5, 0.25, 0.0):
+            if t == 0.0:
+                break
             trial = z.copy()
             trial[free] = z[free] - t * step
             trial = np.clip(trial, lo, hi)
-            ft = f(trial) if t else fz
+            ft, gt = f_and_g(trial) if f_and_g is not None else (f(trial), None)
             if ft <= fz + noise:
                 break
         if t == 0.0:
-            break
-        z, fz = trial, min(ft, fz) if ft <= fz else ft
-        if np.max(np.abs(t * step)) < 1e-10:
-            break
-    return z, fz, True
-
-
-def _newton_polish_gradient(f_and_g, z, fz, sbounds, steps=8):
-    """Newton steps on the free parameters with the analytic gradient.
-
-    One Hessian (central differences of the gradient) serves every step; at the end
-    point the Hessian is formed again with a wider step (1e-3: rounding noise about
-    1e-10 relative), for the convergence check and the standard errors. Returns
-    ``(z, f, g, H, free)``; ``H`` is None when no parameter is free or the first
-    Hessian is not positive definite.
-    """
-    lo = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
-    hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
-    noise = 1e-12 * max(1.0, abs(fz))
-    fz, g = f_and_g(z)
-    free = _free(z, sbounds)
-    if not free.any():
-        return z, fz, g, None, free
-    H = _jacobian_of_gradient(f_and_g, z, free)
-    try:
-        np.linalg.cholesky(H)
-    except np.linalg.LinAlgError:
-        return z, fz, g, H, free
-    for _ in range(steps):
-        step = np.linalg.solve(H, g[free])
-        accepted = False
-        for t in (1.0, 0.5, 0.25):
-            trial = z.copy()
-            trial[free] = z[free] - t * step
-            trial = np.clip(trial, lo, hi)
-            ft, gt = f_and_g(trial)
-            if ft <= fz + noise:
-                accepted = True
+            if fresh:
                 break
-        if not accepted:
-            break
-        moved = np.max(np.abs(trial - z))
-        z, fz, g = trial, ft, gt
-        if moved < 1e-10 or not np.array_equal(_free(z, sbounds), free):
-            break
+            H = None                              # a stale Hessian: recompute it and retry
+            continue
+        z, fz, g, fresh, last = trial, ft, gt, False, np.max(np.abs(t * step))
+        if callback is not None:
+            callback(z)
+        if last < 1e-10:
+            return z, fz, True, (g, H, H_free), True
+    return z, fz, True, (g, H, H_free), False
+
+
+def _free_gradient(f, z, free):
+    """Central-difference gradient of the free parameters (zero elsewhere)."""
+    def sub(x):
+        full = z.copy()
+        full[free] = x
+        return f(full)
+    g = np.zeros_like(z)
+    g[free] = central_gradient(sub, z[free])
+    return g
+
+
+def _finish(f_and_g, z, g, sbounds, scale):
+    """At the end point, with the analytic gradient: the projected gradient, the Newton
+    decrement, whether the Hessian of the free parameters is positive definite, and that
+    Hessian on the scale of ``x`` (None unless every parameter is free) for the standard errors.
+
+    The Hessian is formed with a wide step (1e-3; rounding noise about 1e-10 relative), so
+    that fits of the same data in another row order or from chunks agree to that level.
+    """
     free = _free(z, sbounds)
     H = _jacobian_of_gradient(f_and_g, z, free, step=1e-3) if free.any() else None
-    return z, fz, g, H, free
+    g, decrement, ok = _decrement(g, H, z, free, sbounds)
+    hessian = H / np.outer(scale, scale) if ok and H is not None and free.all() else None
+    return g, decrement, ok, hessian
 
 
 def _decrement(g, H, z, free, sbounds):

@@ -46,8 +46,8 @@ class MixedResults(LikelihoodModelResults):
     llf, aic, bic, nobs, n_groups, converged, opt
     """
 
-    def __init__(self, model, theta, reml, opt, robust=None):
-        f = model.factorize(theta)
+    def __init__(self, model, theta, reml, opt, robust=None, factorization=None):
+        f = model.factorize(theta) if factorization is None else factorization
         n, p = model.nobs, model.k_fe
         self.reml = bool(reml)
         self.method = "REML" if reml else "ML"

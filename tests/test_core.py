@@ -113,6 +113,48 @@ def test_crossed_factorization_matches_dense_twin(case):
     np.testing.assert_allclose(f.modes(model), r_u, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("sizes", [[1] * 9, [2] * 6, [1, 2, 7, 3, 1, 15, 4, 0]])
+def test_counting_order_matches_stable_argsort(sizes):
+    rng = np.random.default_rng(5)
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    rng.shuffle(codes)
+    order, rank = np.empty(len(codes), np.intp), np.empty(len(codes), np.intp)
+    _core.counting_order(codes, np.bincount(codes, minlength=len(sizes)), order, rank)
+    np.testing.assert_array_equal(order, np.argsort(codes, kind="stable"))
+    np.testing.assert_array_equal(rank[order], np.arange(len(codes)))
+
+
+def test_scatter_rows_matches_fancy_indexing():
+    rng = np.random.default_rng(6)
+    src = rng.normal(size=(11, 3))
+    rank = rng.permutation(11)
+    for layout in (src, np.asfortranarray(src), src[:, 1:2]):
+        W = np.zeros((11, 5))
+        assert _core.scatter_rows(layout, rank, W, 1) == 0
+        expect = np.zeros((11, 5))
+        expect[rank, 1:1 + layout.shape[1]] = layout
+        np.testing.assert_array_equal(W, expect)
+    src[[2, 7], [0, 2]] = [np.nan, -np.inf]
+    assert _core.scatter_rows(src, rank, np.zeros((11, 3)), 0) == 2
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_design_row_order_is_a_stable_lexsort(nested):
+    """Rows sorted by the chain's groups (outermost first), ties in their original order."""
+    rng = np.random.default_rng(7)
+    n = 60
+    outer = rng.integers(0, 5, size=n) * 10 + 3
+    inner = outer * 100 + rng.integers(0, 3, size=n)
+    levels = [LevelSpec("g", outer, np.ones(n), [("identity", [0])], ["Intercept"])]
+    if nested:
+        levels.append(LevelSpec("g:h", inner, np.ones(n), [("identity", [0])], ["Intercept"]))
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    d = MixedDesign(rng.normal(size=n), X, ["Intercept", "x"], levels)
+    expect = np.lexsort([inner, outer]) if nested else np.argsort(outer, kind="stable")
+    np.testing.assert_array_equal(d.order, expect)
+    np.testing.assert_array_equal(d.W[:, -2], X[expect, 1])
+
+
 def test_evaluation_cost_does_not_depend_on_rows():
     """The statistics (all an evaluation reads) have the same size for 10x the rows."""
     rng = np.random.default_rng(3)
