@@ -416,7 +416,8 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
                    double[:, ::1] u, double[::1] ll, double[:, :, ::1] chol_out, double[:, ::1] zl,
                    double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
                    double[:, ::1] node_d, double[::1] node_h, double[:, ::1] node_g, double[:, ::1] ubar,
-                   double[::1] e, double[:, ::1] grad_lam, bint want_grad, double tol=1e-10, int maxit=200):
+                   double[::1] e, double[:, ::1] grad_lam, bint want_grad, double tol=1e-10, int maxit=200,
+                   const double[::1] cweight=None):
     """Per-cluster log-likelihood contributions (without the data constants).
 
     Parameters
@@ -443,6 +444,9 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     zl, eta, mu, w, dw, node_d, node_h, node_g, ubar, e, grad_lam
         Work arrays (n, q), (n,) x 4, (K, q), (K,), (K, q), (n, q) and the outputs of the
         gradient: e (n,) and d log L / d Lambda (q, q), written only if ``want_grad``.
+    cweight : (G,), optional
+        Cluster weights (sampling weights): the gradient outputs are those of
+        ``sum_j cweight_j log L_j``; ``ll`` stays unweighted.
 
     Returns
     -------
@@ -454,7 +458,11 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     cdef index_t n = Z.shape[0], q = Z.shape[1], G = row_start.shape[0], K = nodes.shape[0]
     cdef index_t i, j, a, b, r0, nj
     cdef int steps, max_steps = 0, n_failed = 0
-    cdef double h, ldet
+    cdef double h, ldet, cw
+    cdef double prev[MAXQ * MAXQ]
+    cdef bint weighted = cweight is not None
+    if weighted and cweight.shape[0] != G:
+        raise ValueError("cweight must have one weight per cluster")
     if q > MAXQ:
         raise ValueError("at most %d random effects per level are supported" % MAXQ)
     if (y.shape[0] != n or ntr.shape[0] != n or eta0.shape[0] != n or zl.shape[0] != n
@@ -499,6 +507,10 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
                 ll[j] += aghq_term(family, &y[r0], &ntr[r0], &eta[r0], &zl[r0, 0], nj, q, &u[j, 0],
                                    &chol_out[j, 0, 0], &nodes[0, 0], &logw[0], K, &node_d[0, 0],
                                    &node_h[0], h)
+            if want_grad and weighted:
+                for a in range(q):
+                    for b in range(q):
+                        prev[a * q + b] = grad_lam[a, b]
             if want_grad and K > 1:
                 aghq_grad(family, &y[r0], &ntr[r0], &Z[r0, 0], &zl[r0, 0], &eta[r0], &mu[r0], &w[r0],
                           &dw[r0], nj, q, &u[j, 0], &chol_out[j, 0, 0], &node_d[0, 0], &node_h[0], K,
@@ -506,6 +518,13 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
             elif want_grad:
                 cluster_grad(&y[r0], &Z[r0, 0], &zl[r0, 0], &mu[r0], &w[r0], &dw[r0], nj, q,
                              &u[j, 0], &chol_out[j, 0, 0], &e[r0], &grad_lam[0, 0])
+            if want_grad and weighted:       # this cluster's terms count cweight_j times
+                cw = cweight[j]
+                for a in range(q):
+                    for b in range(q):
+                        grad_lam[a, b] = prev[a * q + b] + cw * (grad_lam[a, b] - prev[a * q + b])
+                for i in range(r0, r0 + nj):
+                    e[i] *= cw
     return n_failed, max_steps
 
 

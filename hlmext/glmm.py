@@ -19,6 +19,13 @@ outermost block. The per-cluster Newton iterations, integrals and
 analytic gradients run in ``_glmm.pyx``; the optimizer runs over (beta, theta) jointly
 (lme4's nAGQ > 0 stage), starting from a GLM fit, then Laplace, then AGHQ from the
 Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
+
+Sampling weights (``pweights``, one level of random effects): row i's log density is
+multiplied by its observation weight inside its cluster's integral and cluster j's log
+integral by the cluster's weight (the pseudo-likelihood of ``hlmext.sampling_weights``).
+The kernel sees the weighted row log density ``w (y eta - b(eta))`` as a row with
+response ``w y`` and, for the binomial, ``w n`` trials, for the Poisson the offset
+``log w`` (``w e^eta = e^(eta + log w)``); the cluster weights enter its gradient.
 """
 from __future__ import annotations
 
@@ -82,6 +89,8 @@ class MixedGLM(LikelihoodModel):
     design : MixedDesign, optional
         A prepared design (``from_formula``); replaces the arrays, which are then in the
         ModelFrame's row order.
+    sampling : hlmext.sampling_weights.SamplingWeights, optional
+        Sampling weights (built by ``from_formula`` from ``pweights``).
 
     Examples
     --------
@@ -103,7 +112,7 @@ class MixedGLM(LikelihoodModel):
 
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured", trials=None,
                  offset=None, exposure=None, exog_names=None, exog_re_names=None, design=None, frame=None,
-                 formula=None, columns=None, **kwargs):
+                 formula=None, columns=None, sampling=None, **kwargs):
         if design is None:
             design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
         self.design = d = design
@@ -132,17 +141,24 @@ class MixedGLM(LikelihoodModel):
         self.nobs, self.k_fe = n, d.k_fe
         self._X, self._y = np.ascontiguousarray(d.exog), np.ascontiguousarray(d.endog)
         self._Z = np.ascontiguousarray(d.W[:, :d.zoff[-1]])
-        self._const = float(self._constant(self._y, self.trials))
+        self.sampling = sampling
+        self._setup_weights()
         self._workspace()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def _from_formula(cls, formula, data, extra, cov=None, missing="drop", eval_env=0, **kwargs):
+    def _from_formula(cls, formula, data, extra, cov=None, missing="drop", eval_env=0, pweights=None,
+                      pwscale=None, **kwargs):
         from . import formula as fm
-        frame, arrays, columns = fm.model_frame_with_columns(fm.parse(formula, cov=cov), data, extra, missing,
+        from . import sampling_weights as sw
+        frame, arrays, columns = fm.model_frame_with_columns(fm.parse(formula, cov=cov), data,
+                                                             {**extra, **sw.as_roles(pweights)}, missing,
                                                              _caller_env(eval_env))
+        sampling = sw.from_frame(frame, arrays, pwscale)
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("pw:")}
+        columns = {k: v for k, v in columns.items() if not k.startswith("pw:")}
         return cls(design=design_from_frame(frame), frame=frame, formula=formula, columns=columns,
-                   **arrays, **kwargs)
+                   sampling=sampling, **arrays, **kwargs)
 
     @property
     def exog_names(self):
@@ -192,6 +208,32 @@ class MixedGLM(LikelihoodModel):
         return out
 
     # ------------------------------------------------------------------ objective
+    def _setup_weights(self):
+        """The kernel's rows (weighted as in the module notes), cluster weights and data constants."""
+        d = self.design
+        const = self._row_constant(self._y, self.trials)
+        self._ky, self._kn, self._koff, self._cweight = self._y, self.trials, self.offset, None
+        if self.sampling is not None:
+            if self.nested:
+                raise ModelError("sampling weights for mixed logit and Poisson models need one level of random "
+                                 "effects; this model has %d (%s)" % (len(self.levels),
+                                                                      ", ".join(lv.name for lv in self.levels)))
+            w = self.sampling.obs[d.order]
+            self._ky = np.ascontiguousarray(w * self._y)
+            if self._family_code == _glmm.BINOMIAL:
+                self._kn = np.ascontiguousarray(w * self.trials)
+                const = const * w
+            else:                                 # (w y)(eta + log w) - w e^eta: less w y log w
+                self._koff = self.offset + np.log(w)
+                const = const * w - w * self._y * np.log(w)
+            self._cweight = np.ascontiguousarray(self.sampling.cluster_weights(d))
+        if not self.nested:
+            by_cluster = np.add.reduceat(const, d.row_start[:self.levels[0].n_groups])
+            self._const_by_cluster = by_cluster
+            self._const = float(np.sum(by_cluster if self._cweight is None else self._cweight * by_cluster))
+        else:
+            self._const = float(np.sum(const))
+
     def _workspace(self):
         d, n = self.design, self.nobs
         self._u = np.zeros(d.n_u)                 # warm start of the modes (private)
@@ -275,11 +317,11 @@ class MixedGLM(LikelihoodModel):
     def _kernel(self, beta, theta, nagq, grad):
         """One kernel call at (beta, theta); fills the private work arrays. Returns loglik."""
         lams = self.lams(theta)
-        eta0 = self._X @ beta + self.offset
+        eta0 = self._X @ beta + self._koff
         for attempt in range(2):
             if self.nested:
                 t = self._tree
-                ll, _ = _glmm.nested_loglik(self._family_code, self._Z, self._y, self.trials, eta0, self._cl,
+                ll, _ = _glmm.nested_loglik(self._family_code, self._Z, self._ky, self._kn, eta0, self._cl,
                                             t["zoff"], t["level_first"], t["parent"], t["u_off"], t["blk_off"],
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
@@ -288,11 +330,12 @@ class MixedGLM(LikelihoodModel):
                 nodes, logw, nd, nh, ng = self._rule(nagq)
                 q = self.levels[0].q
                 n_failed, _ = _glmm.cluster_loglik(
-                    self._family_code, self._Z, self._y, self.trials, eta0, *self._rows,
+                    self._family_code, self._Z, self._ky, self._kn, eta0, *self._rows,
                     np.ascontiguousarray(lams[0]), nodes, logw, self._u.reshape(-1, q), self._ll, self._chol,
                     self._zl, self._eta, self._mu, self._w, self._dw, nd, nh, ng, self._ubar, self._e,
-                    self._glam.reshape(q, q), grad)
-                ll = -np.inf if n_failed else float(self._ll.sum())
+                    self._glam.reshape(q, q), grad, cweight=self._cweight)
+                ll = -np.inf if n_failed else float(self._ll.sum() if self._cweight is None
+                                                    else self._cweight @ self._ll)
             if np.isfinite(ll):
                 return ll + self._const
             self._u[:] = 0.0                      # restart the modes from zero once
@@ -357,7 +400,7 @@ class MixedGLM(LikelihoodModel):
         return int(nagq)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, nagq=7, start=None, maxiter=1000, disp=False):
+    def fit(self, nagq=7, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
         """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
 
         Parameters
@@ -371,15 +414,44 @@ class MixedGLM(LikelihoodModel):
         maxiter : int
         disp : bool
             Print progress (one line per optimizer iteration) and the optimizer summaries.
+        cov_type : {"nonrobust", "cluster"}, optional
+            Model-based standard errors (inverse observed information; the default
+            without sampling weights), or robust (sandwich) standard errors of every
+            parameter clustered by the groups of the (one) level of random effects:
+            ``H^{-1} B H^{-1}`` in (fixed effects, log sd, atanh corr), ``B`` the sum of
+            the outer products of the clusters' scores (``hlmext.sandwich``); the default,
+            and the only choice, with sampling weights.
+        cov_kwds : dict, optional
+            ``{"correction": "CR1"}`` (default: B scaled by G/(G-1), as Stata) or ``"CR0"``.
 
         Returns
         -------
         GLMMResults
-        """
-        with single_blas_thread():
-            return self._fit(nagq, start, maxiter, disp)
 
-    def _fit(self, nagq, start, maxiter, disp):
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("contraception")
+        >>> res = hlmext.melogit("use ~ age + urban + (1 | district)", df).fit(nagq=7, cov_type="cluster")
+        >>> res.bse.round(3).tolist()
+        [0.102, 0.006, 0.163, 0.069]
+        """
+        if self.sampling is not None and cov_type not in (None, "cluster"):
+            raise ModelError("with sampling weights the standard errors are robust (cov_type='cluster'); "
+                             "model-based standard errors of a pseudo-likelihood are not valid")
+        cov_type = ("cluster" if self.sampling is not None else "nonrobust") if cov_type is None else cov_type
+        if cov_type not in ("nonrobust", "cluster"):
+            raise ValueError("cov_type must be 'nonrobust' or 'cluster', not %r" % (cov_type,))
+        correction = (cov_kwds or {}).get("correction", "CR1")
+        if correction not in ("CR0", "CR1"):
+            raise ValueError("cov_kwds['correction'] must be 'CR0' or 'CR1', not %r" % (correction,))
+        if cov_type == "cluster" and self.nested:
+            raise ModelError("robust standard errors of mixed logit and Poisson models need one level of random "
+                             "effects; this model has %d" % len(self.levels))
+        with single_blas_thread():
+            return self._fit(nagq, start, maxiter, disp, None if cov_type == "nonrobust" else correction)
+
+    def _fit(self, nagq, start, maxiter, disp, robust=None):
         from .glmm_results import GLMMResults, GLMMResultsWrapper
         nagq = self._check_nagq(nagq)
         beta_glm, se_glm, null_llf = self._glm_start()
@@ -402,7 +474,7 @@ class MixedGLM(LikelihoodModel):
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning)
-        return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm))
+        return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm, robust))
 
     def _glm_start(self):
         """GLM without random effects by Newton-IRLS (the kernel at theta = 0), with step halving.
@@ -421,8 +493,9 @@ class MixedGLM(LikelihoodModel):
         rms = np.sqrt(np.mean(X ** 2, axis=0))
         ll, g = self.loglike_theta(beta, theta0, 1, grad=True)
         converged, info = False, None
+        row_cw = 1.0 if self._cweight is None else np.repeat(self._cweight, self.levels[0].sizes)
         for _ in range(100):
-            info = X.T @ (self._w[:, None] * X)
+            info = X.T @ ((row_cw * self._w)[:, None] * X)
             try:
                 step = np.linalg.solve(info, g[:p])
             except np.linalg.LinAlgError:
@@ -439,7 +512,7 @@ class MixedGLM(LikelihoodModel):
                 break
             if np.max(np.abs(beta) * rms) > 30:
                 break
-        info = X.T @ (self._w[:, None] * X)
+        info = X.T @ ((row_cw * self._w)[:, None] * X)
         with np.errstate(all="ignore"):
             se = np.sqrt(np.diag(np.linalg.pinv(info)))
         if not converged or not np.all(np.isfinite(se)) or np.max(np.abs(beta) * rms) > 15 or np.max(se * rms) > 50:
@@ -495,8 +568,8 @@ class MixedLogit(MixedGLM):
                                  eval_env=_caller_env(eval_env), **kwargs)
 
     @staticmethod
-    def _constant(y, ntr):
-        return np.sum(gammaln(ntr + 1) - gammaln(y + 1) - gammaln(ntr - y + 1))
+    def _row_constant(y, ntr):
+        return gammaln(ntr + 1) - gammaln(y + 1) - gammaln(ntr - y + 1)
 
     def _check_response(self, y, ntr, name, trials_name):
         if not self.has_trials:
@@ -549,8 +622,8 @@ class MixedPoisson(MixedGLM):
                                  missing=missing, eval_env=_caller_env(eval_env), **kwargs)
 
     @staticmethod
-    def _constant(y, ntr):
-        return -np.sum(gammaln(y + 1))
+    def _row_constant(y, ntr):
+        return -gammaln(y + 1)
 
     def _check_response(self, y, ntr, name, trials_name):
         bad = (y < 0) | (np.abs(y - np.round(y)) > 1e-8)

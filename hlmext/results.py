@@ -21,6 +21,7 @@ from statsmodels.base.model import LikelihoodModelResults
 from . import inference
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import LOG2PI, _deviance
+from .sampling_weights import no_lr_test
 
 
 def stata_name(name: str) -> str:
@@ -45,7 +46,7 @@ class MixedResults(LikelihoodModelResults):
     llf, aic, bic, nobs, n_groups, converged, opt
     """
 
-    def __init__(self, model, theta, reml, opt, robust=None):
+    def __init__(self, model, theta, reml, opt, robust=None, robust_scope="all"):
         f = model.factorize(theta)
         n, p = model.nobs, model.k_fe
         self.reml = bool(reml)
@@ -102,19 +103,34 @@ class MixedResults(LikelihoodModelResults):
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects, self.random_effects_cov = _blups(model, f, sigma2)
         self.cov_type = "nonrobust"
-        if robust is not None:            # cluster-robust fixed effects, from the conditional residuals
+        fixed_only = reml or robust_scope == "fixed"
+        if robust is not None and fixed_only:   # cluster-robust fixed effects, from the conditional residuals
             cov_fe = _cluster_robust(model, cov_fe, self._fitted_sorted, sigma2, robust)
-            self.cov_params_default = cov = linalg.block_diag(cov_fe, cov_rep)
+            cov = linalg.block_diag(cov_fe, cov_rep)
+        elif robust is not None:          # sandwich of every parameter, from the per-cluster scores
+            from .sandwich import lmm_robust
+            free = fixed.copy()
+            cov, self._cov_phi = lmm_robust(model, f.beta, values, is_corr, free, cov_fe, robust)
+            cov_fe = cov[:p, :p]
+            self.re_params = inference.re_table(model.report_names(), values, self._cov_phi, is_corr)
+        if robust is not None:
+            self.cov_params_default = cov
             self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
             self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
             self.cov_type = "cluster (%s, %d clusters of %r)" % (robust, model.levels[-1].n_groups,
                                                                  model.levels[model.design.n_chain - 1].name)
+        if model.sampling is not None:
+            self.nobs = model.design.nobs
 
         self.notes = _notes(self)
+        if model.sampling is not None:
+            self.notes.append("Sampling weights (%s): log pseudolikelihood, robust standard errors"
+                              % model.sampling.describe())
         if robust is not None:
             top = model.levels[model.design.n_chain - 1]
-            self.notes.append("Std. Err. of the fixed effects adjusted for %d clusters in %s (%s)"
-                              % (top.n_groups, top.name, robust))
+            what = "the fixed effects" if fixed_only else "all parameters"
+            self.notes.append("Std. Err. of %s adjusted for %d clusters in %s (%s)"
+                              % (what, top.n_groups, top.name, robust))
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
                           "complex than the data support, drop the term(s) from the random part"
@@ -204,6 +220,7 @@ class MixedResults(LikelihoodModelResults):
         p-value; otherwise ``chi2(k)``, conservative (Stata's rule).
         """
         model = self.model
+        no_lr_test(model)
         dev0 = model.deviance(np.zeros(model.k_re), self.reml)
         return inference.boundary_lr_test(self.llf, -0.5 * dev0, model.k_re, "linear model")
 
@@ -359,7 +376,7 @@ class MixedResults(LikelihoodModelResults):
 
     @property
     def lr_test(self):
-        return self.lr_test_vs_regression()
+        return None if self.model.sampling is not None else self.lr_test_vs_regression()
 
     def summary(self, alpha=0.05, dfmethod=None):
         """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).

@@ -1,0 +1,259 @@
+"""Sampling weights (pweights): the pseudo-likelihood of Rabe-Hesketh & Skrondal (2006).
+
+References in tests/reference/weights (make_refs.R): lme4 fits of data replicated by integer
+weights (equal to the pseudo-likelihood) and an independent dense R sandwich at those estimates.
+Tolerances: linear models log-likelihood 1e-6 relative, estimates within 1% of their standard
+error, standard errors 1%; mixed logit log-likelihood 1e-4 absolute, estimates within 2% of the
+standard error, standard errors 2% (as tests/test_glmm_reference.py).
+"""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlmext
+from hlmext import _reference
+
+REF = json.loads((Path(__file__).parent / "reference" / "weights" / "weights.json").read_text())
+
+
+def _data(case):
+    ref = REF[case]
+    if case.startswith("exam"):
+        df = hlmext.datasets.load("gcse").query("nstu > 4").reset_index(drop=True)
+        pw = {"obs": "wobs", "school": "wsch"}
+        cols = {"wobs": "wobs", "wsch": "wsch"}
+    elif case.startswith("egsingle"):
+        df = hlmext.datasets.load("egsingle")
+        pw = {"obs": "wobs", "schoolid": "wsch", "schoolid:childid": "wch"}
+        cols = {"wobs": "wobs", "wsch": "wsch", "wch": "wch"}
+    else:
+        df = hlmext.datasets.load("contraception")
+        pw = {"obs": "wobs", "district": "wd"}
+        cols = {"wobs": "wobs", "wd": "wd"}
+    if not ref["weighted"]:
+        return df, None
+    df = df.copy()
+    for col in cols:
+        df[col] = np.asarray(ref[col], float)
+    return df, pw
+
+
+LMM_CASES = [c for c in REF if not c.startswith("contraception") and REF[c]["weighted"]]
+GLMM_CASES = [c for c in REF if c.startswith("contraception") and REF[c]["weighted"]]
+
+
+@pytest.fixture(scope="module", params=LMM_CASES)
+def lmm_case(request):
+    case = request.param
+    df, pw = _data(case)
+    return REF[case], hlmext.mixedlm(REF[case]["formula"], df, pweights=pw).fit()
+
+
+def test_lmm_pseudo_likelihood_equals_replicated_lme4(lmm_case):
+    ref, res = lmm_case
+    assert res.llf == pytest.approx(ref["loglik"], rel=1e-6)
+    assert list(res.params.index) == ref["names"]
+    se = np.asarray(ref["se_robust"])
+    assert np.all(np.abs(res.params.to_numpy() - ref["estimates"]) < 0.01 * se)
+
+
+def test_lmm_pweights_robust_se_match_dense_r_sandwich(lmm_case):
+    ref, res = lmm_case
+    np.testing.assert_allclose(res.bse.to_numpy(), ref["se_robust"], rtol=0.01)
+    assert res.cov_type.startswith("cluster (CR1, %d clusters" % ref["n_clusters"])
+    assert res.nobs == len(ref["wobs"])
+
+
+@pytest.mark.parametrize("case", GLMM_CASES)
+def test_glmm_pseudo_likelihood_equals_replicated_lme4(case):
+    ref = REF[case]
+    df, pw = _data(case)
+    res = hlmext.melogit(ref["formula"], df, pweights=pw).fit(nagq=ref["nagq"])
+    assert res.llf == pytest.approx(ref["loglik"], abs=1e-4)
+    assert res.cov_type.startswith("cluster (CR1, 60 clusters")
+    se = res.bse.to_numpy()
+    assert np.all(np.abs(res.params.to_numpy() - ref["estimates"]) < 0.02 * se)
+    if "se_robust" in ref:
+        np.testing.assert_allclose(se, ref["se_robust"], rtol=0.02)
+
+
+# ------------------------------------------------------------------ the kernel against its twin
+
+def _random_nested(seed, sizes_inner, n_outer):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for o in range(n_outer):
+        for c in range(rng.integers(3, 6)):
+            for i in range(rng.choice(sizes_inner)):
+                rows.append((o, "%d-%d" % (o, c)))
+    df = pd.DataFrame(rows, columns=["outer", "inner"])
+    n = len(df)
+    df["x"] = rng.normal(size=n)
+    df["y"] = 1 + 0.5 * df.x + rng.normal(size=n_outer)[df.outer] + rng.normal(size=n)
+    df["wo"] = rng.uniform(0.5, 3, size=n)
+    df["wout"] = rng.uniform(1, 4, size=n_outer)[df.outer]
+    codes = pd.factorize(df.inner)[0]
+    df["win"] = rng.uniform(0.5, 2, size=codes.max() + 1)[codes]
+    return df
+
+
+SLOPE = ("y ~ x + (x | outer)", {"obs": "wo", "outer": "wout"})
+NESTED = ("y ~ x + (1 | outer/inner)", {"obs": "wo", "outer": "wout", "outer:inner": "win"})
+
+
+@pytest.mark.parametrize("seed,sizes,spec", [(0, [1], SLOPE), (1, [2], SLOPE), (2, [1, 2, 5, 9], SLOPE),
+                                             (1, [2], NESTED), (2, [1, 2, 5, 9], NESTED)])
+def test_factorize_with_cluster_weights_matches_numpy_twin(seed, sizes, spec):
+    df = _random_nested(seed, sizes, 8)
+    formula, pw = spec
+    if True:
+        model = hlmext.mixedlm(formula, df, pweights=pw)
+        d = model.design
+        theta = model.theta_start() * 0.7 + 0.1
+        f = model.factorize(theta)
+        level_w = np.ones(d.n_clusters)
+        for lv in d.levels:
+            if lv.name in model.sampling.levels:
+                level_w[lv.first:lv.first + lv.n_groups] = model.sampling.levels[lv.name][d.order[lv._starts]]
+        logdet, prss, beta, n_eff = _reference.pseudo_deviance_parts(d, model.lams(theta),
+                                                                     model.sampling.obs[d.order], level_w)
+        assert f.logdet == pytest.approx(logdet, rel=1e-10)
+        assert f.prss == pytest.approx(prss, rel=1e-10)
+        np.testing.assert_allclose(f._w, beta, rtol=1e-9, atol=1e-12)
+        assert model.nobs == pytest.approx(n_eff, rel=1e-12)
+
+
+def test_unweighted_factorize_unchanged():
+    df = _random_nested(3, [1, 3], 10)
+    ones = df.assign(one=1.0)
+    plain = hlmext.mixedlm("y ~ x + (1 | outer/inner)", df)
+    weighted = hlmext.mixedlm("y ~ x + (1 | outer/inner)", ones,
+                              pweights={"obs": "one", "outer": "one", "outer:inner": "one"})
+    theta = np.array([0.4, 0.8])
+    a, b = plain.factorize(theta), weighted.factorize(theta)
+    assert a.logdet == pytest.approx(b.logdet, rel=1e-12)
+    assert a.prss == pytest.approx(b.prss, rel=1e-12)
+
+
+# ------------------------------------------------------------------ invariances (non-integer weights)
+
+@pytest.fixture(scope="module")
+def survey():
+    df = _random_nested(7, [2, 4, 6], 30)
+    return df
+
+
+def _fit(df, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hlmext.mixedlm("y ~ x + (1 | outer)", df, **kw).fit()
+
+
+def test_scaling_top_level_weights_changes_nothing_but_the_likelihood(survey):
+    a = _fit(survey, pweights={"obs": "wo", "outer": "wout"})
+    b = _fit(survey.assign(wout=survey.wout * 3.7), pweights={"obs": "wo", "outer": "wout"})
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-5)
+    np.testing.assert_allclose(a.bse, b.bse, rtol=1e-4)
+    assert b.llf == pytest.approx(3.7 * a.llf, rel=1e-8)
+
+
+@pytest.mark.parametrize("pwscale", ["size", "effective", "gk"])
+def test_pwscale_makes_observation_weights_scale_free(survey, pwscale):
+    a = _fit(survey, pweights={"obs": "wo", "outer": "wout"}, pwscale=pwscale)
+    b = _fit(survey.assign(wo=survey.wo * 5.0), pweights={"obs": "wo", "outer": "wout"}, pwscale=pwscale)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-5)
+    np.testing.assert_allclose(a.bse, b.bse, rtol=1e-4)
+    # gk moves the observation weights into the level weights, which scale the pseudo-likelihood
+    assert b.llf == pytest.approx(a.llf * (5.0 if pwscale == "gk" else 1.0), rel=1e-10)
+
+
+def test_pwscale_rules():
+    from hlmext.sampling_weights import rescale
+    w, codes, lev = np.array([1.0, 3.0, 2.0, 2.0]), np.array([0, 0, 1, 1]), np.array([2.0, 2.0, 5.0, 5.0])
+    np.testing.assert_allclose(rescale(w, codes, lev, "size")[0], [0.5, 1.5, 1.0, 1.0])
+    np.testing.assert_allclose(rescale(w, codes, lev, "effective")[0], [0.4, 1.2, 1.0, 1.0])
+    obs, level = rescale(w, codes, lev, "gk")
+    np.testing.assert_allclose(obs, 1.0)
+    np.testing.assert_allclose(level, [4.0, 4.0, 10.0, 10.0])
+
+
+def test_results_do_not_depend_on_row_order(survey):
+    a = _fit(survey, pweights={"obs": "wo", "outer": "wout"})
+    shuffled = survey.sample(frac=1.0, random_state=3)
+    b = _fit(shuffled, pweights={"obs": "wo", "outer": "wout"})
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-6)
+    np.testing.assert_allclose(a.bse, b.bse, rtol=1e-5)
+    assert a.llf == pytest.approx(b.llf, rel=1e-10)
+
+
+def test_obs_weights_alone_as_a_column_name(survey):
+    a = _fit(survey, pweights="wo")
+    b = _fit(survey, pweights={"obs": survey.wo.to_numpy()})
+    assert a.llf == pytest.approx(b.llf, rel=1e-12)
+
+
+def test_summary_says_pseudolikelihood_and_robust(survey):
+    res = _fit(survey, pweights={"obs": "wo", "outer": "wout"})
+    text = str(res.summary())
+    assert "Log pseudolikelihood" in text
+    assert "Sampling weights (obs, outer)" in text
+    assert "adjusted for 30 clusters in outer (CR1)" in text
+    assert "LR test" not in text
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        res.lr_test_vs_regression()
+
+
+# ------------------------------------------------------------------ bad input
+
+def test_bad_pweights(survey):
+    f = "y ~ x + (1 | outer)"
+    with pytest.raises(hlmext.DataError, match="constant within its groups"):
+        hlmext.mixedlm(f, survey, pweights={"outer": "wo"})
+    with pytest.raises(hlmext.DataError, match="positive"):
+        hlmext.mixedlm(f, survey.assign(wo=survey.wo - 1.0), pweights="wo")
+    with pytest.raises(hlmext.DataError, match="unknown level"):
+        hlmext.mixedlm(f, survey, pweights={"school": "wout"})
+    with pytest.raises(hlmext.ModelError, match="not both"):
+        hlmext.mixedlm(f, survey, weights="wo", pweights="wo")
+    with pytest.raises(ValueError, match="pwscale"):
+        hlmext.mixedlm(f, survey, pweights="wo", pwscale="sum")
+    with pytest.raises(hlmext.ModelError, match="two-level"):
+        hlmext.mixedlm("y ~ x + (1 | outer/inner)", survey, pweights="wo", pwscale="size")
+    model = hlmext.mixedlm(f, survey, pweights="wo")
+    with pytest.raises(hlmext.ModelError, match="reml=False"):
+        model.fit(reml=True)
+    with pytest.raises(hlmext.ModelError, match="robust"):
+        model.fit(cov_type="nonrobust")
+
+
+def test_nan_weights_rows_are_dropped_or_refused(survey):
+    bad = survey.assign(wo=survey.wo.where(survey.index != 3))
+    with pytest.raises(hlmext.DataError):
+        hlmext.mixedlm("y ~ x + (1 | outer)", bad, pweights="wo", missing="raise")
+    assert hlmext.mixedlm("y ~ x + (1 | outer)", bad, pweights="wo").design.nobs == len(survey) - 1
+
+
+def test_crossed_levels_refused():
+    pen = hlmext.datasets.load("penicillin").assign(w=1.0)
+    with pytest.raises(hlmext.ModelError, match="nested"):
+        hlmext.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen, pweights="w")
+
+
+def test_glmm_nested_pweights_refused():
+    df = _random_nested(5, [3], 10).assign(yb=lambda d: (d.y > 1).astype(float))
+    with pytest.raises(hlmext.ModelError, match="one level"):
+        hlmext.melogit("yb ~ x + (1 | outer/inner)", df, pweights="wo")
+
+
+def test_poisson_pweights_equal_replicated_rows():
+    df = hlmext.datasets.load("grouseticks").reset_index(drop=True)
+    df = df.assign(w=1.0 + (np.arange(len(df)) % 2))
+    a = hlmext.mepoisson("TICKS ~ cHEIGHT + (1 | BROOD)", df, pweights="w").fit(nagq=1)
+    rep = df.loc[df.index.repeat(df.w.astype(int))]
+    b = hlmext.mepoisson("TICKS ~ cHEIGHT + (1 | BROOD)", rep).fit(nagq=1)
+    assert a.llf == pytest.approx(b.llf, abs=1e-6)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-4)
