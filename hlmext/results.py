@@ -21,7 +21,7 @@ from statsmodels.base.model import LikelihoodModelResults
 from . import inference
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import LOG2PI, _deviance
-from .sampling_weights import no_lr_test
+from .sampling_weights import no_lr_test, top_weights
 
 
 def stata_name(name: str) -> str:
@@ -299,6 +299,7 @@ class MixedResults(LikelihoodModelResults):
             ``lower`` and ``upper`` per parameter.
         """
         from .profile import profile_ci
+        no_lr_test(self.model, "profile-likelihood intervals")
         return profile_ci(self, alpha=alpha, cols=cols, criterion=criterion)
 
     def simulate(self, n=1, seed=None):
@@ -312,6 +313,7 @@ class MixedResults(LikelihoodModelResults):
         The replicates are the same for every ``n_jobs`` (processes); see ``hlmext.bootstrap``.
         """
         from .bootstrap import bootstrap
+        no_lr_test(self.model, "parametric bootstrap intervals")
         return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
 
     def refit(self, new_endog):
@@ -328,6 +330,7 @@ class MixedResults(LikelihoodModelResults):
             return super().t_test(r_matrix, cov_p=cov_p, use_t=use_t)
         if str(df).lower() != "satterthwaite":
             raise ValueError("df must be None or 'satterthwaite', not %r" % (df,))
+        no_lr_test(self.model, "Satterthwaite degrees of freedom")
         from .satterthwaite import t_test
         return t_test(self, r_matrix)
 
@@ -387,6 +390,7 @@ class MixedResults(LikelihoodModelResults):
         from .summary import MixedSummary
         if dfmethod is None:
             return MixedSummary(self, alpha=alpha)
+        no_lr_test(self.model, "Satterthwaite degrees of freedom")
         return MixedSummary(self, alpha=alpha, dfmethod=dfmethod)
 
     def _repr_html_(self):
@@ -467,7 +471,8 @@ def _blups(model, f, sigma2):
     """BLUPs b = Lambda u and their conditional variances (given beta and theta), per level.
 
     Conditional variances are the diagonal blocks of sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1}
-    Lambda' (lme4's ``condVar``). For a nested chain they come from selected inversion along
+    Lambda' (lme4's ``condVar``); with sampling weights, those of the integrand of each
+    top-level cluster (``hlmext.sampling_weights.top_weights``). For a nested chain they come from selected inversion along
     each cluster's chain of ancestors, outermost level first; with crossed levels, from the
     inverse of the dense block's factor and each chain cluster's coupling to it.
     """
@@ -500,6 +505,8 @@ def _blups(model, f, sigma2):
                 own = own + np.einsum("gij,jk,glk->gil", M, sigma_dense, M)
             chain_cov[l] = own
         b = u[d.u_off[k0]:d.u_off[k0] + G * q].reshape(G, q) @ lams[l].T
+        if getattr(model, "_cweight", None) is not None:     # the factor holds a_c-scaled blocks
+            own = own * top_weights(model, l)[:, None, None]
         modes[lv.name], variances[lv.name] = _level_frames(lv, b, sigma2 * lams[l] @ own @ lams[l].T)
     for lv, lam in zip(d.crossed, lams[d.n_chain:]):
         seg = slice(lv.doff, lv.doff + lv.n_groups * lv.q)

@@ -176,11 +176,26 @@ def rescale(obs, codes, level, method):
     return np.ones_like(obs), mean[codes]
 
 
-def no_lr_test(model):
-    """Raise ``ModelError`` for a model with sampling weights: a pseudo-likelihood has no LR tests."""
+def top_weights(model, level):
+    """Weight of the top-level cluster of every cluster of chain level ``level`` (sampling weights).
+
+    The linear model's factor holds every cluster's block scaled by the product ``a_c`` of
+    its and its ancestors' weights, so the inverse of its blocks is the conditional
+    covariance divided by the top-level weight: multiplying by it gives the conditional
+    covariance of the random effects under the integrand of their top-level cluster.
+    """
+    d = model.design
+    top = d.levels[d.n_chain - 1]
+    lv = d.levels[level]
+    return model._cweight[top.first + top.codes[lv._starts]]
+
+
+def no_lr_test(model, what="likelihood-ratio tests"):
+    """Raise ``ModelError`` for a model with sampling weights: a pseudo-likelihood has no LR tests,
+    profile intervals, parametric bootstrap or Satterthwaite df."""
     if getattr(model, "sampling", None) is not None:
-        raise ModelError("likelihood-ratio tests are not valid for a pseudo-likelihood (sampling weights); "
-                         "use Wald tests (results.wald_test), which use the robust standard errors")
+        raise ModelError("%s are not valid for a pseudo-likelihood (sampling weights); use Wald tests and "
+                         "intervals (results.wald_test, conf_int()), which use the robust standard errors" % what)
 
 
 def _codes(groups, name):

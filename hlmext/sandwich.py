@@ -56,13 +56,10 @@ def robust_cov(contrib, x0, steps, correction="CR1"):
     f0 = np.asarray(contrib(x0), float)
     scores = np.empty((f0.size, k))
     H = np.empty((k, k))
-    plus, minus = [], []
     for i in range(k):
         e = np.zeros(k)
         e[i] = steps[i]
         fp, fm = np.asarray(contrib(x0 + e)), np.asarray(contrib(x0 - e))
-        plus.append(fp.sum())
-        minus.append(fm.sum())
         scores[:, i] = (fp - fm) / (2 * steps[i])
         H[i, i] = -(fp.sum() - 2 * f0.sum() + fm.sum()) / steps[i] ** 2
     for i in range(k):
@@ -116,10 +113,10 @@ def _top_index(design):
 
 def _top_raw(model):
     """Per top cluster: the weighted ``[X y]'[X y]`` of its rows and its sum of weights (cached)."""
-    cached = model.__dict__.get("_robust_top_raw")
-    if cached is not None:
-        return cached
     d = model.design
+    cached = model.__dict__.get("_robust_top_raw")
+    if cached is not None and cached[0] is d.W:      # a model refitted to a new response has its own W
+        return cached[1:]
     top = d.levels[d.n_chain - 1]
     xy = d.W[:, d.zoff[-1]:]
     w = np.ones(d.nobs) if d.weights is None else d.weights
@@ -130,8 +127,8 @@ def _top_raw(model):
         wa = w * xy[:, a]
         for b in range(a + 1):
             raw[:, a, b] = raw[:, b, a] = np.add.reduceat(wa * xy[:, b], starts)
-    model._robust_top_raw = (raw, np.add.reduceat(w, starts))
-    return model._robust_top_raw
+    model._robust_top_raw = (d.W, raw, np.add.reduceat(w, starts))
+    return model._robust_top_raw[1:]
 
 
 def lmm_cluster_loglik(model, beta, theta, sigma):

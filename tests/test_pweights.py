@@ -257,3 +257,25 @@ def test_poisson_pweights_equal_replicated_rows():
     b = hlmext.mepoisson("TICKS ~ cHEIGHT + (1 | BROOD)", rep).fit(nagq=1)
     assert a.llf == pytest.approx(b.llf, abs=1e-6)
     np.testing.assert_allclose(a.params, b.params, rtol=1e-4)
+
+
+def test_conditional_variances_are_those_of_each_cluster_integrand(survey):
+    res = _fit(survey, pweights={"obs": "wo", "outer": "wout"})
+    sd_u, sigma = res.params["sd(Intercept)[outer]"], res.params["sd(Residual)"]
+    sum_w = survey.groupby("outer").wo.sum().sort_index().to_numpy()
+    expected = 1.0 / (1.0 / sd_u ** 2 + sum_w / sigma ** 2)
+    got = res.random_effects_cov["outer"].sort_index().iloc[:, 0].to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-8)
+
+
+def test_likelihood_based_inference_refused(survey):
+    res = _fit(survey, pweights={"obs": "wo", "outer": "wout"})
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        res.conf_int(method="profile")
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        res.bootstrap(n=2)
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        res.t_test("x = 0", df="satterthwaite")
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        hlmext.lrtest(res, res)
+    assert np.all(np.isfinite(res.conf_int()))
