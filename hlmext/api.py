@@ -180,9 +180,9 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
     missing : {"drop", "raise"}
         Rows with missing values in used columns (trials and offset included).
     pweights, pwscale : optional
-        Sampling weights and their rescaling, as for ``mixedlm`` (one level of random
-        effects): the fit maximizes the pseudo-likelihood and its standard errors are
-        robust, clustered by the groups.
+        Sampling weights and their rescaling, as for ``mixedlm`` (nested levels, not
+        crossed): the fit maximizes the pseudo-likelihood and its standard errors are
+        robust, clustered at the outermost level.
 
     Returns
     -------

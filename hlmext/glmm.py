@@ -20,12 +20,8 @@ analytic gradients run in ``_glmm.pyx``; the optimizer runs over (beta, theta) j
 (lme4's nAGQ > 0 stage), starting from a GLM fit, then Laplace, then AGHQ from the
 Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
 
-Sampling weights (``pweights``, one level of random effects): row i's log density is
-multiplied by its observation weight inside its cluster's integral and cluster j's log
-integral by the cluster's weight (the pseudo-likelihood of ``hlmext.sampling_weights``).
-The kernel sees the weighted row log density ``w (y eta - b(eta))`` as a row with
-response ``w y`` and, for the binomial, ``w n`` trials, for the Poisson the offset
-``log w`` (``w e^eta = e^(eta + log w)``); the cluster weights enter its gradient.
+Sampling weights (``pweights``): the pseudo-likelihood of ``hlmext.sampling_weights``, with
+the kernel's rows from ``sampling_weights.glmm_rows``.
 """
 from __future__ import annotations
 
@@ -209,24 +205,12 @@ class MixedGLM(LikelihoodModel):
 
     # ------------------------------------------------------------------ objective
     def _setup_weights(self):
-        """The kernel's rows (weighted as in the module notes), cluster weights and data constants."""
+        """The kernel's rows, cluster weights and data constants (``sampling_weights.glmm_rows``)."""
+        from .sampling_weights import glmm_rows
         d = self.design
         const = self._row_constant(self._y, self.trials)
-        self._ky, self._kn, self._koff, self._cweight = self._y, self.trials, self.offset, None
-        if self.sampling is not None:
-            if self.nested:
-                raise ModelError("sampling weights for mixed logit and Poisson models need one level of random "
-                                 "effects; this model has %d (%s)" % (len(self.levels),
-                                                                      ", ".join(lv.name for lv in self.levels)))
-            w = self.sampling.obs[d.order]
-            self._ky = np.ascontiguousarray(w * self._y)
-            if self._family_code == _glmm.BINOMIAL:
-                self._kn = np.ascontiguousarray(w * self.trials)
-                const = const * w
-            else:                                 # (w y)(eta + log w) - w e^eta: less w y log w
-                self._koff = self.offset + np.log(w)
-                const = const * w - w * self._y * np.log(w)
-            self._cweight = np.ascontiguousarray(self.sampling.cluster_weights(d))
+        self._ky, self._kn, self._koff, self._cweight, self._pen, const = glmm_rows(self, const)
+        self._row_const = const
         if not self.nested:
             by_cluster = np.add.reduceat(const, d.row_start[:self.levels[0].n_groups])
             self._const_by_cluster = by_cluster
@@ -325,7 +309,7 @@ class MixedGLM(LikelihoodModel):
                                             t["zoff"], t["level_first"], t["parent"], t["u_off"], t["blk_off"],
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
-                                            self._e, self._glam, self._chain_work, grad)
+                                            self._e, self._glam, self._chain_work, grad, pen=self._pen)
             else:
                 nodes, logw, nd, nh, ng = self._rule(nagq)
                 q = self.levels[0].q
@@ -360,6 +344,8 @@ class MixedGLM(LikelihoodModel):
         beta, theta = np.asarray(beta, float), np.asarray(theta, float)
         if nagq > 1 and self.nested:
             self._check_nagq(nagq)
+        if grad and self._pen is not None:
+            return self._numeric_gradient(beta, theta)
         ll = self._kernel(beta, theta, nagq, grad)
         if not grad:
             return ll
@@ -368,6 +354,18 @@ class MixedGLM(LikelihoodModel):
         g_theta = [float(np.sum(glam * dl)) for glam, jac in zip(self._glam_levels(), self._dlam_dtheta(theta))
                    for dl in jac]
         return ll, np.concatenate([self._X.T @ self._e, g_theta])
+
+    def _numeric_gradient(self, beta, theta, h=1e-6):
+        """Log-likelihood and its central-difference gradient (nested levels with sampling weights)."""
+        x = np.concatenate([beta, theta])
+        p, g = beta.size, np.empty(x.size)
+        for i in range(x.size):
+            e = np.zeros(x.size)
+            e[i] = h * max(1.0, abs(x[i]))
+            fp, fm = self._kernel(*np.split(x + e, [p]), 1, False), self._kernel(*np.split(x - e, [p]), 1, False)
+            g[i] = (fp - fm) / (2 * e[i])
+        ll = self._kernel(beta, theta, 1, False)          # last: the work arrays are those at x
+        return ll, g
 
     def loglike(self, params, nagq=7):
         """Log-likelihood at ``params`` = (fixed effects, sd's and correlations as in results)."""
@@ -415,14 +413,12 @@ class MixedGLM(LikelihoodModel):
         disp : bool
             Print progress (one line per optimizer iteration) and the optimizer summaries.
         cov_type : {"nonrobust", "cluster"}, optional
-            Model-based standard errors (inverse observed information; the default
-            without sampling weights), or robust (sandwich) standard errors of every
-            parameter clustered by the groups of the (one) level of random effects:
-            ``H^{-1} B H^{-1}`` in (fixed effects, log sd, atanh corr), ``B`` the sum of
-            the outer products of the clusters' scores (``hlmext.sandwich``); the default,
-            and the only choice, with sampling weights.
+            Model-based (inverse observed information; the default without sampling
+            weights) or robust (sandwich) standard errors of every parameter, clustered at
+            the outermost level (``hlmext.sandwich``; the default and only choice with
+            sampling weights).
         cov_kwds : dict, optional
-            ``{"correction": "CR1"}`` (default: B scaled by G/(G-1), as Stata) or ``"CR0"``.
+            ``{"correction": "CR1"}`` (default: scaled by G/(G-1), as Stata) or ``"CR0"``.
 
         Returns
         -------
@@ -436,20 +432,10 @@ class MixedGLM(LikelihoodModel):
         >>> res.bse.round(3).tolist()
         [0.102, 0.006, 0.163, 0.069]
         """
-        if self.sampling is not None and cov_type not in (None, "cluster"):
-            raise ModelError("with sampling weights the standard errors are robust (cov_type='cluster'); "
-                             "model-based standard errors of a pseudo-likelihood are not valid")
-        cov_type = ("cluster" if self.sampling is not None else "nonrobust") if cov_type is None else cov_type
-        if cov_type not in ("nonrobust", "cluster"):
-            raise ValueError("cov_type must be 'nonrobust' or 'cluster', not %r" % (cov_type,))
-        correction = (cov_kwds or {}).get("correction", "CR1")
-        if correction not in ("CR0", "CR1"):
-            raise ValueError("cov_kwds['correction'] must be 'CR0' or 'CR1', not %r" % (correction,))
-        if cov_type == "cluster" and self.nested:
-            raise ModelError("robust standard errors of mixed logit and Poisson models need one level of random "
-                             "effects; this model has %d" % len(self.levels))
+        from .sandwich import cov_options
+        robust, _ = cov_options(self.sampling, cov_type, cov_kwds, reml=False)
         with single_blas_thread():
-            return self._fit(nagq, start, maxiter, disp, None if cov_type == "nonrobust" else correction)
+            return self._fit(nagq, start, maxiter, disp, robust)
 
     def _fit(self, nagq, start, maxiter, disp, robust=None):
         from .glmm_results import GLMMResults, GLMMResultsWrapper

@@ -68,8 +68,9 @@ class GLMMResults(LikelihoodModelResults):
         else:
             from .sandwich import glmm_robust
             cov, cov_phi = glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
+        top = model.levels[model.design.n_chain - 1]
         self.cov_type = "nonrobust" if robust is None else "cluster (%s, %d clusters of %r)" % (
-            robust, model.levels[0].n_groups, model.levels[0].name)
+            robust, top.n_groups, top.name)
         super().__init__(model, np.concatenate([beta, values]), normalized_cov_params=cov, scale=1.0)
         self.cov_params_default = cov
         self.opt, self.converged = opt, opt.converged
@@ -100,7 +101,7 @@ class GLMMResults(LikelihoodModelResults):
                               % model.sampling.describe())
         if robust is not None:
             self.notes.append("Std. Err. of all parameters adjusted for %d clusters in %s (%s)"
-                              % (model.levels[0].n_groups, model.levels[0].name, robust))
+                              % (top.n_groups, top.name, robust))
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more complex "
                           "than the data support, drop the term(s) from the random part"

@@ -424,25 +424,12 @@ class LinearMixed(LikelihoodModel):
             if reml:
                 raise ModelError("sampling weights (pweights) define a pseudo-likelihood, not a restricted one: "
                                  "fit with reml=False (the default with pweights)")
-            if cov_type not in (None, "cluster"):
-                raise ModelError("with sampling weights the standard errors are robust (cov_type='cluster'); "
-                                 "model-based standard errors of a pseudo-likelihood are not valid")
-            reml, cov_type = False, "cluster"
+            reml = False
         reml = True if reml is None else reml
-        cov_type = "nonrobust" if cov_type is None else cov_type
-        if cov_type not in ("nonrobust", "cluster"):
-            raise ValueError("cov_type must be 'nonrobust' or 'cluster', not %r" % (cov_type,))
-        correction = (cov_kwds or {}).get("correction", "CR1")
-        if correction not in ("CR0", "CR1"):
-            raise ValueError("cov_kwds['correction'] must be 'CR0' or 'CR1', not %r" % (correction,))
-        scope = (cov_kwds or {}).get("scope", "fixed" if reml else "all")
-        if scope not in ("all", "fixed") or (reml and scope == "all"):
-            raise ValueError("cov_kwds['scope'] must be 'all' or 'fixed' ('fixed' for REML fits: the REML "
-                             "criterion is not a sum over clusters), not %r" % (scope,))
-        if self.sampling is not None and scope != "all":
-            raise ModelError("with sampling weights the robust covariance covers all parameters (scope 'all')")
+        from .sandwich import cov_options
+        robust, scope = cov_options(self.sampling, cov_type, cov_kwds, reml)
         with single_blas_thread():
-            return self._fit(reml, start, maxiter, disp, None if cov_type == "nonrobust" else correction, scope)
+            return self._fit(reml, start, maxiter, disp, robust, scope)
 
     def _fit(self, reml, start, maxiter, disp, robust=None, scope="all"):
         from .results import MixedResults, MixedResultsWrapper

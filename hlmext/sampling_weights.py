@@ -13,7 +13,8 @@ Cholesky of ``_core.factorize``: the statistics are accumulated with the row wei
 gets the penalty ``c_c I`` and the log-determinant term ``c_c (log det M~_c - q log c_c)``,
 ``c_c`` the product of the weights of ``c`` and its ancestors (``docs/math.md``). The
 generalized models multiply each row's log density by its observation weight and each
-cluster's log integral by the cluster's weight.
+cluster's log integral by the cluster's weight; with nested levels (Laplace) the joint
+mode and Hessian carry the same scaling as the linear model's factor.
 
 Rescaling of the observation weights (``pwscale``, two-level models, as Stata's
 ``mixed ..., pwscale()``), per level-2 cluster j with n_j rows:
@@ -174,6 +175,44 @@ def rescale(obs, codes, level, method):
         return obs * (s1 / s2)[codes], level
     mean = np.bincount(codes, weights=obs * level) / size
     return np.ones_like(obs), mean[codes]
+
+
+def glmm_rows(model, const):
+    """The rows the GLMM kernel sees, with sampling weights (the identity without them).
+
+    A row with weight w contributes ``w (y eta - b(eta))``: for the binomial that is a row
+    with response ``w y`` and ``w n`` trials, for the Poisson one with response ``w y`` and
+    offset ``log w`` less the constant ``w y log w``. One level: w is the observation
+    weight and the cluster weights multiply the clusters' log integrals (``cweight``).
+    Nested levels: w is the product of all the row's weights and the modes of cluster c
+    get the prior precision ``a_c`` (``pen``; see ``_glmm.nested_loglik``).
+
+    Returns
+    -------
+    y, trials, offset : ndarray (n,)
+    cweight : ndarray (G,) or None
+    pen : ndarray (n_u,) or None
+    const : ndarray (n,)
+        Per-row data constants (log C(n, y) or -log y!), weighted.
+    """
+    from . import _glmm
+    d, s = model.design, model.sampling
+    if s is None:
+        return model._y, model.trials, model.offset, None, None, const
+    cweight = s.cluster_weights(d)
+    w = s.obs[d.order] if not model.nested else s.row_weights()[d.order]
+    y, trials, offset = np.ascontiguousarray(w * model._y), model.trials, model.offset
+    if model._family_code == _glmm.BINOMIAL:
+        trials = np.ascontiguousarray(w * model.trials)
+        const = const * w
+    else:
+        offset = model.offset + np.log(w)
+        const = const * w - w * model._y * np.log(w)
+    if not model.nested:
+        return y, trials, offset, np.ascontiguousarray(cweight), None, const
+    pen = np.concatenate([np.repeat(cweight[lv.first:lv.first + lv.n_groups], lv.q)
+                          for lv in d.levels[:d.n_chain]])
+    return y, trials, offset, None, np.ascontiguousarray(pen), const
 
 
 def top_weights(model, level):

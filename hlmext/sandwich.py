@@ -22,6 +22,34 @@ from .exceptions import ModelError
 from .linear import LOG2PI
 
 
+def cov_options(sampling, cov_type, cov_kwds, reml):
+    """Validate ``fit(cov_type=, cov_kwds=)``: (correction or None for model-based, scope).
+
+    Sampling weights make ``"cluster"`` the default and the only choice (Stata: pweights
+    imply ``vce(robust)``), with scope ``"all"``; REML fits allow scope ``"fixed"`` only.
+    """
+    if sampling is not None and cov_type not in (None, "cluster"):
+        raise ModelError("with sampling weights the standard errors are robust (cov_type='cluster'); "
+                         "model-based standard errors of a pseudo-likelihood are not valid")
+    cov_type = ("cluster" if sampling is not None else "nonrobust") if cov_type is None else cov_type
+    if cov_type not in ("nonrobust", "cluster"):
+        raise ValueError("cov_type must be 'nonrobust' or 'cluster', not %r" % (cov_type,))
+    kwds = dict(cov_kwds or {})
+    unknown = set(kwds) - {"correction", "scope"}
+    if unknown:
+        raise ValueError("cov_kwds takes 'correction' and 'scope', not %s" % ", ".join(sorted(map(repr, unknown))))
+    correction = kwds.get("correction", "CR1")
+    if correction not in ("CR0", "CR1"):
+        raise ValueError("cov_kwds['correction'] must be 'CR0' or 'CR1', not %r" % (correction,))
+    scope = kwds.get("scope", "fixed" if reml else "all")
+    if scope not in ("all", "fixed") or (reml and scope == "all"):
+        raise ValueError("cov_kwds['scope'] must be 'all' or 'fixed' ('fixed' for REML fits: the REML "
+                         "criterion is not a sum over clusters), not %r" % (scope,))
+    if sampling is not None and scope != "all":
+        raise ModelError("with sampling weights the robust covariance covers all parameters (scope 'all')")
+    return (None if cov_type == "nonrobust" else correction), scope
+
+
 def robust_cov(contrib, x0, steps, correction="CR1"):
     """Sandwich covariance of ``x`` from the cluster contributions ``contrib(x)`` (a (G,) array).
 
@@ -198,15 +226,45 @@ def lmm_robust(model, beta, values, is_corr, fixed, cov_fe, correction):
 # --------------------------------------------------------------------------- generalized models
 
 def glmm_cluster_loglik(model, beta, theta, nagq):
-    """Each cluster's (weighted) log-likelihood contribution, one level of random effects."""
-    if model.nested:
-        raise ModelError("robust standard errors of generalized models need one level of random effects; "
-                         "this model has %d" % len(model.levels))
+    """Each top-level cluster's (weighted) log-likelihood contribution (Laplace for nested levels).
+
+    One level: the kernel's per-cluster integrals. Nested levels: the Laplace approximation
+    ``h(u) - 1/2 log det H`` split by top-level cluster from the kernel's work arrays at the
+    mode: every row's log density, every cluster's prior term and its log-determinant term.
+    """
+    d = model.design
+    if d.qd:
+        raise ModelError("robust standard errors need nested levels: with crossed factors the clusters are "
+                         "not defined")
     ll = model._kernel(np.asarray(beta, float), np.asarray(theta, float), nagq, False)
+    if not model.nested:
+        if not np.isfinite(ll):
+            return np.full(model._ll.size, -np.inf)
+        out = model._ll + model._const_by_cluster
+        return out * model._cweight if model._cweight is not None else out
+    top = d.levels[d.n_chain - 1]
     if not np.isfinite(ll):
-        return np.full(model._ll.size, -np.inf)
-    out = model._ll + model._const_by_cluster
-    return out * model._cweight if model._cweight is not None else out
+        return np.full(top.n_groups, -np.inf)
+    eta = model._eta
+    if model._family_code == 0:
+        rows = model._ky * eta - model._kn * np.logaddexp(0.0, eta)
+    else:
+        rows = model._ky * eta - np.exp(eta)
+    out = np.bincount(top.codes, weights=rows + model._row_const, minlength=top.n_groups)
+    tops = _top_index(d)
+    t = model._tree
+    pen = np.ones(d.n_u) if model._pen is None else model._pen
+    for l, lv in enumerate(d.levels[:d.n_chain]):
+        q, D = lv.q, t["zoff"][-1] - t["zoff"][l] + 1
+        k0, G = lv.first, lv.n_groups
+        start = t["blk_off"][k0]
+        blk = model._S[start:start + G * q * D].reshape(G, q, D)
+        a = pen[d.u_off[k0]:d.u_off[k0] + G * q].reshape(G, q)
+        u = model._u[d.u_off[k0]:d.u_off[k0] + G * q].reshape(G, q)
+        diag = np.diagonal(blk[:, :, :q], axis1=1, axis2=2)
+        term = -0.5 * np.sum(a * u * u, axis=1) - 0.5 * np.sum(a * (2 * np.log(diag) - np.log(a)), axis=1)
+        out += np.bincount(tops[k0:k0 + G], weights=term, minlength=top.n_groups)
+    return out
 
 
 def glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, correction):

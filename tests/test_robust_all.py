@@ -37,14 +37,26 @@ def test_lmm_robust_se_of_every_parameter_match_r(exam_robust):
     assert res.re_params["se"].to_numpy() == pytest.approx(res.bse.to_numpy()[2:])
 
 
-def test_glmm_robust_se_of_every_parameter_match_r():
-    ref = REF["contraception_agq7"]
-    df = hlmext.datasets.load("contraception")
-    res = hlmext.melogit(ref["formula"], df).fit(nagq=7, cov_type="cluster")
+def test_lmm_three_levels_robust_se_match_r():
+    ref = REF["egsingle_3lev"]
+    res = hlmext.mixedlm(ref["formula"], hlmext.datasets.load("egsingle")).fit(reml=False, cov_type="cluster")
+    assert list(res.params.index) == ref["names"]
+    assert res.llf == pytest.approx(ref["loglik"], rel=1e-6)
+    np.testing.assert_allclose(res.bse.to_numpy(), ref["se_robust"], rtol=0.01)
+
+
+@pytest.mark.parametrize("case", ["contraception_agq7", "contraception_laplace", "guimmun_nested_laplace"])
+def test_glmm_robust_se_of_every_parameter_match_r(case):
+    ref = REF[case]
+    df = hlmext.datasets.load(case.split("_")[0])
+    res = hlmext.melogit(ref["formula"], df).fit(nagq=ref["nagq"], cov_type="cluster")
+    assert list(res.params.index) == ref["names"]
     assert res.llf == pytest.approx(ref["loglik"], abs=1e-4)
     np.testing.assert_allclose(res.bse.to_numpy(), ref["se_robust"], rtol=0.01)
-    assert res.cov_type == "cluster (CR1, 60 clusters of 'district')"
-    assert "Std. Err. of all parameters adjusted for 60 clusters in district (CR1)" in str(res.summary())
+    top = ref["names"][-1 if case.startswith("contraception") else -2].split("[")[1][:-1]
+    assert res.cov_type == "cluster (CR1, %d clusters of %r)" % (ref["n_clusters"], top)
+    assert "Std. Err. of all parameters adjusted for %d clusters in %s (CR1)" % (ref["n_clusters"], top) \
+        in str(res.summary())
 
 
 def test_cluster_contributions_add_up_to_the_log_likelihood(exam):
@@ -108,7 +120,8 @@ def test_robust_with_boundary_variance_leaves_it_out():
     assert np.all(np.isfinite(res.bse) | np.isin(res.params.index, res.on_boundary))
 
 
-def test_glmm_robust_needs_one_level():
-    model = hlmext.melogit("immun ~ kid2p + (1 | comm/mom)", hlmext.datasets.load("guimmun"))
-    with pytest.raises(hlmext.ModelError, match="one level"):
+def test_glmm_robust_needs_nested_levels():
+    df = hlmext.datasets.load("guimmun").assign(c=lambda d: np.arange(len(d)) % 4)
+    model = hlmext.melogit("immun ~ kid2p + (1 | comm) + (1 | c)", df)
+    with pytest.raises(hlmext.ModelError, match="crossed"):
         model.fit(nagq=1, cov_type="cluster")

@@ -8,7 +8,10 @@
 #     per top-level cluster the weighted marginal log-likelihood, densely (mvtnorm::dmvnorm with
 #     V_k = Z_k G Z_k' + sigma^2 I on the cluster's replicated rows, times the cluster's weight) for
 #     linear models, and by adaptive Gauss-Hermite quadrature (statmod::gauss.quad, nodes centred at
-#     the mode and scaled by the curvature, as hlmext) for the mixed logit; scores by
+#     the mode and scaled by the curvature, as hlmext) for the mixed logit with one level, and by the
+#     joint Laplace approximation of each community (dense Newton over its community and mothers'
+#     effects) for the nested mixed logit (there the reference estimates maximize that dense Laplace
+#     likelihood with optim, from glmer's; glmer's own figures are stored beside them); scores by
 #     numDeriv::jacobian and the Hessian by numDeriv::hessian, in the parametrization
 #     (fixed effects, log sd, atanh corr, log sigma). Standard errors are reported on the scale of
 #     the estimates (sd, corr) by the delta method.
@@ -110,33 +113,41 @@ eg <- read.csv("hlmext/datasets/data/egsingle.csv")
 eg$wsch <- 1L + (index_of(eg$schoolid) %% 2L)
 eg$wch <- 1L + (index_of(eg$childid) %% 2L)
 eg$wobs <- 1L + as.integer((seq_len(nrow(eg)) - 1L) %% 3L == 0L)
-rep <- replicate_rows(eg, "schoolid", "wsch", "childid", "wch", "wobs")
-fit <- lmer(math ~ year + (1 | rep_top) + (1 | rep_inner), data = rep, REML = FALSE)
-beta <- unname(fixef(fit)); vc <- as.data.frame(VarCorr(fit))
-s_sch <- vc$sdcor[vc$grp == "rep_top"]; s_ch <- vc$sdcor[vc$grp == "rep_inner"]; sigma <- sigma(fit)
-# per school: children replicated wch times (distinct children), rows wobs times
-school_rows <- lapply(split(eg, eg$schoolid), function(dk) {
-  parts <- list()
-  for (j in sort(unique(dk$childid))) {
-    dj <- dk[dk$childid == j, ]
-    for (c2 in seq_len(dj$wch[1])) { r <- expand_obs(dj, "wobs"); r$copy <- paste(j, c2); parts[[length(parts) + 1]] <- r }
-  }
-  do.call(rbind, parts)
-})
-contrib <- function(x) sapply(school_rows, function(dk) {
-  s1 <- exp(x[3]); s2 <- exp(x[4]); sig <- exp(x[5])
-  same_child <- outer(dk$copy, dk$copy, "==")
-  V <- s1^2 + s2^2 * same_child + diag(sig^2, nrow(dk))
-  dk$wsch[1] * dmvnorm(dk$math, x[1] + x[2] * dk$year, V, log = TRUE)
-})
-x0 <- c(beta, log(c(s_sch, s_ch, sigma)))
-out$egsingle_3lev_pw <- list(
-  engine = engine, formula = "math ~ year + (1 | schoolid/childid)", weighted = TRUE,
-  nobs_replicated = nrow(rep), loglik = as.numeric(logLik(fit)),
-  names = c("Intercept", "year", "sd(Intercept)[schoolid]", "sd(Intercept)[schoolid:childid]", "sd(Residual)"),
-  estimates = c(beta, s_sch, s_ch, sigma),
-  se_robust = sandwich(contrib, x0, c(1, 1, s_sch, s_ch, sigma)), n_clusters = length(school_rows),
-  wobs = eg$wobs, wch = eg$wch, wsch = eg$wsch)
+three_level <- function(eg, weighted) {
+  rep <- replicate_rows(eg, "schoolid", "wsch", "childid", "wch", "wobs")
+  fit <- lmer(math ~ year + (1 | rep_top) + (1 | rep_inner), data = rep, REML = FALSE)
+  beta <- unname(fixef(fit)); vc <- as.data.frame(VarCorr(fit))
+  s_sch <- vc$sdcor[vc$grp == "rep_top"]; s_ch <- vc$sdcor[vc$grp == "rep_inner"]; sigma <- sigma(fit)
+  # per school: children replicated wch times (distinct children), rows wobs times
+  school_rows <- lapply(split(eg, eg$schoolid), function(dk) {
+    parts <- list()
+    for (j in sort(unique(dk$childid))) {
+      dj <- dk[dk$childid == j, ]
+      for (c2 in seq_len(dj$wch[1])) {
+        r <- expand_obs(dj, "wobs"); r$copy <- paste(j, c2); parts[[length(parts) + 1]] <- r
+      }
+    }
+    do.call(rbind, parts)
+  })
+  contrib <- function(x) sapply(school_rows, function(dk) {
+    s1 <- exp(x[3]); s2 <- exp(x[4]); sig <- exp(x[5])
+    same_child <- outer(dk$copy, dk$copy, "==")
+    V <- s1^2 + s2^2 * same_child + diag(sig^2, nrow(dk))
+    dk$wsch[1] * dmvnorm(dk$math, x[1] + x[2] * dk$year, V, log = TRUE)
+  })
+  x0 <- c(beta, log(c(s_sch, s_ch, sigma)))
+  list(engine = engine, formula = "math ~ year + (1 | schoolid/childid)", weighted = weighted,
+       nobs_replicated = nrow(rep), loglik = as.numeric(logLik(fit)),
+       names = c("Intercept", "year", "sd(Intercept)[schoolid]", "sd(Intercept)[schoolid:childid]",
+                 "sd(Residual)"),
+       estimates = c(beta, s_sch, s_ch, sigma),
+       se_robust = sandwich(contrib, x0, c(1, 1, s_sch, s_ch, sigma)), n_clusters = length(school_rows),
+       wobs = if (weighted) eg$wobs else NULL, wch = if (weighted) eg$wch else NULL,
+       wsch = if (weighted) eg$wsch else NULL)
+}
+out$egsingle_3lev_pw <- three_level(eg, TRUE)
+eg1 <- eg; eg1$wsch <- 1L; eg1$wch <- 1L; eg1$wobs <- 1L
+out$egsingle_3lev <- three_level(eg1, FALSE)
 
 # ------------------------------------------------------------------ mixed logit, random intercept
 con <- read.csv("hlmext/datasets/data/contraception.csv")
@@ -174,11 +185,78 @@ logit_case <- function(d, nagq, weighted) {
               names = c("Intercept", "age", "urban", "sd(Intercept)[district]"), estimates = c(beta, s),
               n_clusters = length(unique(d$district)),
               wobs = if (weighted) d$wobs else NULL, wd = if (weighted) d$wd else NULL)
-  if (nagq > 1) res$se_robust <- sandwich(aghq_contrib(d, nagq), c(beta, log(s)), c(1, 1, 1, s))
+  res$se_robust <- sandwich(aghq_contrib(d, nagq), c(beta, log(s)), c(1, 1, 1, s))
   res
 }
 out$contraception_pw_laplace <- logit_case(con, 1, TRUE)
 out$contraception_pw_agq7 <- logit_case(con, 7, TRUE)
 out$contraception_agq7 <- logit_case(con1, 7, FALSE)
+out$contraception_laplace <- logit_case(con1, 1, FALSE)
+
+# ------------------------------------------------------------------ mixed logit, nested levels (Laplace)
+gui <- read.csv("hlmext/datasets/data/guimmun.csv")
+gui$wc <- 1L + (index_of(gui$comm) %% 2L)
+gui$wm <- 1L + (index_of(gui$mom) %% 2L)
+gui$wobs <- 1L + as.integer((seq_len(nrow(gui)) - 1L) %% 3L == 0L)
+gui1 <- gui; gui1$wc <- 1L; gui1$wm <- 1L; gui1$wobs <- 1L
+
+laplace_nested_contrib <- function(d) {
+  # per community: moms copied wm times (distinct), rows wobs times; the joint Laplace approximation
+  # h(u) - 1/2 log det H over (community effect, mothers' effects) by dense Newton, times wc
+  comms <- lapply(split(d, d$comm), function(dk) {
+    parts <- list()
+    for (j in sort(unique(dk$mom))) {
+      dj <- dk[dk$mom == j, ]
+      for (c2 in seq_len(dj$wm[1])) { r <- expand_obs(dj, "wobs"); r$copy <- paste(j, c2); parts[[length(parts) + 1]] <- r }
+    }
+    dk <- do.call(rbind, parts)
+    list(y = dk$immun, X = cbind(1, dk$kid2p, dk$mom25p), M = outer(dk$copy, unique(dk$copy), "=="), w = dk$wc[1])
+  })
+  function(x) sapply(comms, function(ck) {
+    b <- x[1:3]; sc <- exp(x[4]); sm <- exp(x[5])
+    Z <- cbind(sc, sm * ck$M)
+    eta0 <- drop(ck$X %*% b)
+    hfun <- function(u) { eta <- eta0 + drop(Z %*% u); sum(ck$y * eta - log1p(exp(eta))) - sum(u^2) / 2 }
+    u <- rep(0, ncol(Z))
+    for (it in 1:200) {                       # Newton with step halving
+      p <- plogis(eta0 + drop(Z %*% u))
+      g <- drop(crossprod(Z, ck$y - p)) - u
+      H <- crossprod(Z, p * (1 - p) * Z) + diag(ncol(Z))
+      step <- solve(H, g)
+      t <- 1
+      while (hfun(u + t * step) < hfun(u) - 1e-12 && t > 1e-10) t <- t / 2
+      u <- u + t * step
+      if (max(abs(t * step)) < 1e-12) break
+    }
+    eta <- eta0 + drop(Z %*% u); p <- plogis(eta)
+    H <- crossprod(Z, p * (1 - p) * Z) + diag(ncol(Z))
+    h <- hfun(u)
+    ck$w * (h - 0.5 * determinant(H)$modulus[1])
+  })
+}
+
+nested_logit_case <- function(d, weighted) {
+  rep <- replicate_rows(d, "comm", "wc", "mom", "wm", "wobs")
+  fit <- glmer(immun ~ kid2p + mom25p + (1 | rep_top) + (1 | rep_inner), data = rep, family = binomial,
+               nAGQ = 1, control = glmerControl(optimizer = "bobyqa"))
+  beta <- unname(fixef(fit)); vc <- as.data.frame(VarCorr(fit))
+  s_c <- vc$sdcor[vc$grp == "rep_top"]; s_m <- vc$sdcor[vc$grp == "rep_inner"]
+  # glmer's PIRLS can stop short of the mode on these data (its Laplace log-likelihood is then lower
+  # than the dense one at the same estimates): the optimum of the dense per-community Laplace
+  # likelihood, from glmer's estimates, is the reference
+  contrib <- laplace_nested_contrib(d)
+  opt <- optim(c(beta, log(s_c), log(s_m)), function(x) -sum(contrib(x)), method = "BFGS",
+               control = list(reltol = 1e-14, maxit = 500))
+  x <- opt$par
+  list(engine = engine, formula = "immun ~ kid2p + mom25p + (1 | comm/mom)", nagq = 1, weighted = weighted,
+       nobs_replicated = nrow(rep), loglik_glmer = as.numeric(logLik(fit)), loglik = -opt$value,
+       estimates_glmer = c(beta, s_c, s_m),
+       names = c("Intercept", "kid2p", "mom25p", "sd(Intercept)[comm]", "sd(Intercept)[comm:mom]"),
+       estimates = c(x[1:3], exp(x[4:5])), n_clusters = length(unique(d$comm)),
+       se_robust = sandwich(contrib, x, c(1, 1, 1, exp(x[4:5]))),
+       wobs = if (weighted) d$wobs else NULL, wc = if (weighted) d$wc else NULL, wm = if (weighted) d$wm else NULL)
+}
+out$guimmun_nested_pw_laplace <- nested_logit_case(gui, TRUE)
+out$guimmun_nested_laplace <- nested_logit_case(gui1, FALSE)
 
 write(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tests/reference/weights/weights.json")
