@@ -210,6 +210,8 @@ def lmm_robust(model, beta, values, is_corr, fixed, cov_fe, correction):
     if d.qd:
         raise ModelError("robust standard errors need nested levels: with crossed factors the clusters are "
                          "not defined")
+    if not d.has_rows:
+        raise ModelError("robust standard errors need the rows; fit from a DataFrame")
     p = beta.size
 
     def to_model(b, v):

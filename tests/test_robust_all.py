@@ -125,3 +125,17 @@ def test_glmm_robust_needs_nested_levels():
     model = hlmext.melogit("immun ~ kid2p + (1 | comm) + (1 | c)", df)
     with pytest.raises(hlmext.ModelError, match="crossed"):
         model.fit(nagq=1, cov_type="cluster")
+
+
+def test_robust_needs_the_rows(exam):
+    chunked = hlmext.mixedlm("gcse ~ lrt + (1 | school)", [exam.iloc[:2000], exam.iloc[2000:]])
+    with pytest.raises(hlmext.ModelError, match="need the rows"):
+        chunked.fit(reml=False, cov_type="cluster")
+
+
+def test_bad_cov_kwds(exam):
+    model = hlmext.mixedlm("gcse ~ lrt + (1 | school)", exam)
+    with pytest.raises(ValueError, match="cov_kwds takes"):
+        model.fit(reml=False, cov_type="cluster", cov_kwds={"correctoin": "CR0"})
+    with pytest.raises(ValueError, match="CR0"):
+        model.fit(reml=False, cov_type="cluster", cov_kwds={"correction": "HC3"})
