@@ -62,6 +62,14 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     >>> res = hlmext.mixedlm("gcse ~ lrt + (lrt | school)", df).fit(reml=False)
     >>> round(res.llf, 3)
     -13998.439
+
+    Sampling weights (here a made-up weight of 2 for girls): a pseudo-likelihood fit by ML
+    with robust standard errors.
+
+    >>> survey = df.assign(w=1.0 + (df.sex == "F"))
+    >>> pw = hlmext.mixedlm("gcse ~ lrt + (1 | school)", survey, pweights="w").fit()
+    >>> round(pw.llf, 3), pw.cov_type
+    (-22325.049, "cluster (CR1, 64 clusters of 'school')")
     """
     from .chunked import is_chunked
     if is_chunked(data):
