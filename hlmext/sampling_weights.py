@@ -2,16 +2,16 @@
 
 With weights ``w_i|jk`` for observations, ``w_j|k`` for level-2 clusters and ``w_k`` for
 level-3 clusters (each the inverse probability of selection given the unit above), the
-pseudo-likelihood of Rabe-Hesketh & Skrondal (2006), JRSS-A 169:805, eq. 7, is
+pseudo-likelihood of Rabe-Hesketh & Skrondal (2006), JRSS-A 169:805, is
 
     L = prod_k [ int prod_j [ int prod_i f(y_ijk | u, v)^{w_i|jk} phi(u_jk) du_jk ]^{w_j|k} phi(v_k) dv_k ]^{w_k}
 
 so observation weights act inside the innermost integral and a cluster's weight
 multiplies its whole log contribution. The linear model evaluates it with the blocked
 Cholesky of ``_core.factorize``: the statistics are accumulated with the row weights
-``w_i|jk w_j|k w_k`` (the product of every weight of the row) and cluster ``c`` at level ``l``
-gets the penalty ``c_c I`` and the log-determinant term ``c_c (log det M~_c - q log c_c)``,
-``c_c`` the product of the weights of ``c`` and its ancestors (``docs/math.md``). The
+``w_i|jk w_j|k w_k`` (the product of every weight of the row) and cluster ``c`` gets the
+penalty ``a_c I`` and the log-determinant term ``a_c (log det M~_c - q log a_c)``, ``a_c``
+the product of the weights of ``c`` and its ancestors (``docs/math.md``). The
 generalized models multiply each row's log density by its observation weight and each
 cluster's log integral by the cluster's weight; with nested levels (Laplace) the joint
 mode and Hessian carry the same scaling as the linear model's factor.

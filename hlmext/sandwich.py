@@ -11,7 +11,7 @@ with ``c = G / (G - 1)`` (``"CR1"``, Stata's ``vce(robust)`` / ``vce(cluster)``)
 of cluster contributions, which the linear model computes from its per-cluster
 statistics (``lmm_cluster_loglik``) and the generalized models from their per-cluster
 integrals (``glmm_cluster_loglik``). With sampling weights ``l_k`` is cluster k's
-weighted contribution (Rabe-Hesketh & Skrondal 2006, JRSS-A 169:805, section 3.3).
+weighted contribution (Rabe-Hesketh & Skrondal 2006, JRSS-A 169:805).
 """
 from __future__ import annotations
 
