@@ -92,10 +92,11 @@ cdef inline void scale_columns(double* S, index_t q, index_t D, index_t col0, in
 
 cdef void scale_block(const double* B, double* S, index_t q, index_t D, const double* lam,
                       index_t level, index_t nlev, const index_t* qlev, const index_t* lam_off,
-                      index_t ndense, const index_t* dense_q, const index_t* dense_groups) noexcept nogil:
-    """S = Lambda_l' B diag(Lambda_l, ..., Lambda_{L-1}, Lambda_D, I) + [I 0] for one cluster.
+                      index_t ndense, const index_t* dense_q, const index_t* dense_groups,
+                      double penalty) noexcept nogil:
+    """S = Lambda_l' B diag(Lambda_l, ..., Lambda_{L-1}, Lambda_D, I) + [c I 0] for one cluster.
 
-    ``B`` and ``S`` are q x D row-major. ``Lambda_D`` repeats each crossed level's factor
+    ``B`` and ``S`` are q x D row-major; ``c = penalty`` (1, or the cluster's weight). ``Lambda_D`` repeats each crossed level's factor
     (``lam_off[nlev + d]``) over its groups.
     """
     cdef const double* lamq = lam + lam_off[level]
@@ -118,7 +119,7 @@ cdef void scale_block(const double* B, double* S, index_t q, index_t D, const do
             scale_columns(S, q, D, col0, dense_q[j], lam + lam_off[nlev + j])
             col0 += dense_q[j]
     for a in range(q):
-        S[a * D + a] += 1.0
+        S[a * D + a] += penalty
 
 
 cdef double eliminate_cluster(double* S, index_t q, index_t D, int* info) noexcept nogil:
@@ -217,7 +218,7 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
               const index_t[::1] lam_off, const index_t[::1] zoff, index_t m,
               const index_t[::1] level_first, const index_t[::1] stat_off,
               const index_t[::1] parent, const index_t[::1] dense_q, const index_t[::1] dense_groups,
-              double[::1] work, double[::1] G):
+              double[::1] work, double[::1] G, const double[::1] cweight=None):
     """Blocked Cholesky of the penalized system for one value of Lambda.
 
     ``G0`` is the global block ``[D X y]'[D X y]`` already scaled by ``Lambda_D`` with the
@@ -226,6 +227,14 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
     On return ``work`` holds every cluster's factor block row (``L_k`` in its lower
     triangle, ``L_k^{-1}`` times its off-diagonal blocks to the right) and ``G`` the lower
     Cholesky factor of the reduced ``[D X y]`` block, row-major.
+
+    With ``cweight`` (sampling weights, one per cluster, no crossed levels) cluster k's
+    penalty is ``c_k I`` instead of ``I``, where ``c_k`` is the product of the level
+    weights of k and of its ancestors, and its log-determinant term is
+    ``c_k (2 sum log diag L_k - q log c_k)``. With statistics accumulated under the row
+    weights ``w_i c_(innermost cluster of i)`` this is the Cholesky of the pseudo-likelihood
+    of Rabe-Hesketh & Skrondal (2006), JRSS-A 169:805, with every cluster's weighted
+    statistics scaled by ``c_k`` (so the downdates need no weights; ``docs/math.md``).
 
     Returns
     -------
@@ -241,9 +250,10 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
     cdef index_t qd = 0
     cdef index_t l, j, k, q, D, anc, c0, qa, Da, nrow
     cdef index_t pp1
-    cdef double logdet = 0.0
+    cdef double logdet = 0.0, ck = 1.0
     cdef int info = 0
     cdef int n, kk, lda
+    cdef bint weighted = cweight is not None
     cdef char uplo = b'U'
     cdef char trans = b'N'
     cdef double minus_one = -1.0, one = 1.0
@@ -256,6 +266,8 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
     if G0.shape[0] != pp1 * pp1 or G.shape[0] != pp1 * pp1:
         raise ValueError("global block has the wrong size")
     n = <int> pp1
+    if weighted and (cweight.shape[0] != parent.shape[0] or ndense):
+        raise ValueError("cweight needs one weight per cluster and no crossed levels")
     for l in range(nlev):
         qlev[l] = zoff[l + 1] - zoff[l]
     with nogil:
@@ -265,14 +277,18 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
             for k in range(level_first[l], level_first[l + 1]):
                 scale_block(&stats[stat_off[k]], &work[stat_off[k]], q, D, &lam[0], l, nlev,
                             qlev, &lam_off[0], ndense, &dense_q[0] if ndense else NULL,
-                            &dense_groups[0] if ndense else NULL)
+                            &dense_groups[0] if ndense else NULL, cweight[k] if weighted else 1.0)
         for j in range(pp1 * pp1):
             G[j] = G0[j]
         for l in range(nlev):
             q = qlev[l]
             D = m - zoff[l] + qd
             for k in range(level_first[l], level_first[l + 1]):
-                logdet += eliminate_cluster(&work[stat_off[k]], q, D, &info)
+                if weighted:
+                    ck = cweight[k]
+                    logdet += ck * (eliminate_cluster(&work[stat_off[k]], q, D, &info) - q * log(ck))
+                else:
+                    logdet += eliminate_cluster(&work[stat_off[k]], q, D, &info)
                 if info != 0:
                     info = -(k + 1)
                     break

@@ -416,7 +416,8 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
                    double[:, ::1] u, double[::1] ll, double[:, :, ::1] chol_out, double[:, ::1] zl,
                    double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
                    double[:, ::1] node_d, double[::1] node_h, double[:, ::1] node_g, double[:, ::1] ubar,
-                   double[::1] e, double[:, ::1] grad_lam, bint want_grad, double tol=1e-10, int maxit=200):
+                   double[::1] e, double[:, ::1] grad_lam, bint want_grad, double tol=1e-10, int maxit=200,
+                   const double[::1] cweight=None):
     """Per-cluster log-likelihood contributions (without the data constants).
 
     Parameters
@@ -443,6 +444,9 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     zl, eta, mu, w, dw, node_d, node_h, node_g, ubar, e, grad_lam
         Work arrays (n, q), (n,) x 4, (K, q), (K,), (K, q), (n, q) and the outputs of the
         gradient: e (n,) and d log L / d Lambda (q, q), written only if ``want_grad``.
+    cweight : (G,), optional
+        Cluster weights (sampling weights): the gradient outputs are those of
+        ``sum_j cweight_j log L_j``; ``ll`` stays unweighted.
 
     Returns
     -------
@@ -454,7 +458,11 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     cdef index_t n = Z.shape[0], q = Z.shape[1], G = row_start.shape[0], K = nodes.shape[0]
     cdef index_t i, j, a, b, r0, nj
     cdef int steps, max_steps = 0, n_failed = 0
-    cdef double h, ldet
+    cdef double h, ldet, cw
+    cdef double prev[MAXQ * MAXQ]
+    cdef bint weighted = cweight is not None
+    if weighted and cweight.shape[0] != G:
+        raise ValueError("cweight must have one weight per cluster")
     if q > MAXQ:
         raise ValueError("at most %d random effects per level are supported" % MAXQ)
     if (y.shape[0] != n or ntr.shape[0] != n or eta0.shape[0] != n or zl.shape[0] != n
@@ -499,6 +507,10 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
                 ll[j] += aghq_term(family, &y[r0], &ntr[r0], &eta[r0], &zl[r0, 0], nj, q, &u[j, 0],
                                    &chol_out[j, 0, 0], &nodes[0, 0], &logw[0], K, &node_d[0, 0],
                                    &node_h[0], h)
+            if want_grad and weighted:
+                for a in range(q):
+                    for b in range(q):
+                        prev[a * q + b] = grad_lam[a, b]
             if want_grad and K > 1:
                 aghq_grad(family, &y[r0], &ntr[r0], &Z[r0, 0], &zl[r0, 0], &eta[r0], &mu[r0], &w[r0],
                           &dw[r0], nj, q, &u[j, 0], &chol_out[j, 0, 0], &node_d[0, 0], &node_h[0], K,
@@ -506,6 +518,13 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
             elif want_grad:
                 cluster_grad(&y[r0], &Z[r0, 0], &zl[r0, 0], &mu[r0], &w[r0], &dw[r0], nj, q,
                              &u[j, 0], &chol_out[j, 0, 0], &e[r0], &grad_lam[0, 0])
+            if want_grad and weighted:       # this cluster's terms count cweight_j times
+                cw = cweight[j]
+                for a in range(q):
+                    for b in range(q):
+                        grad_lam[a, b] = prev[a * q + b] + cw * (grad_lam[a, b] - prev[a * q + b])
+                for i in range(r0, r0 + nj):
+                    e[i] *= cw
     return n_failed, max_steps
 
 
@@ -531,6 +550,7 @@ cdef struct Tree:
     const index_t* u_off
     const index_t* blk_off
     const index_t* cl          # (n, nlev) global cluster of every row at every level
+    const double* pen          # NULL, or the prior precision of every mode (sampling weights)
 
 
 cdef double nested_h(int family, const Tree* T, const double* y, const double* ntr,
@@ -546,7 +566,7 @@ cdef double nested_h(int family, const Tree* T, const double* y, const double* n
                 et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
         h += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
     for a in range(T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]):
-        h -= 0.5 * u[a] * u[a]
+        h -= 0.5 * (T.pen[a] if T.pen != NULL else 1.0) * u[a] * u[a]
     return h
 
 
@@ -555,7 +575,7 @@ cdef double nested_assemble(int family, const Tree* T, const double* y, const do
                             double* eta, double* mu, double* w, double* dw) noexcept nogil:
     """h(u), and every block row of H with the gradient of h as right-hand side."""
     cdef index_t i, l, a, c, k, q, D, k0
-    cdef double h = 0.0, et, r, za
+    cdef double h = 0.0, et, r, za, pa
     cdef double* B
     for l in range(T.nlev):
         q = T.zoff[l + 1] - T.zoff[l]
@@ -565,9 +585,10 @@ cdef double nested_assemble(int family, const Tree* T, const double* y, const do
             for a in range(q * D):
                 B[a] = 0.0
             for a in range(q):
-                B[a * D + a] = 1.0
-                B[a * D + D - 1] = -u[T.u_off[k] + a]
-                h -= 0.5 * u[T.u_off[k] + a] * u[T.u_off[k] + a]
+                pa = T.pen[T.u_off[k] + a] if T.pen != NULL else 1.0
+                B[a * D + a] = pa
+                B[a * D + D - 1] = -pa * u[T.u_off[k] + a]
+                h -= 0.5 * pa * u[T.u_off[k] + a] * u[T.u_off[k] + a]
     for i in range(T.n):
         et = eta0[i]
         for l in range(T.nlev):
@@ -594,7 +615,12 @@ cdef double nested_assemble(int family, const Tree* T, const double* y, const do
 
 
 cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
-    """Eliminate the clusters innermost first (block Cholesky); 0 or -(k+1) on failure."""
+    """Eliminate the clusters innermost first (block Cholesky); 0 or -(k+1) on failure.
+
+    With ``T.pen`` (sampling weights: cluster k's modes have prior precision a_k, its
+    block row is a_k times its relative one) ``logdet`` is sum_k a_k log det(H_kk / a_k),
+    each cluster's relative log-determinant counted a_k times (``hlmext.sampling_weights``).
+    """
     cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a
     cdef double* B
     cdef double* A
@@ -608,7 +634,11 @@ cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
             if chol_ld(B, q, D) != 0:
                 return -(k + 1)
             for a in range(q):
-                logdet[0] += 2.0 * log(B[a * D + a])
+                if T.pen != NULL:
+                    wv = T.pen[T.u_off[k] + a]
+                    logdet[0] += wv * (2.0 * log(B[a * D + a]) - log(wv))
+                else:
+                    logdet[0] += 2.0 * log(B[a * D + a])
             for c in range(q, D):          # B[:, q:] <- L^{-1} B[:, q:]
                 for r in range(q):
                     wv = B[r * D + c]
@@ -795,7 +825,8 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
                   const index_t[::1] lam_off, double[::1] u, double[::1] S, double[:, ::1] zl,
                   double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
                   double[::1] step, double[::1] trial, double[::1] e, double[::1] grad_lam,
-                  double[::1] chain_work, bint want_grad, double tol=1e-10, int maxit=200):
+                  double[::1] chain_work, bint want_grad, double tol=1e-10, int maxit=200,
+                  const double[::1] pen=None):
     """Laplace log-likelihood (without the data constants) of a model with nested levels.
 
     Newton iterations with step halving on all modes jointly: each step assembles the
@@ -822,6 +853,12 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     Crossed factors enter as one more, outermost level with a single cluster whose q
     columns are every group of every crossed factor (the caller builds them).
 
+    pen : (n_u,), optional
+        Sampling weights: the prior precision of every mode, a_k for the modes of cluster
+        k (the product of its and its ancestors' weights), with the rows weighted by the
+        caller; h and H then carry a_k |u_k|^2 / 2 and a_k I, and the log-determinant
+        counts each cluster's relative term a_k times. No analytic gradient then.
+
     Returns
     -------
     loglik : float
@@ -838,6 +875,9 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     if (step.shape[0] != n_u or trial.shape[0] != n_u or zl.shape[0] != n or zl.shape[1] != Q
             or e.shape[0] != n or eta.shape[0] != n):
         raise ValueError("inconsistent work arrays")
+    if pen is not None and (pen.shape[0] != n_u or want_grad):
+        raise ValueError("pen needs one value per mode and no analytic gradient")
+    T.pen = &pen[0] if pen is not None else NULL
     T.n = n
     T.Q = Q
     T.nlev = nlev

@@ -57,6 +57,55 @@ def deviance_parts(design, lams):
     return logdet, logdet_rx, prss, beta, u
 
 
+def pseudo_deviance_parts(design, lams, row_weights, level_weights):
+    """Pseudo-likelihood of a nested chain by elimination with relative weights (sampling weights).
+
+    An independent route to what ``_core.factorize`` computes with ``cweight``: every
+    cluster's quadratic form over [own Z Lambda | ancestors' Z Lambda | X | y] is the sum of
+    its rows' (``row_weights``: the observation weights) or its children's Schur
+    complements, each child's scaled by the child's own weight (``level_weights``, one per
+    cluster in core order); the log-determinants add up the same way, and the top
+    clusters' ``[X y]`` Schur complements, scaled by their weights, form the global block.
+    Returns ``logdet`` (weighted), ``prss``, ``beta`` (centred y) and the effective n.
+    """
+    d = design
+    W = d.W
+    cols = [W[:, d.zoff[l]:d.zoff[l + 1]] @ lam for l, lam in enumerate(lams)]
+    xy = W[:, d.zoff[-1]:]
+    forms, dets = {}, {}
+    for l in range(d.n_chain):
+        for k in range(d.level_first[l], d.level_first[l + 1]):
+            rows = slice(d.row_start[k], d.row_end[k])
+            if l == 0:
+                r = np.hstack([c[rows] for c in cols[l:]] + [xy[rows]])
+                A = r.T @ (row_weights[rows, None] * r)
+                inner = 0.0
+            else:
+                A, inner = forms.pop(k), dets.pop(k)
+            q = cols[l].shape[1]
+            M = A[:q, :q] + np.eye(q)
+            S = A[q:, q:] - A[q:, :q] @ np.linalg.solve(M, A[:q, q:])
+            total = inner + np.linalg.slogdet(M)[1]
+            parent = d.parent[k] if l + 1 < d.n_chain else -1
+            forms[parent] = forms.get(parent, 0.0) + level_weights[k] * S
+            dets[parent] = dets.get(parent, 0.0) + level_weights[k] * total
+    G = forms[-1]
+    p = G.shape[0] - 1
+    beta = np.linalg.solve(G[:p, :p], G[:p, p])
+    prss = G[p, p] - G[p, :p] @ beta
+    n_eff = float(np.sum(row_weights * _row_cluster_product(d, level_weights)))
+    return dets[-1], prss, beta, n_eff
+
+
+def _row_cluster_product(d, level_weights):
+    """Product of the weights of every row's clusters (all chain levels)."""
+    out = np.ones(d.W.shape[0])
+    for l in range(d.n_chain):
+        for k in range(d.level_first[l], d.level_first[l + 1]):
+            out[d.row_start[k]:d.row_end[k]] *= level_weights[k]
+    return out
+
+
 def _block_diag(blocks):
     n = sum(b.shape[0] for b in blocks)
     out = np.zeros((n, n))

@@ -7,10 +7,11 @@ import pandas as pd
 from .exceptions import ModelError
 from .inference import LRTest, boundary_lr_test
 from .linear import LinearMixed
+from .sampling_weights import no_lr_test
 from .glmm import MixedLogit, MixedPoisson
 
 
-def mixedlm(formula, data, cov=None, missing="drop", weights=None, **chunk_options):
+def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, **chunk_options):
     """Linear mixed model from a formula, lme4 or Stata style.
 
     Parameters
@@ -35,6 +36,16 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, **chunk_optio
     weights : str or array_like, optional
         Frequency weights (Stata ``fweight``): a row with weight w counts as w identical
         rows; ``nobs`` is their sum. A column name or one value per row of ``data``.
+    pweights : str, array_like or dict, optional
+        Sampling weights (Stata ``[pw=...]`` and ``pweight()``): a column name or array
+        of observation weights, or a dict mapping ``"obs"`` and level names (as in the
+        summary, e.g. ``"school"``, or ``"school:class"`` for ``(1 | school/class)``) to
+        columns or arrays; a level's weights must be constant within its groups. The
+        fit maximizes the pseudo-likelihood (ML only) and its standard errors are robust,
+        clustered at the outermost level; see ``hlmext.sampling_weights``.
+    pwscale : {None, "size", "effective", "gk"}
+        Rescaling of the observation weights within level-2 clusters (two-level models;
+        Stata's ``pwscale()``); default none.
     **chunk_options
         For chunked data only: ``batch_size`` (Parquet rows per batch), ``categories``
         (levels of categorical columns); see ``hlmext.chunked.from_formula``.
@@ -51,17 +62,26 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, **chunk_optio
     >>> res = hlmext.mixedlm("gcse ~ lrt + (lrt | school)", df).fit(reml=False)
     >>> round(res.llf, 3)
     -13998.439
+
+    Sampling weights (here a made-up weight of 2 for girls): a pseudo-likelihood fit by ML
+    with robust standard errors.
+
+    >>> survey = df.assign(w=1.0 + (df.sex == "F"))
+    >>> pw = hlmext.mixedlm("gcse ~ lrt + (1 | school)", survey, pweights="w").fit()
+    >>> round(pw.llf, 3), pw.cov_type
+    (-22325.049, "cluster (CR1, 64 clusters of 'school')")
     """
     from .chunked import is_chunked
     if is_chunked(data):
-        if weights is not None:
+        if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
         from .chunked import from_formula
         return from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options)
     if chunk_options:
         raise TypeError("mixedlm() got unexpected keyword arguments %s (they apply to chunked data only)"
                         % ", ".join(sorted(chunk_options)))
-    return LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights)
+    return LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights,
+                                    pweights=pweights, pwscale=pwscale)
 
 
 def lrtest(small, big) -> LRTest:
@@ -81,6 +101,8 @@ def lrtest(small, big) -> LRTest:
     >>> print(round(hlmext.lrtest(ri, rs).statistic, 2))
     40.3
     """
+    for res in (small, big):
+        no_lr_test(res.model)
     if small.nobs != big.nobs:
         raise ModelError("the models were fitted to different numbers of observations (%d and %d); "
                          "an LR test needs the same rows" % (small.nobs, big.nobs))
@@ -147,7 +169,7 @@ def per_group_ols(formula, data, groups, min_obs=5):
     return out.sort_index()
 
 
-def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop"):
+def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None):
     """Mixed-effects logistic regression from a formula (Stata ``melogit``, lme4 ``glmer``).
 
     Parameters
@@ -165,6 +187,10 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop"):
         Covariance structure of the random effects (see ``mixedlm``).
     missing : {"drop", "raise"}
         Rows with missing values in used columns (trials and offset included).
+    pweights, pwscale : optional
+        Sampling weights and their rescaling, as for ``mixedlm`` (nested levels, not
+        crossed): the fit maximizes the pseudo-likelihood and its standard errors are
+        robust, clustered at the outermost level.
 
     Returns
     -------
@@ -181,10 +207,11 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop"):
     (-91.983, 0.6475)
     """
     return MixedLogit.from_formula(formula, data, trials=trials, offset=offset, cov=cov, missing=missing,
+                                   pweights=pweights, pwscale=pwscale,
                                    eval_env=1)
 
 
-def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop"):
+def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop", pweights=None, pwscale=None):
     """Mixed-effects Poisson regression from a formula (Stata ``mepoisson``, lme4 ``glmer``).
 
     Parameters
@@ -198,6 +225,8 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
         Exposure; enters as ``log(exposure)`` in the offset and must be positive.
     cov : str or dict, optional
     missing : {"drop", "raise"}
+    pweights, pwscale : optional
+        Sampling weights, as for ``melogit``.
 
     Returns
     -------
@@ -213,4 +242,5 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     -988.955
     """
     return MixedPoisson.from_formula(formula, data, offset=offset, exposure=exposure, cov=cov, missing=missing,
+                                     pweights=pweights, pwscale=pwscale,
                                      eval_env=1)

@@ -19,6 +19,9 @@ outermost block. The per-cluster Newton iterations, integrals and
 analytic gradients run in ``_glmm.pyx``; the optimizer runs over (beta, theta) jointly
 (lme4's nAGQ > 0 stage), starting from a GLM fit, then Laplace, then AGHQ from the
 Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
+
+Sampling weights (``pweights``): the pseudo-likelihood of ``hlmext.sampling_weights``, with
+the kernel's rows from ``sampling_weights.glmm_rows``.
 """
 from __future__ import annotations
 
@@ -82,6 +85,8 @@ class MixedGLM(LikelihoodModel):
     design : MixedDesign, optional
         A prepared design (``from_formula``); replaces the arrays, which are then in the
         ModelFrame's row order.
+    sampling : hlmext.sampling_weights.SamplingWeights, optional
+        Sampling weights (built by ``from_formula`` from ``pweights``).
 
     Examples
     --------
@@ -103,7 +108,7 @@ class MixedGLM(LikelihoodModel):
 
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured", trials=None,
                  offset=None, exposure=None, exog_names=None, exog_re_names=None, design=None, frame=None,
-                 formula=None, columns=None, **kwargs):
+                 formula=None, columns=None, sampling=None, **kwargs):
         if design is None:
             design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
         self.design = d = design
@@ -132,17 +137,24 @@ class MixedGLM(LikelihoodModel):
         self.nobs, self.k_fe = n, d.k_fe
         self._X, self._y = np.ascontiguousarray(d.exog), np.ascontiguousarray(d.endog)
         self._Z = np.ascontiguousarray(d.W[:, :d.zoff[-1]])
-        self._const = float(self._constant(self._y, self.trials))
+        self.sampling = sampling
+        self._setup_weights()
         self._workspace()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def _from_formula(cls, formula, data, extra, cov=None, missing="drop", eval_env=0, **kwargs):
+    def _from_formula(cls, formula, data, extra, cov=None, missing="drop", eval_env=0, pweights=None,
+                      pwscale=None, **kwargs):
         from . import formula as fm
-        frame, arrays, columns = fm.model_frame_with_columns(fm.parse(formula, cov=cov), data, extra, missing,
+        from . import sampling_weights as sw
+        frame, arrays, columns = fm.model_frame_with_columns(fm.parse(formula, cov=cov), data,
+                                                             {**extra, **sw.as_roles(pweights)}, missing,
                                                              _caller_env(eval_env))
+        sampling = sw.from_frame(frame, arrays, pwscale)
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("pw:")}
+        columns = {k: v for k, v in columns.items() if not k.startswith("pw:")}
         return cls(design=design_from_frame(frame), frame=frame, formula=formula, columns=columns,
-                   **arrays, **kwargs)
+                   sampling=sampling, **arrays, **kwargs)
 
     @property
     def exog_names(self):
@@ -192,6 +204,20 @@ class MixedGLM(LikelihoodModel):
         return out
 
     # ------------------------------------------------------------------ objective
+    def _setup_weights(self):
+        """The kernel's rows, cluster weights and data constants (``sampling_weights.glmm_rows``)."""
+        from .sampling_weights import glmm_rows
+        d = self.design
+        const = self._row_constant(self._y, self.trials)
+        self._ky, self._kn, self._koff, self._cweight, self._pen, const = glmm_rows(self, const)
+        self._row_const = const
+        if not self.nested:
+            by_cluster = np.add.reduceat(const, d.row_start[:self.levels[0].n_groups])
+            self._const_by_cluster = by_cluster
+            self._const = float(np.sum(by_cluster if self._cweight is None else self._cweight * by_cluster))
+        else:
+            self._const = float(np.sum(const))
+
     def _workspace(self):
         d, n = self.design, self.nobs
         self._u = np.zeros(d.n_u)                 # warm start of the modes (private)
@@ -275,24 +301,25 @@ class MixedGLM(LikelihoodModel):
     def _kernel(self, beta, theta, nagq, grad):
         """One kernel call at (beta, theta); fills the private work arrays. Returns loglik."""
         lams = self.lams(theta)
-        eta0 = self._X @ beta + self.offset
+        eta0 = self._X @ beta + self._koff
         for attempt in range(2):
             if self.nested:
                 t = self._tree
-                ll, _ = _glmm.nested_loglik(self._family_code, self._Z, self._y, self.trials, eta0, self._cl,
+                ll, _ = _glmm.nested_loglik(self._family_code, self._Z, self._ky, self._kn, eta0, self._cl,
                                             t["zoff"], t["level_first"], t["parent"], t["u_off"], t["blk_off"],
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
-                                            self._e, self._glam, self._chain_work, grad)
+                                            self._e, self._glam, self._chain_work, grad, pen=self._pen)
             else:
                 nodes, logw, nd, nh, ng = self._rule(nagq)
                 q = self.levels[0].q
                 n_failed, _ = _glmm.cluster_loglik(
-                    self._family_code, self._Z, self._y, self.trials, eta0, *self._rows,
+                    self._family_code, self._Z, self._ky, self._kn, eta0, *self._rows,
                     np.ascontiguousarray(lams[0]), nodes, logw, self._u.reshape(-1, q), self._ll, self._chol,
                     self._zl, self._eta, self._mu, self._w, self._dw, nd, nh, ng, self._ubar, self._e,
-                    self._glam.reshape(q, q), grad)
-                ll = -np.inf if n_failed else float(self._ll.sum())
+                    self._glam.reshape(q, q), grad, cweight=self._cweight)
+                ll = -np.inf if n_failed else float(self._ll.sum() if self._cweight is None
+                                                    else self._cweight @ self._ll)
             if np.isfinite(ll):
                 return ll + self._const
             self._u[:] = 0.0                      # restart the modes from zero once
@@ -317,6 +344,8 @@ class MixedGLM(LikelihoodModel):
         beta, theta = np.asarray(beta, float), np.asarray(theta, float)
         if nagq > 1 and self.nested:
             self._check_nagq(nagq)
+        if grad and self._pen is not None:
+            return self._numeric_gradient(beta, theta)
         ll = self._kernel(beta, theta, nagq, grad)
         if not grad:
             return ll
@@ -325,6 +354,18 @@ class MixedGLM(LikelihoodModel):
         g_theta = [float(np.sum(glam * dl)) for glam, jac in zip(self._glam_levels(), self._dlam_dtheta(theta))
                    for dl in jac]
         return ll, np.concatenate([self._X.T @ self._e, g_theta])
+
+    def _numeric_gradient(self, beta, theta, h=1e-6):
+        """Log-likelihood and its central-difference gradient (nested levels with sampling weights)."""
+        x = np.concatenate([beta, theta])
+        p, g = beta.size, np.empty(x.size)
+        for i in range(x.size):
+            e = np.zeros(x.size)
+            e[i] = h * max(1.0, abs(x[i]))
+            fp, fm = self._kernel(*np.split(x + e, [p]), 1, False), self._kernel(*np.split(x - e, [p]), 1, False)
+            g[i] = (fp - fm) / (2 * e[i])
+        ll = self._kernel(beta, theta, 1, False)          # last: the work arrays are those at x
+        return ll, g
 
     def loglike(self, params, nagq=7):
         """Log-likelihood at ``params`` = (fixed effects, sd's and correlations as in results)."""
@@ -357,7 +398,7 @@ class MixedGLM(LikelihoodModel):
         return int(nagq)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, nagq=7, start=None, maxiter=1000, disp=False):
+    def fit(self, nagq=7, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
         """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
 
         Parameters
@@ -371,15 +412,32 @@ class MixedGLM(LikelihoodModel):
         maxiter : int
         disp : bool
             Print progress (one line per optimizer iteration) and the optimizer summaries.
+        cov_type : {"nonrobust", "cluster"}, optional
+            Model-based (inverse observed information; the default without sampling
+            weights) or robust (sandwich) standard errors of every parameter, clustered at
+            the outermost level (``hlmext.sandwich``; the default and only choice with
+            sampling weights).
+        cov_kwds : dict, optional
+            ``{"correction": "CR1"}`` (default: scaled by G/(G-1), as Stata) or ``"CR0"``.
 
         Returns
         -------
         GLMMResults
-        """
-        with single_blas_thread():
-            return self._fit(nagq, start, maxiter, disp)
 
-    def _fit(self, nagq, start, maxiter, disp):
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("contraception")
+        >>> res = hlmext.melogit("use ~ age + urban + (1 | district)", df).fit(nagq=7, cov_type="cluster")
+        >>> res.bse.round(3).tolist()
+        [0.102, 0.006, 0.163, 0.069]
+        """
+        from .sandwich import cov_options
+        robust, _ = cov_options(self.sampling, cov_type, cov_kwds, reml=False)
+        with single_blas_thread():
+            return self._fit(nagq, start, maxiter, disp, robust)
+
+    def _fit(self, nagq, start, maxiter, disp, robust=None):
         from .glmm_results import GLMMResults, GLMMResultsWrapper
         nagq = self._check_nagq(nagq)
         beta_glm, se_glm, null_llf = self._glm_start()
@@ -402,7 +460,7 @@ class MixedGLM(LikelihoodModel):
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning)
-        return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm))
+        return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm, robust))
 
     def _glm_start(self):
         """GLM without random effects by Newton-IRLS (the kernel at theta = 0), with step halving.
@@ -421,8 +479,9 @@ class MixedGLM(LikelihoodModel):
         rms = np.sqrt(np.mean(X ** 2, axis=0))
         ll, g = self.loglike_theta(beta, theta0, 1, grad=True)
         converged, info = False, None
+        row_cw = 1.0 if self._cweight is None else np.repeat(self._cweight, self.levels[0].sizes)
         for _ in range(100):
-            info = X.T @ (self._w[:, None] * X)
+            info = X.T @ ((row_cw * self._w)[:, None] * X)
             try:
                 step = np.linalg.solve(info, g[:p])
             except np.linalg.LinAlgError:
@@ -439,7 +498,7 @@ class MixedGLM(LikelihoodModel):
                 break
             if np.max(np.abs(beta) * rms) > 30:
                 break
-        info = X.T @ (self._w[:, None] * X)
+        info = X.T @ ((row_cw * self._w)[:, None] * X)
         with np.errstate(all="ignore"):
             se = np.sqrt(np.diag(np.linalg.pinv(info)))
         if not converged or not np.all(np.isfinite(se)) or np.max(np.abs(beta) * rms) > 15 or np.max(se * rms) > 50:
@@ -495,8 +554,8 @@ class MixedLogit(MixedGLM):
                                  eval_env=_caller_env(eval_env), **kwargs)
 
     @staticmethod
-    def _constant(y, ntr):
-        return np.sum(gammaln(ntr + 1) - gammaln(y + 1) - gammaln(ntr - y + 1))
+    def _row_constant(y, ntr):
+        return gammaln(ntr + 1) - gammaln(y + 1) - gammaln(ntr - y + 1)
 
     def _check_response(self, y, ntr, name, trials_name):
         if not self.has_trials:
@@ -549,8 +608,8 @@ class MixedPoisson(MixedGLM):
                                  missing=missing, eval_env=_caller_env(eval_env), **kwargs)
 
     @staticmethod
-    def _constant(y, ntr):
-        return -np.sum(gammaln(y + 1))
+    def _row_constant(y, ntr):
+        return -gammaln(y + 1)
 
     def _check_response(self, y, ntr, name, trials_name):
         bad = (y < 0) | (np.abs(y - np.round(y)) > 1e-8)

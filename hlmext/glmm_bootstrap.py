@@ -40,7 +40,7 @@ def with_endog(model, y_sorted):
     new = copy.copy(model)
     new.design = copy.copy(model.design)
     new.design.endog = new._y = np.ascontiguousarray(y)
-    new._const = float(model._constant(new._y, model.trials))
+    new._setup_weights()                          # the kernel's rows and the data constants
     new._workspace()
     if getattr(model, "data", None) is not None:
         new.data = copy.copy(model.data)
@@ -123,5 +123,7 @@ def _stripped(model):
 
 
 def _refuse_weights(model):
-    if getattr(model.design, "weights", None) is not None or getattr(model, "pweights", None) is not None:
+    from .sampling_weights import no_lr_test
+    no_lr_test(model, "simulation and the parametric bootstrap")
+    if getattr(model.design, "weights", None) is not None:
         raise ModelError("simulation and the bootstrap of weighted generalized models are not supported")

@@ -19,6 +19,7 @@ from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
 from .exceptions import BoundaryWarning, ModelError
+from .sampling_weights import no_lr_test
 from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _notes, _row_keys,
                       _sd_scale)
 
@@ -52,7 +53,7 @@ class GLMMResults(LikelihoodModelResults):
     LR test vs. logistic regression: chibar2(01) = 45.20   Prob >= chibar2 = 0.0000
     """
 
-    def __init__(self, model, x, nagq, opt, null_llf, se_glm):
+    def __init__(self, model, x, nagq, opt, null_llf, se_glm, robust=None):
         p = model.k_fe
         beta, theta = np.asarray(x[:p], float), np.asarray(x[p:], float)
         self.nagq, self.reml, self.theta = int(nagq), False, theta
@@ -62,7 +63,14 @@ class GLMMResults(LikelihoodModelResults):
         is_corr = np.concatenate([lv.cov.is_corr() for lv in model.levels[::-1]])
         fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, 1.0, is_corr)[:-1])
         fixed |= _corr_of_boundary_sd(model, fixed)
-        cov, cov_phi = _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
+        if robust is None:
+            cov, cov_phi = _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
+        else:
+            from .sandwich import glmm_robust
+            cov, cov_phi = glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
+        top = model.levels[model.design.n_chain - 1]
+        self.cov_type = "nonrobust" if robust is None else "cluster (%s, %d clusters of %r)" % (
+            robust, top.n_groups, top.name)
         super().__init__(model, np.concatenate([beta, values]), normalized_cov_params=cov, scale=1.0)
         self.cov_params_default = cov
         self.opt, self.converged = opt, opt.converged
@@ -88,6 +96,12 @@ class GLMMResults(LikelihoodModelResults):
         self._eta_sorted = model._X @ beta + model.offset
         self._eta_cond_sorted = self._eta_sorted + _zb_sorted(model, self.random_effects)
         self.notes = _notes(self)
+        if model.sampling is not None:
+            self.notes.append("Sampling weights (%s): log pseudolikelihood, robust standard errors"
+                              % model.sampling.describe())
+        if robust is not None:
+            self.notes.append("Std. Err. of all parameters adjusted for %d clusters in %s (%s)"
+                              % (top.n_groups, top.name, robust))
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more complex "
                           "than the data support, drop the term(s) from the random part"
@@ -150,6 +164,7 @@ class GLMMResults(LikelihoodModelResults):
     # ------------------------------------------------------------------ tests
     def lr_test_vs_regression(self):
         """LR test against the model without random effects (chibar2 for one variance)."""
+        no_lr_test(self.model)
         return inference.boundary_lr_test(self.llf, self.null_llf, self.model.k_re, self.model.versus)
 
     def icc(self, alpha=0.05):
@@ -248,7 +263,7 @@ class GLMMResults(LikelihoodModelResults):
 
     @property
     def lr_test(self):
-        return self.lr_test_vs_regression()
+        return None if self.model.sampling is not None else self.lr_test_vs_regression()
 
     conf_int = MixedResults.conf_int
 
@@ -262,6 +277,7 @@ class GLMMResults(LikelihoodModelResults):
             ``lower`` and ``upper`` per parameter.
         """
         from .profile import GLMMProfile
+        no_lr_test(self.model, "profile-likelihood intervals")
         return GLMMProfile(self, criterion).conf_int(alpha, cols)
 
     def simulate(self, n=1, seed=None):

@@ -52,7 +52,7 @@ class Factorization:
         G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:])
         self.logdet, info = _core.factorize(model._stats, G0, lam_flat, model._lam_off, d.zoff, d.m,
                                             d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
-                                            self.work, self.G)
+                                            self.work, self.G, model._cweight)
         p, qd = d.k_fe, d.qd
         L = np.tril(self.G.reshape(qd + p + 1, qd + p + 1))
         self.ok = info == 0 and np.isfinite(self.logdet) and bool(np.all(np.isfinite(np.diag(L))))
@@ -114,6 +114,9 @@ class LinearMixed(LikelihoodModel):
     exog_names, exog_re_names : list of str, optional
     design : MixedDesign, optional
         A prepared design (used by ``from_formula``); replaces the arrays.
+    sampling : hlmext.sampling_weights.SamplingWeights, optional
+        Sampling weights (built by ``from_formula`` from ``pweights``): the model's
+        likelihood is then the pseudo-likelihood of ``hlmext.sampling_weights``.
 
     Examples
     --------
@@ -130,10 +133,12 @@ class LinearMixed(LikelihoodModel):
 
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured",
                  exog_names=None, exog_re_names=None, design=None, frame=None, formula=None, weights=None,
-                 **kwargs):
+                 sampling=None, **kwargs):
         if design is None:
             design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights)
         self.design = design
+        self.sampling = sampling
+        self._cweight = None if sampling is None else sampling.cluster_weights(design)
         self.frame = frame            # the formula's ModelFrame (None for the array interface)
         self.formula = formula
         self.levels = design.levels                   # innermost first
@@ -159,18 +164,25 @@ class LinearMixed(LikelihoodModel):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_formula(cls, formula, data, cov=None, missing="drop", eval_env=0, weights=None, **kwargs):
+    def from_formula(cls, formula, data, cov=None, missing="drop", eval_env=0, weights=None, pweights=None,
+                     pwscale=None, **kwargs):
         """Build the model from a formula (lme4 bars or Stata ``||``) and a DataFrame.
 
-        See ``hlmext.mixedlm`` for the syntax and ``weights``.
+        See ``hlmext.mixedlm`` for the syntax, ``weights``, ``pweights`` and ``pwscale``.
         """
         from . import formula as fm
+        from . import sampling_weights as sw
+        if weights is not None and pweights is not None:
+            raise ModelError("a model takes frequency weights (weights=) or sampling weights (pweights=), not "
+                             "both; for survey data give every weight as pweights")
         parsed = fm.parse(formula, cov=cov)
-        frame, arrays, _ = fm.model_frame_with_columns(parsed, data, {"weights": weights}, missing,
-                                                       _caller_env(eval_env))
-        design = design_from_frame(frame, weights=arrays.get("weights"))
+        frame, arrays, _ = fm.model_frame_with_columns(parsed, data, {"weights": weights, **sw.as_roles(pweights)},
+                                                       missing, _caller_env(eval_env))
+        sampling = sw.from_frame(frame, arrays, pwscale)
+        row_weights = arrays.get("weights") if sampling is None else sampling.row_weights()
+        design = design_from_frame(frame, weights=row_weights)
         _release_arrays(frame)
-        return cls(design=design, frame=frame, formula=formula, **kwargs)
+        return cls(design=design, frame=frame, formula=formula, sampling=sampling, **kwargs)
 
     @property
     def exog_names(self):
@@ -283,8 +295,9 @@ class LinearMixed(LikelihoodModel):
         return _deviance(f, self.nobs, self.k_fe, reml)
 
     def has_analytic_gradient(self) -> bool:
-        """True when every level has at most 16 random effects (``hlmext.gradient``)."""
-        return all(lv.q <= 16 for lv in self.design.levels)
+        """True when every level has at most 16 random effects (``hlmext.gradient``) and the
+        likelihood is not a pseudo-likelihood of sampling weights."""
+        return getattr(self, "sampling", None) is None and all(lv.q <= 16 for lv in self.design.levels)
 
     def deviance_and_gradient(self, theta, reml=True):
         """Profiled deviance and its analytic gradient with respect to ``theta``.
@@ -395,41 +408,65 @@ class LinearMixed(LikelihoodModel):
         return np.concatenate(theta), sigma
 
     # ------------------------------------------------------------------ fit
-    def fit(self, reml=True, start=None, maxiter=1000, disp=False, cov_type="nonrobust", cov_kwds=None, **kwargs):
+    def fit(self, reml=None, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None, **kwargs):
         """Fit by maximum likelihood (``reml=False``) or restricted ML (``reml=True``).
 
         Parameters
         ----------
-        reml : bool
-            REML (default, as lme4 and statsmodels) or ML (Stata ``mle``, needed to
-            compare models with different fixed effects by LR tests).
+        reml : bool, optional
+            REML (the default, as lme4 and statsmodels) or ML (Stata ``mle``, needed to
+            compare models with different fixed effects by LR tests). With sampling
+            weights (``pweights``) only ML is defined and is the default (as Stata).
         start : array_like, optional
             Starting ``theta`` (relative covariance factors, core order).
         maxiter : int
         disp : bool
             Print progress (one line per optimizer iteration) and the optimizer summary.
-        cov_type : {"nonrobust", "cluster"}
-            Covariance of the fixed effects: model-based ``sigma^2 (RX'RX)^{-1}``, or
-            cluster-robust (sandwich) with the outermost level as the clusters:
-            ``C (sum_j s_j s_j') C`` with ``C`` the model-based covariance and
-            ``s_j = X_j' V_j^{-1} (y_j - X_j beta) = X_j' e_j / sigma^2`` (``e`` the
-            conditional residuals). ``cov_kwds={"correction": "CR1"}`` (default) scales by
-            G/(G-1) as Stata's ``vce(cluster)``; ``"CR0"`` does not (clubSandwich's names).
-            The variance parameters keep their model-based standard errors.
+        cov_type : {"nonrobust", "cluster"}, optional
+            ``"nonrobust"`` (the default without sampling weights): model-based standard
+            errors. ``"cluster"``: robust (sandwich) standard errors clustered at the
+            outermost level; the default, and the only choice, with sampling weights
+            (Stata: pweights imply ``vce(robust)``).
+
+            - ML fits: every parameter, ``V = H^{-1} B H^{-1}`` in (fixed effects, log sd,
+              atanh corr) with ``H`` the observed information and ``B`` the sum of the
+              outer products of the top-level clusters' scores (``hlmext.sandwich``).
+            - REML fits: the fixed effects only, ``C (sum_j s_j s_j') C`` with ``C`` the
+              model-based covariance and ``s_j = X_j' e_j / sigma^2`` (``e`` the
+              conditional residuals); the variance parameters keep their model-based
+              standard errors (the REML criterion is not a sum over clusters).
+
+        cov_kwds : dict, optional
+            ``"correction"``: ``"CR1"`` (default) scales ``B`` by G/(G-1) as Stata's
+            ``vce(cluster)``; ``"CR0"`` does not (clubSandwich's names). ``"scope"``:
+            ``"all"`` (the default for ML) or ``"fixed"`` (the fixed-effects-only estimator
+            of REML fits, also for ML: clubSandwich's ``vcovCR``); sampling weights need
+            ``"all"``.
 
         Returns
         -------
         MixedResults
-        """
-        if cov_type not in ("nonrobust", "cluster"):
-            raise ValueError("cov_type must be 'nonrobust' or 'cluster', not %r" % (cov_type,))
-        correction = (cov_kwds or {}).get("correction", "CR1")
-        if correction not in ("CR0", "CR1"):
-            raise ValueError("cov_kwds['correction'] must be 'CR0' or 'CR1', not %r" % (correction,))
-        with single_blas_thread():
-            return self._fit(reml, start, maxiter, disp, None if cov_type == "nonrobust" else correction)
 
-    def _fit(self, reml, start, maxiter, disp, robust=None):
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
+        >>> res = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df).fit(reml=False, cov_type="cluster")
+        >>> res.bse.round(3).tolist()
+        [0.407, 0.019, 0.315, 0.131]
+        """
+        if self.sampling is not None:
+            if reml:
+                raise ModelError("sampling weights (pweights) define a pseudo-likelihood, not a restricted one: "
+                                 "fit with reml=False (the default with pweights)")
+            reml = False
+        reml = True if reml is None else reml
+        from .sandwich import cov_options
+        robust, scope = cov_options(self.sampling, cov_type, cov_kwds, reml)
+        with single_blas_thread():
+            return self._fit(reml, start, maxiter, disp, robust, scope)
+
+    def _fit(self, reml, start, maxiter, disp, robust=None, scope="all"):
         from .results import MixedResults, MixedResultsWrapper
         scale = self.theta_scale()
         theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
@@ -449,7 +486,7 @@ class LinearMixed(LikelihoodModel):
                              "its likelihood has no maximum: %d observations are too few for %d fixed effects "
                              "and these random effects; use fewer fixed or random effects"
                              % (self.nobs, self.k_fe))
-        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt, robust=robust,
+        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt, robust=robust, robust_scope=scope,
                                                 factorization=final))
 
     def refit(self, endog, reml=True, start=None, **kwargs):

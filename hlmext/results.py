@@ -22,6 +22,7 @@ from . import inference
 from .gradient import GradientParts, diagonal_blocks
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import LOG2PI, _deviance
+from .sampling_weights import no_lr_test, top_weights
 
 
 def stata_name(name: str) -> str:
@@ -46,7 +47,7 @@ class MixedResults(LikelihoodModelResults):
     llf, aic, bic, nobs, n_groups, converged, opt
     """
 
-    def __init__(self, model, theta, reml, opt, robust=None, factorization=None):
+    def __init__(self, model, theta, reml, opt, robust=None, robust_scope="all", factorization=None):
         f = model.factorize(theta) if factorization is None else factorization
         n, p = model.nobs, model.k_fe
         self.reml = bool(reml)
@@ -106,19 +107,34 @@ class MixedResults(LikelihoodModelResults):
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects, self.random_effects_cov = _blups(model, f, sigma2)
         self.cov_type = "nonrobust"
-        if robust is not None:            # cluster-robust fixed effects, from the conditional residuals
+        fixed_only = reml or robust_scope == "fixed"
+        if robust is not None and fixed_only:   # cluster-robust fixed effects, from the conditional residuals
             cov_fe = _cluster_robust(model, cov_fe, self._fitted_sorted, sigma2, robust)
-            self.cov_params_default = cov = linalg.block_diag(cov_fe, cov_rep)
+            cov = linalg.block_diag(cov_fe, cov_rep)
+        elif robust is not None:          # sandwich of every parameter, from the per-cluster scores
+            from .sandwich import lmm_robust
+            free = fixed.copy()
+            cov, self._cov_phi = lmm_robust(model, f.beta, values, is_corr, free, cov_fe, robust)
+            cov_fe = cov[:p, :p]
+            self.re_params = inference.re_table(model.report_names(), values, self._cov_phi, is_corr)
+        if robust is not None:
+            self.cov_params_default = cov
             self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
             self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
             self.cov_type = "cluster (%s, %d clusters of %r)" % (robust, model.levels[-1].n_groups,
                                                                  model.levels[model.design.n_chain - 1].name)
+        if model.sampling is not None:
+            self.nobs = model.design.nobs
 
         self.notes = _notes(self)
+        if model.sampling is not None:
+            self.notes.append("Sampling weights (%s): log pseudolikelihood, robust standard errors"
+                              % model.sampling.describe())
         if robust is not None:
             top = model.levels[model.design.n_chain - 1]
-            self.notes.append("Std. Err. of the fixed effects adjusted for %d clusters in %s (%s)"
-                              % (top.n_groups, top.name, robust))
+            what = "the fixed effects" if fixed_only else "all parameters"
+            self.notes.append("Std. Err. of %s adjusted for %d clusters in %s (%s)"
+                              % (what, top.n_groups, top.name, robust))
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
                           "complex than the data support, drop the term(s) from the random part"
@@ -208,6 +224,7 @@ class MixedResults(LikelihoodModelResults):
         p-value; otherwise ``chi2(k)``, conservative (Stata's rule).
         """
         model = self.model
+        no_lr_test(model)
         dev0 = model.deviance(np.zeros(model.k_re), self.reml)
         return inference.boundary_lr_test(self.llf, -0.5 * dev0, model.k_re, "linear model")
 
@@ -286,6 +303,7 @@ class MixedResults(LikelihoodModelResults):
             ``lower`` and ``upper`` per parameter.
         """
         from .profile import profile_ci
+        no_lr_test(self.model, "profile-likelihood intervals")
         return profile_ci(self, alpha=alpha, cols=cols, criterion=criterion)
 
     def simulate(self, n=1, seed=None):
@@ -299,6 +317,7 @@ class MixedResults(LikelihoodModelResults):
         The replicates are the same for every ``n_jobs`` (processes); see ``hlmext.bootstrap``.
         """
         from .bootstrap import bootstrap
+        no_lr_test(self.model, "parametric bootstrap intervals")
         return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
 
     def refit(self, new_endog):
@@ -315,6 +334,7 @@ class MixedResults(LikelihoodModelResults):
             return super().t_test(r_matrix, cov_p=cov_p, use_t=use_t)
         if str(df).lower() != "satterthwaite":
             raise ValueError("df must be None or 'satterthwaite', not %r" % (df,))
+        no_lr_test(self.model, "Satterthwaite degrees of freedom")
         from .satterthwaite import t_test
         return t_test(self, r_matrix)
 
@@ -328,11 +348,13 @@ class MixedResults(LikelihoodModelResults):
             return super().f_test(r_matrix, cov_p=cov_p, invcov=invcov)
         if str(df).lower() != "satterthwaite":
             raise ValueError("df must be None or 'satterthwaite', not %r" % (df,))
+        no_lr_test(self.model, "Satterthwaite degrees of freedom")
         from .satterthwaite import f_test
         return f_test(self, r_matrix)
 
     def anova(self):
         """F test of every fixed-effects term with Satterthwaite df; see ``hlmext.satterthwaite.anova``."""
+        no_lr_test(self.model, "Satterthwaite degrees of freedom")
         from .satterthwaite import anova
         return anova(self)
 
@@ -381,7 +403,7 @@ class MixedResults(LikelihoodModelResults):
 
     @property
     def lr_test(self):
-        return self.lr_test_vs_regression()
+        return None if self.model.sampling is not None else self.lr_test_vs_regression()
 
     def summary(self, alpha=0.05, dfmethod=None):
         """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
@@ -392,6 +414,7 @@ class MixedResults(LikelihoodModelResults):
         from .summary import MixedSummary
         if dfmethod is None:
             return MixedSummary(self, alpha=alpha)
+        no_lr_test(self.model, "Satterthwaite degrees of freedom")
         return MixedSummary(self, alpha=alpha, dfmethod=dfmethod)
 
     def _repr_html_(self):
@@ -509,7 +532,8 @@ def _blups(model, f, sigma2):
 
     Conditional variances are the diagonal blocks of sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1}
     Lambda' (lme4's ``condVar``), from the selected inverse of the factor
-    (``gradient.diagonal_blocks``).
+    (``gradient.diagonal_blocks``); with sampling weights, those of the integrand of each
+    top-level cluster (``hlmext.sampling_weights.top_weights``).
     """
     d = model.design
     u = f.modes(model)
@@ -522,6 +546,8 @@ def _blups(model, f, sigma2):
             b = u[d.u_off[k0]:d.u_off[k0] + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
         else:
             b = u[d.n_u:][lv.doff:lv.doff + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
+        if l < d.n_chain and getattr(model, "_cweight", None) is not None:    # a_c-scaled blocks
+            own = own * top_weights(model, l)[:, None, None]
         modes[lv.name], variances[lv.name] = _level_frames(lv, b, sigma2 * lam @ own @ lam.T)
     order = [lv.name for lv in model.levels[::-1]]
     return {k: modes[k] for k in order}, {k: variances[k] for k in order}

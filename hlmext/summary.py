@@ -198,7 +198,9 @@ class MixedSummary:
             meth, pts = m.groups() if m else (str(r.integration), "")
             bottom += [(f"Integration method: {meth}", pts and "Integration pts.", pts,
                         "kv"), blank]
-        ll = f"Log {'restricted-' if r.reml else ''}likelihood = {stata_number(r.llf, 11):>10}"
+        pseudo = getattr(getattr(r, "model", None), "sampling", None) is not None
+        kind = "pseudolikelihood" if pseudo else "likelihood"
+        ll = f"Log {'restricted-' if r.reml else ''}{kind} = {stata_number(r.llf, 11):>10}"
         if r.wald_chi2 is not None:
             stat, df, p = r.wald_chi2
             ok = np.isfinite(stat)

@@ -120,3 +120,13 @@ def test_bootstrap_lr_test_of_a_random_slope():
     assert 0 < test.pvalue <= 1 and test.n == 19 and np.all(test.replicates >= 0)
     again = bootstrap_lrtest(ri, rs, n=19, seed=1, n_jobs=1)
     np.testing.assert_allclose(again.replicates, test.replicates)
+
+
+def test_sampling_weights_refuse_simulation_and_profiles():
+    df = hlmext.datasets.load("cbpp")
+    df = df.assign(w=1.0 + df["herd"].astype("category").cat.codes % 3)
+    res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size", pweights={"herd": "w"}).fit(nagq=1)
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        res.bootstrap(n=5, seed=1, n_jobs=1)
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        res.profile_ci()

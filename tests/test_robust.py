@@ -19,7 +19,8 @@ def test_cluster_robust_se_match_clubsandwich(case, correction):
     data = hlmext.datasets.load(dataset)
     if dataset == "gcse":
         data = data.query("nstu > 4")
-    res = hlmext.mixedlm(formula, data).fit(reml=reml, cov_type="cluster", cov_kwds={"correction": correction})
+    res = hlmext.mixedlm(formula, data).fit(reml=reml, cov_type="cluster",
+                                            cov_kwds={"correction": correction, "scope": "fixed"})
     np.testing.assert_allclose(res.bse_fe.to_numpy(), REF[case]["se_" + correction.lower()], rtol=1e-3)
     assert res.bse.iloc[:2].to_numpy() == pytest.approx(res.bse_fe.to_numpy())
     assert res.cov_type.startswith("cluster (%s, %d clusters" % (correction, REF[case]["n_clusters"]))

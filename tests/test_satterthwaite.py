@@ -184,3 +184,12 @@ def test_anova_table_matches_lmertest(fcase):
 
 def _anova_name(term):
     return "C(%s)" % term if term in ("vr", "schgend") else term
+
+
+def test_sampling_weights_refuse_satterthwaite_f_tests():
+    df = hlmext.datasets.load("sleepstudy").assign(w=lambda d: 1.0 + (d.index % 2))
+    res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", df, pweights="w").fit(reml=False)
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        res.f_test("Intercept = 0, Days = 0", df="satterthwaite")
+    with pytest.raises(hlmext.ModelError, match="pseudo-likelihood"):
+        res.anova()
