@@ -113,8 +113,7 @@ class MixedResults(LikelihoodModelResults):
             cov = linalg.block_diag(cov_fe, cov_rep)
         elif robust is not None:          # sandwich of every parameter, from the per-cluster scores
             from .sandwich import lmm_robust
-            free = fixed.copy()
-            cov, self._cov_phi = lmm_robust(model, f.beta, values, is_corr, free, cov_fe, robust)
+            cov, self._cov_phi = lmm_robust(model, f.beta, values, is_corr, fixed, cov_fe, robust)
             cov_fe = cov[:p, :p]
             self.re_params = inference.re_table(model.report_names(), values, self._cov_phi, is_corr)
         if robust is not None:

@@ -3,8 +3,8 @@
 References in tests/reference/weights (make_refs.R): lme4 fits of data replicated by integer
 weights (equal to the pseudo-likelihood) and an independent dense R sandwich at those estimates.
 Tolerances: linear models log-likelihood 1e-6 relative, estimates within 1% of their standard
-error, standard errors 1%; mixed logit log-likelihood 1e-4 absolute, estimates within 2% of the
-standard error, standard errors 2% (as tests/test_glmm_reference.py).
+error, standard errors 1%; mixed logit and Poisson models log-likelihood 1e-4 absolute,
+estimates within 2% of the standard error, standard errors 2% (as tests/test_glmm_reference.py).
 """
 import json
 import warnings
@@ -30,6 +30,10 @@ def _data(case):
         df = hlmext.datasets.load("egsingle")
         pw = {"obs": "wobs", "schoolid": "wsch", "schoolid:childid": "wch"}
         cols = {"wobs": "wobs", "wsch": "wsch", "wch": "wch"}
+    elif case.startswith("grouseticks"):
+        df = hlmext.datasets.load("grouseticks")
+        pw = {"obs": "wobs", "BROOD": "wb"}
+        cols = {"wobs": "wobs", "wb": "wb"}
     elif case.startswith("guimmun"):
         df = hlmext.datasets.load("guimmun")
         pw = {"obs": "wobs", "comm": "wc", "comm:mom": "wm"}
@@ -47,7 +51,7 @@ def _data(case):
 
 
 LMM_CASES = [c for c in REF if c.startswith(("exam", "egsingle")) and REF[c]["weighted"]]
-GLMM_CASES = [c for c in REF if c.startswith(("contraception", "guimmun")) and REF[c]["weighted"]]
+GLMM_CASES = [c for c in REF if c.startswith(("contraception", "guimmun", "grouseticks")) and REF[c]["weighted"]]
 
 
 @pytest.fixture(scope="module", params=LMM_CASES)
@@ -76,7 +80,8 @@ def test_lmm_pweights_robust_se_match_dense_r_sandwich(lmm_case):
 def test_glmm_pseudo_likelihood_equals_replicated_lme4(case):
     ref = REF[case]
     df, pw = _data(case)
-    res = hlmext.melogit(ref["formula"], df, pweights=pw).fit(nagq=ref["nagq"])
+    fit = hlmext.mepoisson if ref.get("family") == "poisson" else hlmext.melogit
+    res = fit(ref["formula"], df, pweights=pw).fit(nagq=ref["nagq"])
     assert res.llf == pytest.approx(ref["loglik"], abs=1e-4)
     assert res.cov_type.startswith("cluster (CR1, %d clusters" % ref["n_clusters"])
     assert list(res.params.index) == ref["names"]

@@ -8,7 +8,8 @@
 #     per top-level cluster the weighted marginal log-likelihood, densely (mvtnorm::dmvnorm with
 #     V_k = Z_k G Z_k' + sigma^2 I on the cluster's replicated rows, times the cluster's weight) for
 #     linear models, and by adaptive Gauss-Hermite quadrature (statmod::gauss.quad, nodes centred at
-#     the mode and scaled by the curvature, as hlmext) for the mixed logit with one level, and by the
+#     the mode and scaled by the curvature, as hlmext) for the mixed logit and Poisson models with one
+#     level, and by the
 #     joint Laplace approximation of each community (dense Newton over its community and mothers'
 #     effects) for the nested mixed logit (there the reference estimates maximize that dense Laplace
 #     likelihood with optim, from glmer's; glmer's own figures are stored beside them); scores by
@@ -16,6 +17,8 @@
 #     (fixed effects, log sd, atanh corr, log sigma). Standard errors are reported on the scale of
 #     the estimates (sd, corr) by the delta method.
 # The weights are deterministic functions of the row and cluster positions, stored in the JSON.
+# glmer runs with tolPwrss = 1e-12: with the default its inner iterations stop short of the modes
+# on some replicated data sets.
 suppressPackageStartupMessages({library(lme4); library(mvtnorm); library(numDeriv); library(statmod)
   library(jsonlite)})
 engine <- paste("R", getRversion(), "lme4", packageVersion("lme4"), "mvtnorm", packageVersion("mvtnorm"),
@@ -178,7 +181,7 @@ aghq_contrib <- function(d, nagq) {
 logit_case <- function(d, nagq, weighted) {
   rep <- replicate_rows(d, "district", "wd", w_obs = "wobs")
   fit <- glmer(use ~ age + urban + (1 | rep_top), data = rep, family = binomial, nAGQ = nagq,
-               control = glmerControl(optimizer = "bobyqa"))
+               control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-12))
   beta <- unname(fixef(fit)); s <- attr(VarCorr(fit)$rep_top, "stddev")[[1]]
   res <- list(engine = engine, formula = "use ~ age + urban + (1 | district)", nagq = nagq, weighted = weighted,
               nobs_replicated = nrow(rep), loglik = as.numeric(logLik(fit)),
@@ -238,12 +241,10 @@ laplace_nested_contrib <- function(d) {
 nested_logit_case <- function(d, weighted) {
   rep <- replicate_rows(d, "comm", "wc", "mom", "wm", "wobs")
   fit <- glmer(immun ~ kid2p + mom25p + (1 | rep_top) + (1 | rep_inner), data = rep, family = binomial,
-               nAGQ = 1, control = glmerControl(optimizer = "bobyqa"))
+               nAGQ = 1, control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-12))
   beta <- unname(fixef(fit)); vc <- as.data.frame(VarCorr(fit))
   s_c <- vc$sdcor[vc$grp == "rep_top"]; s_m <- vc$sdcor[vc$grp == "rep_inner"]
-  # glmer's PIRLS can stop short of the mode on these data (its Laplace log-likelihood is then lower
-  # than the dense one at the same estimates): the optimum of the dense per-community Laplace
-  # likelihood, from glmer's estimates, is the reference
+  # the reference: the optimum of the dense per-community Laplace likelihood, from glmer's estimates
   contrib <- laplace_nested_contrib(d)
   opt <- optim(c(beta, log(s_c), log(s_m)), function(x) -sum(contrib(x)), method = "BFGS",
                control = list(reltol = 1e-14, maxit = 500))
@@ -258,5 +259,48 @@ nested_logit_case <- function(d, weighted) {
 }
 out$guimmun_nested_pw_laplace <- nested_logit_case(gui, TRUE)
 out$guimmun_nested_laplace <- nested_logit_case(gui1, FALSE)
+
+# ------------------------------------------------------------------ mixed Poisson, random intercept
+grouse <- read.csv("hlmext/datasets/data/grouseticks.csv")
+grouse$wb <- 1L + (index_of(grouse$BROOD) %% 3L)
+grouse$wobs <- 1L + ((seq_len(nrow(grouse)) - 1L) %% 2L)
+
+poisson_aghq_contrib <- function(d, nagq) {
+  gh <- gauss.quad(nagq, "hermite")
+  groups <- split(d, d$BROOD)
+  function(x) sapply(groups, function(dk) {
+    eta0 <- x[1] + x[2] * dk$cHEIGHT; s <- exp(x[3]); w <- dk$wobs
+    h <- function(u) sum(w * (dk$TICKS * (eta0 + s * u) - exp(eta0 + s * u) - lgamma(dk$TICKS + 1))) - u^2 / 2
+    u0 <- 0
+    for (i in 1:200) {                      # Newton with step halving
+      mu <- exp(eta0 + s * u0)
+      step <- (sum(w * (dk$TICKS - mu)) * s - u0) / (sum(w * mu) * s^2 + 1)
+      t <- 1
+      while (h(u0 + t * step) < h(u0) - 1e-12 && t > 1e-10) t <- t / 2
+      u0 <- u0 + t * step
+      if (abs(t * step) < 1e-13) break
+    }
+    H <- sum(w * exp(eta0 + s * u0)) * s^2 + 1
+    sc <- sqrt(2 / H)
+    vals <- sapply(gh$nodes, function(z) h(u0 + sc * z)) + gh$nodes^2
+    top <- max(vals)
+    dk$wb[1] * (top + log(sum(gh$weights * exp(vals - top))) + log(sc) - 0.5 * log(2 * pi))
+  })
+}
+
+poisson_case <- function(d, nagq) {
+  rep <- replicate_rows(d, "BROOD", "wb", w_obs = "wobs")
+  fit <- glmer(TICKS ~ cHEIGHT + (1 | rep_top), data = rep, family = poisson, nAGQ = nagq,
+               control = glmerControl(optimizer = "bobyqa", tolPwrss = 1e-12))
+  beta <- unname(fixef(fit)); s <- attr(VarCorr(fit)$rep_top, "stddev")[[1]]
+  list(engine = engine, formula = "TICKS ~ cHEIGHT + (1 | BROOD)", family = "poisson", nagq = nagq,
+       weighted = TRUE, nobs_replicated = nrow(rep), loglik = as.numeric(logLik(fit)),
+       names = c("Intercept", "cHEIGHT", "sd(Intercept)[BROOD]"), estimates = c(beta, s),
+       n_clusters = length(unique(d$BROOD)),
+       se_robust = sandwich(poisson_aghq_contrib(d, nagq), c(beta, log(s)), c(1, 1, s)),
+       wobs = d$wobs, wb = d$wb)
+}
+# Laplace: with nAGQ > 1 glmer's Poisson log-likelihood leaves out the saturated model's
+out$grouseticks_pw_laplace <- poisson_case(grouse, 1)
 
 write(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tests/reference/weights/weights.json")
