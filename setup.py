@@ -1,30 +1,41 @@
 """Build the compiled core; all metadata lives in pyproject.toml."""
+import os
+import shutil
+import subprocess
+import tempfile
+
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-extensions = [
-    Extension(
-        "hlmext._core",
-        ["hlmext/_core.pyx"],
+
+def openmp_flags():
+    """``-fopenmp`` if the C compiler builds and links an OpenMP program, else nothing
+    (the parallel loops then run on one thread)."""
+    cc = os.environ.get("CC", "cc").split()[0]
+    if shutil.which(cc) is None:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "omp.c")
+        with open(src, "w") as fh:
+            fh.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        ok = subprocess.run([cc, "-fopenmp", src, "-o", os.path.join(tmp, "omp")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    return ["-fopenmp"] if ok else []
+
+
+def extension(name, openmp=False):
+    flags = openmp_flags() if openmp else []
+    return Extension(
+        "hlmext." + name,
+        ["hlmext/%s.pyx" % name],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "hlmext._gradient",
-        ["hlmext/_gradient.pyx"],
-        include_dirs=[numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-    Extension(
-        "hlmext._glmm",
-        ["hlmext/_glmm.pyx"],
-        include_dirs=[numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3"],
-    ),
-]
+        extra_compile_args=["-O3"] + flags,
+        extra_link_args=flags,
+    )
+
+
+extensions = [extension("_core"), extension("_gradient"), extension("_glmm", openmp=True)]
 
 setup(ext_modules=cythonize(extensions, language_level=3))

@@ -42,6 +42,7 @@ one cluster; the ``def`` loop over clusters writing into caller-allocated arrays
 Python facade (``glmm.py``) validates and allocates once per model. The blocks are tiny
 (q is 1 to a few), so the Cholesky factor and triangular solves are short loops.
 """
+from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, log1p, sqrt, fabs, INFINITY, isfinite
 
 ctypedef Py_ssize_t index_t
@@ -417,7 +418,7 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
                    double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
                    double[:, ::1] node_d, double[::1] node_h, double[:, ::1] node_g, double[:, ::1] ubar,
                    double[::1] e, double[:, ::1] grad_lam, bint want_grad, double tol=1e-10, int maxit=200,
-                   const double[::1] cweight=None):
+                   const double[::1] cweight=None, int n_threads=1):
     """Per-cluster log-likelihood contributions (without the data constants).
 
     Parameters
@@ -447,6 +448,9 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     cweight : (G,), optional
         Cluster weights (sampling weights): the gradient outputs are those of
         ``sum_j cweight_j log L_j``; ``ll`` stays unweighted.
+    n_threads : int
+        Threads over clusters (OpenMP; one if the extension was built without it). The
+        node arrays above give only their sizes: every thread has its own.
 
     Returns
     -------
@@ -456,11 +460,11 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
         Largest number of Newton steps taken by a cluster.
     """
     cdef index_t n = Z.shape[0], q = Z.shape[1], G = row_start.shape[0], K = nodes.shape[0]
-    cdef index_t i, j, a, b, r0, nj
-    cdef int steps, max_steps = 0, n_failed = 0
-    cdef double h, ldet, cw
-    cdef double prev[MAXQ * MAXQ]
+    cdef index_t i, j, a, b, t, tid
+    cdef int max_steps = 0, n_failed = 0
+    cdef double h
     cdef bint weighted = cweight is not None
+    cdef int nthreads = max(1, n_threads)
     if weighted and cweight.shape[0] != G:
         raise ValueError("cweight must have one weight per cluster")
     if q > MAXQ:
@@ -477,55 +481,89 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
             or node_g.shape[0] != K or node_g.shape[1] != q or ubar.shape[0] != n or ubar.shape[1] != q
             or grad_lam.shape[0] != q or grad_lam.shape[1] != q):
         raise ValueError("inconsistent q or number of nodes")
+    import numpy as np
+    # per-thread node work arrays and gradient sums (thread 0 uses the caller's node arrays' sizes)
+    thread_d = np.empty((nthreads, K * q))
+    thread_h = np.empty((nthreads, K))
+    thread_g = np.empty((nthreads, K * q))
+    thread_grad = np.zeros((nthreads, q * q))
+    steps_buf = np.empty(G, dtype=np.intc)
+    cdef double[:, ::1] td = thread_d, th = thread_h, tg = thread_g, tgrad = thread_grad
+    cdef int[::1] steps = steps_buf
+    cdef const double* cw_ptr = &cweight[0] if weighted and G > 0 else NULL
     with nogil:
-        for i in range(n):
+        for i in prange(n, num_threads=nthreads, schedule="static"):
             for a in range(q):
                 h = 0.0
                 for b in range(a, q):
-                    h += lam[b, a] * Z[i, b]
+                    h = h + lam[b, a] * Z[i, b]
                 zl[i, a] = h
+        # clusters in fixed interleaved chunks: each thread always gets the same clusters, so
+        # the per-thread sums (and the result) do not change from run to run
+        for j in prange(G, num_threads=nthreads, schedule="static", chunksize=8):
+            tid = threadid()
+            steps[j] = one_cluster(family, &Z[0, 0], &y[0], &ntr[0], &eta0[0], row_start[j], row_end[j],
+                                   q, &nodes[0, 0], &logw[0], K, &u[j, 0], &ll[j], &chol_out[j, 0, 0],
+                                   &zl[0, 0], &eta[0], &mu[0], &w[0], &dw[0], &td[tid, 0], &th[tid, 0],
+                                   &tg[tid, 0], &ubar[0, 0], &e[0], want_grad,
+                                   cw_ptr[j] if weighted else 1.0, &tgrad[tid, 0], tol, maxit)
+        for j in range(G):
+            if steps[j] < 0:
+                n_failed += 1
+            elif steps[j] > max_steps:
+                max_steps = steps[j]
         if want_grad:
             for a in range(q):
                 for b in range(q):
                     grad_lam[a, b] = 0.0
-        for j in range(G):
-            r0 = row_start[j]
-            nj = row_end[j] - r0
-            steps = cluster_mode(family, &y[r0], &ntr[r0], &eta0[r0], &zl[r0, 0], nj, q, &u[j, 0],
-                                 &chol_out[j, 0, 0], &eta[r0], &mu[r0], &w[r0], &dw[r0], tol, maxit, &h)
-            if steps < 0:
-                n_failed += 1
-                ll[j] = -INFINITY
-                continue
-            if steps > max_steps:
-                max_steps = steps
-            ldet = 0.0
-            for a in range(q):
-                ldet += log(chol_out[j, a, a])
-            ll[j] = h - ldet
-            if K > 1:
-                ll[j] += aghq_term(family, &y[r0], &ntr[r0], &eta[r0], &zl[r0, 0], nj, q, &u[j, 0],
-                                   &chol_out[j, 0, 0], &nodes[0, 0], &logw[0], K, &node_d[0, 0],
-                                   &node_h[0], h)
-            if want_grad and weighted:
-                for a in range(q):
-                    for b in range(q):
-                        prev[a * q + b] = grad_lam[a, b]
-            if want_grad and K > 1:
-                aghq_grad(family, &y[r0], &ntr[r0], &Z[r0, 0], &zl[r0, 0], &eta[r0], &mu[r0], &w[r0],
-                          &dw[r0], nj, q, &u[j, 0], &chol_out[j, 0, 0], &node_d[0, 0], &node_h[0], K,
-                          &node_g[0, 0], &ubar[r0, 0], &e[r0], &grad_lam[0, 0])
-            elif want_grad:
-                cluster_grad(&y[r0], &Z[r0, 0], &zl[r0, 0], &mu[r0], &w[r0], &dw[r0], nj, q,
-                             &u[j, 0], &chol_out[j, 0, 0], &e[r0], &grad_lam[0, 0])
-            if want_grad and weighted:       # this cluster's terms count cweight_j times
-                cw = cweight[j]
-                for a in range(q):
-                    for b in range(q):
-                        grad_lam[a, b] = prev[a * q + b] + cw * (grad_lam[a, b] - prev[a * q + b])
-                for i in range(r0, r0 + nj):
-                    e[i] *= cw
+                    for t in range(nthreads):
+                        grad_lam[a, b] += tgrad[t, a * q + b]
     return n_failed, max_steps
+
+
+cdef int one_cluster(int family, const double* Z, const double* y, const double* ntr, const double* eta0,
+                     index_t r0, index_t r1, index_t q, const double* nodes, const double* logw, index_t K,
+                     double* u, double* ll, double* chol, double* zl, double* eta, double* mu, double* w,
+                     double* dw, double* node_d, double* node_h, double* node_g, double* ubar, double* e,
+                     bint want_grad, double cw, double* grad_sum, double tol, int maxit) noexcept nogil:
+    """Mode, log L_j and (with ``want_grad``) gradient pieces of the cluster of rows r0..r1-1.
+
+    Writes ``ll``, the mode ``u``, its factor ``chol`` and the rows' e_i (times ``cw``), and
+    adds ``cw`` times the cluster's d log L / d Lambda into ``grad_sum``. Returns the
+    Newton steps of the mode, or -1 (``ll`` is then -inf).
+    """
+    cdef index_t nj = r1 - r0, a, i
+    cdef int steps
+    cdef double h, ldet
+    cdef double contrib[MAXQ * MAXQ]
+    steps = cluster_mode(family, &y[r0], &ntr[r0], &eta0[r0], &zl[r0 * q], nj, q, u, chol,
+                         &eta[r0], &mu[r0], &w[r0], &dw[r0], tol, maxit, &h)
+    if steps < 0:
+        ll[0] = -INFINITY
+        return -1
+    ldet = 0.0
+    for a in range(q):
+        ldet += log(chol[a * q + a])
+    ll[0] = h - ldet
+    if K > 1:
+        ll[0] += aghq_term(family, &y[r0], &ntr[r0], &eta[r0], &zl[r0 * q], nj, q, u, chol, nodes, logw, K,
+                           node_d, node_h, h)
+    if not want_grad:
+        return steps
+    for a in range(q * q):
+        contrib[a] = 0.0
+    if K > 1:
+        aghq_grad(family, &y[r0], &ntr[r0], &Z[r0 * q], &zl[r0 * q], &eta[r0], &mu[r0], &w[r0], &dw[r0], nj,
+                  q, u, chol, node_d, node_h, K, node_g, &ubar[r0 * q], &e[r0], contrib)
+    else:
+        cluster_grad(&y[r0], &Z[r0 * q], &zl[r0 * q], &mu[r0], &w[r0], &dw[r0], nj, q, u, chol, &e[r0],
+                     contrib)
+    for a in range(q * q):
+        grad_sum[a] += cw * contrib[a]
+    if cw != 1.0:                            # this cluster's terms count cweight_j times
+        for i in range(r0, r1):
+            e[i] *= cw
+    return steps
 
 
 # ---------------------------------------------------------------------------------

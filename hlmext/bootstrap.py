@@ -244,6 +244,7 @@ _WORKER_TASK = None
 def _init_worker(task):
     global _WORKER_TASK
     _WORKER_TASK = task
+    os.environ["HLMEXT_NUM_THREADS"] = "1"   # the processes already use the cores
     single_blas_thread().__enter__()          # for the life of the worker process
 
 

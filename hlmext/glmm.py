@@ -25,6 +25,7 @@ the kernel's rows from ``sampling_weights.glmm_rows``.
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -40,6 +41,17 @@ from .linear import LinearMixed, _array_design, _caller_env, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
 
 MAX_NODES = 5000
+
+
+def kernel_threads() -> int:
+    """Threads of the one-level kernel's loop over clusters: ``HLMEXT_NUM_THREADS`` if set,
+    else the machine's cores (at most 8). Each cluster is computed the same way on any
+    thread; only the order in which the gradient's per-thread sums are added changes with
+    the number of threads (rounding)."""
+    env = os.environ.get("HLMEXT_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def gauss_hermite_rule(nagq, q):
@@ -317,7 +329,7 @@ class MixedGLM(LikelihoodModel):
                     self._family_code, self._Z, self._ky, self._kn, eta0, *self._rows,
                     np.ascontiguousarray(lams[0]), nodes, logw, self._u.reshape(-1, q), self._ll, self._chol,
                     self._zl, self._eta, self._mu, self._w, self._dw, nd, nh, ng, self._ubar, self._e,
-                    self._glam.reshape(q, q), grad, cweight=self._cweight)
+                    self._glam.reshape(q, q), grad, cweight=self._cweight, n_threads=kernel_threads())
                 ll = -np.inf if n_failed else float(self._ll.sum() if self._cweight is None
                                                     else self._cweight @ self._ll)
             if np.isfinite(ll):

@@ -302,3 +302,19 @@ def test_bad_nagq_and_missing_column(cbpp):
         model.fit(nagq=0)
     with pytest.raises(hlmext.DataError, match="trials column 'sizes' is not in the data"):
         hlmext.melogit("incidence ~ C(period) + (1 | herd)", cbpp, trials="sizes")
+
+
+def test_threads_give_the_same_fit(monkeypatch):
+    """The kernel's loop over clusters runs on several threads: the same fit on 1 and 2
+    threads (up to the order of the gradient's sums), and bit for bit on repeated runs."""
+    df = hlmext.datasets.load("contraception")
+    fits = {}
+    for threads in ("1", "2", "2"):
+        monkeypatch.setenv("HLMEXT_NUM_THREADS", threads)
+        res = hlmext.melogit("use ~ age + urban + (urban | district)", df).fit(nagq=3)
+        fits.setdefault(threads, []).append(res)
+    one, two, again = fits["1"][0], fits["2"][0], fits["2"][1]
+    assert two.llf == pytest.approx(one.llf, rel=1e-12)
+    np.testing.assert_allclose(two.params, one.params, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(two.params, again.params)
+    assert two.llf == again.llf
