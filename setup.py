@@ -36,6 +36,7 @@ def extension(name, openmp=False):
     )
 
 
-extensions = [extension("_core"), extension("_gradient"), extension("_glmm", openmp=True)]
+extensions = [extension("_core"), extension("_gradient"), extension("_glmm", openmp=True),
+              extension("_glmm_nested")]
 
 setup(ext_modules=cythonize(extensions, language_level=3))

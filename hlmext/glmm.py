@@ -15,10 +15,10 @@ approximated at the conditional mode u_j of ``h(u) = log p(y_j | u) - |u|^2/2``:
 
 Nested levels use Laplace with the penalized Hessian eliminated level by level (the
 linear model's blocked Cholesky); crossed factors join that elimination as one dense
-outermost block. The per-cluster Newton iterations, integrals and
-analytic gradients run in ``_glmm.pyx``; the optimizer runs over (beta, theta) jointly
-(lme4's nAGQ > 0 stage), starting from a GLM fit, then Laplace, then AGHQ from the
-Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
+outermost block. The per-cluster Newton iterations, integrals and analytic gradients run
+in ``_glmm.pyx`` (one level) and ``_glmm_nested.pyx``; the optimizer runs over (beta,
+theta) jointly (lme4's nAGQ > 0 stage), starting from a GLM fit, then Laplace, then AGHQ
+from the Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
 
 Sampling weights (``pweights``): the pseudo-likelihood of ``hlmext.sampling_weights``, with
 the kernel's rows from ``sampling_weights.glmm_rows``.
@@ -35,7 +35,7 @@ from scipy.special import gammaln
 from statsmodels.base.model import LikelihoodModel
 from statsmodels.genmod import families
 
-from . import _glmm
+from . import _glmm, _glmm_nested
 from .exceptions import ConvergenceWarning, DataError, ModelError
 from .linear import LinearMixed, _array_design, _caller_env, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
@@ -317,7 +317,7 @@ class MixedGLM(LikelihoodModel):
         for attempt in range(2):
             if self.nested:
                 t = self._tree
-                ll, _ = _glmm.nested_loglik(self._family_code, self._Z, self._ky, self._kn, eta0, self._cl,
+                ll, _ = _glmm_nested.nested_loglik(self._family_code, self._Z, self._ky, self._kn, eta0, self._cl,
                                             t["zoff"], t["level_first"], t["parent"], t["u_off"], t["blk_off"],
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
@@ -389,7 +389,7 @@ class MixedGLM(LikelihoodModel):
         """Conditional modes u (core order) and the factor of H at them (copies).
 
         Returns (u, chol) for one level, chol (G, q, q) lower; (u, S) for nested levels,
-        S the eliminated block rows (see ``_glmm.nested_loglik``).
+        S the eliminated block rows (see ``_glmm_nested.nested_loglik``).
         """
         self._kernel(np.asarray(beta, float), np.asarray(theta, float), 1, False)
         return self._u.copy(), (self._S.copy() if self.nested else np.tril(self._chol))

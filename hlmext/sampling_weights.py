@@ -185,7 +185,7 @@ def glmm_rows(model, const):
     offset ``log w`` less the constant ``w y log w``. One level: w is the observation
     weight and the cluster weights multiply the clusters' log integrals (``cweight``).
     Nested levels: w is the product of all the row's weights and the modes of cluster c
-    get the prior precision ``a_c`` (``pen``; see ``_glmm.nested_loglik``).
+    get the prior precision ``a_c`` (``pen``; see ``_glmm_nested.nested_loglik``).
 
     Returns
     -------

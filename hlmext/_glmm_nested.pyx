@@ -1,0 +1,416 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled Laplace kernel of generalized linear mixed models with nested levels (a crossed
+block joins as one outermost cluster). The one-level kernels, and the notation, are in
+``_glmm.pyx``.
+
+With L nested levels (0 innermost), row i lies in one cluster k_l(i) per level and
+eta_i = eta0_i + sum_l zl_il' u_{k_l(i)}. H = Lambda'Z'WZ Lambda + I has the sparsity of
+the linear model's system, so it is factored as in ``_core.factorize``: the block row of
+cluster k at level l is q_l x D_l (D_l = Q - zoff[l] + 1 columns: its own effects, those
+of its ancestors, and one right-hand side), stored row-major at S[blk_off[k]:]. The
+innermost clusters are eliminated first, each downdating its ancestors' block rows. After
+the elimination a block row holds L_k (lower triangle of its first q_l columns) and
+M_k = L_k^{-1} H_{k, ancestors} to the right.
+"""
+from libc.math cimport log, fabs, INFINITY, isfinite
+
+from hlmext._glmm_rows cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
+
+
+cdef struct Tree:
+    # the nested layout, all arrays owned by the caller
+    index_t n, Q, nlev
+    const index_t* zoff
+    const index_t* level_first
+    const index_t* parent
+    const index_t* u_off
+    const index_t* blk_off
+    const index_t* cl          # (n, nlev) global cluster of every row at every level
+    const double* pen          # NULL, or the prior precision of every mode (sampling weights)
+
+
+cdef double nested_h(int family, const Tree* T, const double* y, const double* ntr,
+                     const double* eta0, const double* zl, const double* u) noexcept nogil:
+    """h(u) = sum_i loglik_i - |u|^2 / 2 over all rows and clusters."""
+    cdef index_t i, l, a, k
+    cdef double h = 0.0, et
+    for i in range(T.n):
+        et = eta0[i]
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            for a in range(T.zoff[l + 1] - T.zoff[l]):
+                et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
+        h += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
+    for a in range(T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]):
+        h -= 0.5 * (T.pen[a] if T.pen != NULL else 1.0) * u[a] * u[a]
+    return h
+
+
+cdef double nested_assemble(int family, const Tree* T, const double* y, const double* ntr,
+                            const double* eta0, const double* zl, const double* u, double* S,
+                            double* eta, double* mu, double* w, double* dw) noexcept nogil:
+    """h(u), and every block row of H with the gradient of h as right-hand side."""
+    cdef index_t i, l, a, c, k, q, D, k0
+    cdef double h = 0.0, et, r, za, pa
+    cdef double* B
+    for l in range(T.nlev):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            for a in range(q * D):
+                B[a] = 0.0
+            for a in range(q):
+                pa = T.pen[T.u_off[k] + a] if T.pen != NULL else 1.0
+                B[a * D + a] = pa
+                B[a * D + D - 1] = -pa * u[T.u_off[k] + a]
+                h -= 0.5 * pa * u[T.u_off[k] + a] * u[T.u_off[k] + a]
+    for i in range(T.n):
+        et = eta0[i]
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            for a in range(T.zoff[l + 1] - T.zoff[l]):
+                et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
+        h += row_loglik(family, y[i], ntr[i], et, &mu[i], &w[i], &dw[i])
+        eta[i] = et
+        r = y[i] - mu[i]
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            D = T.Q - T.zoff[l] + 1
+            B = &S[T.blk_off[k]]
+            k0 = i * T.Q + T.zoff[l]
+            for a in range(q):
+                za = zl[k0 + a]
+                if za == 0.0:                 # sparse rows of the crossed block
+                    continue
+                for c in range(D - 1):
+                    B[a * D + c] += w[i] * za * zl[k0 + c]
+                B[a * D + D - 1] += r * za
+    return h
+
+
+cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
+    """Eliminate the clusters innermost first (block Cholesky); 0 or -(k+1) on failure.
+
+    With ``T.pen`` (sampling weights: cluster k's modes have prior precision a_k, its
+    block row is a_k times its relative one) ``logdet`` is sum_k a_k log det(H_kk / a_k),
+    each cluster's relative log-determinant counted a_k times (``hlmext.sampling_weights``).
+    """
+    cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a
+    cdef double* B
+    cdef double* A
+    cdef double wv
+    logdet[0] = 0.0
+    for l in range(T.nlev):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            if chol_ld(B, q, D) != 0:
+                return -(k + 1)
+            for a in range(q):
+                if T.pen != NULL:
+                    wv = T.pen[T.u_off[k] + a]
+                    logdet[0] += wv * (2.0 * log(B[a * D + a]) - log(wv))
+                else:
+                    logdet[0] += 2.0 * log(B[a * D + a])
+            for c in range(q, D):          # B[:, q:] <- L^{-1} B[:, q:]
+                for r in range(q):
+                    wv = B[r * D + c]
+                    for t in range(r):
+                        wv -= B[r * D + t] * B[t * D + c]
+                    B[r * D + c] = wv / B[r * D + r]
+            anc = T.parent[k]
+            c0 = q
+            j = l + 1
+            while anc >= 0:
+                qa = T.zoff[j + 1] - T.zoff[j]
+                Da = T.Q - T.zoff[j] + 1
+                A = &S[T.blk_off[anc]]
+                for r in range(qa):
+                    for t in range(q):
+                        wv = B[t * D + c0 + r]
+                        if wv == 0.0:
+                            continue
+                        for c in range(Da):
+                            A[r * Da + c] -= wv * B[t * D + c0 + c]
+                c0 += qa
+                anc = T.parent[anc]
+                j += 1
+    return 0
+
+
+cdef void nested_back(const Tree* T, const double* S, double* x) noexcept nogil:
+    """x <- the solution from the eliminated right-hand side column, outermost first."""
+    cdef index_t l, k, q, D, a, anc, c0, j, qa, t
+    cdef double s
+    cdef const double* B
+    for l in range(T.nlev - 1, -1, -1):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            for a in range(q):
+                s = B[a * D + D - 1]
+                anc = T.parent[k]
+                c0 = q
+                j = l + 1
+                while anc >= 0:
+                    qa = T.zoff[j + 1] - T.zoff[j]
+                    for t in range(qa):
+                        s -= B[a * D + c0 + t] * x[T.u_off[anc] + t]
+                    c0 += qa
+                    anc = T.parent[anc]
+                    j += 1
+                x[T.u_off[k] + a] = s
+            upper_ld(B, q, D, &x[T.u_off[k]])
+
+
+cdef void nested_solve(const Tree* T, const double* S, double* x) noexcept nogil:
+    """x <- H^{-1} x with the factored block rows (forward innermost first, then back)."""
+    cdef index_t l, k, q, D, a, anc, c0, j, qa, t
+    cdef double s
+    cdef const double* B
+    for l in range(T.nlev):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            lower_ld(B, q, D, &x[T.u_off[k]])
+            anc = T.parent[k]
+            c0 = q
+            j = l + 1
+            while anc >= 0:
+                qa = T.zoff[j + 1] - T.zoff[j]
+                for a in range(qa):
+                    s = 0.0
+                    for t in range(q):
+                        s += B[t * D + c0 + a] * x[T.u_off[k] + t]
+                    x[T.u_off[anc] + a] -= s
+                c0 += qa
+                anc = T.parent[anc]
+                j += 1
+    for l in range(T.nlev - 1, -1, -1):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            B = &S[T.blk_off[k]]
+            for a in range(q):
+                s = x[T.u_off[k] + a]
+                anc = T.parent[k]
+                c0 = q
+                j = l + 1
+                while anc >= 0:
+                    qa = T.zoff[j + 1] - T.zoff[j]
+                    for t in range(qa):
+                        s -= B[a * D + c0 + t] * x[T.u_off[anc] + t]
+                    c0 += qa
+                    anc = T.parent[anc]
+                    j += 1
+                x[T.u_off[k] + a] = s
+            upper_ld(B, q, D, &x[T.u_off[k]])
+
+
+cdef void nested_grad(const Tree* T, const double* y, const double* Z, const double* zl,
+                      const double* mu, const double* w, const double* dw, const double* u,
+                      const double* S, const index_t* lam_off, double* r, double* e,
+                      double* grad_lam, double* v, double* xr) noexcept nogil:
+    """Laplace gradient pieces: per-row e_i and d log L / d Lambda_l (see the module notes).
+
+    For every row the chain solves v = L^{-1} zeta_i and x = H^{-1} zeta_i restricted to the
+    row's clusters give s_i = |v|^2 and the term - sum_i w_i z_il x_il' of each level
+    (``v`` and ``xr``: scratch of Q values each).
+    """
+    cdef index_t i, l, l2, a, b, t, k, k2, q, q2, D, D2, off, n_u
+    cdef double s, res, zt
+    cdef const double* B
+    n_u = T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]
+    for a in range(n_u):
+        r[a] = 0.0
+    for i in range(T.n):
+        for l in range(T.nlev):                      # forward along the chain
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            D = T.Q - T.zoff[l] + 1
+            for a in range(q):
+                v[T.zoff[l] + a] = zl[i * T.Q + T.zoff[l] + a]
+            for l2 in range(l):
+                k2 = T.cl[i * T.nlev + l2]
+                q2 = T.zoff[l2 + 1] - T.zoff[l2]
+                D2 = T.Q - T.zoff[l2] + 1
+                B = &S[T.blk_off[k2]]
+                off = T.zoff[l] - T.zoff[l2]
+                for a in range(q):
+                    s = 0.0
+                    for t in range(q2):
+                        s += B[t * D2 + off + a] * v[T.zoff[l2] + t]
+                    v[T.zoff[l] + a] -= s
+            lower_ld(&S[T.blk_off[k]], q, D, &v[T.zoff[l]])
+        s = 0.0
+        for a in range(T.Q):
+            s += v[a] * v[a]
+            xr[a] = v[a]
+        e[i] = -0.5 * dw[i] * s                       # c_i for now
+        for l in range(T.nlev - 1, -1, -1):          # back along the chain
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            D = T.Q - T.zoff[l] + 1
+            B = &S[T.blk_off[k]]
+            for l2 in range(l + 1, T.nlev):
+                off = T.zoff[l2] - T.zoff[l]
+                for a in range(q):
+                    s = 0.0
+                    for t in range(T.zoff[l2 + 1] - T.zoff[l2]):
+                        s += B[a * D + off + t] * xr[T.zoff[l2] + t]
+                    xr[T.zoff[l] + a] -= s
+            upper_ld(B, q, D, &xr[T.zoff[l]])
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            for a in range(q):
+                r[T.u_off[k] + a] += e[i] * zl[i * T.Q + T.zoff[l] + a]
+                if Z[i * T.Q + T.zoff[l] + a] == 0.0:
+                    continue
+                for b in range(q):
+                    grad_lam[lam_off[l] + a * q + b] -= w[i] * Z[i * T.Q + T.zoff[l] + a] * xr[T.zoff[l] + b]
+    nested_solve(T, S, r)                            # t = H^{-1} sum_i c_i zeta_i
+    for i in range(T.n):
+        res = y[i] - mu[i]
+        zt = 0.0
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            for a in range(T.zoff[l + 1] - T.zoff[l]):
+                zt += zl[i * T.Q + T.zoff[l] + a] * r[T.u_off[k] + a]
+        e[i] = res + e[i] - w[i] * zt
+        for l in range(T.nlev):
+            k = T.cl[i * T.nlev + l]
+            q = T.zoff[l + 1] - T.zoff[l]
+            for a in range(q):
+                if Z[i * T.Q + T.zoff[l] + a] == 0.0:
+                    continue
+                for b in range(q):
+                    grad_lam[lam_off[l] + a * q + b] += Z[i * T.Q + T.zoff[l] + a] * (
+                        e[i] * u[T.u_off[k] + b] + res * r[T.u_off[k] + b])
+
+
+def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
+                  const double[::1] eta0, const index_t[:, ::1] cl, const index_t[::1] zoff,
+                  const index_t[::1] level_first, const index_t[::1] parent,
+                  const index_t[::1] u_off, const index_t[::1] blk_off, const double[::1] lam,
+                  const index_t[::1] lam_off, double[::1] u, double[::1] S, double[:, ::1] zl,
+                  double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
+                  double[::1] step, double[::1] trial, double[::1] e, double[::1] grad_lam,
+                  double[::1] chain_work, bint want_grad, double tol=1e-10, int maxit=200,
+                  const double[::1] pen=None):
+    """Laplace log-likelihood (without the data constants) of a model with nested levels.
+
+    Newton iterations with step halving on all modes jointly: each step assembles the
+    block rows of H and the gradient of h (one pass over the rows), eliminates them level
+    by level and back-substitutes. At the mode, log L ~ h(u) - 1/2 log det H.
+
+    Parameters
+    ----------
+    Z : (n, Q)
+        Random-effects columns of every level (innermost first, at ``zoff``).
+    cl : (n, L)
+        Global cluster number of every row at every level.
+    zoff, level_first, parent, u_off : as in ``design.MixedDesign``.
+    blk_off : (n_clusters,)
+        Offset of every cluster's block row in ``S`` (q_l x (Q - zoff[l] + 1)).
+    lam : flat Lambda of every level at ``lam_off`` (row-major q_l x q_l).
+    u : (n_u,)
+        IN: starting modes; OUT: the modes.
+    S, zl, eta, mu, w, dw, step, trial, e, grad_lam, chain_work
+        Work arrays; on return S holds the factor at the mode and, if ``want_grad``,
+        e (n,) and grad_lam (flat like ``lam``) the gradient pieces; ``step`` is used
+        for sum_i c_i zeta_i and then t; ``chain_work`` has at least 2 Q values.
+
+    Crossed factors enter as one more, outermost level with a single cluster whose q
+    columns are every group of every crossed factor (the caller builds them).
+
+    pen : (n_u,), optional
+        Sampling weights: the prior precision of every mode, a_k for the modes of cluster
+        k (the product of its and its ancestors' weights), with the rows weighted by the
+        caller; h and H then carry a_k |u_k|^2 / 2 and a_k I, and the log-determinant
+        counts each cluster's relative term a_k times. No analytic gradient then.
+
+    Returns
+    -------
+    loglik : float
+        ``-inf`` if the mode was not found.
+    steps : int
+    """
+    cdef Tree T
+    cdef index_t n = Z.shape[0], Q = Z.shape[1], nlev = zoff.shape[0] - 1
+    cdef index_t i, l, a, b, k, n_u = u.shape[0]
+    cdef double h, ht, logdet = 0.0, smax, tt, s
+    cdef int it, halvings, info, steps = -1
+    if nlev < 1 or cl.shape[1] != nlev or cl.shape[0] != n or chain_work.shape[0] < 2 * Q:
+        raise ValueError("bad nested layout")
+    if (step.shape[0] != n_u or trial.shape[0] != n_u or zl.shape[0] != n or zl.shape[1] != Q
+            or e.shape[0] != n or eta.shape[0] != n):
+        raise ValueError("inconsistent work arrays")
+    if pen is not None and (pen.shape[0] != n_u or want_grad):
+        raise ValueError("pen needs one value per mode and no analytic gradient")
+    T.pen = &pen[0] if pen is not None else NULL
+    T.n = n
+    T.Q = Q
+    T.nlev = nlev
+    T.zoff = &zoff[0]
+    T.level_first = &level_first[0]
+    T.parent = &parent[0]
+    T.u_off = &u_off[0]
+    T.blk_off = &blk_off[0]
+    T.cl = &cl[0, 0]
+    with nogil:
+        for i in range(n):
+            for l in range(nlev):
+                for a in range(zoff[l + 1] - zoff[l]):
+                    s = 0.0
+                    for b in range(a, zoff[l + 1] - zoff[l]):
+                        if Z[i, zoff[l] + b] != 0.0:
+                            s += lam[lam_off[l] + b * (zoff[l + 1] - zoff[l]) + a] * Z[i, zoff[l] + b]
+                    zl[i, zoff[l] + a] = s
+        h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
+                            &eta[0], &mu[0], &w[0], &dw[0])
+        for it in range(maxit):
+            info = nested_factor(&T, &S[0], &logdet)
+            if info != 0:
+                break
+            nested_back(&T, &S[0], &step[0])
+            smax = 0.0
+            for a in range(n_u):
+                if fabs(step[a]) > smax:
+                    smax = fabs(step[a])
+            if smax < tol:
+                for a in range(n_u):
+                    u[a] += step[a]
+                h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
+                                    &eta[0], &mu[0], &w[0], &dw[0])
+                info = nested_factor(&T, &S[0], &logdet)
+                if info == 0:
+                    steps = it + 1
+                break
+            tt = 1.0
+            for halvings in range(60):
+                for a in range(n_u):
+                    trial[a] = u[a] + tt * step[a]
+                ht = nested_h(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &trial[0])
+                if isfinite(ht) and ht >= h - 1e-13 * (1.0 + fabs(h)):
+                    break
+                tt *= 0.5
+            else:
+                break
+            for a in range(n_u):
+                u[a] = trial[a]
+            h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
+                                &eta[0], &mu[0], &w[0], &dw[0])
+        if steps >= 0 and want_grad:
+            for a in range(grad_lam.shape[0]):
+                grad_lam[a] = 0.0
+            nested_grad(&T, &y[0], &Z[0, 0], &zl[0, 0], &mu[0], &w[0], &dw[0], &u[0], &S[0],
+                        &lam_off[0], &step[0], &e[0], &grad_lam[0], &chain_work[0], &chain_work[Q])
+    if steps < 0:
+        return -INFINITY, steps
+    return h - 0.5 * logdet, steps
