@@ -1,10 +1,16 @@
 """hlmext: multilevel (hierarchical) mixed-effects models with a compiled core."""
-from . import datasets
-from .api import lrtest, melogit, mepoisson, mixedlm, per_group_ols
-from .bootstrap import bootstrap_lrtest
-from .exceptions import BoundaryWarning, ConvergenceWarning, DataError, FormulaError, ModelError
-from .glmm import MixedGLM, MixedLogit, MixedPoisson
-from .linear import LinearMixed
+import os
+
+# the GLMM kernel's OpenMP threads sleep rather than spin while they wait: on a busy
+# machine spinning threads steal the cores the others need (set it yourself to override)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import datasets  # noqa: E402
+from .api import lrtest, melogit, mepoisson, mixedlm, per_group_ols  # noqa: E402
+from .bootstrap import bootstrap_lrtest  # noqa: E402
+from .exceptions import BoundaryWarning, ConvergenceWarning, DataError, FormulaError, ModelError  # noqa: E402
+from .glmm import MixedGLM, MixedLogit, MixedPoisson  # noqa: E402
+from .linear import LinearMixed  # noqa: E402
 
 __version__ = "0.1.0"
 
