@@ -229,12 +229,15 @@ class LinearMixed(LikelihoodModel):
         With OLS residuals e and ``A_k = Z_k'Z_k``, ``E[Z_k'e e'Z_k] ~ A_k Sigma A_k + sigma^2 A_k``;
         summed over clusters this is linear in ``Sigma`` (solved with ``sigma^2`` from
         ``E[e'e] ~ sum_k tr(A_k Sigma) + n sigma^2``, alternating three times). The relative
-        covariance ``Sigma / sigma^2`` gives ``theta``. None if the model has nested or
-        crossed levels, or if the estimate is near the boundary: an eigenvalue of the relative
+        covariance ``Sigma / sigma^2`` gives ``theta``. Nested or crossed levels: the same
+        equations for every level (``hlmext.moments``). None if the estimate is near the boundary: an eigenvalue of the relative
         covariance of the columns scaled to unit root mean square below 1e-4 of the largest.
         """
         d = self.design
-        if d.n_chain != 1 or d.qd or d.k_fe == 0:
+        if d.n_chain != 1 or d.qd:
+            from .moments import multilevel_moments
+            return multilevel_moments(self)
+        if d.k_fe == 0:
             return None
         lev, p = d.levels[0], d.k_fe
         q = lev.q

@@ -1,0 +1,106 @@
+"""Moment estimates of every level's random-effects covariance: the optimizer's start.
+
+With the OLS residuals ``e`` and, for a cluster ``k`` and any cluster ``g`` that shares rows
+with it (itself, its ancestors and descendants, the crossed groups it meets),
+``B_kg = Z_k'Z_g``,
+
+    E[Z_k'e e'Z_k] ~ sum_g B_kg Sigma_g B_kg' + sigma^2 Z_k'Z_k,
+    E[e'e]         ~ sum_k tr(Z_k'Z_k Sigma_k) + n sigma^2.
+
+Summed over the clusters of each level these are linear equations in the levels'
+covariances and ``sigma^2``, solved by least squares; every ``B_kg`` is already among the
+per-cluster statistics (``_core``'s layout) or in the global block. The OLS residuals stand
+in for the errors (their leverage is ignored), so the estimate is a start for Newton steps,
+not a result.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pair(B):
+    """Coefficients of the pairs (k, g) with blocks ``B`` (pairs x qk x qg): the equation of
+    k's level gains ``sum B Sigma_g B'``, the equation of g's level ``sum B' Sigma_k B``."""
+    qk, qg = B.shape[1], B.shape[2]
+    on_k = np.einsum("naj,nbk->abjk", B, B).reshape(qk * qk, qg * qg)
+    on_g = np.einsum("nja,nkb->abjk", B, B).reshape(qg * qg, qk * qk)
+    return on_k, on_g
+
+
+def multilevel_moments(model):
+    """``theta`` (core order) from the moment equations, or None.
+
+    None when the model has no fixed effects, when the equations are singular, or when a
+    level's estimate is near the boundary (an eigenvalue of its relative covariance, columns
+    scaled to unit root mean square, below 1e-4 of the largest): the full search is the
+    safer start there.
+    """
+    d = model.design
+    p, qd = d.k_fe, d.qd
+    if p == 0:
+        return None
+    size = qd + p + 1
+    G0 = model._G0.reshape(size, size)
+    XX, Xy = G0[qd:qd + p, qd:qd + p], G0[qd:qd + p, -1]
+    beta = np.linalg.lstsq(XX, Xy, rcond=None)[0]
+    rss = G0[-1, -1] - beta @ Xy
+    qs = [lv.q for lv in d.levels]
+    off = np.concatenate([[0], np.cumsum([q * q for q in qs])])
+    n_unknown = off[-1] + 1
+    K = np.zeros((n_unknown, n_unknown))
+    rhs = np.zeros(n_unknown)
+
+    def add_pair(l, g, B):
+        on_l, on_g = _pair(B)
+        K[off[l]:off[l + 1], off[g]:off[g + 1]] += on_l
+        K[off[g]:off[g + 1], off[l]:off[l + 1]] += on_g
+
+    def add_own(l, A, r):
+        q = qs[l]
+        rhs[off[l]:off[l + 1]] += np.einsum("na,nb->ab", r, r).ravel()
+        K[off[l]:off[l + 1], off[l]:off[l + 1]] += np.einsum("naj,nbk->abjk", A, A).reshape(q * q, q * q)
+        K[off[l]:off[l + 1], -1] += A.sum(axis=0).ravel()
+        K[-1, off[l]:off[l + 1]] += A.sum(axis=0).T.ravel()
+
+    for l in range(d.n_chain):
+        lv, q = d.levels[l], qs[l]
+        D = d.m - d.zoff[l] + qd
+        k0 = d.stat_off[d.level_first[l]]
+        S = model._stats[k0:k0 + lv.n_groups * q * D].reshape(lv.n_groups, q, D)
+        add_own(l, S[:, :, :q], S[:, :, -1] - S[:, :, D - 1 - p:D - 1] @ beta)
+        col = q
+        for j in range(l + 1, d.n_chain):                  # ancestors
+            add_pair(l, j, S[:, :, col:col + qs[j]])
+            col += qs[j]
+        for c, cl in enumerate(d.crossed):                 # crossed groups met by the cluster
+            g = d.n_chain + c
+            B = S[:, :, col + cl.doff:col + cl.doff + cl.n_groups * cl.q].reshape(lv.n_groups, q, cl.n_groups, cl.q)
+            add_pair(l, g, B.transpose(0, 2, 1, 3).reshape(-1, q, cl.q))
+    for c, cl in enumerate(d.crossed):
+        l, q, ng = d.n_chain + c, cl.q, cl.n_groups
+        seg = slice(cl.doff, cl.doff + ng * q)
+        blocks = G0[seg, seg].reshape(ng, q, ng, q)
+        A = blocks[np.arange(ng), :, np.arange(ng), :]
+        r = (G0[seg, -1] - G0[seg, qd:qd + p] @ beta).reshape(ng, q)
+        add_own(l, A, r)
+        for c2, cl2 in enumerate(d.crossed[c + 1:], start=c + 1):
+            seg2 = slice(cl2.doff, cl2.doff + cl2.n_groups * cl2.q)
+            B = G0[seg, seg2].reshape(ng, q, cl2.n_groups, cl2.q)
+            add_pair(l, d.n_chain + c2, B.transpose(0, 2, 1, 3).reshape(-1, q, cl2.q))
+    K[-1, -1] = model.nobs
+    rhs[-1] = rss
+    sol, _, rank, _ = np.linalg.lstsq(K, rhs, rcond=None)
+    sigma2 = sol[-1]
+    if rank < n_unknown or not sigma2 > 0:
+        return None
+    theta = []
+    for l, lv in enumerate(d.levels):
+        cov = sol[off[l]:off[l + 1]].reshape(qs[l], qs[l])
+        cov = 0.5 * (cov + cov.T) / sigma2
+        rms = d.z_rms(l)
+        w = np.linalg.eigvalsh(cov * np.outer(rms, rms))
+        if not (np.all(np.isfinite(w)) and w.min() > 1e-4 * w.max() > 0):
+            return None
+        theta.append(lv.cov.theta_from_cov(cov))
+    theta = np.concatenate(theta)
+    return theta if np.all(np.isfinite(theta)) else None
