@@ -58,9 +58,17 @@ class Level:
     labels: pd.Index             # group label of every cluster, in cluster order
     sizes: np.ndarray            # rows per cluster
     first: int                   # first global cluster number (-1 for a crossed level)
-    codes: np.ndarray = field(repr=False)   # cluster of every sorted row (0-based within level)
+    _codes: np.ndarray = field(default=None, repr=False)   # see codes
     z: np.ndarray = field(default=None, repr=False)   # crossed level: its design (sorted rows)
     doff: int = 0                # crossed level: first column in the dense block D
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Cluster of every sorted row (0-based within the level); a chain level's are made
+        from its cluster sizes when first asked for (its clusters are runs of rows)."""
+        if self._codes is None:
+            self._codes = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        return self._codes
 
     @property
     def n_groups(self) -> int:
@@ -178,13 +186,12 @@ class MixedDesign:
             if len(chain) == 1:                   # one level: its clusters are its groups, in label order
                 ends = np.cumsum(counts)
                 starts = ends - counts
-                lev = _level(spec, labels[i], counts, np.repeat(np.arange(len(counts)), counts))
+                lev = _level(spec, labels[i], counts, None)
             else:
                 change = np.flatnonzero(np.diff(sorted_codes[i])) + 1
                 starts = np.concatenate([[0], change])
                 ends = np.concatenate([change, [n]])
-                lev = _level(spec, labels[i][sorted_codes[i][starts]], ends - starts,
-                             np.repeat(np.arange(len(starts)), ends - starts))
+                lev = _level(spec, labels[i][sorted_codes[i][starts]], ends - starts, None)
             lev.first, lev._starts, lev._ends = first, starts, ends
             self.levels.append(lev)
             first += len(starts)
@@ -574,4 +581,4 @@ def _perm(spec):
 def _level(spec, labels, sizes, codes):
     blocks = [(make_structure(kind, len(cols)), [spec.names[j] for j in cols]) for kind, cols in spec.blocks]
     return Level(name=spec.name, names=[spec.names[j] for j in _perm(spec)], cov=LevelCovariance(blocks),
-                 labels=labels, sizes=np.asarray(sizes), first=-1, codes=codes)
+                 labels=labels, sizes=np.asarray(sizes), first=-1, _codes=codes)
