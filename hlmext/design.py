@@ -94,8 +94,27 @@ def _codes_of(groups: np.ndarray, name: str):
     if groups.shape[1] == 1:
         codes, uniq = pd.factorize(frame[0], sort=True)
         return codes.astype(np.intp), pd.Index(uniq)
-    codes = frame.groupby(list(frame.columns), sort=True).ngroup().to_numpy()
-    first = np.unique(codes, return_index=True)[1]
+    return _combination_codes(frame)
+
+
+def _combination_codes(frame):
+    """Codes of the combinations of several grouping columns, in sorted order of the
+    combinations, and their labels (a MultiIndex with the columns' own values).
+
+    Each column is coded on its own and the codes are combined as the digits of one
+    integer, which is coded again: the result of ``groupby(sort=True).ngroup()``.
+    """
+    per_column = [pd.factorize(frame[j], sort=True) for j in frame.columns]
+    if np.prod([float(len(u)) for _, u in per_column]) >= 2.0 ** 62:
+        codes = frame.groupby(list(frame.columns), sort=True).ngroup().to_numpy()
+        first = np.unique(codes, return_index=True)[1]
+        return codes.astype(np.intp), pd.MultiIndex.from_frame(frame.iloc[first])
+    key = np.zeros(len(frame), dtype=np.int64)
+    for c, u in per_column:
+        key = key * len(u) + c
+    codes, uniq = pd.factorize(key, sort=True)
+    first = np.empty(len(uniq), dtype=np.intp)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)          # first row of every combination
     return codes.astype(np.intp), pd.MultiIndex.from_frame(frame.iloc[first])
 
 
