@@ -6,6 +6,22 @@ blocked elimination; the tests compare the two on random clusters. Only for smal
 import numpy as np
 
 
+def counting_order(codes):
+    """``(order, rank)``: rows stably sorted by ``codes`` and the inverse permutation
+    (twin of ``_core.counting_order``)."""
+    order = np.argsort(codes, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return order, rank
+
+
+def scatter_rows(src, rank, W, col0):
+    """``W[rank, col0:]`` filled from the rows of ``src``; the count of NaN or inf read
+    (twin of ``_core.scatter_rows``)."""
+    W[rank, col0:col0 + src.shape[1]] = src
+    return int(np.sum(~np.isfinite(src)))
+
+
 def cross_products(W, zoff, level_first, row_start, row_end):
     """List over clusters of ``Z_lk' [Z_l ... X y]_k`` (twin of ``_core.cross_products``)."""
     out = []

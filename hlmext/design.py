@@ -58,9 +58,17 @@ class Level:
     labels: pd.Index             # group label of every cluster, in cluster order
     sizes: np.ndarray            # rows per cluster
     first: int                   # first global cluster number (-1 for a crossed level)
-    codes: np.ndarray = field(repr=False)   # cluster of every sorted row (0-based within level)
+    _codes: np.ndarray = field(default=None, repr=False)   # see codes
     z: np.ndarray = field(default=None, repr=False)   # crossed level: its design (sorted rows)
     doff: int = 0                # crossed level: first column in the dense block D
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Cluster of every sorted row (0-based within the level); a chain level's are made
+        from its cluster sizes when first asked for (its clusters are runs of rows)."""
+        if self._codes is None:
+            self._codes = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        return self._codes
 
     @property
     def n_groups(self) -> int:
@@ -86,8 +94,27 @@ def _codes_of(groups: np.ndarray, name: str):
     if groups.shape[1] == 1:
         codes, uniq = pd.factorize(frame[0], sort=True)
         return codes.astype(np.intp), pd.Index(uniq)
-    codes = frame.groupby(list(frame.columns), sort=True).ngroup().to_numpy()
-    first = np.unique(codes, return_index=True)[1]
+    return _combination_codes(frame)
+
+
+def _combination_codes(frame):
+    """Codes of the combinations of several grouping columns, in sorted order of the
+    combinations, and their labels (a MultiIndex with the columns' own values).
+
+    Each column is coded on its own and the codes are combined as the digits of one
+    integer, which is coded again: the result of ``groupby(sort=True).ngroup()``.
+    """
+    per_column = [pd.factorize(frame[j], sort=True) for j in frame.columns]
+    if np.prod([float(len(u)) for _, u in per_column]) >= 2.0 ** 62:
+        codes = frame.groupby(list(frame.columns), sort=True).ngroup().to_numpy()
+        first = np.unique(codes, return_index=True)[1]
+        return codes.astype(np.intp), pd.MultiIndex.from_frame(frame.iloc[first])
+    key = np.zeros(len(frame), dtype=np.int64)
+    for c, u in per_column:
+        key = key * len(u) + c
+    codes, uniq = pd.factorize(key, sort=True)
+    first = np.empty(len(uniq), dtype=np.intp)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)          # first row of every combination
     return codes.astype(np.intp), pd.MultiIndex.from_frame(frame.iloc[first])
 
 
@@ -178,13 +205,12 @@ class MixedDesign:
             if len(chain) == 1:                   # one level: its clusters are its groups, in label order
                 ends = np.cumsum(counts)
                 starts = ends - counts
-                lev = _level(spec, labels[i], counts, np.repeat(np.arange(len(counts)), counts))
+                lev = _level(spec, labels[i], counts, None)
             else:
                 change = np.flatnonzero(np.diff(sorted_codes[i])) + 1
                 starts = np.concatenate([[0], change])
                 ends = np.concatenate([change, [n]])
-                lev = _level(spec, labels[i][sorted_codes[i][starts]], ends - starts,
-                             np.repeat(np.arange(len(starts)), ends - starts))
+                lev = _level(spec, labels[i][sorted_codes[i][starts]], ends - starts, None)
             lev.first, lev._starts, lev._ends = first, starts, ends
             self.levels.append(lev)
             first += len(starts)
@@ -574,4 +600,4 @@ def _perm(spec):
 def _level(spec, labels, sizes, codes):
     blocks = [(make_structure(kind, len(cols)), [spec.names[j] for j in cols]) for kind, cols in spec.blocks]
     return Level(name=spec.name, names=[spec.names[j] for j in _perm(spec)], cov=LevelCovariance(blocks),
-                 labels=labels, sizes=np.asarray(sizes), first=-1, codes=codes)
+                 labels=labels, sizes=np.asarray(sizes), first=-1, _codes=codes)

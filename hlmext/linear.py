@@ -250,8 +250,8 @@ class LinearMixed(LikelihoodModel):
         M, A_sum = r.T @ r, A.sum(axis=0)
         K = np.einsum("gij,gkl->ikjl", A, A).reshape(q * q, q * q)
         sigma2 = rss / self.nobs
-        for _ in range(3):
-            cov = np.linalg.solve(K, (M - sigma2 * A_sum).ravel()).reshape(q, q)
+        for _ in range(3):                       # least squares: K is singular where every A_k is
+            cov = np.linalg.lstsq(K, (M - sigma2 * A_sum).ravel(), rcond=None)[0].reshape(q, q)
             cov = 0.5 * (cov + cov.T)
             sigma2 = max((rss - np.einsum("gij,ji->", A, cov)) / self.nobs, 1e-3 * rss / self.nobs)
         rms = d.z_rms(0)

@@ -189,3 +189,16 @@ def test_bootstrap_refuses_frequency_weights(gcse):
     res = hlmext.mixedlm("gcse ~ lrt + (1 | school)", gcse, weights=np.ones(len(gcse))).fit(reml=False)
     with pytest.raises(ModelError, match="frequency weights"):
         res.simulate(1, seed=0)
+
+
+def test_moment_start_reaches_the_optimum_of_the_full_search(gcse):
+    """One level: Newton steps from the moment estimates end where L-BFGS-B and Newton end."""
+    model = hlmext.mixedlm("gcse ~ lrt + (lrt | school)", gcse)
+    moments = model.theta_moments()
+    fast = model.fit(reml=False)
+    assert fast.opt.attempts[0][0] == "Newton" and len(fast.opt.attempts) == 1
+    full = model.fit(reml=False, start=model.theta_start() * model.theta_scale())
+    assert full.opt.attempts[0][0] == "L-BFGS-B"
+    assert fast.llf == pytest.approx(full.llf, rel=1e-12)
+    np.testing.assert_allclose(fast.params, full.params, rtol=1e-7)
+    np.testing.assert_allclose(moments, fast.theta, rtol=0.2)
