@@ -149,10 +149,14 @@ cdef int cluster_mode(int family, const double* y, const double* ntr, const doub
 cdef double aghq_term(int family, const double* y, const double* ntr, const double* eta,
                       const double* zl, index_t nj, index_t q, const double* u, const double* L,
                       const double* nodes, const double* logw, index_t K, double* d, double* hk,
-                      double h) noexcept nogil:
-    """log sum_k exp(logw_k + h(u_k) - h(u)), u_k = u + sqrt(2) L^{-T} x_k (``eta`` at u)."""
+                      double h, double* resid) noexcept nogil:
+    """log sum_k exp(logw_k + h(u_k) - h(u)), u_k = u + sqrt(2) L^{-T} x_k (``eta`` at u).
+
+    With ``resid`` (nj x K, or NULL) also the residuals y_i - mu_i at every node, for the
+    gradient (``aghq_grad``), which then need not evaluate the rows again.
+    """
     cdef index_t k, i, a
-    cdef double et, s, top
+    cdef double et, s, top, m, wi, dwi
     for k in range(K):
         for a in range(q):
             d[k * q + a] = sqrt(2.0) * nodes[k * q + a]
@@ -166,7 +170,11 @@ cdef double aghq_term(int family, const double* y, const double* ntr, const doub
             et = eta[i]
             for a in range(q):
                 et += zl[i * q + a] * d[k * q + a]
-            hk[k] += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
+            if resid == NULL:
+                hk[k] += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
+            else:
+                hk[k] += row_loglik(family, y[i], ntr[i], et, &m, &wi, &dwi)
+                resid[i * K + k] = y[i] - m
     top = -INFINITY
     for k in range(K):
         hk[k] += logw[k] - h
@@ -231,11 +239,12 @@ cdef void aghq_grad(int family, const double* y, const double* ntr, const double
                     const double* zl, const double* eta, const double* mu, const double* w,
                     const double* dw, index_t nj, index_t q, const double* u, const double* L,
                     const double* d, double* pk, index_t K, double* Gk, double* ubar, double* e,
-                    double* grad_lam) noexcept nogil:
+                    double* grad_lam, const double* resid) noexcept nogil:
     """AGHQ gradient pieces of one cluster: per-row e_i and the sum into d/d Lambda.
 
     ``pk`` holds logw_k + h(u_k) - h(u) on entry (from ``aghq_term``) and the normalized
-    node weights pi_k on exit; ``d`` the node offsets u_k - u = sqrt(2) L^{-T} x_k.
+    node weights pi_k on exit; ``d`` the node offsets u_k - u = sqrt(2) L^{-T} x_k;
+    ``resid`` the node residuals from ``aghq_term`` (or NULL: evaluated again here).
     """
     cdef double Om[MAXQ * MAXQ]
     cdef double Mm[MAXQ * MAXQ]
@@ -260,11 +269,14 @@ cdef void aghq_grad(int family, const double* y, const double* ntr, const double
         for a in range(q):
             ubar[i * q + a] = 0.0
         for k in range(K):
-            et = eta[i]
-            for a in range(q):
-                et += zl[i * q + a] * d[k * q + a]
-            row_loglik(family, y[i], ntr[i], et, &m, &wi, &dwi)
-            res = y[i] - m
+            if resid != NULL:
+                res = resid[i * K + k]
+            else:
+                et = eta[i]
+                for a in range(q):
+                    et += zl[i * q + a] * d[k * q + a]
+                row_loglik(family, y[i], ntr[i], et, &m, &wi, &dwi)
+                res = y[i] - m
             e[i] += pk[k] * res
             for a in range(q):
                 ubar[i * q + a] += pk[k] * res * (u[a] + d[k * q + a])
@@ -416,6 +428,13 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     thread_g = np.empty((nthreads, K * q))
     thread_grad = np.zeros((nthreads, q * q))
     steps_buf = np.empty(G, dtype=np.intc)
+    # node residuals of one cluster per thread, for the AGHQ gradient (skipped for clusters
+    # too large for a modest buffer: those evaluate their rows twice)
+    cdef index_t res_rows = 0
+    if want_grad and K > 1 and G > 0:
+        res_rows = min(int(np.max(np.asarray(row_end) - np.asarray(row_start))), max(1, 2_000_000 // K))
+    thread_res = np.empty((nthreads, max(1, res_rows * K)))
+    cdef double[:, ::1] tres = thread_res
     cdef double[:, ::1] td = thread_d, th = thread_h, tg = thread_g, tgrad = thread_grad
     cdef int[::1] steps = steps_buf
     cdef const double* cw_ptr = &cweight[0] if weighted and G > 0 else NULL
@@ -434,7 +453,8 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
                                    q, &nodes[0, 0], &logw[0], K, &u[j, 0], &ll[j], &chol_out[j, 0, 0],
                                    &zl[0, 0], &eta[0], &mu[0], &w[0], &dw[0], &td[tid, 0], &th[tid, 0],
                                    &tg[tid, 0], &ubar[0, 0], &e[0], want_grad,
-                                   cw_ptr[j] if weighted else 1.0, &tgrad[tid, 0], tol, maxit)
+                                   cw_ptr[j] if weighted else 1.0, &tgrad[tid, 0], tol, maxit,
+                                   &tres[tid, 0] if res_rows > 0 else NULL, res_rows)
         for j in range(G):
             if steps[j] < 0:
                 n_failed += 1
@@ -453,7 +473,8 @@ cdef int one_cluster(int family, const double* Z, const double* y, const double*
                      index_t r0, index_t r1, index_t q, const double* nodes, const double* logw, index_t K,
                      double* u, double* ll, double* chol, double* zl, double* eta, double* mu, double* w,
                      double* dw, double* node_d, double* node_h, double* node_g, double* ubar, double* e,
-                     bint want_grad, double cw, double* grad_sum, double tol, int maxit) noexcept nogil:
+                     bint want_grad, double cw, double* grad_sum, double tol, int maxit, double* res_buf,
+                     index_t res_rows) noexcept nogil:
     """Mode, log L_j and (with ``want_grad``) gradient pieces of the cluster of rows r0..r1-1.
 
     Writes ``ll``, the mode ``u``, its factor ``chol`` and the rows' e_i (times ``cw``), and
@@ -464,6 +485,7 @@ cdef int one_cluster(int family, const double* Z, const double* y, const double*
     cdef int steps
     cdef double h, ldet
     cdef double contrib[MAXQ * MAXQ]
+    cdef double* resid
     steps = cluster_mode(family, &y[r0], &ntr[r0], &eta0[r0], &zl[r0 * q], nj, q, u, chol,
                          &eta[r0], &mu[r0], &w[r0], &dw[r0], tol, maxit, &h)
     if steps < 0:
@@ -473,16 +495,17 @@ cdef int one_cluster(int family, const double* Z, const double* y, const double*
     for a in range(q):
         ldet += log(chol[a * q + a])
     ll[0] = h - ldet
+    resid = res_buf if want_grad and res_buf != NULL and nj <= res_rows else NULL
     if K > 1:
         ll[0] += aghq_term(family, &y[r0], &ntr[r0], &eta[r0], &zl[r0 * q], nj, q, u, chol, nodes, logw, K,
-                           node_d, node_h, h)
+                           node_d, node_h, h, resid)
     if not want_grad:
         return steps
     for a in range(q * q):
         contrib[a] = 0.0
     if K > 1:
         aghq_grad(family, &y[r0], &ntr[r0], &Z[r0 * q], &zl[r0 * q], &eta[r0], &mu[r0], &w[r0], &dw[r0], nj,
-                  q, u, chol, node_d, node_h, K, node_g, &ubar[r0 * q], &e[r0], contrib)
+                  q, u, chol, node_d, node_h, K, node_g, &ubar[r0 * q], &e[r0], contrib, resid)
     else:
         cluster_grad(&y[r0], &Z[r0 * q], &zl[r0 * q], &mu[r0], &w[r0], &dw[r0], nj, q, u, chol, &e[r0],
                      contrib)

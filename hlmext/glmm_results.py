@@ -349,9 +349,12 @@ class QuadratureCheck:
 def _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm):
     """Covariance of (beta, reported values) and of (beta, phi) from the observed information.
 
-    The deviance's Hessian in (beta, phi_free), phi = (log sd, atanh corr): central
-    differences of the analytic gradient (Laplace or AGHQ, chained through d theta / d phi).
-    Boundary parameters are held fixed (NaN rows and columns).
+    The deviance's Hessian in (beta, phi_free), phi = (log sd, atanh corr): forward
+    differences of the analytic gradient (Laplace or AGHQ, chained through d theta / d phi)
+    from the optimum, with steps of 1e-5 (in standard errors of beta, and in phi): k + 1
+    gradients instead of the 2k of central differences (each costs a quadrature over every
+    cluster), for an error of about 1e-5 relative in the standard errors. Boundary
+    parameters are held fixed (NaN rows and columns).
     """
     p, k = beta.size, values.size
     free = ~fixed
@@ -372,8 +375,9 @@ def _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm):
             jac[:, i] = (theta_of(x[p:] + e) - theta_of(x[p:] - e)) / 2e-6
         return -2.0 * np.concatenate([g[:p], jac.T @ g[p:]])
 
-    steps = np.concatenate([1e-4 * se_glm, np.full(phi0.size, 1e-4)])
-    H = np.array([(gradient(x0 + e) - gradient(x0 - e)) / (2 * h) for e, h in zip(np.diag(steps), steps)])
+    steps = np.concatenate([1e-5 * se_glm, np.full(phi0.size, 1e-5)])
+    g0 = gradient(x0)
+    H = np.array([(gradient(x0 + e) - g0) / h for e, h in zip(np.diag(steps), steps)])
     H = 0.5 * (H + H.T)
     c = 2.0 * _inverse(H)
     if not (np.all(np.isfinite(c)) and np.all(np.diag(c) > 0)):
