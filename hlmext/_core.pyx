@@ -115,6 +115,13 @@ cdef void scale_block(const double* B, double* S, index_t q, index_t D, const do
         scale_columns(S, q, D, col0, qlev[j], lam + lam_off[j])
         col0 += qlev[j]
     for j in range(ndense):
+        if dense_q[j] == 1:                   # random intercepts: one scalar for all groups
+            s = lam[lam_off[nlev + j]]
+            for a in range(q):
+                for g in range(dense_groups[j]):
+                    S[a * D + col0 + g] *= s
+            col0 += dense_groups[j]
+            continue
         for g in range(dense_groups[j]):
             scale_columns(S, q, D, col0, dense_q[j], lam + lam_off[nlev + j])
             col0 += dense_q[j]

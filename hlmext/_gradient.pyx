@@ -281,6 +281,7 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
     cdef double tmp[256]
     cdef bint reml = t > qd
     cdef bint nonzero
+    cdef double lc, bkg
     for l in range(nlev):
         if zoff[l + 1] - zoff[l] > 16:
             raise ValueError("the analytic gradient supports up to 16 random effects per level")
@@ -334,6 +335,19 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
                 cg = 0
                 for d in range(ndense):
                     qc = dense_q[d]
+                    if q == 1 and qc == 1:       # intercepts on both sides: scalars
+                        lc = lam[lam_off[nlev + d]]
+                        for g in range(dense_groups[d]):
+                            bkg = B[off + cg + g]
+                            if bkg == 0.0:
+                                continue
+                            s = Sg[off + cg + g] * bkg
+                            trace[lam_off[l]] += s * lc
+                            trace[lam_off[nlev + d]] += s * lam_l[0]
+                            zk[0] -= bkg * lc * tail_sol[cg + g]
+                            zr_dense[cg + g] -= bkg * lam_l[0] * u[u_off[k]]
+                        cg += dense_groups[d]
+                        continue
                     for g in range(dense_groups[d]):
                         nonzero = False
                         for a in range(q):

@@ -27,9 +27,8 @@ class GradientParts:
         p, qd = d.k_fe, d.qd
         t = qd + p if reml else qd
         lam_flat = np.concatenate([lam.ravel() for lam in f.lams])
-        L = np.tril(f.G.reshape(qd + p + 1, qd + p + 1))
-        sigma_tail = _tail_inverse(L[:t, :t])
-        sel = np.zeros(d.stat_size)
+        sigma_tail = _tail_inverse(f.L[:t, :t])
+        sel = np.empty(d.stat_size)            # selected_inverse writes every entry read below
         _gradient.selected_inverse(f.work, sigma_tail.ravel(), t, d.zoff, d.m, qd, d.level_first,
                                    d.stat_off, d.parent, sel)
         u = f.modes(model)
@@ -86,8 +85,8 @@ def diagonal_blocks(model, f):
     """
     d = model.design
     qd = d.qd
-    sigma_tail = _tail_inverse(np.tril(f.G.reshape(qd + d.k_fe + 1, -1))[:qd, :qd])
-    sel = np.zeros(d.stat_size)
+    sigma_tail = _tail_inverse(f.L[:qd, :qd])
+    sel = np.empty(d.stat_size)
     _gradient.selected_inverse(f.work, sigma_tail.ravel(), qd, d.zoff, d.m, qd, d.level_first,
                                d.stat_off, d.parent, sel)
     out = []
@@ -108,11 +107,12 @@ def _tail_inverse(LT):
     t = LT.shape[0]
     if t == 0:
         return np.zeros((0, 0))
-    inv, info = linalg.lapack.dpotri(LT, lower=1)
+    inv, info = linalg.lapack.dpotri(LT, lower=1)     # the lower triangle; LT's zeros above
     if info != 0:
         return np.linalg.inv(LT @ LT.T)
-    inv = np.tril(inv)
-    return inv + np.tril(inv, -1).T
+    out = inv + inv.T
+    out[np.diag_indices(t)] = np.diag(inv)
+    return out
 
 
 def _lam_rows(M, design, lams):

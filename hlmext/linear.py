@@ -48,7 +48,8 @@ class Factorization:
             self.info = -1
             return
         self.work = np.empty(d.stat_size) if work is None else work
-        self.G = np.empty(model._G0.size)
+        # the optimizer's evaluations (``work`` given) reuse one global block as well
+        self.G = np.empty(model._G0.size) if work is None else model._scratch_global()
         G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:])
         self.logdet, info = _core.factorize(model._stats, G0, lam_flat, model._lam_off, d.zoff, d.m,
                                             d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
@@ -60,6 +61,7 @@ class Factorization:
         if not self.ok:
             return
         self.logdet += 2.0 * np.sum(np.log(np.diag(L)[:qd]))
+        self.L = L                            # lower factor of the reduced [D X y] block
         self.L_dense = L[:qd, :qd]
         self.L_x = L[qd:qd + p, qd:qd + p]
         self.logdet_rx = 2.0 * np.sum(np.log(np.diag(self.L_x)))
@@ -340,6 +342,12 @@ class LinearMixed(LikelihoodModel):
             out += [(i, E) for E in lv.cov.lam_derivatives(theta[k:k + lv.cov.n_theta])]
             k += lv.cov.n_theta
         return out
+
+    def _scratch_global(self):
+        """The global block's buffer for the optimizer's evaluations (private, reused)."""
+        if getattr(self, "_scratch_G", None) is None or self._scratch_G.size != self._G0.size:
+            self._scratch_G = np.empty(self._G0.size)
+        return self._scratch_G
 
     def _scratch(self):
         """A private work buffer reused by the optimizer's evaluations (never exposed)."""

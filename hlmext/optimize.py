@@ -160,8 +160,9 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     attempts = []
     if newton_start is not None and fun_and_grad is not None:
         z1 = np.clip(np.asarray(newton_start, float) / scale, lower, upper)
+        f0, g0 = f_and_g(z1)
         z1, f1, hess_ok, known, done = _newton_polish(
-            f, z1, f(z1), sbounds, f_and_g=f_and_g,
+            f, z1, f0, sbounds, f_and_g=f_and_g, g0=g0,
             callback=progress_printer(lambda z: fun(z * scale), "Newton") if disp else None)
         attempts.append(("Newton", f1, counter[0], "Newton steps from the moment estimates"))
         if done and hess_ok and known is not None and known[0] is not None and np.isfinite(f1):
@@ -270,7 +271,7 @@ def _free(z, sbounds):
     return out
 
 
-def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None):
+def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=None):
     """Newton steps on the free parameters with a finite-difference Hessian.
 
     Sharpens the optimum beyond what quasi-Newton stopping rules reach (so that the same
@@ -280,13 +281,14 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None):
     almost as fast as with a new Hessian each time) and recomputed where a step fails or
     is not ten times shorter than the one before. A step is kept unless it raises the
     objective by more than its rounding noise; the iteration stops when the step is below
-    1e-10. Returns (z, f, hessian_ok, known, done): known = (gradient at z or None, Hessian,
-    its free mask) for ``_stationarity``; done: the last step was below 1e-10.
+    1e-10. ``g0``: the gradient at ``z`` if known. Returns (z, f, hessian_ok, known, done):
+    known = (gradient at z or None, Hessian, its free mask) for ``_stationarity``; done: the
+    last step was below 1e-10.
     """
     lo = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
     hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     noise = 1e-12 * max(1.0, abs(fz))
-    H, H_free, fresh, g, last = None, None, False, None, np.inf
+    H, H_free, fresh, g, last = None, None, False, g0, np.inf
     for _ in range(steps):
         free = _free(z, sbounds)
         if not free.any():
