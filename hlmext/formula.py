@@ -526,10 +526,13 @@ def _dropped_summary(work, keep, parts, keep_by_part, group_columns):
 
 
 def _group_values(frame, columns, rows, all_rows):
-    """Grouping values of the used rows: the column's own dtype for one column, objects for several."""
+    """Grouping values of the used rows: the column's own dtype for one column; for several,
+    one integer array if every column holds integers (no Python objects per row), else objects."""
     if len(columns) == 1:
         values = frame[columns[0]].to_numpy()
         return (values if all_rows else values[rows])[:, None]
+    if all(frame[c].dtype.kind in "iu" for c in columns):
+        return np.column_stack([frame[c].to_numpy() if all_rows else frame[c].to_numpy()[rows] for c in columns])
     sub = frame[columns] if all_rows else frame.iloc[rows][columns]
     return sub.to_numpy(dtype=object)
 
