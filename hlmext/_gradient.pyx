@@ -66,13 +66,15 @@ cdef inline void add_product(const double* R, index_t ldr, const double* S, inde
 
 def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index_t t,
                      const index_t[::1] zoff, index_t m, index_t qd, const index_t[::1] level_first,
-                     const index_t[::1] stat_off, const index_t[::1] parent, double[::1] sel):
+                     const index_t[::1] stat_off, const index_t[::1] parent, double[::1] sel,
+                     double[::1] scratch=None):
     """``Sigma`` on the nonzero pattern of the factor, in ``work``'s layout, into ``sel``.
 
     ``sigma_tail`` is the dense ``t x t`` inverse of the tail (row-major). In cluster k's
     block of ``sel`` (level l, ``na`` ancestor columns): columns ``[0, q)`` hold
     ``Sigma_kk``, ``[q, q + na)`` ``Sigma_k,ancestors``, ``[q + na, q + na + t)``
-    ``Sigma_k,T``; the rest is left untouched.
+    ``Sigma_k,T``; the rest is left untouched. ``scratch`` (optional, reused between calls)
+    holds the products of one level, ``max_l (clusters_l q_l (ancestor columns_l + t))`` long.
     """
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t Q = zoff[nlev]
@@ -98,7 +100,8 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
     for l in range(nlev):
         ymax = max(ymax, (level_first[l + 1] - level_first[l]) * (zoff[l + 1] - zoff[l])
                    * (Q - zoff[l + 1] + t))
-    ybuf = np.zeros(ymax)
+    # the level's products U_k,S Sigma_S,S; every entry is written before it is read
+    ybuf = scratch if scratch is not None and scratch.shape[0] >= ymax else np.empty(ymax)
     pbuf = np.zeros(max(64, max([zoff[l + 1] - zoff[l] for l in range(nlev)] + [1]) ** 2))
     cdef double[::1] yv = ybuf
     cdef double[::1] pv = pbuf

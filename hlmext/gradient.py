@@ -28,9 +28,9 @@ class GradientParts:
         t = qd + p if reml else qd
         lam_flat = np.concatenate([lam.ravel() for lam in f.lams])
         sigma_tail = _tail_inverse(f.L[:t, :t])
-        sel = np.empty(d.stat_size)            # selected_inverse writes every entry read below
+        sel, ybuf = _buffers(model, t)         # selected_inverse writes every entry read below
         _gradient.selected_inverse(f.work, sigma_tail.ravel(), t, d.zoff, d.m, qd, d.level_first,
-                                   d.stat_off, d.parent, sel)
+                                   d.stat_off, d.parent, sel, ybuf)
         u = f.modes(model)
         u_chain = np.ascontiguousarray(u[:d.n_u])
         trace = np.zeros(lam_flat.size)
@@ -76,6 +76,21 @@ class GradientParts:
 
     def dprss(self, i_level, E):
         return -2.0 * np.sum(E * self.resid[i_level])
+
+
+def _buffers(model, t):
+    """The selected inverse and the products of one level: private buffers of the model,
+    reused by every gradient (allocating megabytes per evaluation costs as much as the
+    arithmetic on large crossed designs)."""
+    d = model.design
+    Q = d.zoff[-1]
+    need = max([(d.level_first[l + 1] - d.level_first[l]) * (d.zoff[l + 1] - d.zoff[l]) * (Q - d.zoff[l + 1] + t)
+                for l in range(d.n_chain)] + [1])
+    cache = getattr(model, "_gradient_buffers", None)
+    if cache is None or cache[0].size != d.stat_size or cache[1].size < need:
+        cache = (np.empty(d.stat_size), np.empty(need))
+        model._gradient_buffers = cache
+    return cache
 
 
 def diagonal_blocks(model, f):
