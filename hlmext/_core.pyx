@@ -34,35 +34,12 @@ from libc.math cimport log, sqrt
 from scipy.linalg.cython_blas cimport dsyrk
 from scipy.linalg.cython_lapack cimport dpotrf
 
-ctypedef Py_ssize_t index_t
+from hlmext._kernels cimport index_t, chol_ld
 
 
 # ---------------------------------------------------------------------------------
 # Layer 1: one cluster
 # ---------------------------------------------------------------------------------
-
-cdef int chol_lower(double* a, index_t q, index_t lda) noexcept nogil:
-    """In-place lower Cholesky of the q x q block at ``a`` (row-major, leading dim lda).
-
-    Returns 0, or k+1 if the leading minor of order k+1 is not positive definite.
-    """
-    cdef index_t i, j, t
-    cdef double s, s_ij
-    for j in range(q):
-        s = a[j * lda + j]
-        for t in range(j):
-            s -= a[j * lda + t] * a[j * lda + t]
-        if s <= 0.0:
-            return j + 1
-        s = sqrt(s)
-        a[j * lda + j] = s
-        for i in range(j + 1, q):
-            s_ij = a[i * lda + j]
-            for t in range(j):
-                s_ij -= a[i * lda + t] * a[j * lda + t]
-            a[i * lda + j] = s_ij / a[j * lda + j]
-    return 0
-
 
 cdef void forward_solve(const double* L, index_t q, index_t lda, double* b, index_t ncol) noexcept nogil:
     """Overwrite the q x ncol block ``b`` (row-major, leading dim lda) by L^{-1} b."""
@@ -136,7 +113,7 @@ cdef double eliminate_cluster(double* S, index_t q, index_t D, int* info) noexce
     """
     cdef index_t a
     cdef double logdet = 0.0
-    info[0] = chol_lower(S, q, D)
+    info[0] = chol_ld(S, q, D)
     if info[0] != 0:
         return 0.0
     forward_solve(S, q, D, S + q, D - q)

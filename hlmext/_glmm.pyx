@@ -45,7 +45,7 @@ Python facade (``glmm.py``) validates and allocates once per model. The blocks a
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, sqrt, fabs, INFINITY, isfinite
 
-from hlmext._glmm_rows cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
+from hlmext._kernels cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
 
 BINOMIAL = 0
 POISSON = 1

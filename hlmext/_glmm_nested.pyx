@@ -14,7 +14,7 @@ M_k = L_k^{-1} H_{k, ancestors} to the right.
 """
 from libc.math cimport log, fabs, INFINITY, isfinite
 
-from hlmext._glmm_rows cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
+from hlmext._kernels cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
 
 
 cdef struct Tree:

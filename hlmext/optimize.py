@@ -280,10 +280,10 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
     steps decrease the objective (near the optimum it changes little, so the steps converge
     almost as fast as with a new Hessian each time) and recomputed where a step fails or
     is not ten times shorter than the one before. A step is kept unless it raises the
-    objective by more than its rounding noise; the iteration stops when the step is below
-    1e-10. ``g0``: the gradient at ``z`` if known. Returns (z, f, hessian_ok, known, done):
-    known = (gradient at z or None, Hessian, its free mask) for ``_stationarity``; done: the
-    last step was below 1e-10.
+    objective by more than its rounding noise; the iteration stops when the step, or the next
+    step predicted from the contraction of the last two, is below 1e-10. ``g0``: the
+    gradient at ``z`` if known. Returns (z, f, hessian_ok, known, done): known = (gradient
+    at z or None, Hessian, its free mask) for ``_stationarity``; done: stopped by that rule.
     """
     lo = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
     hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
@@ -320,10 +320,12 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
                 break
             H = None                              # a stale Hessian: recompute it and retry
             continue
+        previous = last
         z, fz, g, fresh, last = trial, ft, gt, False, np.max(np.abs(t * step))
         if callback is not None:
             callback(z)
-        if last < 1e-10:
+        # done when this step, or the next one its contraction predicts, is below 1e-10
+        if last < 1e-10 or (previous < np.inf and last * (last / previous) < 1e-10 and last < 1e-6):
             return z, fz, True, (g, H, H_free), True
     return z, fz, True, (g, H, H_free), False
 

@@ -1,7 +1,7 @@
 # cython: language_level=3
-"""One row's log-likelihood and the small Cholesky helpers of the GLMM kernels
-(``_glmm.pyx``: one level; ``_glmm_nested.pyx``: nested levels). Inline: each kernel
-compiles its own copy."""
+"""Helpers shared by the compiled kernels: the small Cholesky factor and triangular solves
+of the per-cluster blocks (``_core``, ``_glmm``, ``_glmm_nested``) and one row's
+log-likelihood of the generalized models. Inline: each kernel compiles its own copy."""
 from libc.math cimport exp, log, log1p, sqrt
 
 ctypedef Py_ssize_t index_t
