@@ -261,7 +261,7 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
                   const index_t[::1] level_first, const index_t[::1] stat_off, const index_t[::1] parent,
                   const index_t[::1] dense_q, const index_t[::1] dense_groups,
                   const double[::1] u, const index_t[::1] u_off, const double[::1] tail_sol,
-                  double[::1] trace, double[::1] zr, double[::1] zr_dense):
+                  double[::1] trace, double[::1] zr, double[::1] zr_dense, bint want_trace=True):
     """Per-level sums of the gradient from the clusters' rows (the tail's rows are added outside).
 
     ``trace`` (laid out as ``lam``: every level's q x q, chain levels then crossed levels)
@@ -269,7 +269,8 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
     column block); ``zr`` (as ``u``) receives ``Z_k'r`` of every chain cluster and
     ``zr_dense`` the clusters' part of ``Z_D'r``. ``tail_sol`` is ``[u_D; beta]``.
     ``trace``, ``zr`` and ``zr_dense`` must be zero on entry. The ``X`` block enters the
-    traces only when ``t > qd`` (REML).
+    traces only when ``t > qd`` (REML). Without ``want_trace`` only ``zr`` and ``zr_dense``
+    are formed and ``sel`` is not read.
     """
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t ndense = dense_q.shape[0]
@@ -302,13 +303,13 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
                 Sg = &sel[stat_off[k]]
                 zk = &zr[u_off[k]]
                 # own block: the pair (k, k) counts once: trace += Sigma_kk Lambda' B_kk
-                for b in range(q):
+                for b in range(q if want_trace else 0):
                     for c in range(q):
                         s = 0.0
                         for a in range(b, q):
                             s += lam_l[a * q + b] * B[c * D + a]
                         tmp[b * q + c] = s
-                for a in range(q):
+                for a in range(q if want_trace else 0):
                     for c in range(q):
                         s = 0.0
                         for b in range(q):
@@ -327,8 +328,9 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
                 lev = l + 1
                 while anc_k >= 0:
                     qa = zoff[lev + 1] - zoff[lev]
-                    trace_pair(Sg + off, D, B + off, D, &lam[lam_off[lev]], q, qa,
-                               &trace[lam_off[l]], lam_l, &trace[lam_off[lev]], tmp)
+                    if want_trace:
+                        trace_pair(Sg + off, D, B + off, D, &lam[lam_off[lev]], q, qa,
+                                   &trace[lam_off[l]], lam_l, &trace[lam_off[lev]], tmp)
                     subtract_lam_u(B + off, D, q, qa, &lam[lam_off[lev]], &u[u_off[anc_k]], zk)
                     subtract_lam_u_t(B + off, D, q, qa, lam_l, &u[u_off[k]], &zr[u_off[anc_k]])
                     off += qa
@@ -344,9 +346,10 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
                             bkg = B[off + cg + g]
                             if bkg == 0.0:
                                 continue
-                            s = Sg[off + cg + g] * bkg
-                            trace[lam_off[l]] += s * lc
-                            trace[lam_off[nlev + d]] += s * lam_l[0]
+                            if want_trace:
+                                s = Sg[off + cg + g] * bkg
+                                trace[lam_off[l]] += s * lc
+                                trace[lam_off[nlev + d]] += s * lam_l[0]
                             zk[0] -= bkg * lc * tail_sol[cg + g]
                             zr_dense[cg + g] -= bkg * lam_l[0] * u[u_off[k]]
                         cg += dense_groups[d]
@@ -360,13 +363,14 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
                         if not nonzero:
                             cg += qc
                             continue
-                        trace_pair(Sg + off + cg, D, B + off + cg, D, &lam[lam_off[nlev + d]], q, qc,
-                                   &trace[lam_off[l]], lam_l, &trace[lam_off[nlev + d]], tmp)
+                        if want_trace:
+                            trace_pair(Sg + off + cg, D, B + off + cg, D, &lam[lam_off[nlev + d]], q, qc,
+                                       &trace[lam_off[l]], lam_l, &trace[lam_off[nlev + d]], tmp)
                         subtract_lam_u(B + off + cg, D, q, qc, &lam[lam_off[nlev + d]], &tail_sol[cg], zk)
                         subtract_lam_u_t(B + off + cg, D, q, qc, lam_l, &u[u_off[k]], &zr_dense[cg])
                         cg += qc
                 # X (REML): trace += Sigma_k,X B_k,X'
-                if reml:
+                if reml and want_trace:
                     for a in range(q):
                         for c in range(q):
                             s = 0.0

@@ -20,17 +20,19 @@ from . import _gradient
 
 
 class GradientParts:
-    """``d log det`` and ``d prss`` with respect to every ``theta`` at one factorization."""
+    """``d log det`` and ``d prss`` with respect to every ``theta`` at one factorization
+    (``traces=False``: ``d prss`` only, without the selected inverse)."""
 
-    def __init__(self, model, f, reml):
+    def __init__(self, model, f, reml, traces=True):
         d = model.design
         p, qd = d.k_fe, d.qd
         t = qd + p if reml else qd
         lam_flat = np.concatenate([lam.ravel() for lam in f.lams])
-        sigma_tail = _tail_inverse(f.L[:t, :t])
         sel, ybuf = _buffers(model, t)         # selected_inverse writes every entry read below
-        _gradient.selected_inverse(f.work, sigma_tail.ravel(), t, d.zoff, d.m, qd, d.level_first,
-                                   d.stat_off, d.parent, sel, ybuf)
+        sigma_tail = _tail_inverse(f.L[:t, :t]) if traces else None
+        if traces:
+            _gradient.selected_inverse(f.work, sigma_tail.ravel(), t, d.zoff, d.m, qd, d.level_first,
+                                       d.stat_off, d.parent, sel, ybuf)
         u = f.modes(model)
         u_chain = np.ascontiguousarray(u[:d.n_u])
         trace = np.zeros(lam_flat.size)
@@ -38,7 +40,7 @@ class GradientParts:
         zr_dense = np.zeros(qd)
         _gradient.gradient_sums(model._stats, sel, lam_flat, model._lam_off, t, d.zoff, d.m, qd,
                                 d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
-                                u_chain, d.u_off, np.ascontiguousarray(f._w), trace, zr, zr_dense)
+                                u_chain, d.u_off, np.ascontiguousarray(f._w), trace, zr, zr_dense, traces)
         self.trace, self.resid = [], []
         for i, lev in enumerate(d.levels):
             q = lev.q
@@ -54,11 +56,11 @@ class GradientParts:
         self.levels = d.levels
 
     def _add_dense_rows(self, model, f, sigma_tail, t, zr_dense):
-        """The crossed groups' own rows: traces from the dense tail, and ``Z_D'r``."""
+        """The crossed groups' own rows: traces from the dense tail (if ``sigma_tail``), and ``Z_D'r``."""
         d = model.design
         qd, p = d.qd, d.k_fe
         G0 = model._G0.reshape(qd + p + 1, qd + p + 1)
-        lam_d = _lam_rows(G0[:t, :qd], d, f.lams[d.n_chain:])      # Lt_T' [Z_D X]'Z_D
+        lam_d = _lam_rows(G0[:t, :qd], d, f.lams[d.n_chain:]) if sigma_tail is not None else None
         u_d = f._w[:qd]
         zr_dense = zr_dense + G0[:qd, -1] - G0[:qd, qd:qd + p] @ f._w[qd:qd + p] \
             - G0[:qd, :qd] @ _lam_times(u_d, d, f.lams[d.n_chain:])
@@ -66,9 +68,10 @@ class GradientParts:
             q, ng = lev.q, lev.n_groups
             seg = slice(lev.doff, lev.doff + ng * q)
             # sum over groups g of Sigma_g,T H_T,g: (q, ng t) @ (ng t, q)
-            S2 = sigma_tail[seg, :].reshape(ng, q, t).transpose(1, 0, 2).reshape(q, ng * t)
-            H2 = lam_d[:, seg].T.reshape(ng, q, t).transpose(1, 0, 2).reshape(q, ng * t)
-            self.trace[d.n_chain + j] = self.trace[d.n_chain + j] + S2 @ H2.T
+            if sigma_tail is not None:
+                S2 = sigma_tail[seg, :].reshape(ng, q, t).transpose(1, 0, 2).reshape(q, ng * t)
+                H2 = lam_d[:, seg].T.reshape(ng, q, t).transpose(1, 0, 2).reshape(q, ng * t)
+                self.trace[d.n_chain + j] = self.trace[d.n_chain + j] + S2 @ H2.T
             self.resid.append(zr_dense[seg].reshape(ng, q).T @ u_d[seg].reshape(ng, q))
 
     def dlogdet(self, i_level, E):

@@ -71,7 +71,7 @@ class MixedResults(LikelihoodModelResults):
         if fixed.any() or not model.has_analytic_gradient():
             cov_rep, cov_phi = inference.delta_cov(objective, values, is_corr, fixed)
         else:
-            cov_rep, cov_phi = _cov_variance(model, theta, sigma, reml, values, is_corr, opt)
+            cov_rep, cov_phi = _cov_variance(model, theta, sigma, reml, values, is_corr, opt, f)
         missing_se = [nm for nm, b, v in zip(model.report_names(), fixed, np.diag(cov_phi)) if not b and not v > 0]
         if missing_se:
             warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
@@ -105,7 +105,8 @@ class MixedResults(LikelihoodModelResults):
         for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
             self.cov_re[lv.name] = pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names)
             self.n_groups[lv.name] = lv.n_groups
-        self.random_effects, self.random_effects_cov = _blups(model, f, sigma2)
+        self.random_effects = _blups(model, f)
+        self._variances_from = (f, sigma2)          # random_effects_cov, formed when asked for
         self.cov_type = "nonrobust"
         fixed_only = reml or robust_scope == "fixed"
         if robust is not None and fixed_only:   # cluster-robust fixed effects, from the conditional residuals
@@ -138,6 +139,15 @@ class MixedResults(LikelihoodModelResults):
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
                           "complex than the data support, drop the term(s) from the random part"
                           % ", ".join(self.on_boundary), BoundaryWarning)
+
+    @property
+    def random_effects_cov(self):
+        """Conditional (co)variances of the BLUPs per level (lme4's ``condVar``), one row per group."""
+        if getattr(self, "_random_effects_cov", None) is None:
+            f, sigma2 = self._variances_from
+            self._random_effects_cov = _blup_variances(self.model, f, sigma2)
+            self._variances_from = None
+        return self._random_effects_cov
 
     @property
     def llf(self):
@@ -462,7 +472,7 @@ def _display_name(name):
     return "%s(%s)" % (name[:name.index("(")], " ".join(stata_name(t) for t in inner.split(" ")))
 
 
-def _cov_variance(model, theta, sigma, reml, values, is_corr, opt=None):
+def _cov_variance(model, theta, sigma, reml, values, is_corr, opt=None, f=None):
     """Covariance of the reported variance parameters (no boundary) from the analytic gradient
     of the deviance in ``(theta, sigma)`` (``inference.cov_from_gradient``).
 
@@ -477,8 +487,8 @@ def _cov_variance(model, theta, sigma, reml, values, is_corr, opt=None):
     steps = 1e-3 * np.maximum(np.abs(x0), floor)
     to_phi = lambda x: inference.to_phi(model.report_from_theta(x[:-1], x[-1]), is_corr)   # noqa: E731
     if opt is not None and opt.hessian is not None and np.array_equal(opt.end, theta):
-        f = model.factorize(theta)
-        parts = GradientParts(model, f, reml)
+        f = model.factorize(theta) if f is None else f
+        parts = GradientParts(model, f, reml, traces=False)
         dprss = np.array([parts.dprss(i, E) for i, E in model._lam_derivatives(theta)])
         dof = model.nobs - model.k_fe if reml else model.nobs
         d_ts = -2.0 * dprss / sigma ** 3
@@ -526,41 +536,43 @@ def _corr_of_boundary_sd(model, fixed):
     return out
 
 
-def _blups(model, f, sigma2):
-    """BLUPs b = Lambda u and their conditional variances (given beta and theta), per level.
-
-    Conditional variances are the diagonal blocks of sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1}
-    Lambda' (lme4's ``condVar``), from the selected inverse of the factor
-    (``gradient.diagonal_blocks``); with sampling weights, those of the integrand of each
-    top-level cluster (``hlmext.sampling_weights.top_weights``).
-    """
+def _blups(model, f):
+    """BLUPs b = Lambda u of every level (DataFrames by group label, outermost level first)."""
     d = model.design
     u = f.modes(model)
-    lams = model.lams(f.theta)
-    modes, variances = {}, {}
-    own_blocks = diagonal_blocks(model, f)
-    for l, (lv, lam, own) in enumerate(zip(d.levels, lams, own_blocks)):
-        if l < d.n_chain:
-            k0 = lv.first
-            b = u[d.u_off[k0]:d.u_off[k0] + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
-        else:
-            b = u[d.n_u:][lv.doff:lv.doff + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
+    modes = {}
+    for l, (lv, lam) in enumerate(zip(d.levels, model.lams(f.theta))):
+        start = d.u_off[lv.first] if l < d.n_chain else d.n_u + lv.doff
+        b = u[start:start + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
+        modes[lv.name] = pd.DataFrame(b, index=lv.labels, columns=lv.names).sort_index()
+    return {lv.name: modes[lv.name] for lv in model.levels[::-1]}
+
+
+def _blup_variances(model, f, sigma2):
+    """Conditional (co)variances of the BLUPs (given beta and theta), per level.
+
+    The diagonal blocks of sigma^2 Lambda (Lambda'Z'Z Lambda + I)^{-1} Lambda' (lme4's
+    ``condVar``), from the selected inverse of the factor (``gradient.diagonal_blocks``);
+    with sampling weights, those of the integrand of each top-level cluster
+    (``hlmext.sampling_weights.top_weights``).
+    """
+    d = model.design
+    out = {}
+    for l, (lv, lam, own) in enumerate(zip(d.levels, model.lams(f.theta), diagonal_blocks(model, f))):
         if l < d.n_chain and getattr(model, "_cweight", None) is not None:    # a_c-scaled blocks
             own = own * top_weights(model, l)[:, None, None]
-        modes[lv.name], variances[lv.name] = _level_frames(lv, b, sigma2 * lam @ own @ lam.T)
-    order = [lv.name for lv in model.levels[::-1]]
-    return {k: modes[k] for k in order}, {k: variances[k] for k in order}
+        out[lv.name] = _variance_frame(lv, sigma2 * lam @ own @ lam.T)
+    return {lv.name: out[lv.name] for lv in model.levels[::-1]}
 
 
-def _level_frames(lv, b, var):
-    """BLUPs and conditional (co)variances of one level as DataFrames sorted by group label."""
+def _variance_frame(lv, var):
+    """Conditional (co)variances of one level's BLUPs as a DataFrame sorted by group label."""
     cols, vals = [], []
     for i in range(lv.q):
         for j in range(i + 1):
             cols.append("var(%s)" % lv.names[i] if i == j else "cov(%s,%s)" % (lv.names[j], lv.names[i]))
             vals.append(var[:, i, j])
-    return (pd.DataFrame(b, index=lv.labels, columns=lv.names).sort_index(),
-            pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index())
+    return pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index()
 
 
 def _fitted_sorted(model, beta, random_effects):
