@@ -21,7 +21,7 @@ from statsmodels.base.model import LikelihoodModelResults
 from . import inference
 from .gradient import GradientParts, diagonal_blocks
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
-from .linear import LOG2PI, _deviance
+from .linear import _deviance
 from .sampling_weights import no_lr_test, top_weights
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from .design import (LevelSpec, _chain_and_crossed, _codes_of, _level, _merge_same_grouping, _perm,
-                     check_group_structure, dependent_columns)
+from .design import (LevelSpec, _chain_and_crossed, _check_fixed_rank, _codes_of, _level, _merge_same_grouping,
+                     _perm, check_group_structure, dependent_columns)
 from .exceptions import DataError, ModelError
 
 
@@ -367,16 +367,7 @@ class StatsDesign:
                                  % (lev.name, ", ".join(lev.names)))
         p1 = self.qd + self.k_fe + 1
         xtx = self._G0.reshape(p1, p1)[self.qd:self.qd + self.k_fe, self.qd:self.qd + self.k_fe]
-        zero, bad = dependent_columns(xtx)
-        names = self.exog_names
-        if zero:
-            raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
-                             % ", ".join(repr(names[j]) for j in zero))
-        if bad:
-            cols = ", ".join(repr(names[j]) for j in bad)
-            raise ModelError("the fixed-effects design is rank deficient: %s %s a linear combination of "
-                             "earlier columns (perfect collinearity); drop %s from the formula"
-                             % (cols, "is" if len(bad) == 1 else "are", "it" if len(bad) == 1 else "them"))
+        _check_fixed_rank(xtx, self.exog_names)
 
 
 def _layout(clusters, form, k_fe):
