@@ -96,3 +96,24 @@ def test_too_many_random_effects_for_the_data():
     df = pd.DataFrame({"g": np.arange(20), "x": np.arange(20.0), "y": np.arange(20.0) ** 1.5})
     with pytest.raises(ModelError, match="not identified"):
         hlmext.mixedlm("y ~ x + (1 | g)", df)
+
+
+@pytest.mark.parametrize("formula, data", [
+    ("y ~ x + (1 | district) + (1 | district:school)", "nested"),
+    ("y ~ x + (1 | worker) + (1 | item)", "crossed"),
+])
+def test_multilevel_moment_start_reaches_the_optimum_of_the_full_search(formula, data):
+    """Nested and crossed: Newton steps from the moment estimates of every level
+    (``hlmext.moments``) end where L-BFGS-B and Newton from the default start end."""
+    from test_chunked import crossed, nested
+    df = {"nested": nested, "crossed": crossed}[data](n=6000)
+    model = hlmext.mixedlm(formula, df)
+    moments = model.theta_moments()
+    assert moments is not None and np.all(np.isfinite(moments))
+    fast = model.fit(reml=False)
+    assert fast.opt.attempts[0][0] == "Newton" and len(fast.opt.attempts) == 1
+    full = model.fit(reml=False, start=model.theta_start() * model.theta_scale())
+    assert full.opt.attempts[0][0] == "L-BFGS-B"
+    assert fast.llf == pytest.approx(full.llf, rel=1e-12)
+    np.testing.assert_allclose(fast.params, full.params, rtol=1e-7)
+    np.testing.assert_allclose(moments, fast.theta, rtol=0.25)
