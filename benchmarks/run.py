@@ -25,7 +25,7 @@ import simulate  # noqa: E402
 from workers import lme4_available  # noqa: E402
 
 MEMORY = ("tracemalloc peak of one formula fit (Python and numpy allocations; the input DataFrame excluded); "
-          "peak/data = peak MB over the MB of the response, fixed design and groups as arrays")
+          "peak/data = peak MB over the MB of the response, fixed design and every grouping column as arrays")
 COLUMNS = [("scenario", 10), ("fit", 7), ("rows", 9), ("ours df s", 13), ("ours arr s", 10),
            ("peak MB", 8), ("ours llf", 15), ("sm s", 8), ("sm llf", 15), ("lme4 s", 8),
            ("lme4 llf", 15), ("floor s", 8), ("df/floor", 8), ("arr/floor", 9), ("sm/ours", 8),

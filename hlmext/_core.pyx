@@ -198,6 +198,67 @@ def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_
                             out[a * D + c + qd] += w * W[i, z0 + c]
 
 
+def add_crossed_coupling(const double[:, ::1] W, index_t q, const index_t[::1] row_start,
+                         const index_t[::1] row_end, const index_t[::1] stat_off, index_t D, index_t col0,
+                         const index_t[::1] codes, const double[:, :] z, double[::1] stats,
+                         const double[::1] weights=None):
+    """Add one crossed level's columns of ``D`` to the blocks of the (single) chain level.
+
+    Cluster k's block (``q`` rows of width ``D``, at ``stats[stat_off[k]:]``) gets
+    ``sum_i w_i W[i, a] z[i, b]`` at column ``col0 + codes[i] * qz + b`` for its rows ``i``,
+    where the chain's random-effects columns are ``W[:, :q]`` and ``qz = z.shape[1]``.
+    ``z`` may have any strides (a random intercept is a broadcast column of ones).
+    """
+    cdef index_t nclus = row_start.shape[0]
+    cdef index_t qz = z.shape[1]
+    cdef index_t k, i, a, b, c
+    cdef double v
+    cdef double* out
+    cdef bint weighted = weights is not None and weights.shape[0] > 0
+    if codes.shape[0] != W.shape[0] or z.shape[0] != W.shape[0] or (weighted and weights.shape[0] != W.shape[0]):
+        raise ValueError("codes, z and weights must have one entry per row")
+    with nogil:
+        for k in range(nclus):
+            out = &stats[stat_off[k]]
+            for i in range(row_start[k], row_end[k]):
+                c = col0 + codes[i] * qz
+                for a in range(q):
+                    v = W[i, a] * weights[i] if weighted else W[i, a]
+                    for b in range(qz):
+                        out[a * D + c + b] += v * z[i, b]
+
+
+def add_crossed_gram(const index_t[::1] codes1, const double[:, :] z1, index_t off1,
+                     const index_t[::1] codes2, const double[:, :] z2, index_t off2,
+                     const double[:, :] xy, double[:, ::1] G, const double[::1] weights=None):
+    """Add ``D_1' D_2`` (and ``D_1' xy`` if ``xy`` has columns) to the global block ``G``.
+
+    ``D_l`` has, in row ``i``, ``z_l[i, :]`` at columns ``off_l + codes_l[i] * q_l``; the
+    products go to ``G[off1 + .., off2 + ..]`` and ``D_1' xy`` to ``G[off1 + .., n_G - k ..]``
+    (the last ``k = xy.shape[1]`` columns). Only these entries are written: the caller
+    mirrors the lower part. Frequency weights multiply every row.
+    """
+    cdef index_t n = codes1.shape[0]
+    cdef index_t q1 = z1.shape[1], q2 = z2.shape[1], kxy = xy.shape[1]
+    cdef index_t last = G.shape[1] - kxy
+    cdef index_t i, a, b, r, c
+    cdef double v
+    cdef bint weighted = weights is not None and weights.shape[0] > 0
+    if codes2.shape[0] != n or z1.shape[0] != n or z2.shape[0] != n or (kxy and xy.shape[0] != n) \
+            or (weighted and weights.shape[0] != n):
+        raise ValueError("codes, z, xy and weights must have one entry per row")
+    with nogil:
+        for i in range(n):
+            r = off1 + codes1[i] * q1
+            c = off2 + codes2[i] * q2
+            for a in range(q1):
+                v = z1[i, a] * weights[i] if weighted else z1[i, a]
+                for b in range(q2):
+                    G[r + a, c + b] += v * z2[i, b]
+                for b in range(kxy):
+                    G[r + a, last + b] += v * xy[i, b]
+
+
 def factorize(const double[::1] stats, const double[::1] G0, const double[::1] lam,
               const index_t[::1] lam_off, const index_t[::1] zoff, index_t m,
               const index_t[::1] level_first, const index_t[::1] stat_off,

@@ -64,6 +64,17 @@ cdef inline void add_product(const double* R, index_t ldr, const double* S, inde
                     Y[a * ldy + c] += w * S[b * lds + c]
 
 
+def scratch_size(const index_t[::1] zoff, const index_t[::1] level_first, index_t t):
+    """Length of ``selected_inverse``'s scratch: the products of one run of clusters
+    (at most about 2^16 doubles, or one cluster's if that is more)."""
+    cdef index_t nlev = zoff.shape[0] - 1
+    cdef index_t l, row_len, size = 1
+    for l in range(nlev):
+        row_len = (zoff[l + 1] - zoff[l]) * (zoff[nlev] - zoff[l + 1] + t)
+        size = max(size, min(level_first[l + 1] - level_first[l], _chunk(row_len)) * row_len)
+    return size
+
+
 def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index_t t,
                      const index_t[::1] zoff, index_t m, index_t qd, const index_t[::1] level_first,
                      const index_t[::1] stat_off, const index_t[::1] parent, double[::1] sel,
@@ -74,32 +85,21 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
     block of ``sel`` (level l, ``na`` ancestor columns): columns ``[0, q)`` hold
     ``Sigma_kk``, ``[q, q + na)`` ``Sigma_k,ancestors``, ``[q + na, q + na + t)``
     ``Sigma_k,T``; the rest is left untouched. ``scratch`` (optional, reused between calls)
-    holds the products of one level, ``max_l (clusters_l q_l (ancestor columns_l + t))`` long.
+    holds the products of a run of clusters, ``scratch_size(zoff, level_first, t)`` long.
     """
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t Q = zoff[nlev]
-    cdef index_t l, k, q, D, na, s, a, c, j, b_lev, a_lev, off_b, off_a, qb, qa, nrow, first
-    cdef index_t anc_b, x, row0, Da
+    cdef index_t l, k, q, D, na, s, a, c, nrow, first, last, chunk
     cdef const double* R
-    cdef double* Y
-    cdef double* Sk
-    cdef double* P
-    cdef const double* Sb
     cdef int dm, dn, dk, lda, ldb, ldc
     cdef char no = b'N'
     cdef double one = 1.0, zero = 0.0
-    cdef index_t anc[64]
-    cdef index_t anc_lev[64]
-    cdef index_t anc_off[64]
     import numpy as np
     if nlev > 64:
         raise ValueError("at most 64 levels are supported")
     if sigma_tail.shape[0] != t * t:
         raise ValueError("sigma_tail must be t x t")
-    ymax = 1
-    for l in range(nlev):
-        ymax = max(ymax, (level_first[l + 1] - level_first[l]) * (zoff[l + 1] - zoff[l])
-                   * (Q - zoff[l + 1] + t))
+    ymax = scratch_size(zoff, level_first, t)
     # the level's products U_k,S Sigma_S,S; every entry is written before it is read
     ybuf = scratch if scratch is not None and scratch.shape[0] >= ymax else np.empty(ymax)
     pbuf = np.zeros(max(64, max([zoff[l + 1] - zoff[l] for l in range(nlev)] + [1]) ** 2))
@@ -111,84 +111,110 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
             D = m - zoff[l] + qd
             na = Q - zoff[l + 1]
             s = na + t
+            chunk = _chunk(q * s)
             first = level_first[l]
-            nrow = (level_first[l + 1] - first) * q
-            if nrow == 0:
-                continue
-            # Y[:, na:] = U_T Sigma_TT for the whole level at once
-            R = &work[stat_off[first] + q + na]
-            if t > 32:
-                dm = <int> t
-                dn = <int> nrow
-                dk = <int> t
-                lda = <int> t
-                ldb = <int> D
-                ldc = <int> s
-                dgemm(&no, &no, &dm, &dn, &dk, &one, <double*> &sigma_tail[0], &lda, <double*> R, &ldb, &zero,
-                      &yv[na], &ldc)
-            else:
-                for a in range(nrow * s):
-                    yv[a] = 0.0
-                add_product(R, D, &sigma_tail[0], t, False, &yv[na], s, nrow, t, t)
-            if na:
-                for a in range(nrow):
-                    for c in range(na):
-                        yv[a * s + c] = 0.0
-            for k in range(first, level_first[l + 1]):
-                R = &work[stat_off[k]]
-                row0 = (k - first) * q
-                Y = &yv[row0 * s]
-                # the chain of ancestors: cluster, level, first column in k's block
-                j = 0
-                anc_b = parent[k]
-                off_b = q
-                b_lev = l + 1
-                while anc_b >= 0:
-                    anc[j] = anc_b
-                    anc_lev[j] = b_lev
-                    anc_off[j] = off_b
-                    off_b += zoff[b_lev + 1] - zoff[b_lev]
-                    anc_b = parent[anc_b]
-                    b_lev += 1
-                    j += 1
-                for x in range(j):               # column block of S: ancestor anc[x]
-                    qa = zoff[anc_lev[x] + 1] - zoff[anc_lev[x]]
-                    off_a = anc_off[x] - q
-                    Sb = &sel[stat_off[anc[x]]]
-                    # U_k,T Sigma_T,a  (Sigma_T,a = Sigma_a,T')
-                    Da = m - zoff[anc_lev[x]] + qd
-                    add_product(R + q + na, D, Sb + qa + (Q - zoff[anc_lev[x] + 1]), Da, True,
-                                Y + off_a, s, q, t, qa)
-                    for c in range(j):           # U_k,b Sigma_b,a over ancestors b
-                        qb = zoff[anc_lev[c] + 1] - zoff[anc_lev[c]]
-                        if c == x:
-                            add_product(R + anc_off[c], D, Sb, Da, False, Y + off_a, s, q, qb, qa)
-                        elif c < x:              # a is an ancestor of b: Sigma_b,a in b's block
-                            add_product(R + anc_off[c], D, &sel[stat_off[anc[c]]] + (anc_off[x] - anc_off[c]),
-                                        m - zoff[anc_lev[c]] + qd, False, Y + off_a, s, q, qb, qa)
-                        else:                    # b is an ancestor of a: Sigma_a,b' from a's block
-                            add_product(R + anc_off[c], D, Sb + (anc_off[c] - anc_off[x]), Da, True,
-                                        Y + off_a, s, q, qb, qa)
-                    # U_k,a Sigma_a,T
-                    add_product(R + anc_off[x], D, Sb + qa + (Q - zoff[anc_lev[x] + 1]), Da, False,
-                                Y + na, s, q, qa, t)
-                # Sigma_k,S = -L_k^{-T} Y ;  Sigma_kk = L_k^{-T} (I + U_k,S Y') L_k^{-1}
-                Sk = &sel[stat_off[k]]
-                P = &pv[0]
-                for a in range(q):
-                    for c in range(q):
-                        P[a * q + c] = 1.0 if a == c else 0.0
-                add_product(R + q, D, Y, s, True, P, q, q, s, q)
-                for a in range(q):
-                    for c in range(s):
-                        Sk[a * D + q + c] = -Y[a * s + c]
-                lower_t_solve(R, D, q, Sk + q, s, D)
-                lower_t_solve(R, D, q, P, q, q)           # P <- L^{-T} P
-                for a in range(q):                        # Sigma_kk <- (L^{-T} P)'
-                    for c in range(q):
-                        Sk[a * D + c] = P[c * q + a]
-                lower_t_solve(R, D, q, Sk, q, D)          # Sigma_kk <- L^{-T} (L^{-T} P)'
+            while first < level_first[l + 1]:
+                last = min(first + chunk, level_first[l + 1])
+                nrow = (last - first) * q
+                # Y[:, na:] = U_T Sigma_TT for a run of the level's clusters at once
+                R = &work[stat_off[first] + q + na]
+                if t > 32:
+                    dm = <int> t
+                    dn = <int> nrow
+                    dk = <int> t
+                    lda = <int> t
+                    ldb = <int> D
+                    ldc = <int> s
+                    dgemm(&no, &no, &dm, &dn, &dk, &one, <double*> &sigma_tail[0], &lda, <double*> R, &ldb,
+                          &zero, &yv[na], &ldc)
+                else:
+                    for a in range(nrow * s):
+                        yv[a] = 0.0
+                    add_product(R, D, &sigma_tail[0], t, False, &yv[na], s, nrow, t, t)
+                if na:
+                    for a in range(nrow):
+                        for c in range(na):
+                            yv[a * s + c] = 0.0
+                for k in range(first, last):
+                    _selected_block(k, first, l, q, D, na, s, t, Q, m, qd, work, zoff, stat_off, parent,
+                                    sel, yv, pv)
+                first = last
     return None
+
+
+cdef inline index_t _chunk(index_t row_len) noexcept nogil:
+    """Clusters per product of ``selected_inverse``: their rows of Y fill about 2^16 doubles."""
+    return max(1, (1 << 16) // max(row_len, 1))
+
+
+cdef void _selected_block(index_t k, index_t first, index_t l, index_t q, index_t D, index_t na, index_t s,
+                          index_t t, index_t Q, index_t m, index_t qd, const double[::1] work,
+                          const index_t[::1] zoff, const index_t[::1] stat_off, const index_t[::1] parent,
+                          double[::1] sel, double[::1] yv, double[::1] pv) noexcept nogil:
+    """Cluster k's block of the selected inverse, given its rows of ``U_T Sigma_TT`` in ``yv``
+    (the run of clusters starting at ``first``)."""
+    cdef index_t a, c, j, b_lev, off_b, off_a, qb, qa, x, row0, Da, anc_b
+    cdef const double* R
+    cdef double* Y
+    cdef double* Sk
+    cdef double* P
+    cdef const double* Sb
+    cdef index_t anc[64]
+    cdef index_t anc_lev[64]
+    cdef index_t anc_off[64]
+    R = &work[stat_off[k]]
+    row0 = (k - first) * q
+    Y = &yv[row0 * s]
+    # the chain of ancestors: cluster, level, first column in k's block
+    j = 0
+    anc_b = parent[k]
+    off_b = q
+    b_lev = l + 1
+    while anc_b >= 0:
+        anc[j] = anc_b
+        anc_lev[j] = b_lev
+        anc_off[j] = off_b
+        off_b += zoff[b_lev + 1] - zoff[b_lev]
+        anc_b = parent[anc_b]
+        b_lev += 1
+        j += 1
+    for x in range(j):               # column block of S: ancestor anc[x]
+        qa = zoff[anc_lev[x] + 1] - zoff[anc_lev[x]]
+        off_a = anc_off[x] - q
+        Sb = &sel[stat_off[anc[x]]]
+        # U_k,T Sigma_T,a  (Sigma_T,a = Sigma_a,T')
+        Da = m - zoff[anc_lev[x]] + qd
+        add_product(R + q + na, D, Sb + qa + (Q - zoff[anc_lev[x] + 1]), Da, True,
+                    Y + off_a, s, q, t, qa)
+        for c in range(j):           # U_k,b Sigma_b,a over ancestors b
+            qb = zoff[anc_lev[c] + 1] - zoff[anc_lev[c]]
+            if c == x:
+                add_product(R + anc_off[c], D, Sb, Da, False, Y + off_a, s, q, qb, qa)
+            elif c < x:              # a is an ancestor of b: Sigma_b,a in b's block
+                add_product(R + anc_off[c], D, &sel[stat_off[anc[c]]] + (anc_off[x] - anc_off[c]),
+                            m - zoff[anc_lev[c]] + qd, False, Y + off_a, s, q, qb, qa)
+            else:                    # b is an ancestor of a: Sigma_a,b' from a's block
+                add_product(R + anc_off[c], D, Sb + (anc_off[c] - anc_off[x]), Da, True,
+                            Y + off_a, s, q, qb, qa)
+        # U_k,a Sigma_a,T
+        add_product(R + anc_off[x], D, Sb + qa + (Q - zoff[anc_lev[x] + 1]), Da, False,
+                    Y + na, s, q, qa, t)
+    # Sigma_k,S = -L_k^{-T} Y ;  Sigma_kk = L_k^{-T} (I + U_k,S Y') L_k^{-1}
+    Sk = &sel[stat_off[k]]
+    P = &pv[0]
+    for a in range(q):
+        for c in range(q):
+            P[a * q + c] = 1.0 if a == c else 0.0
+    add_product(R + q, D, Y, s, True, P, q, q, s, q)
+    for a in range(q):
+        for c in range(s):
+            Sk[a * D + q + c] = -Y[a * s + c]
+    lower_t_solve(R, D, q, Sk + q, s, D)
+    lower_t_solve(R, D, q, P, q, q)           # P <- L^{-T} P
+    for a in range(q):                        # Sigma_kk <- (L^{-T} P)'
+        for c in range(q):
+            Sk[a * D + c] = P[c * q + a]
+    lower_t_solve(R, D, q, Sk, q, D)          # Sigma_kk <- L^{-T} (L^{-T} P)'
 
 
 cdef inline void trace_pair(const double* Sg, index_t lds, const double* B, index_t ldb,

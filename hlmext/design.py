@@ -84,38 +84,50 @@ def _codes_of(groups: np.ndarray, name: str):
     groups = np.asarray(groups)
     if groups.ndim == 1:
         groups = groups[:, None]
-    if groups.shape[1] == 1 and groups.dtype.kind in "iu" and len(groups):
-        dense = _dense_integer_codes(groups[:, 0])
+    per_column = [_column_codes(groups[:, j], name) for j in range(groups.shape[1])]
+    if len(per_column) == 1:
+        return per_column[0]
+    return _combination_codes(groups, per_column)
+
+
+def _column_codes(values, name):
+    """Codes (in sorted label order) and labels of one grouping column."""
+    if values.dtype.kind in "iu" and len(values):
+        dense = _dense_integer_codes(values)
         if dense is not None:
             return dense
-    frame = pd.DataFrame({j: groups[:, j] for j in range(groups.shape[1])})
-    if frame.isna().to_numpy().any():
+    codes, uniq = pd.factorize(values, sort=True)
+    if len(codes) and codes.min() < 0:
         raise DataError("the grouping of level %r has missing values; drop those rows" % name)
-    if groups.shape[1] == 1:
-        codes, uniq = pd.factorize(frame[0], sort=True)
-        return codes.astype(np.intp), pd.Index(uniq)
-    return _combination_codes(frame)
+    return codes.astype(np.intp, copy=False), pd.Index(uniq)
 
 
-def _combination_codes(frame):
+def _combination_codes(groups, per_column):
     """Codes of the combinations of several grouping columns, in sorted order of the
     combinations, and their labels (a MultiIndex with the columns' own values).
 
-    Each column is coded on its own and the codes are combined as the digits of one
-    integer, which is coded again: the result of ``groupby(sort=True).ngroup()``.
+    The columns' codes are combined as the digits of one integer, which is coded again:
+    the result of ``groupby(sort=True).ngroup()``, without a frame of the columns.
     """
-    per_column = [pd.factorize(frame[j], sort=True) for j in frame.columns]
-    if np.prod([float(len(u)) for _, u in per_column]) >= 2.0 ** 62:
+    sizes = [len(u) for _, u in per_column]
+    if np.prod([float(s) for s in sizes]) >= 2.0 ** 62:
+        frame = pd.DataFrame({j: groups[:, j] for j in range(groups.shape[1])})
         codes = frame.groupby(list(frame.columns), sort=True).ngroup().to_numpy()
         first = np.unique(codes, return_index=True)[1]
         return codes.astype(np.intp), pd.MultiIndex.from_frame(frame.iloc[first])
-    key = np.zeros(len(frame), dtype=np.int64)
-    for c, u in per_column:
-        key = key * len(u) + c
-    codes, uniq = pd.factorize(key, sort=True)
-    first = np.empty(len(uniq), dtype=np.intp)
-    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)          # first row of every combination
-    return codes.astype(np.intp), pd.MultiIndex.from_frame(frame.iloc[first])
+    key = per_column[0][0].astype(np.int64)
+    for c, size in zip([c for c, _ in per_column[1:]], sizes[1:]):
+        key *= size
+        key += c
+    codes, uniq = _column_codes(key, None)
+    del key
+    digits, rest = [], uniq.to_numpy()
+    for size in sizes[:0:-1]:
+        rest, digit = np.divmod(rest, size)
+        digits.append(digit)
+    digits.append(rest)
+    arrays = [u.take(d) for (_, u), d in zip(per_column, digits[::-1])]
+    return codes, pd.MultiIndex.from_arrays(arrays, names=list(range(len(arrays))))
 
 
 def _dense_integer_codes(g):
@@ -175,11 +187,13 @@ class MixedDesign:
 
         specs, codes, labels = _grouped_specs(levels, n)
         chain, crossed = _chain_and_crossed(codes)
-        # sort rows: outermost chain level is the primary key; W is written first, so that
-        # the inputs, W and the row permutations are all the large arrays alive at once
-        order, rank, counts = _row_order([codes[i] for i in chain], [len(labels[i]) for i in chain])
+        # sort rows: outermost chain level is the primary key. The chain's clusters are found
+        # from their innermost groups, so the row codes of the chain are freed before W is
+        # written: the inputs, W and the row permutations are all the large arrays alive at once
+        order, rank, counts, cluster_codes = _row_order([codes[i] for i in chain],
+                                                        [len(labels[i]) for i in chain])
         self.order = order
-        sorted_codes = {i: codes[i][order] for i in (chain if len(chain) > 1 else []) + crossed}
+        crossed_codes = [codes[i] for i in crossed]
         del codes
         # y is centred when X has an intercept column: the fit is unchanged (only the intercept
         # moves, by y_shift) and the cross-products lose much less to cancellation
@@ -188,43 +202,45 @@ class MixedDesign:
         self.W = _sorted_matrix([(specs[i][0].name, specs[i][1], _perm(specs[i][0])) for i in chain[::-1]],
                                 exog, endog, rank)
         del rank
-        self.endog = self.W[:, -1].copy()
+        self._endog, self._endog_input = None, endog      # sorted when first asked for (see endog)
+        if np.ptp(self.W[:, -1]) == 0:
+            raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
+                            "model" % (endog_name, endog[0]))
         if self.y_shift:
             self.W[:, -1] -= self.y_shift
-        if np.ptp(self.endog) == 0:
-            raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
-                            "model" % (endog_name, self.endog[0]))
         xy = self.W[:, self.W.shape[1] - self.k_fe - 1:]
         self._xy_gram = xy.T @ xy                 # [X y]'[X y]: the rank check and the global block
         _check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names)
 
         self.levels = []
         first = 0
-        for i in chain[::-1]:                     # innermost first
+        row_start = np.cumsum(counts) - counts    # of every innermost cluster
+        for k in range(len(chain) - 1, -1, -1):   # innermost first
+            i, codes_k = chain[k], cluster_codes[k]
             spec = specs[i][0]
-            if len(chain) == 1:                   # one level: its clusters are its groups, in label order
-                ends = np.cumsum(counts)
-                starts = ends - counts
-                lev = _level(spec, labels[i], counts, None)
-            else:
-                change = np.flatnonzero(np.diff(sorted_codes[i])) + 1
-                starts = np.concatenate([[0], change])
-                ends = np.concatenate([change, [n]])
-                lev = _level(spec, labels[i][sorted_codes[i][starts]], ends - starts, None)
+            head = np.concatenate([[0], np.flatnonzero(np.diff(codes_k)) + 1])   # its first innermost cluster
+            starts = row_start[head]
+            ends = np.append(starts[1:], n)
+            lev = _level(spec, labels[i][codes_k[head]], ends - starts, None)
             lev.first, lev._starts, lev._ends = first, starts, ends
             self.levels.append(lev)
             first += len(starts)
         self.n_chain = len(self.levels)
         self.qd = 0
-        for i in crossed:                         # most groups first
+        for i, codes_i in zip(crossed, crossed_codes):     # most groups first
             spec, z = specs[i]
             if not np.all(np.isfinite(z)):
                 raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
-            lev = _level(spec, labels[i], np.bincount(sorted_codes[i], minlength=len(labels[i])), sorted_codes[i])
-            lev.z = np.ascontiguousarray(z[order][:, _perm(spec)])
+            sorted_codes = codes_i[order]
+            lev = _level(spec, labels[i], np.bincount(sorted_codes, minlength=len(labels[i])), sorted_codes)
+            if z.strides[0] == 0:              # the same values in every row (a random intercept)
+                lev.z = np.broadcast_to(np.ascontiguousarray(z[:1, _perm(spec)]), (n, z.shape[1]))
+            else:
+                lev.z = np.ascontiguousarray(z[order][:, _perm(spec)])
             lev.doff = self.qd
             self.qd += lev.n_groups * lev.q
             self.levels.append(lev)
+        del crossed_codes
         self.crossed = self.levels[self.n_chain:]
         self.dense_q = np.array([lv.q for lv in self.crossed], dtype=np.intp)
         self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
@@ -241,7 +257,8 @@ class MixedDesign:
         self.row_end = np.concatenate([lv._ends for lv in chain_levels]).astype(np.intp)
         parent = np.full(first, -1, dtype=np.intp)
         for lev, outer in zip(chain_levels[:-1], chain_levels[1:]):
-            parent[lev.first:lev.first + lev.n_groups] = outer.first + outer.codes[lev._starts]
+            parent[lev.first:lev.first + lev.n_groups] = (
+                outer.first + np.searchsorted(outer._starts, lev._starts, side="right") - 1)
         self.parent = parent
         q_of_cluster = np.concatenate([np.full(lv.n_groups, lv.q) for lv in chain_levels])
         width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i] + self.qd)
@@ -257,6 +274,19 @@ class MixedDesign:
         self.n_u = int(q_of_cluster.sum())
         self._check_identified()
         self.check_layout()
+
+    @property
+    def endog(self) -> np.ndarray:
+        """The response in sorted row order (made from the input when first asked for, after
+        the build, so that it is not one more array alive while ``W`` is written)."""
+        if self._endog is None:
+            self._endog = np.ascontiguousarray(self._endog_input[self.order])
+            self._endog_input = None
+        return self._endog
+
+    @endog.setter
+    def endog(self, values):
+        self._endog, self._endog_input = values, None
 
     def check_layout(self):
         """Verify every array and index the compiled core will trust.
@@ -305,10 +335,10 @@ class MixedDesign:
         stats = np.zeros(self.stat_size)
         _core.cross_products(self.W, self.zoff, self.level_first, self.row_start, self.row_end,
                              self.stat_off, self.qd, stats, self.weights)
-        if self.qd:
-            chain = self.levels[0]
-            view = stats.reshape(chain.n_groups, chain.q, self.m + self.qd)
-            view[:, :, chain.q:chain.q + self.qd] = self.chain_coupling()
+        chain = self.levels[0]
+        for lev in self.crossed:               # the chain's coupling to the crossed groups
+            _core.add_crossed_coupling(self.W, chain.q, self.row_start, self.row_end, self.stat_off,
+                                       self.m + self.qd, chain.q + lev.doff, lev.codes, lev.z, stats, self.weights)
         return stats, np.ascontiguousarray(self.global_block()).ravel()
 
     def z_rms(self, i) -> np.ndarray:
@@ -330,36 +360,24 @@ class MixedDesign:
         gram = self.__dict__.pop("_xy_gram", None)     # from the rank check, used once (W's y may change)
         if gram is not None and not self.qd and self.weights is None:
             return gram
+        from . import _core
         xy = self.W[:, self.zoff[-1]:]
         wxy = xy if self.weights is None else xy * self.weights[:, None]
         if not self.qd:
             return wxy.T @ xy
-        D = self._dense_matrix()
-        wD = D if self.weights is None else D.multiply(self.weights[:, None]).tocsr()
-        top = np.hstack([(wD.T @ D).toarray(), np.asarray(wD.T @ xy)])
-        return np.vstack([top, np.hstack([top[:, self.qd:].T, wxy.T @ xy])])
-
-    def chain_coupling(self) -> np.ndarray:
-        """``Z_c' D`` per cluster of the (single) chain level: shape (G_c, q_c, qd)."""
-        from scipy import sparse
-        lev = self.levels[0]
-        n, q = self.nobs, lev.q
-        rows = np.repeat(np.arange(n), q)
-        cols = (lev.codes[:, None] * q + np.arange(q)).ravel()
-        Zc = sparse.csr_matrix((self.z_of(0).ravel(), (rows, cols)), shape=(n, lev.n_groups * q))
-        if self.weights is not None:
-            Zc = Zc.multiply(self.weights[:, None]).tocsr()
-        return (Zc.T @ self._dense_matrix()).toarray().reshape(lev.n_groups, q, self.qd)
-
-    def _dense_matrix(self):
-        from scipy import sparse
-        parts = []
-        for lev in self.crossed:
-            n, q = self.nobs, lev.q
-            rows = np.repeat(np.arange(n), q)
-            cols = (lev.codes[:, None] * q + np.arange(q)).ravel()
-            parts.append(sparse.csr_matrix((lev.z.ravel(), (rows, cols)), shape=(n, lev.n_groups * q)))
-        return sparse.hstack(parts).tocsr()
+        qd = self.qd
+        G = np.zeros((qd + xy.shape[1], qd + xy.shape[1]))
+        G[qd:, qd:] = gram if gram is not None and self.weights is None else wxy.T @ xy
+        for j, first in enumerate(self.crossed):
+            for other in self.crossed[j:]:
+                _core.add_crossed_gram(first.codes, first.z, first.doff, other.codes, other.z, other.doff,
+                                       xy if other is first else xy[:, :0], G, self.weights)
+                if other is not first:
+                    rows = slice(first.doff, first.doff + first.n_groups * first.q)
+                    cols = slice(other.doff, other.doff + other.n_groups * other.q)
+                    G[cols, rows] = G[rows, cols].T
+        G[qd:, :qd] = G[:qd, qd:].T
+        return G
 
     @property
     def n_levels(self) -> int:
@@ -530,11 +548,13 @@ def _grouped_specs(levels, n):
 def _row_order(keys, n_groups):
     """Rows sorted by the nested chain's codes (``keys`` outermost first), stably.
 
-    Returns ``(order, rank, counts)``: sorted row ``i`` is row ``order[i]``, row ``i`` goes
-    to ``rank[i]``, and ``counts`` the rows per group of the innermost level. Every inner
-    group lies in one group of each outer level, so the groups of the innermost level are
-    put in the order of their outer groups (a sort of the groups only) and the rows are
-    then sorted by one counting sort on that key: the order of ``np.lexsort(keys[::-1])``.
+    Returns ``(order, rank, counts, cluster_codes)``: sorted row ``i`` is row ``order[i]``,
+    row ``i`` goes to ``rank[i]``, ``counts`` the rows of every group of the innermost level
+    in sorted order, and ``cluster_codes[l]`` the code in level ``l`` of ``keys`` of each of
+    those groups. Every inner group lies in one group of each outer level, so the groups of
+    the innermost level are put in the order of their outer groups (a sort of the groups
+    only) and the rows are then sorted by one counting sort on that key: the order of
+    ``np.lexsort(keys[::-1])``.
     """
     from . import _core
     key, n_key = keys[-1], n_groups[-1]
@@ -544,13 +564,17 @@ def _row_order(keys, n_groups):
             of_group = np.empty(n_key, dtype=np.intp)
             of_group[key] = c
             outer.append(of_group)
+        groups = np.lexsort([np.arange(n_key)] + outer[::-1])
         pos = np.empty(n_key, dtype=np.intp)
-        pos[np.lexsort([np.arange(n_key)] + outer[::-1])] = np.arange(n_key)
+        pos[groups] = np.arange(n_key)
         key = pos[key]
+        cluster_codes = [of_group[groups] for of_group in outer] + [groups]
+    else:
+        cluster_codes = [np.arange(n_key)]
     counts = np.bincount(key, minlength=n_key)
     order, rank = np.empty(len(key), dtype=np.intp), np.empty(len(key), dtype=np.intp)
     _core.counting_order(np.ascontiguousarray(key, dtype=np.intp), counts, order, rank)
-    return order, rank, counts
+    return order, rank, counts, cluster_codes
 
 
 def _sorted_matrix(zcols, exog, endog, rank, block=1 << 14):

@@ -537,6 +537,14 @@ def _group_values(frame, columns, rows, all_rows):
     return sub.to_numpy(dtype=object)
 
 
+def _random_design_array(exog_re):
+    """A random part's design as a float array; an intercept alone is a read-only view of one
+    value (no column of ones is kept per row)."""
+    if list(exog_re.design_info.column_names) == ["Intercept"]:
+        return np.broadcast_to(np.ones((1, 1)), exog_re.shape)
+    return np.ascontiguousarray(exog_re, dtype=np.float64)
+
+
 def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> ModelFrame:
     """Build response, fixed and random design arrays from a DataFrame.
 
@@ -632,7 +640,7 @@ def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> Mode
         cov = "identity" if n_columns == 1 else (term.cov_if_several_columns or term.cov)
         blocks.append(RandomBlock(
             term=dataclasses.replace(term, cov=cov) if cov != term.cov else term,
-            exog_re=np.ascontiguousarray(exog_re, dtype=np.float64),
+            exog_re=_random_design_array(exog_re),
             names=list(exog_re.design_info.column_names),
             design_info=exog_re.design_info,
             groups=_group_values(frame, list(term.group), rows, n_dropped == 0)))

@@ -60,18 +60,22 @@ class GradientParts:
         d = model.design
         qd, p = d.qd, d.k_fe
         G0 = model._G0.reshape(qd + p + 1, qd + p + 1)
-        lam_d = _lam_rows(G0[:t, :qd], d, f.lams[d.n_chain:]) if sigma_tail is not None else None
+        lams = f.lams[d.n_chain:]
         u_d = f._w[:qd]
         zr_dense = zr_dense + G0[:qd, -1] - G0[:qd, qd:qd + p] @ f._w[qd:qd + p] \
-            - G0[:qd, :qd] @ _lam_times(u_d, d, f.lams[d.n_chain:])
+            - G0[:qd, :qd] @ _lam_times(u_d, d, lams)
         for j, lev in enumerate(d.crossed):
             q, ng = lev.q, lev.n_groups
             seg = slice(lev.doff, lev.doff + ng * q)
-            # sum over groups g of Sigma_g,T H_T,g: (q, ng t) @ (ng t, q)
             if sigma_tail is not None:
-                S2 = sigma_tail[seg, :].reshape(ng, q, t).transpose(1, 0, 2).reshape(q, ng * t)
-                H2 = lam_d[:, seg].T.reshape(ng, q, t).transpose(1, 0, 2).reshape(q, ng * t)
-                self.trace[d.n_chain + j] = self.trace[d.n_chain + j] + S2 @ H2.T
+                # sum over groups g of Sigma_g,T H_T,g, with H = diag(Lambda_D, I)' G0[:t, D]; a run of
+                # groups at a time, so that no t x qd temporary is made
+                step = max(1, (1 << 16) // (q * t))
+                for g0 in range(0, ng, step):
+                    cols = slice(lev.doff + g0 * q, lev.doff + min(ng, g0 + step) * q)
+                    H = _lam_rows(G0[:t, cols], d, lams)
+                    self.trace[d.n_chain + j] = self.trace[d.n_chain + j] + np.einsum(
+                        "gat,gbt->ab", sigma_tail[cols, :].reshape(-1, q, t), H.T.reshape(-1, q, t))
             self.resid.append(zr_dense[seg].reshape(ng, q).T @ u_d[seg].reshape(ng, q))
 
     def dlogdet(self, i_level, E):
@@ -86,9 +90,7 @@ def _buffers(model, t):
     reused by every gradient (allocating megabytes per evaluation costs as much as the
     arithmetic on large crossed designs)."""
     d = model.design
-    Q = d.zoff[-1]
-    need = max([(d.level_first[l + 1] - d.level_first[l]) * (d.zoff[l + 1] - d.zoff[l]) * (Q - d.zoff[l + 1] + t)
-                for l in range(d.n_chain)] + [1])
+    need = _gradient.scratch_size(d.zoff, d.level_first, t)
     cache = getattr(model, "_gradient_buffers", None)
     if cache is None or cache[0].size != d.stat_size or cache[1].size < need:
         cache = (np.empty(d.stat_size), np.empty(need))
@@ -128,9 +130,9 @@ def _tail_inverse(LT):
     inv, info = linalg.lapack.dpotri(LT, lower=1)     # the lower triangle; LT's zeros above
     if info != 0:
         return np.linalg.inv(LT @ LT.T)
-    out = inv + inv.T
-    out[np.diag_indices(t)] = np.diag(inv)
-    return out
+    for i in range(t - 1):                            # mirror it, in place
+        inv[i, i + 1:] = inv[i + 1:, i]
+    return inv
 
 
 def _lam_rows(M, design, lams):

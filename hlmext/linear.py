@@ -38,7 +38,7 @@ LOG2PI = np.log(2 * np.pi)
 class Factorization:
     """The penalized system factored at one ``theta`` (private cache of a fit)."""
 
-    def __init__(self, model, theta, work=None):
+    def __init__(self, model, theta, work=None, G=None):
         d = model.design
         self.theta = np.asarray(theta, float)
         self.lams = model.lams(theta)
@@ -47,15 +47,17 @@ class Factorization:
         if not self.ok:
             self.info = -1
             return
+        # the optimizer's evaluations reuse the model's buffers (``model._scratch()``)
         self.work = np.empty(d.stat_size) if work is None else work
-        # the optimizer's evaluations (``work`` given) reuse one global block as well
-        self.G = np.empty(model._G0.size) if work is None else model._scratch_global()
-        G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:])
+        self.G = np.empty(model._G0.size) if G is None else G
+        G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:], out=self.G)
         self.logdet, info = _core.factorize(model._stats, G0, lam_flat, model._lam_off, d.zoff, d.m,
                                             d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
                                             self.work, self.G, model._cweight)
         p, qd = d.k_fe, d.qd
-        L = np.tril(self.G.reshape(qd + p + 1, qd + p + 1))
+        L = self.G.reshape(qd + p + 1, qd + p + 1)
+        for i in range(qd + p):               # the lower factor: zero what lies above it, in place
+            L[i, i + 1:] = 0.0
         self.ok = info == 0 and np.isfinite(self.logdet) and bool(np.all(np.isfinite(np.diag(L))))
         self.info = info
         if not self.ok:
@@ -81,10 +83,12 @@ class Factorization:
         return np.concatenate([u, self._w[:d.qd]])
 
 
-def _scale_dense(G0, design, lams):
-    """``M' G0 M`` with ``M = diag(Lambda_D, I)``, plus the identity on the ``D`` block."""
+def _scale_dense(G0, design, lams, out):
+    """``M' G0 M`` with ``M = diag(Lambda_D, I)``, plus the identity on the ``D`` block, in ``out``
+    (which the core then factors in place)."""
     qd = design.qd
-    G = G0.reshape(qd + design.k_fe + 1, -1).copy()
+    G = out.reshape(qd + design.k_fe + 1, -1)
+    G[...] = G0.reshape(G.shape)
     for lev, lam in zip(design.crossed, lams):
         seg = slice(lev.doff, lev.doff + lev.n_groups * lev.q)
         if lev.q == 1:
@@ -94,7 +98,7 @@ def _scale_dense(G0, design, lams):
             G[:, seg] = (G[:, seg].reshape(-1, lev.n_groups, lev.q) @ lam).reshape(G.shape[0], -1)
             G[seg, :] = (lam.T @ G[seg, :].reshape(lev.n_groups, lev.q, -1)).reshape(-1, G.shape[1])
     G[np.arange(qd), np.arange(qd)] += 1.0
-    return G.ravel()
+    return out
 
 
 class LinearMixed(LikelihoodModel):
@@ -294,7 +298,7 @@ class LinearMixed(LikelihoodModel):
         float
             ``inf`` where the system is not positive definite.
         """
-        f = Factorization(self, theta, work=self._scratch())
+        f = Factorization(self, theta, *self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf
         return _deviance(f, self.nobs, self.k_fe, reml)
@@ -313,7 +317,7 @@ class LinearMixed(LikelihoodModel):
         factors; frequency weights enter through the weighted statistics.
         """
         theta = np.asarray(theta, float)
-        f = Factorization(self, theta, work=self._scratch())
+        f = Factorization(self, theta, *self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf, np.zeros_like(theta)
         parts = GradientParts(self, f, reml)
@@ -325,7 +329,7 @@ class LinearMixed(LikelihoodModel):
     def deviance_at_and_gradient(self, theta, sigma, reml=True):
         """``deviance_at`` and its analytic gradient with respect to ``(theta, sigma)``."""
         theta = np.asarray(theta, float)
-        f = Factorization(self, theta, work=self._scratch())
+        f = Factorization(self, theta, *self._scratch())
         if not f.ok:
             return np.inf, np.zeros(theta.size + 1)
         parts = GradientParts(self, f, reml)
@@ -343,21 +347,22 @@ class LinearMixed(LikelihoodModel):
             k += lv.cov.n_theta
         return out
 
-    def _scratch_global(self):
-        """The global block's buffer for the optimizer's evaluations (private, reused)."""
-        if getattr(self, "_scratch_G", None) is None or self._scratch_G.size != self._G0.size:
-            self._scratch_G = np.empty(self._G0.size)
-        return self._scratch_G
-
     def _scratch(self):
-        """A private work buffer reused by the optimizer's evaluations (never exposed)."""
-        if getattr(self, "_scratch_buffer", None) is None:
-            self._scratch_buffer = np.empty(self.design.stat_size)
+        """Private work and global-block buffers reused by the optimizer's evaluations (never exposed)."""
+        if getattr(self, "_scratch_buffer", None) is None or self._scratch_buffer[1].size != self._G0.size:
+            self._scratch_buffer = (np.empty(self.design.stat_size), np.empty(self._G0.size))
         return self._scratch_buffer
+
+    def _factorize_final(self, theta) -> Factorization:
+        """``factorize(theta)`` in the evaluations' buffers, which the factor then owns (a fit
+        holds one set of them, not two)."""
+        buffers = self._scratch()
+        self._scratch_buffer = None
+        return Factorization(self, theta, *buffers)
 
     def deviance_at(self, theta, sigma, reml=True):
         """-2 log-likelihood at ``theta`` and a given residual sd (beta profiled out)."""
-        f = Factorization(self, theta, work=self._scratch())
+        f = Factorization(self, theta, *self._scratch())
         if not f.ok:
             return np.inf
         n = self.nobs - (self.k_fe if reml else 0)
@@ -490,7 +495,7 @@ class LinearMixed(LikelihoodModel):
         if not opt.converged:
             warnings.warn(opt.diagnosis(), ConvergenceWarning)
         theta = self.theta_canonical(opt.end)
-        final = self.factorize(theta)
+        final = self._factorize_final(theta)
         spread = np.sqrt(self._G0[-1] / self.nobs) if self._G0[-1] > 0 else 1.0
         if not final.ok or not np.isfinite(opt.fun) or final.prss <= 1e-10 * max(spread, 1e-300) ** 2 * self.nobs:
             raise ModelError("the model reproduces the data exactly (the residual variance goes to zero), so "
@@ -559,7 +564,7 @@ def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, 
     if exog.ndim == 1:
         exog = exog[:, None]
     if exog_re is None:
-        exog_re = np.ones((endog.shape[0], 1))
+        exog_re = np.broadcast_to(np.ones((1, 1)), (endog.shape[0], 1))   # a random intercept
         exog_re_names = exog_re_names or ["Intercept"]
     exog_re = np.asarray(exog_re, dtype=float)
     if exog_re.ndim == 1:

@@ -140,7 +140,7 @@ class Profile:
         unit[j] = 1.0
 
         def fun(theta):
-            f = Factorization(model, theta, work=model._scratch())
+            f = Factorization(model, theta, *model._scratch())
             if not f.ok or not f.prss > 0:
                 return np.inf
             e = linalg.solve_triangular(f.L_x, unit, lower=True)
