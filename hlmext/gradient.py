@@ -28,7 +28,8 @@ class GradientParts:
         p, qd = d.k_fe, d.qd
         t = qd + p if reml else qd
         lam_flat = np.concatenate([lam.ravel() for lam in f.lams])
-        sel, ybuf = _buffers(model, t)         # selected_inverse writes every entry read below
+        # selected_inverse writes every entry of sel read below; without traces it is not read
+        sel, ybuf = _buffers(model, t) if traces else (model._stats, None)
         sigma_tail = _tail_inverse(f.L[:t, :t]) if traces else None
         if traces:
             _gradient.selected_inverse(f.work, sigma_tail.ravel(), t, d.zoff, d.m, qd, d.level_first,

@@ -495,6 +495,7 @@ class LinearMixed(LikelihoodModel):
         if not opt.converged:
             warnings.warn(opt.diagnosis(), ConvergenceWarning)
         theta = self.theta_canonical(opt.end)
+        self._gradient_buffers = None             # the optimizer's; the results need no selected inverse
         final = self._factorize_final(theta)
         spread = np.sqrt(self._G0[-1] / self.nobs) if self._G0[-1] > 0 else 1.0
         if not final.ok or not np.isfinite(opt.fun) or final.prss <= 1e-10 * max(spread, 1e-300) ** 2 * self.nobs:

@@ -104,8 +104,14 @@ def single_blas_thread():
     small matrices) where BLAS threads only add synchronization; on a busy machine they
     make a fit several times slower.
     """
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=1, user_api="blas")
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:          # finding the libraries reads the process's memory map: once
+        from threadpoolctl import ThreadpoolController
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_BLAS_CONTROLLER = None
 
 
 def progress_printer(fun, label):
