@@ -152,9 +152,10 @@ def per_group_ols(formula, data, groups, min_obs=5):
     (64, 3)
     """
     from . import formula as fm
+    from . import frames
     parsed = fm.ParsedFormula(response=formula.split("~")[0].strip(), fixed=formula.split("~", 1)[1],
                               random=(fm.RandomTerm((groups,), "1", "identity"),), syntax="lme4")
-    frame = fm.model_frame(parsed, data, missing="drop")
+    frame = frames.model_frame(parsed, data, missing="drop")
     keys = frame.random[0].groups[:, 0]
     rows, index = [], []
     for key in pd.unique(keys):

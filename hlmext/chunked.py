@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from . import formula as fm
+from . import frames
 from .exceptions import DataError, ModelError
 from .stats_design import Statistics, StatsDesign, _Clusters, _group_columns, _key_arrays, _layout
 
@@ -182,9 +183,9 @@ class ChunkFormula:
         """The design infos: levels of the used rows (``sample``), and, if the rows with missing
         values hold other levels, the infos of all rows (``sample_all``) to find those rows."""
         if self.infos is None:
-            infos = fm.design_infos(self.parsed, lambda: iter([self.sample]), self.eval_env())
+            infos = frames.design_infos(self.parsed, lambda: iter([self.sample]), self.eval_env())
             if self.sample_all is not None:
-                wide = fm.design_infos(self.parsed, lambda: iter([self.sample_all]), self.eval_env())
+                wide = frames.design_infos(self.parsed, lambda: iter([self.sample_all]), self.eval_env())
                 if any(a.column_names != b.column_names for a, b in zip(wide.as_list(), infos.as_list())):
                     infos.detect = wide
             self.infos = infos
@@ -194,7 +195,7 @@ class ChunkFormula:
         """Columns the formula reads (variables and grouping columns), among ``available``."""
         p = self.parsed
         text = " ".join([p.response, p.fixed] + [t.formula for t in p.random])
-        words = fm._words(text, available)
+        words = frames._words(text, available)
         groups = [c for t in p.random for c in t.group if c in available]
         return list(dict.fromkeys(words + groups))
 
@@ -226,7 +227,7 @@ class ChunkFormula:
         if len(work) == 0:
             return work
         try:
-            mf = fm.model_frame(self.parsed, work, missing=self.missing, eval_env=self.eval_env())
+            mf = frames.model_frame(self.parsed, work, missing=self.missing, eval_env=self.eval_env())
         except DataError as err:
             if str(err).startswith("no rows left"):
                 return work.iloc[:0]
@@ -237,7 +238,7 @@ class ChunkFormula:
         """The chunk's ``ModelFrame`` with the shared design infos, or None without used rows."""
         if len(chunk) == 0:
             return None
-        mf = fm.model_frame(self.parsed, self.prepare(chunk), missing=self.missing, eval_env=self.eval_env(),
+        mf = frames.model_frame(self.parsed, self.prepare(chunk), missing=self.missing, eval_env=self.eval_env(),
                             infos=self.design())
         return mf if len(mf.endog) else None
 
@@ -346,7 +347,7 @@ def build_design(runner, form):
     if head is None:
         raise DataError("no rows left: every row of every chunk has missing or non-finite values (or the data "
                         "has no rows)")
-    tentative = fm.design_infos(form.parsed, lambda: iter([head]), form.eval_env())
+    tentative = frames.design_infos(form.parsed, lambda: iter([head]), form.eval_env())
     scan = _needs_scan(tentative, head)
     if tentative.stateful or () in scan:
         # a factor's state or levels depend on all the rows in a way a sample cannot hold
@@ -354,7 +355,7 @@ def build_design(runner, form):
             raise ModelError("stateful transforms (center(), standardize(), splines) need every row on one "
                              "machine; compute the transformed column in the data instead")
         form.sample = head
-        form.infos = infos = fm.design_infos(form.parsed, lambda: runner.map(_used, form), form.eval_env())
+        form.infos = infos = frames.design_infos(form.parsed, lambda: runner.map(_used, form), form.eval_env())
     else:
         form.sample = head
         if scan:
@@ -389,10 +390,10 @@ def build_design(runner, form):
 
 def _frame_stub(design, clusters, infos):
     """A ``ModelFrame`` without rows: the design infos, terms and names, for ``predict``."""
-    blocks = [fm.RandomBlock(term=term, exog_re=np.zeros((0, len(names))), names=names, design_info=info,
+    blocks = [frames.RandomBlock(term=term, exog_re=np.zeros((0, len(names))), names=names, design_info=info,
                              groups=np.zeros((0, len(term.group)), dtype=object))
               for (term, names), info in zip(clusters.terms, infos.random)]
-    return fm.ModelFrame(endog=np.zeros(0), endog_name=design.endog_name, exog=np.zeros((0, design.k_fe)),
+    return frames.ModelFrame(endog=np.zeros(0), endog_name=design.endog_name, exog=np.zeros((0, design.k_fe)),
                          exog_names=design.exog_names, fixed_design_info=infos.fixed, random=blocks,
                          row_labels=pd.RangeIndex(0), n_dropped=design.n_dropped)
 

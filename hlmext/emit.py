@@ -25,6 +25,8 @@ from __future__ import annotations
 import itertools
 import re
 
+import numpy as np
+
 from . import formula as fm
 
 __all__ = ["to_lme4", "to_stata"]
@@ -183,6 +185,10 @@ def to_lme4(model, reml=None, data="df") -> str:
     The covariance structure of each term is the one the fit used (including a
     ``cov=`` argument): unstructured gives ``(x | g)``, independent ``(x || g)``.
     Nested levels with the same random part are joined with ``/``.
+    Whole-number frequency weights (``weights=``) repeat the rows of the data
+    (``data = df[rep(seq_len(nrow(df)), df$w), ]``), which fits the same likelihood:
+    lme4's own ``weights=`` are precision weights, a different model. lme4 has no
+    sampling weights; a note says so.
 
     Examples
     --------
@@ -234,9 +240,43 @@ def to_lme4(model, reml=None, data="df") -> str:
                          "unstructured" % term.level)
         pieces.append("(%s %s %s)" % (effects, bar, group))
         i += len(run)
+    data = _r_weighted_data(model, data, notes)
     call = "lmer(%s ~ %s, data = %s%s)" % (response, " + ".join([fixed] + pieces), data,
                                          "" if reml else ", REML = FALSE")
     return "\n".join([call] + ["# note: " + n for n in dict.fromkeys(notes)])
+
+
+def _weight_names(model):
+    """Role -> variable name of the model's weights (a placeholder for weights given as arrays),
+    and the notes that placeholders need."""
+    columns = getattr(model, "weight_columns", {})
+    names, notes = {}, []
+    for role, column in columns.items():
+        if column is None:
+            column = "fweight" if role == "weights" else "pw_" + re.sub(r"\W+", "_", role[3:]).strip("_")
+            notes.append("the %s were given as an array: store them as the variable %s"
+                         % ("frequency weights" if role == "weights" else "sampling weights of %r" % role[3:],
+                            column))
+        names[role] = column
+    return names, notes
+
+
+def _r_weighted_data(model, data, notes):
+    """The data argument of lmer: rows repeated by whole-number frequency weights."""
+    names, placeholder_notes = _weight_names(model)
+    if getattr(model, "sampling", None) is not None:
+        notes.append("lme4 has no sampling weights (a pseudo-likelihood); this call is unweighted; "
+                     "Stata's mixed fits the weighted model (to_stata())")
+        return data
+    if model.design.weights is None:
+        return data
+    w = model.design.weights
+    if not np.all(w == np.round(w)):
+        notes.append("lme4 has no frequency weights (its weights= are precision weights, which change sigma "
+                     "and the log-likelihood), and these are not whole numbers; this call is unweighted")
+        return data
+    notes.extend(placeholder_notes)
+    return "%s[rep(seq_len(nrow(%s)), %s$%s), ]" % (data, data, data, names["weights"])
 
 
 # --------------------------------------------------------------------------- Stata
@@ -407,6 +447,11 @@ def _stata_equation(level_name, blocks, names):
     return eqs
 
 
+def _with_option(equation, option):
+    """``equation`` with one more option after its comma."""
+    return equation + (" " if ", " in equation.split("||")[-1] else ", ") + option
+
+
 def to_stata(model, reml=None) -> str:
     """The Stata ``mixed`` command that fits the same linear mixed model.
 
@@ -435,6 +480,9 @@ def to_stata(model, reml=None) -> str:
     ``|| _all: R.b`` before the nested ones (random intercepts only: Stata's ``R.``
     notation has no slopes). Several terms on one grouping become repeated equations
     (``|| g: x || g: z, noconstant``), Stata's block-diagonal covariance.
+    Frequency weights become ``[fw=w]``; sampling weights ``[pw=w]`` for the
+    observations, ``pweight(v)`` on each weighted level and ``pwscale()``, fitted by
+    ``mle`` (a pseudo-likelihood has no REML).
 
     Examples
     --------
@@ -456,6 +504,15 @@ def to_stata(model, reml=None) -> str:
     has_cons = any(not f for f, _ in terms)
     indep = _stata_factor_list([t for t in terms if t[0]], di, names)
     head = "mixed " + " ".join([depvar] + indep)
+    weight_names, weight_notes = _weight_names(model)
+    names.notes.extend(weight_notes)
+    sampling = getattr(model, "sampling", None)
+    if sampling is not None:
+        head += " [pw=%s]" % weight_names["pw:obs"] if "pw:obs" in weight_names else ""
+    elif model.design.weights is not None:
+        head += " [fw=%s]" % weight_names["weights"]
+        if not np.all(model.design.weights == np.round(model.design.weights)):
+            names.notes.append("Stata's frequency weights must be whole numbers; these are not")
     if not has_cons:
         head += ", noconstant"
     by_level = _blocks_by_level(model)
@@ -473,10 +530,14 @@ def to_stata(model, reml=None) -> str:
     for lv in d.levels[:d.n_chain][::-1]:                    # nested: outermost first
         blocks = by_level[lv.name]
         group = blocks[0].term.group
-        equations += _stata_equation(_stata_level_name(group, outer, names), blocks, names)
+        level_eqs = _stata_equation(_stata_level_name(group, outer, names), blocks, names)
+        if sampling is not None and "pw:" + lv.name in weight_names:
+            level_eqs[-1] = _with_option(level_eqs[-1], "pweight(%s)" % weight_names["pw:" + lv.name])
+        equations += level_eqs
         outer = group
-    method = "reml" if reml else "mle"
-    last = equations[-1]
-    equations[-1] = last + (" " if ", " in last.split("||")[-1] else ", ") + method
+    options = ["mle" if sampling is not None or not reml else "reml"]
+    if sampling is not None and sampling.pwscale:
+        options.append("pwscale(%s)" % sampling.pwscale)
+    equations[-1] = _with_option(equations[-1], " ".join(options))
     command = " ".join([head] + equations)
     return "\n".join(names.prepare + [command] + ["// note: " + n for n in dict.fromkeys(names.notes)])

@@ -30,13 +30,13 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import optimize as sopt
 from scipy.special import gammaln
 from statsmodels.base.model import LikelihoodModel
 from statsmodels.genmod import families
 
 from . import _glmm, _glmm_nested
 from .exceptions import ConvergenceWarning, DataError, ModelError
+from .glm_start import glm_start
 from .linear import LinearMixed, _array_design, _caller_env, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
 
@@ -158,8 +158,9 @@ class MixedGLM(LikelihoodModel):
     def _from_formula(cls, formula, data, extra, cov=None, missing="drop", eval_env=0, pweights=None,
                       pwscale=None, **kwargs):
         from . import formula as fm
+        from . import frames
         from . import sampling_weights as sw
-        frame, arrays, columns = fm.model_frame_with_columns(fm.parse(formula, cov=cov), data,
+        frame, arrays, columns = frames.model_frame_with_columns(fm.parse(formula, cov=cov), data,
                                                              {**extra, **sw.as_roles(pweights)}, missing,
                                                              _caller_env(eval_env))
         sampling = sw.from_frame(frame, arrays, pwscale)
@@ -452,7 +453,7 @@ class MixedGLM(LikelihoodModel):
     def _fit(self, nagq, start, maxiter, disp, robust=None):
         from .glmm_results import GLMMResults, GLMMResultsWrapper
         nagq = self._check_nagq(nagq)
-        beta_glm, se_glm, null_llf = self._glm_start()
+        beta_glm, se_glm, null_llf = glm_start(self)
         p = self.k_fe
         tscale = self.theta_scale()
         x0 = (np.concatenate([beta_glm, self.theta_start() * tscale]) if start is None
@@ -473,50 +474,6 @@ class MixedGLM(LikelihoodModel):
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning)
         return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm, robust))
-
-    def _glm_start(self):
-        """GLM without random effects by Newton-IRLS (the kernel at theta = 0), with step halving.
-
-        Returns the estimates, their standard errors (the scale of beta for the optimizer)
-        and the log-likelihood; a fit that diverges is checked for separation.
-        """
-        p, theta0, X = self.k_fe, np.zeros(self.k_re), self._X
-        beta = np.zeros(p)
-        ones = np.flatnonzero(np.all(X == 1.0, axis=0))
-        if ones.size:
-            rate = self._y.sum() / (self.trials.sum() if self._family_code == _glmm.BINOMIAL
-                                    else np.exp(self.offset).sum())
-            rate = np.clip(rate, 1e-6, 1 - 1e-6) if self._family_code == _glmm.BINOMIAL else max(rate, 1e-6)
-            beta[ones[0]] = np.log(rate / (1 - rate)) if self._family_code == _glmm.BINOMIAL else np.log(rate)
-        rms = np.sqrt(np.mean(X ** 2, axis=0))
-        ll, g = self.loglike_theta(beta, theta0, 1, grad=True)
-        converged, info = False, None
-        row_cw = 1.0 if self._cweight is None else np.repeat(self._cweight, self.levels[0].sizes)
-        for _ in range(100):
-            info = X.T @ ((row_cw * self._w)[:, None] * X)
-            try:
-                step = np.linalg.solve(info, g[:p])
-            except np.linalg.LinAlgError:
-                break
-            t = 1.0
-            while t > 1e-8:
-                ll_new, g_new = self.loglike_theta(beta + t * step, theta0, 1, grad=True)
-                if ll_new >= ll - 1e-12 * abs(ll):
-                    break
-                t /= 2
-            beta, ll, g = beta + t * step, ll_new, g_new
-            if np.max(np.abs(t * step) * rms) < 1e-10:
-                converged = True
-                break
-            if np.max(np.abs(beta) * rms) > 30:
-                break
-        info = X.T @ ((row_cw * self._w)[:, None] * X)
-        with np.errstate(all="ignore"):
-            se = np.sqrt(np.diag(np.linalg.pinv(info)))
-        if not converged or not np.all(np.isfinite(se)) or np.max(np.abs(beta) * rms) > 15 or np.max(se * rms) > 50:
-            _check_separation(X, self._y, self.trials, self.exog_names, self.endog_names, self._family_code)
-        se = np.where(np.isfinite(se) & (se > 0), se, 1.0)
-        return np.where(np.isfinite(beta), beta, 0.0), se, ll
 
 
 class _Objective:
@@ -641,40 +598,3 @@ def _sorted_extra(values, design, role):
     if not np.all(np.isfinite(arr)):
         raise DataError("%s contains NaN or inf; drop or impute those rows first" % role)
     return np.ascontiguousarray(arr[design.order])
-
-
-def _check_separation(X, y, ntr, names, endog_name, family_code):
-    """Raise ModelError if some direction of the fixed effects separates the outcomes (an LP check).
-
-    Logit: d with x_i'd >= 0 where y_i = n_i, <= 0 where y_i = 0, = 0 elsewhere and > 0 somewhere
-    means the likelihood keeps increasing along d. Poisson: x_i'd <= 0 where y_i = 0, = 0 elsewhere.
-    """
-    scale = np.sqrt(np.mean(X ** 2, axis=0))
-    scale[scale == 0] = 1.0
-    Xs = X / scale
-    low = y <= 0
-    high = (y >= ntr) & ~low if family_code == _glmm.BINOMIAL else np.zeros_like(low)
-    edge, mid = low | high, ~(low | high)
-    sign = np.where(high, 1.0, -1.0)[edge]
-    A = sign[:, None] * Xs[edge]
-    res = sopt.linprog(-A.sum(axis=0), A_ub=-A if A.size else None, b_ub=np.zeros(len(A)) if A.size else None,
-                       A_eq=Xs[mid] if mid.any() else None, b_eq=np.zeros(mid.sum()) if mid.any() else None,
-                       bounds=[(-1, 1)] * X.shape[1], method="highs")
-    if res.status != 0 or not -res.fun > 1e-6:
-        return
-    d = res.x
-    margins = A @ d
-    if margins.min() < -1e-7 or (mid.any() and np.abs(Xs[mid] @ d).max() > 1e-7) or margins.max() < 1e-6:
-        return
-    involved = [names[j] for j in np.flatnonzero(np.abs(d) > 1e-6 * np.abs(d).max())]
-    slopes = [nm for nm in involved if nm not in ("Intercept", "const")]
-    if not slopes:
-        what = "0" if np.all(low) else ("its maximum (= trials)" if family_code == _glmm.BINOMIAL else "0")
-        raise ModelError("the response %r is %s in every row, so the fixed effects are not identified"
-                         % (endog_name, what))
-    raise ModelError("complete or quasi-complete separation: %s perfectly predict%s some outcomes of %r (a "
-                     "combination of %s is never on the wrong side of the 0/1 or zero-count rows), so the "
-                     "maximum-likelihood estimates do not exist; drop or recode %s (e.g. merge categories "
-                     "that have only 0s or only 1s)"
-                     % (", ".join(repr(s) for s in slopes), "s" if len(slopes) == 1 else "",
-                        endog_name, " and ".join(repr(s) for s in involved), ", ".join(repr(s) for s in slopes)))

@@ -19,6 +19,7 @@ from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
 from .exceptions import BoundaryWarning, ModelError
+from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
 from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _notes, _row_keys,
                       _sd_scale)
@@ -94,7 +95,7 @@ class GLMMResults(LikelihoodModelResults):
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects, self.random_effects_cov = _conditional_modes(model, beta, theta)
         self._eta_sorted = model._X @ beta + model.offset
-        self._eta_cond_sorted = self._eta_sorted + _zb_sorted(model, self.random_effects)
+        self._eta_cond_sorted = self._eta_sorted + zb_sorted(model, self.random_effects)
         self.notes = _notes(self)
         if model.sampling is not None:
             self.notes.append("Sampling weights (%s): log pseudolikelihood, robust standard errors"
@@ -114,10 +115,7 @@ class GLMMResults(LikelihoodModelResults):
 
     # ------------------------------------------------------------------ predictions
     def _original_order(self, sorted_values):
-        out = np.empty_like(sorted_values)
-        out[self.model.design.order] = sorted_values
-        labels = self.model.frame.row_labels if self.model.frame is not None else None
-        return pd.Series(out, index=labels)
+        return original_order(self.model, sorted_values)
 
     def predict(self, data=None, which="mu", conditional=False, offset=None):
         """Linear predictor or mean for the fitted rows or new data.
@@ -456,21 +454,12 @@ def _nested_cond_cov(tree, S):
     return own_blocks
 
 
-def _zb_sorted(model, random_effects):
-    d = model.design
-    out = np.zeros(d.nobs)
-    for i, lv in enumerate(d.levels):
-        b = random_effects[lv.name].reindex(lv.labels).to_numpy()
-        out += np.sum(d.z_of(i) * b[lv.codes], axis=1)
-    return out
-
-
 def _new_eta(res, data, conditional, offset):
-    from . import formula as fm
+    from . import frames
     model = res.model
     if model.frame is None:
         raise ValueError("predict on new data needs a model built from a formula (hlmext.melogit / mepoisson)")
-    eta = fm.exog_for(model.frame.fixed_design_info, data) @ res.fe_params.to_numpy()
+    eta = frames.exog_for(model.frame.fixed_design_info, data) @ res.fe_params.to_numpy()
     if offset is not None:
         eta = eta + np.asarray(offset, float)
     else:
@@ -484,7 +473,7 @@ def _new_eta(res, data, conditional, offset):
                              "new rows> to predict")
     if conditional:
         for block in model.frame.random:
-            Z = fm.exog_for(block.design_info, data)
+            Z = frames.exog_for(block.design_info, data)
             re = res.random_effects[block.term.level][block.names]
             b = re.reindex(_row_keys(data, block.term.group)).fillna(0.0).to_numpy()
             eta = eta + np.sum(Z * b, axis=1)

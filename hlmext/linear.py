@@ -177,18 +177,21 @@ class LinearMixed(LikelihoodModel):
         See ``hlmext.mixedlm`` for the syntax, ``weights``, ``pweights`` and ``pwscale``.
         """
         from . import formula as fm
+        from . import frames
         from . import sampling_weights as sw
         if weights is not None and pweights is not None:
             raise ModelError("a model takes frequency weights (weights=) or sampling weights (pweights=), not "
                              "both; for survey data give every weight as pweights")
         parsed = fm.parse(formula, cov=cov)
-        frame, arrays, _ = fm.model_frame_with_columns(parsed, data, {"weights": weights, **sw.as_roles(pweights)},
-                                                       missing, _caller_env(eval_env))
+        frame, arrays, columns = frames.model_frame_with_columns(
+            parsed, data, {"weights": weights, **sw.as_roles(pweights)}, missing, _caller_env(eval_env))
         sampling = sw.from_frame(frame, arrays, pwscale)
         row_weights = arrays.get("weights") if sampling is None else sampling.row_weights()
         design = design_from_frame(frame, weights=row_weights)
         _release_arrays(frame)
-        return cls(design=design, frame=frame, formula=formula, sampling=sampling, **kwargs)
+        model = cls(design=design, frame=frame, formula=formula, sampling=sampling, **kwargs)
+        model.weight_columns = {role: columns.get(role) for role in arrays}   # role -> column name (None: array)
+        return model
 
     @property
     def exog_names(self):

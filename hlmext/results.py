@@ -22,6 +22,7 @@ from . import inference
 from .gradient import GradientParts, diagonal_blocks
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import _deviance
+from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test, top_weights
 
 
@@ -160,10 +161,7 @@ class MixedResults(LikelihoodModelResults):
             raise ValueError("this model was fitted from statistics accumulated over chunks, without keeping "
                              "the rows: compute fitted values and residuals chunk by chunk with "
                              "results.predict(chunk, which='conditional')")
-        out = np.empty_like(sorted_values)
-        out[self.model.design.order] = sorted_values
-        labels = self.model.frame.row_labels if self.model.frame is not None else None
-        return pd.Series(out, index=labels)
+        return original_order(self.model, sorted_values)
 
     @property
     def _fitted_sorted(self):
@@ -171,7 +169,8 @@ class MixedResults(LikelihoodModelResults):
         if not self.model.design.has_rows:
             return None
         if "_fitted_cache" not in self.__dict__:
-            self._fitted_cache = _fitted_sorted(self.model, self.fe_params.to_numpy(), self.random_effects)
+            self._fitted_cache = self.model.design.exog @ self.fe_params.to_numpy() + zb_sorted(
+                self.model, self.random_effects)
         return self._fitted_cache
 
     @property
@@ -211,14 +210,14 @@ class MixedResults(LikelihoodModelResults):
             return self._original_order(model.design.exog @ self.fe_params.to_numpy())
         if model.frame is None:
             raise ValueError("predict on new data needs a model built from a formula (hlmext.mixedlm)")
-        from . import formula as fm
+        from . import frames
         frame = model.frame
-        X = fm.exog_for(frame.fixed_design_info, data)
+        X = frames.exog_for(frame.fixed_design_info, data)
         out = X @ self.fe_params.to_numpy()
         if which == "conditional":
             for block in frame.random:
                 level = block.term.level
-                Z = fm.exog_for(block.design_info, data)
+                Z = frames.exog_for(block.design_info, data)
                 re = self.random_effects[level][block.names]
                 keys = _row_keys(data, block.term.group)
                 b = re.reindex(keys).fillna(0.0).to_numpy()
@@ -573,15 +572,6 @@ def _variance_frame(lv, var):
             cols.append("var(%s)" % lv.names[i] if i == j else "cov(%s,%s)" % (lv.names[j], lv.names[i]))
             vals.append(var[:, i, j])
     return pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index()
-
-
-def _fitted_sorted(model, beta, random_effects):
-    d = model.design
-    out = d.exog @ beta
-    for i, lv in enumerate(d.levels):
-        b = random_effects[lv.name].reindex(lv.labels).to_numpy()
-        out = out + np.sum(d.z_of(i) * b[lv.codes], axis=1)
-    return out
 
 
 def _row_keys(data, group_cols):

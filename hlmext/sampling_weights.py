@@ -238,5 +238,5 @@ def no_lr_test(model, what="likelihood-ratio tests"):
 
 
 def _codes(groups, name):
-    from .design import _codes_of
-    return _codes_of(groups, name)[0]
+    from .grouping import group_codes
+    return group_codes(groups, name)[0]

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from .design import (LevelSpec, _chain_and_crossed, _check_fixed_rank, _codes_of, _level, _merge_same_grouping,
+from .design import (LevelSpec, _chain_and_crossed, _check_fixed_rank, _level, _merge_same_grouping,
                      _perm, check_group_structure, dependent_columns)
 from .exceptions import DataError, ModelError
+from .grouping import group_codes
 
 
 def _group_columns(parsed):
@@ -390,7 +391,7 @@ def _layout(clusters, form, k_fe):
         # the same kind of array as the model frame's groups: the column's dtype, objects for several
         values = (column(term.group[0]).reshape(-1, 1) if len(term.group) == 1
                   else np.column_stack([column(c).astype(object) for c in term.group]))
-        c, lab = _codes_of(values, term.level)
+        c, lab = group_codes(values, term.level)
         q = len(names)
         specs.append((LevelSpec(term.level, None, np.zeros((0, q)), [(term.cov, list(range(q)))], names),
                       np.zeros((0, q))))

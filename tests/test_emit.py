@@ -213,3 +213,36 @@ def test_emitted_lme4_matches_fit_of_same_model(gcse):
     rhs = re.fullmatch(r"lmer\((.*), data = df, REML = FALSE\)", to_lme4(stata_style)).group(1)
     lme4_style = hlmext.mixedlm(rhs, gcse).fit(reml=False)
     assert lme4_style.llf == pytest.approx(stata_style.llf, abs=1e-6)
+
+
+def test_frequency_weights(gcse):
+    df = gcse.assign(w=1 + (np.arange(len(gcse)) % 3), half=1.5)
+    model = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df, weights="w")
+    assert to_stata(model, reml=False) == "mixed gcse lrt [fw=w] || school:, mle"
+    call = to_lme4(model, reml=False, data="d")
+    assert call == "lmer(gcse ~ lrt + (1 | school), data = d[rep(seq_len(nrow(d)), d$w), ], REML = FALSE)"
+    # what that call fits: every row repeated w times, the same likelihood as the weighted fit
+    repeated = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df.loc[df.index.repeat(df["w"])]).fit(reml=False)
+    assert repeated.llf == pytest.approx(model.fit(reml=False).llf, rel=1e-9)
+
+    arrays = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df, weights=df["w"].to_numpy())
+    assert to_stata(arrays).splitlines() == [
+        "mixed gcse lrt [fw=fweight] || school:, reml",
+        "// note: the frequency weights were given as an array: store them as the variable fweight"]
+    fractional = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df, weights="half")
+    assert to_lme4(fractional).splitlines()[0] == "lmer(gcse ~ lrt + (1 | school), data = df)"
+    assert "not whole numbers; this call is unweighted" in to_lme4(fractional)
+    assert "must be whole numbers" in to_stata(fractional)
+
+
+def test_sampling_weights(gcse):
+    df = gcse.assign(w=1 + (np.arange(len(gcse)) % 3), wsch=1 + gcse["school"] % 2)
+    model = hlmext.mixedlm("gcse ~ lrt + (lrt | school)", df, pweights={"obs": "w", "school": "wsch"},
+                           pwscale="size")
+    assert to_stata(model) == ("mixed gcse lrt [pw=w] || school: lrt, covariance(unstructured) pweight(wsch) "
+                               "mle pwscale(size)")
+    lme4 = to_lme4(model).splitlines()
+    assert lme4[0] == "lmer(gcse ~ lrt + (lrt | school), data = df)"
+    assert "no sampling weights" in lme4[1]
+    level_only = hlmext.mixedlm("gcse ~ 0 + lrt + (1 | school)", df, pweights={"school": "wsch"})
+    assert to_stata(level_only) == "mixed gcse lrt, noconstant || school:, pweight(wsch) mle"

@@ -1,4 +1,4 @@
-"""Tests of hlmext.formula: formula grammar (lme4 and Stata) and model frames."""
+"""Tests of hlmext.formula (formula grammar, lme4 and Stata) and hlmext.frames (model frames)."""
 import doctest
 import re
 from pathlib import Path
@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 import hlmext.formula as formula_module
+import hlmext.frames as frames_module
 from hlmext.exceptions import DataError, FormulaError
-from hlmext.formula import ModelFrame, ParsedFormula, RandomTerm, exog_for, model_frame, normalize_cov, parse
+from hlmext.formula import ParsedFormula, RandomTerm, normalize_cov, parse
+from hlmext.frames import ModelFrame, exog_for, model_frame
 
 EXAM_CSV = Path(__file__).resolve().parents[1] / "hlmext" / "datasets" / "data" / "exam.csv"
 
@@ -504,6 +506,7 @@ def test_exog_for_errors(small):
 
 # ----------------------------------------------------------------------------- docstrings
 
-def test_docstring_examples_run():
-    result = doctest.testmod(formula_module)
+@pytest.mark.parametrize("module", [formula_module, frames_module])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

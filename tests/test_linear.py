@@ -1,5 +1,4 @@
 """Behaviour of the linear mixed model beyond the reference figures."""
-import warnings
 
 import numpy as np
 import pandas as pd

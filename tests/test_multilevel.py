@@ -126,27 +126,28 @@ def test_multilevel_moment_start_reaches_the_optimum_of_the_full_search(formula,
     {"a": [3, 1, 3, 7, 1, 3], "b": ["q", "q", "p", "p", "q", "p"]},                # mixed
 ])
 def test_codes_of_several_grouping_columns_are_pandas_groups(columns):
-    from hlmext.design import _codes_of
+    from hlmext.grouping import group_codes
     frame = pd.DataFrame(columns)
     values = frame.to_numpy() if frame.dtypes.nunique() == 1 and frame.dtypes.iloc[0].kind == "i" \
         else frame.to_numpy(dtype=object)
-    codes, labels = _codes_of(values, "a:b")
+    codes, labels = group_codes(values, "a:b")
     expected = frame.groupby(["a", "b"], sort=True).ngroup().to_numpy()
     np.testing.assert_array_equal(codes, expected)
     assert list(labels) == list(frame.groupby(["a", "b"], sort=True).size().index)
 
 
 def test_codes_of_grouping_with_missing_value_is_an_error():
-    from hlmext.design import _codes_of
+    from hlmext.grouping import group_codes
     from hlmext.exceptions import DataError
     values = np.array([["x", 1], ["y", None]], dtype=object)
     with pytest.raises(DataError, match="'a:b' has missing values"):
-        _codes_of(values, "a:b")
+        group_codes(values, "a:b")
 
 
 def test_random_intercepts_hold_no_column_of_ones_per_row(pastes):
     from hlmext import formula as fm
-    frame = fm.model_frame(fm.parse("strength ~ 1 + (1 | batch/cask)"), pastes)
+    from hlmext import frames
+    frame = frames.model_frame(fm.parse("strength ~ 1 + (1 | batch/cask)"), pastes)
     assert all(block.exog_re.strides == (0, 0) for block in frame.random)
     model = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes)
     assert model.design.z_of(0).strides[0] == model.design.W.strides[0]   # the ones live in W only

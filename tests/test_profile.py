@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from conftest import REFERENCE, load_reference
+from conftest import load_reference
 from hlmext.profile import Profile
 
 LME4_OFF = {("exam_rs_ml", "sd(Residual)"), ("exam_rs_reml", "sd(Residual)")}

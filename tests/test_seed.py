@@ -6,7 +6,6 @@ That file is a slightly different rounding of the bundled exam data (log-likelih
 by about 0.016), so agreement is to about 3 significant digits: each figure must match to
 0.3% of its size or 1% of its standard error, whichever is larger.
 """
-import numpy as np
 import pytest
 
 import hlmext
