@@ -89,6 +89,11 @@ def _patsy_error(err, what, columns):
         return _missing_column_error(missing.group(1), columns)
     if "missing values" in str(err) or "expected levels" in str(err):
         return DataError(f"{what}: {err}")
+    if "object is not callable" in str(err):
+        hidden = [name for name in dict.fromkeys(re.findall(r"([A-Za-z_]\w*)\s*\(", str(err))) if name in columns]
+        if hidden:
+            return FormulaError(f"cannot evaluate {what}: the data have a column named {hidden[0]!r}, which hides "
+                                f"the function {hidden[0]}() in the formula; rename that column")
     return FormulaError(f"cannot evaluate {what}: {err}")
 
 
@@ -154,10 +159,16 @@ def _bad_values(values):
     return values.isna().to_numpy()
 
 
-def _has_missing(parsed, work):
-    """True if a data column named in the formula has a missing or non-finite value."""
+def _missing_rows(parsed, work, group_columns):
+    """Mask of the rows with a missing or non-finite value in a data column the formula names
+    (grouping columns included), or None if there are none."""
     formulas = " ".join([parsed.response, parsed.fixed] + [t.formula for t in parsed.random])
-    return any(_bad_values(work[name]).any() for name in _words(formulas, work.columns))
+    bad = None
+    for name in dict.fromkeys(_words(formulas, work.columns) + group_columns):
+        col_bad = _bad_values(work[name])
+        if col_bad.any():
+            bad = col_bad if bad is None else bad | col_bad
+    return bad
 
 
 def _finite_rows(values, n):
@@ -259,14 +270,20 @@ def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> Mode
     detect = infos is not None and infos.detect is not None      # levels of dropped rows: other infos first
     y_info, x_spec, z_specs = _specs(parsed, infos.detect if detect else infos)
 
+    group_columns = list(dict.fromkeys(name for t in parsed.random for name in t.group))
+    # rows with a missing value in a column the formula names are left out before patsy sees
+    # the data, so that stateful transforms (center, standardize) learn from the rows used
+    raw_bad = _missing_rows(parsed, work, group_columns)
+    source = work if raw_bad is None or raw_bad.all() else work.loc[~raw_bad]
+
     def evaluate(na_action):
-        parts = [(parsed.response, _response(parsed.response, work, env, na_action, y_info)),
-                 (parsed.fixed, _design(x_spec, work, env, na_action, "the fixed part"))]
-        return parts + [(t.formula, _design(z, work, env, na_action, f"the random part of {t.level!r}"))
+        parts = [(parsed.response, _response(parsed.response, source, env, na_action, y_info)),
+                 (parsed.fixed, _design(x_spec, source, env, na_action, "the fixed part"))]
+        return parts + [(t.formula, _design(z, source, env, na_action, f"the random part of {t.level!r}"))
                         for t, z in zip(parsed.random, z_specs)]
 
     # without missing values in the columns used, patsy's matrices of all rows are final (no copies)
-    if detect or _has_missing(parsed, work):
+    if detect or raw_bad is not None:
         parts = evaluate("drop")
     else:
         try:
@@ -274,7 +291,6 @@ def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> Mode
         except DataError:
             parts = evaluate("drop")
     keep_by_part = [_finite_rows(values, len(work)) for _, values in parts]
-    group_columns = list(dict.fromkeys(name for t in parsed.random for name in t.group))
     keep = np.logical_and.reduce(keep_by_part + [~_bad_values(work[c]) for c in group_columns])
     n_dropped = int((~keep).sum())
     if n_dropped:

@@ -102,3 +102,9 @@ def test_pandas_string_column_with_missing_values(df):
     d.loc[d.index[:4], "s"] = pd.NA
     model = hlmext.mixedlm("y ~ x + C(s) + (1 | g)", d)
     assert model.frame.n_dropped == 4 and "C(s)[T.b]" in model.exog_names
+
+
+def test_column_hiding_a_formula_function(df):
+    data = df.assign(C=1.0, cat=np.arange(len(df)) % 3)
+    with pytest.raises(FormulaError, match="column named 'C', which hides the function C"):
+        hlmext.mixedlm("y ~ C(cat) + (1 | g)", data)

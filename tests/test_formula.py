@@ -510,3 +510,17 @@ def test_exog_for_errors(small):
 def test_docstring_examples_run(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_stateful_transforms_learn_from_the_rows_used():
+    """center()/standardize() with missing values elsewhere in the column: the mean and sd are
+    those of the rows kept, as if the incomplete rows had been dropped first."""
+    df = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 6], "x": [1.0, np.nan, 3, 4, 8, 9], "g": list("aabbcc")})
+    mf = model_frame(parse("y ~ center(x) + standardize(x) + (1 | g)"), df)
+    kept = df.dropna()
+    expected = model_frame(parse("y ~ center(x) + standardize(x) + (1 | g)"), kept)
+    assert mf.n_dropped == 1
+    np.testing.assert_allclose(mf.exog, expected.exog)
+    np.testing.assert_allclose(mf.exog[:, 1], kept["x"] - kept["x"].mean())
+    new = pd.DataFrame({"x": [2.0]})
+    np.testing.assert_allclose(exog_for(mf.fixed_design_info, new), exog_for(expected.fixed_design_info, new))
