@@ -34,6 +34,11 @@ class Structure:
         """Relative Cholesky factor Lambda (q x q, lower triangular) of ``theta``."""
         raise NotImplementedError
 
+    def cov_basis(self) -> list:
+        """Symmetric q x q matrices ``B_k`` with the covariance ``sum_k phi_k B_k`` linear in its
+        variance-covariance parameters ``phi`` (what Kenward-Roger differentiates)."""
+        raise NotImplementedError
+
     def lam_derivatives(self, theta: np.ndarray) -> list:
         """``dLambda / dtheta_i`` for every parameter (exact: here Lambda is linear in theta)."""
         out = []
@@ -102,6 +107,16 @@ class Unstructured(Structure):
 
     name = "unstructured"
 
+    def cov_basis(self):
+        """A variance per column (``E_ii``) and a covariance per pair (``E_ij + E_ji``)."""
+        out = []
+        for i in range(self.q):
+            for j in range(i, self.q):
+                b = np.zeros((self.q, self.q))
+                b[i, j] = b[j, i] = 1.0
+                out.append(b)
+        return out
+
     @property
     def n_theta(self):
         return self.q * (self.q + 1) // 2
@@ -167,6 +182,10 @@ class Independent(Structure):
 
     name = "independent"
 
+    def cov_basis(self):
+        """A variance per column."""
+        return [np.diag(np.eye(self.q)[i]) for i in range(self.q)]
+
     @property
     def n_theta(self):
         return self.q
@@ -201,6 +220,10 @@ class Identity(Structure):
 
     name = "identity"
 
+    def cov_basis(self):
+        """One variance shared by the columns."""
+        return [np.eye(self.q)]
+
     @property
     def n_theta(self):
         return 1
@@ -234,6 +257,10 @@ class Exchangeable(Structure):
     """Common variance and common correlation: Lambda = t chol((1 - r) I + r 11'), two parameters."""
 
     name = "exchangeable"
+
+    def cov_basis(self):
+        """The common variance and the common covariance."""
+        return [np.eye(self.q), np.ones((self.q, self.q)) - np.eye(self.q)]
 
     @property
     def n_theta(self):

@@ -333,38 +333,41 @@ class MixedResults(LikelihoodModelResults):
         return self.model.refit(new_endog, reml=self.reml, start=self.theta)
 
     def t_test(self, r_matrix, cov_p=None, use_t=None, df=None):
-        """statsmodels' ``t_test``; ``df="satterthwaite"`` for t tests with Satterthwaite df.
+        """statsmodels' ``t_test``; ``df="satterthwaite"`` or ``"kenward-roger"`` for small-sample t tests.
 
-        With ``df="satterthwaite"`` the hypothesis may involve fixed effects only and every
-        row gets its own denominator df (lmerTest's ``contest1D``); see ``hlmext.satterthwaite``.
+        With a ``df`` method the hypothesis may involve fixed effects only and every row
+        gets its own denominator df (lmerTest's ``contest1D``): ``hlmext.satterthwaite``, or
+        ``hlmext.kenward_roger`` (REML fits; adjusted standard errors as well).
         """
         if df is None:
             return super().t_test(r_matrix, cov_p=cov_p, use_t=use_t)
-        if str(df).lower() != "satterthwaite":
-            raise ValueError("df must be None or 'satterthwaite', not %r" % (df,))
-        no_lr_test(self.model, "Satterthwaite degrees of freedom")
-        from .satterthwaite import t_test
-        return t_test(self, r_matrix)
+        return self._df_module(df).t_test(self, r_matrix)
 
     def f_test(self, r_matrix, cov_p=None, invcov=None, df=None):
-        """statsmodels' ``f_test``; ``df="satterthwaite"`` for an F test with Satterthwaite df.
+        """statsmodels' ``f_test``; ``df="satterthwaite"`` or ``"kenward-roger"`` for a small-sample F test.
 
-        With ``df="satterthwaite"`` the hypothesis may involve fixed effects only; the
-        denominator df follow lmerTest's ``contest`` (``hlmext.satterthwaite.f_test``).
+        With a ``df`` method the hypothesis may involve fixed effects only: Satterthwaite df
+        as lmerTest's ``contest`` (``hlmext.satterthwaite.f_test``), or Kenward-Roger's
+        scaled F as pbkrtest's ``KRmodcomp`` (``hlmext.kenward_roger.f_test``).
         """
         if df is None:
             return super().f_test(r_matrix, cov_p=cov_p, invcov=invcov)
-        if str(df).lower() != "satterthwaite":
-            raise ValueError("df must be None or 'satterthwaite', not %r" % (df,))
-        no_lr_test(self.model, "Satterthwaite degrees of freedom")
-        from .satterthwaite import f_test
-        return f_test(self, r_matrix)
+        return self._df_module(df).f_test(self, r_matrix)
 
-    def anova(self):
-        """F test of every fixed-effects term with Satterthwaite df; see ``hlmext.satterthwaite.anova``."""
-        no_lr_test(self.model, "Satterthwaite degrees of freedom")
+    def anova(self, ddf="satterthwaite"):
+        """F test of every fixed-effects term, with Satterthwaite or Kenward-Roger df; see
+        ``hlmext.satterthwaite.anova``."""
+        self._df_module(ddf)
         from .satterthwaite import anova
-        return anova(self)
+        return anova(self, ddf=ddf)
+
+    def _df_module(self, name):
+        """The module of a small-sample df method (checked against this fit)."""
+        from . import kenward_roger, satterthwaite
+        method = kenward_roger.df_method(name)
+        no_lr_test(self.model, "Satterthwaite degrees of freedom" if method == "satterthwaite"
+                   else "Kenward-Roger degrees of freedom")
+        return satterthwaite if method == "satterthwaite" else kenward_roger
 
     # ------------------------------------------------------------------ summary
     model_label = property(lambda self: "Mixed-effects %s regression" % self.method)
@@ -417,13 +420,16 @@ class MixedResults(LikelihoodModelResults):
         """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
 
         ``dfmethod="satterthwaite"``: t tests of the fixed effects with Satterthwaite df
-        (the table's figures: ``hlmext.satterthwaite.fe_table``).
+        (the table's figures: ``hlmext.satterthwaite.fe_table``); ``dfmethod="kenward-roger"``
+        (Stata's ``kroger``; REML fits): Kenward-Roger adjusted standard errors and df
+        (``hlmext.kenward_roger.fe_table``).
         """
         from .summary import MixedSummary
         if dfmethod is None:
             return MixedSummary(self, alpha=alpha)
-        no_lr_test(self.model, "Satterthwaite degrees of freedom")
-        return MixedSummary(self, alpha=alpha, dfmethod=dfmethod)
+        from .kenward_roger import df_method
+        self._df_module(dfmethod)
+        return MixedSummary(self, alpha=alpha, dfmethod=df_method(dfmethod))
 
     def _repr_html_(self):
         return self.summary()._repr_html_()

@@ -121,8 +121,8 @@ def contrast_matrix(res, r_matrix):
     if R.shape[1] != len(names):
         raise ValueError("the contrast has %d columns; the model has %d parameters" % (R.shape[1], len(names)))
     if np.any(R[:, p:] != 0):
-        raise ValueError("Satterthwaite df are for contrasts of the fixed effects only; the hypothesis "
-                         "involves variance parameters")
+        raise ValueError("small-sample df (Satterthwaite, Kenward-Roger) are for contrasts of the fixed effects "
+                         "only; the hypothesis involves variance parameters")
     return R[:, :p], q
 
 
@@ -149,13 +149,18 @@ def t_test(res, r_matrix):
     >>> round(float(tt.df_denom[0]), 2), round(float(tt.tvalue[0, 0]), 3)
     (17.0, 6.771)
     """
-    from statsmodels.stats.contrast import ContrastResults
     res = getattr(res, "_results", res)
     L, q = contrast_matrix(res, r_matrix)
     sat = Satterthwaite(res)
+    return contrast_t_tests(res, L, q, sat.cov_beta, sat.df(L))
+
+
+def contrast_t_tests(res, L, q, cov_beta, df):
+    """statsmodels' ``ContrastResults`` of the t tests ``L beta = q`` with the covariance
+    ``cov_beta`` of the fixed effects and one denominator df per row."""
+    from statsmodels.stats.contrast import ContrastResults
     effect = L @ np.asarray(res.fe_params, float)
-    sd = np.sqrt(np.einsum("ij,jk,ik->i", L, sat.cov_beta, L))
-    df = sat.df(L)
+    sd = np.sqrt(np.einsum("ij,jk,ik->i", L, cov_beta, L))
     t = (effect - q) / sd
     if L.shape[0] == 1:                             # statsmodels' shapes for one row: (1, 1)
         return ContrastResults(effect=effect, t=t[:, None], sd=sd[:, None], df_denom=df)
@@ -212,7 +217,7 @@ def f_test(res, r_matrix):
     return ContrastResults(F=fvalue, df_num=q, df_denom=ddf)
 
 
-def anova(res):
+def anova(res, ddf="satterthwaite"):
     """One F test per fixed-effects term, Satterthwaite df (a table like lmerTest's ``anova``).
 
     Each term's coefficients are tested jointly (``f_test``). For a model without
@@ -225,6 +230,8 @@ def anova(res):
     ----------
     res : MixedResults
         A fit from a formula (the terms come from its fixed-effects design).
+    ddf : {"satterthwaite", "kenward-roger"}
+        Kenward-Roger (REML fits) tests each term with ``hlmext.kenward_roger.f_test``.
 
     Returns
     -------
@@ -245,12 +252,17 @@ def anova(res):
     frame = getattr(res.model, "frame", None)
     if frame is None or frame.fixed_design_info is None:
         raise ModelError("anova needs a fit from a formula (its terms); use f_test with a contrast matrix")
+    from .kenward_roger import df_method
+    if df_method(ddf) == "kenward-roger":
+        from .kenward_roger import f_test as test
+    else:
+        test = f_test
     p = res.model.k_fe
     rows, names = [], []
     for term, cols in frame.fixed_design_info.term_name_slices.items():
         if term == "Intercept" or cols.stop <= cols.start:
             continue
-        ft = f_test(res, np.eye(p)[cols])
+        ft = test(res, np.eye(p)[cols])
         names.append(term)
         rows.append((int(ft.df_num), float(ft.df_denom), float(ft.fvalue), float(ft.pvalue)))
     return pd.DataFrame(rows, index=names, columns=["NumDF", "DenDF", "F value", "Pr(>F)"])
@@ -279,11 +291,14 @@ def fe_table(res, alpha=0.05):
         ``dfmethod="satterthwaite"`` prints: ``t`` and ``P>|t|`` instead of ``z``).
     """
     res = getattr(res, "_results", res)
-    coef, sat = res.fe_params, Satterthwaite(res)
-    se = np.sqrt(np.diag(sat.cov_beta))
-    df = sat.df(np.eye(coef.size))
-    t = coef.to_numpy() / se
+    sat = Satterthwaite(res)
+    return t_table(res.fe_params, np.sqrt(np.diag(sat.cov_beta)), sat.df(np.eye(res.fe_params.size)), alpha)
+
+
+def t_table(coef, se, df, alpha=0.05):
+    """Coefficients with t statistics, p-values and intervals for the df given (a DataFrame)."""
+    b = coef.to_numpy()
+    t = b / se
     crit = stats.t.ppf(1 - alpha / 2, df)
-    return pd.DataFrame({"coef": coef.to_numpy(), "se": se, "t": t, "df": df,
-                         "pvalue": 2 * stats.t.sf(np.abs(t), df), "lower": coef.to_numpy() - crit * se,
-                         "upper": coef.to_numpy() + crit * se}, index=coef.index)
+    return pd.DataFrame({"coef": b, "se": se, "t": t, "df": df, "pvalue": 2 * stats.t.sf(np.abs(t), df),
+                         "lower": b - crit * se, "upper": b + crit * se}, index=coef.index)

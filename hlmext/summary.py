@@ -168,8 +168,8 @@ class MixedSummary:
     def __init__(self, results, eform=False, alpha=0.05, title=None, dfmethod=None):
         if not 0 < alpha < 1:
             raise ValueError("alpha must be in (0, 1)")
-        if dfmethod not in (None, "satterthwaite"):
-            raise ValueError("dfmethod must be None or 'satterthwaite', not %r" % (dfmethod,))
+        if dfmethod not in (None, "satterthwaite", "kenward-roger"):
+            raise ValueError("dfmethod must be None, 'satterthwaite' or 'kenward-roger', not %r" % (dfmethod,))
         self.results, self.eform, self.alpha = results, bool(eform), alpha
         self.dfmethod = dfmethod
         self.title = results.model_label if title is None else title
@@ -224,14 +224,24 @@ class MixedSummary:
             sections.append(_Lines([(f"LR test vs. {versus}: {kind} = {stat:.2f}", right)], "lr"))
             if _get(lr, "conservative", False):
                 notes.insert(0, "Note: LR test is conservative and provided only for reference.")
-        if self.dfmethod == "satterthwaite":
-            from .satterthwaite import fe_table
-            df = fe_table(r, self.alpha)["df"]
-            notes.append("Fixed effects: t tests, Satterthwaite df (min %.1f, max %.1f)."
-                         % (df.min(), df.max()))
+        if self.dfmethod is not None:
+            df = self._small_sample_table()["df"]
+            notes.append("Fixed effects: t tests, %s (min %.1f, max %.1f)."
+                         % ("Satterthwaite df" if self.dfmethod == "satterthwaite"
+                            else "Kenward-Roger adjusted standard errors and df", df.min(), df.max()))
         if notes:
             sections += [None, _Lines([(n,) for n in notes], "note")]
         return sections
+
+    def _small_sample_table(self):
+        """The fixed effects with Satterthwaite or Kenward-Roger df (computed once)."""
+        if getattr(self, "_fe_small", None) is None:
+            if self.dfmethod == "satterthwaite":
+                from .satterthwaite import fe_table
+            else:
+                from .kenward_roger import fe_table
+            self._fe_small = fe_table(self.results, self.alpha)
+        return self._fe_small
 
     def _group_table(self, levels):
         rows = [("row", str(lev["name"]), [_count(lev["n_groups"]), _count(lev["min"]),
@@ -245,9 +255,8 @@ class MixedSummary:
 
     def _fixed_table(self):
         r = self.results
-        if self.dfmethod == "satterthwaite":      # t tests with Satterthwaite df, t-based intervals
-            from .satterthwaite import fe_table
-            fe, stat, p_label = fe_table(r, self.alpha).rename(columns={"t": "z"}), "t", "P>|t|"
+        if self.dfmethod is not None:             # t tests with small-sample df, t-based intervals
+            fe, stat, p_label = self._small_sample_table().rename(columns={"t": "z"}), "t", "P>|t|"
         else:
             fe, stat, p_label = r.fe_table, "z", "P>|z|"
         names = [str(n) for n in fe.index]

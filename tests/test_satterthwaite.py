@@ -70,7 +70,7 @@ def test_string_hypotheses_and_rows():
     with pytest.raises(ValueError, match="fixed effects only"):
         res.t_test("sd(Residual) = 20", df="satterthwaite")
     with pytest.raises(ValueError, match="satterthwaite"):
-        res.t_test("Days = 10", df="kenward-roger")
+        res.t_test("Days = 10", df="containment")
 
 
 def test_derivatives_are_stable():
