@@ -30,7 +30,7 @@ from . import _core
 from .design import LevelSpec, MixedDesign
 from .exceptions import ConvergenceWarning, ModelError
 from .gradient import GradientParts
-from .optimize import minimize, single_blas_thread
+from .optimize import blas_threads_for, minimize
 
 LOG2PI = np.log(2 * np.pi)
 
@@ -482,7 +482,7 @@ class LinearMixed(LikelihoodModel):
         reml = True if reml is None else reml
         from .sandwich import cov_options
         robust, scope = cov_options(self.sampling, cov_type, cov_kwds, reml)
-        with single_blas_thread():
+        with blas_threads_for(self.design):
             return self._fit(reml, start, maxiter, disp, robust, scope)
 
     def _fit(self, reml, start, maxiter, disp, robust=None, scope="all"):
