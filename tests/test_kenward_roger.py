@@ -20,6 +20,7 @@ from hlmext.kenward_roger import KenwardRoger, fe_table
 MODELS = {
     "exam_factors": ("gcse ~ lrt + C(vr) + C(schgend) + (lrt | school)", "exam", ["vr", "schgend"]),
     "sleep_rs": ("Reaction ~ Days + (Days | Subject)", "sleepstudy", []),
+    "sleep_independent": ("Reaction ~ Days + (Days || Subject)", "sleepstudy", []),
     "oats_nested": ("yld ~ nitro + C(Variety) + (1 | Block/Variety)", "oats", ["Variety"]),
     "orthodont_rs": ("distance ~ age * C(Sex) + (age | Subject)", "orthodont", ["Sex"]),
     "penicillin_crossed": ("diameter ~ 1 + (1 | plate) + (1 | sample)", "penicillin", []),

@@ -71,6 +71,8 @@ out[[length(out) + 1]] <- one("exam_factors", gcse ~ lrt + vr + schgend + (lrt |
                               rbind(c(0, 0, 1, 0, 0, 0), c(0, 0, 0, 1, 0, 0), c(0, 0, 0, 0, 1, -1)), "exam.csv")
 out[[length(out) + 1]] <- one("sleep_rs", Reaction ~ Days + (Days | Subject), sleep,
                               rbind(c(1, 0), c(0, 1)), "sleepstudy.csv")
+out[[length(out) + 1]] <- one("sleep_independent", Reaction ~ Days + (Days || Subject), sleep,
+                              rbind(c(1, 0), c(0, 1)), "sleepstudy.csv")
 # split plot: columns (Intercept) nitro VarietyMarvellous VarietyVictory
 out[[length(out) + 1]] <- one("oats_nested", yld ~ nitro + Variety + (1 | Block/Variety), oats,
                               rbind(c(0, 0, 1, 0), c(0, 0, 0, 1)), "oats.csv")
