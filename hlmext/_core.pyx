@@ -514,3 +514,21 @@ def scatter_rows(const double[:, :] src, const index_t[::1] rank, double[:, ::1]
                     bad += 1
                 W[r, col0 + j] = v
     return bad
+
+
+def zero_above_diagonal(double[:, ::1] A):
+    """``A[i, j] = 0`` for ``j > i``, in place (the lower factor of a square block)."""
+    cdef index_t i, j, n = A.shape[0]
+    with nogil:
+        for i in range(n):
+            for j in range(i + 1, A.shape[1]):
+                A[i, j] = 0.0
+
+
+def mirror_lower(double[:, :] A):
+    """``A[i, j] = A[j, i]`` for ``j > i``, in place: a symmetric matrix from its lower triangle."""
+    cdef index_t i, j, n = A.shape[0]
+    with nogil:
+        for i in range(n):
+            for j in range(i + 1, n):
+                A[i, j] = A[j, i]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from . import _gradient
+from . import _core, _gradient
 
 
 class GradientParts:
@@ -131,8 +131,7 @@ def _tail_inverse(LT):
     inv, info = linalg.lapack.dpotri(LT, lower=1)     # the lower triangle; LT's zeros above
     if info != 0:
         return np.linalg.inv(LT @ LT.T)
-    for i in range(t - 1):                            # mirror it, in place
-        inv[i, i + 1:] = inv[i + 1:, i]
+    _core.mirror_lower(inv)                           # the whole inverse, in place
     return inv
 
 

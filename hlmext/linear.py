@@ -56,8 +56,7 @@ class Factorization:
                                             self.work, self.G, model._cweight)
         p, qd = d.k_fe, d.qd
         L = self.G.reshape(qd + p + 1, qd + p + 1)
-        for i in range(qd + p):               # the lower factor: zero what lies above it, in place
-            L[i, i + 1:] = 0.0
+        _core.zero_above_diagonal(L)          # the lower factor, in place
         self.ok = info == 0 and np.isfinite(self.logdet) and bool(np.all(np.isfinite(np.diag(L))))
         self.info = info
         if not self.ok:
