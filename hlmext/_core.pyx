@@ -31,10 +31,16 @@ Softw. 67(1), applied level by level from the innermost outwards (see
 ``docs/math.md``).
 """
 from libc.math cimport log, sqrt
-from scipy.linalg.cython_blas cimport dsyrk
-from scipy.linalg.cython_lapack cimport dpotrf
+from scipy.linalg.cython_blas cimport dsyrk, dtrsv
+from scipy.linalg.cython_lapack cimport dpotrf, dpotri
+
+from libc.stdint cimport int32_t, int64_t
 
 from hlmext._kernels cimport index_t, chol_ld
+
+ctypedef fused code_t:      # group codes of a crossed level (int32 when the groups allow)
+    int32_t
+    int64_t
 
 
 # ---------------------------------------------------------------------------------
@@ -200,7 +206,7 @@ def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_
 
 def add_crossed_coupling(const double[:, ::1] W, index_t q, const index_t[::1] row_start,
                          const index_t[::1] row_end, const index_t[::1] stat_off, index_t D, index_t col0,
-                         const index_t[::1] codes, const double[:, :] z, double[::1] stats,
+                         const code_t[::1] codes, const double[:, :] z, double[::1] stats,
                          const double[::1] weights=None):
     """Add one crossed level's columns of ``D`` to the blocks of the (single) chain level.
 
@@ -228,8 +234,8 @@ def add_crossed_coupling(const double[:, ::1] W, index_t q, const index_t[::1] r
                         out[a * D + c + b] += v * z[i, b]
 
 
-def add_crossed_gram(const index_t[::1] codes1, const double[:, :] z1, index_t off1,
-                     const index_t[::1] codes2, const double[:, :] z2, index_t off2,
+def add_crossed_gram(const code_t[::1] codes1, const double[:, :] z1, index_t off1,
+                     const code_t[::1] codes2, const double[:, :] z2, index_t off2,
                      const double[:, :] xy, double[:, ::1] G, const double[::1] weights=None):
     """Add ``D_1' D_2`` (and ``D_1' xy`` if ``xy`` has columns) to the global block ``G``.
 
@@ -532,3 +538,39 @@ def mirror_lower(double[:, :] A):
         for i in range(n):
             for j in range(i + 1, n):
                 A[i, j] = A[j, i]
+
+
+def invert_leading_factor(double[:, ::1] L, index_t t):
+    """``(L_t L_t')^{-1}`` in place of ``L_t = L[:t, :t]``, lower triangular (LAPACK ``dpotri``).
+
+    The whole symmetric inverse replaces ``L[:t, :t]``; the rest of ``L`` is untouched.
+    Returns LAPACK's info (0 on success; then ``L[:t, :t]`` holds the inverse).
+    """
+    cdef int n = <int> t
+    cdef int lda = <int> L.shape[1]
+    cdef int info = 0
+    cdef char uplo = b'U'           # row-major lower == column-major upper
+    if t < 0 or t > L.shape[0] or t > L.shape[1]:
+        raise ValueError("t must be at most the size of L")
+    if t == 0:
+        return 0
+    with nogil:
+        dpotri(&uplo, &n, &L[0, 0], &lda, &info)
+    if info == 0:
+        mirror_lower(L[:t, :t])
+    return info
+
+
+def solve_leading_factor_t(const double[:, ::1] L, index_t t, double[::1] b):
+    """``b <- L_t^{-T} b`` in place, for the lower triangular ``L_t = L[:t, :t]`` (BLAS ``dtrsv``,
+    on ``L``'s own rows: no copy of the block)."""
+    cdef int n = <int> t
+    cdef int lda = <int> L.shape[1]
+    cdef int inc = 1
+    cdef char uplo = b'U', trans = b'N', diag = b'N'   # row-major lower' == column-major upper
+    if t < 0 or t > L.shape[0] or t > L.shape[1] or b.shape[0] != t:
+        raise ValueError("b must have t entries and t be at most the size of L")
+    if t == 0:
+        return
+    with nogil:
+        dtrsv(&uplo, &trans, &diag, &n, <double*> &L[0, 0], &lda, &b[0], &inc)

@@ -75,17 +75,20 @@ def scratch_size(const index_t[::1] zoff, const index_t[::1] level_first, index_
     return size
 
 
-def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index_t t,
+def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index_t t, index_t ldt,
                      const index_t[::1] zoff, index_t m, index_t qd, const index_t[::1] level_first,
                      const index_t[::1] stat_off, const index_t[::1] parent, double[::1] sel,
                      double[::1] scratch=None):
     """``Sigma`` on the nonzero pattern of the factor, in ``work``'s layout, into ``sel``.
 
-    ``sigma_tail`` is the dense ``t x t`` inverse of the tail (row-major). In cluster k's
-    block of ``sel`` (level l, ``na`` ancestor columns): columns ``[0, q)`` hold
-    ``Sigma_kk``, ``[q, q + na)`` ``Sigma_k,ancestors``, ``[q + na, q + na + t)``
-    ``Sigma_k,T``; the rest is left untouched. ``scratch`` (optional, reused between calls)
-    holds the products of a run of clusters, ``scratch_size(zoff, level_first, t)`` long.
+    ``sigma_tail`` is the dense ``t x t`` inverse of the tail, row-major with leading
+    dimension ``ldt`` (its entry (i, j) at ``i * ldt + j``). In cluster k's block of
+    ``sel`` (level l, ``na`` ancestor columns): columns ``[0, q)`` hold ``Sigma_kk``,
+    ``[q, q + na)`` ``Sigma_k,ancestors``, ``[q + na, q + na + t)`` ``Sigma_k,T``; the
+    rest is left untouched. ``sel`` may be ``work`` itself: each block of the factor is
+    read before it is overwritten by the inverse (the factor is then lost). ``scratch``
+    (optional, reused between calls) holds the products of a run of clusters,
+    ``scratch_size(zoff, level_first, t)`` long.
     """
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t Q = zoff[nlev]
@@ -97,12 +100,13 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
     import numpy as np
     if nlev > 64:
         raise ValueError("at most 64 levels are supported")
-    if sigma_tail.shape[0] != t * t:
-        raise ValueError("sigma_tail must be t x t")
+    if t and (ldt < t or sigma_tail.shape[0] < (t - 1) * ldt + t):
+        raise ValueError("sigma_tail must hold a t x t matrix with leading dimension ldt")
     ymax = scratch_size(zoff, level_first, t)
     # the level's products U_k,S Sigma_S,S; every entry is written before it is read
     ybuf = scratch if scratch is not None and scratch.shape[0] >= ymax else np.empty(ymax)
-    pbuf = np.zeros(max(64, max([zoff[l + 1] - zoff[l] for l in range(nlev)] + [1]) ** 2))
+    # P of one cluster, then a copy of its L_k (the block may be overwritten in place)
+    pbuf = np.zeros(max(64, 2 * max([zoff[l + 1] - zoff[l] for l in range(nlev)] + [1]) ** 2))
     cdef double[::1] yv = ybuf
     cdef double[::1] pv = pbuf
     with nogil:
@@ -122,7 +126,7 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
                     dm = <int> t
                     dn = <int> nrow
                     dk = <int> t
-                    lda = <int> t
+                    lda = <int> ldt
                     ldb = <int> D
                     ldc = <int> s
                     dgemm(&no, &no, &dm, &dn, &dk, &one, <double*> &sigma_tail[0], &lda, <double*> R, &ldb,
@@ -130,7 +134,7 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
                 else:
                     for a in range(nrow * s):
                         yv[a] = 0.0
-                    add_product(R, D, &sigma_tail[0], t, False, &yv[na], s, nrow, t, t)
+                    add_product(R, D, &sigma_tail[0], ldt, False, &yv[na], s, nrow, t, t)
                 if na:
                     for a in range(nrow):
                         for c in range(na):
@@ -158,6 +162,7 @@ cdef void _selected_block(index_t k, index_t first, index_t l, index_t q, index_
     cdef double* Y
     cdef double* Sk
     cdef double* P
+    cdef double* Lk
     cdef const double* Sb
     cdef index_t anc[64]
     cdef index_t anc_lev[64]
@@ -200,21 +205,24 @@ cdef void _selected_block(index_t k, index_t first, index_t l, index_t q, index_
         add_product(R + anc_off[x], D, Sb + qa + (Q - zoff[anc_lev[x] + 1]), Da, False,
                     Y + na, s, q, qa, t)
     # Sigma_k,S = -L_k^{-T} Y ;  Sigma_kk = L_k^{-T} (I + U_k,S Y') L_k^{-1}
+    # (U_k,S is read before Sk is written, and L_k is copied: Sk may be R itself)
     Sk = &sel[stat_off[k]]
     P = &pv[0]
+    Lk = &pv[q * q]
     for a in range(q):
         for c in range(q):
             P[a * q + c] = 1.0 if a == c else 0.0
+            Lk[a * q + c] = R[a * D + c]
     add_product(R + q, D, Y, s, True, P, q, q, s, q)
     for a in range(q):
         for c in range(s):
             Sk[a * D + q + c] = -Y[a * s + c]
-    lower_t_solve(R, D, q, Sk + q, s, D)
-    lower_t_solve(R, D, q, P, q, q)           # P <- L^{-T} P
+    lower_t_solve(Lk, q, q, Sk + q, s, D)
+    lower_t_solve(Lk, q, q, P, q, q)          # P <- L^{-T} P
     for a in range(q):                        # Sigma_kk <- (L^{-T} P)'
         for c in range(q):
             Sk[a * D + c] = P[c * q + a]
-    lower_t_solve(R, D, q, Sk, q, D)          # Sigma_kk <- L^{-T} (L^{-T} P)'
+    lower_t_solve(Lk, q, q, Sk, q, D)         # Sigma_kk <- L^{-T} (L^{-T} P)'
 
 
 cdef inline void trace_pair(const double* Sg, index_t lds, const double* B, index_t ldb,
@@ -403,4 +411,61 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
                             for x in range(p):
                                 s += Sg[a * D + off + qd + x] * B[c * D + off + qd + x]
                             trace[lam_off[l] + a * q + c] += s
+    return None
+
+
+def dense_traces(const double[::1] sigma, index_t lds, index_t t, const double[::1] G0, index_t ldg,
+                 const double[::1] lam, const index_t[::1] lam_off, index_t nlev,
+                 const index_t[::1] dense_q, const index_t[::1] dense_groups, double[::1] trace):
+    """The crossed groups' own rows of the traces: ``trace_j += sum_g [Sigma_T,g' H_T,g]`` per
+    crossed level ``j``, with ``H = diag(Lambda_D, I)' G0[:t, D]``.
+
+    ``sigma`` is the ``t x t`` tail inverse (leading dimension ``lds``), ``G0`` the unscaled
+    symmetric global block (leading dimension ``ldg``), ``lam``/``lam_off`` as in
+    ``gradient_sums`` (crossed level ``j`` at ``lam_off[nlev + j]``); ``trace`` is laid out
+    as ``lam``. Per row of ``Sigma``, its product with ``diag(Lambda_D, I)`` is formed in a
+    ``t``-vector; nothing of size ``t x qd`` is made.
+    """
+    import numpy as np
+    cdef index_t ndense = dense_q.shape[0]
+    cdef index_t j, jj, g, h, a, b, c, c2, q, q2, doff, off2, r
+    cdef double s
+    cdef const double* row
+    cdef const double* lam2
+    cdef const double* grow
+    wbuf = np.empty(max(t, 1))
+    cdef double[::1] w = wbuf
+    cdef index_t qd = 0
+    for j in range(ndense):
+        qd += dense_q[j] * dense_groups[j]
+    if t < qd or lds < t or sigma.shape[0] < (t - 1) * lds + t or G0.shape[0] < (t - 1) * ldg + t:
+        raise ValueError("sigma and G0 must hold t x t blocks (t >= qd) with their leading dimensions")
+    with nogil:
+        doff = 0
+        for j in range(ndense):
+            q = dense_q[j]
+            for g in range(dense_groups[j]):
+                for a in range(q):
+                    row = &sigma[(doff + g * q + a) * lds]
+                    # w = diag(Lambda_D, I) row'
+                    off2 = 0
+                    for jj in range(ndense):
+                        q2 = dense_q[jj]
+                        lam2 = &lam[lam_off[nlev + jj]]
+                        for h in range(dense_groups[jj]):
+                            for c2 in range(q2):
+                                s = 0.0
+                                for c in range(q2):
+                                    s += lam2[c2 * q2 + c] * row[off2 + h * q2 + c]
+                                w[off2 + h * q2 + c2] = s
+                        off2 += q2 * dense_groups[jj]
+                    for r in range(qd, t):
+                        w[r] = row[r]
+                    for b in range(q):
+                        grow = &G0[(doff + g * q + b) * ldg]
+                        s = 0.0
+                        for r in range(t):
+                            s += w[r] * grow[r]
+                        trace[lam_off[nlev + j] + a * q + b] += s
+            doff += q * dense_groups[j]
     return None

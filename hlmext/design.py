@@ -127,7 +127,7 @@ class MixedDesign:
         # written: the inputs, W and the row permutations are all the large arrays alive at once
         order, rank, counts, cluster_codes = _row_order([codes[i] for i in chain],
                                                         [len(labels[i]) for i in chain])
-        self.order = order
+        order = self.order = order.astype(np.int32) if n < 2 ** 31 else order   # half the memory when it fits
         crossed_codes = [codes[i] for i in crossed]
         del codes
         # y is centred when X has an intercept column: the fit is unchanged (only the intercept
@@ -166,7 +166,7 @@ class MixedDesign:
             spec, z = specs[i]
             if not np.all(np.isfinite(z)):
                 raise DataError("random-effects design of level %r contains NaN or inf" % spec.name)
-            sorted_codes = codes_i[order]
+            sorted_codes = codes_i[order].astype(_code_dtype(len(labels[i])), copy=False)
             lev = _level(spec, labels[i], np.bincount(sorted_codes, minlength=len(labels[i])), sorted_codes)
             if z.strides[0] == 0:              # the same values in every row (a random intercept)
                 lev.z = np.broadcast_to(np.ascontiguousarray(z[:1, _perm(spec)]), (n, z.shape[1]))
@@ -255,6 +255,10 @@ class MixedDesign:
             problems.append("statistics offsets are inconsistent")
         if self.qd != int(np.sum(self.dense_q * self.dense_groups)):
             problems.append("crossed block size is inconsistent")
+        for lev in self.crossed:
+            if lev.codes.dtype != _code_dtype(lev.n_groups) or not lev.codes.flags.c_contiguous \
+                    or len(lev.codes) != n or (n and (lev.codes.min() < 0 or lev.codes.max() >= lev.n_groups)):
+                problems.append("group codes of crossed level %r are out of range" % lev.name)
         if problems:
             raise ValueError("internal design layout check failed: " + "; ".join(problems))
 
@@ -335,6 +339,11 @@ def _column_rank(z, block=1 << 16):
         r = np.linalg.qr(np.vstack([r, z[start:start + block]]), mode="r")
     sv = np.linalg.svd(r, compute_uv=False)
     return int(np.sum(sv > sv.max(initial=0.0) * max(z.shape) * np.finfo(float).eps))
+
+
+def _code_dtype(n_groups):
+    """Group codes of a crossed level: int32 when they fit (half the memory of intp)."""
+    return np.dtype(np.int32) if n_groups < 2 ** 31 else np.dtype(np.intp)
 
 
 def _check_weights(weights, n):

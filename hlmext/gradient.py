@@ -2,7 +2,8 @@
 
 ``_gradient`` gives, per level, the traces ``T_l = sum_k [Sigma Lt'W'Z]_kk`` and the
 products ``N_l = sum_k (Z_k'r) u_k'`` over its clusters (see that module for the
-notation); here the rows of the dense tail (crossed groups) are added with NumPy. With
+notation), and ``_gradient.dense_traces`` the traces of the dense tail's own rows (crossed
+groups); their ``Z'r`` products are added here with NumPy. With
 ``E = dLambda_l / dtheta_i``:
 
 - ``d log det = 2 tr(T_l E)``: ``log det A`` for ML, ``log det A + log det RX'RX`` for REML;
@@ -21,27 +22,38 @@ from . import _core, _gradient
 
 class GradientParts:
     """``d log det`` and ``d prss`` with respect to every ``theta`` at one factorization
-    (``traces=False``: ``d prss`` only, without the selected inverse)."""
+    (``traces=False``: ``d prss`` only, without the selected inverse).
 
-    def __init__(self, model, f, reml, traces=True):
+    With ``consume=True`` the selected inverse overwrites the factor ``f`` (its cluster
+    blocks and its tail), which is then unusable: the optimizer's evaluations, whose
+    factors are thrown away, need no second copy of either.
+    """
+
+    def __init__(self, model, f, reml, traces=True, consume=False):
         d = model.design
         p, qd = d.k_fe, d.qd
         t = qd + p if reml else qd
         lam_flat = np.concatenate([lam.ravel() for lam in f.lams])
-        # selected_inverse writes every entry of sel read below; without traces it is not read
-        sel, ybuf = _buffers(model, t) if traces else (model._stats, None)
-        sigma_tail = _tail_inverse(f.L[:t, :t]) if traces else None
-        if traces:
-            _gradient.selected_inverse(f.work, sigma_tail.ravel(), t, d.zoff, d.m, qd, d.level_first,
-                                       d.stat_off, d.parent, sel, ybuf)
-        u = f.modes(model)
+        u = f.modes(model)                     # before the factor may be overwritten
         u_chain = np.ascontiguousarray(u[:d.n_u])
+        # selected_inverse writes every entry of sel read below; without traces it is not read
+        sigma_tail = None
+        if traces:
+            sel, ybuf = (f.work, _buffers(model, t, scratch_only=True)) if consume else _buffers(model, t)
+            sigma_tail, flat = _tail_inverse(f.L, t, in_place=consume)
+            _gradient.selected_inverse(f.work, flat, t, sigma_tail.strides[0] // 8 if t else 0, d.zoff, d.m, qd,
+                                       d.level_first, d.stat_off, d.parent, sel, ybuf)
+        else:
+            sel = model._stats
         trace = np.zeros(lam_flat.size)
         zr = np.zeros(d.n_u)
         zr_dense = np.zeros(qd)
         _gradient.gradient_sums(model._stats, sel, lam_flat, model._lam_off, t, d.zoff, d.m, qd,
                                 d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
                                 u_chain, d.u_off, np.ascontiguousarray(f._w), trace, zr, zr_dense, traces)
+        if qd and traces:           # the crossed groups' own rows of the traces
+            _gradient.dense_traces(flat, sigma_tail.strides[0] // 8, t, model._G0, qd + p + 1, lam_flat,
+                                   model._lam_off, d.n_chain, d.dense_q, d.dense_groups, trace)
         self.trace, self.resid = [], []
         for i, lev in enumerate(d.levels):
             q = lev.q
@@ -53,11 +65,11 @@ class GradientParts:
                 u_l = u_chain[start:start + lev.n_groups * q].reshape(-1, q)
                 self.resid.append(zr_l.T @ u_l)
         if qd:
-            self._add_dense_rows(model, f, sigma_tail, t, zr_dense)
+            self._add_dense_resid(model, f, zr_dense)
         self.levels = d.levels
 
-    def _add_dense_rows(self, model, f, sigma_tail, t, zr_dense):
-        """The crossed groups' own rows: traces from the dense tail (if ``sigma_tail``), and ``Z_D'r``."""
+    def _add_dense_resid(self, model, f, zr_dense):
+        """The crossed groups' own rows of ``Z_D'r``, and their products with the modes."""
         d = model.design
         qd, p = d.qd, d.k_fe
         G0 = model._G0.reshape(qd + p + 1, qd + p + 1)
@@ -65,18 +77,9 @@ class GradientParts:
         u_d = f._w[:qd]
         zr_dense = zr_dense + G0[:qd, -1] - G0[:qd, qd:qd + p] @ f._w[qd:qd + p] \
             - G0[:qd, :qd] @ _lam_times(u_d, d, lams)
-        for j, lev in enumerate(d.crossed):
+        for lev in d.crossed:
             q, ng = lev.q, lev.n_groups
             seg = slice(lev.doff, lev.doff + ng * q)
-            if sigma_tail is not None:
-                # sum over groups g of Sigma_g,T H_T,g, with H = diag(Lambda_D, I)' G0[:t, D]; a run of
-                # groups at a time, so that no t x qd temporary is made
-                step = max(1, (1 << 16) // (q * t))
-                for g0 in range(0, ng, step):
-                    cols = slice(lev.doff + g0 * q, lev.doff + min(ng, g0 + step) * q)
-                    H = _lam_rows(G0[:t, cols], d, lams)
-                    self.trace[d.n_chain + j] = self.trace[d.n_chain + j] + np.einsum(
-                        "gat,gbt->ab", sigma_tail[cols, :].reshape(-1, q, t), H.T.reshape(-1, q, t))
             self.resid.append(zr_dense[seg].reshape(ng, q).T @ u_d[seg].reshape(ng, q))
 
     def dlogdet(self, i_level, E):
@@ -86,17 +89,17 @@ class GradientParts:
         return -2.0 * np.sum(E * self.resid[i_level])
 
 
-def _buffers(model, t):
+def _buffers(model, t, scratch_only=False):
     """The selected inverse and the products of one level: private buffers of the model,
     reused by every gradient (allocating megabytes per evaluation costs as much as the
-    arithmetic on large crossed designs)."""
+    arithmetic on large crossed designs). ``scratch_only``: the products' buffer alone."""
     d = model.design
     need = _gradient.scratch_size(d.zoff, d.level_first, t)
     cache = getattr(model, "_gradient_buffers", None)
-    if cache is None or cache[0].size != d.stat_size or cache[1].size < need:
-        cache = (np.empty(d.stat_size), np.empty(need))
+    if cache is None or cache[1].size < need or (not scratch_only and cache[0] is None):
+        cache = (None if scratch_only else np.empty(d.stat_size), np.empty(need))
         model._gradient_buffers = cache
-    return cache
+    return cache[1] if scratch_only else cache
 
 
 def diagonal_blocks(model, f):
@@ -106,9 +109,9 @@ def diagonal_blocks(model, f):
     """
     d = model.design
     qd = d.qd
-    sigma_tail = _tail_inverse(f.L[:qd, :qd])
+    sigma_tail, flat = _tail_inverse(f.L, qd, in_place=False)
     sel = np.empty(d.stat_size)
-    _gradient.selected_inverse(f.work, sigma_tail.ravel(), qd, d.zoff, d.m, qd, d.level_first,
+    _gradient.selected_inverse(f.work, flat, qd, qd, d.zoff, d.m, qd, d.level_first,
                                d.stat_off, d.parent, sel)
     out = []
     for l, lv in enumerate(d.levels):
@@ -123,26 +126,25 @@ def diagonal_blocks(model, f):
     return out
 
 
-def _tail_inverse(LT):
-    """``(LT LT')^{-1}`` for the lower Cholesky factor of the tail (empty for t = 0)."""
-    t = LT.shape[0]
+def _tail_inverse(L, t, in_place):
+    """``(L_t L_t')^{-1}`` for the lower Cholesky factor ``L_t = L[:t, :t]`` of the tail.
+
+    Returns the inverse (t x t) and a flat array holding it. ``in_place``: the inverse
+    replaces ``L_t`` in ``L`` (C-contiguous), so it is a view with ``L``'s row stride;
+    otherwise it is a new contiguous array.
+    """
     if t == 0:
-        return np.zeros((0, 0))
+        return np.zeros((0, 0)), np.zeros(0)
+    if in_place and _core.invert_leading_factor(L, t) == 0:
+        return L[:t, :t], L.ravel()
+    LT = L[:t, :t]
     inv, info = linalg.lapack.dpotri(LT, lower=1)     # the lower triangle; LT's zeros above
     if info != 0:
-        return np.linalg.inv(LT @ LT.T)
-    _core.mirror_lower(inv)                           # the whole inverse, in place
-    return inv
-
-
-def _lam_rows(M, design, lams):
-    """``diag(Lambda_D, I)' M``: each crossed group's rows multiplied by its factor's transpose."""
-    out = np.array(M, float, copy=True)
-    for lev, lam in zip(design.crossed, lams):
-        seg = slice(lev.doff, lev.doff + lev.n_groups * lev.q)
-        block = out[seg, :].reshape(lev.n_groups, lev.q, -1)
-        out[seg, :] = (lam.T @ block).reshape(-1, out.shape[1])
-    return out
+        inv = np.linalg.inv(LT @ LT.T)
+    else:
+        _core.mirror_lower(inv)                       # the whole inverse, in place
+    inv = np.ascontiguousarray(inv.T)                 # symmetric: dpotri's Fortran order, viewed
+    return inv, inv.ravel()
 
 
 def _lam_times(u_d, design, lams):

@@ -23,7 +23,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
 from statsmodels.base.model import LikelihoodModel
 
 from . import _core
@@ -68,7 +67,8 @@ class Factorization:
         self.logdet_rx = 2.0 * np.sum(np.log(np.diag(self.L_x)))
         self.prss = L[-1, -1] ** 2
         top = qd + p
-        self._w = linalg.solve_triangular(L[:top, :top], L[-1, :top], lower=True, trans="T") if top else np.zeros(0)
+        self._w = L[-1, :top].copy()
+        _core.solve_leading_factor_t(L, top, self._w)
         self.beta = self._w[qd:].copy()
         if d.intercept_col >= 0:
             self.beta[d.intercept_col] += d.y_shift
@@ -322,7 +322,7 @@ class LinearMixed(LikelihoodModel):
         f = Factorization(self, theta, *self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf, np.zeros_like(theta)
-        parts = GradientParts(self, f, reml)
+        parts = GradientParts(self, f, reml, consume=True)
         dof = self.nobs - self.k_fe if reml else self.nobs
         grad = np.array([parts.dlogdet(i, E) + dof * parts.dprss(i, E) / f.prss
                          for i, E in self._lam_derivatives(theta)])
@@ -334,7 +334,7 @@ class LinearMixed(LikelihoodModel):
         f = Factorization(self, theta, *self._scratch())
         if not f.ok:
             return np.inf, np.zeros(theta.size + 1)
-        parts = GradientParts(self, f, reml)
+        parts = GradientParts(self, f, reml, consume=True)
         dof = self.nobs - self.k_fe if reml else self.nobs
         grad = [parts.dlogdet(i, E) + parts.dprss(i, E) / sigma ** 2 for i, E in self._lam_derivatives(theta)]
         grad.append(2 * dof / sigma - 2 * f.prss / sigma ** 3)

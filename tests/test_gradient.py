@@ -34,6 +34,8 @@ FORMULAS = [
     "y2 ~ x + (1 | g1) + (x | g2)",
     "y2 ~ x + (1 | g1) + (1 | g3)",             # tail of 71 columns: the BLAS path
     "y2 ~ x + (1 | g3) + (x | g2)",
+    "y2 ~ x + (1 | g3) + (x | g1) + (1 | g2)",   # two crossed levels in the dense tail
+    "y2 ~ x + (1 | a) + (1 | a:b) + (x | g1) + (1 | g2)",
 ]
 
 
@@ -60,8 +62,18 @@ def test_gradient_nested_and_crossed(formula, reml):
     model = hlmext.mixedlm(formula, df)
     assert model.has_analytic_gradient()
     rng = np.random.default_rng(len(formula))
-    theta = model.theta_start() * model.theta_scale() * rng.uniform(0.3, 1.5, model.k_re)
+    theta = random_theta(model, rng)
     check(model, theta, reml)
+
+
+def random_theta(model, rng):
+    """Scaled start values times U(0.3, 1.5), and off-diagonal entries of Lambda drawn away
+    from the start's zeros (so that Lambda and Lambda' differ)."""
+    scale = model.theta_scale()
+    theta = model.theta_start() * scale * rng.uniform(0.3, 1.5, model.k_re)
+    off_diagonal = model.theta_start() == 0
+    theta[off_diagonal] += 0.3 * scale[off_diagonal] * rng.uniform(-1, 1, off_diagonal.sum())
+    return theta
 
 
 @pytest.mark.parametrize("reml", [False, True])
