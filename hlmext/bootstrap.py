@@ -121,7 +121,7 @@ def with_endog(model, endog):
     new.design.endog = y_sorted
     new._stats = model._stats.copy()
     new._G0 = model._G0.copy()
-    new._scratch_buffer = None
+    new._scratch_buffer = new._gradient_buffers = None    # private to each copy
     set_endog_statistics(new, y_sorted)
     new.design.W = d.W.copy()
     new.design.W[:, -1] = y_sorted - getattr(new.design, "y_shift", 0.0)
@@ -154,7 +154,7 @@ def _stripped(model):
     out.frame = out.data = out.endog = out.exog = None
     out._stats = model._stats.copy()
     out._G0 = model._G0.copy()
-    out._scratch_buffer = None
+    out._scratch_buffer = out._gradient_buffers = None    # private to each copy
     return out
 
 

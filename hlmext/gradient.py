@@ -39,10 +39,10 @@ class GradientParts:
         # selected_inverse writes every entry of sel read below; without traces it is not read
         sigma_tail = None
         if traces:
-            sel, ybuf = (f.work, _buffers(model, t, scratch_only=True)) if consume else _buffers(model, t)
+            sel = f.work if consume else np.empty(d.stat_size)
             sigma_tail, flat = _tail_inverse(f.L, t, in_place=consume)
             _gradient.selected_inverse(f.work, flat, t, sigma_tail.strides[0] // 8 if t else 0, d.zoff, d.m, qd,
-                                       d.level_first, d.stat_off, d.parent, sel, ybuf)
+                                       d.level_first, d.stat_off, d.parent, sel, _products_buffer(model, t))
         else:
             sel = model._stats
         trace = np.zeros(lam_flat.size)
@@ -89,17 +89,15 @@ class GradientParts:
         return -2.0 * np.sum(E * self.resid[i_level])
 
 
-def _buffers(model, t, scratch_only=False):
-    """The selected inverse and the products of one level: private buffers of the model,
-    reused by every gradient (allocating megabytes per evaluation costs as much as the
-    arithmetic on large crossed designs). ``scratch_only``: the products' buffer alone."""
+def _products_buffer(model, t):
+    """Scratch of ``selected_inverse`` (the products of a run of clusters): a private buffer
+    of the model, reused by every gradient."""
     d = model.design
     need = _gradient.scratch_size(d.zoff, d.level_first, t)
-    cache = getattr(model, "_gradient_buffers", None)
-    if cache is None or cache[1].size < need or (not scratch_only and cache[0] is None):
-        cache = (None if scratch_only else np.empty(d.stat_size), np.empty(need))
-        model._gradient_buffers = cache
-    return cache[1] if scratch_only else cache
+    buf = getattr(model, "_gradient_buffers", None)
+    if buf is None or buf.size < need:
+        buf = model._gradient_buffers = np.empty(need)
+    return buf
 
 
 def diagonal_blocks(model, f):
