@@ -37,7 +37,7 @@ from statsmodels.genmod import families
 from . import _glmm, _glmm_nested
 from .exceptions import ConvergenceWarning, DataError, ModelError
 from .glm_start import glm_start
-from .linear import LinearMixed, _array_design, _caller_env, design_from_frame
+from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
 
 MAX_NODES = 5000
@@ -147,7 +147,7 @@ class MixedGLM(LikelihoodModel):
                          pd.DataFrame(d.exog, columns=d.exog_names, copy=False), **kwargs)
         self.data.param_names = list(d.exog_names) + self.report_names()
         self.nobs, self.k_fe = n, d.k_fe
-        self._X, self._y = np.ascontiguousarray(d.exog), np.ascontiguousarray(d.endog)
+        self._X, self._y = d.exog, np.ascontiguousarray(d.endog)      # X: a view of the design's W
         self._Z = np.ascontiguousarray(d.W[:, :d.zoff[-1]])
         self.sampling = sampling
         self._setup_weights()
@@ -166,8 +166,10 @@ class MixedGLM(LikelihoodModel):
         sampling = sw.from_frame(frame, arrays, pwscale)
         arrays = {k: v for k, v in arrays.items() if not k.startswith("pw:")}
         columns = {k: v for k, v in columns.items() if not k.startswith("pw:")}
-        return cls(design=design_from_frame(frame), frame=frame, formula=formula, columns=columns,
-                   sampling=sampling, **arrays, **kwargs)
+        design = design_from_frame(frame)
+        _release_arrays(frame)
+        return cls(design=design, frame=frame, formula=formula, columns=columns, sampling=sampling,
+                   **arrays, **kwargs)
 
     @property
     def exog_names(self):
