@@ -440,6 +440,11 @@ def dense_traces(const double[::1] sigma, index_t lds, index_t t, const double[:
         qd += dense_q[j] * dense_groups[j]
     if t < qd or lds < t or sigma.shape[0] < (t - 1) * lds + t or G0.shape[0] < (t - 1) * ldg + t:
         raise ValueError("sigma and G0 must hold t x t blocks (t >= qd) with their leading dimensions")
+    if lam_off.shape[0] < nlev + ndense:
+        raise ValueError("lam_off must give every chain and crossed level")
+    for j in range(ndense):
+        if lam_off[nlev + j] < 0 or lam_off[nlev + j] + dense_q[j] ** 2 > min(lam.shape[0], trace.shape[0]):
+            raise ValueError("lam and trace must hold every crossed level's q x q block")
     with nogil:
         doff = 0
         for j in range(ndense):
