@@ -278,10 +278,18 @@ class MixedDesign:
         for lev in self.crossed:               # the chain's coupling to the crossed groups
             _core.add_crossed_coupling(self.W, chain.q, self.row_start, self.row_end, self.stat_off,
                                        self.m + self.qd, chain.q + lev.doff, lev.codes, lev.z, stats, self.weights)
-        return stats, np.ascontiguousarray(self.global_block()).ravel()
+        G0 = np.ascontiguousarray(self.global_block()).ravel()
+        # the columns' root mean squares follow from the statistics: no other pass over the rows
+        # (weighted as the statistics are: those of the data with every row repeated w times)
+        cache = self.__dict__.setdefault("_z_rms", {})
+        for i in range(len(self.levels)):
+            gram = level_gram(self, stats, G0, i)
+            cache[i] = np.sqrt(np.maximum(np.diag(gram), 0.0) / max(self.n_effective, 1e-300))
+        return stats, G0
 
     def z_rms(self, i) -> np.ndarray:
-        """Root mean square of each random-effects column of level ``i`` (computed once)."""
+        """Root mean square of each random-effects column of level ``i`` (computed once; by
+        ``statistics`` for the linear model)."""
         cache = self.__dict__.setdefault("_z_rms", {})
         if i not in cache:
             z = self.z_of(i)
@@ -339,6 +347,21 @@ def _column_rank(z, block=1 << 16):
         r = np.linalg.qr(np.vstack([r, z[start:start + block]]), mode="r")
     sv = np.linalg.svd(r, compute_uv=False)
     return int(np.sum(sv > sv.max(initial=0.0) * max(z.shape) * np.finfo(float).eps))
+
+
+def level_gram(design, stats, G0, i):
+    """``Z_i' Z_i`` of level ``i`` summed over its groups (q x q), from the per-cluster
+    statistics (chain levels) or the global block ``G0`` (crossed levels)."""
+    lv = design.levels[i]
+    if i < design.n_chain:
+        D = design.m - design.zoff[i] + design.qd
+        base = design.stat_off[design.level_first[i]]
+        blocks = stats[base:base + lv.n_groups * lv.q * D].reshape(lv.n_groups, lv.q, D)
+        return blocks[:, :, :lv.q].sum(axis=0)
+    p1 = design.qd + design.k_fe + 1
+    dtd = np.asarray(G0).reshape(p1, p1)
+    idx = lv.doff + np.arange(lv.n_groups)[:, None] * lv.q + np.arange(lv.q)
+    return dtd[idx[:, :, None], idx[:, None, :]].sum(axis=0)
 
 
 def _code_dtype(n_groups):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import _core
-from .design import (LevelSpec, _chain_and_crossed, _check_fixed_rank, _level, _merge_same_grouping,
+from .design import (LevelSpec, level_gram, _chain_and_crossed, _check_fixed_rank, _level, _merge_same_grouping,
                      _perm, check_group_structure, dependent_columns)
 from .exceptions import DataError, ModelError
 from .grouping import group_codes
@@ -312,16 +312,7 @@ class StatsDesign:
 
     def _gram(self, i):
         """``Z_i' Z_i`` of level ``i`` summed over its groups (q x q), from the statistics."""
-        lv = self.levels[i]
-        if i < self.n_chain:
-            D = self.m - self.zoff[i] + self.qd
-            base = self.stat_off[lv.first]
-            blocks = self._stats[base:base + lv.n_groups * lv.q * D].reshape(lv.n_groups, lv.q, D)
-            return blocks[:, :, :lv.q].sum(axis=0)
-        p1 = self.qd + self.k_fe + 1
-        dtd = self._G0.reshape(p1, p1)
-        idx = lv.doff + np.arange(lv.n_groups)[:, None] * lv.q + np.arange(lv.q)
-        return dtd[idx[:, :, None], idx[:, None, :]].sum(axis=0)
+        return level_gram(self, self._stats, self._G0, i)
 
     def z_rms(self, i) -> np.ndarray:
         """Root mean square of each random-effects column of level ``i`` (from the statistics)."""
