@@ -14,6 +14,8 @@ M_k = L_k^{-1} H_{k, ancestors} to the right.
 """
 from libc.math cimport log, fabs, INFINITY, isfinite
 
+import numpy as np
+
 from hlmext._kernels cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
 
 
@@ -214,57 +216,56 @@ cdef void nested_solve(const Tree* T, const double* S, double* x) noexcept nogil
 
 cdef void nested_grad(const Tree* T, const double* y, const double* Z, const double* zl,
                       const double* mu, const double* w, const double* dw, const double* u,
-                      const double* S, const index_t* lam_off, double* r, double* e,
-                      double* grad_lam, double* v, double* xr) noexcept nogil:
+                      const double* S, const double* sel, const index_t* lam_off, double* r, double* e,
+                      double* grad_lam, double* xr) noexcept nogil:
     """Laplace gradient pieces: per-row e_i and d log L / d Lambda_l (see the module notes).
 
-    For every row the chain solves v = L^{-1} zeta_i and x = H^{-1} zeta_i restricted to the
-    row's clusters give s_i = |v|^2 and the term - sum_i w_i z_il x_il' of each level
-    (``v`` and ``xr``: scratch of Q values each).
+    ``sel`` holds H^{-1} on the nonzero pattern of the factor (every cluster with itself and
+    its ancestors, in the block-row layout of ``S``; ``_gradient.selected_inverse``). For
+    every row, x = H^{-1} zeta_i restricted to the row's clusters is read from it (``xr``:
+    scratch of Q values), s_i = zeta_i' x, and - sum_i w_i z_il x_il' is the term of each
+    level. A row costs its nonzeros times the columns of its clusters, not a triangular
+    solve through every block (the crossed block is one cluster of all crossed groups).
     """
-    cdef index_t i, l, l2, a, b, t, k, k2, q, q2, D, D2, off, n_u
-    cdef double s, res, zt
-    cdef const double* B
+    cdef index_t i, l, l2, a, b, k, k2, q, q2, D, D2, col0, n_u
+    cdef double s, res, zt, z
+    cdef const double* Sg
     n_u = T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]
     for a in range(n_u):
         r[a] = 0.0
     for i in range(T.n):
-        for l in range(T.nlev):                      # forward along the chain
+        for l in range(T.nlev):                      # x_l = sum_l2 Sigma_{k_l, k_l2} zeta_l2
             k = T.cl[i * T.nlev + l]
             q = T.zoff[l + 1] - T.zoff[l]
             D = T.Q - T.zoff[l] + 1
             for a in range(q):
-                v[T.zoff[l] + a] = zl[i * T.Q + T.zoff[l] + a]
-            for l2 in range(l):
+                xr[T.zoff[l] + a] = 0.0
+            for l2 in range(T.nlev):
                 k2 = T.cl[i * T.nlev + l2]
                 q2 = T.zoff[l2 + 1] - T.zoff[l2]
-                D2 = T.Q - T.zoff[l2] + 1
-                B = &S[T.blk_off[k2]]
-                off = T.zoff[l] - T.zoff[l2]
-                for a in range(q):
-                    s = 0.0
-                    for t in range(q2):
-                        s += B[t * D2 + off + a] * v[T.zoff[l2] + t]
-                    v[T.zoff[l] + a] -= s
-            lower_ld(&S[T.blk_off[k]], q, D, &v[T.zoff[l]])
+                if l2 >= l:                          # own block, or an ancestor's columns of k's row
+                    Sg = &sel[T.blk_off[k]]
+                    col0 = T.zoff[l2] - T.zoff[l]
+                    for b in range(q2):
+                        z = zl[i * T.Q + T.zoff[l2] + b]
+                        if z == 0.0:
+                            continue
+                        for a in range(q):
+                            xr[T.zoff[l] + a] += Sg[a * D + col0 + b] * z
+                else:                                # k is an ancestor of k2: k2's row, transposed
+                    D2 = T.Q - T.zoff[l2] + 1
+                    Sg = &sel[T.blk_off[k2]]
+                    col0 = T.zoff[l] - T.zoff[l2]
+                    for b in range(q2):
+                        z = zl[i * T.Q + T.zoff[l2] + b]
+                        if z == 0.0:
+                            continue
+                        for a in range(q):
+                            xr[T.zoff[l] + a] += Sg[b * D2 + col0 + a] * z
         s = 0.0
         for a in range(T.Q):
-            s += v[a] * v[a]
-            xr[a] = v[a]
+            s += zl[i * T.Q + a] * xr[a]
         e[i] = -0.5 * dw[i] * s                       # c_i for now
-        for l in range(T.nlev - 1, -1, -1):          # back along the chain
-            k = T.cl[i * T.nlev + l]
-            q = T.zoff[l + 1] - T.zoff[l]
-            D = T.Q - T.zoff[l] + 1
-            B = &S[T.blk_off[k]]
-            for l2 in range(l + 1, T.nlev):
-                off = T.zoff[l2] - T.zoff[l]
-                for a in range(q):
-                    s = 0.0
-                    for t in range(T.zoff[l2 + 1] - T.zoff[l2]):
-                        s += B[a * D + off + t] * xr[T.zoff[l2] + t]
-                    xr[T.zoff[l] + a] -= s
-            upper_ld(B, q, D, &xr[T.zoff[l]])
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
             q = T.zoff[l + 1] - T.zoff[l]
@@ -302,7 +303,7 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
                   double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
                   double[::1] step, double[::1] trial, double[::1] e, double[::1] grad_lam,
                   double[::1] chain_work, bint want_grad, double tol=1e-10, int maxit=200,
-                  const double[::1] pen=None):
+                  const double[::1] pen=None, double[::1] sel=None, double[::1] sel_scratch=None):
     """Laplace log-likelihood (without the data constants) of a model with nested levels.
 
     Newton iterations with step halving on all modes jointly: each step assembles the
@@ -325,6 +326,9 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
         Work arrays; on return S holds the factor at the mode and, if ``want_grad``,
         e (n,) and grad_lam (flat like ``lam``) the gradient pieces; ``step`` is used
         for sum_i c_i zeta_i and then t; ``chain_work`` has at least 2 Q values.
+    sel, sel_scratch : optional
+        With ``want_grad``: room for H^{-1} on the factor's pattern (as long as ``S``) and
+        the scratch of ``_gradient.selected_inverse``; made here when not given.
 
     Crossed factors enter as one more, outermost level with a single cluster whose q
     columns are every group of every crossed factor (the caller builds them).
@@ -343,7 +347,7 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     """
     cdef Tree T
     cdef index_t n = Z.shape[0], Q = Z.shape[1], nlev = zoff.shape[0] - 1
-    cdef index_t i, l, a, b, k, n_u = u.shape[0]
+    cdef index_t i, l, a, b, k, q, n_u = u.shape[0]
     cdef double h, ht, logdet = 0.0, smax, tt, s
     cdef int it, halvings, info, steps = -1
     if nlev < 1 or cl.shape[1] != nlev or cl.shape[0] != n or chain_work.shape[0] < 2 * Q:
@@ -364,14 +368,17 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     T.blk_off = &blk_off[0]
     T.cl = &cl[0, 0]
     with nogil:
-        for i in range(n):
+        for i in range(n):                   # zl_i = Lambda' z_i, level by level, from z_i's nonzeros
             for l in range(nlev):
-                for a in range(zoff[l + 1] - zoff[l]):
-                    s = 0.0
-                    for b in range(a, zoff[l + 1] - zoff[l]):
-                        if Z[i, zoff[l] + b] != 0.0:
-                            s += lam[lam_off[l] + b * (zoff[l + 1] - zoff[l]) + a] * Z[i, zoff[l] + b]
-                    zl[i, zoff[l] + a] = s
+                q = zoff[l + 1] - zoff[l]
+                for a in range(q):
+                    zl[i, zoff[l] + a] = 0.0
+                for b in range(q):
+                    s = Z[i, zoff[l] + b]
+                    if s == 0.0:             # most of the crossed block's columns
+                        continue
+                    for a in range(b + 1):   # Lambda is lower triangular
+                        zl[i, zoff[l] + a] += lam[lam_off[l] + b * q + a] * s
         h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
                             &eta[0], &mu[0], &w[0], &dw[0])
         for it in range(maxit):
@@ -406,11 +413,17 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
                 u[a] = trial[a]
             h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
                                 &eta[0], &mu[0], &w[0], &dw[0])
-        if steps >= 0 and want_grad:
-            for a in range(grad_lam.shape[0]):
-                grad_lam[a] = 0.0
-            nested_grad(&T, &y[0], &Z[0, 0], &zl[0, 0], &mu[0], &w[0], &dw[0], &u[0], &S[0],
-                        &lam_off[0], &step[0], &e[0], &grad_lam[0], &chain_work[0], &chain_work[Q])
     if steps < 0:
         return -INFINITY, steps
+    if want_grad:
+        from hlmext import _gradient
+        if sel is None or sel.shape[0] != S.shape[0]:
+            sel = np.empty(S.shape[0])
+        _gradient.selected_inverse(S, np.zeros(1), 0, 0, zoff, Q + 1, 0, level_first, blk_off, parent,
+                                   sel, sel_scratch)
+        with nogil:
+            for a in range(grad_lam.shape[0]):
+                grad_lam[a] = 0.0
+            nested_grad(&T, &y[0], &Z[0, 0], &zl[0, 0], &mu[0], &w[0], &dw[0], &u[0], &S[0], &sel[0],
+                        &lam_off[0], &step[0], &e[0], &grad_lam[0], &chain_work[0])
     return h - 0.5 * logdet, steps
