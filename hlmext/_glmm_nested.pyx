@@ -29,18 +29,36 @@ cdef struct Tree:
     const index_t* blk_off
     const index_t* cl          # (n, nlev) global cluster of every row at every level
     const double* pen          # NULL, or the prior precision of every mode (sampling weights)
+    index_t ntop               # 0, or the crossed block's columns of every row (its last level)
+    const index_t* top         # (n, ntop): those columns, within the crossed block
+
+
+cdef inline index_t n_cols(const Tree* T, index_t i, index_t l) noexcept nogil:
+    """How many of level l's columns row i can have nonzero: all of a chain level's, or the
+    row's own columns of the crossed block."""
+    if T.ntop and l == T.nlev - 1:
+        return T.ntop
+    return T.zoff[l + 1] - T.zoff[l]
+
+
+cdef inline index_t col(const Tree* T, index_t i, index_t l, index_t j) noexcept nogil:
+    """The j-th of those columns (within the level)."""
+    if T.ntop and l == T.nlev - 1:
+        return T.top[i * T.ntop + j]
+    return j
 
 
 cdef double nested_h(int family, const Tree* T, const double* y, const double* ntr,
                      const double* eta0, const double* zl, const double* u) noexcept nogil:
     """h(u) = sum_i loglik_i - |u|^2 / 2 over all rows and clusters."""
-    cdef index_t i, l, a, k
+    cdef index_t i, l, a, k, j
     cdef double h = 0.0, et
     for i in range(T.n):
         et = eta0[i]
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
-            for a in range(T.zoff[l + 1] - T.zoff[l]):
+            for j in range(n_cols(T, i, l)):
+                a = col(T, i, l, j)
                 et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
         h += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
     for a in range(T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]):
@@ -52,7 +70,7 @@ cdef double nested_assemble(int family, const Tree* T, const double* y, const do
                             const double* eta0, const double* zl, const double* u, double* S,
                             double* eta, double* mu, double* w, double* dw) noexcept nogil:
     """h(u), and every block row of H with the gradient of h as right-hand side."""
-    cdef index_t i, l, a, c, k, q, D, k0
+    cdef index_t i, l, a, c, k, q, D, k0, j, j2, qc
     cdef double h = 0.0, et, r, za, pa
     cdef double* B
     for l in range(T.nlev):
@@ -67,26 +85,31 @@ cdef double nested_assemble(int family, const Tree* T, const double* y, const do
                 B[a * D + a] = pa
                 B[a * D + D - 1] = -pa * u[T.u_off[k] + a]
                 h -= 0.5 * pa * u[T.u_off[k] + a] * u[T.u_off[k] + a]
+    qc = T.zoff[T.nlev - 1] if T.ntop else T.Q       # first column of the crossed block
     for i in range(T.n):
         et = eta0[i]
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
-            for a in range(T.zoff[l + 1] - T.zoff[l]):
+            for j in range(n_cols(T, i, l)):
+                a = col(T, i, l, j)
                 et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
         h += row_loglik(family, y[i], ntr[i], et, &mu[i], &w[i], &dw[i])
         eta[i] = et
         r = y[i] - mu[i]
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
-            q = T.zoff[l + 1] - T.zoff[l]
             D = T.Q - T.zoff[l] + 1
             B = &S[T.blk_off[k]]
             k0 = i * T.Q + T.zoff[l]
-            for a in range(q):
+            for j in range(n_cols(T, i, l)):
+                a = col(T, i, l, j)
                 za = zl[k0 + a]
-                if za == 0.0:                 # sparse rows of the crossed block
+                if za == 0.0:
                     continue
-                for c in range(D - 1):
+                for c in range(qc - T.zoff[l]):           # the chain's columns of the block row
+                    B[a * D + c] += w[i] * za * zl[k0 + c]
+                for j2 in range(T.ntop):                  # the row's columns of the crossed block
+                    c = qc - T.zoff[l] + T.top[i * T.ntop + j2]
                     B[a * D + c] += w[i] * za * zl[k0 + c]
                 B[a * D + D - 1] += r * za
     return h
@@ -227,53 +250,46 @@ cdef void nested_grad(const Tree* T, const double* y, const double* Z, const dou
     level. A row costs its nonzeros times the columns of its clusters, not a triangular
     solve through every block (the crossed block is one cluster of all crossed groups).
     """
-    cdef index_t i, l, l2, a, b, k, k2, q, q2, D, D2, col0, n_u
-    cdef double s, res, zt, z
+    cdef index_t i, l, l2, a, b, k, k2, q, D, D2, ja, jb, n_u
+    cdef double s, res, zt, x
     cdef const double* Sg
     n_u = T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]
     for a in range(n_u):
         r[a] = 0.0
     for i in range(T.n):
+        s = 0.0
         for l in range(T.nlev):                      # x_l = sum_l2 Sigma_{k_l, k_l2} zeta_l2
             k = T.cl[i * T.nlev + l]
-            q = T.zoff[l + 1] - T.zoff[l]
             D = T.Q - T.zoff[l] + 1
-            for a in range(q):
-                xr[T.zoff[l] + a] = 0.0
-            for l2 in range(T.nlev):
-                k2 = T.cl[i * T.nlev + l2]
-                q2 = T.zoff[l2 + 1] - T.zoff[l2]
-                if l2 >= l:                          # own block, or an ancestor's columns of k's row
-                    Sg = &sel[T.blk_off[k]]
-                    col0 = T.zoff[l2] - T.zoff[l]
-                    for b in range(q2):
-                        z = zl[i * T.Q + T.zoff[l2] + b]
-                        if z == 0.0:
-                            continue
-                        for a in range(q):
-                            xr[T.zoff[l] + a] += Sg[a * D + col0 + b] * z
-                else:                                # k is an ancestor of k2: k2's row, transposed
-                    D2 = T.Q - T.zoff[l2] + 1
-                    Sg = &sel[T.blk_off[k2]]
-                    col0 = T.zoff[l] - T.zoff[l2]
-                    for b in range(q2):
-                        z = zl[i * T.Q + T.zoff[l2] + b]
-                        if z == 0.0:
-                            continue
-                        for a in range(q):
-                            xr[T.zoff[l] + a] += Sg[b * D2 + col0 + a] * z
-        s = 0.0
-        for a in range(T.Q):
-            s += zl[i * T.Q + a] * xr[a]
+            for ja in range(n_cols(T, i, l)):
+                a = col(T, i, l, ja)
+                x = 0.0
+                for l2 in range(T.nlev):
+                    k2 = T.cl[i * T.nlev + l2]
+                    if l2 >= l:                      # own block, or an ancestor's columns of k's row
+                        Sg = &sel[T.blk_off[k] + a * D + T.zoff[l2] - T.zoff[l]]
+                        for jb in range(n_cols(T, i, l2)):
+                            b = col(T, i, l2, jb)
+                            x += Sg[b] * zl[i * T.Q + T.zoff[l2] + b]
+                    else:                            # k is an ancestor of k2: k2's row, transposed
+                        D2 = T.Q - T.zoff[l2] + 1
+                        Sg = &sel[T.blk_off[k2] + T.zoff[l] - T.zoff[l2] + a]
+                        for jb in range(n_cols(T, i, l2)):
+                            b = col(T, i, l2, jb)
+                            x += Sg[b * D2] * zl[i * T.Q + T.zoff[l2] + b]
+                xr[T.zoff[l] + a] = x
+                s += zl[i * T.Q + T.zoff[l] + a] * x
         e[i] = -0.5 * dw[i] * s                       # c_i for now
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
             q = T.zoff[l + 1] - T.zoff[l]
-            for a in range(q):
+            for ja in range(n_cols(T, i, l)):
+                a = col(T, i, l, ja)
                 r[T.u_off[k] + a] += e[i] * zl[i * T.Q + T.zoff[l] + a]
                 if Z[i * T.Q + T.zoff[l] + a] == 0.0:
                     continue
-                for b in range(q):
+                for jb in range(n_cols(T, i, l)):    # the crossed block: its diagonal blocks only
+                    b = col(T, i, l, jb)
                     grad_lam[lam_off[l] + a * q + b] -= w[i] * Z[i * T.Q + T.zoff[l] + a] * xr[T.zoff[l] + b]
     nested_solve(T, S, r)                            # t = H^{-1} sum_i c_i zeta_i
     for i in range(T.n):
@@ -281,16 +297,19 @@ cdef void nested_grad(const Tree* T, const double* y, const double* Z, const dou
         zt = 0.0
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
-            for a in range(T.zoff[l + 1] - T.zoff[l]):
+            for ja in range(n_cols(T, i, l)):
+                a = col(T, i, l, ja)
                 zt += zl[i * T.Q + T.zoff[l] + a] * r[T.u_off[k] + a]
         e[i] = res + e[i] - w[i] * zt
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
             q = T.zoff[l + 1] - T.zoff[l]
-            for a in range(q):
+            for ja in range(n_cols(T, i, l)):
+                a = col(T, i, l, ja)
                 if Z[i * T.Q + T.zoff[l] + a] == 0.0:
                     continue
-                for b in range(q):
+                for jb in range(n_cols(T, i, l)):
+                    b = col(T, i, l, jb)
                     grad_lam[lam_off[l] + a * q + b] += Z[i * T.Q + T.zoff[l] + a] * (
                         e[i] * u[T.u_off[k] + b] + res * r[T.u_off[k] + b])
 
@@ -303,7 +322,8 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
                   double[::1] eta, double[::1] mu, double[::1] w, double[::1] dw,
                   double[::1] step, double[::1] trial, double[::1] e, double[::1] grad_lam,
                   double[::1] chain_work, bint want_grad, double tol=1e-10, int maxit=200,
-                  const double[::1] pen=None, double[::1] sel=None, double[::1] sel_scratch=None):
+                  const double[::1] pen=None, double[::1] sel=None, double[::1] sel_scratch=None,
+                  const index_t[:, ::1] top=None):
     """Laplace log-likelihood (without the data constants) of a model with nested levels.
 
     Newton iterations with step halving on all modes jointly: each step assembles the
@@ -326,6 +346,11 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
         Work arrays; on return S holds the factor at the mode and, if ``want_grad``,
         e (n,) and grad_lam (flat like ``lam``) the gradient pieces; ``step`` is used
         for sum_i c_i zeta_i and then t; ``chain_work`` has at least 2 Q values.
+    top : (n, ntop), optional
+        With crossed factors (the last level): every row's columns of that block (those of
+        its groups, within the block), so that a row costs its own columns, not the
+        block's. ``zl`` must then be zero elsewhere in the block on entry (it stays so), and
+        the block's ``Lambda`` be block diagonal by group.
     sel, sel_scratch : optional
         With ``want_grad``: room for H^{-1} on the factor's pattern (as long as ``S``) and
         the scratch of ``_gradient.selected_inverse``; made here when not given.
@@ -347,7 +372,7 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     """
     cdef Tree T
     cdef index_t n = Z.shape[0], Q = Z.shape[1], nlev = zoff.shape[0] - 1
-    cdef index_t i, l, a, b, k, q, n_u = u.shape[0]
+    cdef index_t i, l, a, b, k, q, ja, jb, n_u = u.shape[0]
     cdef double h, ht, logdet = 0.0, smax, tt, s
     cdef int it, halvings, info, steps = -1
     if nlev < 1 or cl.shape[1] != nlev or cl.shape[0] != n or chain_work.shape[0] < 2 * Q:
@@ -357,6 +382,11 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
         raise ValueError("inconsistent work arrays")
     if pen is not None and (pen.shape[0] != n_u or want_grad):
         raise ValueError("pen needs one value per mode and no analytic gradient")
+    if top is not None and (top.shape[0] != n or (top.shape[1] and (
+            np.min(top) < 0 or np.max(top) >= zoff[nlev] - zoff[nlev - 1]))):
+        raise ValueError("top must give every row's columns within the last level")
+    T.ntop = top.shape[1] if top is not None else 0
+    T.top = &top[0, 0] if T.ntop else NULL
     T.pen = &pen[0] if pen is not None else NULL
     T.n = n
     T.Q = Q
@@ -368,17 +398,17 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     T.blk_off = &blk_off[0]
     T.cl = &cl[0, 0]
     with nogil:
-        for i in range(n):                   # zl_i = Lambda' z_i, level by level, from z_i's nonzeros
+        for i in range(n):                   # zl_i = Lambda' z_i on the row's columns
             for l in range(nlev):
                 q = zoff[l + 1] - zoff[l]
-                for a in range(q):
-                    zl[i, zoff[l] + a] = 0.0
-                for b in range(q):
-                    s = Z[i, zoff[l] + b]
-                    if s == 0.0:             # most of the crossed block's columns
-                        continue
-                    for a in range(b + 1):   # Lambda is lower triangular
-                        zl[i, zoff[l] + a] += lam[lam_off[l] + b * q + a] * s
+                for ja in range(n_cols(&T, i, l)):
+                    a = col(&T, i, l, ja)
+                    s = 0.0
+                    for jb in range(n_cols(&T, i, l)):
+                        b = col(&T, i, l, jb)
+                        if b >= a:           # Lambda is lower triangular
+                            s += lam[lam_off[l] + b * q + a] * Z[i, zoff[l] + b]
+                    zl[i, zoff[l] + a] = s
         h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
                             &eta[0], &mu[0], &w[0], &dw[0])
         for it in range(maxit):

@@ -278,8 +278,12 @@ class MixedGLM(LikelihoodModel):
         self._lam_off = np.concatenate([[0], np.cumsum(np.square(qs))]).astype(np.intp)
         self._glam = np.empty(self._lam_off[-1])
         self._u = np.zeros(d.n_u + qd)
-        self._zl = np.empty((n, Q))
+        # every row's own columns of the crossed block: a row costs those, not the block
+        self._top = np.ascontiguousarray(np.column_stack([lv.doff + lv.codes * lv.q + a for lv in crossed
+                                                          for a in range(lv.q)]), dtype=np.intp) if qd else None
+        self._zl = np.zeros((n, Q))               # zero outside the rows' own columns (the kernel keeps it so)
         self._S, self._chain_work = np.empty(int(sizes.sum())), np.empty(2 * Q)
+        self._sel = np.empty(self._S.size)        # H^{-1} on the factor's pattern (the gradient)
         self._step, self._trial = np.empty(self._u.size), np.empty(self._u.size)
 
     def _tree_lams(self, lams):
@@ -324,7 +328,8 @@ class MixedGLM(LikelihoodModel):
                                             t["zoff"], t["level_first"], t["parent"], t["u_off"], t["blk_off"],
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
-                                            self._e, self._glam, self._chain_work, grad, pen=self._pen)
+                                            self._e, self._glam, self._chain_work, grad, pen=self._pen,
+                                            sel=self._sel, top=self._top)
             else:
                 nodes, logw, nd, nh, ng = self._rule(nagq)
                 q = self.levels[0].q
