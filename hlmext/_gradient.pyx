@@ -25,6 +25,7 @@ then adds the per-level traces and the ``Z'r`` products; the tail's own rows are
 dense and summed in NumPy (``hlmext.gradient``).
 """
 from scipy.linalg.cython_blas cimport dgemm
+from scipy.linalg.cython_lapack cimport dpotri
 
 ctypedef Py_ssize_t index_t
 
@@ -170,6 +171,11 @@ cdef void _selected_block(index_t k, index_t first, index_t l, index_t q, index_
     R = &work[stat_off[k]]
     row0 = (k - first) * q
     Y = &yv[row0 * s]
+    if s == 0 and q > 32:
+        # a large block with no ancestors and no tail (the crossed block of a generalized
+        # model): Sigma_kk = (L_k L_k')^{-1} by LAPACK, in place of the factor's triangle
+        _large_own_inverse(R, &sel[stat_off[k]], q, D)
+        return
     # the chain of ancestors: cluster, level, first column in k's block
     j = 0
     anc_b = parent[k]
@@ -223,6 +229,21 @@ cdef void _selected_block(index_t k, index_t first, index_t l, index_t q, index_
         for c in range(q):
             Sk[a * D + c] = P[c * q + a]
     lower_t_solve(Lk, q, q, Sk, q, D)         # Sigma_kk <- L^{-T} (L^{-T} P)'
+
+
+cdef void _large_own_inverse(const double* R, double* Sk, index_t q, index_t D) noexcept nogil:
+    """Sk[:q, :q] = (L L')^{-1} for the lower triangular L = R[:q, :q] (leading dimension D)."""
+    cdef index_t a, c
+    cdef int n = <int> q, lda = <int> D, info = 0
+    cdef char uplo = b'U'                 # row-major lower == column-major upper
+    if Sk != R:
+        for a in range(q):
+            for c in range(a + 1):
+                Sk[a * D + c] = R[a * D + c]
+    dpotri(&uplo, &n, Sk, &lda, &info)
+    for a in range(q):
+        for c in range(a + 1, q):
+            Sk[a * D + c] = Sk[c * D + a]
 
 
 cdef inline void trace_pair(const double* Sg, index_t lds, const double* B, index_t ldb,

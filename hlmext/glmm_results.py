@@ -17,7 +17,7 @@ import pandas as pd
 import statsmodels.base.wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults
 
-from . import inference
+from . import _gradient, inference
 from .exceptions import BoundaryWarning, ModelError
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
@@ -426,32 +426,22 @@ def _conditional_modes(model, beta, theta):
 
 
 def _nested_cond_cov(tree, S):
-    """Diagonal blocks (H^{-1})_kk of every cluster by selected inversion along its ancestors.
+    """Diagonal blocks (H^{-1})_kk of every cluster, per kernel level: (G, q, q) arrays.
 
-    ``tree`` is the kernel's layout (``MixedGLM._tree``). For a cluster with factor L and
-    M = L^{-1} H_{k,anc}, and C the inverse block of its ancestors:
-    (H^{-1})_kk = L^{-T} L^{-1} + L^{-T} M C M' L^{-1}, (H^{-1})_{k,anc} = -L^{-T} M C.
+    ``tree`` is the kernel's layout (``MixedGLM._tree``) and ``S`` the factor's block rows;
+    the blocks come from the selected inverse of H on the factor's pattern (the recurrence
+    of ``hlmext._gradient.selected_inverse``), so no cluster's block row with its
+    ancestors is formed densely.
     """
     qs, zoff, lf, parent, blk_off = (tree[k] for k in ("qs", "zoff", "level_first", "parent", "blk_off"))
-    Q = zoff[-1]
-    chain, own_blocks = [None] * len(qs), [None] * len(qs)
-    for l in range(len(qs) - 1, -1, -1):
-        q, D, G = qs[l], Q - zoff[l] + 1, lf[l + 1] - lf[l]
-        B = S[blk_off[lf[l]]:blk_off[lf[l]] + G * q * D].reshape(G, q, D)
-        linv_t = np.transpose(np.linalg.inv(np.tril(B[:, :, :q])), (0, 2, 1))       # L^{-T}
-        own = linv_t @ np.transpose(linv_t, (0, 2, 1))
-        Qa = Q - zoff[l + 1]
-        if Qa:
-            anc = chain[l + 1][parent[lf[l]:lf[l] + G] - lf[l + 1]]
-            LM = linv_t @ B[:, :, q:q + Qa]
-            cross = -LM @ anc
-            own = own + LM @ anc @ np.transpose(LM, (0, 2, 1))
-            chain[l] = np.concatenate([np.concatenate([own, cross], axis=2),
-                                       np.concatenate([np.transpose(cross, (0, 2, 1)), anc], axis=2)], axis=1)
-        else:
-            chain[l] = own
-        own_blocks[l] = own
-    return own_blocks
+    Q = int(zoff[-1])
+    sel = np.empty(S.size)
+    _gradient.selected_inverse(S, np.zeros(1), 0, 0, zoff, Q + 1, 0, lf, blk_off, parent, sel)
+    out = []
+    for l, q in enumerate(qs):
+        D, G = Q - zoff[l] + 1, lf[l + 1] - lf[l]
+        out.append(sel[blk_off[lf[l]]:blk_off[lf[l]] + G * q * D].reshape(G, q, D)[:, :, :q].copy())
+    return out
 
 
 def _new_eta(res, data, conditional, offset):

@@ -96,13 +96,14 @@ def test_nested_kernel_matches_dense_twin(family):
 
 
 @pytest.mark.parametrize("family", [0, 1], ids=["binomial", "poisson"])
-def test_crossed_levels_match_dense_twin(family):
+@pytest.mark.parametrize("n,n_a,n_b", [(90, 12, 5), (600, 60, 40)],
+                         ids=["small crossed block", "crossed block by LAPACK"])
+def test_crossed_levels_match_dense_twin(family, n, n_a, n_b):
     rng = np.random.default_rng(5 + family)
-    n = 90
-    a, b = rng.integers(0, 12, size=n), rng.integers(0, 5, size=n)
+    a, b = rng.integers(0, n_a, size=n), rng.integers(0, n_b, size=n)
     X = np.column_stack([np.ones(n), rng.normal(size=n)])
     za = np.column_stack([np.ones(n), rng.normal(size=n)])
-    eta = X @ [0.1, 0.3] + rng.normal(size=12)[a] + rng.normal(size=5)[b]
+    eta = X @ [0.1, 0.3] + rng.normal(size=n_a)[a] + rng.normal(size=n_b)[b]
     ntr = rng.integers(1, 4, size=n).astype(float) if family == 0 else None
     y = rng.binomial(ntr.astype(int), 1 / (1 + np.exp(-eta))) if family == 0 else rng.poisson(np.exp(eta))
     d = MixedDesign(y.astype(float), X, ["Intercept", "x"], [
@@ -124,7 +125,7 @@ def test_crossed_levels_match_dense_twin(family):
     hinv = np.linalg.inv(_reference.glmm_mode(family, ZL, d.endog, model.trials, d.exog @ beta)[2])
     own = _nested_cond_cov(model._tree, S)
     np.testing.assert_allclose(own[0][3], hinv[6:8, 6:8], atol=1e-10)        # group 3 of 'a' (q = 2)
-    np.testing.assert_allclose(own[1][0], hinv[24:, 24:], atol=1e-10)        # the crossed block
+    np.testing.assert_allclose(own[1][0], hinv[2 * n_a:, 2 * n_a:], atol=1e-10)   # the crossed block
     with pytest.raises(hlmext.ModelError, match="pass nagq=1"):
         model.fit(nagq=7)
 
