@@ -16,6 +16,8 @@ from libc.math cimport log, fabs, INFINITY, isfinite
 
 import numpy as np
 
+from scipy.linalg.cython_lapack cimport dpotrf
+
 from hlmext._kernels cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
 
 
@@ -30,6 +32,7 @@ cdef struct Tree:
     const index_t* cl          # (n, nlev) global cluster of every row at every level
     const double* pen          # NULL, or the prior precision of every mode (sampling weights)
     index_t ntop               # 0, or the crossed block's columns of every row (its last level)
+    index_t* nz                # scratch of Q + 1 indices (the nonzero columns of one block row)
     const index_t* top         # (n, ntop): those columns, within the crossed block
 
 
@@ -122,17 +125,25 @@ cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
     block row is a_k times its relative one) ``logdet`` is sum_k a_k log det(H_kk / a_k),
     each cluster's relative log-determinant counted a_k times (``hlmext.sampling_weights``).
     """
-    cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a
+    cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a, x, y, nnz
     cdef double* B
     cdef double* A
     cdef double wv
+    cdef int nq, ld, info = 0
+    cdef char uplo = b'U'
     logdet[0] = 0.0
     for l in range(T.nlev):
         q = T.zoff[l + 1] - T.zoff[l]
         D = T.Q - T.zoff[l] + 1
         for k in range(T.level_first[l], T.level_first[l + 1]):
             B = &S[T.blk_off[k]]
-            if chol_ld(B, q, D) != 0:
+            if q > 32:                     # the crossed block: LAPACK (row-major lower == column-major upper)
+                nq = <int> q
+                ld = <int> D
+                dpotrf(&uplo, &nq, B, &ld, &info)
+                if info != 0:
+                    return -(k + 1)
+            elif chol_ld(B, q, D) != 0:
                 return -(k + 1)
             for a in range(q):
                 if T.pen != NULL:
@@ -153,12 +164,25 @@ cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
                 qa = T.zoff[j + 1] - T.zoff[j]
                 Da = T.Q - T.zoff[j] + 1
                 A = &S[T.blk_off[anc]]
-                for r in range(qa):
+                # A -= B_k,anc' B_k,anc on the columns where k's rows are not zero (a cluster
+                # meets few groups of the crossed block)
+                nnz = 0
+                for c in range(Da):
+                    for t in range(q):
+                        if B[t * D + c0 + c] != 0.0:
+                            T.nz[nnz] = c
+                            nnz += 1
+                            break
+                for x in range(nnz):
+                    r = T.nz[x]
+                    if r >= qa:
+                        break
                     for t in range(q):
                         wv = B[t * D + c0 + r]
                         if wv == 0.0:
                             continue
-                        for c in range(Da):
+                        for y in range(nnz):
+                            c = T.nz[y]
                             A[r * Da + c] -= wv * B[t * D + c0 + c]
                 c0 += qa
                 anc = T.parent[anc]
@@ -385,6 +409,9 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     if top is not None and (top.shape[0] != n or (top.shape[1] and (
             np.min(top) < 0 or np.max(top) >= zoff[nlev] - zoff[nlev - 1]))):
         raise ValueError("top must give every row's columns within the last level")
+    nz_buf = np.empty(Q + 1, dtype=np.intp)
+    cdef index_t[::1] nz_view = nz_buf
+    T.nz = &nz_view[0]
     T.ntop = top.shape[1] if top is not None else 0
     T.top = &top[0, 0] if T.ntop else NULL
     T.pen = &pen[0] if pen is not None else NULL
