@@ -33,6 +33,7 @@ cdef struct Tree:
     const double* pen          # NULL, or the prior precision of every mode (sampling weights)
     index_t ntop               # 0, or the crossed block's columns of every row (its last level)
     index_t* nz                # scratch of Q + 1 indices (the nonzero columns of one block row)
+    index_t W                  # values stored per row in Z and zl: Q, or the chain's and ntop
     const index_t* top         # (n, ntop): those columns, within the crossed block
 
 
@@ -51,6 +52,12 @@ cdef inline index_t col(const Tree* T, index_t i, index_t l, index_t j) noexcept
     return j
 
 
+cdef inline index_t pos(const Tree* T, index_t i, index_t l, index_t j) noexcept nogil:
+    """Where row i's value of that column is stored in its row of Z and zl (``W`` values):
+    the chain's columns at their own places, then the row's crossed columns in order."""
+    return T.zoff[l] + j
+
+
 cdef double nested_h(int family, const Tree* T, const double* y, const double* ntr,
                      const double* eta0, const double* zl, const double* u) noexcept nogil:
     """h(u) = sum_i loglik_i - |u|^2 / 2 over all rows and clusters."""
@@ -62,7 +69,7 @@ cdef double nested_h(int family, const Tree* T, const double* y, const double* n
             k = T.cl[i * T.nlev + l]
             for j in range(n_cols(T, i, l)):
                 a = col(T, i, l, j)
-                et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
+                et += zl[i * T.W + pos(T, i, l, j)] * u[T.u_off[k] + a]
         h += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
     for a in range(T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]):
         h -= 0.5 * (T.pen[a] if T.pen != NULL else 1.0) * u[a] * u[a]
@@ -95,7 +102,7 @@ cdef double nested_assemble(int family, const Tree* T, const double* y, const do
             k = T.cl[i * T.nlev + l]
             for j in range(n_cols(T, i, l)):
                 a = col(T, i, l, j)
-                et += zl[i * T.Q + T.zoff[l] + a] * u[T.u_off[k] + a]
+                et += zl[i * T.W + pos(T, i, l, j)] * u[T.u_off[k] + a]
         h += row_loglik(family, y[i], ntr[i], et, &mu[i], &w[i], &dw[i])
         eta[i] = et
         r = y[i] - mu[i]
@@ -103,17 +110,17 @@ cdef double nested_assemble(int family, const Tree* T, const double* y, const do
             k = T.cl[i * T.nlev + l]
             D = T.Q - T.zoff[l] + 1
             B = &S[T.blk_off[k]]
-            k0 = i * T.Q + T.zoff[l]
+            k0 = i * T.W
             for j in range(n_cols(T, i, l)):
                 a = col(T, i, l, j)
-                za = zl[k0 + a]
+                za = zl[k0 + pos(T, i, l, j)]
                 if za == 0.0:
                     continue
                 for c in range(qc - T.zoff[l]):           # the chain's columns of the block row
-                    B[a * D + c] += w[i] * za * zl[k0 + c]
+                    B[a * D + c] += w[i] * za * zl[k0 + T.zoff[l] + c]
                 for j2 in range(T.ntop):                  # the row's columns of the crossed block
                     c = qc - T.zoff[l] + T.top[i * T.ntop + j2]
-                    B[a * D + c] += w[i] * za * zl[k0 + c]
+                    B[a * D + c] += w[i] * za * zl[k0 + qc + j2]
                 B[a * D + D - 1] += r * za
     return h
 
@@ -275,7 +282,7 @@ cdef void nested_grad(const Tree* T, const double* y, const double* Z, const dou
     solve through every block (the crossed block is one cluster of all crossed groups).
     """
     cdef index_t i, l, l2, a, b, k, k2, q, D, D2, ja, jb, n_u
-    cdef double s, res, zt, x
+    cdef double s, res, zt, x, z
     cdef const double* Sg
     n_u = T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]
     for a in range(n_u):
@@ -294,27 +301,28 @@ cdef void nested_grad(const Tree* T, const double* y, const double* Z, const dou
                         Sg = &sel[T.blk_off[k] + a * D + T.zoff[l2] - T.zoff[l]]
                         for jb in range(n_cols(T, i, l2)):
                             b = col(T, i, l2, jb)
-                            x += Sg[b] * zl[i * T.Q + T.zoff[l2] + b]
+                            x += Sg[b] * zl[i * T.W + pos(T, i, l2, jb)]
                     else:                            # k is an ancestor of k2: k2's row, transposed
                         D2 = T.Q - T.zoff[l2] + 1
                         Sg = &sel[T.blk_off[k2] + T.zoff[l] - T.zoff[l2] + a]
                         for jb in range(n_cols(T, i, l2)):
                             b = col(T, i, l2, jb)
-                            x += Sg[b * D2] * zl[i * T.Q + T.zoff[l2] + b]
+                            x += Sg[b * D2] * zl[i * T.W + pos(T, i, l2, jb)]
                 xr[T.zoff[l] + a] = x
-                s += zl[i * T.Q + T.zoff[l] + a] * x
+                s += zl[i * T.W + pos(T, i, l, ja)] * x
         e[i] = -0.5 * dw[i] * s                       # c_i for now
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
             q = T.zoff[l + 1] - T.zoff[l]
             for ja in range(n_cols(T, i, l)):
                 a = col(T, i, l, ja)
-                r[T.u_off[k] + a] += e[i] * zl[i * T.Q + T.zoff[l] + a]
-                if Z[i * T.Q + T.zoff[l] + a] == 0.0:
+                r[T.u_off[k] + a] += e[i] * zl[i * T.W + pos(T, i, l, ja)]
+                z = Z[i * T.W + pos(T, i, l, ja)]
+                if z == 0.0:
                     continue
                 for jb in range(n_cols(T, i, l)):    # the crossed block: its diagonal blocks only
                     b = col(T, i, l, jb)
-                    grad_lam[lam_off[l] + a * q + b] -= w[i] * Z[i * T.Q + T.zoff[l] + a] * xr[T.zoff[l] + b]
+                    grad_lam[lam_off[l] + a * q + b] -= w[i] * z * xr[T.zoff[l] + b]
     nested_solve(T, S, r)                            # t = H^{-1} sum_i c_i zeta_i
     for i in range(T.n):
         res = y[i] - mu[i]
@@ -323,18 +331,19 @@ cdef void nested_grad(const Tree* T, const double* y, const double* Z, const dou
             k = T.cl[i * T.nlev + l]
             for ja in range(n_cols(T, i, l)):
                 a = col(T, i, l, ja)
-                zt += zl[i * T.Q + T.zoff[l] + a] * r[T.u_off[k] + a]
+                zt += zl[i * T.W + pos(T, i, l, ja)] * r[T.u_off[k] + a]
         e[i] = res + e[i] - w[i] * zt
         for l in range(T.nlev):
             k = T.cl[i * T.nlev + l]
             q = T.zoff[l + 1] - T.zoff[l]
             for ja in range(n_cols(T, i, l)):
                 a = col(T, i, l, ja)
-                if Z[i * T.Q + T.zoff[l] + a] == 0.0:
+                z = Z[i * T.W + pos(T, i, l, ja)]
+                if z == 0.0:
                     continue
                 for jb in range(n_cols(T, i, l)):
                     b = col(T, i, l, jb)
-                    grad_lam[lam_off[l] + a * q + b] += Z[i * T.Q + T.zoff[l] + a] * (
+                    grad_lam[lam_off[l] + a * q + b] += z * (
                         e[i] * u[T.u_off[k] + b] + res * r[T.u_off[k] + b])
 
 
@@ -356,8 +365,8 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
 
     Parameters
     ----------
-    Z : (n, Q)
-        Random-effects columns of every level (innermost first, at ``zoff``).
+    Z : (n, W)
+        Random-effects columns of every level (innermost first, at ``zoff``; see ``top``).
     cl : (n, L)
         Global cluster number of every row at every level.
     zoff, level_first, parent, u_off : as in ``design.MixedDesign``.
@@ -373,8 +382,9 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     top : (n, ntop), optional
         With crossed factors (the last level): every row's columns of that block (those of
         its groups, within the block), so that a row costs its own columns, not the
-        block's. ``zl`` must then be zero elsewhere in the block on entry (it stays so), and
-        the block's ``Lambda`` be block diagonal by group.
+        block's. ``Z`` and ``zl`` then hold per row the chain's columns followed by the
+        values of these ``ntop`` columns (``W = zoff[-2] + ntop`` values; without ``top``,
+        all ``W = Q`` columns), and the block's ``Lambda`` must be block diagonal by group.
     sel, sel_scratch : optional
         With ``want_grad``: room for H^{-1} on the factor's pattern (as long as ``S``) and
         the scratch of ``_gradient.selected_inverse``; made here when not given.
@@ -395,14 +405,17 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     steps : int
     """
     cdef Tree T
-    cdef index_t n = Z.shape[0], Q = Z.shape[1], nlev = zoff.shape[0] - 1
+    cdef index_t n = Z.shape[0], nlev = zoff.shape[0] - 1
+    cdef index_t Q = zoff[nlev] if nlev >= 1 else 0
+    cdef index_t ntop = top.shape[1] if top is not None else 0
+    cdef index_t width = zoff[nlev - 1] + ntop if ntop else Q
     cdef index_t i, l, a, b, k, q, ja, jb, n_u = u.shape[0]
     cdef double h, ht, logdet = 0.0, smax, tt, s
     cdef int it, halvings, info, steps = -1
     if nlev < 1 or cl.shape[1] != nlev or cl.shape[0] != n or chain_work.shape[0] < 2 * Q:
         raise ValueError("bad nested layout")
-    if (step.shape[0] != n_u or trial.shape[0] != n_u or zl.shape[0] != n or zl.shape[1] != Q
-            or e.shape[0] != n or eta.shape[0] != n):
+    if (step.shape[0] != n_u or trial.shape[0] != n_u or zl.shape[0] != n or zl.shape[1] != width
+            or Z.shape[1] != width or e.shape[0] != n or eta.shape[0] != n):
         raise ValueError("inconsistent work arrays")
     if pen is not None and (pen.shape[0] != n_u or want_grad):
         raise ValueError("pen needs one value per mode and no analytic gradient")
@@ -412,7 +425,8 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     nz_buf = np.empty(Q + 1, dtype=np.intp)
     cdef index_t[::1] nz_view = nz_buf
     T.nz = &nz_view[0]
-    T.ntop = top.shape[1] if top is not None else 0
+    T.ntop = ntop
+    T.W = width
     T.top = &top[0, 0] if T.ntop else NULL
     T.pen = &pen[0] if pen is not None else NULL
     T.n = n
@@ -434,8 +448,8 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
                     for jb in range(n_cols(&T, i, l)):
                         b = col(&T, i, l, jb)
                         if b >= a:           # Lambda is lower triangular
-                            s += lam[lam_off[l] + b * q + a] * Z[i, zoff[l] + b]
-                    zl[i, zoff[l] + a] = s
+                            s += lam[lam_off[l] + b * q + a] * Z[i, pos(&T, i, l, jb)]
+                    zl[i, pos(&T, i, l, ja)] = s
         h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
                             &eta[0], &mu[0], &w[0], &dw[0])
         for it in range(maxit):

@@ -251,16 +251,14 @@ class MixedGLM(LikelihoodModel):
         # the kernel's tree: the nested chain, then (if any) one cluster holding every crossed group
         chain, crossed = d.levels[:d.n_chain], d.levels[d.n_chain:]
         qd, nc = int(getattr(d, "qd", 0)), d.n_clusters
-        if n * qd > 5e7:
+        if qd * qd > 5e7:
             raise ModelError("the crossed factors (%s) have %d random effects in all; the generalized model "
-                             "holds them densely for every row (%d x %d), too large: put the factor with the most "
+                             "factors them as one dense %d x %d block, too large: put the factor with the most "
                              "groups first or fit fewer crossed groups"
-                             % (", ".join(lv.name for lv in d.levels[d.n_chain:]), qd, n, qd))
-        Zd = np.zeros((n, qd))
-        for lv in crossed:
-            for a in range(lv.q):
-                Zd[np.arange(n), lv.doff + lv.codes * lv.q + a] = lv.z[:, a]
-        self._Z = np.ascontiguousarray(np.hstack([d.W[:, :d.zoff[-1]], Zd]))
+                             % (", ".join(lv.name for lv in d.levels[d.n_chain:]), qd, qd, qd))
+        # per row: the chain's columns, then the values of its own columns of the crossed block
+        self._Z = np.ascontiguousarray(np.column_stack([d.W[:, :d.zoff[-1]]]
+                                                       + [lv.z[:, a] for lv in crossed for a in range(lv.q)]))
         extra = [qd] if qd else []
         qs = [lv.q for lv in chain] + extra
         zoff = np.concatenate([[0], np.cumsum(qs)]).astype(np.intp)
@@ -281,7 +279,7 @@ class MixedGLM(LikelihoodModel):
         # every row's own columns of the crossed block: a row costs those, not the block
         self._top = np.ascontiguousarray(np.column_stack([lv.doff + lv.codes * lv.q + a for lv in crossed
                                                           for a in range(lv.q)]), dtype=np.intp) if qd else None
-        self._zl = np.zeros((n, Q))               # zero outside the rows' own columns (the kernel keeps it so)
+        self._zl = np.empty(self._Z.shape)
         self._S, self._chain_work = np.empty(int(sizes.sum())), np.empty(2 * Q)
         self._sel = np.empty(self._S.size)        # H^{-1} on the factor's pattern (the gradient)
         self._step, self._trial = np.empty(self._u.size), np.empty(self._u.size)
