@@ -26,7 +26,7 @@ from workers import lme4_available  # noqa: E402
 
 MEMORY = ("tracemalloc peak of one formula fit (Python and numpy allocations; the input DataFrame excluded); "
           "peak/data = peak MB over the MB of the response, fixed design and every grouping column as arrays")
-COLUMNS = [("scenario", 10), ("fit", 7), ("rows", 9), ("ours df s", 13), ("ours arr s", 10),
+COLUMNS = [("scenario", 13), ("fit", 7), ("rows", 9), ("ours df s", 13), ("ours arr s", 10),
            ("peak MB", 8), ("ours llf", 15), ("sm s", 8), ("sm llf", 15), ("lme4 s", 8),
            ("lme4 llf", 15), ("floor s", 8), ("df/floor", 8), ("arr/floor", 9), ("sm/ours", 8),
            ("peak/data", 9)]
@@ -202,7 +202,8 @@ def notes_of(rows):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenarios", default=",".join(simulate.ORDER),
-                   help="comma-separated subset of: " + ", ".join(simulate.ORDER))
+                   help="comma-separated subset of: " + ", ".join(simulate.ORDER)
+                   + " (default: all of these), and " + ", ".join(simulate.EXTRA))
     p.add_argument("--repeats", type=int, default=3, help="our time is the median of this many fits")
     p.add_argument("--size", choices=list(simulate.SCALE), default="default",
                    help="small: rows and groups / 10; large: x 10")
@@ -212,9 +213,10 @@ def main(argv=None):
     p.add_argument("--blas-threads", type=int, help="set OPENBLAS/OMP/MKL_NUM_THREADS for every job")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in names if s not in simulate.ORDER]
+    unknown = [s for s in names if s not in simulate.ORDER + simulate.EXTRA]
     if unknown:
-        p.error("unknown scenario(s) %s; choose from %s" % (", ".join(unknown), ", ".join(simulate.ORDER)))
+        p.error("unknown scenario(s) %s; choose from %s" % (", ".join(unknown),
+                                                             ", ".join(simulate.ORDER + simulate.EXTRA)))
     use_lme4 = not args.no_lme4 and lme4_available()
     info = machine_info()
     print("hlmext benchmarks, size=%s, repeats=%d, time limit %g s, lme4 %s, %s, %d cpus (load %.1f), "

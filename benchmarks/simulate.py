@@ -15,6 +15,7 @@ import pandas as pd
 
 SCALE = {"small": 0.1, "default": 1.0, "large": 10.0}
 ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", "logit_rs", "poisson_ri"]
+EXTRA = ["logit_crossed"]          # run only when named (``--scenarios logit_crossed``)
 
 
 @dataclass
@@ -105,7 +106,9 @@ def make(name, size="default"):
     if name == "poisson_ri":
         f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="poisson", offset=True)
         return Spec(name, "poisson", f, fe, ["g"], offset="logexp", fits=[("AGHQ7", {"nagq": 7})]), df
-    raise KeyError("unknown scenario %r; choose from %s" % (name, ", ".join(ORDER)))
+    if name == "logit_crossed":
+        return _logit_crossed(size)
+    raise KeyError("unknown scenario %r; choose from %s" % (name, ", ".join(ORDER + EXTRA)))
 
 
 def _nested3(size):
@@ -136,6 +139,20 @@ def _crossed(size):
     df["y"] = (1.0 + 0.5 * x["x1"] + rng.standard_normal(n_a)[a] * 0.7 + rng.standard_normal(n_b)[b] * 0.5
                + rng.standard_normal(n))
     return Spec("crossed", "gaussian", "y ~ x1 + (1 | a) + (1 | b)", list(x), ["a", "b"]), df
+
+
+def _logit_crossed(size):
+    """A binary response with crossed random intercepts (subjects x items), 1,000 x 200 levels."""
+    rng = np.random.default_rng(_seed("logit_crossed"))
+    n, n_a, n_b = _n(50_000, size), _n(1_000, size), _n(200, size)
+    x = _covariates(rng, n, 1)
+    a, b = rng.integers(n_a, size=n), rng.integers(n_b, size=n)
+    eta = -0.3 + 0.5 * x["x1"] + rng.standard_normal(n_a)[a] * 0.8 + rng.standard_normal(n_b)[b] * 0.5
+    df = pd.DataFrame(x)
+    df["a"], df["b"] = a, b
+    df["y"] = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    return Spec("logit_crossed", "binomial", "y ~ x1 + (1 | a) + (1 | b)", list(x), ["a", "b"],
+                fits=[("Laplace", {"nagq": 1})]), df
 
 
 def arrays(spec, df):

@@ -170,7 +170,10 @@ def statsmodels_fit(name, size, limit):
         y, X, g, _, offset = simulate.arrays(spec, df)
         if offset is not None:      # no offset in the Bayes GLMM: log exposure as a covariate
             X = np.column_stack([X, offset])
-        mats = [_vc_matrix(g)] + [_vc_matrix(g, df[c].to_numpy(float)) for c in spec.slope]
+        if len(spec.groups) > 1:    # crossed factors: one variance component each
+            mats = [_vc_matrix(df[c].to_numpy()) for c in spec.groups]
+        else:
+            mats = [_vc_matrix(g)] + [_vc_matrix(g, df[c].to_numpy(float)) for c in spec.slope]
         ident = np.repeat(np.arange(len(mats)), [m.shape[1] for m in mats])
         return cls(y, X, sparse.hstack(mats).tocsr(), ident).fit_vb()
     try:
