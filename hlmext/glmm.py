@@ -416,14 +416,17 @@ class MixedGLM(LikelihoodModel):
         return int(nagq)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, nagq=7, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
+    def fit(self, nagq=None, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
         """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
 
         Parameters
         ----------
-        nagq : int
+        nagq : int, optional
             Quadrature points per random effect (product rule over the q effects of the
-            level); 1 is the Laplace approximation. Nested or crossed models need ``nagq=1``.
+            level); 1 is the Laplace approximation. Default: 7 for one level of random
+            effects (Stata's default) while the rule has at most 5,000 points, else 1; 1 for
+            nested or crossed models, where Laplace is the method (a larger ``nagq`` is
+            refused there).
         start : array_like (p + k_re,), optional
             Starting (beta, theta); default a GLM fit and theta = 1 relative to the
             design columns' scale.
@@ -452,6 +455,8 @@ class MixedGLM(LikelihoodModel):
         """
         from .sandwich import cov_options
         robust, _ = cov_options(self.sampling, cov_type, cov_kwds, reml=False)
+        if nagq is None:
+            nagq = 1 if self.nested or 7 ** self.levels[0].q > MAX_NODES else 7
         with single_blas_thread():
             return self._fit(nagq, start, maxiter, disp, robust)
 

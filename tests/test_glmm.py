@@ -128,6 +128,9 @@ def test_crossed_levels_match_dense_twin(family, n, n_a, n_b):
     np.testing.assert_allclose(own[1][0], hinv[2 * n_a:, 2 * n_a:], atol=1e-10)   # the crossed block
     with pytest.raises(hlmext.ModelError, match="pass nagq=1"):
         model.fit(nagq=7)
+    if n_b == 5:                                  # the default for crossed factors: Laplace
+        default, laplace = model.fit(), model.fit(nagq=1)
+        assert default.llf == laplace.llf
 
 
 def test_nested_kernel_with_one_level_equals_cluster_kernel():
