@@ -15,12 +15,7 @@ from glmm_helpers import blup_rows, fit_reference, glmm_cases, level_key, load, 
 @pytest.fixture(scope="module", params=glmm_cases(), ids=lambda c: c[1])
 def case(request):
     ref = load(*request.param)
-    try:
-        return ref, fit_reference(ref)
-    except hlmext.ModelError as err:
-        if "crossed" not in str(err):
-            raise
-        pytest.skip("crossed random effects (%s) are not supported by the GLMM yet" % ", ".join(ref["ngroups"]))
+    return ref, fit_reference(ref)
 
 
 def test_loglik(case):
