@@ -133,6 +133,39 @@ def test_crossed_levels_match_dense_twin(family, n, n_a, n_b):
         assert default.llf == laplace.llf
 
 
+@pytest.mark.parametrize("family", [0, 1], ids=["binomial", "poisson"])
+def test_crossed_slopes_and_two_crossed_factors_match_dense_twin(family):
+    """A random slope on a crossed factor (two columns of the crossed block per group) and a
+    third, crossed factor: every row has its own columns of two crossed levels."""
+    rng = np.random.default_rng(21 + family)
+    n = 300
+    a, b, c = rng.integers(0, 40, size=n), rng.integers(0, 8, size=n), rng.integers(0, 6, size=n)
+    x = rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    eta = X @ [0.1, 0.3] + rng.normal(size=40)[a] + rng.normal(size=8)[b] * (1 + 0.5 * x) + rng.normal(size=6)[c]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta))) if family == 0 else rng.poisson(np.exp(eta))
+    d = MixedDesign(y.astype(float), X, ["Intercept", "x"], [
+        LevelSpec("a", a, np.ones((n, 1)), [("identity", [0])], ["a0"]),
+        LevelSpec("b", b, X.copy(), [("unstructured", [0, 1])], ["b0", "b1"]),
+        LevelSpec("c", c, np.ones((n, 1)), [("identity", [0])], ["c0"])])
+    assert d.n_chain == 1 and d.n_levels == 3
+    model = (MixedLogit if family == 0 else MixedPoisson)(design=d)
+    theta, beta = np.array([0.7, 0.6, -0.3, 0.4, 0.5]), np.array([0.2, 0.1])
+    lams = model.lams(theta)
+    ZL = np.hstack([(d.z_of(i) * (lv.codes == g)[:, None]) @ lams[i]
+                    for i, lv in enumerate(d.levels) for g in range(lv.n_groups)])
+    twin = _reference.glmm_laplace(family, ZL, d.endog, model.trials, d.exog @ beta) + model._const
+    ll, g = model.loglike_theta(beta, theta, 1, grad=True)
+    assert ll == pytest.approx(twin, abs=1e-9)
+    x0 = np.concatenate([beta, theta])
+    fd = fd_gradient(lambda z: model.loglike_theta(z[:2], z[2:], 1), x0)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)
+    u, S = model.modes(beta, theta)
+    hinv = np.linalg.inv(_reference.glmm_mode(family, ZL, d.endog, model.trials, d.exog @ beta)[2])
+    own = _nested_cond_cov(model._tree, S)
+    np.testing.assert_allclose(own[1][0], hinv[40:, 40:], atol=1e-10)          # the crossed block
+
+
 def test_nested_kernel_with_one_level_equals_cluster_kernel():
     rng = np.random.default_rng(3)
     d, ntr = nested_design(rng, 1)
