@@ -11,6 +11,14 @@ of its ancestors, and one right-hand side), stored row-major at S[blk_off[k]:]. 
 innermost clusters are eliminated first, each downdating its ancestors' block rows. After
 the elimination a block row holds L_k (lower triangle of its first q_l columns) and
 M_k = L_k^{-1} H_{k, ancestors} to the right.
+
+Crossed factors are one more, outermost cluster holding every group of every crossed
+factor (the dense block of the linear model). A row then costs only its own columns: the
+chain's, and its groups' columns of that block (``top``), and ``Z`` and ``zl`` store just
+those values. The block is factored by LAPACK, a cluster's downdate touches only the
+columns it meets, and the gradient reads H^{-1} on the factor's pattern (the selected
+inverse of ``_gradient``, whose block rows have this layout) instead of solving with the
+factor for every row.
 """
 from libc.math cimport log, fabs, INFINITY, isfinite
 
