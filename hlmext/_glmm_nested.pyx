@@ -66,24 +66,6 @@ cdef inline index_t pos(const Tree* T, index_t i, index_t l, index_t j) noexcept
     return T.zoff[l] + j
 
 
-cdef double nested_h(int family, const Tree* T, const double* y, const double* ntr,
-                     const double* eta0, const double* zl, const double* u) noexcept nogil:
-    """h(u) = sum_i loglik_i - |u|^2 / 2 over all rows and clusters."""
-    cdef index_t i, l, a, k, j
-    cdef double h = 0.0, et
-    for i in range(T.n):
-        et = eta0[i]
-        for l in range(T.nlev):
-            k = T.cl[i * T.nlev + l]
-            for j in range(n_cols(T, i, l)):
-                a = col(T, i, l, j)
-                et += zl[i * T.W + pos(T, i, l, j)] * u[T.u_off[k] + a]
-        h += row_loglik(family, y[i], ntr[i], et, NULL, NULL, NULL)
-    for a in range(T.u_off[T.level_first[T.nlev] - 1] + T.zoff[T.nlev] - T.zoff[T.nlev - 1]):
-        h -= 0.5 * (T.pen[a] if T.pen != NULL else 1.0) * u[a] * u[a]
-    return h
-
-
 cdef double nested_assemble(int family, const Tree* T, const double* y, const double* ntr,
                             const double* eta0, const double* zl, const double* u, double* S,
                             double* eta, double* mu, double* w, double* dw) noexcept nogil:
@@ -478,11 +460,14 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
                 if info == 0:
                     steps = it + 1
                 break
+            # step halving; each trial is assembled at once (h and H in one pass over the rows),
+            # so the accepted one needs no second pass
             tt = 1.0
             for halvings in range(60):
                 for a in range(n_u):
                     trial[a] = u[a] + tt * step[a]
-                ht = nested_h(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &trial[0])
+                ht = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &trial[0], &S[0],
+                                     &eta[0], &mu[0], &w[0], &dw[0])
                 if isfinite(ht) and ht >= h - 1e-13 * (1.0 + fabs(h)):
                     break
                 tt *= 0.5
@@ -490,8 +475,7 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
                 break
             for a in range(n_u):
                 u[a] = trial[a]
-            h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
-                                &eta[0], &mu[0], &w[0], &dw[0])
+            h = ht
     if steps < 0:
         return -INFINITY, steps
     if want_grad:
