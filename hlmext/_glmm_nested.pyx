@@ -122,7 +122,8 @@ cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
     block row is a_k times its relative one) ``logdet`` is sum_k a_k log det(H_kk / a_k),
     each cluster's relative log-determinant counted a_k times (``hlmext.sampling_weights``).
     """
-    cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a, x, y, nnz
+    cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a, x, y, nnz, first
+    cdef bint nonzero
     cdef double* B
     cdef double* A
     cdef double wv
@@ -148,38 +149,44 @@ cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
                     logdet[0] += wv * (2.0 * log(B[a * D + a]) - log(wv))
                 else:
                     logdet[0] += 2.0 * log(B[a * D + a])
-            for c in range(q, D):          # B[:, q:] <- L^{-1} B[:, q:]
+            # B[:, q:] <- L^{-1} B[:, q:], noting the columns where k's rows are not zero (a
+            # cluster meets few groups of the crossed block): the downdates use only those
+            nnz = 0
+            for c in range(q, D):
+                nonzero = False
                 for r in range(q):
                     wv = B[r * D + c]
                     for t in range(r):
                         wv -= B[r * D + t] * B[t * D + c]
-                    B[r * D + c] = wv / B[r * D + r]
+                    if wv != 0.0:
+                        B[r * D + c] = wv / B[r * D + r]
+                        nonzero = True
+                    else:
+                        B[r * D + c] = 0.0
+                if nonzero:
+                    T.nz[nnz] = c
+                    nnz += 1
             anc = T.parent[k]
             c0 = q
             j = l + 1
+            first = 0                      # the first noted column at or after c0
             while anc >= 0:
                 qa = T.zoff[j + 1] - T.zoff[j]
                 Da = T.Q - T.zoff[j] + 1
                 A = &S[T.blk_off[anc]]
-                # A -= B_k,anc' B_k,anc on the columns where k's rows are not zero (a cluster
-                # meets few groups of the crossed block)
-                nnz = 0
-                for c in range(Da):
-                    for t in range(q):
-                        if B[t * D + c0 + c] != 0.0:
-                            T.nz[nnz] = c
-                            nnz += 1
-                            break
-                for x in range(nnz):
-                    r = T.nz[x]
+                while first < nnz and T.nz[first] < c0:
+                    first += 1
+                # A -= B_k,anc' B_k,anc on the noted columns
+                for x in range(first, nnz):
+                    r = T.nz[x] - c0
                     if r >= qa:
                         break
                     for t in range(q):
                         wv = B[t * D + c0 + r]
                         if wv == 0.0:
                             continue
-                        for y in range(nnz):
-                            c = T.nz[y]
+                        for y in range(first, nnz):
+                            c = T.nz[y] - c0
                             A[r * Da + c] -= wv * B[t * D + c0 + c]
                 c0 += qa
                 anc = T.parent[anc]
