@@ -95,6 +95,24 @@ def test_nested_kernel_matches_dense_twin(family):
             np.testing.assert_allclose(own[g], hinv[k:k + lv.q, k:k + lv.q], atol=1e-10)
 
 
+def check_against_dense_twin(model, family, beta, theta):
+    """The Laplace log-likelihood and its gradient against the dense twin and central
+    differences; returns the twin's H^{-1} and the kernel's diagonal blocks of it."""
+    d = model.design
+    lams = model.lams(theta)
+    ZL = np.hstack([(d.z_of(i) * (lv.codes == g)[:, None]) @ lams[i]
+                    for i, lv in enumerate(d.levels) for g in range(lv.n_groups)])
+    twin = _reference.glmm_laplace(family, ZL, d.endog, model.trials, d.exog @ beta) + model._const
+    ll, g = model.loglike_theta(beta, theta, 1, grad=True)
+    assert ll == pytest.approx(twin, abs=1e-9)
+    p = beta.size
+    fd = fd_gradient(lambda z: model.loglike_theta(z[:p], z[p:], 1), np.concatenate([beta, theta]))
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)
+    u, S = model.modes(beta, theta)
+    hinv = np.linalg.inv(_reference.glmm_mode(family, ZL, d.endog, model.trials, d.exog @ beta)[2])
+    return hinv, _nested_cond_cov(model._tree, S)
+
+
 @pytest.mark.parametrize("family", [0, 1], ids=["binomial", "poisson"])
 @pytest.mark.parametrize("n,n_a,n_b", [(90, 12, 5), (600, 60, 40)],
                          ids=["small crossed block", "crossed block by LAPACK"])
@@ -111,19 +129,7 @@ def test_crossed_levels_match_dense_twin(family, n, n_a, n_b):
         LevelSpec("b", b, np.ones((n, 1)), [("identity", [0])], ["b0"])])
     assert d.n_chain == 1 and d.n_levels == 2
     model = (MixedLogit if family == 0 else MixedPoisson)(design=d, trials=ntr)
-    theta, beta = np.array([0.6, 0.2, 0.5, 0.8]), np.array([0.2, 0.1])
-    lams = model.lams(theta)
-    ZL = np.hstack([(d.z_of(i) * (lv.codes == g)[:, None]) @ lams[i]
-                    for i, lv in enumerate(d.levels) for g in range(lv.n_groups)])
-    twin = _reference.glmm_laplace(family, ZL, d.endog, model.trials, d.exog @ beta) + model._const
-    ll, g = model.loglike_theta(beta, theta, 1, grad=True)
-    assert ll == pytest.approx(twin, abs=1e-9)
-    x = np.concatenate([beta, theta])
-    fd = fd_gradient(lambda z: model.loglike_theta(z[:2], z[2:], 1), x)
-    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)
-    u, S = model.modes(beta, theta)
-    hinv = np.linalg.inv(_reference.glmm_mode(family, ZL, d.endog, model.trials, d.exog @ beta)[2])
-    own = _nested_cond_cov(model._tree, S)
+    hinv, own = check_against_dense_twin(model, family, np.array([0.2, 0.1]), np.array([0.6, 0.2, 0.5, 0.8]))
     np.testing.assert_allclose(own[0][3], hinv[6:8, 6:8], atol=1e-10)        # group 3 of 'a' (q = 2)
     np.testing.assert_allclose(own[1][0], hinv[2 * n_a:, 2 * n_a:], atol=1e-10)   # the crossed block
     with pytest.raises(hlmext.ModelError, match="pass nagq=1"):
@@ -150,19 +156,7 @@ def test_crossed_slopes_and_two_crossed_factors_match_dense_twin(family):
         LevelSpec("c", c, np.ones((n, 1)), [("identity", [0])], ["c0"])])
     assert d.n_chain == 1 and d.n_levels == 3
     model = (MixedLogit if family == 0 else MixedPoisson)(design=d)
-    theta, beta = np.array([0.7, 0.6, -0.3, 0.4, 0.5]), np.array([0.2, 0.1])
-    lams = model.lams(theta)
-    ZL = np.hstack([(d.z_of(i) * (lv.codes == g)[:, None]) @ lams[i]
-                    for i, lv in enumerate(d.levels) for g in range(lv.n_groups)])
-    twin = _reference.glmm_laplace(family, ZL, d.endog, model.trials, d.exog @ beta) + model._const
-    ll, g = model.loglike_theta(beta, theta, 1, grad=True)
-    assert ll == pytest.approx(twin, abs=1e-9)
-    x0 = np.concatenate([beta, theta])
-    fd = fd_gradient(lambda z: model.loglike_theta(z[:2], z[2:], 1), x0)
-    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-6)
-    u, S = model.modes(beta, theta)
-    hinv = np.linalg.inv(_reference.glmm_mode(family, ZL, d.endog, model.trials, d.exog @ beta)[2])
-    own = _nested_cond_cov(model._tree, S)
+    hinv, own = check_against_dense_twin(model, family, np.array([0.2, 0.1]), np.array([0.7, 0.6, -0.3, 0.4, 0.5]))
     np.testing.assert_allclose(own[1][0], hinv[40:, 40:], atol=1e-10)          # the crossed block
 
 
