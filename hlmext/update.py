@@ -163,7 +163,10 @@ def update(results, formula=None, data=None, **changes):
 
     Every option not named keeps its value in the original model: the constructor's
     (``cov``, ``weights``, ``pweights``, ``trials``, ``offset``, ...; the family follows
-    the constructor) and the fit's (``reml`` or ``nagq``, a robust ``cov_type``).
+    the constructor) and the fit's (``reml`` or ``nagq``, a robust ``cov_type``). Weights,
+    trials or offsets given as arrays belong to the original rows: with new data, give them
+    again (or by column name). The new model's formula is evaluated with NumPy as ``np``;
+    functions of the caller's own namespace are not visible to it.
 
     Parameters
     ----------
