@@ -6,6 +6,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import datasets  # noqa: E402
+from .anova import anova  # noqa: E402
 from .api import lrtest, melogit, mepoisson, mixedlm, per_group_ols  # noqa: E402
 from .bootstrap import bootstrap_lrtest  # noqa: E402
 from .exceptions import BoundaryWarning, ConvergenceWarning, DataError, FormulaError, ModelError  # noqa: E402
@@ -14,6 +15,6 @@ from .linear import LinearMixed  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["mixedlm", "melogit", "mepoisson", "lrtest", "bootstrap_lrtest", "per_group_ols", "LinearMixed", "MixedGLM",
+__all__ = ["mixedlm", "melogit", "mepoisson", "lrtest", "anova", "bootstrap_lrtest", "per_group_ols", "LinearMixed", "MixedGLM",
            "MixedLogit", "MixedPoisson", "datasets", "DataError", "FormulaError",
            "ModelError", "ConvergenceWarning", "BoundaryWarning", "__version__"]

@@ -9,6 +9,7 @@ from .inference import LRTest, boundary_lr_test
 from .linear import LinearMixed
 from .sampling_weights import no_lr_test
 from .glmm import MixedLogit, MixedPoisson
+from .update import remember
 
 
 def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, **chunk_options):
@@ -76,12 +77,15 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
         from .chunked import from_formula
-        return from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options)
+        return remember(from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options),
+                        "mixedlm", formula, data, dict(cov=cov, missing=missing, **chunk_options))
     if chunk_options:
         raise TypeError("mixedlm() got unexpected keyword arguments %s (they apply to chunked data only)"
                         % ", ".join(sorted(chunk_options)))
-    return LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights,
-                                    pweights=pweights, pwscale=pwscale)
+    model = LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights,
+                                     pweights=pweights, pwscale=pwscale)
+    return remember(model, "mixedlm", formula, data,
+                    dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale))
 
 
 def lrtest(small, big) -> LRTest:
@@ -101,6 +105,8 @@ def lrtest(small, big) -> LRTest:
     >>> print(round(hlmext.lrtest(ri, rs).statistic, 2))
     40.3
     """
+    if small.k_params > big.k_params:           # either order: the model with fewer parameters is the null
+        small, big = big, small
     for res in (small, big):
         no_lr_test(res.model)
     if small.nobs != big.nobs:
@@ -207,9 +213,11 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
     >>> round(res.llf, 3), round(float(res.params["sd(Intercept)[herd]"]), 4)
     (-91.983, 0.6475)
     """
-    return MixedLogit.from_formula(formula, data, trials=trials, offset=offset, cov=cov, missing=missing,
-                                   pweights=pweights, pwscale=pwscale,
-                                   eval_env=1)
+    model = MixedLogit.from_formula(formula, data, trials=trials, offset=offset, cov=cov, missing=missing,
+                                    pweights=pweights, pwscale=pwscale,
+                                    eval_env=1)
+    return remember(model, "melogit", formula, data, dict(trials=trials, offset=offset, cov=cov, missing=missing,
+                                                          pweights=pweights, pwscale=pwscale))
 
 
 def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop", pweights=None, pwscale=None):
@@ -242,6 +250,8 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     >>> round(res.llf, 3)
     -988.955
     """
-    return MixedPoisson.from_formula(formula, data, offset=offset, exposure=exposure, cov=cov, missing=missing,
-                                     pweights=pweights, pwscale=pwscale,
-                                     eval_env=1)
+    model = MixedPoisson.from_formula(formula, data, offset=offset, exposure=exposure, cov=cov, missing=missing,
+                                      pweights=pweights, pwscale=pwscale,
+                                      eval_env=1)
+    return remember(model, "mepoisson", formula, data, dict(offset=offset, exposure=exposure, cov=cov,
+                                                            missing=missing, pweights=pweights, pwscale=pwscale))

@@ -19,6 +19,7 @@ from statsmodels.base.model import LikelihoodModelResults
 
 from . import _gradient, inference
 from .exceptions import BoundaryWarning, ModelError
+from .idioms import Lme4Idioms
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
 from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _notes, _row_keys,
@@ -27,7 +28,7 @@ from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _
 LATENT_VAR_LOGIT = np.pi ** 2 / 3
 
 
-class GLMMResults(LikelihoodModelResults):
+class GLMMResults(Lme4Idioms, LikelihoodModelResults):
     """Fit of a ``MixedLogit`` or ``MixedPoisson`` model; built complete by ``MixedGLM.fit``.
 
     Attributes

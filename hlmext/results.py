@@ -20,6 +20,7 @@ from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
 from .gradient import GradientParts, diagonal_blocks
+from .idioms import Lme4Idioms
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import _deviance
 from .rows import original_order, zb_sorted
@@ -30,7 +31,7 @@ def stata_name(name: str) -> str:
     return "_cons" if name == "Intercept" else name
 
 
-class MixedResults(LikelihoodModelResults):
+class MixedResults(Lme4Idioms, LikelihoodModelResults):
     """Fit of a ``LinearMixed`` model; built complete by ``LinearMixed.fit``.
 
     Attributes
@@ -433,17 +434,6 @@ class MixedResults(LikelihoodModelResults):
 
     def _repr_html_(self):
         return self.summary()._repr_html_()
-
-    # ------------------------------------------------------------------ plots
-    def plot_random_effects(self, level=None, term=None, ax=None, alpha=0.05):
-        """Caterpillar plot of the BLUPs of one level and term; see :func:`hlmext.plotting.plot_random_effects`."""
-        from .plotting import plot_random_effects
-        return plot_random_effects(self, level=level, term=term, ax=ax, alpha=alpha)
-
-    def plot_per_group_fits(self, data, x=None, ax=None, max_groups=None):
-        """Per-group OLS lines against the mixed model's lines; see :func:`hlmext.plotting.plot_per_group_fits`."""
-        from .plotting import plot_per_group_fits
-        return plot_per_group_fits(self, data, x=x, ax=ax, max_groups=max_groups)
 
 
 def _cluster_robust(model, cov_fe, fitted_sorted, sigma2, correction):

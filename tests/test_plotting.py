@@ -36,6 +36,13 @@ def plt():
     pyplot.close("all")
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 @pytest.fixture(scope="module")
 def data():
     return hlmext.datasets.load("gcse").query("nstu > 4")
@@ -155,6 +162,92 @@ def test_glmm_results_plot(plt):
         res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", cbpp, trials="size").fit(nagq=1)
     ax = plotting.plot_random_effects(res)
     assert len(_points(ax)[0]) == 15
+
+
+@needs_mpl
+def test_caterpillar_draws_a_panel_per_term_in_the_first_terms_order(plt, rs):
+    axes = rs.plot_random_effects()
+    assert len(axes) == 2
+    assert [ax.get_title() for ax in axes] == ["Random effects of school: Intercept", "Random effects of school: lrt"]
+    blups = rs.random_effects["school"]
+    order = np.argsort(blups["Intercept"].to_numpy(), kind="stable")
+    for ax, term in zip(axes, ["Intercept", "lrt"]):
+        x, y, _ = _points(ax)
+        at = np.empty(len(x))
+        at[y.astype(int)] = x
+        np.testing.assert_allclose(at, blups[term].to_numpy()[order])     # rows aligned across panels
+    texts = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert texts == ["interval excludes 0", "interval includes 0"]
+    fig, pair = plt.subplots(1, 2)
+    assert list(rs.plot_random_effects(ax=pair)) == list(pair)
+    with pytest.raises(ValueError, match="2 random-effects terms need 2 axes"):
+        rs.plot_random_effects(ax=pair[0])
+
+
+@needs_mpl
+def test_caterpillar_labels_many_groups_sparsely_with_the_extremes(plt, rs):
+    ax = rs.plot_random_effects(term="Intercept")
+    blups = rs.random_effects["school"]["Intercept"].sort_values(kind="stable")
+    ticks = ax.get_yticks()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert 20 <= len(labels) <= 41
+    assert ticks[0] == 0 and ticks[-1] == 63
+    assert labels[0] == str(blups.index[0]) and labels[-1] == str(blups.index[-1])
+    assert labels == [str(blups.index[int(t)]) for t in ticks]
+
+
+@needs_mpl
+def test_shrinkage_pairs_each_groups_ols_with_coef(plt, rs, data):
+    ax = rs.plot_shrinkage(data)
+    own, mixed, fixed = (c.get_offsets() for c in ax.collections)
+    ols = hlmext.per_group_ols("gcse ~ lrt", data, "school")
+    coef = rs.coef()
+    np.testing.assert_allclose(np.asarray(own), ols[["Intercept", "lrt"]].to_numpy(), rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(mixed), coef.loc[ols.index].to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(fixed)[0], rs.fe_params.to_numpy())
+    segments = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 2]
+    assert len(segments) == len(ols)
+    assert ax.get_xlabel() == "Intercept" and ax.get_ylabel() == "lrt"
+    assert "64 of 64" in ax.get_title()
+    assert rs.plot_shrinkage().get_title() == ax.get_title()          # the data the model was built from
+
+
+@needs_mpl
+def test_shrinkage_of_one_term_and_errors(plt, data):
+    ri = hlmext.mixedlm("gcse ~ lrt + (1 | school)", data).fit(reml=False)
+    ax = ri.plot_shrinkage(min_obs=30)
+    sizes = data.groupby("school").size()
+    assert len([ln for ln in ax.get_lines() if ln.get_color() == "0.7"]) == (sizes >= 30).sum()
+    with pytest.raises(ValueError, match="one or two of the random-effects columns"):
+        ri.plot_shrinkage(terms=["lrt"])
+    with pytest.raises(ValueError, match="no group has its own estimable fit"):
+        ri.plot_shrinkage(min_obs=10_000)
+
+
+@needs_mpl
+@pytest.mark.parametrize("family", ["logit", "poisson"])
+def test_glmm_results_have_the_plot_methods(plt, family):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if family == "logit":
+            df = hlmext.datasets.load("contraception")
+            res = hlmext.melogit("use ~ age + urban + (urban | district)", df).fit(nagq=1)
+            x, n_terms = "urban", 2
+        else:
+            df = hlmext.datasets.load("grouseticks").eval("yr = YEAR - 96")
+            res = hlmext.mepoisson("TICKS ~ yr + (yr | LOCATION)", df).fit(nagq=1)
+            x, n_terms = "yr", 2
+        axes = res.plot_random_effects()
+        assert len(axes) == n_terms
+        ax = res.plot_per_group_fits(df, x=x, max_groups=8)
+        blue = [ln for ln in ax.get_lines() if ln.get_color() == "C0"]
+        assert len(blue) == 8
+        assert all(0 <= v for ln in blue for v in ln.get_ydata())               # the mean scale
+        ax = res.plot_shrinkage()
+    own, mixed, _ = (c.get_offsets() for c in ax.collections)
+    assert 0 < len(own) == len(mixed) <= res.n_groups[res.model.levels[0].name]
+    coef = res.coef()[["Intercept", x]].to_numpy()
+    assert all(np.min(np.abs(coef - row).sum(axis=1)) < 1e-10 for row in np.asarray(mixed))
 
 
 @needs_mpl
