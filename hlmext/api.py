@@ -7,6 +7,7 @@ import pandas as pd
 from .exceptions import ModelError
 from .inference import LRTest, boundary_lr_test
 from .linear import LinearMixed
+from .lr_checks import check_nested
 from .sampling_weights import no_lr_test
 from .glmm import MixedLogit, MixedPoisson
 
@@ -87,7 +88,8 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
 def lrtest(small, big) -> LRTest:
     """Likelihood-ratio test of a model against a bigger one that nests it.
 
-    Both must be fitted to the same rows. REML fits are comparable only when their
+    Both must be fitted to the same response on the same rows, and the first must be a
+    special case of the second (``hlmext.lr_checks`` says why when it is not). REML fits are comparable only when their
     fixed effects are the same; otherwise refit with ``reml=False``. When the models
     differ in variance parameters, the chi2 reference is conservative (the null is on
     the boundary), and one variance component uses ``chibar2(01)``.
@@ -108,10 +110,8 @@ def lrtest(small, big) -> LRTest:
                          "an LR test needs the same rows" % (small.nobs, big.nobs))
     if small.reml != big.reml:
         raise ModelError("one model is fitted by REML and the other by ML; refit both with reml=False")
+    check_nested(small, big)
     fe_small, fe_big = list(small.model.exog_names), list(big.model.exog_names)
-    if small.reml and (fe_small != fe_big or not np.allclose(small.model.design.exog, big.model.design.exog)):
-        raise ModelError("REML likelihoods of models with different fixed effects are not comparable; "
-                         "refit both with reml=False")
     df = int(big.k_params - small.k_params)
     if df <= 0:
         raise ModelError("the second model must have more parameters than the first (%d vs %d)"
