@@ -60,7 +60,7 @@ def _as_frame(data, what="data"):
     return data
 
 
-def _check_column_names(parsed, columns):
+def check_column_names(parsed, columns):
     """A ``DataError`` for MultiIndex columns, and for a column the formula uses that appears
     more than once (which of them is meant is unclear)."""
     if isinstance(columns, pd.MultiIndex):
@@ -278,7 +278,7 @@ def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> Mode
         eval_env = patsy.EvalEnvironment.capture(eval_env or 0, reference=1)
     env = eval_env.with_outer_namespace({"np": np, "numpy": np})
     frame = _as_frame(data)
-    _check_column_names(parsed, frame.columns)
+    check_column_names(parsed, frame.columns)
     for term in parsed.random:
         for name in term.group:
             if name not in frame.columns:

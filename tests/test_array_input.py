@@ -222,3 +222,10 @@ def test_moderate_offset_fits_with_a_warning_and_the_same_slope(df, base):
     assert small.fe_params["xb"] == pytest.approx(base.fe_params["x"], rel=1e-8)
     assert small.fe_params["Intercept"] + 100 * small.fe_params["xb"] == pytest.approx(
         base.fe_params["Intercept"], rel=1e-8)
+
+
+def test_duplicate_used_column_in_chunks_names_the_column(df):
+    d = df.copy()
+    d.columns = ["y", "x", "g", "x"]
+    with pytest.raises(DataError, match="more than one column named 'x'"):
+        hlmext.mixedlm("y ~ x + (1 | g)", [d.iloc[:30], d.iloc[30:]]).fit()
