@@ -88,11 +88,13 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
 def lrtest(small, big) -> LRTest:
     """Likelihood-ratio test of a model against a bigger one that nests it.
 
-    Both must be fitted to the same response on the same rows, and the first must be a
-    special case of the second (``hlmext.lr_checks`` says why when it is not). REML fits are comparable only when their
+    Both must be fitted to the same rows. REML fits are comparable only when their
     fixed effects are the same; otherwise refit with ``reml=False``. When the models
     differ in variance parameters, the chi2 reference is conservative (the null is on
     the boundary), and one variance component uses ``chibar2(01)``.
+
+    Comparisons that are not LR tests (different responses or rows, fixed or random
+    parts that do not nest) raise ``ModelError`` naming the reason (``hlmext.lr_checks``).
 
     Examples
     --------
@@ -110,12 +112,12 @@ def lrtest(small, big) -> LRTest:
                          "an LR test needs the same rows" % (small.nobs, big.nobs))
     if small.reml != big.reml:
         raise ModelError("one model is fitted by REML and the other by ML; refit both with reml=False")
-    check_nested(small, big)
     fe_small, fe_big = list(small.model.exog_names), list(big.model.exog_names)
     df = int(big.k_params - small.k_params)
     if df <= 0:
         raise ModelError("the second model must have more parameters than the first (%d vs %d)"
                          % (big.k_params, small.k_params))
+    check_nested(small, big)
     versus = "the smaller model"
     if big.model.k_re > small.model.k_re and fe_small == fe_big:
         return boundary_lr_test(big.llf, small.llf, df, versus)

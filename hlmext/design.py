@@ -434,8 +434,8 @@ def dependent_columns(gram, tol=1e-11):
 
 def _check_fixed_rank(gram, names, exog=None, intercept_col=-1):
     """Raise if a fixed-effects column is zero or (numerically) a combination of earlier ones
-    (``gram``: X'X; with ``exog`` and an intercept, columns far from zero are judged centred
-    and reported by a warning: see ``hlmext.offsets``)."""
+    (``gram``: X'X; with ``exog`` and an intercept, a column far from zero relative to its
+    spread is judged centred, and reported as needing centring: see ``hlmext.offsets``)."""
     if gram.shape[1] == 0:
         return
     zero, bad = dependent_columns(gram)
