@@ -18,21 +18,21 @@ from .exceptions import DataError
 def checked_arrays(endog, exog, groups, exog_re):
     """``(endog, exog, groups, exog_re)`` as arrays: endog float (n,), exog float (n, p),
     groups (n,) or (n, k) labels, exog_re None or float (n, q) with q >= 1."""
-    endog = _numeric(endog, "endog")
+    endog = as_float_array(endog, "endog")
     if endog.ndim == 2 and endog.shape[1] == 1:
         endog = endog.ravel()
     if endog.ndim != 1:
         raise DataError("endog must be one response value per row, shape (n,) or (n, 1); got %s"
                         % _shape_text(endog))
     n = endog.shape[0]
-    exog = _matrix(_numeric(exog, "exog"), "exog", "(n, p): one row per observation, one column per fixed effect")
+    exog = _matrix(as_float_array(exog, "exog"), "exog", "(n, p): one row per observation, one column per fixed effect")
     groups = _labels(groups)
     for name, arr in (("exog", exog), ("groups", groups)):
         if arr.shape[0] != n:
             raise DataError("%s has %d rows but endog has %d: give one row per observation"
                             % (name, arr.shape[0], n))
     if exog_re is not None:
-        exog_re = _matrix(_numeric(exog_re, "exog_re"), "exog_re",
+        exog_re = _matrix(as_float_array(exog_re, "exog_re"), "exog_re",
                           "(n, q): one row per observation, one column per random effect")
         if exog_re.shape[1] == 0:
             raise DataError("exog_re has no columns; give at least one (a column of ones for a random "
@@ -43,7 +43,7 @@ def checked_arrays(endog, exog, groups, exog_re):
     return endog, exog, groups, exog_re
 
 
-def _numeric(value, name):
+def as_float_array(value, name):
     """``value`` as a float64 array, or a ``DataError`` naming ``name`` and the bad entry."""
     if isinstance(value, (pd.Series, pd.DataFrame)):
         value = value.to_numpy()

@@ -36,7 +36,8 @@ CORE_CASES = {
     "logit exog 3-D": "hlmext.MixedLogit((y > 1).astype(float), X[:, :, None], g).fit(nagq=1)",
     "exog_re 3-D": "hlmext.LinearMixed(y, X, g, exog_re=X[:, :, None]).fit()",
     "exog_re no columns": "hlmext.LinearMixed(y, X, g, exog_re=np.ones((60, 0))).fit()",
-    "poisson exog_re no columns": "hlmext.MixedPoisson((y > 1).astype(float), X, g, exog_re=np.ones((60, 0))).fit(nagq=1)",
+    "poisson exog_re no columns":
+        "hlmext.MixedPoisson((y > 1).astype(float), X, g, exog_re=np.ones((60, 0))).fit(nagq=1)",
     "object exog with a string": "hlmext.LinearMixed(y, np.array([[1.0, 'a']] * 60, dtype=object), g).fit()",
     "endog two columns": "hlmext.LinearMixed(np.column_stack([y, y]), X, g).fit()",
 }
@@ -229,3 +230,12 @@ def test_duplicate_used_column_in_chunks_names_the_column(df):
     d.columns = ["y", "x", "g", "x"]
     with pytest.raises(DataError, match="more than one column named 'x'"):
         hlmext.mixedlm("y ~ x + (1 | g)", [d.iloc[:30], d.iloc[30:]]).fit()
+
+
+def test_glmm_trials_and_offset_name_the_argument(data):
+    y, X, g = data
+    successes = (y > 1).astype(float)
+    with pytest.raises(DataError, match="trials must hold numbers; entry 0 is 'ten'"):
+        hlmext.MixedLogit(successes, X, g, trials=np.array(["ten"] * N, dtype=object))
+    with pytest.raises(DataError, match="offset must hold real numbers.*strings"):
+        hlmext.MixedPoisson(successes, X, g, offset=np.array(["0"] * N))
