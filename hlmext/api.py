@@ -7,6 +7,7 @@ import pandas as pd
 from .exceptions import ModelError
 from .inference import LRTest, boundary_lr_test
 from .linear import LinearMixed
+from .lr_checks import check_nested
 from .sampling_weights import no_lr_test
 from .glmm import MixedLogit, MixedPoisson
 from .update import remember
@@ -96,6 +97,9 @@ def lrtest(small, big) -> LRTest:
     differ in variance parameters, the chi2 reference is conservative (the null is on
     the boundary), and one variance component uses ``chibar2(01)``.
 
+    Comparisons that are not LR tests (different responses or rows, fixed or random
+    parts that do not nest) raise ``ModelError`` naming the reason (``hlmext.lr_checks``).
+
     Examples
     --------
     >>> import hlmext
@@ -115,13 +119,11 @@ def lrtest(small, big) -> LRTest:
     if small.reml != big.reml:
         raise ModelError("one model is fitted by REML and the other by ML; refit both with reml=False")
     fe_small, fe_big = list(small.model.exog_names), list(big.model.exog_names)
-    if small.reml and (fe_small != fe_big or not np.allclose(small.model.design.exog, big.model.design.exog)):
-        raise ModelError("REML likelihoods of models with different fixed effects are not comparable; "
-                         "refit both with reml=False")
     df = int(big.k_params - small.k_params)
     if df <= 0:
         raise ModelError("the second model must have more parameters than the first (%d vs %d)"
                          % (big.k_params, small.k_params))
+    check_nested(small, big)
     versus = "the smaller model"
     if big.model.k_re > small.model.k_re and fe_small == fe_big:
         return boundary_lr_test(big.llf, small.llf, df, versus)

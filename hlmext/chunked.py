@@ -207,6 +207,7 @@ class ChunkFormula:
         """
         if not isinstance(chunk, pd.DataFrame):
             raise DataError("every chunk must be a pandas DataFrame, got %s" % type(chunk).__name__)
+        frames.check_column_names(self.parsed, chunk.columns)
         out = chunk
         for col in self.columns(out.columns):
             dtype = out[col].dtype

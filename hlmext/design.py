@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from . import offsets
 from .covariance import LevelCovariance, make_structure
 from .exceptions import DataError, ModelError
 from .grouping import group_codes
@@ -145,7 +146,7 @@ class MixedDesign:
             self.W[:, -1] -= self.y_shift
         xy = self.W[:, self.W.shape[1] - self.k_fe - 1:]
         self._xy_gram = xy.T @ xy                 # [X y]'[X y]: the rank check and the global block
-        _check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names)
+        _check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names, xy[:, :-1], self.intercept_col)
 
         self.levels = []
         first = 0
@@ -431,12 +432,15 @@ def dependent_columns(gram, tol=1e-11):
     return [], bad
 
 
-def _check_fixed_rank(gram, names):
+def _check_fixed_rank(gram, names, exog=None, intercept_col=-1):
     """Raise if a fixed-effects column is zero or (numerically) a combination of earlier ones
-    (``gram``: X'X)."""
+    (``gram``: X'X; with ``exog`` and an intercept, a column far from zero relative to its
+    spread is judged centred, and reported as needing centring: see ``hlmext.offsets``)."""
     if gram.shape[1] == 0:
         return
     zero, bad = dependent_columns(gram)
+    if exog is not None and intercept_col >= 0 and not zero:
+        offsets.check_offset_columns(gram, names, intercept_col, len(exog), bad, exog)
     if zero:
         raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
                          % ", ".join(repr(names[j]) for j in zero))

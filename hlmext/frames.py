@@ -60,6 +60,23 @@ def _as_frame(data, what="data"):
     return data
 
 
+def check_column_names(parsed, columns):
+    """A ``DataError`` for MultiIndex columns, and for a column the formula uses that appears
+    more than once (which of them is meant is unclear)."""
+    if isinstance(columns, pd.MultiIndex):
+        raise DataError("data has MultiIndex columns (e.g. %r); a formula names flat columns: flatten them "
+                        "first, e.g. data.columns = ['_'.join(map(str, c)) for c in data.columns]"
+                        % (columns[0],))
+    if not columns.has_duplicates:
+        return
+    formulas = " ".join([parsed.response, parsed.fixed] + [t.formula for t in parsed.random])
+    used = _words(formulas, columns) + [name for t in parsed.random for name in t.group]
+    dup = [name for name in dict.fromkeys(used) if (columns == name).sum() > 1]
+    if dup:
+        raise DataError("data has more than one column named %s; rename or drop the duplicates (the formula "
+                        "uses %s)" % (", ".join(map(repr, dup)), "it" if len(dup) == 1 else "them"))
+
+
 def _for_patsy(data):
     """``data`` without ``pd.NA`` (patsy cannot handle it): nullable numeric/boolean columns
     as float64 with NaN, pandas string columns as objects with NaN for missing."""
@@ -261,6 +278,7 @@ def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> Mode
         eval_env = patsy.EvalEnvironment.capture(eval_env or 0, reference=1)
     env = eval_env.with_outer_namespace({"np": np, "numpy": np})
     frame = _as_frame(data)
+    check_column_names(parsed, frame.columns)
     for term in parsed.random:
         for name in term.group:
             if name not in frame.columns:

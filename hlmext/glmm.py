@@ -35,6 +35,7 @@ from statsmodels.base.model import LikelihoodModel
 from statsmodels.genmod import families
 
 from . import _glmm, _glmm_nested
+from .arrays import as_float_array
 from .exceptions import ConvergenceWarning, DataError, ModelError
 from .glm_start import glm_start
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
@@ -602,7 +603,7 @@ class MixedPoisson(MixedGLM):
 def _sorted_extra(values, design, role):
     if values is None:
         return None
-    arr = np.asarray(values, dtype=float).ravel()
+    arr = as_float_array(values, role).ravel()
     if arr.shape[0] != design.nobs:
         raise DataError("%s has %d values but the model has %d rows" % (role, arr.shape[0], design.nobs))
     if not np.all(np.isfinite(arr)):

@@ -1,5 +1,6 @@
 """Grouping columns as integer codes: the groups of a level numbered in the sorted order of
-their labels, and those labels (one or several columns; integer ids without hashing)."""
+their labels, and those labels (one or several columns; integer ids without hashing).
+Labels of types that do not sort together (``1`` and ``"a"``) are grouped as strings."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,9 +27,28 @@ def _column_codes(values, name):
         if dense is not None:
             return dense
     codes, uniq = pd.factorize(values, sort=True)
+    if uniq.dtype == object and not _sortable(uniq):     # labels such as 1 and "a": grouped as strings
+        codes, uniq = pd.factorize(_as_strings(values), sort=True)
     if len(codes) and codes.min() < 0:
         raise DataError("the grouping of level %r has missing values; drop those rows" % name)
     return codes.astype(np.intp, copy=False), pd.Index(uniq)
+
+
+def _sortable(labels):
+    try:
+        pd.Index(labels).sort_values()
+    except TypeError:
+        return False
+    return True
+
+
+def _as_strings(values):
+    """Labels of mixed types as strings (missing ones stay missing), so that they sort."""
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
+    out = values.astype(str).astype(object)
+    out[missing] = None
+    return out
 
 
 def _combination_codes(groups, per_column):

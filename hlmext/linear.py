@@ -26,6 +26,7 @@ import pandas as pd
 from statsmodels.base.model import LikelihoodModel
 
 from . import _core
+from .arrays import checked_arrays
 from .design import LevelSpec, MixedDesign
 from .exceptions import ConvergenceWarning, ModelError
 from .gradient import GradientParts
@@ -562,6 +563,7 @@ def design_from_frame(frame, weights=None) -> MixedDesign:
 def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights=None):
     if endog is None or exog is None or groups is None:
         raise ModelError("LinearMixed needs endog, exog and groups (or use hlmext.mixedlm with a formula)")
+    endog, exog, groups, exog_re = checked_arrays(endog, exog, groups, exog_re)
     endog = np.asarray(endog, dtype=float)
     exog = np.asarray(exog, dtype=float)
     if exog.ndim == 1:
