@@ -18,6 +18,7 @@ import statsmodels.base.wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults
 
 from . import _gradient, inference
+from .conventions import ResultsConventions
 from .exceptions import BoundaryWarning, ModelError
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
@@ -27,7 +28,7 @@ from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _
 LATENT_VAR_LOGIT = np.pi ** 2 / 3
 
 
-class GLMMResults(LikelihoodModelResults):
+class GLMMResults(ResultsConventions, LikelihoodModelResults):
     """Fit of a ``MixedLogit`` or ``MixedPoisson`` model; built complete by ``MixedGLM.fit``.
 
     Attributes
@@ -115,9 +116,10 @@ class GLMMResults(LikelihoodModelResults):
 
     # ------------------------------------------------------------------ predictions
     def _original_order(self, sorted_values):
+        self._check_rows()
         return original_order(self.model, sorted_values)
 
-    def predict(self, data=None, which="mu", conditional=False, offset=None):
+    def predict(self, data=None, which="mu", conditional=False, offset=None, exog=None):
         """Linear predictor or mean for the fitted rows or new data.
 
         Parameters
@@ -134,14 +136,22 @@ class GLMMResults(LikelihoodModelResults):
             the prediction is at b = 0 (a typical group), not averaged over the random effects.
         offset : array_like, optional
             Offset (log scale) of the new rows, when the model's offset was given as an array.
+        exog : array_like (n, k_fe), optional
+            statsmodels style: rows of the fixed-effects design (also accepted as the first
+            argument when it is not a DataFrame); eta is ``X beta + offset`` at b = 0.
 
         Returns
         -------
-        pandas.Series
+        pandas.Series (ndarray for ``exog``)
         """
         if which not in ("mu", "eta"):
             raise ValueError("which must be 'mu' or 'eta', not %r" % (which,))
         model = self.model
+        from .prediction import exog_argument
+        X = exog_argument(self, data, exog, conditional)
+        if X is not None:
+            eta = X @ self.fe_params.to_numpy() + (0.0 if offset is None else np.asarray(offset, float))
+            return eta if which == "eta" else model._sm_family().link.inverse(eta)
         if data is None:
             eta = self._original_order(self._eta_cond_sorted if conditional else self._eta_sorted)
         else:
@@ -327,6 +337,12 @@ class GLMMResults(LikelihoodModelResults):
     def _repr_html_(self):
         return self.summary()._repr_html_()
 
+    def _null_llf(self):
+        return self.null_llf
+
+    def _keep_before_removing_data(self):
+        self.model._offset_given = _offset_given(self.model)
+
 
 @dataclass
 class QuadratureCheck:
@@ -458,7 +474,7 @@ def _new_eta(res, data, conditional, offset):
                 if model.columns[role] not in data:
                     raise ValueError("data lacks the %s column %r" % (role, model.columns[role]))
                 eta = eta + transform(data[model.columns[role]].to_numpy(float))
-        if np.any(model.offset != 0) and not model.columns:
+        if _offset_given(model) and not model.columns:
             raise ValueError("the model's offset was given as an array: pass offset=<log-scale offset of the "
                              "new rows> to predict")
     if conditional:
@@ -468,6 +484,13 @@ def _new_eta(res, data, conditional, offset):
             b = re.reindex(_row_keys(data, block.term.group)).fillna(0.0).to_numpy()
             eta = eta + np.sum(Z * b, axis=1)
     return eta
+
+
+def _offset_given(model):
+    """True if the model has an offset (kept by ``remove_data``, which drops the per-row one)."""
+    if model.offset is None:
+        return model._offset_given
+    return bool(np.any(model.offset != 0))
 
 
 class GLMMResultsWrapper(MixedResultsWrapper):

@@ -180,6 +180,10 @@ class LRTest:
     conservative: bool
     versus: str = ""
 
+    def __post_init__(self):          # plain Python numbers: a readable repr
+        self.statistic, self.df, self.pvalue = float(self.statistic), int(self.df), float(self.pvalue)
+        self.conservative = bool(self.conservative)
+
     def __str__(self):
         if self.kind.startswith("chibar2"):
             return "LR test vs. %s: %s = %.2f   Prob >= chibar2 = %.4f" % (

@@ -19,6 +19,7 @@ from scipy import linalg
 from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
+from .conventions import ResultsConventions
 from .gradient import GradientParts, diagonal_blocks
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import _deviance
@@ -30,7 +31,7 @@ def stata_name(name: str) -> str:
     return "_cons" if name == "Intercept" else name
 
 
-class MixedResults(LikelihoodModelResults):
+class MixedResults(ResultsConventions, LikelihoodModelResults):
     """Fit of a ``LinearMixed`` model; built complete by ``LinearMixed.fit``.
 
     Attributes
@@ -157,6 +158,7 @@ class MixedResults(LikelihoodModelResults):
 
     # ------------------------------------------------------------------ rows
     def _original_order(self, sorted_values):
+        self._check_rows()
         if sorted_values is None or not self.model.design.has_rows:
             raise ValueError("this model was fitted from statistics accumulated over chunks, without keeping "
                              "the rows: compute fitted values and residuals chunk by chunk with "
@@ -185,7 +187,7 @@ class MixedResults(LikelihoodModelResults):
             return self._original_order(None)
         return self._original_order(self.model.design.endog - self._fitted_sorted)
 
-    def predict(self, data=None, which="marginal"):
+    def predict(self, data=None, which="marginal", exog=None):
         """Predictions for the fitted data or new data.
 
         Parameters
@@ -194,13 +196,20 @@ class MixedResults(LikelihoodModelResults):
             New data with the formula's columns; default the fitted rows.
         which : {"marginal", "conditional"}
             ``X beta`` or ``X beta + Z b`` (groups not seen in the fit get b = 0).
+        exog : array_like (n, k_fe), optional
+            statsmodels style: rows of the fixed-effects design (also accepted as the first
+            argument when it is not a DataFrame); the prediction is marginal, ``X beta``.
 
         Returns
         -------
-        pandas.Series
+        pandas.Series (ndarray for ``exog``)
         """
         if which not in ("marginal", "conditional"):
             raise ValueError("which must be 'marginal' or 'conditional', not %r" % (which,))
+        from .prediction import exog_argument
+        X = exog_argument(self, data, exog, which != "marginal")
+        if X is not None:
+            return X @ self.fe_params.to_numpy()
         model = self.model
         if data is None:
             if not model.design.has_rows:
@@ -608,6 +617,9 @@ class MixedResultsWrapper(wrap.ResultsWrapper):
     _wrap_attrs = _attrs
     _methods = {"cov_params": "cov", "conf_int": "columns"}
     _wrap_methods = _methods
+
+    def __repr__(self):
+        return repr(self._results)
 
 
 wrap.populate_wrapper(MixedResultsWrapper, MixedResults)
