@@ -22,8 +22,8 @@ from .conventions import ResultsConventions
 from .exceptions import BoundaryWarning, ModelError
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
-from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _notes, _row_keys,
-                      _sd_scale)
+from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _named, _notes,
+                      _row_keys, _sd_scale)
 
 LATENT_VAR_LOGIT = np.pi ** 2 / 3
 
@@ -87,12 +87,12 @@ class GLMMResults(ResultsConventions, LikelihoodModelResults):
         names = model.exog_names
         self.fe_params = pd.Series(beta, index=names, name="coef")
         self.bse_fe = pd.Series(np.sqrt(np.diag(cov[:p, :p])), index=names, name="se")
-        self.cov_fe = pd.DataFrame(cov[:p, :p], index=names, columns=names)
+        self.cov_fe = _named(pd.DataFrame(cov[:p, :p], index=names, columns=names), "term")
         self.on_boundary = [nm for nm, b in zip(model.report_names(), fixed) if b]
         self.re_params = inference.re_table(model.report_names(), values, cov_phi, is_corr)
         self.cov_re, self.n_groups = {}, {}
         for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
-            self.cov_re[lv.name] = pd.DataFrame(lam @ lam.T, index=lv.names, columns=lv.names)
+            self.cov_re[lv.name] = _named(pd.DataFrame(lam @ lam.T, index=lv.names, columns=lv.names), "effect")
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects, self.random_effects_cov = _conditional_modes(model, beta, theta)
         self._eta_sorted = model._X @ beta + model.offset
@@ -226,8 +226,9 @@ class GLMMResults(ResultsConventions, LikelihoodModelResults):
         start = np.concatenate([self.fe_params.to_numpy(), self.theta])
         fits = [self] + [model.fit(nagq=k, start=start) for k in rules[1:]]
         label = ["Laplace" if k == 1 else "nagq=%d" % k for k in rules]
-        table = pd.DataFrame([np.concatenate([[r.llf], np.asarray(r.params)]) for r in fits], index=label,
-                             columns=["llf"] + list(self.model.data.param_names))
+        table = pd.DataFrame([np.concatenate([[r.llf], np.asarray(r.params)]) for r in fits],
+                             index=pd.Index(label, name="rule"),
+                             columns=pd.Index(["llf"] + list(self.model.data.param_names), name="parameter"))
         changes = []
         for a, b in zip(fits[:-1], fits[1:]):
             se = np.asarray(b.bse)
@@ -267,7 +268,8 @@ class GLMMResults(ResultsConventions, LikelihoodModelResults):
                 rows.append(block.iloc[i].to_numpy())
                 index.append((lv.name, _display_name(names[i])))
             k += len(names)
-        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=self.re_params.columns)
+        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["level", "parameter"]),
+                            columns=self.re_params.columns)
 
     @property
     def lr_test(self):
@@ -430,13 +432,13 @@ def _conditional_modes(model, beta, theta):
             dense = hinv[-1][0, lv.doff:lv.doff + G * q, lv.doff:lv.doff + G * q].reshape(G, q, G, q)
             own = dense[np.arange(G), :, np.arange(G), :]
         var = np.einsum("ij,gjk,lk->gil", lam, own, lam)
-        blocks[lv.name] = pd.DataFrame(uk @ lam.T, index=lv.labels, columns=lv.names).sort_index()
+        blocks[lv.name] = _named(pd.DataFrame(uk @ lam.T, index=lv.labels, columns=lv.names), lv.name).sort_index()
         cols, vals = [], []
         for a in range(q):
             for b in range(a + 1):
                 cols.append("var(%s)" % lv.names[a] if a == b else "cov(%s,%s)" % (lv.names[b], lv.names[a]))
                 vals.append(var[:, a, b])
-        cond[lv.name] = pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index()
+        cond[lv.name] = _named(pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols), lv.name).sort_index()
     order = [lv.name for lv in d.levels[::-1]]
     return {k: blocks[k] for k in order}, {k: cond[k] for k in order}
 

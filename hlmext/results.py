@@ -97,7 +97,7 @@ class MixedResults(ResultsConventions, LikelihoodModelResults):
         names = model.exog_names
         self.fe_params = pd.Series(f.beta, index=names, name="coef")
         self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
-        self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
+        self.cov_fe = _named(pd.DataFrame(cov_fe, index=names, columns=names), "term")
         self._cov_phi = cov_phi
         self._is_corr = is_corr
         self.on_boundary = [nm for nm, b in zip(model.report_names(), fixed) if b]
@@ -105,7 +105,8 @@ class MixedResults(ResultsConventions, LikelihoodModelResults):
         self.cov_re = {}
         self.n_groups = {}
         for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
-            self.cov_re[lv.name] = pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names)
+            self.cov_re[lv.name] = _named(pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names),
+                                          "effect")
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects = _blups(model, f)
         self._variances_from = (f, sigma2)          # random_effects_cov, formed when asked for
@@ -122,7 +123,7 @@ class MixedResults(ResultsConventions, LikelihoodModelResults):
         if robust is not None:
             self.cov_params_default = cov
             self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
-            self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
+            self.cov_fe = _named(pd.DataFrame(cov_fe, index=names, columns=names), "term")
             self.cov_type = "cluster (%s, %d clusters of %r)" % (robust, model.levels[-1].n_groups,
                                                                  model.levels[model.design.n_chain - 1].name)
         if model.sampling is not None:
@@ -394,8 +395,8 @@ class MixedResults(ResultsConventions, LikelihoodModelResults):
         se = self.bse_fe
         z = self.fe_params / se
         q = stats.norm.ppf(0.975)
-        return pd.DataFrame({"coef": self.fe_params, "se": se, "z": z, "pvalue": 2 * stats.norm.sf(np.abs(z)),
-                             "lower": self.fe_params - q * se, "upper": self.fe_params + q * se})
+        return _named(pd.DataFrame({"coef": self.fe_params, "se": se, "z": z, "pvalue": 2 * stats.norm.sf(np.abs(z)),
+                                    "lower": self.fe_params - q * se, "upper": self.fe_params + q * se}), "term")
 
     @property
     def re_table(self):
@@ -415,7 +416,8 @@ class MixedResults(ResultsConventions, LikelihoodModelResults):
             k += len(names)
         rows.append(table.iloc[-1].to_numpy())
         index.append(("Residual", "sd(Residual)"))
-        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=table.columns)
+        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["level", "parameter"]),
+                            columns=table.columns)
 
     @property
     def re_structure(self):
@@ -558,7 +560,7 @@ def _blups(model, f):
     for l, (lv, lam) in enumerate(zip(d.levels, model.lams(f.theta))):
         start = d.u_off[lv.first] if l < d.n_chain else d.n_u + lv.doff
         b = u[start:start + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
-        modes[lv.name] = pd.DataFrame(b, index=lv.labels, columns=lv.names).sort_index()
+        modes[lv.name] = _named(pd.DataFrame(b, index=lv.labels, columns=lv.names), lv.name).sort_index()
     return {lv.name: modes[lv.name] for lv in model.levels[::-1]}
 
 
@@ -586,7 +588,16 @@ def _variance_frame(lv, var):
         for j in range(i + 1):
             cols.append("var(%s)" % lv.names[i] if i == j else "cov(%s,%s)" % (lv.names[j], lv.names[i]))
             vals.append(var[:, i, j])
-    return pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index()
+    return _named(pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols), lv.name).sort_index()
+
+
+def _named(frame, index):
+    """``frame`` with its index named (a new Index: one shared with a Series keeps its name):
+    every table of the results says what its rows are."""
+    if frame.index.nlevels > 1:           # groups by a combination, "school:class": one name per column
+        parts = index.split(":")
+        index = parts if len(parts) == frame.index.nlevels else [None] * frame.index.nlevels
+    return frame.set_axis(frame.index.rename(index), axis=0)
 
 
 def _row_keys(data, group_cols):
