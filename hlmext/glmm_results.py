@@ -22,6 +22,7 @@ from .conventions import ResultsConventions
 from .exceptions import BoundaryWarning, ModelError
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
+from .stacklevel import user_stacklevel
 from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _named, _notes,
                       _row_keys, _sd_scale)
 
@@ -107,7 +108,7 @@ class GLMMResults(ResultsConventions, LikelihoodModelResults):
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more complex "
                           "than the data support, drop the term(s) from the random part"
-                          % ", ".join(self.on_boundary), BoundaryWarning)
+                          % ", ".join(self.on_boundary), BoundaryWarning, stacklevel=user_stacklevel())
 
     @property
     def llf(self):
@@ -161,12 +162,14 @@ class GLMMResults(ResultsConventions, LikelihoodModelResults):
     @property
     def fittedvalues(self):
         """Conditional means E[y | b]: trials x probability (logit) or expected counts (Poisson)."""
+        self._check_rows()
         mu = self.model._sm_family().link.inverse(self._eta_cond_sorted) * self.model.trials
         return self._original_order(mu)
 
     @property
     def resid(self):
         """Response residuals y - E[y | b], in the data's row order."""
+        self._check_rows()
         return self._original_order(self.model.design.endog) - self.fittedvalues
 
     # ------------------------------------------------------------------ tests

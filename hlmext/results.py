@@ -25,6 +25,7 @@ from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import _deviance
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test, top_weights
+from .stacklevel import user_stacklevel
 
 
 def stata_name(name: str) -> str:
@@ -79,7 +80,7 @@ class MixedResults(ResultsConventions, LikelihoodModelResults):
             warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
                           "parameters is not positive definite at the optimum (a flat or numerically noisy "
                           "likelihood); rescale the response and covariates, or simplify the random part"
-                          % ", ".join(missing_se), ConvergenceWarning)
+                          % ", ".join(missing_se), ConvergenceWarning, stacklevel=user_stacklevel())
         params = np.concatenate([f.beta, values])
         cov = linalg.block_diag(cov_fe, cov_rep)
         super().__init__(model, params, normalized_cov_params=cov, scale=sigma2)
@@ -141,7 +142,7 @@ class MixedResults(ResultsConventions, LikelihoodModelResults):
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
                           "complex than the data support, drop the term(s) from the random part"
-                          % ", ".join(self.on_boundary), BoundaryWarning)
+                          % ", ".join(self.on_boundary), BoundaryWarning, stacklevel=user_stacklevel())
 
     @property
     def random_effects_cov(self):
