@@ -318,7 +318,7 @@ class MixedSummary:
         >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
         >>> res = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df).fit()
         >>> fixed, random = res.summary().tables
-        >>> fixed.index.tolist(), random.index.names
+        >>> fixed.index.tolist(), list(random.index.names)
         (['lrt', 'Intercept'], ['level', 'parameter'])
         """
         import pandas as pd
