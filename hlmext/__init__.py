@@ -9,12 +9,14 @@ from . import datasets  # noqa: E402
 from .anova import anova  # noqa: E402
 from .api import lrtest, melogit, mepoisson, mixedlm, per_group_ols  # noqa: E402
 from .bootstrap import bootstrap_lrtest  # noqa: E402
+from .conventions import load  # noqa: E402
 from .exceptions import BoundaryWarning, ConvergenceWarning, DataError, FormulaError, ModelError  # noqa: E402
 from .glmm import MixedGLM, MixedLogit, MixedPoisson  # noqa: E402
 from .linear import LinearMixed  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["mixedlm", "melogit", "mepoisson", "lrtest", "anova", "bootstrap_lrtest", "per_group_ols", "LinearMixed", "MixedGLM",
+__all__ = ["mixedlm", "melogit", "mepoisson", "lrtest", "anova", "bootstrap_lrtest", "per_group_ols", "load",
+           "LinearMixed", "MixedGLM",
            "MixedLogit", "MixedPoisson", "datasets", "DataError", "FormulaError",
            "ModelError", "ConvergenceWarning", "BoundaryWarning", "__version__"]

@@ -13,7 +13,8 @@ from .glmm import MixedLogit, MixedPoisson
 from .update import remember
 
 
-def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, **chunk_options):
+def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, groups=None,
+            re_formula=None, vc_formula=None, **chunk_options):
     """Linear mixed model from a formula, lme4 or Stata style.
 
     Parameters
@@ -48,6 +49,13 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     pwscale : {None, "size", "effective", "gk"}
         Rescaling of the observation weights within level-2 clusters (two-level models;
         Stata's ``pwscale()``); default none.
+    groups, re_formula, vc_formula : optional
+        statsmodels ``MixedLM.from_formula`` style, for a formula without random terms:
+        the grouping column (or one label per row), its random effects (default
+        ``"~1"`` without ``vc_formula``, as statsmodels; correlated) and variance
+        components nested in the groups
+        (``{"class": "0 + C(class)"}`` is ``(1 | groups:class)``); see
+        ``hlmext.mixedlm_keywords``.
     **chunk_options
         For chunked data only: ``batch_size`` (Parquet rows per batch), ``categories``
         (levels of categorical columns); see ``hlmext.chunked.from_formula``.
@@ -74,6 +82,8 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     (-22325.049, "cluster (CR1, 64 clusters of 'school')")
     """
     from .chunked import is_chunked
+    from .mixedlm_keywords import with_groups
+    formula, data = with_groups(formula, data, groups, re_formula, vc_formula)
     if is_chunked(data):
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")

@@ -34,6 +34,12 @@ class RandomBlock:
     design_info: object
     groups: np.ndarray     # (n, k) grouping values: the column's own dtype for k = 1, objects otherwise
 
+    def __getstate__(self):
+        return _picklable(self.__dict__, "design_info")
+
+    def __setstate__(self, state):
+        self.__dict__.update(_restored(state, "design_info"))
+
 
 @dataclass
 class ModelFrame:
@@ -46,6 +52,23 @@ class ModelFrame:
     random: list[RandomBlock]
     row_labels: pd.Index
     n_dropped: int
+
+    def __getstate__(self):
+        return _picklable(self.__dict__, "fixed_design_info")
+
+    def __setstate__(self, state):
+        self.__dict__.update(_restored(state, "fixed_design_info"))
+
+
+def _picklable(state, key):
+    """The attributes with patsy's design info in a picklable form (``hlmext.design_state``)."""
+    from .design_state import encode
+    return {**state, key: encode(state[key])}
+
+
+def _restored(state, key):
+    from .design_state import decode
+    return {**state, key: decode(state[key])}
 
 
 def _as_frame(data, what="data"):

@@ -40,6 +40,7 @@ from .exceptions import ConvergenceWarning, DataError, ModelError
 from .glm_start import glm_start
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
+from .stacklevel import user_stacklevel
 
 MAX_NODES = 5000
 
@@ -483,7 +484,7 @@ class MixedGLM(LikelihoodModel):
         if not opt.converged:
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"
-                          % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning)
+                          % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
         return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm, robust))
 
 

@@ -18,17 +18,19 @@ import statsmodels.base.wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults
 
 from . import _gradient, inference
+from .conventions import ResultsConventions
 from .exceptions import BoundaryWarning, ModelError
 from .idioms import Lme4Idioms
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
-from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _notes, _row_keys,
-                      _sd_scale)
+from .stacklevel import user_stacklevel
+from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _named, _notes,
+                      _row_keys, _sd_scale)
 
 LATENT_VAR_LOGIT = np.pi ** 2 / 3
 
 
-class GLMMResults(Lme4Idioms, LikelihoodModelResults):
+class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
     """Fit of a ``MixedLogit`` or ``MixedPoisson`` model; built complete by ``MixedGLM.fit``.
 
     Attributes
@@ -87,12 +89,12 @@ class GLMMResults(Lme4Idioms, LikelihoodModelResults):
         names = model.exog_names
         self.fe_params = pd.Series(beta, index=names, name="coef")
         self.bse_fe = pd.Series(np.sqrt(np.diag(cov[:p, :p])), index=names, name="se")
-        self.cov_fe = pd.DataFrame(cov[:p, :p], index=names, columns=names)
+        self.cov_fe = _named(pd.DataFrame(cov[:p, :p], index=names, columns=names), "term")
         self.on_boundary = [nm for nm, b in zip(model.report_names(), fixed) if b]
         self.re_params = inference.re_table(model.report_names(), values, cov_phi, is_corr)
         self.cov_re, self.n_groups = {}, {}
         for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
-            self.cov_re[lv.name] = pd.DataFrame(lam @ lam.T, index=lv.names, columns=lv.names)
+            self.cov_re[lv.name] = _named(pd.DataFrame(lam @ lam.T, index=lv.names, columns=lv.names), "effect")
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects, self.random_effects_cov = _conditional_modes(model, beta, theta)
         self._eta_sorted = model._X @ beta + model.offset
@@ -107,7 +109,7 @@ class GLMMResults(Lme4Idioms, LikelihoodModelResults):
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more complex "
                           "than the data support, drop the term(s) from the random part"
-                          % ", ".join(self.on_boundary), BoundaryWarning)
+                          % ", ".join(self.on_boundary), BoundaryWarning, stacklevel=user_stacklevel())
 
     @property
     def llf(self):
@@ -116,9 +118,10 @@ class GLMMResults(Lme4Idioms, LikelihoodModelResults):
 
     # ------------------------------------------------------------------ predictions
     def _original_order(self, sorted_values):
+        self._check_rows()
         return original_order(self.model, sorted_values)
 
-    def predict(self, data=None, which="mu", conditional=False, offset=None):
+    def predict(self, data=None, which="mu", conditional=False, offset=None, exog=None):
         """Linear predictor or mean for the fitted rows or new data.
 
         Parameters
@@ -135,14 +138,22 @@ class GLMMResults(Lme4Idioms, LikelihoodModelResults):
             the prediction is at b = 0 (a typical group), not averaged over the random effects.
         offset : array_like, optional
             Offset (log scale) of the new rows, when the model's offset was given as an array.
+        exog : array_like (n, k_fe), optional
+            statsmodels style: rows of the fixed-effects design (also accepted as the first
+            argument when it is not a DataFrame); eta is ``X beta + offset`` at b = 0.
 
         Returns
         -------
-        pandas.Series
+        pandas.Series (ndarray for ``exog``)
         """
         if which not in ("mu", "eta"):
             raise ValueError("which must be 'mu' or 'eta', not %r" % (which,))
         model = self.model
+        from .prediction import exog_argument
+        X = exog_argument(self, data, exog, conditional)
+        if X is not None:
+            eta = X @ self.fe_params.to_numpy() + (0.0 if offset is None else np.asarray(offset, float))
+            return eta if which == "eta" else model._sm_family().link.inverse(eta)
         if data is None:
             eta = self._original_order(self._eta_cond_sorted if conditional else self._eta_sorted)
         else:
@@ -152,12 +163,14 @@ class GLMMResults(Lme4Idioms, LikelihoodModelResults):
     @property
     def fittedvalues(self):
         """Conditional means E[y | b]: trials x probability (logit) or expected counts (Poisson)."""
+        self._check_rows()
         mu = self.model._sm_family().link.inverse(self._eta_cond_sorted) * self.model.trials
         return self._original_order(mu)
 
     @property
     def resid(self):
         """Response residuals y - E[y | b], in the data's row order."""
+        self._check_rows()
         return self._original_order(self.model.design.endog) - self.fittedvalues
 
     # ------------------------------------------------------------------ tests
@@ -217,8 +230,9 @@ class GLMMResults(Lme4Idioms, LikelihoodModelResults):
         start = np.concatenate([self.fe_params.to_numpy(), self.theta])
         fits = [self] + [model.fit(nagq=k, start=start) for k in rules[1:]]
         label = ["Laplace" if k == 1 else "nagq=%d" % k for k in rules]
-        table = pd.DataFrame([np.concatenate([[r.llf], np.asarray(r.params)]) for r in fits], index=label,
-                             columns=["llf"] + list(self.model.data.param_names))
+        table = pd.DataFrame([np.concatenate([[r.llf], np.asarray(r.params)]) for r in fits],
+                             index=pd.Index(label, name="rule"),
+                             columns=pd.Index(["llf"] + list(self.model.data.param_names), name="parameter"))
         changes = []
         for a, b in zip(fits[:-1], fits[1:]):
             se = np.asarray(b.bse)
@@ -258,7 +272,8 @@ class GLMMResults(Lme4Idioms, LikelihoodModelResults):
                 rows.append(block.iloc[i].to_numpy())
                 index.append((lv.name, _display_name(names[i])))
             k += len(names)
-        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=self.re_params.columns)
+        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["level", "parameter"]),
+                            columns=self.re_params.columns)
 
     @property
     def lr_test(self):
@@ -327,6 +342,12 @@ class GLMMResults(Lme4Idioms, LikelihoodModelResults):
 
     def _repr_html_(self):
         return self.summary()._repr_html_()
+
+    def _null_llf(self):
+        return self.null_llf
+
+    def _keep_before_removing_data(self):
+        self.model._offset_given = _offset_given(self.model)
 
 
 @dataclass
@@ -415,13 +436,13 @@ def _conditional_modes(model, beta, theta):
             dense = hinv[-1][0, lv.doff:lv.doff + G * q, lv.doff:lv.doff + G * q].reshape(G, q, G, q)
             own = dense[np.arange(G), :, np.arange(G), :]
         var = np.einsum("ij,gjk,lk->gil", lam, own, lam)
-        blocks[lv.name] = pd.DataFrame(uk @ lam.T, index=lv.labels, columns=lv.names).sort_index()
+        blocks[lv.name] = _named(pd.DataFrame(uk @ lam.T, index=lv.labels, columns=lv.names), lv.name).sort_index()
         cols, vals = [], []
         for a in range(q):
             for b in range(a + 1):
                 cols.append("var(%s)" % lv.names[a] if a == b else "cov(%s,%s)" % (lv.names[b], lv.names[a]))
                 vals.append(var[:, a, b])
-        cond[lv.name] = pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index()
+        cond[lv.name] = _named(pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols), lv.name).sort_index()
     order = [lv.name for lv in d.levels[::-1]]
     return {k: blocks[k] for k in order}, {k: cond[k] for k in order}
 
@@ -459,7 +480,7 @@ def _new_eta(res, data, conditional, offset):
                 if model.columns[role] not in data:
                     raise ValueError("data lacks the %s column %r" % (role, model.columns[role]))
                 eta = eta + transform(data[model.columns[role]].to_numpy(float))
-        if np.any(model.offset != 0) and not model.columns:
+        if _offset_given(model) and not model.columns:
             raise ValueError("the model's offset was given as an array: pass offset=<log-scale offset of the "
                              "new rows> to predict")
     if conditional:
@@ -469,6 +490,13 @@ def _new_eta(res, data, conditional, offset):
             b = re.reindex(_row_keys(data, block.term.group)).fillna(0.0).to_numpy()
             eta = eta + np.sum(Z * b, axis=1)
     return eta
+
+
+def _offset_given(model):
+    """True if the model has an offset (kept by ``remove_data``, which drops the per-row one)."""
+    if model.offset is None:
+        return model._offset_given
+    return bool(np.any(model.offset != 0))
 
 
 class GLMMResultsWrapper(MixedResultsWrapper):

@@ -155,7 +155,7 @@ def re_table(names, values, cov_phi, is_corr, alpha=0.05):
     jac = np.where(is_corr, 1 - values ** 2, values)
     return pd.DataFrame({"estimate": values, "se": se_phi * np.abs(jac),
                          "lower": from_phi(phi - z * se_phi, is_corr),
-                         "upper": from_phi(phi + z * se_phi, is_corr)}, index=names)
+                         "upper": from_phi(phi + z * se_phi, is_corr)}, index=pd.Index(names, name="parameter"))
 
 
 def wald_chi2(beta, cov, names):
@@ -179,6 +179,10 @@ class LRTest:
     kind: str                 # "chibar2(01)", "chi2(k)"
     conservative: bool
     versus: str = ""
+
+    def __post_init__(self):          # plain Python numbers: a readable repr
+        self.statistic, self.df, self.pvalue = float(self.statistic), int(self.df), float(self.pvalue)
+        self.conservative = bool(self.conservative)
 
     def __str__(self):
         if self.kind.startswith("chibar2"):
@@ -234,4 +238,4 @@ def icc_table(var_levels, var_resid, cov_var, level_names, alpha=0.05):
         lo, hi = 1 / (1 + np.exp(-(lg - z * se_lg))), 1 / (1 + np.exp(-(lg + z * se_lg)))
         rows.append((icc, se, lo, hi))
         labels.append("|".join(level_names[:l + 1][::-1]))
-    return pd.DataFrame(rows, index=labels, columns=["icc", "se", "lower", "upper"])
+    return pd.DataFrame(rows, index=pd.Index(labels, name="level"), columns=["icc", "se", "lower", "upper"])

@@ -31,6 +31,7 @@ from .design import LevelSpec, MixedDesign
 from .exceptions import ConvergenceWarning, ModelError
 from .gradient import GradientParts
 from .optimize import blas_threads_for, minimize
+from .stacklevel import user_stacklevel
 
 LOG2PI = np.log(2 * np.pi)
 
@@ -496,7 +497,7 @@ class LinearMixed(LikelihoodModel):
         if disp:
             print(opt)
         if not opt.converged:
-            warnings.warn(opt.diagnosis(), ConvergenceWarning)
+            warnings.warn(opt.diagnosis(), ConvergenceWarning, stacklevel=user_stacklevel())
         theta = self.theta_canonical(opt.end)
         self._gradient_buffers = None             # the optimizer's; the results need no selected inverse
         final = self._factorize_final(theta)

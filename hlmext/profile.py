@@ -43,6 +43,7 @@ from .bootstrap import optimize_theta
 from .optimize import single_blas_thread
 from .linear import LOG2PI, Factorization, _deviance
 from .optimize import minimize
+from .stacklevel import user_stacklevel
 
 SE_FALLBACK = 0.25          # step on the log-sd / atanh-corr scale when no standard error is available
 
@@ -214,7 +215,8 @@ class Profile:
         diff = self.deviance(i, x) - self.base
         if diff < -1e-3:
             warnings.warn("the profile of %s found a deviance %.3g below the fit's: the fit had not reached "
-                          "the optimum; refit from better start values" % (self.names[i], -diff))
+                          "the optimum; refit from better start values" % (self.names[i], -diff),
+                          stacklevel=user_stacklevel())
         return float(np.sign(x - self.estimate[i]) * np.sqrt(max(diff, 0.0)))
 
     # ------------------------------------------------------------------ limits
@@ -268,7 +270,8 @@ class Profile:
             want = (target * 1.2 - z1) / slope if side * slope > 0 else side * 4 * step
             step = float(np.clip(abs(want), 0.5 * step, 4 * step))
             x0, z0, t0 = x1, z1, t1
-        warnings.warn("the profile of %s did not reach zeta = %.2f" % (self.names[i], target))
+        warnings.warn("the profile of %s did not reach zeta = %.2f" % (self.names[i], target),
+                      stacklevel=user_stacklevel())
         return np.nan
 
     def conf_int(self, alpha=0.05, cols=None):

@@ -19,19 +19,21 @@ from scipy import linalg
 from statsmodels.base.model import LikelihoodModelResults
 
 from . import inference
+from .conventions import ResultsConventions
 from .gradient import GradientParts, diagonal_blocks
 from .idioms import Lme4Idioms
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import _deviance
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test, top_weights
+from .stacklevel import user_stacklevel
 
 
 def stata_name(name: str) -> str:
     return "_cons" if name == "Intercept" else name
 
 
-class MixedResults(Lme4Idioms, LikelihoodModelResults):
+class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
     """Fit of a ``LinearMixed`` model; built complete by ``LinearMixed.fit``.
 
     Attributes
@@ -79,7 +81,7 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
             warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
                           "parameters is not positive definite at the optimum (a flat or numerically noisy "
                           "likelihood); rescale the response and covariates, or simplify the random part"
-                          % ", ".join(missing_se), ConvergenceWarning)
+                          % ", ".join(missing_se), ConvergenceWarning, stacklevel=user_stacklevel())
         params = np.concatenate([f.beta, values])
         cov = linalg.block_diag(cov_fe, cov_rep)
         super().__init__(model, params, normalized_cov_params=cov, scale=sigma2)
@@ -97,7 +99,7 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
         names = model.exog_names
         self.fe_params = pd.Series(f.beta, index=names, name="coef")
         self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
-        self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
+        self.cov_fe = _named(pd.DataFrame(cov_fe, index=names, columns=names), "term")
         self._cov_phi = cov_phi
         self._is_corr = is_corr
         self.on_boundary = [nm for nm, b in zip(model.report_names(), fixed) if b]
@@ -105,7 +107,8 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
         self.cov_re = {}
         self.n_groups = {}
         for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
-            self.cov_re[lv.name] = pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names)
+            self.cov_re[lv.name] = _named(pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names),
+                                          "effect")
             self.n_groups[lv.name] = lv.n_groups
         self.random_effects = _blups(model, f)
         self._variances_from = (f, sigma2)          # random_effects_cov, formed when asked for
@@ -122,7 +125,7 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
         if robust is not None:
             self.cov_params_default = cov
             self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
-            self.cov_fe = pd.DataFrame(cov_fe, index=names, columns=names)
+            self.cov_fe = _named(pd.DataFrame(cov_fe, index=names, columns=names), "term")
             self.cov_type = "cluster (%s, %d clusters of %r)" % (robust, model.levels[-1].n_groups,
                                                                  model.levels[model.design.n_chain - 1].name)
         if model.sampling is not None:
@@ -140,7 +143,7 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
         if self.on_boundary:
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
                           "complex than the data support, drop the term(s) from the random part"
-                          % ", ".join(self.on_boundary), BoundaryWarning)
+                          % ", ".join(self.on_boundary), BoundaryWarning, stacklevel=user_stacklevel())
 
     @property
     def random_effects_cov(self):
@@ -158,6 +161,7 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
 
     # ------------------------------------------------------------------ rows
     def _original_order(self, sorted_values):
+        self._check_rows()
         if sorted_values is None or not self.model.design.has_rows:
             raise ValueError("this model was fitted from statistics accumulated over chunks, without keeping "
                              "the rows: compute fitted values and residuals chunk by chunk with "
@@ -186,7 +190,7 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
             return self._original_order(None)
         return self._original_order(self.model.design.endog - self._fitted_sorted)
 
-    def predict(self, data=None, which="marginal"):
+    def predict(self, data=None, which="marginal", exog=None):
         """Predictions for the fitted data or new data.
 
         Parameters
@@ -195,13 +199,20 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
             New data with the formula's columns; default the fitted rows.
         which : {"marginal", "conditional"}
             ``X beta`` or ``X beta + Z b`` (groups not seen in the fit get b = 0).
+        exog : array_like (n, k_fe), optional
+            statsmodels style: rows of the fixed-effects design (also accepted as the first
+            argument when it is not a DataFrame); the prediction is marginal, ``X beta``.
 
         Returns
         -------
-        pandas.Series
+        pandas.Series (ndarray for ``exog``)
         """
         if which not in ("marginal", "conditional"):
             raise ValueError("which must be 'marginal' or 'conditional', not %r" % (which,))
+        from .prediction import exog_argument
+        X = exog_argument(self, data, exog, which != "marginal")
+        if X is not None:
+            return X @ self.fe_params.to_numpy()
         model = self.model
         if data is None:
             if not model.design.has_rows:
@@ -386,8 +397,8 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
         se = self.bse_fe
         z = self.fe_params / se
         q = stats.norm.ppf(0.975)
-        return pd.DataFrame({"coef": self.fe_params, "se": se, "z": z, "pvalue": 2 * stats.norm.sf(np.abs(z)),
-                             "lower": self.fe_params - q * se, "upper": self.fe_params + q * se})
+        return _named(pd.DataFrame({"coef": self.fe_params, "se": se, "z": z, "pvalue": 2 * stats.norm.sf(np.abs(z)),
+                                    "lower": self.fe_params - q * se, "upper": self.fe_params + q * se}), "term")
 
     @property
     def re_table(self):
@@ -407,7 +418,8 @@ class MixedResults(Lme4Idioms, LikelihoodModelResults):
             k += len(names)
         rows.append(table.iloc[-1].to_numpy())
         index.append(("Residual", "sd(Residual)"))
-        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index), columns=table.columns)
+        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["level", "parameter"]),
+                            columns=table.columns)
 
     @property
     def re_structure(self):
@@ -539,7 +551,7 @@ def _blups(model, f):
     for l, (lv, lam) in enumerate(zip(d.levels, model.lams(f.theta))):
         start = d.u_off[lv.first] if l < d.n_chain else d.n_u + lv.doff
         b = u[start:start + lv.n_groups * lv.q].reshape(lv.n_groups, lv.q) @ lam.T
-        modes[lv.name] = pd.DataFrame(b, index=lv.labels, columns=lv.names).sort_index()
+        modes[lv.name] = _named(pd.DataFrame(b, index=lv.labels, columns=lv.names), lv.name).sort_index()
     return {lv.name: modes[lv.name] for lv in model.levels[::-1]}
 
 
@@ -567,7 +579,16 @@ def _variance_frame(lv, var):
         for j in range(i + 1):
             cols.append("var(%s)" % lv.names[i] if i == j else "cov(%s,%s)" % (lv.names[j], lv.names[i]))
             vals.append(var[:, i, j])
-    return pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols).sort_index()
+    return _named(pd.DataFrame(np.column_stack(vals), index=lv.labels, columns=cols), lv.name).sort_index()
+
+
+def _named(frame, index):
+    """``frame`` with its index named (a new Index: one shared with a Series keeps its name):
+    every table of the results says what its rows are."""
+    if frame.index.nlevels > 1:           # groups by a combination, "school:class": one name per column
+        parts = index.split(":")
+        index = parts if len(parts) == frame.index.nlevels else [None] * frame.index.nlevels
+    return frame.set_axis(frame.index.rename(index), axis=0)
 
 
 def _row_keys(data, group_cols):
@@ -598,6 +619,9 @@ class MixedResultsWrapper(wrap.ResultsWrapper):
     _wrap_attrs = _attrs
     _methods = {"cov_params": "cov", "conf_int": "columns"}
     _wrap_methods = _methods
+
+    def __repr__(self):
+        return repr(self._results)
 
 
 wrap.populate_wrapper(MixedResultsWrapper, MixedResults)

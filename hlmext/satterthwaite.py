@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import linalg, stats
 
 from .inference import derivative_matrix
+from .stacklevel import user_stacklevel
 
 EIGEN_TOL = 1e-8          # lmerTest's tolerance for zero / negative eigenvalues of H
 
@@ -72,7 +73,7 @@ class Satterthwaite:
         if np.any(w < -EIGEN_TOL):
             warnings.warn("the Hessian of the deviance with respect to (theta, sigma) has %d negative "
                           "eigenvalue(s): the fit may not have converged; Satterthwaite df are unreliable"
-                          % int(np.sum(w < -EIGEN_TOL)))
+                          % int(np.sum(w < -EIGEN_TOL)), stacklevel=user_stacklevel())
         pos = w > EIGEN_TOL
         self.cov_varpar = 2.0 * (v[:, pos] / w[pos]) @ v[:, pos].T
         self.cov_beta = self.cov_beta_at(self.varpar)

@@ -175,6 +175,7 @@ class MixedSummary:
         self.title = results.model_label if title is None else title
         self._q = None if math.isclose(alpha, 0.05) else stats.norm.ppf(1 - alpha / 2)
         self._ci = f"[{100 * (1 - alpha):g}% Conf. Interval]"
+        self._records = {"fixed": [], "random": []}      # the tables' numbers, for ``tables``
         self.sections = self._build()
 
     def _build(self):
@@ -272,6 +273,7 @@ class MixedSummary:
                 lo, hi = b - self._q * se, b + self._q * se
             if self.eform:
                 b, se, lo, hi = np.exp(b), np.exp(b) * se, np.exp(lo), np.exp(hi)
+            self._records["fixed"].append((names[i], b, se, z, p, lo, hi))
             t.rows.append(("row", "_cons" if names[i] in _INTERCEPTS else stata_factor_name(names[i]), [
                 _cell(b), _cell(se), _cell(z, "{:.2f}".format), _cell(p, "{:.3f}".format),
                 _cell(lo), _cell(hi)]))
@@ -297,8 +299,46 @@ class MixedSummary:
                 elif param.startswith("corr(") and abs(est) < 1:
                     z, h = math.atanh(est), q * se / (1 - est * est)
                     lo, hi = math.tanh(z - h), math.tanh(z + h)
+            self._records["random"].append((level, param, est, se, lo, hi))
             t.rows.append(("row", param, [_cell(est), _cell(se), _cell(lo), _cell(hi)]))
         return t
+
+    @property
+    def tables(self):
+        """The summary's tables as DataFrames, as statsmodels' ``summary2().tables``.
+
+        The fixed effects (index named after the response; ``coef``, ``se``, ``z`` or
+        ``t``, ``pvalue`` and the interval at the summary's ``alpha``, exponentiated
+        with ``eform``), the random-effects parameters (index ``level``, ``parameter``)
+        and, with several levels, the group counts (index ``level``).
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
+        >>> res = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df).fit()
+        >>> fixed, random = res.summary().tables
+        >>> fixed.index.tolist(), list(random.index.names)
+        (['lrt', 'Intercept'], ['level', 'parameter'])
+        """
+        import pandas as pd
+        stat = "t" if self.dfmethod is not None else "z"
+        records = self._records["fixed"]
+        fixed = pd.DataFrame([rec[1:] for rec in records],
+                             index=pd.Index([rec[0] for rec in records], name=str(self.results.endog_name)),
+                             columns=pd.Index(["coef", "se", stat, "pvalue", "lower", "upper"], name="fixed effects"))
+        out = [fixed]
+        if self._records["random"]:
+            out.append(pd.DataFrame([rec[2:] for rec in self._records["random"]],
+                                    index=pd.MultiIndex.from_tuples([rec[:2] for rec in self._records["random"]],
+                                                                    names=["level", "parameter"]),
+                                    columns=pd.Index(["estimate", "se", "lower", "upper"], name="random effects")))
+        levels = list(self.results.level_info or [])
+        if len(levels) > 1:
+            groups = pd.DataFrame(levels).set_index("name")
+            groups.index.name, groups.columns.name = "level", "groups"
+            out.append(groups)
+        return out
 
     def as_text(self):
         """Render the summary as Stata-style monospace text (78 columns)."""
