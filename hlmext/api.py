@@ -6,6 +6,7 @@ import pandas as pd
 
 from .exceptions import ModelError
 from .inference import LRTest, boundary_lr_test
+from .keywords import check_keywords, checked
 from .linear import LinearMixed
 from .sampling_weights import no_lr_test
 from .glmm import MixedLogit, MixedPoisson
@@ -72,18 +73,20 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     (-22325.049, "cluster (CR1, 64 clusters of 'school')")
     """
     from .chunked import is_chunked
+    check_keywords(mixedlm, chunk_options, extra=("batch_size", "categories"))
     if is_chunked(data):
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
         from .chunked import from_formula
         return from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options)
     if chunk_options:
-        raise TypeError("mixedlm() got unexpected keyword arguments %s (they apply to chunked data only)"
+        raise TypeError("mixedlm() got keyword argument(s) %s, which apply to chunked data only"
                         % ", ".join(sorted(chunk_options)))
     return LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights,
                                     pweights=pweights, pwscale=pwscale)
 
 
+@checked
 def lrtest(small, big) -> LRTest:
     """Likelihood-ratio test of a model against a bigger one that nests it.
 
@@ -170,7 +173,8 @@ def per_group_ols(formula, data, groups, min_obs=5):
     return out.sort_index()
 
 
-def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None):
+def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None,
+            **kwargs):
     """Mixed-effects logistic regression from a formula (Stata ``melogit``, lme4 ``glmer``).
 
     Parameters
@@ -207,12 +211,14 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
     >>> round(res.llf, 3), round(float(res.params["sd(Intercept)[herd]"]), 4)
     (-91.983, 0.6475)
     """
+    check_keywords(melogit, kwargs)
     return MixedLogit.from_formula(formula, data, trials=trials, offset=offset, cov=cov, missing=missing,
                                    pweights=pweights, pwscale=pwscale,
                                    eval_env=1)
 
 
-def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop", pweights=None, pwscale=None):
+def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop", pweights=None, pwscale=None,
+              **kwargs):
     """Mixed-effects Poisson regression from a formula (Stata ``mepoisson``, lme4 ``glmer``).
 
     Parameters
@@ -242,6 +248,7 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     >>> round(res.llf, 3)
     -988.955
     """
+    check_keywords(mepoisson, kwargs)
     return MixedPoisson.from_formula(formula, data, offset=offset, exposure=exposure, cov=cov, missing=missing,
                                      pweights=pweights, pwscale=pwscale,
                                      eval_env=1)

@@ -37,6 +37,7 @@ from statsmodels.genmod import families
 from . import _glmm, _glmm_nested
 from .exceptions import ConvergenceWarning, DataError, ModelError
 from .glm_start import glm_start
+from .keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
 
@@ -121,6 +122,7 @@ class MixedGLM(LikelihoodModel):
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured", trials=None,
                  offset=None, exposure=None, exog_names=None, exog_re_names=None, design=None, frame=None,
                  formula=None, columns=None, sampling=None, **kwargs):
+        check_keywords(MixedGLM.__init__, kwargs)
         if design is None:
             design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
         self.design = d = design
@@ -416,6 +418,7 @@ class MixedGLM(LikelihoodModel):
         return int(nagq)
 
     # ------------------------------------------------------------------ fit
+    @checked
     def fit(self, nagq=None, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
         """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
 
@@ -529,6 +532,7 @@ class MixedLogit(MixedGLM):
     @classmethod
     def from_formula(cls, formula, data, trials=None, offset=None, cov=None, missing="drop", eval_env=0, **kwargs):
         """Build the model from a formula; see ``hlmext.melogit``."""
+        check_keywords(MixedLogit.from_formula, kwargs, extra=("pweights", "pwscale"))
         return cls._from_formula(formula, data, {"trials": trials, "offset": offset}, cov=cov, missing=missing,
                                  eval_env=_caller_env(eval_env), **kwargs)
 
@@ -583,6 +587,7 @@ class MixedPoisson(MixedGLM):
     def from_formula(cls, formula, data, offset=None, exposure=None, cov=None, missing="drop", eval_env=0,
                      **kwargs):
         """Build the model from a formula; see ``hlmext.mepoisson``."""
+        check_keywords(MixedPoisson.from_formula, kwargs, extra=("pweights", "pwscale"))
         return cls._from_formula(formula, data, {"offset": offset, "exposure": exposure}, cov=cov,
                                  missing=missing, eval_env=_caller_env(eval_env), **kwargs)
 

@@ -19,6 +19,7 @@ from statsmodels.base.model import LikelihoodModelResults
 
 from . import _gradient, inference
 from .exceptions import BoundaryWarning, ModelError
+from .keywords import checked
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
 from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _notes, _row_keys,
@@ -265,6 +266,7 @@ class GLMMResults(LikelihoodModelResults):
 
     conf_int = MixedResults.conf_int
 
+    @checked
     def profile_ci(self, alpha=0.05, cols=None, criterion=None):
         """Profile-likelihood intervals of the fit's own likelihood (Laplace or AGHQ); see
         ``hlmext.profile.GLMMProfile``. ``criterion`` must be None (no REML here).
@@ -293,6 +295,7 @@ class GLMMResults(LikelihoodModelResults):
         from .bootstrap import simulate
         return simulate(self, n=n, seed=seed)
 
+    @checked
     def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
         """Parametric bootstrap: ``n`` simulated responses, each refitted by this fit's method.
 
@@ -316,6 +319,7 @@ class GLMMResults(LikelihoodModelResults):
         from .glmm_bootstrap import refit
         return refit(self, new_endog)
 
+    @checked
     def summary(self, eform=False, alpha=0.05):
         """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
 
