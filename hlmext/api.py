@@ -196,6 +196,9 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
         Sampling weights and their rescaling, as for ``mixedlm`` (nested levels, not
         crossed): the fit maximizes the pseudo-likelihood and its standard errors are
         robust, clustered at the outermost level.
+    **kwargs
+        None are taken: an unknown keyword raises ``TypeError`` naming the one meant
+        (``nAGQ`` belongs to ``fit(nagq=...)``).
 
     Returns
     -------
@@ -234,6 +237,8 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     missing : {"drop", "raise"}
     pweights, pwscale : optional
         Sampling weights, as for ``melogit``.
+    **kwargs
+        None are taken, as for ``melogit``.
 
     Returns
     -------
