@@ -7,6 +7,7 @@ import tempfile
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 
 def openmp_flags():
@@ -36,7 +37,16 @@ def extension(name, openmp=False):
     )
 
 
+class ParallelBuildExt(build_ext):
+    """Compile the extensions on every core unless ``-j`` says otherwise (pip passes no ``-j``)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
+
+
 extensions = [extension("_core"), extension("_gradient"), extension("_glmm", openmp=True),
               extension("_glmm_nested")]
 
-setup(ext_modules=cythonize(extensions, language_level=3))
+setup(ext_modules=cythonize(extensions, language_level=3), cmdclass={"build_ext": ParallelBuildExt})

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The README's test command, in a fresh virtual environment.
+# CI: the README's test command in a fresh virtual environment (with the docs extra, so that
+# the Sphinx build and the plots are tested too), then ci/minimum.sh: the sdist and wheel
+# built and installed in a second environment holding the declared minimum dependency versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$SECONDS
 python3 -m venv .venv-ci
 . .venv-ci/bin/activate
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e ".[test]"
+python -m pip install --quiet -e ".[test,docs]"
+echo "[ci] main environment ready after $((SECONDS - start)) s"
 python -m pytest
+echo "[ci] main suite done after $((SECONDS - start)) s"
+deactivate
+bash ci/minimum.sh
+echo "[ci] all done after $((SECONDS - start)) s"

@@ -6,6 +6,7 @@ import pandas as pd
 
 from .exceptions import ModelError
 from .inference import LRTest, boundary_lr_test
+from .keywords import check_keywords, checked
 from .linear import LinearMixed
 from .lr_checks import check_nested
 from .sampling_weights import no_lr_test
@@ -84,6 +85,7 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     from .chunked import is_chunked
     from .mixedlm_keywords import with_groups
     formula, data = with_groups(formula, data, groups, re_formula, vc_formula)
+    check_keywords(mixedlm, chunk_options, extra=("batch_size", "categories"))
     if is_chunked(data):
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
@@ -91,7 +93,7 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         return remember(from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options),
                         "mixedlm", formula, data, dict(cov=cov, missing=missing, **chunk_options))
     if chunk_options:
-        raise TypeError("mixedlm() got unexpected keyword arguments %s (they apply to chunked data only)"
+        raise TypeError("mixedlm() got keyword argument(s) %s, which apply to chunked data only"
                         % ", ".join(sorted(chunk_options)))
     model = LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights,
                                      pweights=pweights, pwscale=pwscale)
@@ -99,6 +101,7 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
                     dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale))
 
 
+@checked
 def lrtest(small, big) -> LRTest:
     """Likelihood-ratio test of a model against a bigger one that nests it.
 
@@ -188,7 +191,8 @@ def per_group_ols(formula, data, groups, min_obs=5):
     return out.sort_index()
 
 
-def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None):
+def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None,
+            **kwargs):
     """Mixed-effects logistic regression from a formula (Stata ``melogit``, lme4 ``glmer``).
 
     Parameters
@@ -210,6 +214,9 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
         Sampling weights and their rescaling, as for ``mixedlm`` (nested levels, not
         crossed): the fit maximizes the pseudo-likelihood and its standard errors are
         robust, clustered at the outermost level.
+    **kwargs
+        None are taken: an unknown keyword raises ``TypeError`` naming the one meant
+        (``nAGQ`` belongs to ``fit(nagq=...)``).
 
     Returns
     -------
@@ -225,6 +232,7 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
     >>> round(res.llf, 3), round(float(res.params["sd(Intercept)[herd]"]), 4)
     (-91.983, 0.6475)
     """
+    check_keywords(melogit, kwargs)
     model = MixedLogit.from_formula(formula, data, trials=trials, offset=offset, cov=cov, missing=missing,
                                     pweights=pweights, pwscale=pwscale,
                                     eval_env=1)
@@ -232,7 +240,8 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
                                                           pweights=pweights, pwscale=pwscale))
 
 
-def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop", pweights=None, pwscale=None):
+def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop", pweights=None, pwscale=None,
+              **kwargs):
     """Mixed-effects Poisson regression from a formula (Stata ``mepoisson``, lme4 ``glmer``).
 
     Parameters
@@ -248,6 +257,8 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     missing : {"drop", "raise"}
     pweights, pwscale : optional
         Sampling weights, as for ``melogit``.
+    **kwargs
+        None are taken, as for ``melogit``.
 
     Returns
     -------
@@ -262,6 +273,7 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     >>> round(res.llf, 3)
     -988.955
     """
+    check_keywords(mepoisson, kwargs)
     model = MixedPoisson.from_formula(formula, data, offset=offset, exposure=exposure, cov=cov, missing=missing,
                                       pweights=pweights, pwscale=pwscale,
                                       eval_env=1)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import ModelError
+from .keywords import checked
 from .optimize import minimize, single_blas_thread
 
 
@@ -449,6 +450,7 @@ class BootstrapLRTest:
                 % (self.statistic, self.pvalue, self.n_exceed, self.n, self.asymptotic))
 
 
+@checked
 def bootstrap_lrtest(small, big, n=1000, seed=None, n_jobs=2, progress=False):
     """Bootstrap LR test of a model against a bigger one that nests it (e.g. a variance component).
 

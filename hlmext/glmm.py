@@ -38,6 +38,7 @@ from . import _glmm, _glmm_nested
 from .arrays import as_float_array
 from .exceptions import ConvergenceWarning, DataError, ModelError
 from .glm_start import glm_start
+from .keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
 from .stacklevel import user_stacklevel
@@ -123,6 +124,7 @@ class MixedGLM(LikelihoodModel):
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured", trials=None,
                  offset=None, exposure=None, exog_names=None, exog_re_names=None, design=None, frame=None,
                  formula=None, columns=None, sampling=None, **kwargs):
+        check_keywords(MixedGLM.__init__, kwargs)
         if design is None:
             design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
         self.design = d = design
@@ -418,6 +420,7 @@ class MixedGLM(LikelihoodModel):
         return int(nagq)
 
     # ------------------------------------------------------------------ fit
+    @checked
     def fit(self, nagq=None, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
         """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
 
@@ -531,6 +534,7 @@ class MixedLogit(MixedGLM):
     @classmethod
     def from_formula(cls, formula, data, trials=None, offset=None, cov=None, missing="drop", eval_env=0, **kwargs):
         """Build the model from a formula; see ``hlmext.melogit``."""
+        check_keywords(MixedLogit.from_formula, kwargs, extra=("pweights", "pwscale"))
         return cls._from_formula(formula, data, {"trials": trials, "offset": offset}, cov=cov, missing=missing,
                                  eval_env=_caller_env(eval_env), **kwargs)
 
@@ -585,6 +589,7 @@ class MixedPoisson(MixedGLM):
     def from_formula(cls, formula, data, offset=None, exposure=None, cov=None, missing="drop", eval_env=0,
                      **kwargs):
         """Build the model from a formula; see ``hlmext.mepoisson``."""
+        check_keywords(MixedPoisson.from_formula, kwargs, extra=("pweights", "pwscale"))
         return cls._from_formula(formula, data, {"offset": offset, "exposure": exposure}, cov=cov,
                                  missing=missing, eval_env=_caller_env(eval_env), **kwargs)
 

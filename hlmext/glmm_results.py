@@ -21,6 +21,7 @@ from . import _gradient, inference
 from .conventions import ResultsConventions
 from .exceptions import BoundaryWarning, ModelError
 from .idioms import Lme4Idioms
+from .keywords import checked
 from .rows import original_order, zb_sorted
 from .sampling_weights import no_lr_test
 from .stacklevel import user_stacklevel
@@ -281,6 +282,7 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
 
     conf_int = MixedResults.conf_int
 
+    @checked
     def profile_ci(self, alpha=0.05, cols=None, criterion=None):
         """Profile-likelihood intervals of the fit's own likelihood (Laplace or AGHQ); see
         ``hlmext.profile.GLMMProfile``. ``criterion`` must be None (no REML here).
@@ -309,6 +311,7 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         from .bootstrap import simulate
         return simulate(self, n=n, seed=seed)
 
+    @checked
     def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
         """Parametric bootstrap: ``n`` simulated responses, each refitted by this fit's method.
 
@@ -332,6 +335,7 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         from .glmm_bootstrap import refit
         return refit(self, new_endog)
 
+    @checked
     def summary(self, eform=False, alpha=0.05):
         """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
 

@@ -30,6 +30,7 @@ from .arrays import checked_arrays
 from .design import LevelSpec, MixedDesign
 from .exceptions import ConvergenceWarning, ModelError
 from .gradient import GradientParts
+from .keywords import check_keywords
 from .optimize import blas_threads_for, minimize
 from .stacklevel import user_stacklevel
 
@@ -141,6 +142,7 @@ class LinearMixed(LikelihoodModel):
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured",
                  exog_names=None, exog_re_names=None, design=None, frame=None, formula=None, weights=None,
                  sampling=None, **kwargs):
+        check_keywords(LinearMixed.__init__, kwargs)
         if design is None:
             design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights)
         self.design = design
@@ -177,6 +179,7 @@ class LinearMixed(LikelihoodModel):
 
         See ``hlmext.mixedlm`` for the syntax, ``weights``, ``pweights`` and ``pwscale``.
         """
+        check_keywords(LinearMixed.from_formula, kwargs)
         from . import formula as fm
         from . import frames
         from . import sampling_weights as sw
@@ -475,6 +478,7 @@ class LinearMixed(LikelihoodModel):
         >>> res.bse.round(3).tolist()
         [0.407, 0.019, 0.315, 0.131]
         """
+        check_keywords(LinearMixed.fit, kwargs)
         if self.sampling is not None:
             if reml:
                 raise ModelError("sampling weights (pweights) define a pseudo-likelihood, not a restricted one: "
@@ -527,6 +531,7 @@ class LinearMixed(LikelihoodModel):
         -------
         MixedResults
         """
+        check_keywords(LinearMixed.refit, kwargs, extra=("maxiter", "disp", "cov_type", "cov_kwds"))
         from .bootstrap import with_endog
         return with_endog(self, endog).fit(reml=reml, start=start, **kwargs)
 

@@ -22,6 +22,7 @@ from . import inference
 from .conventions import ResultsConventions
 from .gradient import GradientParts, diagonal_blocks
 from .idioms import Lme4Idioms
+from .keywords import check_keywords, checked
 from .exceptions import BoundaryWarning, ConvergenceWarning, ModelError
 from .linear import _deviance
 from .rows import original_order, zb_sorted
@@ -31,6 +32,9 @@ from .stacklevel import user_stacklevel
 
 def stata_name(name: str) -> str:
     return "_cons" if name == "Intercept" else name
+
+_CONF_INT_KEYWORDS = {"profile": ("criterion",), "bootstrap": ("bootstrap", "n", "seed", "n_jobs", "progress")}
+_CONF_INT_HINTS = {k: ("%s= applies to method=%r" % (k, m),) for m, ks in _CONF_INT_KEYWORDS.items() for k in ks}
 
 
 class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
@@ -293,6 +297,7 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         ndarray (k_params, 2); a DataFrame through the results wrapper.
         """
         method = str(method).lower()
+        check_keywords(MixedResults.conf_int, kwargs, _CONF_INT_KEYWORDS.get(method, ()), _CONF_INT_HINTS)
         if method == "wald" and cols is None:
             return LikelihoodModelResults.conf_int(self, alpha)
         names = list(self.model.exog_names) + self.model.report_names()
@@ -311,6 +316,7 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
             raise ValueError("method must be 'wald', 'profile' or 'bootstrap', not %r" % (method,))
         return out
 
+    @checked
     def profile_ci(self, alpha=0.05, cols=None, criterion=None):
         """Profile-likelihood intervals (lme4's ``confint(method="profile")``); see ``hlmext.profile``.
 
@@ -331,6 +337,7 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         from .bootstrap import simulate
         return simulate(self, n=n, seed=seed)
 
+    @checked
     def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
         """Parametric bootstrap: ``n`` simulated responses, each refitted (``BootstrapResults``).
 
@@ -344,6 +351,7 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         """The same model (design, method) fitted to a new response, starting from this fit."""
         return self.model.refit(new_endog, reml=self.reml, start=self.theta)
 
+    @checked
     def t_test(self, r_matrix, cov_p=None, use_t=None, df=None):
         """statsmodels' ``t_test``; ``df="satterthwaite"`` or ``"kenward-roger"`` for small-sample t tests.
 
@@ -355,6 +363,7 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
             return super().t_test(r_matrix, cov_p=cov_p, use_t=use_t)
         return self._df_module(df).t_test(self, r_matrix)
 
+    @checked
     def f_test(self, r_matrix, cov_p=None, invcov=None, df=None):
         """statsmodels' ``f_test``; ``df="satterthwaite"`` or ``"kenward-roger"`` for a small-sample F test.
 
@@ -366,6 +375,7 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
             return super().f_test(r_matrix, cov_p=cov_p, invcov=invcov)
         return self._df_module(df).f_test(self, r_matrix)
 
+    @checked
     def anova(self, ddf="satterthwaite"):
         """F test of every fixed-effects term, with Satterthwaite or Kenward-Roger df; see
         ``hlmext.satterthwaite.anova``."""
@@ -429,6 +439,7 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
     def lr_test(self):
         return None if self.model.sampling is not None else self.lr_test_vs_regression()
 
+    @checked
     def summary(self, alpha=0.05, dfmethod=None):
         """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
 

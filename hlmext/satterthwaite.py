@@ -108,7 +108,7 @@ def contrast_matrix(res, r_matrix):
 
     An array may span all parameters (as ``params``) or the fixed effects only.
     """
-    from statsmodels.formula._manager import FormulaManager
+    from patsy import DesignInfo
     res = getattr(res, "_results", res)
     names = list(res.model.exog_names) + res.model.report_names()
     p = res.model.k_fe
@@ -116,9 +116,9 @@ def contrast_matrix(res, r_matrix):
             and np.atleast_2d(r_matrix).shape[1] == p != len(names):
         R = np.atleast_2d(np.asarray(r_matrix, float))       # rows over the fixed effects only
         return R, np.zeros(R.shape[0])
-    lc = FormulaManager().get_linear_constraints(r_matrix, names)
-    R = np.atleast_2d(np.asarray(lc.constraint_matrix, float))
-    q = np.zeros(R.shape[0]) if lc.constraint_values is None else np.asarray(lc.constraint_values, float).ravel()
+    lc = DesignInfo(names).linear_constraint(r_matrix)       # what statsmodels' t_test does with patsy
+    R = np.atleast_2d(np.asarray(lc.coefs, float))
+    q = np.asarray(lc.constants, float).ravel()
     if R.shape[1] != len(names):
         raise ValueError("the contrast has %d columns; the model has %d parameters" % (R.shape[1], len(names)))
     if np.any(R[:, p:] != 0):

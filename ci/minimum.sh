@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Packaging and dependency floors, in one pass:
+# 1. `python -m build`: the sdist, then the wheel built from the sdist (each in an isolated
+#    build environment, so pyproject's build requirements are proved), without setuptools warnings;
+# 2. a fresh environment with exactly the declared minimum versions (ci/min_requirements.py),
+#    the wheel (compiled against NumPy 2) installed into it, `pip check`;
+# 3. the sdist's own tests, run from the unpacked sdist against the installed wheel (the
+#    `pytest` script does not put the working directory on sys.path, so the uncompiled
+#    sources beside the tests are not imported).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+start=$SECONDS
+rm -rf .venv-min dist-ci
+python3 -m venv .venv-min
+PY=$ROOT/.venv-min/bin/python
+$PY -m pip install --quiet --upgrade pip
+$PY -m pip install --quiet build
+$PY -m build --outdir dist-ci . > dist-ci.log 2>&1 || { tail -50 dist-ci.log; exit 1; }
+if grep -E "Setuptools[A-Za-z]*Warning|_Warning:" dist-ci.log; then
+    echo "[ci] building the sdist and wheel gave setuptools warnings (above)"; exit 1
+fi
+echo "[ci] sdist and wheel built after $((SECONDS - start)) s: $(cd dist-ci && echo *)"
+$PY -m pip install --quiet $(python3 ci/min_requirements.py) "pytest>=7" "hypothesis>=6"
+$PY -m pip install --quiet --no-deps dist-ci/*.whl
+$PY -m pip check
+$PY -c "import numpy, scipy, pandas, patsy, statsmodels, threadpoolctl as t, hlmext
+print('[ci] minimum versions: numpy', numpy.__version__, 'scipy', scipy.__version__, 'pandas', pandas.__version__,
+      'patsy', patsy.__version__, 'statsmodels', statsmodels.__version__, 'threadpoolctl', t.__version__)"
+echo "[ci] minimum environment ready after $((SECONDS - start)) s"
+unpacked=$(mktemp -d)
+tar xzf dist-ci/*.tar.gz -C "$unpacked"
+cd "$unpacked"/hlmext-*/
+"$ROOT"/.venv-min/bin/pytest -p no:cacheprovider
+echo "[ci] suite on the minimum versions, from the sdist, done after $((SECONDS - start)) s"
