@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import _core
 from .design import (LevelSpec, level_gram, _chain_and_crossed, _check_fixed_rank, _level, _merge_same_grouping,
-                     _perm, check_group_structure, dependent_columns)
+                     _perm, check_group_structure, check_memory, dependent_columns)
 from .exceptions import DataError, ModelError
 from .grouping import group_codes
 
