@@ -30,7 +30,8 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 NOT_OURS = {"benchmarks.md"}            # written with the benchmarks; it shows commands, not doctests
 PAGES = sorted(p.name for p in DOCS.glob("*.md") if p.name not in NOT_OURS)
 MODULES = ["hlmext.api", "hlmext.linear", "hlmext.formula", "hlmext.frames", "hlmext.datasets", "hlmext.emit",
-           "hlmext.plotting", "hlmext.kenward_roger", "hlmext.sampling_weights", "hlmext.sandwich", "hlmext.glmm"]
+           "hlmext.plotting", "hlmext.kenward_roger", "hlmext.sampling_weights", "hlmext.sandwich", "hlmext.glmm",
+           "hlmext.threads"]
 
 _FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)pycon[ \t]*\n(?P<body>.*?)"
                     r"^(?P=fence)[ \t]*$", re.S | re.M)
