@@ -13,10 +13,11 @@ from .conventions import load  # noqa: E402
 from .exceptions import BoundaryWarning, ConvergenceWarning, DataError, FormulaError, ModelError  # noqa: E402
 from .glmm import MixedGLM, MixedLogit, MixedPoisson  # noqa: E402
 from .linear import LinearMixed  # noqa: E402
+from .threads import get_num_threads, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["mixedlm", "melogit", "mepoisson", "lrtest", "anova", "bootstrap_lrtest", "per_group_ols", "load",
            "LinearMixed", "MixedGLM",
            "MixedLogit", "MixedPoisson", "datasets", "DataError", "FormulaError",
-           "ModelError", "ConvergenceWarning", "BoundaryWarning", "__version__"]
+           "ModelError", "ConvergenceWarning", "BoundaryWarning", "set_num_threads", "get_num_threads", "__version__"]

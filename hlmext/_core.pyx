@@ -37,6 +37,8 @@ from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 from libc.stdint cimport int32_t, int64_t
 
 from hlmext._kernels cimport index_t, chol_ld
+import numpy as np
+from hlmext import boundary as _bd
 
 ctypedef fused code_t:      # group codes of a crossed level (int32 when the groups allow)
     int32_t
@@ -176,6 +178,11 @@ def cross_products(const double[:, ::1] W, const index_t[::1] zoff, const index_
     The ``qd`` columns of the crossed block ``D`` are skipped (left for the caller).
     ``stats`` must be zero on entry. Cost: n * sum_l q_l * (m - zoff[l]) multiply-adds.
     """
+    _bd.tree("cross_products", zoff, level_first, None)
+    _bd.rows("cross_products", W.shape[0], row_start, row_end)
+    _bd.blocks("cross_products", "row_start", row_start, level_first, np.zeros(zoff.shape[0] - 1), W.shape[0], "W")
+    _bd.blocks("cross_products", "stat_off", stat_off, level_first, _bd.chain_widths(zoff, W.shape[1], qd),
+               stats.shape[0])
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t m = W.shape[1]
     cdef index_t Q = zoff[nlev]
@@ -215,6 +222,13 @@ def add_crossed_coupling(const double[:, ::1] W, index_t q, const index_t[::1] r
     where the chain's random-effects columns are ``W[:, :q]`` and ``qz = z.shape[1]``.
     ``z`` may have any strides (a random intercept is a broadcast column of ones).
     """
+    _bd.rows("add_crossed_coupling", W.shape[0], row_start, row_end)
+    if q > W.shape[1] or q < 0 or col0 < 0 or col0 + (np.max(codes) + 1 if codes.shape[0] else 0) * z.shape[1] > D - 0:
+        raise ValueError("add_crossed_coupling: q, col0, codes and z must fit the blocks' %d columns (D)" % D)
+    _bd.codes("add_crossed_coupling", "codes", codes, (D - col0) // max(1, z.shape[1]) + 1)
+    if row_start.shape[0] and (np.min(stat_off) < 0 or np.max(stat_off) + q * D > stats.shape[0]
+                               or stat_off.shape[0] != row_start.shape[0]):
+        raise ValueError("add_crossed_coupling: stat_off must place one block of q x D per cluster inside stats")
     cdef index_t nclus = row_start.shape[0]
     cdef index_t qz = z.shape[1]
     cdef index_t k, i, a, b, c
@@ -244,6 +258,10 @@ def add_crossed_gram(const code_t[::1] codes1, const double[:, :] z1, index_t of
     (the last ``k = xy.shape[1]`` columns). Only these entries are written: the caller
     mirrors the lower part. Frequency weights multiply every row.
     """
+    _bd.codes("add_crossed_gram", "codes1", codes1, max(0, (G.shape[0] - off1) // max(1, z1.shape[1])))
+    _bd.codes("add_crossed_gram", "codes2", codes2, max(0, (G.shape[1] - off2) // max(1, z2.shape[1])))
+    if off1 < 0 or off2 < 0 or xy.shape[1] > G.shape[1]:
+        raise ValueError("add_crossed_gram: off1, off2 and xy must fit inside G")
     cdef index_t n = codes1.shape[0]
     cdef index_t q1 = z1.shape[1], q2 = z2.shape[1], kxy = xy.shape[1]
     cdef index_t last = G.shape[1] - kxy
@@ -295,6 +313,15 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
         0 on success; -(k+1) if cluster k's block was not positive definite; j if the
         j-th leading minor of the reduced [D X y] block was not (1 <= j <= qd+p+1).
     """
+    _bd.tree("factorize", zoff, level_first, parent)
+    if zoff[zoff.shape[0] - 1] >= m or lam_off.shape[0] < zoff.shape[0] - 1 + dense_q.shape[0] \
+            or dense_groups.shape[0] != dense_q.shape[0]:
+        raise ValueError("factorize: m must exceed zoff's last entry and lam_off have one entry per level")
+    _bd.blocks("factorize", "stat_off", stat_off, level_first,
+               _bd.chain_widths(zoff, m, int(np.dot(dense_q, dense_groups))), min(stats.shape[0], work.shape[0]),
+               "stats or work")
+    if lam_off.shape[0] and (np.min(lam_off) < 0 or np.max(lam_off) >= lam.shape[0] + (lam.shape[0] == 0)):
+        raise ValueError("factorize: lam_off must index into lam (%d values)" % lam.shape[0])
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t ndense = dense_q.shape[0]
     cdef index_t Q = zoff[nlev]
@@ -384,6 +411,12 @@ def solve_modes(const double[::1] work, const double[::1] G, const double[::1] b
     modes ``u_D`` (if any) followed by the fixed effects. ``u_off[k]`` is the first
     entry of cluster k's ``q_l`` modes in ``u``.
     """
+    _bd.tree("solve_modes", zoff, level_first, parent)
+    if zoff[zoff.shape[0] - 1] >= m or beta.shape[0] < m - zoff[zoff.shape[0] - 1] - 1:
+        raise ValueError("solve_modes: m must exceed zoff's last entry and beta hold the fixed effects")
+    _bd.blocks("solve_modes", "stat_off", stat_off, level_first,
+               _bd.chain_widths(zoff, m, beta.shape[0] - (m - zoff[zoff.shape[0] - 1] - 1)), work.shape[0], "work")
+    _bd.blocks("solve_modes", "u_off", u_off, level_first, np.diff(zoff), u.shape[0], "u")
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t Q = zoff[nlev]
     cdef index_t p = beta.shape[0]           # crossed modes u_D then the fixed effects
@@ -435,6 +468,16 @@ def scatter_cross_products(const double[:, ::1] W, const index_t[::1] zoff, cons
     adds up to ``cross_products`` on all the rows; every block receives its rows in the
     order they come. The caller (``hlmext.chunked``) checks every index.
     """
+    if zoff.shape[0] < 1 or zoff[zoff.shape[0] - 1] > W.shape[1] or np.any(np.diff(zoff) < 1) or zoff[0] != 0:
+        raise ValueError("scatter_cross_products: zoff must increase from 0 to at most W's %d columns" % W.shape[1])
+    if cluster.shape[0] != W.shape[0] or cluster.shape[1] != zoff.shape[0] - 1:
+        raise ValueError("scatter_cross_products: cluster must have one row per row of W and one column per level")
+    _bd.codes("scatter_cross_products", "cluster", cluster, stat_off.shape[0])
+    for _l, _w in enumerate(_bd.chain_widths(zoff, W.shape[1], qd)):
+        _used = np.asarray(stat_off)[np.asarray(cluster[:, _l])]
+        if _used.size and (_used.min() < 0 or _used.max() + _w > stats.shape[0]):
+            raise ValueError("scatter_cross_products: stat_off puts a level-%d block outside stats (%d values)"
+                             % (_l, stats.shape[0]))
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t m = W.shape[1]
     cdef index_t n = W.shape[0]
@@ -475,12 +518,14 @@ def counting_order(const index_t[::1] codes, const index_t[::1] counts, index_t[
     ``counts[c]`` is the number of rows with code ``c``; every code lies in
     ``0 .. len(counts) - 1`` (the caller checks both).
     """
+    _bd.codes("counting_order", "codes", codes, counts.shape[0])
+    if counts.shape[0] and np.min(counts) < 0:
+        raise ValueError("counting_order: counts must not be negative")
     cdef index_t n = codes.shape[0]
     cdef index_t n_codes = counts.shape[0]
     cdef index_t i, c, total = 0
     if order.shape[0] != n or rank.shape[0] != n:
         raise ValueError("order and rank must have one entry per row")
-    import numpy as np
     nxt_buf = np.empty(n_codes, dtype=np.intp)
     cdef index_t[::1] nxt = nxt_buf
     for c in range(n_codes):
@@ -504,6 +549,9 @@ def scatter_rows(const double[:, :] src, const index_t[::1] rank, double[:, ::1]
     of ``W`` (the caller checks). Returns the number of values that are NaN or infinite,
     counted in the same pass.
     """
+    if rank.shape[0] != src.shape[0] or col0 < 0 or col0 + src.shape[1] > W.shape[1]:
+        raise ValueError("scatter_rows: rank must have one entry per row of src and src's columns fit W from col0")
+    _bd.codes("scatter_rows", "rank", rank, W.shape[0])
     cdef index_t n = rank.shape[0]
     cdef index_t k = src.shape[1]
     cdef index_t i, j, r

@@ -46,6 +46,8 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, sqrt, fabs, INFINITY, isfinite
 
 from hlmext._kernels cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
+import numpy as np
+from hlmext import boundary as _bd
 
 BINOMIAL = 0
 POISSON = 1
@@ -399,6 +401,7 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     max_steps : int
         Largest number of Newton steps taken by a cluster.
     """
+    _bd.rows("cluster_loglik", Z.shape[0], row_start, row_end)
     cdef index_t n = Z.shape[0], q = Z.shape[1], G = row_start.shape[0], K = nodes.shape[0]
     cdef index_t i, j, a, b, t, tid
     cdef int max_steps = 0, n_failed = 0

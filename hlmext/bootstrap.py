@@ -34,6 +34,7 @@ import pandas as pd
 from .exceptions import ModelError
 from .keywords import checked
 from .optimize import minimize, single_blas_thread
+from .threads import PerThread
 
 
 def _unwrap(res):
@@ -122,7 +123,7 @@ def with_endog(model, endog):
     new.design.endog = y_sorted
     new._stats = model._stats.copy()
     new._G0 = model._G0.copy()
-    new._scratch_buffer = new._gradient_buffers = None    # private to each copy
+    new._buffers = PerThread()                            # private to each copy
     set_endog_statistics(new, y_sorted)
     new.design.W = d.W.copy()
     new.design.W[:, -1] = y_sorted - getattr(new.design, "y_shift", 0.0)
@@ -155,7 +156,7 @@ def _stripped(model):
     out.frame = out.data = out.endog = out.exog = None
     out._stats = model._stats.copy()
     out._G0 = model._G0.copy()
-    out._scratch_buffer = out._gradient_buffers = None    # private to each copy
+    out._buffers = PerThread()                            # private to each copy
     return out
 
 

@@ -25,7 +25,6 @@ the kernel's rows from ``sampling_weights.glmm_rows``.
 """
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -42,19 +41,17 @@ from .keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
 from .stacklevel import user_stacklevel
+from .threads import PerThread, get_num_threads
 
 MAX_NODES = 5000
 
 
 def kernel_threads() -> int:
-    """Threads of the one-level kernel's loop over clusters: ``HLMEXT_NUM_THREADS`` if set,
-    else the machine's cores (at most 8). Each cluster is computed the same way on any
-    thread; only the order in which the gradient's per-thread sums are added changes with
-    the number of threads (rounding)."""
-    env = os.environ.get("HLMEXT_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, min(os.cpu_count() or 1, 8))
+    """Threads of the one-level kernel's loop over clusters: ``hlmext.get_num_threads()``
+    (``hlmext.threads``). Each cluster is computed the same way on any thread; only the
+    order in which the gradient's per-thread sums are added changes with the number of
+    threads (rounding)."""
+    return get_num_threads()
 
 
 def gauss_hermite_rule(nagq, q):
@@ -238,19 +235,13 @@ class MixedGLM(LikelihoodModel):
             self._const = float(np.sum(const))
 
     def _workspace(self):
+        """The kernels' constant arrays, and this thread's work buffers (``_new_buffers``)."""
         d, n = self.design, self.nobs
-        self._u = np.zeros(d.n_u)                 # warm start of the modes (private)
-        self._e, self._eta = np.empty(n), np.empty(n)
-        self._mu, self._w, self._dw = np.empty(n), np.empty(n), np.empty(n)
-        self._zl = np.empty((n, d.zoff[-1]))
         self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])]).astype(np.intp)
-        self._glam = np.empty(self._lam_off[-1])
-        self._rules = {}
         if not self.nested:
             lv = self.levels[0]
-            G, q = lv.n_groups, lv.q
-            self._rows = (d.row_start[:G].copy(), d.row_end[:G].copy())
-            self._ll, self._chol, self._ubar = np.empty(G), np.empty((G, q, q)), np.empty((n, q))
+            self._rows = (d.row_start[:lv.n_groups].copy(), d.row_end[:lv.n_groups].copy())
+            self._buffers = PerThread(self._new_buffers())
             return
         # the kernel's tree: the nested chain, then (if any) one cluster holding every crossed group
         chain, crossed = d.levels[:d.n_chain], d.levels[d.n_chain:]
@@ -276,17 +267,52 @@ class MixedGLM(LikelihoodModel):
         lf = tree["level_first"]
         sizes = np.concatenate([np.full(lf[i + 1] - lf[i], q * (Q - zoff[i] + 1)) for i, q in enumerate(qs)])
         tree["blk_off"] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        tree["S_size"] = int(sizes.sum())
         self._tree = tree
         self._lam_off = np.concatenate([[0], np.cumsum(np.square(qs))]).astype(np.intp)
-        self._glam = np.empty(self._lam_off[-1])
-        self._u = np.zeros(d.n_u + qd)
         # every row's own columns of the crossed block: a row costs those, not the block
         self._top = np.ascontiguousarray(np.column_stack([lv.doff + lv.codes * lv.q + a for lv in crossed
                                                           for a in range(lv.q)]), dtype=np.intp) if qd else None
-        self._zl = np.empty(self._Z.shape)
-        self._S, self._chain_work = np.empty(int(sizes.sum())), np.empty(2 * Q)
-        self._sel = np.empty(self._S.size)        # H^{-1} on the factor's pattern (the gradient)
-        self._step, self._trial = np.empty(self._u.size), np.empty(self._u.size)
+        self._buffers = PerThread(self._new_buffers())
+
+    def _new_buffers(self):
+        """One thread's work buffers of the kernels (``_u`` also warm-starts that thread's modes)."""
+        d, n = self.design, self.nobs
+        b = _Buffers()
+        b.e, b.eta = np.empty(n), np.empty(n)
+        b.mu, b.w, b.dw = np.empty(n), np.empty(n), np.empty(n)
+        b.glam = np.empty(self._lam_off[-1])
+        b.rules = {}
+        if not self.nested:
+            G, q = self.levels[0].n_groups, self.levels[0].q
+            b.u, b.zl = np.zeros(d.n_u), np.empty((n, d.zoff[-1]))
+            b.ll, b.chol, b.ubar = np.empty(G), np.empty((G, q, q)), np.empty((n, q))
+            return b
+        Q = self._tree["zoff"][-1]
+        b.u, b.zl = np.zeros(d.n_u + int(getattr(d, "qd", 0))), np.empty(self._Z.shape)
+        b.S, b.chain_work = np.empty(self._tree["S_size"]), np.empty(2 * Q)
+        b.sel = np.empty(b.S.size)                # H^{-1} on the factor's pattern (the gradient)
+        b.step, b.trial = np.empty(b.u.size), np.empty(b.u.size)
+        return b
+
+    # this thread's work buffers (one set per thread: a model can be fitted from several at once)
+    _u = property(lambda self: self._buffers.get(self).u)
+    _e = property(lambda self: self._buffers.get(self).e)
+    _eta = property(lambda self: self._buffers.get(self).eta)
+    _mu = property(lambda self: self._buffers.get(self).mu)
+    _w = property(lambda self: self._buffers.get(self).w)
+    _dw = property(lambda self: self._buffers.get(self).dw)
+    _zl = property(lambda self: self._buffers.get(self).zl)
+    _glam = property(lambda self: self._buffers.get(self).glam)
+    _rules = property(lambda self: self._buffers.get(self).rules)
+    _ll = property(lambda self: self._buffers.get(self).ll)
+    _chol = property(lambda self: self._buffers.get(self).chol)
+    _ubar = property(lambda self: self._buffers.get(self).ubar)
+    _S = property(lambda self: self._buffers.get(self).S)
+    _chain_work = property(lambda self: self._buffers.get(self).chain_work)
+    _sel = property(lambda self: self._buffers.get(self).sel)
+    _step = property(lambda self: self._buffers.get(self).step)
+    _trial = property(lambda self: self._buffers.get(self).trial)
 
     def _tree_lams(self, lams):
         """Flat Lambda of every kernel level: the chain's, then the crossed block diagonal."""
@@ -462,6 +488,7 @@ class MixedGLM(LikelihoodModel):
         robust, _ = cov_options(self.sampling, cov_type, cov_kwds, reml=False)
         if nagq is None:
             nagq = 1 if self.nested or 7 ** self.levels[0].q > MAX_NODES else 7
+        self._u[:] = 0.0                          # this thread's modes: every fit starts from zero
         with single_blas_thread():
             return self._fit(nagq, start, maxiter, disp, robust)
 
@@ -489,6 +516,10 @@ class MixedGLM(LikelihoodModel):
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
         return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm, robust))
+
+
+class _Buffers:
+    """One thread's work buffers of a generalized model (``MixedGLM._new_buffers``)."""
 
 
 class _Objective:

@@ -91,13 +91,13 @@ class GradientParts:
 
 def _products_buffer(model, t):
     """Scratch of ``selected_inverse`` (the products of a run of clusters): a private buffer
-    of the model, reused by every gradient."""
+    of the model for this thread, reused by its gradients."""
     d = model.design
     need = _gradient.scratch_size(d.zoff, d.level_first, t)
-    buf = getattr(model, "_gradient_buffers", None)
-    if buf is None or buf.size < need:
-        buf = model._gradient_buffers = np.empty(need)
-    return buf
+    own = model._buffers.get(model)                   # this thread's
+    if own.gradient is None or own.gradient.size < need:
+        own.gradient = np.empty(need)
+    return own.gradient
 
 
 def diagonal_blocks(model, f):

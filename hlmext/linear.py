@@ -33,6 +33,7 @@ from .gradient import GradientParts
 from .keywords import check_keywords
 from .optimize import blas_threads_for, minimize
 from .stacklevel import user_stacklevel
+from .threads import PerThread
 
 LOG2PI = np.log(2 * np.pi)
 
@@ -49,7 +50,7 @@ class Factorization:
         if not self.ok:
             self.info = -1
             return
-        # the optimizer's evaluations reuse the model's buffers (``model._scratch()``)
+        # the optimizer's evaluations reuse the thread's buffers of the model (``model._scratch()``)
         self.work = np.empty(d.stat_size) if work is None else work
         self.G = np.empty(model._G0.size) if G is None else G
         G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:], out=self.G)
@@ -170,6 +171,7 @@ class LinearMixed(LikelihoodModel):
         self.k_fe = design.k_fe
         self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])[:-1]]).astype(np.intp)
         self._stats, self._G0 = design.statistics()
+        self._buffers = PerThread()                  # the evaluations' work buffers, one set per thread
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -354,17 +356,22 @@ class LinearMixed(LikelihoodModel):
             k += lv.cov.n_theta
         return out
 
+    def _new_buffers(self):
+        """A thread's work buffers: the evaluations' (``scratch``) and the gradient's products."""
+        return _Buffers()
+
     def _scratch(self):
-        """Private work and global-block buffers reused by the optimizer's evaluations (never exposed)."""
-        if getattr(self, "_scratch_buffer", None) is None or self._scratch_buffer[1].size != self._G0.size:
-            self._scratch_buffer = (np.empty(self.design.stat_size), np.empty(self._G0.size))
-        return self._scratch_buffer
+        """Private work and global-block buffers reused by this thread's evaluations (never exposed)."""
+        own = self._buffers.get(self)
+        if own.scratch is None or own.scratch[1].size != self._G0.size:
+            own.scratch = (np.empty(self.design.stat_size), np.empty(self._G0.size))
+        return own.scratch
 
     def _factorize_final(self, theta) -> Factorization:
         """``factorize(theta)`` in the evaluations' buffers, which the factor then owns (a fit
         holds one set of them, not two)."""
         buffers = self._scratch()
-        self._scratch_buffer = None
+        self._buffers.get(self).scratch = None
         return Factorization(self, theta, *buffers)
 
     def deviance_at(self, theta, sigma, reml=True):
@@ -503,7 +510,7 @@ class LinearMixed(LikelihoodModel):
         if not opt.converged:
             warnings.warn(opt.diagnosis(), ConvergenceWarning, stacklevel=user_stacklevel())
         theta = self.theta_canonical(opt.end)
-        self._gradient_buffers = None             # the optimizer's; the results need no selected inverse
+        self._buffers.get(self).gradient = None   # the optimizer's; the results need no selected inverse
         final = self._factorize_final(theta)
         spread = np.sqrt(self._G0[-1] / self.nobs) if self._G0[-1] > 0 else 1.0
         if not final.ok or not np.isfinite(opt.fun) or final.prss <= 1e-10 * max(spread, 1e-300) ** 2 * self.nobs:
@@ -534,6 +541,13 @@ class LinearMixed(LikelihoodModel):
         check_keywords(LinearMixed.refit, kwargs, extra=("maxiter", "disp", "cov_type", "cov_kwds"))
         from .bootstrap import with_endog
         return with_endog(self, endog).fit(reml=reml, start=start, **kwargs)
+
+
+class _Buffers:
+    """One thread's work buffers of a model (see ``LinearMixed._scratch`` and ``gradient``)."""
+
+    def __init__(self):
+        self.scratch = self.gradient = None
 
 
 def _deviance(f, n, p, reml):

@@ -11,6 +11,7 @@ records what was tried.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from dataclasses import dataclass, field
 
@@ -116,16 +117,38 @@ def single_blas_thread():
 
     A fit makes many small BLAS/LAPACK calls (per-level downdates, the optimizer's own
     small matrices) where BLAS threads only add synchronization; on a busy machine they
-    make a fit several times slower.
+    make a fit several times slower. BLAS limits belong to the process: with fits
+    running in several threads at once, the first to enter sets the limit and the last
+    to leave restores the previous limits.
     """
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:          # finding the libraries reads the process's memory map: once
-        from threadpoolctl import ThreadpoolController
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    return _SingleBlasThread()
 
 
-_BLAS_CONTROLLER = None
+class _SingleBlasThread:
+    def __enter__(self):
+        global _BLAS_CONTROLLER, _BLAS_LIMITER, _BLAS_USERS
+        with _BLAS_LOCK:
+            if _BLAS_CONTROLLER is None:  # finding the libraries reads the process's memory map: once
+                from threadpoolctl import ThreadpoolController
+                _BLAS_CONTROLLER = ThreadpoolController()
+            if _BLAS_USERS == 0:
+                _BLAS_LIMITER = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+            _BLAS_USERS += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _BLAS_LIMITER, _BLAS_USERS
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
+        return False
+
+
+_BLAS_CONTROLLER = _BLAS_LIMITER = None
+_BLAS_USERS = 0                           # contexts open, in any thread
+_BLAS_LOCK = threading.Lock()
 
 
 def progress_printer(fun, label):

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import _core
 from .design import (LevelSpec, level_gram, _chain_and_crossed, _check_fixed_rank, _level, _merge_same_grouping,
-                     _perm, check_group_structure, dependent_columns)
+                     _perm, check_group_structure, check_memory, dependent_columns)
 from .exceptions import DataError, ModelError
 from .grouping import group_codes
 
@@ -447,6 +447,7 @@ def _layout(clusters, form, k_fe):
         raise ModelError("the crossed random effects need a %d x %d coupling matrix (%.1f GB); put the "
                          "factor with the most groups first or reduce the crossed factors"
                          % (int(q_of_cluster.sum()), qd, sizes.sum() * 8 / 1e9))
+    check_memory(levels, n_chain, int(sizes.sum()), k_fe)
     stat_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
     level_first = np.array([lv.first for lv in chain_levels] + [first], dtype=np.intp)
     ones = np.flatnonzero(clusters.ones)

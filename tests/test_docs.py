@@ -30,7 +30,7 @@ PAGES = sorted(p.name for p in DOCS.glob("*.md") if p.name not in NOT_OURS)
 MODULES = ["hlmext.api", "hlmext.linear", "hlmext.formula", "hlmext.frames", "hlmext.datasets", "hlmext.emit",
            "hlmext.plotting", "hlmext.kenward_roger", "hlmext.sampling_weights", "hlmext.sandwich", "hlmext.glmm",
            "hlmext.idioms", "hlmext.anova", "hlmext.update", "hlmext.conventions", "hlmext.mixedlm_keywords",
-           "hlmext.design_state", "hlmext.lr_checks", "hlmext.keywords"]
+           "hlmext.design_state", "hlmext.lr_checks", "hlmext.keywords", "hlmext.threads"]
 
 _FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)pycon[ \t]*\n(?P<body>.*?)"
                     r"^(?P=fence)[ \t]*$", re.S | re.M)

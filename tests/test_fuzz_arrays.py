@@ -196,7 +196,6 @@ def test_two_models_fitted_in_threads_equal_serial_fits(first, second):
         _same(a, b)
 
 
-@pytest.mark.xfail(strict=False, reason="fixed by the thread-safety change")
 @settings(max_examples=THREAD_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(thread_data())
 def test_one_model_fitted_in_two_threads_equals_serial_fit(case):

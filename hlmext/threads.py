@@ -1,0 +1,134 @@
+"""Threads: how many the compiled kernels use, and work buffers private to each thread.
+
+The generalized model's one-level kernel runs its loop over clusters on OpenMP threads:
+as many as ``set_num_threads`` asks for, else the environment variable
+``HLMEXT_NUM_THREADS``, else the machine's cores (at most 8). Any request is capped at
+the machine's cores. BLAS/LAPACK threads are the BLAS library's: limit them with
+``threadpoolctl`` (a fit limits them to one itself while it runs, see
+``hlmext.optimize.single_blas_thread``).
+
+A model's evaluations reuse work buffers; ``PerThread`` gives every thread its own set,
+so one model object can be fitted from several threads at once.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+
+ENV_VAR = "HLMEXT_NUM_THREADS"
+DEFAULT_MAX = 8
+
+_requested = None          # set_num_threads's value (None: the environment variable or the default)
+_env_checked = {}          # environment value -> threads (each odd value is reported once)
+
+
+def max_threads() -> int:
+    """The cap on the kernels' threads: the machine's cores."""
+    return max(1, os.cpu_count() or 1)
+
+
+def set_num_threads(n):
+    """Set the threads of the compiled kernels (overrides ``HLMEXT_NUM_THREADS``).
+
+    Parameters
+    ----------
+    n : int or None
+        A positive number of threads, capped at the machine's cores (with a warning);
+        None returns to ``HLMEXT_NUM_THREADS`` or the default (the cores, at most 8).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> hlmext.set_num_threads(1)
+    >>> hlmext.get_num_threads()
+    1
+    >>> hlmext.set_num_threads(None)
+    """
+    global _requested
+    if n is None:
+        _requested = None
+        return
+    if isinstance(n, bool) or not isinstance(n, int) and not hasattr(n, "__index__"):
+        raise TypeError("set_num_threads(n): n must be a positive whole number of threads or None, got %r" % (n,))
+    n = int(n)
+    if n < 1:
+        raise ValueError("set_num_threads(n): n must be at least 1, got %d" % n)
+    cap = max_threads()
+    if n > cap:
+        warnings.warn("set_num_threads(%d): this machine has %d cores; using %d threads" % (n, cap, cap),
+                      RuntimeWarning, stacklevel=2)
+        n = cap
+    _requested = n
+
+
+def get_num_threads() -> int:
+    """Threads the compiled kernels use now (``set_num_threads``, ``HLMEXT_NUM_THREADS`` or the default).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> hlmext.get_num_threads() >= 1
+    True
+    """
+    if _requested is not None:
+        return _requested
+    env = os.environ.get(ENV_VAR)
+    if env is not None and env.strip():
+        return _from_environment(env)
+    return max(1, min(max_threads(), DEFAULT_MAX))
+
+
+def _from_environment(value):
+    if value in _env_checked:
+        return _env_checked[value]
+    try:
+        n = int(value.strip())
+    except ValueError:
+        raise ValueError("%s=%r is not a whole number of threads: set it to a positive integer (e.g. 1) or unset "
+                         "it" % (ENV_VAR, value)) from None
+    if n < 1:
+        raise ValueError("%s=%r: the number of threads must be at least 1; set it to a positive integer or unset "
+                         "it" % (ENV_VAR, value))
+    cap = max_threads()
+    if n > cap:
+        warnings.warn("%s=%d asks for more threads than this machine's %d cores; using %d threads"
+                      % (ENV_VAR, n, cap, cap), RuntimeWarning, stacklevel=_user_stacklevel())
+        n = cap
+    _env_checked[value] = n
+    return n
+
+
+def _user_stacklevel():
+    """The stacklevel of ``warnings.warn`` called here that points at the first frame outside hlmext."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "hlmext":
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+class PerThread:
+    """Work buffers private to each thread: ``get(model)`` returns this thread's, built by
+    ``model._new_buffers()`` on the thread's first call. Pickling or copying keeps none."""
+
+    def __init__(self, first=None):
+        self._local = threading.local()
+        if first is not None:
+            self._local.value = first
+
+    def get(self, model):
+        try:
+            return self._local.value
+        except AttributeError:
+            value = self._local.value = model._new_buffers()
+            return value
+
+    def __reduce__(self):
+        return PerThread, ()
+
+    def __copy__(self):
+        return PerThread()
+
+    def __deepcopy__(self, memo):
+        return PerThread()
