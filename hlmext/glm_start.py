@@ -13,16 +13,21 @@ def glm_start(model):
     """The model's GLM without random effects by Newton-IRLS (its kernel at theta = 0), with step halving.
 
     Returns the estimates, their standard errors (the scale of beta for the optimizer)
-    and the log-likelihood; a fit that diverges is checked for separation.
+    and the log-likelihood; a fit that diverges is checked for separation. The iteration
+    runs on the fixed effects of the centred offset (``offset_shift``), so that a constant
+    added to the offset changes nothing but the intercept.
     """
     p, theta0, X = model.k_fe, np.zeros(model.k_re), model._X
-    beta = np.zeros(p)
+    shift = offset_shift(model)
+    beta = np.zeros(p)                            # beta + shift: the fixed effects of the centred offset
     ones = np.flatnonzero(np.all(X == 1.0, axis=0))
     if ones.size:
         binomial = model._family_code == _glmm.BINOMIAL
-        rate = model._y.sum() / (model.trials.sum() if binomial else np.exp(model.offset).sum())
+        off = model.offset - _offset_centre(model)
+        rate = model._y.sum() / (model.trials.sum() if binomial else np.exp(off).sum())
         rate = np.clip(rate, 1e-6, 1 - 1e-6) if binomial else max(rate, 1e-6)
         beta[ones[0]] = np.log(rate / (1 - rate)) if binomial else np.log(rate)
+    beta = beta - shift
     rms = np.sqrt(np.mean(X ** 2, axis=0))
     ll, g = model.loglike_theta(beta, theta0, 1, grad=True)
     converged, info = False, None
@@ -43,15 +48,47 @@ def glm_start(model):
         if np.max(np.abs(t * step) * rms) < 1e-10:
             converged = True
             break
-        if np.max(np.abs(beta) * rms) > 30:
+        if np.max(np.abs(beta + shift) * rms) > 30:
             break
     info = X.T @ ((row_cw * model._w)[:, None] * X)
     with np.errstate(all="ignore"):
         se = np.sqrt(np.diag(np.linalg.pinv(info)))
-    if not converged or not np.all(np.isfinite(se)) or np.max(np.abs(beta) * rms) > 15 or np.max(se * rms) > 50:
+    if not converged or not np.all(np.isfinite(se)) or np.max(np.abs(beta + shift) * rms) > 15 or np.max(se * rms) > 50:
         check_separation(X, model._y, model.trials, model.exog_names, model.endog_names, model._family_code)
     se = np.where(np.isfinite(se) & (se > 0), se, 1.0)
     return np.where(np.isfinite(beta), beta, 0.0), se, ll
+
+
+def _offset_centre(model):
+    """The mean of the model's offset (0 without one)."""
+    off = model.offset
+    return float(np.mean(off)) if off.size and np.any(off != 0) else 0.0
+
+
+def offset_shift(model):
+    """``c v``: what a constant offset ``c`` (the offset's mean) adds to the fixed effects.
+
+    ``X beta + offset = X (beta + c v) + (offset - c)`` when ``X v = 1``: ``v`` is the
+    intercept's unit vector, or the combination of columns that spans the constant (e.g.
+    a dummy per category without an intercept). The optimizer works on ``beta + c v``
+    with the centred offset, so a constant added to the offset (``offset = 50 + ...``,
+    ``exposure = 1e130``) leaves every other estimate and the log-likelihood as they are.
+    Without a constant in the column space the offset's level is part of the model and
+    nothing is shifted (zeros).
+    """
+    p, X = model.k_fe, model._X
+    c = _offset_centre(model)
+    if c == 0.0 or p == 0:
+        return np.zeros(p)
+    ones = np.flatnonzero(np.all(X == 1.0, axis=0))
+    if ones.size:
+        v = np.zeros(p)
+        v[ones[0]] = 1.0
+        return c * v
+    v = np.linalg.lstsq(X, np.ones(X.shape[0]), rcond=None)[0]
+    if not np.max(np.abs(X @ v - 1.0)) < 1e-8:
+        return np.zeros(p)
+    return c * v
 
 
 def check_separation(X, y, ntr, names, endog_name, family_code):

@@ -36,7 +36,8 @@ from statsmodels.genmod import families
 from . import _glmm, _glmm_nested
 from .arrays import as_float_array
 from .exceptions import ConvergenceWarning, DataError, ModelError
-from .glm_start import glm_start
+from .glm_start import glm_start, offset_shift
+from .glmm_boundary import best_on_boundary
 from .keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
@@ -44,6 +45,7 @@ from .stacklevel import user_stacklevel
 from .threads import PerThread, get_num_threads
 
 MAX_NODES = 5000
+MAX_NAGQ = 370      # numpy's Gauss-Hermite weights (the smallest ~ exp(-2 nagq)) underflow beyond this order
 
 
 def kernel_threads() -> int:
@@ -433,6 +435,10 @@ class MixedGLM(LikelihoodModel):
     def _check_nagq(self, nagq):
         if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
             raise ValueError("nagq must be a positive integer (1 = Laplace), got %r" % (nagq,))
+        if nagq > MAX_NAGQ:
+            raise ValueError("nagq=%d is beyond the largest Gauss-Hermite rule that is accurate in double "
+                             "precision, %d points (the outermost weights underflow); use nagq=%d or fewer "
+                             "(check_quadrature() shows how many are needed)" % (nagq, MAX_NAGQ, MAX_NAGQ))
         if self.nested and nagq > 1:
             raise ModelError("nagq=%d: adaptive quadrature is available for one level of random effects only; "
                              "models with nested or crossed levels (%s) are fitted by the Laplace approximation "
@@ -502,13 +508,20 @@ class MixedGLM(LikelihoodModel):
               else np.asarray(start, float))
         if x0.size != p + self.k_re:
             raise ValueError("start must have %d values (fixed effects, then theta), got %d" % (p + self.k_re, x0.size))
+        # the optimizer's x: the fixed effects of the centred offset (glm_start.offset_shift)
+        shift = offset_shift(self)
+        x0 = np.concatenate([x0[:p] + shift, x0[p:]])
         scale = np.concatenate([se_glm, tscale])
         bounds = [(None, None)] * p + self.theta_bounds()
-        opt, hess = minimize_with_gradient(_Objective(self, 1), x0, bounds, scale, maxiter, disp=disp)
+        obj = _Objective(self, 1, shift)
+        opt, hess = minimize_with_gradient(obj, x0, bounds, scale, maxiter, disp=disp)
         opts = [opt]
         if nagq > 1:
-            opt, _ = minimize_with_gradient(_Objective(self, nagq), opt.end, bounds, scale, maxiter, hess, disp=disp)
+            obj = _Objective(self, nagq, shift)
+            opt, hess = minimize_with_gradient(obj, opt.end, bounds, scale, maxiter, hess, disp=disp)
             opts.append(opt)
+        opt = opts[-1] = best_on_boundary(self, obj, opt, hess, (beta_glm + shift, null_llf), bounds, scale, maxiter)
+        opt.end = np.concatenate([opt.end[:p] - shift, opt.end[p:]])
         if disp:
             print("\n".join(str(o) for o in opts))
         if not opt.converged:
@@ -525,14 +538,16 @@ class _Buffers:
 class _Objective:
     """Deviance (-2 loglik) of (beta, theta) and its gradient, sharing one kernel call."""
 
-    def __init__(self, model, nagq):
+    def __init__(self, model, nagq, shift=None):
         self.model, self.nagq, self.x, self.n_evals = model, nagq, None, 0
+        self.shift = shift                        # x + shift = (beta, theta) of the centred offset
 
     def _eval(self, x):
         if self.x is None or not np.array_equal(x, self.x):
             p = self.model.k_fe
             self.n_evals += 1
-            ll, g = self.model.loglike_theta(x[:p], x[p:], self.nagq, grad=True)
+            beta = x[:p] if self.shift is None else x[:p] - self.shift
+            ll, g = self.model.loglike_theta(beta, x[p:], self.nagq, grad=True)
             self.x, self.f, self.g = np.array(x, copy=True), -2.0 * ll if np.isfinite(ll) else np.inf, -2.0 * g
 
     def value(self, x):

@@ -20,6 +20,7 @@ from statsmodels.base.model import LikelihoodModelResults
 from . import _gradient, inference
 from .conventions import ResultsConventions
 from .exceptions import BoundaryWarning, ModelError
+from .glmm_boundary import not_identified
 from .idioms import Lme4Idioms
 from .keywords import checked
 from .rows import original_order, zb_sorted
@@ -29,6 +30,10 @@ from .results import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _
                       _row_keys, _sd_scale)
 
 LATENT_VAR_LOGIT = np.pi ** 2 / 3
+NOT_IDENTIFIED = ("not identified (the variance runs to infinity): %s; every cluster has only 0s or only successes, "
+                  "so the likelihood keeps rising as the variance grows. The reported value is where the "
+                  "optimizer stopped and has no standard error, and the fixed effects depend on it: drop that "
+                  "random intercept (a model without it, e.g. a logit on the cluster-level covariates)")
 
 
 class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
@@ -68,6 +73,9 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         is_corr = np.concatenate([lv.cov.is_corr() for lv in model.levels[::-1]])
         fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, 1.0, is_corr)[:-1])
         fixed |= _corr_of_boundary_sd(model, fixed)
+        self.not_identified = not_identified(model)
+        infinite = np.isin(model.report_names(), self.not_identified)
+        boundary, fixed = fixed & ~infinite, fixed | infinite   # no standard errors at infinity either
         if robust is None:
             cov, cov_phi = _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
         else:
@@ -91,7 +99,7 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         self.fe_params = pd.Series(beta, index=names, name="coef")
         self.bse_fe = pd.Series(np.sqrt(np.diag(cov[:p, :p])), index=names, name="se")
         self.cov_fe = _named(pd.DataFrame(cov[:p, :p], index=names, columns=names), "term")
-        self.on_boundary = [nm for nm, b in zip(model.report_names(), fixed) if b]
+        self.on_boundary = [nm for nm, b in zip(model.report_names(), boundary) if b]
         self.re_params = inference.re_table(model.report_names(), values, cov_phi, is_corr)
         self.cov_re, self.n_groups = {}, {}
         for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
@@ -111,6 +119,9 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
             warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more complex "
                           "than the data support, drop the term(s) from the random part"
                           % ", ".join(self.on_boundary), BoundaryWarning, stacklevel=user_stacklevel())
+        if self.not_identified:
+            self.notes.append(NOT_IDENTIFIED % ", ".join(self.not_identified))
+            warnings.warn(NOT_IDENTIFIED % ", ".join(self.not_identified), BoundaryWarning, stacklevel=user_stacklevel())
 
     @property
     def llf(self):

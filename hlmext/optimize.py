@@ -516,6 +516,7 @@ def minimize_with_gradient(obj, x0, bounds, scale, maxiter, H0=None, disp=False)
     if np.max(np.abs(g[~outward(z, g)]), initial=0.0) > GRADIENT_TOL:
         z = lbfgs(z)
         fz, g, message = f(z), grad(z), attempts[-1][-1]
+        H = None                                      # the Newton steps' Hessian is not the one at this end
     g = np.where(outward(z, g), 0.0, g)
     if H is None:
         H = _hessian_from_gradient(grad, z)
