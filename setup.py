@@ -28,8 +28,8 @@ def openmp_flags():
 def extension(name, openmp=False):
     flags = openmp_flags() if openmp else []
     return Extension(
-        "hlmext." + name,
-        ["hlmext/%s.pyx" % name],
+        "hlmext._kernels." + name,
+        ["hlmext/_kernels/%s.pyx" % name],
         include_dirs=[numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3"] + flags,
@@ -46,7 +46,7 @@ class ParallelBuildExt(build_ext):
             self.parallel = os.cpu_count() or 1
 
 
-extensions = [extension("_core"), extension("_gradient"), extension("_glmm", openmp=True),
-              extension("_glmm_nested")]
+extensions = [extension("core"), extension("gradient"), extension("glmm", openmp=True),
+              extension("glmm_nested")]
 
 setup(ext_modules=cythonize(extensions, language_level=3), cmdclass={"build_ext": ParallelBuildExt})

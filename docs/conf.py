@@ -77,12 +77,12 @@ def _without_missing_pages(app, docname, source):
 
 
 # the API page: one autodoc entry per name of hlmext.__all__, grouped by kind
-_API_EXTRA = [("Results", ["hlmext.results.MixedResults", "hlmext.glmm_results.GLMMResults",
+_API_EXTRA = [("Results", ["hlmext.results.linear.MixedResults", "hlmext.results.glmm.GLMMResults",
                            "hlmext.idioms.Lme4Idioms"]),
-              ("Plots", ["hlmext.plotting.plot_random_effects", "hlmext.plotting.plot_per_group_fits",
-                         "hlmext.plotting.plot_shrinkage"]),
-              ("The same model in lme4 or Stata", ["hlmext.emit.to_lme4", "hlmext.emit.to_stata"]),
-              ("Data beyond memory", ["hlmext.chunked.residuals", "hlmext.chunked.fittedvalues"])]
+              ("Plots", ["hlmext.output.plotting.plot_random_effects", "hlmext.output.plotting.plot_per_group_fits",
+                         "hlmext.output.plotting.plot_shrinkage"]),
+              ("The same model in lme4 or Stata", ["hlmext.output.emit.to_lme4", "hlmext.output.emit.to_stata"]),
+              ("Data beyond memory", ["hlmext.design.chunked.residuals", "hlmext.design.chunked.fittedvalues"])]
 
 
 def _api_sections():

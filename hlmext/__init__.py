@@ -6,13 +6,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import datasets  # noqa: E402
-from .anova import anova  # noqa: E402
+from .inference.anova import anova  # noqa: E402
 from .api import lrtest, melogit, mepoisson, mixedlm, per_group_ols  # noqa: E402
-from .bootstrap import bootstrap_lrtest  # noqa: E402
-from .conventions import load  # noqa: E402
+from .inference.bootstrap import bootstrap_lrtest  # noqa: E402
+from .results.conventions import load  # noqa: E402
 from .exceptions import BoundaryWarning, ConvergenceWarning, DataError, FormulaError, ModelError  # noqa: E402
-from .glmm import MixedGLM, MixedLogit, MixedPoisson  # noqa: E402
-from .linear import LinearMixed  # noqa: E402
+from .models.glmm import MixedGLM, MixedLogit, MixedPoisson  # noqa: E402
+from .models.linear import LinearMixed  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"

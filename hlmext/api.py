@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import ModelError
-from .inference import LRTest, boundary_lr_test
+from .models.information import LRTest, boundary_lr_test
 from .keywords import check_keywords, checked
-from .linear import LinearMixed
-from .lr_checks import check_nested
-from .sampling_weights import no_lr_test
-from .glmm import MixedLogit, MixedPoisson
+from .models.linear import LinearMixed
+from .inference.lr_checks import check_nested
+from .design.sampling_weights import no_lr_test
+from .models.glmm import MixedLogit, MixedPoisson
 from .update import remember
 
 
@@ -28,7 +28,7 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         A DataFrame; or, for data larger than memory, a list of DataFrames, a function
         returning a fresh iterator of DataFrames, a Parquet file or directory, or a Dask
         DataFrame: the fit then runs on statistics accumulated chunk by chunk
-        (``hlmext.chunked``; fitted values and residuals need ``chunked.residuals``).
+        (``hlmext.design.chunked``; fitted values and residuals need ``chunked.residuals``).
     cov : str or dict, optional
         Covariance structure of the random effects: ``"unstructured"``,
         ``"independent"``, ``"identity"``, ``"exchangeable"``; one for every level or a
@@ -46,7 +46,7 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         summary, e.g. ``"school"``, or ``"school:class"`` for ``(1 | school/class)``) to
         columns or arrays; a level's weights must be constant within its groups. The
         fit maximizes the pseudo-likelihood (ML only) and its standard errors are robust,
-        clustered at the outermost level; see ``hlmext.sampling_weights``.
+        clustered at the outermost level; see ``hlmext.design.sampling_weights``.
     pwscale : {None, "size", "effective", "gk"}
         Rescaling of the observation weights within level-2 clusters (two-level models;
         Stata's ``pwscale()``); default none.
@@ -56,10 +56,10 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         ``"~1"`` without ``vc_formula``, as statsmodels; correlated) and variance
         components nested in the groups
         (``{"class": "0 + C(class)"}`` is ``(1 | groups:class)``); see
-        ``hlmext.mixedlm_keywords``.
+        ``hlmext.formula.mixedlm_keywords``.
     **chunk_options
         For chunked data only: ``batch_size`` (Parquet rows per batch), ``categories``
-        (levels of categorical columns); see ``hlmext.chunked.from_formula``.
+        (levels of categorical columns); see ``hlmext.design.chunked.from_formula``.
 
     Returns
     -------
@@ -82,14 +82,14 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     >>> round(pw.llf, 3), pw.cov_type
     (-22325.049, "cluster (CR1, 64 clusters of 'school')")
     """
-    from .chunked import is_chunked
-    from .mixedlm_keywords import with_groups
+    from .design.chunked import is_chunked
+    from .formula.mixedlm_keywords import with_groups
     formula, data = with_groups(formula, data, groups, re_formula, vc_formula)
     check_keywords(mixedlm, chunk_options, extra=("batch_size", "categories"))
     if is_chunked(data):
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
-        from .chunked import from_formula
+        from .design.chunked import from_formula
         return remember(from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options),
                         "mixedlm", formula, data, dict(cov=cov, missing=missing, **chunk_options))
     if chunk_options:
@@ -111,7 +111,7 @@ def lrtest(small, big) -> LRTest:
     the boundary), and one variance component uses ``chibar2(01)``.
 
     Comparisons that are not LR tests (different responses or rows, fixed or random
-    parts that do not nest) raise ``ModelError`` naming the reason (``hlmext.lr_checks``).
+    parts that do not nest) raise ``ModelError`` naming the reason (``hlmext.inference.lr_checks``).
 
     Examples
     --------
@@ -172,8 +172,8 @@ def per_group_ols(formula, data, groups, min_obs=5):
     >>> coefs.shape
     (64, 3)
     """
-    from . import formula as fm
-    from . import frames
+    from .formula import grammar as fm
+    from .formula import frames
     parsed = fm.ParsedFormula(response=formula.split("~")[0].strip(), fixed=formula.split("~", 1)[1],
                               random=(fm.RandomTerm((groups,), "1", "identity"),), syntax="lme4")
     frame = frames.model_frame(parsed, data, missing="drop")

@@ -3,7 +3,7 @@
 ``Lme4Idioms`` is a base class of ``MixedResults`` and ``GLMMResults``: ``coef()``
 (lme4's group-level coefficients), ``ranef()`` (with conditional standard errors),
 ``update()`` (refit with a changed formula, data or option), ``estat_group()``
-(Stata's group sizes) and the plots of ``hlmext.plotting``.
+(Stata's group sizes) and the plots of ``hlmext.output.plotting``.
 """
 from __future__ import annotations
 
@@ -157,16 +157,16 @@ class Lme4Idioms:
 
     # ------------------------------------------------------------------ plots
     def plot_random_effects(self, level=None, term=None, ax=None, alpha=0.05):
-        """Caterpillar plot of the BLUPs; see :func:`hlmext.plotting.plot_random_effects`."""
-        from .plotting import plot_random_effects
+        """Caterpillar plot of the BLUPs; see :func:`hlmext.output.plotting.plot_random_effects`."""
+        from .output.plotting import plot_random_effects
         return plot_random_effects(self, level=level, term=term, ax=ax, alpha=alpha)
 
     def plot_per_group_fits(self, data, x=None, ax=None, max_groups=None):
-        """Per-group fits against the mixed model's lines; see :func:`hlmext.plotting.plot_per_group_fits`."""
-        from .plotting import plot_per_group_fits
+        """Per-group fits against the mixed model's lines; see :func:`hlmext.output.plotting.plot_per_group_fits`."""
+        from .output.plotting import plot_per_group_fits
         return plot_per_group_fits(self, data, x=x, ax=ax, max_groups=max_groups)
 
     def plot_shrinkage(self, data=None, terms=None, ax=None, min_obs=5):
-        """Per-group estimates against the mixed model's; see :func:`hlmext.plotting.plot_shrinkage`."""
-        from .plotting import plot_shrinkage
+        """Per-group estimates against the mixed model's; see :func:`hlmext.output.plotting.plot_shrinkage`."""
+        from .output.plotting import plot_shrinkage
         return plot_shrinkage(self, data=data, terms=terms, ax=ax, min_obs=min_obs)

@@ -5,7 +5,7 @@ as many as ``set_num_threads`` asks for, else the environment variable
 ``HLMEXT_NUM_THREADS``, else the machine's cores (at most 8). Any request is capped at
 the machine's cores. BLAS/LAPACK threads are the BLAS library's: limit them with
 ``threadpoolctl`` (a fit limits them to one itself while it runs, see
-``hlmext.optimize.single_blas_thread``).
+``hlmext.models.optimize.single_blas_thread``).
 
 A model's evaluations reuse work buffers; ``PerThread`` gives every thread its own set,
 so one model object can be fitted from several threads at once.

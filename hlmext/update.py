@@ -13,7 +13,7 @@ import inspect
 import re
 
 from .exceptions import FormulaError, ModelError
-from .formula import _paren_depths, _split, parse
+from .formula.grammar import _paren_depths, _split, parse
 
 __all__ = ["ModelCall", "update_formula", "update"]
 

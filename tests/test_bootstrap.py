@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext.bootstrap import BootstrapResults, bootstrap, bootstrap_lrtest, simulate, with_endog
+from hlmext.inference.bootstrap import BootstrapResults, bootstrap, bootstrap_lrtest, simulate, with_endog
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Tolerance 1e-10 relative for every quantity (log-likelihood, fixed effects and their
 standard errors, variance estimates and their standard errors) in every design: the
-optimizer and the standard errors use the analytic gradient (``hlmext.gradient``), so
+optimizer and the standard errors use the analytic gradient (``hlmext.models.gradient``), so
 only the rounding of the sums differs between the chunked and the in-memory fit.
 """
 import numpy as np
@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext import _core, chunked
+from hlmext._kernels import core as _core
+from hlmext.design import chunked
 from hlmext.exceptions import DataError, ModelError
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-PRE = ("import numpy as np\nfrom hlmext import _core, _gradient, _glmm\n"
+PRE = ("import numpy as np\nfrom hlmext._kernels import core as _core, gradient as _gradient, glmm as _glmm\n"
        "I = lambda a: np.array(a, dtype=np.intp)\n"
        "W = np.ones((10, 3))\n"
        "def factorize(stat_off=I([0, 3]), parent=I([-1, -1]), stats=np.ones(6)):\n"

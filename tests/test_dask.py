@@ -11,7 +11,7 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 import hlmext  # noqa: E402
-from hlmext import chunked  # noqa: E402
+from hlmext.design import chunked  # noqa: E402
 from hlmext.exceptions import ModelError  # noqa: E402
 
 from test_chunked import MODELS, assert_same_fit, two_level  # noqa: E402

@@ -1,4 +1,4 @@
-"""hlmext.emit: the same model as an lme4 call and a Stata command.
+"""hlmext.output.emit: the same model as an lme4 call and a Stata command.
 
 Exact strings for the seed models (SEED_TABLES.md writes their Stata commands), nested and
 crossed models; factor coding, interactions and transforms; notes for what cannot be
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import hlmext
-from hlmext.emit import to_lme4, to_stata
-from hlmext.formula import parse
+from hlmext.output.emit import to_lme4, to_stata
+from hlmext.formula.grammar import parse
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests of hlmext.formula (formula grammar, lme4 and Stata) and hlmext.frames (model frames)."""
+"""Tests of hlmext.formula.grammar (formula grammar, lme4 and Stata) and hlmext.formula.frames (model frames)."""
 import doctest
 import re
 from pathlib import Path
@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import hlmext.formula as formula_module
-import hlmext.frames as frames_module
+import hlmext.formula.grammar as formula_module
+import hlmext.formula.frames as frames_module
 from hlmext.exceptions import DataError, FormulaError
-from hlmext.formula import ParsedFormula, RandomTerm, normalize_cov, parse
-from hlmext.frames import ModelFrame, exog_for, model_frame
+from hlmext.formula.grammar import ParsedFormula, RandomTerm, normalize_cov, parse
+from hlmext.formula.frames import ModelFrame, exog_for, model_frame
 
 EXAM_CSV = Path(__file__).resolve().parents[1] / "hlmext" / "datasets" / "data" / "exam.csv"
 

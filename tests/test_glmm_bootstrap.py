@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext.bootstrap import bootstrap_lrtest
+from hlmext.inference.bootstrap import bootstrap_lrtest
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import statsmodels.api as sm
 
 import hlmext
 from hlmext.exceptions import BoundaryWarning
-from hlmext.glmm import MAX_NAGQ, gauss_hermite_rule
-from hlmext.glmm_boundary import boundary_faces
+from hlmext.models.glmm import MAX_NAGQ, gauss_hermite_rule
+from hlmext.models.glmm_boundary import boundary_faces
 
 # issue 24 (found by tests/test_fuzz.py): the interior maximum, sd 0.96, is below the logit
 ISSUE_24 = pd.DataFrame(dict(y=[1.0, 1] + [0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0],

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import hlmext
-from hlmext.profile import GLMMProfile
+from hlmext.inference.profile import GLMMProfile
 
 REF = json.loads((Path(__file__).parent / "reference" / "glmm_profile" / "cbpp_laplace.json").read_text())
 

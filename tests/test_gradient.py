@@ -1,4 +1,4 @@
-"""The analytic gradient (``hlmext.gradient``) equals central differences of the deviance.
+"""The analytic gradient (``hlmext.models.gradient``) equals central differences of the deviance.
 
 Nested chains of two and three levels with random slopes, crossed factors (with the
 dense tail small and large enough for BLAS), frequency weights and every covariance

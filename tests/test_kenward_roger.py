@@ -14,7 +14,7 @@ import pytest
 import hlmext
 from conftest import load_reference
 from hlmext.exceptions import ModelError
-from hlmext.kenward_roger import KenwardRoger, fe_table
+from hlmext.inference.kenward_roger import KenwardRoger, fe_table
 
 # id -> (our formula, dataset, factors whose lme4 names need translating)
 MODELS = {
@@ -141,7 +141,7 @@ def test_refusals(gcse_small):
 
 
 def test_blocks_too_large_for_dense_sums(monkeypatch, gcse_small):
-    import hlmext.kenward_roger as kr
+    import hlmext.inference.kenward_roger as kr
     monkeypatch.setattr(kr, "MAX_BLOCK", 20)
     res = hlmext.mixedlm("gcse ~ lrt + (1 | school)", gcse_small).fit()
     with pytest.raises(ModelError, match="largest group of 'school' has"):

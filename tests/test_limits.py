@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext import design
+from hlmext.design import layout as design
 
 
 def _three_crossed(levels=11_000, seed=0):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext import _reference
+from hlmext._kernels import reference as _reference
 from hlmext.exceptions import ModelError
 
 
@@ -104,7 +104,7 @@ def test_too_many_random_effects_for_the_data():
 ])
 def test_multilevel_moment_start_reaches_the_optimum_of_the_full_search(formula, data):
     """Nested and crossed: Newton steps from the moment estimates of every level
-    (``hlmext.moments``) end where L-BFGS-B and Newton from the default start end."""
+    (``hlmext.models.moments``) end where L-BFGS-B and Newton from the default start end."""
     from test_chunked import crossed, nested
     df = {"nested": nested, "crossed": crossed}[data](n=6000)
     model = hlmext.mixedlm(formula, df)
@@ -126,7 +126,7 @@ def test_multilevel_moment_start_reaches_the_optimum_of_the_full_search(formula,
     {"a": [3, 1, 3, 7, 1, 3], "b": ["q", "q", "p", "p", "q", "p"]},                # mixed
 ])
 def test_codes_of_several_grouping_columns_are_pandas_groups(columns):
-    from hlmext.grouping import group_codes
+    from hlmext.formula.grouping import group_codes
     frame = pd.DataFrame(columns)
     values = frame.to_numpy() if frame.dtypes.nunique() == 1 and frame.dtypes.iloc[0].kind == "i" \
         else frame.to_numpy(dtype=object)
@@ -137,7 +137,7 @@ def test_codes_of_several_grouping_columns_are_pandas_groups(columns):
 
 
 def test_codes_of_grouping_with_missing_value_is_an_error():
-    from hlmext.grouping import group_codes
+    from hlmext.formula.grouping import group_codes
     from hlmext.exceptions import DataError
     values = np.array([["x", 1], ["y", None]], dtype=object)
     with pytest.raises(DataError, match="'a:b' has missing values"):
@@ -145,8 +145,8 @@ def test_codes_of_grouping_with_missing_value_is_an_error():
 
 
 def test_random_intercepts_hold_no_column_of_ones_per_row(pastes):
-    from hlmext import formula as fm
-    from hlmext import frames
+    from hlmext.formula import grammar as fm
+    from hlmext.formula import frames
     frame = frames.model_frame(fm.parse("strength ~ 1 + (1 | batch/cask)"), pastes)
     assert all(block.exog_re.strides == (0, 0) for block in frame.random)
     model = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes)

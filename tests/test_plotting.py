@@ -1,4 +1,4 @@
-"""hlmext.plotting: caterpillar plot and per-group lines, rendered with the Agg backend.
+"""hlmext.output.plotting: caterpillar plot and per-group lines, rendered with the Agg backend.
 
 Skipped without matplotlib (CI installs only the test extra), except the check of the
 error message that names the extra to install.
@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import hlmext
-from hlmext import plotting
+from hlmext.output import plotting
 
 try:
     import matplotlib  # noqa: F401

@@ -16,7 +16,7 @@ import pytest
 
 import hlmext
 from conftest import load_reference
-from hlmext.profile import Profile
+from hlmext.inference.profile import Profile
 
 LME4_OFF = {("exam_rs_ml", "sd(Residual)"), ("exam_rs_reml", "sd(Residual)")}
 

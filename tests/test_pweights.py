@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext import _reference
+from hlmext._kernels import reference as _reference
 
 REF = json.loads((Path(__file__).parent / "reference" / "weights" / "weights.json").read_text())
 
@@ -181,7 +181,7 @@ def test_pwscale_makes_observation_weights_scale_free(survey, pwscale):
 
 
 def test_pwscale_rules():
-    from hlmext.sampling_weights import rescale
+    from hlmext.design.sampling_weights import rescale
     w, codes, lev = np.array([1.0, 3.0, 2.0, 2.0]), np.array([0, 0, 1, 1]), np.array([2.0, 2.0, 5.0, 5.0])
     np.testing.assert_allclose(rescale(w, codes, lev, "size")[0], [0.5, 1.5, 1.0, 1.0])
     np.testing.assert_allclose(rescale(w, codes, lev, "effective")[0], [0.4, 1.2, 1.0, 1.0])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import hlmext
-from hlmext.sandwich import glmm_cluster_loglik, lmm_cluster_loglik
+from hlmext.results.sandwich import glmm_cluster_loglik, lmm_cluster_loglik
 
 REF = json.loads((Path(__file__).parent / "reference" / "weights" / "weights.json").read_text())
 

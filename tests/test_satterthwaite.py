@@ -11,7 +11,7 @@ from scipy import stats
 
 import hlmext
 from conftest import load_reference
-from hlmext.satterthwaite import Satterthwaite, fe_table
+from hlmext.inference.satterthwaite import Satterthwaite, fe_table
 
 MODELS = ["exam_ri_ml", "exam_rs_ml", "exam_rs_reml", "sleep_rs_reml", "sleep_rs_ml", "pastes_nested_ml"]
 
@@ -159,7 +159,7 @@ def test_f_test_of_one_row_is_the_squared_t_test():
 
 
 def test_f_test_denominator_df_rules():
-    from hlmext.satterthwaite import _f_denominator_df
+    from hlmext.inference.satterthwaite import _f_denominator_df
     assert _f_denominator_df([7.0]) == 7.0
     assert _f_denominator_df([5.0, 5.0]) == 5.0
     assert _f_denominator_df([1.5, 30.0]) == 2.0

@@ -1,4 +1,4 @@
-"""Tests for hlmext.summary: Stata-like text, HTML and LaTeX summaries.
+"""Tests for hlmext.output.summary: Stata-like text, HTML and LaTeX summaries.
 
 The results objects are fakes (``types.SimpleNamespace`` + pandas) carrying
 only the attributes MixedSummary reads; the seed model's numbers are Stata's
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hlmext.summary import MixedSummary, stata_abbrev, stata_number
+from hlmext.output.summary import MixedSummary, stata_abbrev, stata_number
 
 SEED_TEXT = textwrap.dedent("""\
     Mixed-effects ML regression                     Number of obs     =      4,057
@@ -360,6 +360,6 @@ def test_stata_number_wider_format_for_log_likelihood():
 
 
 def test_factor_names_with_contrasts_in_stata_notation():
-    from hlmext.summary import stata_factor_name
+    from hlmext.output.summary import stata_factor_name
     assert stata_factor_name("C(vr, Treatment(reference=2))[T.3]:lrt") == "3.vr#c.lrt"
     assert stata_factor_name("C(schgend)[T.2]") == "2.schgend"

@@ -1,0 +1,1 @@
+"""The inference floor: profile, bootstrap, Satterthwaite, Kenward-Roger, sandwich."""

@@ -1,0 +1,1 @@
+"""The model floor: linear and generalized mixed models, their gradients and the optimizer."""

@@ -1,0 +1,1 @@
+"""The output floor: Stata-like tables, lme4/Stata code, plots."""

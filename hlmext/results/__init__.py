@@ -1,0 +1,1 @@
+"""The results floor: what a fit holds and computes without inference or output."""
