@@ -11,6 +11,7 @@ python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".[test,docs]"
 echo "[ci] main environment ready after $((SECONDS - start)) s"
 python -m pytest
+lint-imports          # the floors: no import points up (pyproject.toml)
 echo "[ci] main suite done after $((SECONDS - start)) s"
 deactivate
 bash ci/minimum.sh

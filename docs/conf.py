@@ -77,8 +77,8 @@ def _without_missing_pages(app, docname, source):
 
 
 # the API page: one autodoc entry per name of hlmext.__all__, grouped by kind
-_API_EXTRA = [("Results", ["hlmext.results.linear.MixedResults", "hlmext.results.glmm.GLMMResults",
-                           "hlmext.idioms.Lme4Idioms"]),
+_API_EXTRA = [("Results", ["hlmext.public.MixedResults", "hlmext.public.GLMMResults",
+                           "hlmext.results.idioms.Lme4Idioms"]),
               ("Plots", ["hlmext.output.plotting.plot_random_effects", "hlmext.output.plotting.plot_per_group_fits",
                          "hlmext.output.plotting.plot_shrinkage"]),
               ("The same model in lme4 or Stata", ["hlmext.output.emit.to_lme4", "hlmext.output.emit.to_stata"]),

@@ -11,8 +11,8 @@ from .api import lrtest, melogit, mepoisson, mixedlm, per_group_ols  # noqa: E40
 from .inference.bootstrap import bootstrap_lrtest  # noqa: E402
 from .results.conventions import load  # noqa: E402
 from .exceptions import BoundaryWarning, ConvergenceWarning, DataError, FormulaError, ModelError  # noqa: E402
-from .models.glmm import MixedGLM, MixedLogit, MixedPoisson  # noqa: E402
-from .models.linear import LinearMixed  # noqa: E402
+from .models.glmm import MixedGLM  # noqa: E402
+from .public import LinearMixed, MixedLogit, MixedPoisson  # noqa: E402
 from .threads import get_num_threads, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
@@ -21,3 +21,19 @@ __all__ = ["mixedlm", "melogit", "mepoisson", "lrtest", "anova", "bootstrap_lrte
            "LinearMixed", "MixedGLM",
            "MixedLogit", "MixedPoisson", "datasets", "DataError", "FormulaError",
            "ModelError", "ConvergenceWarning", "BoundaryWarning", "set_num_threads", "get_num_threads", "__version__"]
+
+# the helper modules of the API reference under their short names: hlmext.chunked.residuals,
+# hlmext.emit.to_lme4, hlmext.plotting.plot_random_effects (``from hlmext import chunked``)
+
+
+def __getattr__(name):
+    if name == "chunked":
+        from .design import chunked
+        return chunked
+    if name == "emit":
+        from .output import emit
+        return emit
+    if name == "plotting":
+        from .output import plotting
+        return plotting
+    raise AttributeError("module 'hlmext' has no attribute %r" % name)

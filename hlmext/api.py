@@ -4,14 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .exceptions import ModelError
-from .models.information import LRTest, boundary_lr_test
-from .keywords import check_keywords, checked
-from .models.linear import LinearMixed
-from .inference.lr_checks import check_nested
-from .design.sampling_weights import no_lr_test
-from .models.glmm import MixedLogit, MixedPoisson
-from .update import remember
+from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
+from .keywords import check_keywords
+from .public import LinearMixed, MixedLogit, MixedPoisson
+from .update import CONSTRUCTORS, remember
 
 
 def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, groups=None,
@@ -90,7 +86,8 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
         from .design.chunked import from_formula
-        return remember(from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options),
+        design, frame = from_formula(formula, data, cov=cov, missing=missing, eval_env=1, **chunk_options)
+        return remember(LinearMixed(design=design, frame=frame, formula=formula),
                         "mixedlm", formula, data, dict(cov=cov, missing=missing, **chunk_options))
     if chunk_options:
         raise TypeError("mixedlm() got keyword argument(s) %s, which apply to chunked data only"
@@ -99,51 +96,6 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
                                      pweights=pweights, pwscale=pwscale)
     return remember(model, "mixedlm", formula, data,
                     dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale))
-
-
-@checked
-def lrtest(small, big) -> LRTest:
-    """Likelihood-ratio test of a model against a bigger one that nests it.
-
-    Both must be fitted to the same rows. REML fits are comparable only when their
-    fixed effects are the same; otherwise refit with ``reml=False``. When the models
-    differ in variance parameters, the chi2 reference is conservative (the null is on
-    the boundary), and one variance component uses ``chibar2(01)``.
-
-    Comparisons that are not LR tests (different responses or rows, fixed or random
-    parts that do not nest) raise ``ModelError`` naming the reason (``hlmext.inference.lr_checks``).
-
-    Examples
-    --------
-    >>> import hlmext
-    >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
-    >>> ri = hlmext.mixedlm("gcse ~ lrt + (1 | school)", df).fit(reml=False)
-    >>> rs = hlmext.mixedlm("gcse ~ lrt + (lrt | school)", df).fit(reml=False)
-    >>> print(round(hlmext.lrtest(ri, rs).statistic, 2))
-    40.3
-    """
-    if small.k_params > big.k_params:           # either order: the model with fewer parameters is the null
-        small, big = big, small
-    for res in (small, big):
-        no_lr_test(res.model)
-    if small.nobs != big.nobs:
-        raise ModelError("the models were fitted to different numbers of observations (%d and %d); "
-                         "an LR test needs the same rows" % (small.nobs, big.nobs))
-    if small.reml != big.reml:
-        raise ModelError("one model is fitted by REML and the other by ML; refit both with reml=False")
-    fe_small, fe_big = list(small.model.exog_names), list(big.model.exog_names)
-    df = int(big.k_params - small.k_params)
-    if df <= 0:
-        raise ModelError("the second model must have more parameters than the first (%d vs %d)"
-                         % (big.k_params, small.k_params))
-    check_nested(small, big)
-    versus = "the smaller model"
-    if big.model.k_re > small.model.k_re and fe_small == fe_big:
-        return boundary_lr_test(big.llf, small.llf, df, versus)
-    from scipy import stats
-    stat = 2 * (big.llf - small.llf)
-    conservative = big.model.k_re > small.model.k_re
-    return LRTest(stat, df, float(stats.chi2.sf(max(stat, 0), df)), "chi2(%d)" % df, conservative, versus)
 
 
 def per_group_ols(formula, data, groups, min_obs=5):
@@ -279,3 +231,7 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
                                       eval_env=1)
     return remember(model, "mepoisson", formula, data, dict(offset=offset, exposure=exposure, cov=cov,
                                                             missing=missing, pweights=pweights, pwscale=pwscale))
+
+
+# update() rebuilds a model with the function that built it
+CONSTRUCTORS.update(mixedlm=mixedlm, melogit=melogit, mepoisson=mepoisson)

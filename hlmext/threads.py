@@ -13,9 +13,10 @@ so one model object can be fitted from several threads at once.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import warnings
+
+from .stacklevel import user_stacklevel
 
 ENV_VAR = "HLMEXT_NUM_THREADS"
 DEFAULT_MAX = 8
@@ -94,18 +95,10 @@ def _from_environment(value):
     cap = max_threads()
     if n > cap:
         warnings.warn("%s=%d asks for more threads than this machine's %d cores; using %d threads"
-                      % (ENV_VAR, n, cap, cap), RuntimeWarning, stacklevel=_user_stacklevel())
+                      % (ENV_VAR, n, cap, cap), RuntimeWarning, stacklevel=user_stacklevel())
         n = cap
     _env_checked[value] = n
     return n
-
-
-def _user_stacklevel():
-    """The stacklevel of ``warnings.warn`` called here that points at the first frame outside hlmext."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "hlmext":
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 class PerThread:

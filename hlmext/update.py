@@ -21,6 +21,9 @@ FIT_OPTIONS = {"mixedlm": ("reml", "maxiter", "cov_type", "cov_kwds"),
                "melogit": ("nagq", "maxiter", "cov_type", "cov_kwds"),
                "mepoisson": ("nagq", "maxiter", "cov_type", "cov_kwds")}
 
+#: the functions that build models, by name: ``hlmext.api`` registers mixedlm, melogit and mepoisson
+CONSTRUCTORS = {}
+
 
 class ModelCall:
     """How a model was built: the constructor's name, formula, data and options.
@@ -183,13 +186,12 @@ def update(results, formula=None, data=None, **changes):
     -------
     MixedResults or GLMMResults
     """
-    from . import api
     model = results.model
     call = getattr(model, "call", None)
     if call is None:
         raise ModelError("update() needs a model built by hlmext.mixedlm, melogit or mepoisson (it keeps the "
                          "formula and options); build the new model with one of them")
-    constructor = getattr(api, call.constructor)
+    constructor = CONSTRUCTORS[call.constructor]
     ctor_options = [p for p in inspect.signature(constructor).parameters if p not in ("formula", "data")
                     and inspect.signature(constructor).parameters[p].kind is not inspect.Parameter.VAR_KEYWORD]
     fit_options = FIT_OPTIONS[call.constructor]

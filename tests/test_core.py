@@ -97,7 +97,7 @@ CROSSED = {
 @pytest.mark.parametrize("case", list(CROSSED))
 def test_crossed_factorization_matches_dense_twin(case):
     """Crossed levels go through the model's factorization (kernels plus the dense block)."""
-    from hlmext.models.linear import LinearMixed
+    from hlmext.public import LinearMixed
     rng = np.random.default_rng(4)
     d = random_design(rng, **CROSSED[case])
     assert d.qd > 0
@@ -166,7 +166,7 @@ def test_evaluation_cost_does_not_depend_on_rows():
 @pytest.mark.parametrize("structure", ["unstructured", "independent", "identity", "exchangeable"])
 @pytest.mark.parametrize("reml", [False, True])
 def test_analytic_gradient_matches_finite_differences(structure, reml):
-    from hlmext.models.linear import LinearMixed
+    from hlmext.public import LinearMixed
     from hlmext.models.optimize import central_gradient
     rng = np.random.default_rng(6)
     n, G = 300, 25

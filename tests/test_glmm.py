@@ -7,7 +7,8 @@ import hlmext
 from glmm_helpers import DATA, random_clusters
 from hlmext._kernels import glmm as _glmm, reference as _reference
 from hlmext.design.layout import LevelSpec, MixedDesign
-from hlmext.models.glmm import MixedLogit, MixedPoisson, gauss_hermite_rule
+from hlmext.models.glmm import gauss_hermite_rule
+from hlmext.public import MixedLogit, MixedPoisson
 from hlmext.results.glmm import _nested_cond_cov
 
 SIZES = {"size 1": [1] * 9, "size 2": [2] * 8, "ragged": [1, 2, 7, 3, 1, 15, 4]}

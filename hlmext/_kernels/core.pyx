@@ -36,7 +36,7 @@ from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 
 from libc.stdint cimport int32_t, int64_t
 
-from hlmext._kernels.helpers cimport index_t, chol_ld
+from hlmext._kernels.helpers cimport index_t, chol_ld, lower_solve
 import numpy as np
 from hlmext._kernels import boundary as _bd
 
@@ -48,19 +48,6 @@ ctypedef fused code_t:      # group codes of a crossed level (int32 when the gro
 # ---------------------------------------------------------------------------------
 # Layer 1: one cluster
 # ---------------------------------------------------------------------------------
-
-cdef void forward_solve(const double* L, index_t q, index_t lda, double* b, index_t ncol) noexcept nogil:
-    """Overwrite the q x ncol block ``b`` (row-major, leading dim lda) by L^{-1} b."""
-    cdef index_t i, t, c
-    cdef double d
-    for i in range(q):
-        d = L[i * lda + i]
-        for t in range(i):
-            for c in range(ncol):
-                b[i * lda + c] -= L[i * lda + t] * b[t * lda + c]
-        for c in range(ncol):
-            b[i * lda + c] /= d
-
 
 cdef inline void scale_columns(double* S, index_t q, index_t D, index_t col0, index_t qj,
                                const double* lj) noexcept nogil:
@@ -124,7 +111,7 @@ cdef double eliminate_cluster(double* S, index_t q, index_t D, int* info) noexce
     info[0] = chol_ld(S, q, D)
     if info[0] != 0:
         return 0.0
-    forward_solve(S, q, D, S + q, D - q)
+    lower_solve(S, D, q, S + q, D - q, D)
     for a in range(q):
         logdet += 2.0 * log(S[a * D + a])
     return logdet

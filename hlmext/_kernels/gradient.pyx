@@ -29,24 +29,7 @@ from scipy.linalg.cython_lapack cimport dpotri
 import numpy as np
 from hlmext._kernels import boundary as _bd
 
-ctypedef Py_ssize_t index_t
-
-
-cdef void lower_t_solve(const double* L, index_t ldl, index_t q, double* b, index_t ncol,
-                        index_t ldb) noexcept nogil:
-    """b <- L^{-T} b for L lower triangular (row-major, ld ``ldl``); b is q x ncol (ld ``ldb``)."""
-    cdef index_t i, t, c
-    cdef double w, d
-    for i in range(q - 1, -1, -1):
-        for t in range(i + 1, q):
-            w = L[t * ldl + i]
-            if w == 0.0:
-                continue
-            for c in range(ncol):
-                b[i * ldb + c] -= w * b[t * ldb + c]
-        d = L[i * ldl + i]
-        for c in range(ncol):
-            b[i * ldb + c] /= d
+from hlmext._kernels.helpers cimport index_t, lower_t_solve
 
 
 cdef inline void add_product(const double* R, index_t ldr, const double* S, index_t lds, bint s_transposed,

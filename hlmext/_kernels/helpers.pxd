@@ -1,6 +1,6 @@
 # cython: language_level=3
 """Helpers shared by the compiled kernels: the small Cholesky factor and triangular solves
-of the per-cluster blocks (``_core``, ``_glmm``, ``_glmm_nested``) and one row's
+of the per-cluster blocks (``core``, ``gradient``, ``glmm``, ``glmm_nested``) and one row's
 log-likelihood of the generalized models. Inline: each kernel compiles its own copy."""
 from libc.math cimport exp, log, log1p, sqrt
 
@@ -58,23 +58,42 @@ cdef inline int chol_ld(double* a, index_t q, index_t lda) noexcept nogil:
     return 0
 
 
-cdef inline void lower_ld(const double* L, index_t q, index_t lda, double* b) noexcept nogil:
-    """b <- L^{-1} b (L at leading dimension lda)."""
-    cdef index_t i, t
-    cdef double s
+cdef inline void lower_solve(const double* L, index_t ldl, index_t q, double* b, index_t ncol,
+                             index_t ldb) noexcept nogil:
+    """b <- L^{-1} b for L lower triangular (row-major, ld ``ldl``); b is q x ncol (ld ``ldb``)."""
+    cdef index_t i, t, c
+    cdef double d
     for i in range(q):
-        s = b[i]
+        d = L[i * ldl + i]
         for t in range(i):
-            s -= L[i * lda + t] * b[t]
-        b[i] = s / L[i * lda + i]
+            for c in range(ncol):
+                b[i * ldb + c] -= L[i * ldl + t] * b[t * ldb + c]
+        for c in range(ncol):
+            b[i * ldb + c] /= d
+
+
+cdef inline void lower_t_solve(const double* L, index_t ldl, index_t q, double* b, index_t ncol,
+                               index_t ldb) noexcept nogil:
+    """b <- L^{-T} b for L lower triangular (row-major, ld ``ldl``); b is q x ncol (ld ``ldb``)."""
+    cdef index_t i, t, c
+    cdef double w, d
+    for i in range(q - 1, -1, -1):
+        for t in range(i + 1, q):
+            w = L[t * ldl + i]
+            if w == 0.0:
+                continue
+            for c in range(ncol):
+                b[i * ldb + c] -= w * b[t * ldb + c]
+        d = L[i * ldl + i]
+        for c in range(ncol):
+            b[i * ldb + c] /= d
+
+
+cdef inline void lower_ld(const double* L, index_t q, index_t lda, double* b) noexcept nogil:
+    """b <- L^{-1} b for one vector b (L at leading dimension lda)."""
+    lower_solve(L, lda, q, b, 1, 1)
 
 
 cdef inline void upper_ld(const double* L, index_t q, index_t lda, double* b) noexcept nogil:
-    """b <- L^{-T} b (L at leading dimension lda)."""
-    cdef index_t i, t
-    cdef double s
-    for i in range(q - 1, -1, -1):
-        s = b[i]
-        for t in range(i + 1, q):
-            s -= L[t * lda + i] * b[t]
-        b[i] = s / L[i * lda + i]
+    """b <- L^{-T} b for one vector b (L at leading dimension lda)."""
+    lower_t_solve(L, lda, q, b, 1, 1)

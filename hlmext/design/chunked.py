@@ -400,7 +400,8 @@ def _frame_stub(design, clusters, infos):
 
 
 def from_formula(formula, data, cov=None, missing="drop", eval_env=0, batch_size=None, categories=None):
-    """A ``LinearMixed`` model from a formula and data read in chunks (``hlmext.mixedlm`` calls this).
+    """The design of a linear mixed model from a formula and data read in chunks (``hlmext.mixedlm``
+    builds its ``LinearMixed`` from this).
 
     Parameters
     ----------
@@ -426,8 +427,9 @@ def from_formula(formula, data, cov=None, missing="drop", eval_env=0, batch_size
 
     Returns
     -------
-    LinearMixed
-        ``model.design`` is a ``StatsDesign``; ``.fit()`` as usual.
+    (StatsDesign, ModelFrame)
+        The design (cross-product statistics, no rows) and a stub of the formula frame, as
+        ``LinearMixed(design=design, frame=frame, formula=formula)`` takes them.
 
     Notes
     -----
@@ -446,7 +448,6 @@ def from_formula(formula, data, cov=None, missing="drop", eval_env=0, batch_size
     -13998.439
     """
     import patsy
-    from ..models.linear import LinearMixed
     parsed = fm.parse(formula, cov=cov)
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
@@ -459,7 +460,7 @@ def from_formula(formula, data, cov=None, missing="drop", eval_env=0, batch_size
     else:
         runner = _local_runner(data, form, batch_size)
     design, frame = build_design(runner, form)
-    return LinearMixed(design=design, frame=frame, formula=formula)
+    return design, frame
 
 
 def _local_runner(data, form, batch_size):

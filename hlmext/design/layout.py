@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import offsets
 from .covariance import LevelCovariance, make_structure
+from .rank import check_fixed_rank
 from ..exceptions import DataError, ModelError
 from ..formula.grouping import group_codes
 
@@ -147,7 +147,7 @@ class MixedDesign:
             self.W[:, -1] -= self.y_shift
         xy = self.W[:, self.W.shape[1] - self.k_fe - 1:]
         self._xy_gram = xy.T @ xy                 # [X y]'[X y]: the rank check and the global block
-        _check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names, xy[:, :-1], self.intercept_col)
+        check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names, xy[:, :-1], self.intercept_col)
 
         self.levels = []
         first = 0
@@ -439,49 +439,6 @@ def check_group_structure(levels, n_chain):
             raise ModelError("level %r has the same groups as %r (each %r group holds a single %r group), "
                              "so their variances are not identified separately; drop one of the two levels"
                              % (inner.name, outer.name, outer.name, inner.name))
-
-
-def dependent_columns(gram, tol=1e-11):
-    """Columns of a Gram matrix that are zero, and those (numerically) combinations of earlier ones.
-
-    Works on the Gram matrix scaled to unit diagonal (one BLAS pass over the rows to form it): the
-    part of column j not explained by the earlier independent columns must keep ``tol`` of
-    its sum of squares.
-    """
-    norm = np.sqrt(np.diag(gram))
-    zero = [int(j) for j in np.flatnonzero(norm == 0)]
-    if zero:
-        return zero, []
-    gram = gram / np.outer(norm, norm)
-    kept, bad = [], []
-    for j in range(gram.shape[0]):
-        if kept:
-            c = gram[np.ix_(kept, kept)]
-            b = gram[kept, j]
-            resid = gram[j, j] - b @ np.linalg.solve(c, b)
-        else:
-            resid = gram[j, j]
-        (kept if resid > tol else bad).append(j)
-    return [], bad
-
-
-def _check_fixed_rank(gram, names, exog=None, intercept_col=-1):
-    """Raise if a fixed-effects column is zero or (numerically) a combination of earlier ones
-    (``gram``: X'X; with ``exog`` and an intercept, a column far from zero relative to its
-    spread is judged centred, and reported as needing centring: see ``hlmext.design.offsets``)."""
-    if gram.shape[1] == 0:
-        return
-    zero, bad = dependent_columns(gram)
-    if exog is not None and intercept_col >= 0 and not zero:
-        offsets.check_offset_columns(gram, names, intercept_col, len(exog), bad, exog)
-    if zero:
-        raise ModelError("the fixed-effects column(s) %s are zero in every row; drop them from the formula"
-                         % ", ".join(repr(names[j]) for j in zero))
-    if bad:
-        cols = ", ".join(repr(names[j]) for j in bad)
-        raise ModelError("the fixed-effects design is rank deficient: %s %s a linear combination of "
-                         "earlier columns (perfect collinearity); drop %s from the formula"
-                         % (cols, "is" if len(bad) == 1 else "are", "it" if len(bad) == 1 else "them"))
 
 
 def _merge_same_grouping(specs, codes, labels):

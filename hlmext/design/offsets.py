@@ -9,13 +9,13 @@ making it meaningless, gets a warning.
 """
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 
 import numpy as np
 
 from ..exceptions import ModelError
+from ..stacklevel import user_stacklevel
+from .collinearity import dependent_columns
 
 #: a column whose mean exceeds this many standard deviations is reported (at 1e4 the
 #: cross-products lose about 8 of their 16 digits to the offset)
@@ -34,7 +34,6 @@ def check_offset_columns(gram, names, intercept_col, n, collinear, exog):
     """Raise ``ModelError`` for the columns in ``collinear`` (found dependent in ``gram``) that
     are not dependent once centred; warn about the others whose mean exceeds
     ``OFFSET_RATIO`` standard deviations (``gram``: X'X of ``exog``'s ``n`` rows)."""
-    from .layout import dependent_columns      # design imports this module
     if collinear:
         _, real = dependent_columns(centred_gram(exog, intercept_col))
         shifted = [j for j in collinear if j not in real]
@@ -61,12 +60,3 @@ def check_offset_columns(gram, names, intercept_col, n, collinear, exog):
                       "coefficient is unchanged and the intercept moves by mean * coefficient"
                       % (names[j], sums[j], OFFSET_RATIO), UserWarning, stacklevel=user_stacklevel())
 
-
-def user_stacklevel():
-    """The ``stacklevel`` of the innermost caller outside this package (for ``warnings.warn``
-    called from this module's functions' callers' callers)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == here:
-        frame, level = frame.f_back, level + 1
-    return level

@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 
 from .._kernels import core as _core
-from .layout import (LevelSpec, level_gram, _chain_and_crossed, _check_fixed_rank, _level, _merge_same_grouping,
-                     _perm, check_group_structure, check_memory, dependent_columns)
+from .layout import (LevelSpec, level_gram, _chain_and_crossed, _level, _merge_same_grouping,
+                     _perm, check_group_structure, check_memory)
+from .collinearity import dependent_columns
+from .rank import check_fixed_rank
 from ..exceptions import DataError, ModelError
 from ..formula.grouping import group_codes
 
@@ -359,7 +361,7 @@ class StatsDesign:
                                  % (lev.name, ", ".join(lev.names)))
         p1 = self.qd + self.k_fe + 1
         xtx = self._G0.reshape(p1, p1)[self.qd:self.qd + self.k_fe, self.qd:self.qd + self.k_fe]
-        _check_fixed_rank(xtx, self.exog_names)
+        check_fixed_rank(xtx, self.exog_names)
 
 
 def _layout(clusters, form, k_fe):

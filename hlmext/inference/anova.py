@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .lrtest import lrtest
+
 __all__ = ["anova"]
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
@@ -53,7 +55,6 @@ def anova(*models, names=None, refit=True):
     >>> table.attrs["notes"]
     ['rs vs ri: conservative chi2 p-value (variances differ)']
     """
-    from ..api import lrtest
     if len(models) < 2:
         raise ValueError("anova() compares two or more fitted models; got %d (for the F tests of one "
                          "model's fixed effects use results.anova())" % len(models))

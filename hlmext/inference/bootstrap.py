@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ModelError
+from .lrtest import lrtest
 from ..keywords import checked
 from ..models.optimize import minimize, single_blas_thread
 from ..threads import PerThread
@@ -483,7 +484,6 @@ def bootstrap_lrtest(small, big, n=1000, seed=None, n_jobs=2, progress=False):
     >>> round(test.statistic, 2), test.pvalue
     (40.3, 0.05)
     """
-    from ..api import lrtest
     asym = lrtest(small, big)                   # validates: same rows, same method, comparable
     small, big = _unwrap(small), _unwrap(big)
     task = _Task(small, [small, big])

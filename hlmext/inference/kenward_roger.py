@@ -24,6 +24,7 @@ import numpy as np
 from scipy import linalg, stats
 
 from ..exceptions import ModelError
+from .satterthwaite import contrast_matrix, contrast_t_tests, t_table
 
 MAX_BLOCK = 4000          # rows of one dense block of Sigma (memory: several n x n matrices)
 
@@ -210,7 +211,6 @@ def t_test(res, r_matrix):
     >>> round(float(tt.df_denom[0]), 2), round(float(tt.tvalue[0, 0]), 3)
     (53.0, 10.863)
     """
-    from .satterthwaite import contrast_matrix, contrast_t_tests
     res = getattr(res, "_results", res)
     L, q = contrast_matrix(res, r_matrix)
     kr = KenwardRoger(res)
@@ -234,7 +234,6 @@ def f_test(res, r_matrix):
     """
     from statsmodels.stats.contrast import ContrastResults
 
-    from .satterthwaite import contrast_matrix
     res = getattr(res, "_results", res)
     L, r = contrast_matrix(res, r_matrix)
     fvalue, q, ddf, _ = KenwardRoger(res).f_test(L, np.asarray(res.fe_params, float), r)
@@ -266,7 +265,6 @@ def fe_table(res, alpha=0.05):
         Columns ``coef, se, t, df, pvalue, lower, upper`` (what a summary table with
         ``dfmethod="kenward-roger"`` prints), as lmerTest's ``summary(ddf = "Kenward-Roger")``.
     """
-    from .satterthwaite import t_table
     res = getattr(res, "_results", res)
     kr = KenwardRoger(res)
     return t_table(res.fe_params, np.sqrt(np.diag(kr.cov_beta_adj)), kr.df(np.eye(res.fe_params.size)), alpha)

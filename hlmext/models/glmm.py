@@ -29,9 +29,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy.special import gammaln
 from statsmodels.base.model import LikelihoodModel
-from statsmodels.genmod import families
 
 from .._kernels import glmm as _glmm, glmm_nested as _glmm_nested
 from ..design.arrays import as_float_array
@@ -41,11 +39,10 @@ from .glmm_boundary import best_on_boundary
 from ..keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
+from .quadrature import MAX_NAGQ, MAX_NODES, gauss_hermite_rule  # noqa: F401  (MAX_NAGQ: hlmext.models.glmm.MAX_NAGQ)
+from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
 from ..threads import PerThread, get_num_threads
-
-MAX_NODES = 5000
-MAX_NAGQ = 370      # numpy's Gauss-Hermite weights (the smallest ~ exp(-2 nagq)) underflow beyond this order
 
 
 def kernel_threads() -> int:
@@ -54,29 +51,6 @@ def kernel_threads() -> int:
     order in which the gradient's per-thread sums are added changes with the number of
     threads (rounding)."""
     return get_num_threads()
-
-
-def gauss_hermite_rule(nagq, q):
-    """Product Gauss-Hermite rule in q dimensions, as the kernels use it.
-
-    Returns
-    -------
-    nodes : ndarray (nagq**q, q)
-    logw : ndarray (nagq**q,)
-        ``sum_d log w_{k_d} + |x_k|^2 - q/2 log(pi)``, so that for a standard normal
-        density phi, ``int f(u) phi(u) du ~ sum_k exp(logw_k) f(sqrt(2) x_k) exp(-|x_k|^2)``.
-
-    Examples
-    --------
-    >>> nodes, logw = gauss_hermite_rule(3, 2)
-    >>> nodes.shape, round(float(np.exp(logw - (nodes ** 2).sum(1)).sum()), 12)
-    ((9, 2), 1.0)
-    """
-    x, w = np.polynomial.hermite.hermgauss(int(nagq)) if nagq > 1 else (np.zeros(1), np.full(1, np.sqrt(np.pi)))
-    grid = np.array(np.meshgrid(*[np.arange(len(x))] * q, indexing="ij")).reshape(q, -1).T
-    nodes = np.ascontiguousarray(x[grid])
-    logw = np.log(w)[grid].sum(axis=1) + (nodes ** 2).sum(axis=1) - 0.5 * q * np.log(np.pi)
-    return nodes, np.ascontiguousarray(logw)
 
 
 class MixedGLM(LikelihoodModel):
@@ -113,6 +87,10 @@ class MixedGLM(LikelihoodModel):
     >>> res.params.round(2).tolist()
     [0.15, 0.63, 1.21]
     """
+
+    #: the results class ``fit()`` returns and its pandas wrapper, named by the user-facing
+    #: subclass (``hlmext.public``): the model floor imports no results code
+    results_class = wrapper_class = None
 
     _family_code = -1
     _sm_family = None
@@ -490,7 +468,6 @@ class MixedGLM(LikelihoodModel):
         >>> res.bse.round(3).tolist()
         [0.102, 0.006, 0.163, 0.069]
         """
-        from ..results.sandwich import cov_options
         robust, _ = cov_options(self.sampling, cov_type, cov_kwds, reml=False)
         if nagq is None:
             nagq = 1 if self.nested or 7 ** self.levels[0].q > MAX_NODES else 7
@@ -499,7 +476,6 @@ class MixedGLM(LikelihoodModel):
             return self._fit(nagq, start, maxiter, disp, robust)
 
     def _fit(self, nagq, start, maxiter, disp, robust=None):
-        from ..results.glmm import GLMMResults, GLMMResultsWrapper
         nagq = self._check_nagq(nagq)
         beta_glm, se_glm, null_llf = glm_start(self)
         p = self.k_fe
@@ -528,7 +504,7 @@ class MixedGLM(LikelihoodModel):
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
-        return GLMMResultsWrapper(GLMMResults(self, opt.end, nagq, opt, null_llf, se_glm, robust))
+        return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_glm, robust))
 
 
 class _Buffers:
@@ -557,97 +533,6 @@ class _Objective:
     def grad(self, x):
         self._eval(x)
         return self.g if np.isfinite(self.f) else np.zeros_like(x)
-
-
-class MixedLogit(MixedGLM):
-    """Mixed-effects logistic regression (Stata ``melogit``, lme4 ``glmer(family=binomial)``).
-
-    Examples
-    --------
-    >>> import hlmext
-    >>> df = hlmext.datasets.load("cbpp")
-    >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
-    >>> round(res.llf, 3)
-    -92.026
-    """
-
-    _family_code = _glmm.BINOMIAL
-    _sm_family = families.Binomial
-    model_label = "Mixed-effects logistic regression"
-    eform_label = "Odds Ratio"
-    versus = "logistic regression"
-
-    @classmethod
-    def from_formula(cls, formula, data, trials=None, offset=None, cov=None, missing="drop", eval_env=0, **kwargs):
-        """Build the model from a formula; see ``hlmext.melogit``."""
-        check_keywords(MixedLogit.from_formula, kwargs, extra=("pweights", "pwscale"))
-        return cls._from_formula(formula, data, {"trials": trials, "offset": offset}, cov=cov, missing=missing,
-                                 eval_env=_caller_env(eval_env), **kwargs)
-
-    @staticmethod
-    def _row_constant(y, ntr):
-        return gammaln(ntr + 1) - gammaln(y + 1) - gammaln(ntr - y + 1)
-
-    def _check_response(self, y, ntr, name, trials_name):
-        if not self.has_trials:
-            bad = (y != 0) & (y != 1)
-            if bad.any():
-                raise DataError("response %r must be 0 or 1 for a logit model without trials; %d rows have other "
-                                "values (e.g. %g); for binomial counts pass trials=<column of the number of trials>"
-                                % (name, bad.sum(), y[bad][0]))
-            return
-        for arr, what in ((ntr, "trials %r" % trials_name), (y, "response %r" % name)):
-            frac = np.abs(arr - np.round(arr)) > 1e-8
-            if frac.any():
-                raise DataError("%s must hold whole numbers; %d rows do not (e.g. %g)"
-                                % (what, frac.sum(), arr[frac][0]))
-        if np.any(ntr < 1):
-            raise DataError("trials %r must be positive; %d rows have trials < 1: drop them"
-                            % (trials_name, np.sum(ntr < 1)))
-        if np.any(y < 0):
-            raise DataError("response %r (successes) must not be negative; %d rows are" % (name, np.sum(y < 0)))
-        over = y > ntr
-        if over.any():
-            raise DataError("response %r (successes) exceeds trials %r in %d rows (e.g. %g > %g); the response "
-                            "must count successes out of the trials" % (name, trials_name, over.sum(), y[over][0],
-                                                                          ntr[over][0]))
-
-
-class MixedPoisson(MixedGLM):
-    """Mixed-effects Poisson regression (Stata ``mepoisson``, lme4 ``glmer(family=poisson)``).
-
-    Examples
-    --------
-    >>> import hlmext
-    >>> df = hlmext.datasets.load("grouseticks")
-    >>> res = hlmext.mepoisson("TICKS ~ C(YEAR) + cHEIGHT + (1 | BROOD)", df).fit(nagq=1)
-    >>> round(res.llf, 3)
-    -989.038
-    """
-
-    _family_code = _glmm.POISSON
-    _sm_family = families.Poisson
-    model_label = "Mixed-effects Poisson regression"
-    eform_label = "IRR"
-    versus = "Poisson regression"
-
-    @classmethod
-    def from_formula(cls, formula, data, offset=None, exposure=None, cov=None, missing="drop", eval_env=0,
-                     **kwargs):
-        """Build the model from a formula; see ``hlmext.mepoisson``."""
-        check_keywords(MixedPoisson.from_formula, kwargs, extra=("pweights", "pwscale"))
-        return cls._from_formula(formula, data, {"offset": offset, "exposure": exposure}, cov=cov,
-                                 missing=missing, eval_env=_caller_env(eval_env), **kwargs)
-
-    @staticmethod
-    def _row_constant(y, ntr):
-        return -gammaln(y + 1)
-
-    def _check_response(self, y, ntr, name, trials_name):
-        bad = (y < 0) | (np.abs(y - np.round(y)) > 1e-8)
-        if bad.any():
-            raise DataError("response %r must be a non-negative whole-number count for a Poisson model; %d rows "
-                            "are not (e.g. %g)" % (name, bad.sum(), y[bad][0]))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -32,6 +32,7 @@ from ..exceptions import ConvergenceWarning, ModelError
 from .gradient import GradientParts
 from ..keywords import check_keywords
 from .optimize import blas_threads_for, minimize
+from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
 from ..threads import PerThread
 
@@ -140,6 +141,10 @@ class LinearMixed(LikelihoodModel):
     0.55
     """
 
+    #: the results class ``fit()`` returns and its pandas wrapper, named by the user-facing
+    #: subclass (``hlmext.public``): the model floor imports no results code
+    results_class = wrapper_class = None
+
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured",
                  exog_names=None, exog_re_names=None, design=None, frame=None, formula=None, weights=None,
                  sampling=None, **kwargs):
@@ -206,22 +211,6 @@ class LinearMixed(LikelihoodModel):
     @property
     def endog_names(self):
         return self.design.endog_name
-
-    def to_lme4(self, reml=True, data="df"):
-        """The equivalent lme4 call, e.g. ``lmer(gcse ~ lrt + (lrt | school), data = df)``.
-
-        See :func:`hlmext.output.emit.to_lme4`; ``reml=False`` adds ``REML = FALSE``.
-        """
-        from ..output.emit import to_lme4
-        return to_lme4(self, reml=reml, data=data)
-
-    def to_stata(self, reml=True):
-        """The equivalent Stata command, e.g. ``mixed gcse lrt || school: lrt, covariance(unstructured) reml``.
-
-        See :func:`hlmext.output.emit.to_stata`; ``reml=False`` writes ``mle``.
-        """
-        from ..output.emit import to_stata
-        return to_stata(self, reml=reml)
 
     # ------------------------------------------------------------------ objective
     def lams(self, theta):
@@ -492,13 +481,11 @@ class LinearMixed(LikelihoodModel):
                                  "fit with reml=False (the default with pweights)")
             reml = False
         reml = True if reml is None else reml
-        from ..results.sandwich import cov_options
         robust, scope = cov_options(self.sampling, cov_type, cov_kwds, reml)
         with blas_threads_for(self.design):
             return self._fit(reml, start, maxiter, disp, robust, scope)
 
     def _fit(self, reml, start, maxiter, disp, robust=None, scope="all"):
-        from ..results.linear import MixedResults, MixedResultsWrapper
         scale = self.theta_scale()
         theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
         grad = (lambda th: self.deviance_and_gradient(th, reml)) if self.has_analytic_gradient() else None
@@ -518,29 +505,8 @@ class LinearMixed(LikelihoodModel):
                              "its likelihood has no maximum: %d observations are too few for %d fixed effects "
                              "and these random effects; use fewer fixed or random effects"
                              % (self.nobs, self.k_fe))
-        return MixedResultsWrapper(MixedResults(self, theta, reml=reml, opt=opt, robust=robust, robust_scope=scope,
-                                                factorization=final))
-
-    def refit(self, endog, reml=True, start=None, **kwargs):
-        """Fit the same model to a new response without rebuilding the design.
-
-        Only the cross-products that involve ``y`` are recomputed (``Z_lk' y`` per cluster,
-        ``X'y``, ``y'y``): one O(n q) pass (``hlmext.inference.bootstrap.with_endog``).
-
-        Parameters
-        ----------
-        endog : array_like, shape (nobs,)
-            New response, in the row order of the fitted data.
-        reml, start, **kwargs
-            As for ``fit``.
-
-        Returns
-        -------
-        MixedResults
-        """
-        check_keywords(LinearMixed.refit, kwargs, extra=("maxiter", "disp", "cov_type", "cov_kwds"))
-        from ..inference.bootstrap import with_endog
-        return with_endog(self, endog).fit(reml=reml, start=start, **kwargs)
+        return self.wrapper_class(self.results_class(self, theta, reml=reml, opt=opt, robust=robust, robust_scope=scope,
+                                                      factorization=final))
 
 
 class _Buffers:

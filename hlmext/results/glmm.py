@@ -19,16 +19,16 @@ from statsmodels.base.model import LikelihoodModelResults
 
 from .._kernels import gradient as _gradient
 from ..models import information as inference
+from .base import FitResults
 from .conventions import ResultsConventions
 from ..exceptions import BoundaryWarning, ModelError
 from ..models.glmm_boundary import not_identified
-from ..idioms import Lme4Idioms
-from ..keywords import checked
-from .rows import original_order, zb_sorted
+from .idioms import Lme4Idioms
+from .rows import row_keys as _row_keys, zb_sorted
 from ..design.sampling_weights import no_lr_test
 from ..stacklevel import user_stacklevel
 from .linear import (MixedResults, MixedResultsWrapper, _corr_of_boundary_sd, _display_name, _named, _notes,
-                      _row_keys, _sd_scale)
+                      _sd_scale)
 
 LATENT_VAR_LOGIT = np.pi ** 2 / 3
 NOT_IDENTIFIED = ("not identified (the variance runs to infinity): %s; every cluster has only 0s or only successes, "
@@ -37,7 +37,7 @@ NOT_IDENTIFIED = ("not identified (the variance runs to infinity): %s; every clu
                   "random intercept (a model without it, e.g. a logit on the cluster-level covariates)")
 
 
-class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
+class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelResults):
     """Fit of a ``MixedLogit`` or ``MixedPoisson`` model; built complete by ``MixedGLM.fit``.
 
     Attributes
@@ -116,10 +116,7 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         if robust is not None:
             self.notes.append("Std. Err. of all parameters adjusted for %d clusters in %s (%s)"
                               % (top.n_groups, top.name, robust))
-        if self.on_boundary:
-            warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more complex "
-                          "than the data support, drop the term(s) from the random part"
-                          % ", ".join(self.on_boundary), BoundaryWarning, stacklevel=user_stacklevel())
+        self._warn_boundary()
         if self.not_identified:
             self.notes.append(NOT_IDENTIFIED % ", ".join(self.not_identified))
             warnings.warn(NOT_IDENTIFIED % ", ".join(self.not_identified), BoundaryWarning, stacklevel=user_stacklevel())
@@ -130,10 +127,6 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         return self._llf
 
     # ------------------------------------------------------------------ predictions
-    def _original_order(self, sorted_values):
-        self._check_rows()
-        return original_order(self.model, sorted_values)
-
     def predict(self, data=None, which="mu", conditional=False, offset=None, exog=None):
         """Linear predictor or mean for the fitted rows or new data.
 
@@ -192,26 +185,16 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         no_lr_test(self.model)
         return inference.boundary_lr_test(self.llf, self.null_llf, self.model.k_re, self.model.versus)
 
-    def icc(self, alpha=0.05):
-        """Intraclass correlation of a random-intercept logit on the latent scale (residual pi^2/3).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per level (outermost first): icc, se and CI (logit scale).
-        """
-        levels = self.model.levels[::-1]
+    def _check_icc(self):
         if self.model._family_code != 0:
             raise ValueError("icc() is defined for the logit model (latent-response scale); a Poisson model "
                              "has no single residual variance")
-        if any(lv.q != 1 or lv.names[0] != "Intercept" for lv in levels):
-            raise ValueError("icc() needs random intercepts only; with random slopes the intraclass correlation "
-                             "depends on the covariates")
-        k = len(levels)
-        sds = self.re_params["estimate"].to_numpy()
+
+    def _icc_variances(self, sds, k):
+        """The latent residual variance pi^2/3 (fixed) and the covariance of the variances."""
         cov_var = np.zeros((k + 1, k + 1))
         cov_var[:k, :k] = self.cov_params()[self.k_fe:, self.k_fe:] * np.outer(2 * sds, 2 * sds)
-        return inference.icc_table(sds ** 2, LATENT_VAR_LOGIT, cov_var, [lv.name for lv in levels], alpha)
+        return LATENT_VAR_LOGIT, cov_var
 
     def check_quadrature(self):
         """Refit with more quadrature points and report how much the estimates move.
@@ -293,71 +276,6 @@ class GLMMResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         return None if self.model.sampling is not None else self.lr_test_vs_regression()
 
     conf_int = MixedResults.conf_int
-
-    @checked
-    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
-        """Profile-likelihood intervals of the fit's own likelihood (Laplace or AGHQ); see
-        ``hlmext.inference.profile.GLMMProfile``. ``criterion`` must be None (no REML here).
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``lower`` and ``upper`` per parameter.
-        """
-        from ..inference.profile import GLMMProfile
-        no_lr_test(self.model, "profile-likelihood intervals")
-        return GLMMProfile(self, criterion).conf_int(alpha, cols)
-
-    def simulate(self, n=1, seed=None):
-        """``n`` responses drawn from the fitted model (DataFrame, nobs x n); see ``hlmext.inference.glmm_bootstrap``.
-
-        Examples
-        --------
-        >>> import hlmext
-        >>> df = hlmext.datasets.load("cbpp")
-        >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
-        >>> sims = res.simulate(n=3, seed=1)
-        >>> sims.shape, bool((sims.to_numpy() <= df[["size"]].to_numpy()).all())
-        ((56, 3), True)
-        """
-        from ..inference.bootstrap import simulate
-        return simulate(self, n=n, seed=seed)
-
-    @checked
-    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
-        """Parametric bootstrap: ``n`` simulated responses, each refitted by this fit's method.
-
-        Returns ``hlmext.inference.bootstrap.BootstrapResults`` (percentile intervals, bootstrap se);
-        the replicates are the same for every ``n_jobs`` (processes).
-
-        Examples
-        --------
-        >>> import hlmext
-        >>> df = hlmext.datasets.load("cbpp")
-        >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
-        >>> boot = res.bootstrap(n=10, seed=1, n_jobs=1)
-        >>> boot.replicates.shape
-        (10, 5)
-        """
-        from ..inference.bootstrap import bootstrap
-        return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
-
-    def refit(self, new_endog):
-        """The same model and method fitted to a new response (fitted rows' order), from this fit."""
-        from ..inference.glmm_bootstrap import refit
-        return refit(self, new_endog)
-
-    @checked
-    def summary(self, eform=False, alpha=0.05):
-        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
-
-        ``eform=True`` shows odds ratios (logit) or incidence-rate ratios (Poisson).
-        """
-        from ..output.summary import MixedSummary
-        return MixedSummary(self, eform=eform, alpha=alpha)
-
-    def _repr_html_(self):
-        return self.summary()._repr_html_()
 
     def _null_llf(self):
         return self.null_llf

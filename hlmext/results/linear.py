@@ -19,13 +19,14 @@ from scipy import linalg
 from statsmodels.base.model import LikelihoodModelResults
 
 from ..models import information as inference
+from .base import FitResults
 from .conventions import ResultsConventions
 from ..models.gradient import GradientParts, diagonal_blocks
-from ..idioms import Lme4Idioms
-from ..keywords import check_keywords, checked
-from ..exceptions import BoundaryWarning, ConvergenceWarning, ModelError
+from .idioms import Lme4Idioms
+from ..keywords import check_keywords
+from ..exceptions import ConvergenceWarning, ModelError
 from ..models.linear import _deviance
-from .rows import original_order, zb_sorted
+from .rows import row_keys as _row_keys, zb_sorted
 from ..design.sampling_weights import no_lr_test, top_weights
 from ..stacklevel import user_stacklevel
 
@@ -37,7 +38,7 @@ _CONF_INT_KEYWORDS = {"profile": ("criterion",), "bootstrap": ("bootstrap", "n",
 _CONF_INT_HINTS = {k: ("%s= applies to method=%r" % (k, m),) for m, ks in _CONF_INT_KEYWORDS.items() for k in ks}
 
 
-class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
+class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelResults):
     """Fit of a ``LinearMixed`` model; built complete by ``LinearMixed.fit``.
 
     Attributes
@@ -144,10 +145,7 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
             what = "the fixed effects" if fixed_only else "all parameters"
             self.notes.append("Std. Err. of %s adjusted for %d clusters in %s (%s)"
                               % (what, top.n_groups, top.name, robust))
-        if self.on_boundary:
-            warnings.warn("on the boundary of the parameter space: %s; the random-effects part is more "
-                          "complex than the data support, drop the term(s) from the random part"
-                          % ", ".join(self.on_boundary), BoundaryWarning, stacklevel=user_stacklevel())
+        self._warn_boundary()
 
     @property
     def random_effects_cov(self):
@@ -164,14 +162,6 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         return self._llf
 
     # ------------------------------------------------------------------ rows
-    def _original_order(self, sorted_values):
-        self._check_rows()
-        if sorted_values is None or not self.model.design.has_rows:
-            raise ValueError("this model was fitted from statistics accumulated over chunks, without keeping "
-                             "the rows: compute fitted values and residuals chunk by chunk with "
-                             "results.predict(chunk, which='conditional')")
-        return original_order(self.model, sorted_values)
-
     @property
     def _fitted_sorted(self):
         """X beta + Z b in the design's (sorted) row order, computed on first use."""
@@ -257,24 +247,11 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
         """Wald chi2 of all fixed effects but the intercept: (statistic, df, p-value)."""
         return inference.wald_chi2(self.fe_params.to_numpy(), self.cov_fe.to_numpy(), self.model.exog_names)
 
-    def icc(self, alpha=0.05):
-        """Intraclass correlations of a random-intercept model (Stata ``estat icc``).
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per level (outermost first): icc, se and CI (logit scale).
-        """
-        levels = self.model.levels[::-1]
-        if any(lv.q != 1 or lv.names[0] != "Intercept" for lv in levels):
-            raise ValueError("icc() needs random intercepts only; with random slopes the intraclass "
-                             "correlation depends on the covariates")
-        k = len(levels)
-        sds = self.re_params["estimate"].to_numpy()
+    def _icc_variances(self, sds, k):
+        """Residual variance and the covariance of the variances (delta method from the sd's)."""
         cov_sd = self.cov_params()[self.k_fe:, self.k_fe:]
         jac = 2 * sds
-        cov_var = cov_sd * np.outer(jac, jac)
-        return inference.icc_table(sds[:k] ** 2, sds[k] ** 2, cov_var, [lv.name for lv in levels], alpha)
+        return sds[k] ** 2, cov_sd * np.outer(jac, jac)
 
     # ------------------------------------------------------------------ profile, bootstrap, df
     def conf_int(self, alpha=0.05, cols=None, method="wald", **kwargs):
@@ -316,80 +293,9 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
             raise ValueError("method must be 'wald', 'profile' or 'bootstrap', not %r" % (method,))
         return out
 
-    @checked
-    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
-        """Profile-likelihood intervals (lme4's ``confint(method="profile")``); see ``hlmext.inference.profile``.
-
-        A REML fit is profiled on the ML likelihood (lme4's convention) unless
-        ``criterion="reml"`` (variance parameters only).
-
-        Returns
-        -------
-        pandas.DataFrame
-            ``lower`` and ``upper`` per parameter.
-        """
-        from ..inference.profile import profile_ci
-        no_lr_test(self.model, "profile-likelihood intervals")
-        return profile_ci(self, alpha=alpha, cols=cols, criterion=criterion)
-
-    def simulate(self, n=1, seed=None):
-        """``n`` responses drawn from the fitted model (DataFrame, nobs x n); see ``hlmext.inference.bootstrap``."""
-        from ..inference.bootstrap import simulate
-        return simulate(self, n=n, seed=seed)
-
-    @checked
-    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
-        """Parametric bootstrap: ``n`` simulated responses, each refitted (``BootstrapResults``).
-
-        The replicates are the same for every ``n_jobs`` (processes); see ``hlmext.inference.bootstrap``.
-        """
-        from ..inference.bootstrap import bootstrap
-        no_lr_test(self.model, "parametric bootstrap intervals")
-        return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
-
     def refit(self, new_endog):
         """The same model (design, method) fitted to a new response, starting from this fit."""
         return self.model.refit(new_endog, reml=self.reml, start=self.theta)
-
-    @checked
-    def t_test(self, r_matrix, cov_p=None, use_t=None, df=None):
-        """statsmodels' ``t_test``; ``df="satterthwaite"`` or ``"kenward-roger"`` for small-sample t tests.
-
-        With a ``df`` method the hypothesis may involve fixed effects only and every row
-        gets its own denominator df (lmerTest's ``contest1D``): ``hlmext.inference.satterthwaite``, or
-        ``hlmext.inference.kenward_roger`` (REML fits; adjusted standard errors as well).
-        """
-        if df is None:
-            return super().t_test(r_matrix, cov_p=cov_p, use_t=use_t)
-        return self._df_module(df).t_test(self, r_matrix)
-
-    @checked
-    def f_test(self, r_matrix, cov_p=None, invcov=None, df=None):
-        """statsmodels' ``f_test``; ``df="satterthwaite"`` or ``"kenward-roger"`` for a small-sample F test.
-
-        With a ``df`` method the hypothesis may involve fixed effects only: Satterthwaite df
-        as lmerTest's ``contest`` (``hlmext.inference.satterthwaite.f_test``), or Kenward-Roger's
-        scaled F as pbkrtest's ``KRmodcomp`` (``hlmext.inference.kenward_roger.f_test``).
-        """
-        if df is None:
-            return super().f_test(r_matrix, cov_p=cov_p, invcov=invcov)
-        return self._df_module(df).f_test(self, r_matrix)
-
-    @checked
-    def anova(self, ddf="satterthwaite"):
-        """F test of every fixed-effects term, with Satterthwaite or Kenward-Roger df; see
-        ``hlmext.inference.satterthwaite.anova``."""
-        self._df_module(ddf)
-        from ..inference.satterthwaite import anova
-        return anova(self, ddf=ddf)
-
-    def _df_module(self, name):
-        """The module of a small-sample df method (checked against this fit)."""
-        from ..inference import kenward_roger, satterthwaite
-        method = kenward_roger.df_method(name)
-        no_lr_test(self.model, "Satterthwaite degrees of freedom" if method == "satterthwaite"
-                   else "Kenward-Roger degrees of freedom")
-        return satterthwaite if method == "satterthwaite" else kenward_roger
 
     # ------------------------------------------------------------------ summary
     model_label = property(lambda self: "Mixed-effects %s regression" % self.method)
@@ -438,26 +344,6 @@ class MixedResults(Lme4Idioms, ResultsConventions, LikelihoodModelResults):
     @property
     def lr_test(self):
         return None if self.model.sampling is not None else self.lr_test_vs_regression()
-
-    @checked
-    def summary(self, alpha=0.05, dfmethod=None):
-        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
-
-        ``dfmethod="satterthwaite"``: t tests of the fixed effects with Satterthwaite df
-        (the table's figures: ``hlmext.inference.satterthwaite.fe_table``); ``dfmethod="kenward-roger"``
-        (Stata's ``kroger``; REML fits): Kenward-Roger adjusted standard errors and df
-        (``hlmext.inference.kenward_roger.fe_table``).
-        """
-        from ..output.summary import MixedSummary
-        if dfmethod is None:
-            return MixedSummary(self, alpha=alpha)
-        from ..inference.kenward_roger import df_method
-        self._df_module(dfmethod)
-        return MixedSummary(self, alpha=alpha, dfmethod=df_method(dfmethod))
-
-    def _repr_html_(self):
-        return self.summary()._repr_html_()
-
 
 def _cluster_robust(model, cov_fe, fitted_sorted, sigma2, correction):
     """Sandwich covariance of the fixed effects, clustered at the outermost nested level."""
@@ -600,18 +486,6 @@ def _named(frame, index):
         parts = index.split(":")
         index = parts if len(parts) == frame.index.nlevels else [None] * frame.index.nlevels
     return frame.set_axis(frame.index.rename(index), axis=0)
-
-
-def _row_keys(data, group_cols):
-    """Group labels of the rows of new data (for conditional predictions)."""
-    missing = [c for c in group_cols if c not in data.columns]
-    if missing:
-        from ..exceptions import FormulaError
-        raise FormulaError("conditional predictions need the grouping column(s) %s in the new data; "
-                           "add them, or use which='marginal'" % ", ".join(repr(c) for c in missing))
-    if len(group_cols) == 1:
-        return pd.Index(data[group_cols[0]].to_numpy())
-    return pd.MultiIndex.from_arrays([data[c].to_numpy() for c in group_cols])
 
 
 def _notes(res):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..exceptions import FormulaError
+
 
 def zb_sorted(model, random_effects) -> np.ndarray:
     """``Z b`` of every row in sorted order, from the predicted effects (a DataFrame per level)."""
@@ -22,3 +24,14 @@ def original_order(model, sorted_values) -> pd.Series:
     out[model.design.order] = sorted_values
     labels = model.frame.row_labels if model.frame is not None else None
     return pd.Series(out, index=labels)
+
+
+def row_keys(data, group_cols):
+    """Group labels of the rows of new data (for conditional predictions)."""
+    missing = [c for c in group_cols if c not in data.columns]
+    if missing:
+        raise FormulaError("conditional predictions need the grouping column(s) %s in the new data; "
+                           "add them, or use which='marginal'" % ", ".join(repr(c) for c in missing))
+    if len(group_cols) == 1:
+        return pd.Index(data[group_cols[0]].to_numpy())
+    return pd.MultiIndex.from_arrays([data[c].to_numpy() for c in group_cols])

@@ -1,9 +1,9 @@
 """lme4 and Stata idioms shared by linear and generalized mixed-model results.
 
 ``Lme4Idioms`` is a base class of ``MixedResults`` and ``GLMMResults``: ``coef()``
-(lme4's group-level coefficients), ``ranef()`` (with conditional standard errors),
-``update()`` (refit with a changed formula, data or option), ``estat_group()``
-(Stata's group sizes) and the plots of ``hlmext.output.plotting``.
+(lme4's group-level coefficients), ``ranef()`` (with conditional standard errors) and
+``estat_group()`` (Stata's group sizes). ``update()`` (refit with a changed formula, data or
+option) and the plots of ``hlmext.output.plotting`` join them in ``hlmext.public``.
 """
 from __future__ import annotations
 
@@ -136,37 +136,3 @@ class Lme4Idioms:
         return pd.DataFrame({"n_groups": [d["n_groups"] for d in info], "min": [d["min"] for d in info],
                              "mean": [d["avg"] for d in info], "max": [d["max"] for d in info]},
                             index=pd.Index([d["name"] for d in info], name="level"))
-
-    def update(self, formula=None, data=None, **changes):
-        """Refit with a changed formula, data or option, keeping the others (lme4's ``update``).
-
-        ``formula`` may use ``.`` for the old parts: ``". ~ . - x"``, ``". ~ . + z"``,
-        ``". ~ . - (x | g) + (1 | g)"``; see :func:`hlmext.update.update`.
-
-        Examples
-        --------
-        >>> import hlmext
-        >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
-        >>> rs = hlmext.mixedlm("gcse ~ lrt + schavg + (lrt | school)", df).fit(reml=False)
-        >>> small = rs.update(". ~ . - schavg")
-        >>> small.model.formula, small.reml
-        ('gcse ~ lrt + (lrt | school)', False)
-        """
-        from .update import update
-        return update(self, formula, data, **changes)
-
-    # ------------------------------------------------------------------ plots
-    def plot_random_effects(self, level=None, term=None, ax=None, alpha=0.05):
-        """Caterpillar plot of the BLUPs; see :func:`hlmext.output.plotting.plot_random_effects`."""
-        from .output.plotting import plot_random_effects
-        return plot_random_effects(self, level=level, term=term, ax=ax, alpha=alpha)
-
-    def plot_per_group_fits(self, data, x=None, ax=None, max_groups=None):
-        """Per-group fits against the mixed model's lines; see :func:`hlmext.output.plotting.plot_per_group_fits`."""
-        from .output.plotting import plot_per_group_fits
-        return plot_per_group_fits(self, data, x=x, ax=ax, max_groups=max_groups)
-
-    def plot_shrinkage(self, data=None, terms=None, ax=None, min_obs=5):
-        """Per-group estimates against the mixed model's; see :func:`hlmext.output.plotting.plot_shrinkage`."""
-        from .output.plotting import plot_shrinkage
-        return plot_shrinkage(self, data=data, terms=terms, ax=ax, min_obs=min_obs)

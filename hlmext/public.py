@@ -1,0 +1,271 @@
+"""The user-facing model and results classes, composed from the floors below.
+
+Each class here is a lower-floor class plus the methods that need a higher floor:
+
+- ``MixedResults`` and ``GLMMResults`` (``hlmext.results``: estimates, covariances, BLUPs,
+  predictions, lme4 idioms) gain profile and bootstrap intervals, small-sample df tests
+  (``hlmext.inference``), summaries and plots (``hlmext.output``) and ``update``
+  (``hlmext.update``);
+- ``LinearMixed``, ``MixedLogit`` and ``MixedPoisson`` (``hlmext.models``) name the results
+  class their ``fit()`` returns, and gain ``to_lme4``/``to_stata`` (``hlmext.output.emit``)
+  and ``refit``.
+
+So no floor imports one above it: the models fit without knowing the results classes, and
+the results hold a fit without knowing inference or output. ``hlmext.api`` and ``hlmext``
+hand out these classes.
+"""
+from __future__ import annotations
+
+from .design.sampling_weights import no_lr_test
+from .inference import glmm_bootstrap, kenward_roger, satterthwaite
+from .inference.bootstrap import bootstrap, simulate, with_endog
+from .inference.kenward_roger import df_method
+from .inference.profile import GLMMProfile, profile_ci
+from .inference.term_tests import anova as term_anova
+from .keywords import check_keywords, checked
+from .models import families as _families
+from .models import linear as _linear
+from .output.emit import to_lme4, to_stata
+from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
+from .output.summary import MixedSummary
+from .results import glmm as _glmm_results
+from .results import linear as _linear_results
+from .results.glmm import GLMMResultsWrapper
+from .results.linear import MixedResultsWrapper
+from .update import update
+
+__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson"]
+
+
+class _RefitsAndPlots:
+    """``update`` and the plots, shared by linear and GLMM results."""
+
+    def update(self, formula=None, data=None, **changes):
+        """Refit with a changed formula, data or option, keeping the others (lme4's ``update``).
+
+        ``formula`` may use ``.`` for the old parts: ``". ~ . - x"``, ``". ~ . + z"``,
+        ``". ~ . - (x | g) + (1 | g)"``; see :func:`hlmext.update.update`.
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("gcse").query("nstu > 4")
+        >>> rs = hlmext.mixedlm("gcse ~ lrt + schavg + (lrt | school)", df).fit(reml=False)
+        >>> small = rs.update(". ~ . - schavg")
+        >>> small.model.formula, small.reml
+        ('gcse ~ lrt + (lrt | school)', False)
+        """
+        return update(self, formula, data, **changes)
+
+    # ------------------------------------------------------------------ plots
+    def plot_random_effects(self, level=None, term=None, ax=None, alpha=0.05):
+        """Caterpillar plot of the BLUPs; see :func:`hlmext.output.plotting.plot_random_effects`."""
+        return plot_random_effects(self, level=level, term=term, ax=ax, alpha=alpha)
+
+    def plot_per_group_fits(self, data, x=None, ax=None, max_groups=None):
+        """Per-group fits against the mixed model's lines; see :func:`hlmext.output.plotting.plot_per_group_fits`."""
+        return plot_per_group_fits(self, data, x=x, ax=ax, max_groups=max_groups)
+
+    def plot_shrinkage(self, data=None, terms=None, ax=None, min_obs=5):
+        """Per-group estimates against the mixed model's; see :func:`hlmext.output.plotting.plot_shrinkage`."""
+        return plot_shrinkage(self, data=data, terms=terms, ax=ax, min_obs=min_obs)
+
+
+class MixedResults(_RefitsAndPlots, _linear_results.MixedResults):
+    __doc__ = _linear_results.MixedResults.__doc__
+
+    @checked
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        """Profile-likelihood intervals (lme4's ``confint(method="profile")``); see ``hlmext.inference.profile``.
+
+        A REML fit is profiled on the ML likelihood (lme4's convention) unless
+        ``criterion="reml"`` (variance parameters only).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``lower`` and ``upper`` per parameter.
+        """
+        no_lr_test(self.model, "profile-likelihood intervals")
+        return profile_ci(self, alpha=alpha, cols=cols, criterion=criterion)
+
+    def simulate(self, n=1, seed=None):
+        """``n`` responses drawn from the fitted model (DataFrame, nobs x n); see ``hlmext.inference.bootstrap``."""
+        return simulate(self, n=n, seed=seed)
+
+    @checked
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        """Parametric bootstrap: ``n`` simulated responses, each refitted (``BootstrapResults``).
+
+        The replicates are the same for every ``n_jobs`` (processes); see ``hlmext.inference.bootstrap``.
+        """
+        no_lr_test(self.model, "parametric bootstrap intervals")
+        return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    @checked
+    def t_test(self, r_matrix, cov_p=None, use_t=None, df=None):
+        """statsmodels' ``t_test``; ``df="satterthwaite"`` or ``"kenward-roger"`` for small-sample t tests.
+
+        With a ``df`` method the hypothesis may involve fixed effects only and every row
+        gets its own denominator df (lmerTest's ``contest1D``): ``hlmext.inference.satterthwaite``, or
+        ``hlmext.inference.kenward_roger`` (REML fits; adjusted standard errors as well).
+        """
+        if df is None:
+            return super().t_test(r_matrix, cov_p=cov_p, use_t=use_t)
+        return self._df_module(df).t_test(self, r_matrix)
+
+    @checked
+    def f_test(self, r_matrix, cov_p=None, invcov=None, df=None):
+        """statsmodels' ``f_test``; ``df="satterthwaite"`` or ``"kenward-roger"`` for a small-sample F test.
+
+        With a ``df`` method the hypothesis may involve fixed effects only: Satterthwaite df
+        as lmerTest's ``contest`` (``hlmext.inference.satterthwaite.f_test``), or Kenward-Roger's
+        scaled F as pbkrtest's ``KRmodcomp`` (``hlmext.inference.kenward_roger.f_test``).
+        """
+        if df is None:
+            return super().f_test(r_matrix, cov_p=cov_p, invcov=invcov)
+        return self._df_module(df).f_test(self, r_matrix)
+
+    @checked
+    def anova(self, ddf="satterthwaite"):
+        """F test of every fixed-effects term, with Satterthwaite or Kenward-Roger df; see
+        ``hlmext.inference.term_tests.anova``."""
+        self._df_module(ddf)
+        return term_anova(self, ddf=ddf)
+
+    def _df_module(self, name):
+        """The module of a small-sample df method (checked against this fit)."""
+        method = kenward_roger.df_method(name)
+        no_lr_test(self.model, "Satterthwaite degrees of freedom" if method == "satterthwaite"
+                   else "Kenward-Roger degrees of freedom")
+        return satterthwaite if method == "satterthwaite" else kenward_roger
+
+    @checked
+    def summary(self, alpha=0.05, dfmethod=None):
+        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
+
+        ``dfmethod="satterthwaite"``: t tests of the fixed effects with Satterthwaite df
+        (the table's figures: ``hlmext.inference.satterthwaite.fe_table``); ``dfmethod="kenward-roger"``
+        (Stata's ``kroger``; REML fits): Kenward-Roger adjusted standard errors and df
+        (``hlmext.inference.kenward_roger.fe_table``).
+        """
+        if dfmethod is None:
+            return MixedSummary(self, alpha=alpha)
+        self._df_module(dfmethod)
+        return MixedSummary(self, alpha=alpha, dfmethod=df_method(dfmethod))
+
+    def _repr_html_(self):
+        return self.summary()._repr_html_()
+
+
+class GLMMResults(_RefitsAndPlots, _glmm_results.GLMMResults):
+    __doc__ = _glmm_results.GLMMResults.__doc__
+
+    @checked
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        """Profile-likelihood intervals of the fit's own likelihood (Laplace or AGHQ); see
+        ``hlmext.inference.profile.GLMMProfile``. ``criterion`` must be None (no REML here).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``lower`` and ``upper`` per parameter.
+        """
+        no_lr_test(self.model, "profile-likelihood intervals")
+        return GLMMProfile(self, criterion).conf_int(alpha, cols)
+
+    def simulate(self, n=1, seed=None):
+        """``n`` responses drawn from the fitted model (DataFrame, nobs x n); see ``hlmext.inference.glmm_bootstrap``.
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("cbpp")
+        >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
+        >>> sims = res.simulate(n=3, seed=1)
+        >>> sims.shape, bool((sims.to_numpy() <= df[["size"]].to_numpy()).all())
+        ((56, 3), True)
+        """
+        return simulate(self, n=n, seed=seed)
+
+    @checked
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        """Parametric bootstrap: ``n`` simulated responses, each refitted by this fit's method.
+
+        Returns ``hlmext.inference.bootstrap.BootstrapResults`` (percentile intervals, bootstrap se);
+        the replicates are the same for every ``n_jobs`` (processes).
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> df = hlmext.datasets.load("cbpp")
+        >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
+        >>> boot = res.bootstrap(n=10, seed=1, n_jobs=1)
+        >>> boot.replicates.shape
+        (10, 5)
+        """
+        return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def refit(self, new_endog):
+        """The same model and method fitted to a new response (fitted rows' order), from this fit."""
+        return glmm_bootstrap.refit(self, new_endog)
+
+    @checked
+    def summary(self, eform=False, alpha=0.05):
+        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
+
+        ``eform=True`` shows odds ratios (logit) or incidence-rate ratios (Poisson).
+        """
+        return MixedSummary(self, eform=eform, alpha=alpha)
+
+    def _repr_html_(self):
+        return self.summary()._repr_html_()
+
+
+class LinearMixed(_linear.LinearMixed):
+    __doc__ = _linear.LinearMixed.__doc__
+    results_class, wrapper_class = MixedResults, MixedResultsWrapper
+
+    def to_lme4(self, reml=True, data="df"):
+        """The equivalent lme4 call, e.g. ``lmer(gcse ~ lrt + (lrt | school), data = df)``.
+
+        See :func:`hlmext.output.emit.to_lme4`; ``reml=False`` adds ``REML = FALSE``.
+        """
+        return to_lme4(self, reml=reml, data=data)
+
+    def to_stata(self, reml=True):
+        """The equivalent Stata command, e.g. ``mixed gcse lrt || school: lrt, covariance(unstructured) reml``.
+
+        See :func:`hlmext.output.emit.to_stata`; ``reml=False`` writes ``mle``.
+        """
+        return to_stata(self, reml=reml)
+
+    def refit(self, endog, reml=True, start=None, **kwargs):
+        """Fit the same model to a new response without rebuilding the design.
+
+        Only the cross-products that involve ``y`` are recomputed (``Z_lk' y`` per cluster,
+        ``X'y``, ``y'y``): one O(n q) pass (``hlmext.inference.bootstrap.with_endog``).
+
+        Parameters
+        ----------
+        endog : array_like, shape (nobs,)
+            New response, in the row order of the fitted data.
+        reml, start, **kwargs
+            As for ``fit``.
+
+        Returns
+        -------
+        MixedResults
+        """
+        check_keywords(LinearMixed.refit, kwargs, extra=("maxiter", "disp", "cov_type", "cov_kwds"))
+        return with_endog(self, endog).fit(reml=reml, start=start, **kwargs)
+
+
+class MixedLogit(_families.MixedLogit):
+    __doc__ = _families.MixedLogit.__doc__
+    results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
+
+
+class MixedPoisson(_families.MixedPoisson):
+    __doc__ = _families.MixedPoisson.__doc__
+    results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
