@@ -4,9 +4,9 @@
 #    build environment, so pyproject's build requirements are proved), without setuptools warnings;
 # 2. a fresh environment with exactly the declared minimum versions (ci/min_requirements.py),
 #    the wheel (compiled against NumPy 2) installed into it, `pip check`;
-# 3. the sdist's own tests, run from the unpacked sdist against the installed wheel (the
-#    `pytest` script does not put the working directory on sys.path, so the uncompiled
-#    sources beside the tests are not imported).
+# 3. the sdist's own tests against the installed wheel, run from the folder above the
+#    unpacked sdist, so that neither pytest nor the tests' subprocesses (`python -c`, which
+#    puts its working directory on sys.path) import the uncompiled sources.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,6 +30,7 @@ print('[ci] minimum versions: numpy', numpy.__version__, 'scipy', scipy.__versio
 echo "[ci] minimum environment ready after $((SECONDS - start)) s"
 unpacked=$(mktemp -d)
 tar xzf dist-ci/*.tar.gz -C "$unpacked"
-cd "$unpacked"/hlmext-*/
-"$ROOT"/.venv-min/bin/pytest -p no:cacheprovider
+sdist=$(echo "$unpacked"/hlmext-*)
+cd "$unpacked"        # not the sdist's root: subprocesses of the tests must import the wheel too
+"$ROOT"/.venv-min/bin/pytest -p no:cacheprovider "$sdist/tests"
 echo "[ci] suite on the minimum versions, from the sdist, done after $((SECONDS - start)) s"

@@ -162,3 +162,19 @@ def test_largest_quadrature_rule_is_accurate_and_larger_ones_are_refused():
         model.fit(nagq=1000)
     res, _ = _fit(model.fit, nagq=MAX_NAGQ)
     assert np.isfinite(res.llf)
+
+
+def test_bootstrap_refit_checks_the_boundary_too():
+    """A parametric-bootstrap refit starting from an interior fit ends on the boundary when the
+    replicate's maximum is there: its deviance is the GLM's (the issue's response)."""
+    from hlmext.inference.glmm_bootstrap import GLMMRefit
+    y_issue = np.array([1, 1] + [0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 0, 0, 0], float)
+    d = pd.DataFrame(dict(y=[1, 1] + [0] * 20 + [1] * 3, g=[0, 0] + [1] * 23))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = hlmext.melogit("y ~ 1 + (1 | g)", d).fit(nagq=1)
+    assert start.params.iloc[-1] > 1.0                       # an interior start
+    out = GLMMRefit(start).fit(y_issue[start.model.design.order])
+    glm = sm.GLM(y_issue, np.ones((25, 1)), family=sm.families.Binomial()).fit()
+    assert out[1] == 0.0
+    assert out[-2] == pytest.approx(-2 * glm.llf, rel=1e-10)

@@ -137,3 +137,11 @@ def test_save_with_remove_data(gcse, tmp_path):
     again = hlmext.load(tmp_path / "small.pickle")
     assert again.summary().as_text() == text
     assert (tmp_path / "small.pickle").stat().st_size < 40_000
+
+
+def test_chunked_results_pickle_round_trip(gcse):
+    """A fit from chunks keeps of the caller's namespace only what its formula names, so it pickles
+    like an in-memory fit."""
+    chunks = [gcse.iloc[i:i + 1000] for i in range(0, len(gcse), 1000)]
+    res = hlmext.mixedlm("gcse ~ double(lrt) + C(sex) + (lrt | school)", chunks).fit(reml=False)
+    assert_same(res, pickle.loads(pickle.dumps(res)), gcse)

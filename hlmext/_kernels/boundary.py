@@ -91,3 +91,8 @@ def nested_widths(zoff):
 def finite(fn, name, values):
     if not np.all(np.isfinite(values)):
         _fail(fn, "%s contains NaN or inf" % name)
+
+
+def invalid(fn, names):
+    """The typed check of ``_boundary_checks`` refused arguments that the check above let through."""
+    _fail(fn, "%s do not describe valid clusters" % names)

@@ -39,6 +39,7 @@ from libc.stdint cimport int32_t, int64_t
 from hlmext._kernels.helpers cimport index_t, chol_ld, lower_solve
 import numpy as np
 from hlmext._kernels import boundary as _bd
+from hlmext._kernels.boundary_checks cimport tree_ok, blocks_ok
 
 ctypedef fused code_t:      # group codes of a crossed level (int32 when the groups allow)
     int32_t
@@ -300,13 +301,19 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
         0 on success; -(k+1) if cluster k's block was not positive definite; j if the
         j-th leading minor of the reduced [D X y] block was not (1 <= j <= qd+p+1).
     """
-    _bd.tree("factorize", zoff, level_first, parent)
+    if not tree_ok(zoff, level_first, parent):
+        _bd.tree("factorize", zoff, level_first, parent)
+        _bd.invalid("factorize", "zoff, level_first and parent")
     if zoff[zoff.shape[0] - 1] >= m or lam_off.shape[0] < zoff.shape[0] - 1 + dense_q.shape[0] \
             or dense_groups.shape[0] != dense_q.shape[0]:
         raise ValueError("factorize: m must exceed zoff's last entry and lam_off have one entry per level")
-    _bd.blocks("factorize", "stat_off", stat_off, level_first,
-               _bd.chain_widths(zoff, m, int(np.dot(dense_q, dense_groups))), min(stats.shape[0], work.shape[0]),
-               "stats or work")
+    cdef index_t qd_all = 0, dl
+    for dl in range(dense_q.shape[0]):
+        qd_all += dense_q[dl] * dense_groups[dl]
+    if not blocks_ok(stat_off, level_first, zoff, m, qd_all, 1, min(stats.shape[0], work.shape[0])):
+        _bd.blocks("factorize", "stat_off", stat_off, level_first, _bd.chain_widths(zoff, m, qd_all),
+                   min(stats.shape[0], work.shape[0]), "stats or work")
+        _bd.invalid("factorize", "stat_off")
     if lam_off.shape[0] and (np.min(lam_off) < 0 or np.max(lam_off) >= lam.shape[0] + (lam.shape[0] == 0)):
         raise ValueError("factorize: lam_off must index into lam (%d values)" % lam.shape[0])
     cdef index_t nlev = zoff.shape[0] - 1
@@ -398,12 +405,19 @@ def solve_modes(const double[::1] work, const double[::1] G, const double[::1] b
     modes ``u_D`` (if any) followed by the fixed effects. ``u_off[k]`` is the first
     entry of cluster k's ``q_l`` modes in ``u``.
     """
-    _bd.tree("solve_modes", zoff, level_first, parent)
+    if not tree_ok(zoff, level_first, parent):
+        _bd.tree("solve_modes", zoff, level_first, parent)
+        _bd.invalid("solve_modes", "zoff, level_first and parent")
     if zoff[zoff.shape[0] - 1] >= m or beta.shape[0] < m - zoff[zoff.shape[0] - 1] - 1:
         raise ValueError("solve_modes: m must exceed zoff's last entry and beta hold the fixed effects")
-    _bd.blocks("solve_modes", "stat_off", stat_off, level_first,
-               _bd.chain_widths(zoff, m, beta.shape[0] - (m - zoff[zoff.shape[0] - 1] - 1)), work.shape[0], "work")
-    _bd.blocks("solve_modes", "u_off", u_off, level_first, np.diff(zoff), u.shape[0], "u")
+    cdef index_t qd_modes = beta.shape[0] - (m - zoff[zoff.shape[0] - 1] - 1)
+    if not blocks_ok(stat_off, level_first, zoff, m, qd_modes, 1, work.shape[0]):
+        _bd.blocks("solve_modes", "stat_off", stat_off, level_first, _bd.chain_widths(zoff, m, qd_modes),
+                   work.shape[0], "work")
+        _bd.invalid("solve_modes", "stat_off")
+    if not blocks_ok(u_off, level_first, zoff, m, 0, 0, u.shape[0]):
+        _bd.blocks("solve_modes", "u_off", u_off, level_first, np.diff(zoff), u.shape[0], "u")
+        _bd.invalid("solve_modes", "u_off")
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t Q = zoff[nlev]
     cdef index_t p = beta.shape[0]           # crossed modes u_D then the fixed effects

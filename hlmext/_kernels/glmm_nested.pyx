@@ -28,6 +28,7 @@ from scipy.linalg.cython_lapack cimport dpotrf
 
 from hlmext._kernels.helpers cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
 from hlmext._kernels import boundary as _bd
+from hlmext._kernels.boundary_checks cimport tree_ok, blocks_ok
 
 
 cdef struct Tree:
@@ -402,16 +403,21 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
         ``-inf`` if the mode was not found.
     steps : int
     """
-    _bd.tree("nested_loglik", zoff, level_first, parent)
+    if not tree_ok(zoff, level_first, parent):
+        _bd.tree("nested_loglik", zoff, level_first, parent)
+        _bd.invalid("nested_loglik", "zoff, level_first and parent")
     if cl.shape[0] != Z.shape[0] or cl.shape[1] != zoff.shape[0] - 1:
         raise ValueError("nested_loglik: cl must have one row per row of Z and one column per level")
     for _l in range(cl.shape[1]):
         _bd.codes("nested_loglik", "cl[:, %d]" % _l, np.asarray(cl[:, _l]), level_first[_l + 1])
         if cl.shape[0] and np.min(cl[:, _l]) < level_first[_l]:
             raise ValueError("nested_loglik: cl[:, %d] must hold clusters of level %d" % (_l, _l))
-    _bd.blocks("nested_loglik", "u_off", u_off, level_first, np.diff(zoff), u.shape[0], "u")
-    _bd.blocks("nested_loglik", "blk_off", blk_off, level_first,
-               _bd.nested_widths(zoff), S.shape[0], "S")
+    if not blocks_ok(u_off, level_first, zoff, 0, 0, 0, u.shape[0]):
+        _bd.blocks("nested_loglik", "u_off", u_off, level_first, np.diff(zoff), u.shape[0], "u")
+        _bd.invalid("nested_loglik", "u_off")
+    if not blocks_ok(blk_off, level_first, zoff, 0, 0, 2, S.shape[0]):
+        _bd.blocks("nested_loglik", "blk_off", blk_off, level_first, _bd.nested_widths(zoff), S.shape[0], "S")
+        _bd.invalid("nested_loglik", "blk_off")
     cdef Tree T
     cdef index_t n = Z.shape[0], nlev = zoff.shape[0] - 1
     cdef index_t Q = zoff[nlev] if nlev >= 1 else 0

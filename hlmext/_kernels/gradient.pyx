@@ -28,6 +28,7 @@ from scipy.linalg.cython_blas cimport dgemm
 from scipy.linalg.cython_lapack cimport dpotri
 import numpy as np
 from hlmext._kernels import boundary as _bd
+from hlmext._kernels.boundary_checks cimport tree_ok, blocks_ok
 
 from hlmext._kernels.helpers cimport index_t, lower_t_solve
 
@@ -53,7 +54,9 @@ cdef inline void add_product(const double* R, index_t ldr, const double* S, inde
 def scratch_size(const index_t[::1] zoff, const index_t[::1] level_first, index_t t):
     """Length of ``selected_inverse``'s scratch: the products of one run of clusters
     (at most about 2^16 doubles, or one cluster's if that is more)."""
-    _bd.tree("scratch_size", zoff, level_first, None)
+    if not tree_ok(zoff, level_first, None):
+        _bd.tree("scratch_size", zoff, level_first, None)
+        _bd.invalid("scratch_size", "zoff and level_first")
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t l, row_len, size = 1
     for l in range(nlev):
@@ -77,9 +80,13 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
     (optional, reused between calls) holds the products of a run of clusters,
     ``scratch_size(zoff, level_first, t)`` long.
     """
-    _bd.tree("selected_inverse", zoff, level_first, parent)
-    _bd.blocks("selected_inverse", "stat_off", stat_off, level_first, _bd.chain_widths(zoff, m, qd),
-               min(work.shape[0], sel.shape[0]), "work or sel")
+    if not tree_ok(zoff, level_first, parent):
+        _bd.tree("selected_inverse", zoff, level_first, parent)
+        _bd.invalid("selected_inverse", "zoff, level_first and parent")
+    if not blocks_ok(stat_off, level_first, zoff, m, qd, 1, min(work.shape[0], sel.shape[0])):
+        _bd.blocks("selected_inverse", "stat_off", stat_off, level_first, _bd.chain_widths(zoff, m, qd),
+                   min(work.shape[0], sel.shape[0]), "work or sel")
+        _bd.invalid("selected_inverse", "stat_off")
     if t < 0 or t > qd + m or (t and (ldt < t or sigma_tail.shape[0] < (t - 1) * ldt + t)):
         raise ValueError("selected_inverse: sigma_tail must hold a t x t block with row stride ldt")
     cdef index_t nlev = zoff.shape[0] - 1
@@ -318,10 +325,17 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
     traces only when ``t > qd`` (REML). Without ``want_trace`` only ``zr`` and ``zr_dense``
     are formed and ``sel`` is not read.
     """
-    _bd.tree("gradient_sums", zoff, level_first, parent)
-    _bd.blocks("gradient_sums", "stat_off", stat_off, level_first, _bd.chain_widths(zoff, m, qd),
-               min(stats.shape[0], sel.shape[0]), "stats or sel")
-    _bd.blocks("gradient_sums", "u_off", u_off, level_first, np.diff(zoff), min(u.shape[0], zr.shape[0]), "u or zr")
+    if not tree_ok(zoff, level_first, parent):
+        _bd.tree("gradient_sums", zoff, level_first, parent)
+        _bd.invalid("gradient_sums", "zoff, level_first and parent")
+    if not blocks_ok(stat_off, level_first, zoff, m, qd, 1, min(stats.shape[0], sel.shape[0])):
+        _bd.blocks("gradient_sums", "stat_off", stat_off, level_first, _bd.chain_widths(zoff, m, qd),
+                   min(stats.shape[0], sel.shape[0]), "stats or sel")
+        _bd.invalid("gradient_sums", "stat_off")
+    if not blocks_ok(u_off, level_first, zoff, m, 0, 0, min(u.shape[0], zr.shape[0])):
+        _bd.blocks("gradient_sums", "u_off", u_off, level_first, np.diff(zoff), min(u.shape[0], zr.shape[0]),
+                   "u or zr")
+        _bd.invalid("gradient_sums", "u_off")
     if lam_off.shape[0] and (np.min(lam_off) < 0 or np.max(lam_off) >= max(lam.shape[0], 1)
                              or lam.shape[0] > trace.shape[0]):
         raise ValueError("gradient_sums: lam_off must index into lam, and trace be as long as lam")

@@ -158,8 +158,8 @@ class ChunkFormula:
         self.namespace = None
 
     def __getstate__(self):
-        if self.namespace is None:
-            raise TypeError("call make_portable() before sending a ChunkFormula to other processes")
+        if self.namespace is None:               # pickled with its fit: keep what the formula names
+            self.make_portable([] if self.sample is None else list(self.sample.columns))
         state = dict(self.__dict__)
         state["env"] = state["infos"] = None
         return state

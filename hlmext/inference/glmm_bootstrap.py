@@ -17,6 +17,9 @@ import copy
 import numpy as np
 
 from ..exceptions import ModelError
+from ..models.glm_start import glm_start
+from ..models.glmm import _Objective
+from ..models.glmm_boundary import best_on_boundary
 from ..models.optimize import minimize_with_gradient
 
 
@@ -91,14 +94,26 @@ class GLMMRefit:
         self.width = model.k_fe + len(model.report_names()) + 2
 
     def fit(self, y_sorted):
-        from ..models.glmm import _Objective
         m = with_endog(self.model, y_sorted)
-        opt, hess = minimize_with_gradient(_Objective(m, 1), self.start, self.bounds, self.scale, 1000)
+        obj = _Objective(m, 1)
+        opt, hess = minimize_with_gradient(obj, self.start, self.bounds, self.scale, 1000)
         if self.nagq > 1:
-            opt, _ = minimize_with_gradient(_Objective(m, self.nagq), opt.end, self.bounds, self.scale, 1000, hess)
+            obj = _Objective(m, self.nagq)
+            opt, hess = minimize_with_gradient(obj, opt.end, self.bounds, self.scale, 1000, hess)
+        opt = best_on_boundary(m, obj, opt, hess, _glm_floor(m), self.bounds, self.scale, 1000)
         p = m.k_fe
         values = m.report_from_theta(opt.end[p:])
         return np.concatenate([opt.end[:p], values, [opt.fun, float(opt.converged)]])
+
+
+def _glm_floor(model):
+    """(beta, loglik) of the replicate's GLM without random effects, the fit's floor; a
+    replicate whose response is separated has none (its faces are still searched)."""
+    try:
+        beta, _, llf = glm_start(model)
+    except ModelError:
+        return np.zeros(model.k_fe), -np.inf
+    return beta, llf
 
 
 def refit(res, endog):

@@ -399,7 +399,8 @@ class MixedGLM(LikelihoodModel):
         """Log-likelihood at ``params`` = (fixed effects, sd's and correlations as in results)."""
         params = np.asarray(params, float)
         nagq = self._check_nagq(nagq)
-        return self.loglike_theta(params[:self.k_fe], self.theta_from_report(params[self.k_fe:]), nagq)
+        with single_blas_thread():               # as in fit(): the same sums in every thread
+            return self.loglike_theta(params[:self.k_fe], self.theta_from_report(params[self.k_fe:]), nagq)
 
     def modes(self, beta, theta):
         """Conditional modes u (core order) and the factor of H at them (copies).

@@ -31,7 +31,7 @@ from ..design.layout import LevelSpec, MixedDesign
 from ..exceptions import ConvergenceWarning, ModelError
 from .gradient import GradientParts
 from ..keywords import check_keywords
-from .optimize import blas_threads_for, minimize
+from .optimize import blas_threads_for, minimize, single_blas_thread
 from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
 from ..threads import PerThread
@@ -379,7 +379,10 @@ class LinearMixed(LikelihoodModel):
         the sd's and correlations of every level (outermost first) and ``sd(Residual)``.
         With ``reml=True`` the REML criterion, which does not depend on the fixed effects.
         """
-        params = np.asarray(params, float)
+        with single_blas_thread():               # as in fit(): the same sums in every thread
+            return self._loglike(np.asarray(params, float), reml)
+
+    def _loglike(self, params, reml):
         beta = params[:self.k_fe]
         theta, sigma = self.theta_from_report(params[self.k_fe:])
         f = self.factorize(theta)
