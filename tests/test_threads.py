@@ -5,6 +5,8 @@ import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,13 +85,20 @@ def test_refit_of_glmm_does_not_depend_on_the_previous_fit():
 
 
 def test_loglike_from_two_threads():
+    """loglike() is a pure function of its arguments: the same value in any thread and after
+    any other evaluation (the GLMM's modes start from zero every time)."""
     res = hlmext.mixedlm(LINEAR[0], DF).fit(reml=False)
-    glmm = hlmext.melogit(LOGIT[0], DF).fit()
-    for model, params in ((res.model, np.asarray(res.params)), (glmm.model, np.asarray(glmm.params))):
+    cases = [(res.model.loglike, np.asarray(res.params))]
+    for formula, nagq in ((LOGIT[0], 7), (LOGIT[1], 1), (LOGIT[2], 1)):
+        glmm = hlmext.melogit(formula, DF).fit(nagq=nagq)
+        cases.append((partial(glmm.model.loglike, nagq=nagq), np.asarray(glmm.params)))
+    for loglike, params in cases:
         points = [params * (1 + 0.02 * k) for k in range(8)]
-        serial = [model.loglike(p) for p in points]
-        with ThreadPoolExecutor(2) as ex:
-            assert list(ex.map(model.loglike, points)) == serial
+        serial = [loglike(p) for p in points]
+        for _ in range(5):
+            with ThreadPoolExecutor(2) as ex:
+                assert list(ex.map(loglike, points)) == serial
+            assert [loglike(p) for p in points[::-1]] == serial[::-1]
 
 
 def test_blas_limit_restored_after_overlapping_fits_in_threads():

@@ -396,10 +396,14 @@ class MixedGLM(LikelihoodModel):
         return ll, g
 
     def loglike(self, params, nagq=7):
-        """Log-likelihood at ``params`` = (fixed effects, sd's and correlations as in results)."""
+        """Log-likelihood at ``params`` = (fixed effects, sd's and correlations as in results).
+
+        The conditional modes' Newton iterations start from zero, so the value does not depend
+        on what was evaluated before (or in which thread)."""
         params = np.asarray(params, float)
         nagq = self._check_nagq(nagq)
-        with single_blas_thread():               # as in fit(): the same sums in every thread
+        self._u[:] = 0.0
+        with single_blas_thread():
             return self.loglike_theta(params[:self.k_fe], self.theta_from_report(params[self.k_fe:]), nagq)
 
     def modes(self, beta, theta):
