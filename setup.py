@@ -46,7 +46,7 @@ class ParallelBuildExt(build_ext):
             self.parallel = os.cpu_count() or 1
 
 
-extensions = [extension("core"), extension("gradient"), extension("glmm", openmp=True),
+extensions = [extension("core"), extension("row_order"), extension("gradient"), extension("glmm", openmp=True),
               extension("glmm_nested")]
 
 setup(ext_modules=cythonize(extensions, language_level=3), cmdclass={"build_ext": ParallelBuildExt})

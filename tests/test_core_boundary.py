@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-PRE = ("import numpy as np\nfrom hlmext._kernels import core as _core, gradient as _gradient, glmm as _glmm\n"
+PRE = ("import numpy as np\nfrom hlmext._kernels import core as _core, gradient as _gradient, glmm as _glmm, row_order\n"
        "I = lambda a: np.array(a, dtype=np.intp)\n"
        "W = np.ones((10, 3))\n"
        "def factorize(stat_off=I([0, 3]), parent=I([-1, -1]), stats=np.ones(6)):\n"
@@ -22,9 +22,9 @@ CASES = {
     "parent": ("factorize(parent=I([5, 10 ** 6]))", r"factorize: parent\[0\] = 5 is not a cluster of an outer level"),
     "parent length": ("factorize(parent=I([-1]))", "factorize: parent must have one entry per cluster"),
     "factor offsets": ("factorize(stat_off=I([0, 10 ** 7]))", r"factorize: stat_off\[1\] = 10000000"),
-    "codes": ("_core.counting_order(I([0, 7, 1]), I([1, 1, 1]), np.zeros(3, np.intp), np.zeros(3, np.intp))",
+    "codes": ("row_order.counting_order(I([0, 7, 1]), I([1, 1, 1]), np.zeros(3, np.intp), np.zeros(3, np.intp))",
               "counting_order: codes must hold codes in 0..2, found 7"),
-    "rank": ("_core.scatter_rows(np.ones((3, 2)), I([0, 9, 1]), np.zeros((3, 2)), 0)",
+    "rank": ("row_order.scatter_rows(np.ones((3, 2)), I([0, 9, 1]), np.zeros((3, 2)), 0)",
              "scatter_rows: rank must hold codes in 0..2, found 9"),
     "level_first": ("_gradient.scratch_size(I([0, 1]), I([0, -5]), 0)", "scratch_size: level_first must have"),
     "glmm rows": ("n = 4; r = np.zeros(n)\n_glmm.cluster_loglik(0, np.ones((n, 1)), r, np.ones(n), r.copy(), I([0]), "

@@ -8,7 +8,7 @@ import numpy as np
 
 def counting_order(codes):
     """``(order, rank)``: rows stably sorted by ``codes`` and the inverse permutation
-    (twin of ``_core.counting_order``)."""
+    (twin of ``row_order.counting_order``)."""
     order = np.argsort(codes, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -17,7 +17,7 @@ def counting_order(codes):
 
 def scatter_rows(src, rank, W, col0):
     """``W[rank, col0:]`` filled from the rows of ``src``; the count of NaN or inf read
-    (twin of ``_core.scatter_rows``)."""
+    (twin of ``row_order.scatter_rows``)."""
     W[rank, col0:col0 + src.shape[1]] = src
     return int(np.sum(~np.isfinite(src)))
 

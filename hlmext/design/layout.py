@@ -22,6 +22,7 @@ import pandas as pd
 
 from .covariance import LevelCovariance, make_structure
 from .rank import check_fixed_rank
+from .._kernels import core as _core, row_order
 from ..exceptions import DataError, ModelError
 from ..formula.grouping import group_codes
 
@@ -273,7 +274,6 @@ class MixedDesign:
         Returns ``(stats, G0)``: the flat per-cluster statistics (``stat_size``) and the
         global cross-product block ``[D X y]'[D X y]`` (raveled). Everything a fit needs.
         """
-        from .._kernels import core as _core
         stats = np.zeros(self.stat_size)
         _core.cross_products(self.W, self.zoff, self.level_first, self.row_start, self.row_end,
                              self.stat_off, self.qd, stats, self.weights)
@@ -310,7 +310,6 @@ class MixedDesign:
         gram = self.__dict__.pop("_xy_gram", None)     # from the rank check, used once (W's y may change)
         if gram is not None and not self.qd and self.weights is None:
             return gram
-        from .._kernels import core as _core
         xy = self.W[:, self.zoff[-1]:]
         wxy = xy if self.weights is None else xy * self.weights[:, None]
         if not self.qd:
@@ -517,7 +516,6 @@ def _row_order(keys, n_groups):
     only) and the rows are then sorted by one counting sort on that key: the order of
     ``np.lexsort(keys[::-1])``.
     """
-    from .._kernels import core as _core
     key, n_key = keys[-1], n_groups[-1]
     if len(keys) > 1:
         outer = []
@@ -534,7 +532,7 @@ def _row_order(keys, n_groups):
         cluster_codes = [np.arange(n_key)]
     counts = np.bincount(key, minlength=n_key)
     order, rank = np.empty(len(key), dtype=np.intp), np.empty(len(key), dtype=np.intp)
-    _core.counting_order(np.ascontiguousarray(key, dtype=np.intp), counts, order, rank)
+    row_order.counting_order(np.ascontiguousarray(key, dtype=np.intp), counts, order, rank)
     return order, rank, counts, cluster_codes
 
 
@@ -545,7 +543,6 @@ def _sorted_matrix(zcols, exog, endog, rank, block=1 << 14):
     The rows go in blocks, each block from every input in turn, so that the rows of ``W``
     a block touches are still in cache when the next input is written to them.
     """
-    from .._kernels import core as _core
     q = sum(len(perm) for _, _, perm in zcols)
     W = np.empty((len(endog), q + exog.shape[1] + 1))
     fix = "contains NaN or inf; drop or impute those rows first"
@@ -560,7 +557,7 @@ def _sorted_matrix(zcols, exog, endog, rank, block=1 << 14):
         rows = slice(start, start + block)
         for j, (src, cols, col0, _) in enumerate(sources):
             part = src[rows] if cols is None else src[rows][:, cols]
-            bad[j] += _core.scatter_rows(part, rank[rows], W, col0)
+            bad[j] += row_order.scatter_rows(part, rank[rows], W, col0)
     for count, (_, _, _, message) in zip(bad, sources):
         if count:
             raise DataError(message)
