@@ -153,7 +153,7 @@ def test_rows_dropped_for_missing_covariates():
 
 
 def test_same_results_on_any_number_of_threads():
-    data, Y = simulated(ncol=40, seed=11)
+    data, Y = simulated(ncol=1000, seed=11)
     try:
         hlmext.set_num_threads(1)
         one = hlmext.mixedlm(FORMULA, data).fit_many(Y).tidy

@@ -354,23 +354,24 @@ def fit_many(const double[:, ::1] X, const Py_ssize_t[::1] cluster, const Py_ssi
     cdef double y, ybar, ymin, ymax, s, dof, ld, ldrx
     cdef int st
     cdef double* buf
-    cdef Col c
+    cdef Col* cp
     cdef index_t size = 3 * G + G * p + 4 * p * p + 4 * p + 8
     with nogil, parallel(num_threads=max(1, nthreads)):
         buf = <double*> malloc(size * sizeof(double))
+        cp = <Col*> malloc(sizeof(Col))        # assigned here, so private to the thread
         for j in prange(ncol, schedule="dynamic", chunksize=16):
-            c.G = G
-            c.p = p
-            c.reml = reml
-            c.sy = buf
-            c.r = buf + G
-            c.xy = buf + 2 * G
-            c.A = c.xy + p
-            c.t = c.A + p * p
-            c.beta = c.t + p
-            c.u = c.beta + p
-            c.M = c.u + p
-            c.Linv = c.M + p * p
+            cp.G = G
+            cp.p = p
+            cp.reml = reml
+            cp.sy = buf
+            cp.r = buf + G
+            cp.xy = buf + 2 * G
+            cp.A = cp.xy + p
+            cp.t = cp.A + p * p
+            cp.beta = cp.t + p
+            cp.u = cp.beta + p
+            cp.M = cp.u + p
+            cp.Linv = cp.M + p * p
             # counts, mean and range of the column's observed rows
             nmiss = 0
             ybar = 0.0
@@ -391,48 +392,48 @@ def fit_many(const double[:, ::1] X, const Py_ssize_t[::1] cluster, const Py_ssi
             if intercept_col < 0:
                 ybar = 0.0
             if nmiss == 0:
-                c.nk = &nk0[0]
-                c.ax = &ax0[0, 0]
-                c.xx = &xx0[0, 0]
+                cp.nk = &nk0[0]
+                cp.ax = &ax0[0, 0]
+                cp.xx = &xx0[0, 0]
             else:                  # downdate the design's statistics for the missing rows
-                c.nk = c.Linv + p * p
-                c.ax = c.nk + G
-                c.xx = c.ax + G * p
+                cp.nk = cp.Linv + p * p
+                cp.ax = cp.nk + G
+                cp.xx = cp.ax + G * p
                 for k in range(G):
-                    c.nk[k] = nk0[k]
+                    cp.nk[k] = nk0[k]
                 for k in range(G * p):
-                    c.ax[k] = ax0[k // p, k % p]
+                    cp.ax[k] = ax0[k // p, k % p]
                 for k in range(p * p):
-                    c.xx[k] = xx0[k // p, k % p]
+                    cp.xx[k] = xx0[k // p, k % p]
                 for i in range(n):
                     if not isfinite(Y[rows[i], j]):
                         k = cluster[i]
-                        c.nk[k] -= 1.0
+                        cp.nk[k] -= 1.0
                         for t in range(p):
-                            c.ax[k * p + t] -= X[i, t]
+                            cp.ax[k * p + t] -= X[i, t]
                             for u in range(t + 1):
-                                c.xx[t * p + u] -= X[i, t] * X[i, u]
+                                cp.xx[t * p + u] -= X[i, t] * X[i, u]
             # the response's statistics (centred at its mean when X has an intercept)
             for k in range(G):
-                c.sy[k] = 0.0
+                cp.sy[k] = 0.0
             for t in range(p):
-                c.xy[t] = 0.0
-            c.yy = 0.0
+                cp.xy[t] = 0.0
+            cp.yy = 0.0
             for i in range(n):
                 y = Y[rows[i], j]
                 if isfinite(y):
                     y = y - ybar
-                    c.sy[cluster[i]] = c.sy[cluster[i]] + y
-                    c.yy = c.yy + y * y
+                    cp.sy[cluster[i]] = cp.sy[cluster[i]] + y
+                    cp.yy = cp.yy + y * y
                     for t in range(p):
-                        c.xy[t] = c.xy[t] + X[i, t] * y
+                        cp.xy[t] = cp.xy[t] + X[i, t] * y
             ng = 0
             for k in range(G):
-                if c.nk[k] > 0.0:
+                if cp.nk[k] > 0.0:
                     ng = ng + 1
             ngroups[j] = ng
             dof = (n - nmiss - p) if reml else (n - nmiss)
-            c.dof = dof
+            cp.dof = dof
             theta[j] = NAN
             sigma[j] = NAN
             deviance[j] = NAN
@@ -449,21 +450,22 @@ def fit_many(const double[:, ::1] X, const Py_ssize_t[::1] cluster, const Py_ssi
                 status[j] = CONSTANT
                 continue
             s = 0.0
-            st = fit_column(&c, 1.0, &s)
+            st = fit_column(cp, 1.0, &s)
             status[j] = st
             if st != OK and st != BOUNDARY:
                 continue
             if st == BOUNDARY:
-                deriv(&c, 0.0)
-            finish(&c, s, &ld, &ldrx, &hess[j, 0], &dinv[j, 0], &qdiag[j, 0])
+                deriv(cp, 0.0)
+            finish(cp, s, &ld, &ldrx, &hess[j, 0], &dinv[j, 0], &qdiag[j, 0])
             for t in range(p):
-                beta[j, t] = c.beta[t]
+                beta[j, t] = cp.beta[t]
             if intercept_col >= 0:
                 beta[j, intercept_col] += ybar
             theta[j] = sqrt(s)
-            sigma[j] = sqrt(c.prss / dof)
+            sigma[j] = sqrt(cp.prss / dof)
             if reml:
-                deviance[j] = ld + ldrx + dof * (1.0 + LOG2PI + log(c.prss / dof))
+                deviance[j] = ld + ldrx + dof * (1.0 + LOG2PI + log(cp.prss / dof))
             else:
-                deviance[j] = ld + dof * (1.0 + LOG2PI + log(c.prss / dof))
+                deviance[j] = ld + dof * (1.0 + LOG2PI + log(cp.prss / dof))
         free(buf)
+        free(cp)
