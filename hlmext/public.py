@@ -304,6 +304,7 @@ class LinearMixed(_linear.LinearMixed):
         True
         """
         check_keywords(LinearMixed.fit_many, kwargs)
+        reml = True if reml is None else bool(reml)
         model = self if getattr(self, "one_sided", False) else self._one_sided()
         values, names = _many.response_matrix(Y)
         design = _many.ManyDesign(model, values.shape[0])

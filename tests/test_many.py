@@ -202,3 +202,18 @@ def test_bad_input():
         hlmext.mixedlm("~ condition + (age | donor)", data).fit_many(Y)
     with pytest.raises(ModelError, match="weights"):
         hlmext.mixedlm(FORMULA, data.assign(w=2.0), weights="w").fit_many(Y)
+
+
+def test_without_an_intercept_and_default_reml():
+    data, Y = simulated(ncol=3, seed=15)
+    formula = "~ 0 + condition + age + (1 | donor)"
+    many = hlmext.mixedlm(formula, data).fit_many(Y, reml=None)        # None: REML, as fit()
+    assert many.reml
+    for name in Y.columns:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = hlmext.mixedlm("y " + formula, data.assign(y=Y[name])).fit()
+        rows = many.tidy[many.tidy.response == name]
+        assert rows.term.tolist() == list(res.fe_params.index)
+        np.testing.assert_allclose(rows.estimate, res.fe_params, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(rows.se, res.bse_fe, rtol=1e-9)
