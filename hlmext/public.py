@@ -275,9 +275,11 @@ class LinearMixed(_linear.LinearMixed):
 
         Parameters
         ----------
-        Y : pandas.DataFrame or 2-D array_like
+        Y : pandas.DataFrame, 2-D array_like, or a Dask array or DataFrame
             One column per response, one row per row of ``data`` (by position). Rows where
             a column is missing (or not finite) are left out of that column's fit only.
+            A Dask ``Y`` (larger than memory) is fitted in blocks of columns, as tasks on
+            the default Dask client's workers if there is one.
         reml : bool
             REML (default) or ML, as ``fit``.
 
@@ -306,13 +308,11 @@ class LinearMixed(_linear.LinearMixed):
         check_keywords(LinearMixed.fit_many, kwargs)
         reml = True if reml is None else bool(reml)
         model = self if getattr(self, "one_sided", False) else self._one_sided()
-        values, names = _many.response_matrix(Y)
-        design = _many.ManyDesign(model, values.shape[0])
-        fit = _many.fit_columns(design, values, reml)
+        design, fit, names, column_of = _many.fit_responses(model, Y, reml)
 
         def single_fit(j, name):
             formula, column = _many.column_formula(model, name)
-            data = model.call.data.assign(**{column: values[:, j]})
+            data = model.call.data.assign(**{column: column_of(j, name)})
             options = dict(model.call.options, missing="drop")
             return CONSTRUCTORS["mixedlm"](formula, data, **options).fit(reml=reml)
         return ManyResults(fit, names, design.exog_names, design.level, model.report_names(), reml, single_fit)

@@ -63,7 +63,6 @@ class ManyDesign:
                              % ", ".join("%s (%d effects)" % (lv.name, lv.q) for lv in d.levels))
         if d.weights is not None or getattr(model, "sampling", None) is not None:
             raise ModelError("fit_many does not take weights or pweights; fit weighted models with fit()")
-        self.model = model
         self.n_rows = n_rows
         self.X = np.ascontiguousarray(d.exog)
         self.cluster = np.repeat(np.arange(d.levels[0].n_groups, dtype=np.intp), d.row_end - d.row_start)
@@ -92,18 +91,70 @@ def data_positions(model, n_rows):
     return data.index.get_indexer(frame.row_labels).astype(np.intp)
 
 
+def fit_responses(model, Y, reml=True):
+    """Fit ``model`` to every column of ``Y`` (in memory or Dask): ``(design, fit, names, column)``
+    with ``column(j, name)`` the values of one response (for its fit alone)."""
+    if is_dask(Y):
+        call = getattr(model, "call", None)
+        design = ManyDesign(model, len(call.data) if call is not None else model.design.nobs)
+        fit, names = fit_dask(design, Y, reml)
+        if hasattr(Y, "columns"):
+            return design, fit, names, lambda j, name: np.asarray(Y[name].compute(), dtype=float)
+        return design, fit, names, lambda j, name: np.asarray(Y[:, j].compute(), dtype=float)
+    values, names = response_matrix(Y)
+    design = ManyDesign(model, values.shape[0])
+    return design, fit_columns(design, values, reml), names, lambda j, name: values[:, j]
+
+
+def is_dask(Y) -> bool:
+    """True for a Dask array or DataFrame (``fit_dask`` then fits its blocks of columns)."""
+    return type(Y).__module__.split(".")[0] in ("dask", "dask_expr") and hasattr(Y, "to_delayed")
+
+
+def fit_dask(design, Y, reml=True, block_bytes=64 << 20):
+    """``(fit, names)`` of a Dask array or DataFrame ``Y``: blocks of columns, each with all the rows
+    (about ``block_bytes``), fitted as tasks (on the default client's workers if there is one, else
+    on dask's local scheduler); only the per-column results come back."""
+    import dask
+    if hasattr(Y, "to_dask_array"):                   # a DataFrame: its columns name the responses
+        names = list(Y.columns)
+        _check_names_and_types(names, Y.dtypes)
+        Y = Y.to_dask_array(lengths=True)
+    else:
+        names = None
+    if Y.ndim != 2:
+        raise DataError("Y must be 2-D (rows of the data x responses), got %d dimensions" % Y.ndim)
+    names = list(range(Y.shape[1])) if names is None else names
+    if Y.shape[1] == 0:
+        raise DataError("Y has no columns")
+    if Y.shape[0] != design.n_rows:
+        raise DataError("Y has %d rows; it needs one row per row of the data (%d)" % (Y.shape[0], design.n_rows))
+    width = int(max(1, block_bytes // (8 * max(Y.shape[0], 1))))
+    blocks = Y.astype(float).rechunk((Y.shape[0], width)).to_delayed().ravel()
+    parts = dask.compute(*[dask.delayed(_fit_block, pure=True)(design, b, reml) for b in blocks])
+    fit = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    return fit, names
+
+
+def _fit_block(design, block, reml):
+    return fit_columns(design, np.asarray(block, dtype=float), reml)
+
+
+def _check_names_and_types(names, dtypes):
+    if len(set(names)) != len(names):
+        raise DataError("Y has duplicate column names; give every response a distinct name")
+    bad = [c for c, t in dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
+    if bad:
+        raise DataError("Y's columns must be numeric; %r is %s" % (bad[0], dtypes[bad[0]]))
+
+
 def response_matrix(Y):
     """``(values, names)`` of ``Y``: a DataFrame (names its columns) or a 2-D array (names 0, 1, ...)."""
     if isinstance(Y, pd.Series):
         Y = Y.to_frame()
     if isinstance(Y, pd.DataFrame):
         names = list(Y.columns)
-        if len(set(names)) != len(names):
-            raise DataError("Y has duplicate column names; give every response a distinct name")
-        bad = [c for c, t in Y.dtypes.items() if not (pd.api.types.is_numeric_dtype(t)
-                                                        or pd.api.types.is_bool_dtype(t))]
-        if bad:
-            raise DataError("Y's columns must be numeric; %r is %s" % (bad[0], Y[bad[0]].dtype))
+        _check_names_and_types(names, Y.dtypes)
         values = Y.to_numpy(dtype=float, na_value=np.nan)
     else:
         try:
