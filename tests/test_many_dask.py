@@ -47,3 +47,16 @@ def test_dask_bad_input(fitted):
         model.fit_many(da.from_array(Y.to_numpy()[1:]))
     with pytest.raises(DataError, match="numeric"):
         model.fit_many(dd.from_pandas(Y.assign(gene2="x"), npartitions=2))
+
+
+def test_on_distributed_workers(fitted):
+    """Blocks fitted in other processes give the same numbers, bit for bit (the kernel's sums
+    do not depend on the machine's BLAS)."""
+    distributed = pytest.importorskip("distributed")
+    data, Y, model, ref = fitted
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=40)
+    with cluster, distributed.Client(cluster):
+        many = model.fit_many(da.from_array(Y.to_numpy(), chunks=(len(data), 8)))
+    np.testing.assert_array_equal(many.tidy.estimate, ref.tidy.estimate)
+    np.testing.assert_array_equal(many.variances.llf, ref.variances.llf)

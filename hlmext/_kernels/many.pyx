@@ -340,17 +340,18 @@ def fit_many(const double[:, ::1] X, const Py_ssize_t[::1] cluster, const Py_ssi
             raise ValueError("fit_many: %s must have %d entries" % (name, ncol))
     if not -1 <= intercept_col < p:
         raise ValueError("fit_many: intercept_col out of range")
-    # the design's statistics over all rows
-    nk_all = np.zeros(max(G, 1))
-    ax_all = np.zeros((max(G, 1), max(p, 1)))
-    Xa, ca = np.asarray(X), np.asarray(cluster)
-    np.add.at(nk_all, ca, 1.0)
-    np.add.at(ax_all, ca, Xa)
-    xx_all = np.ascontiguousarray(Xa.T @ Xa) if p else np.zeros((1, 1))
-    cdef double[::1] nk0 = nk_all
-    cdef double[:, ::1] ax0 = ax_all
-    cdef double[:, ::1] xx0 = xx_all
+    # the design's statistics over all rows (plain loops in row order: the same sums on any machine)
+    cdef double[::1] nk0 = np.zeros(max(G, 1))
+    cdef double[:, ::1] ax0 = np.zeros((max(G, 1), max(p, 1)))
+    cdef double[:, ::1] xx0 = np.zeros((max(p, 1), max(p, 1)))
     cdef index_t j, i, k, t, u, nmiss, ng
+    for i in range(n):
+        k = cluster[i]
+        nk0[k] += 1.0
+        for t in range(p):
+            ax0[k, t] += X[i, t]
+            for u in range(t + 1):
+                xx0[t, u] += X[i, t] * X[i, u]
     cdef double y, ybar, ymin, ymax, s, dof, ld, ldrx
     cdef int st
     cdef double* buf
