@@ -161,6 +161,16 @@ def _design(formula, data, env, na_action, what):
 
 def _response(expr, data, env, na_action, info=None):
     """The response as a one-column DataFrame indexed like the rows patsy kept (``info``: pre-built)."""
+    if info is None and expr in data.columns and isinstance(data[expr].dtype, np.dtype) \
+            and data[expr].dtype.kind in "iufb":
+        # a numeric column: what patsy would return, without evaluating a formula
+        y = data[[expr]].astype("float64")
+        missing = y[expr].isna().to_numpy()
+        if missing.any():
+            if na_action != "drop":
+                raise DataError(f"the response {expr!r} has missing values")
+            y = y.loc[~missing]
+        return y
     if expr in data.columns:
         column = data[expr]
         if pd.api.types.is_bool_dtype(column.dtype):
