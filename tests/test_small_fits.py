@@ -39,3 +39,28 @@ def test_covariance_pieces_formed_once():
     rows, cols = s._index()
     assert rows is s._index()[0] and not rows.flags.writeable
     np.testing.assert_array_equal(s.lam(np.arange(1.0, 7.0)), [[1, 0, 0], [2, 4, 0], [3, 5, 6]])
+
+
+@pytest.mark.parametrize("formula", ["1 + x", "x", "0 + x + k", "x + np.log(k)", "C(g) + x", "x:k", "1"])
+@pytest.mark.parametrize("na_action", ["raise", "drop"])
+def test_plain_designs_as_patsy_builds_them(formula, na_action):
+    import patsy
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=30), "k": rng.integers(1, 9, 30), "g": rng.choice(list("abc"), 30)})
+    if na_action == "drop":
+        df.loc[[3, 17], "x"] = np.nan
+    env = patsy.EvalEnvironment.capture(0)
+    ours = frames._design(formula, df, env, na_action, "the fixed part")
+    theirs = patsy.dmatrix(formula, df, eval_env=env, NA_action=na_action,
+                           return_type="dataframe" if na_action == "drop" else "matrix")
+    assert type(ours) is type(theirs)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    assert ours.design_info.column_names == theirs.design_info.column_names
+    if na_action == "drop":
+        assert list(ours.index) == list(theirs.index)
+
+
+def test_plain_design_missing_values_raise_as_patsy():
+    df = pd.DataFrame({"x": [1.0, np.nan, 3.0]})
+    with pytest.raises(hlmext.exceptions.DataError):
+        frames._design("1 + x", df, 0, "raise", "the fixed part")
