@@ -217,3 +217,13 @@ def test_without_an_intercept_and_default_reml():
         assert rows.term.tolist() == list(res.fe_params.index)
         np.testing.assert_allclose(rows.estimate, res.fe_params, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(rows.se, res.bse_fe, rtol=1e-9)
+
+
+def test_pickled_tables(fifty):
+    import pickle
+    _, _, many = fifty
+    back = pickle.loads(pickle.dumps(many))
+    pd.testing.assert_frame_equal(back.tidy, many.tidy)
+    pd.testing.assert_frame_equal(back.variances, many.variances)
+    with pytest.raises(ValueError, match="unpickled"):
+        back.result("gene1")

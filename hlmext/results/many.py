@@ -89,7 +89,15 @@ class ManyResults:
         """
         if name not in self._position:
             raise KeyError("no response %r; the responses are %s" % (name, _preview(self.names)))
+        if self._single_fit is None:
+            raise ValueError("these results were unpickled without the data and responses: result() needs them; "
+                             "call fit_many again to fit single responses")
         return self._single_fit(self._position[name], name)
+
+    def __getstate__(self):
+        """The tables' arrays only: the data and the responses are not pickled (``result`` then
+        needs a new ``fit_many``)."""
+        return {**self.__dict__, "_single_fit": None}
 
     def __repr__(self):
         fit = self._fit
