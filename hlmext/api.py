@@ -80,6 +80,8 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     """
     from .design.chunked import is_chunked
     from .formula.mixedlm_keywords import with_groups
+    from .models.many import with_placeholder
+    formula, data, one_sided = with_placeholder(formula, data)
     formula, data = with_groups(formula, data, groups, re_formula, vc_formula)
     check_keywords(mixedlm, chunk_options, extra=("batch_size", "categories"))
     if is_chunked(data):
@@ -94,6 +96,7 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
                         % ", ".join(sorted(chunk_options)))
     model = LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights,
                                      pweights=pweights, pwscale=pwscale)
+    model.one_sided = one_sided                 # a placeholder response: for fit_many only
     return remember(model, "mixedlm", formula, data,
                     dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale))
 

@@ -486,6 +486,9 @@ class LinearMixed(LikelihoodModel):
         [0.407, 0.019, 0.315, 0.131]
         """
         check_keywords(LinearMixed.fit, kwargs)
+        if getattr(self, "one_sided", False):
+            raise ModelError("the formula has no response (it is one-sided, for fit_many): give it a response "
+                             "to fit() one model, or call fit_many(Y)")
         if self.sampling is not None:
             if reml:
                 raise ModelError("sampling weights (pweights) define a pseudo-likelihood, not a restricted one: "
