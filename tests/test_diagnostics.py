@@ -1,0 +1,108 @@
+"""Residuals, hat values, Cook's distance and group-deletion influence.
+
+References: ``tests/reference/prediction/prediction.R`` (lme4 1.1-31 ``hatvalues``,
+``cooks.distance``, ``influence(fit, groups = "Subject")``) and real refits without a group.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlmext
+from conftest import load_reference
+
+REF = load_reference("prediction", "prediction")
+FORMULA = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    df = hlmext.datasets.load("sleepstudy")
+    return df, hlmext.mixedlm(FORMULA, df).fit()
+
+
+def test_hatvalues_and_cooks_distance_match_lme4(sleep):
+    df, res = sleep
+    np.testing.assert_allclose(res.hatvalues(), REF["sleep_hat"], rtol=1e-6)
+    np.testing.assert_allclose(res.cooks_distance(), REF["sleep_cooks"], rtol=1e-6, atol=1e-9)
+
+
+def test_hatvalues_sum_to_the_trace_of_the_hat_matrix(sleep):
+    df, res = sleep
+    X = np.column_stack([np.ones(len(df)), df["Days"]])
+    subjects = np.sort(df["Subject"].unique())
+    g = np.searchsorted(subjects, df["Subject"])
+    Z = np.zeros((len(df), 2 * len(subjects)))
+    Z[np.arange(len(df)), 2 * g], Z[np.arange(len(df)), 2 * g + 1] = 1.0, df["Days"]
+    Ginv = np.kron(np.eye(len(subjects)), np.linalg.inv(res.cov_re["Subject"].to_numpy() / res.scale))
+    W = np.hstack([X, Z])
+    M = W.T @ W
+    M[2:, 2:] += Ginv
+    H = W @ np.linalg.solve(M, W.T)
+    np.testing.assert_allclose(res.hatvalues(), np.diag(H), rtol=1e-6)
+
+
+def test_residual_kinds(sleep):
+    df, res = sleep
+    y = df["Reaction"].to_numpy()
+    raw = res.residuals()
+    np.testing.assert_allclose(raw, y - res.fittedvalues, rtol=1e-12)
+    np.testing.assert_allclose(res.residuals("pearson"), raw / np.sqrt(res.scale), rtol=1e-12)
+    np.testing.assert_allclose(res.residuals("standardized"), raw / np.sqrt(res.scale * (1 - res.hatvalues())),
+                               rtol=1e-12)
+    marg = res.residuals("raw", "marginal")
+    np.testing.assert_allclose(marg, y - res.predict(which="marginal"), rtol=1e-12)
+    X = np.column_stack([np.ones(len(df)), df["Days"]])
+    vy = np.einsum("ij,jk,ik->i", X, res.cov_re["Subject"], X) + res.scale
+    np.testing.assert_allclose(res.residuals("pearson", "marginal"), marg / np.sqrt(vy), rtol=1e-10)
+    vr = vy - np.einsum("ij,jk,ik->i", X, res.cov_fe, X)
+    np.testing.assert_allclose(res.residuals("standardized", "marginal"), marg / np.sqrt(vr), rtol=1e-10)
+    with pytest.raises(ValueError, match="kind must be"):
+        res.residuals("deviance")
+
+
+def test_glmm_pearson_residuals():
+    df = hlmext.datasets.load("cbpp")
+    res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
+    n, y = df["size"].to_numpy(), df["incidence"].to_numpy()
+    p = res.predict(which="mu", conditional=True).to_numpy()
+    np.testing.assert_allclose(res.residuals("pearson"), (y - n * p) / np.sqrt(n * p * (1 - p)), rtol=1e-10)
+    pm = res.predict(which="marginal").to_numpy()
+    np.testing.assert_allclose(res.residuals("raw", "marginal"), y - n * pm, rtol=1e-10)
+    with pytest.raises(ValueError, match="linear models"):
+        res.residuals("standardized")
+    with pytest.raises(ValueError, match="linear models"):
+        res.hatvalues()
+
+
+def test_group_deletion_matches_lme4_influence(sleep):
+    df, res = sleep
+    inf = res.influence()
+    assert list(inf.index.astype(str)) == REF["sleep_group_names"]
+    deleted = res.fe_params.to_numpy() - inf[["dfbeta[Intercept]", "dfbeta[Days]"]].to_numpy()
+    np.testing.assert_allclose(deleted, REF["sleep_group_fixef"], rtol=1e-6)
+    np.testing.assert_allclose(inf["cooks_distance"], REF["sleep_group_cooks"], rtol=1e-5)
+    assert (inf["nobs"] == 10).all()
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_group_deletion_equals_real_refits(reml):
+    df = hlmext.datasets.load("exam").query("school <= 30")
+    res = hlmext.mixedlm("normexam ~ standLRT + (standLRT | school)", df).fit(reml=reml)
+    groups = [1, 7, 23]
+    inf = res.influence(groups=groups)
+    for g in groups:
+        refit = hlmext.mixedlm("normexam ~ standLRT + (standLRT | school)", df[df.school != g]).fit(reml=reml)
+        want = (res.fe_params - refit.fe_params).to_numpy()
+        got = inf.loc[g, ["dfbeta[Intercept]", "dfbeta[standLRT]"]].to_numpy(float)
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8 * np.abs(refit.fe_params).max())
+        assert inf.loc[g, "nobs"] == int((df.school == g).sum())
+
+
+def test_influence_refuses_what_it_cannot_do(sleep):
+    df, res = sleep
+    with pytest.raises(ValueError, match="not among the fitted groups"):
+        res.influence(groups=[1])
+    pastes = hlmext.datasets.load("pastes")
+    nested = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit()
+    with pytest.raises(hlmext.ModelError, match="one level"):
+        nested.influence()
