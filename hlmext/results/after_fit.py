@@ -59,8 +59,8 @@ class AfterFit:
         >>> res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", df).fit()
         >>> res.get_prediction(df.head(2)).summary_frame().round(3)
               mean  mean_se  mean_ci_lower  mean_ci_upper  obs_ci_lower  obs_ci_upper
-        0  253.664   12.135        229.880        277.448       201.191       306.137
-        1  273.330   10.846        252.073        294.587       221.355       325.305
+        0  253.664   12.255        229.645        277.683       198.050       309.277
+        1  273.330   10.543        252.665        293.995       219.081       327.579
         """
         return predict_se.get_prediction(self, exog, which=which, new_groups=new_groups, offset=offset)
 
@@ -112,10 +112,10 @@ class AfterFit:
         >>> cbpp = hlmext.datasets.load("cbpp")
         >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", cbpp, trials="size").fit()
         >>> res.margins(cbpp, at={"period": [1, 2]}).round(4)
-                margin      se      z  pvalue   lower   upper
+                margin      se       z  pvalue   lower   upper
         period
-        1       0.1981  0.0367  5.393     0.0  0.1261  0.2701
-        2       0.0839  0.0236  3.551     0.0  0.0376  0.1302
+        1       0.1979  0.0371  5.3393  0.0000  0.1253  0.2706
+        2       0.0839  0.0239  3.5097  0.0004  0.0370  0.1307
         """
         return _margins.margins(self, data, at=at, dydx=dydx, over=over, population_averaged=population_averaged,
                                 contrast=contrast, adjust=adjust, alpha=alpha)
@@ -142,8 +142,8 @@ class AfterFit:
         >>> res.coef_table().head(2).round(3)
                            estimate      se    lower    upper
         Subject term
-        308     Intercept   253.664  13.036  228.114  279.214
-                Days         19.666   2.816   14.147   25.185
+        308     Intercept   253.664  12.255  229.645  277.683
+                Days         19.666   2.336   15.087   24.245
         """
         return blup_tables.coef_table(self, alpha)
 
@@ -171,9 +171,9 @@ class AfterFit:
         >>> df = hlmext.datasets.load("sleepstudy")
         >>> res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", df).fit()
         >>> res.residuals("standardized").head(3).round(4)
-        0   -0.1685
-        1   -0.6658
-        2   -1.6366
+        0   -0.1827
+        1   -0.6272
+        2   -1.7645
         dtype: float64
         """
         return diagnostics.residuals(self, kind=kind, which=which)
@@ -215,7 +215,7 @@ class AfterFit:
         >>> res.influence().sort_values("cooks_distance").tail(2).round(3)
                  dfbeta[Intercept]  dfbeta[Days]  nobs  cooks_distance
         Subject
-        308                 -0.334        0.701    10           0.082
-        337                 -1.924        0.456    10           0.000
+        335                  0.684        -0.785    10           0.115
+        309                 -2.726        -0.483    10           0.132
         """
         return diagnostics.group_influence(self, groups)
