@@ -106,3 +106,36 @@ def test_influence_refuses_what_it_cannot_do(sleep):
     nested = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit()
     with pytest.raises(hlmext.ModelError, match="one level"):
         nested.influence()
+
+
+@pytest.fixture(scope="module")
+def many_groups():
+    rng = np.random.default_rng(7)
+    G, n = 300, 3000
+    g = rng.integers(G, size=n)
+    x = rng.normal(size=n)
+    b = rng.normal(size=(G, 2)) @ np.array([[0.8, 0.1], [0.0, 0.4]])
+    df = pd.DataFrame({"g": g, "x": x, "z": rng.normal(size=n)})
+    df["y"] = 1 + 0.5 * x - 0.2 * df["z"] + b[g, 0] + b[g, 1] * x + rng.normal(size=n)
+    return df
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_all_groups_at_once_equal_real_refits(many_groups, reml):
+    from hlmext.results import deletion
+    df = many_groups
+    res = hlmext.mixedlm("y ~ x + z + (x | g)", df).fit(reml=reml)
+    fast = deletion.fast_deletions(res.model, np.asarray(res.theta), res.opt.hessian, reml)
+    settled = fast[2]
+    assert settled.mean() > 0.95                 # all but a few groups settled at once, without refits
+    inf = res.influence()
+    assert len(inf) == 300
+    labels = res.model.design.levels[0].labels
+    top = list(inf.sort_values("cooks_distance").index[-2:]) + list(labels[np.flatnonzero(settled)[:2]])
+    for g in top:
+        refit = hlmext.mixedlm("y ~ x + z + (x | g)", df[df.g != g]).fit(reml=reml)
+        want = (res.fe_params - refit.fe_params).to_numpy()
+        got = inf.loc[g, ["dfbeta[Intercept]", "dfbeta[x]", "dfbeta[z]"]].to_numpy(float)
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8 * np.abs(refit.fe_params).max())
+    exact = res.influence(groups=top, exact=True)
+    np.testing.assert_allclose(exact.to_numpy(float), inf.loc[exact.index].to_numpy(float), rtol=1e-8, atol=1e-12)

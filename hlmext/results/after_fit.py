@@ -189,7 +189,7 @@ class AfterFit:
         return diagnostics.cooks_distance(self)
 
     @checked
-    def influence(self, groups=None):
+    def influence(self, groups=None, exact=False):
         """Influence of each group: the fit without it (lme4's ``influence(fit, groups=)``).
 
         Each group's deletion is refitted (variance parameters re-estimated by the fit's
@@ -200,6 +200,10 @@ class AfterFit:
         ----------
         groups : list, optional
             Group labels to delete one at a time; default every group.
+        exact : bool
+            False: the deletions are solved all at once from the clusters' statistics
+            (``hlmext.results.deletion``; any group it cannot settle is refitted); True:
+            every deletion is refitted by the model's deviance, one at a time (slower).
 
         Returns
         -------
@@ -218,4 +222,4 @@ class AfterFit:
         335                  0.684        -0.785    10           0.115
         309                 -2.726        -0.483    10           0.132
         """
-        return diagnostics.group_influence(self, groups)
+        return diagnostics.group_influence(self, groups, exact=exact)

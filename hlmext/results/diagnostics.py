@@ -35,6 +35,7 @@ from scipy import optimize
 
 from ..exceptions import ModelError
 from .marginal_means import random_variance
+from .deletion import fast_deletions
 from .predict_se import _covs, get_prediction
 from .rowsets import fitted_rows
 
@@ -120,8 +121,12 @@ def _is_plain_linear(model):
     return hasattr(model, "_stats") and getattr(model, "sampling", None) is None
 
 
-def group_influence(res, groups=None):
-    """Refits without each group (all groups, or the labels in ``groups``): a DataFrame."""
+def group_influence(res, groups=None, exact=False):
+    """Refits without each group (all groups, or the labels in ``groups``): a DataFrame.
+
+    ``exact=False`` settles every group it can by ``hlmext.results.deletion`` (all groups at
+    once) and refits the others one by one from the downdated statistics; ``exact=True``
+    refits every group that way."""
     model = res.model
     d = _deletable(model)
     lv = d.levels[0]
@@ -134,35 +139,43 @@ def group_influence(res, groups=None):
             raise ValueError("groups: %s not among the fitted groups of %r"
                              % (list(np.asarray(list(groups), dtype=object)[pos < 0]), lv.name))
     q, p = lv.q, d.k_fe
-    width = q + p + 1
-    xy = d.W[:, d.zoff[-1]:]
-    starts = np.concatenate([[0], np.cumsum(lv.sizes)[:-1]])
     G0 = model._G0.reshape(p + 1, p + 1)
     beta0 = res.fe_params.to_numpy()
-    Vinv = np.linalg.inv(res.cov_fe.to_numpy())
-    out = np.empty((len(pos), p + 2))
     reml = res.reml
-    sub = copy.copy(model)
-    bounds = model.theta_bounds()
     scale = model.theta_scale()
     H0 = res.opt.hessian if getattr(res.opt, "hessian", None) is not None else _hessian(model, res.theta, scale, reml)
-    for r, g in enumerate(pos):
-        rows = slice(starts[g], starts[g] + lv.sizes[g])
-        block = xy[rows]
-        sub._stats = model._stats.copy()
-        sub._stats.reshape(lv.n_groups, q, width)[g] = 0.0
-        sub._G0 = (G0 - block.T @ block).ravel()
-        sub.nobs = model.nobs - int(lv.sizes[g])
-        theta = _refit_theta(sub, res.theta, H0, bounds, scale, reml)
-        f = sub.factorize(theta)
-        out[r, :p] = beta0 - f.beta
-        out[r, p] = float(lv.sizes[g])
+    beta = np.full((len(pos), p), np.nan)
+    if not exact and not res.on_boundary:
+        fast = fast_deletions(model, np.asarray(res.theta, float), H0, reml)
+        if fast is not None:
+            beta_all, _, settled = fast
+            beta[settled[pos]] = beta_all[pos[settled[pos]]]
+            if d.intercept_col >= 0:
+                beta[settled[pos], d.intercept_col] += d.y_shift
+    todo = np.flatnonzero(np.isnan(beta[:, 0]))
+    if len(todo):
+        xy = d.W[:, d.zoff[-1]:]
+        starts = np.concatenate([[0], np.cumsum(lv.sizes)[:-1]])
+        width = q + p + 1
+        sub = copy.copy(model)
+        bounds = model.theta_bounds()
+        for r in todo:
+            g = pos[r]
+            block = xy[starts[g]:starts[g] + lv.sizes[g]]
+            sub._stats = model._stats.copy()
+            sub._stats.reshape(lv.n_groups, q, width)[g] = 0.0
+            sub._G0 = (G0 - block.T @ block).ravel()
+            sub.nobs = model.nobs - int(lv.sizes[g])
+            theta = _refit_theta(sub, res.theta, H0, bounds, scale, reml)
+            beta[r] = sub.factorize(theta).beta
+    dfbeta = beta0 - beta
     n = len(labels)
-    d_ = out[:, :p]
-    out[:, p + 1] = (n - p) / (n * p) * np.einsum("ij,jk,ik->i", d_, Vinv, d_)
-    cols = ["dfbeta[%s]" % nm for nm in res.model.exog_names] + ["nobs", "cooks_distance"]
-    frame = pd.DataFrame(out, index=pd.Index(labels[pos], name=lv.name), columns=cols)
-    frame["nobs"] = frame["nobs"].astype(int)
+    Vinv = np.linalg.inv(res.cov_fe.to_numpy())
+    cooks = (n - p) / (n * p) * np.einsum("ij,jk,ik->i", dfbeta, Vinv, dfbeta)
+    frame = pd.DataFrame(dfbeta, index=pd.Index(labels[pos], name=lv.name),
+                         columns=["dfbeta[%s]" % nm for nm in res.model.exog_names])
+    frame["nobs"] = lv.sizes[pos].astype(int)
+    frame["cooks_distance"] = cooks
     return frame.sort_index()
 
 
