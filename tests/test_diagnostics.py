@@ -139,3 +139,32 @@ def test_all_groups_at_once_equal_real_refits(many_groups, reml):
         np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8 * np.abs(refit.fe_params).max())
     exact = res.influence(groups=top, exact=True)
     np.testing.assert_allclose(exact.to_numpy(float), inf.loc[exact.index].to_numpy(float), rtol=1e-8, atol=1e-12)
+
+
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    HAVE_MPL = True
+except ImportError:
+    HAVE_MPL = False
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+def test_diagnostic_plots(sleep):
+    import matplotlib.pyplot as plt
+    df, res = sleep
+    ax = res.plot_residuals("standardized")
+    x, y = ax.collections[0].get_offsets().T
+    np.testing.assert_allclose(y, res.residuals("standardized"))
+    np.testing.assert_allclose(x, res.fittedvalues)
+    axes = res.plot_qq()
+    assert [a.get_title() for a in axes] == ["pearson residuals", "Subject: Intercept", "Subject: Days"]
+    blups = np.sort(res.random_effects["Subject"]["Days"].to_numpy())
+    np.testing.assert_allclose(axes[2].collections[0].get_offsets()[:, 1], blups)
+    inf = res.influence()
+    ax = res.plot_influence(inf, label=2)
+    top = inf["cooks_distance"].nlargest(2).index
+    assert sorted(t.get_text() for t in ax.texts) == sorted(str(g) for g in top)
+    glmm = hlmext.melogit("incidence ~ C(period) + (1 | herd)", hlmext.datasets.load("cbpp"), trials="size").fit()
+    assert glmm.plot_residuals(which="marginal").get_xlabel() == "fitted values (marginal)"
+    plt.close("all")
