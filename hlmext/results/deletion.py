@@ -164,6 +164,7 @@ def fast_deletions(model, theta_hat, H0, reml):
     n_left = model.nobs - sizes
     scale = np.maximum(np.abs(theta_hat), 1e-3 * model.theta_scale())
     h = 1e-6 * scale
+    tol = 1e-9 * np.maximum(np.abs(theta_hat), model.theta_scale())
 
     def cluster_terms(theta):
         ld, M = _per_cluster(theta, E, ZtZ, ZtXy)
@@ -206,7 +207,7 @@ def fast_deletions(model, theta_hat, H0, reml):
         _, g, beta = _deviance_parts(total, dtotal, own, down, dd, n_left, p, reml)
         step = np.linalg.solve(H0, g.T).T
         theta = theta - step
-        done = np.all(np.abs(step) <= 1e-9 * scale, axis=1)     # rounding leaves steps of ~1e-11
+        done = np.all(np.abs(step) <= tol, axis=1)     # rounding leaves steps of ~1e-11
         if done.all():
             break
     total, dtotal = surrogate(theta)

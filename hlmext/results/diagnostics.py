@@ -146,7 +146,8 @@ def group_influence(res, groups=None, exact=False):
     H0 = res.opt.hessian if getattr(res.opt, "hessian", None) is not None else _hessian(model, res.theta, scale, reml)
     beta = np.full((len(pos), p), np.nan)
     if not exact and not res.on_boundary:
-        fast = fast_deletions(model, np.asarray(res.theta, float), H0, reml)
+        with np.errstate(all="ignore"):      # a group whose steps fail is marked unsettled, and refitted
+            fast = fast_deletions(model, np.asarray(res.theta, float), H0, reml)
         if fast is not None:
             beta_all, _, settled = fast
             beta[settled[pos]] = beta_all[pos[settled[pos]]]
