@@ -42,6 +42,7 @@ from .rowsets import fitted_rows
 __all__ = ["residuals", "hatvalues", "cooks_distance", "group_influence"]
 
 KINDS = ("raw", "pearson", "standardized")
+FAST_FROM = 200      # groups: below, refitting each deletion costs less than solving all at once
 
 
 def _linear(res):
@@ -124,9 +125,9 @@ def _is_plain_linear(model):
 def group_influence(res, groups=None, exact=False):
     """Refits without each group (all groups, or the labels in ``groups``): a DataFrame.
 
-    ``exact=False`` settles every group it can by ``hlmext.results.deletion`` (all groups at
-    once) and refits the others one by one from the downdated statistics; ``exact=True``
-    refits every group that way."""
+    ``exact=False`` (with at least ``FAST_FROM`` groups) settles every group it can by
+    ``hlmext.results.deletion`` (all groups at once) and refits the others one by one from the
+    downdated statistics; ``exact=True`` refits every group that way."""
     model = res.model
     d = _deletable(model)
     lv = d.levels[0]
@@ -145,7 +146,7 @@ def group_influence(res, groups=None, exact=False):
     scale = model.theta_scale()
     H0 = res.opt.hessian if getattr(res.opt, "hessian", None) is not None else _hessian(model, res.theta, scale, reml)
     beta = np.full((len(pos), p), np.nan)
-    if not exact and not res.on_boundary:
+    if not exact and not res.on_boundary and lv.n_groups >= FAST_FROM:
         with np.errstate(all="ignore"):      # a group whose steps fail is marked unsettled, and refitted
             fast = fast_deletions(model, np.asarray(res.theta, float), H0, reml)
         if fast is not None:
