@@ -98,6 +98,20 @@ def test_group_deletion_equals_real_refits(reml):
         assert inf.loc[g, "nobs"] == int((df.school == g).sum())
 
 
+def test_glmm_group_deletion_equals_real_refits():
+    df = hlmext.datasets.load("cbpp")
+    formula = "incidence ~ C(period) + (1 | herd)"
+    res = hlmext.melogit(formula, df, trials="size").fit(nagq=1)
+    inf = res.influence(groups=[1, 7])
+    for g in (1, 7):
+        refit = hlmext.melogit(formula, df[df.herd != g], trials="size").fit(nagq=1)
+        np.testing.assert_allclose(inf.loc[g].iloc[:4].to_numpy(float), (res.fe_params - refit.fe_params).to_numpy(),
+                                   rtol=1e-8, atol=1e-8)
+        d = (res.fe_params - refit.fe_params).to_numpy()
+        want = (15 - 4) / (15 * 4) * d @ np.linalg.solve(res.cov_fe.to_numpy(), d)
+        np.testing.assert_allclose(inf.loc[g, "cooks_distance"], want, rtol=1e-6)
+
+
 def test_influence_refuses_what_it_cannot_do(sleep):
     df, res = sleep
     with pytest.raises(ValueError, match="not among the fitted groups"):

@@ -193,8 +193,10 @@ class AfterFit:
         """Influence of each group: the fit without it (lme4's ``influence(fit, groups=)``).
 
         Each group's deletion is refitted (variance parameters re-estimated by the fit's
-        criterion) from the fitted statistics minus the group's, so no row is read again.
-        Linear models with one level of random effects.
+        criterion). A linear model's deletions are fits of the fitted statistics minus the
+        group's, so no row is read again; a generalized model is refitted without the
+        group's rows, from the full fit's estimates and with its quadrature. Models with
+        one level of random effects.
 
         Parameters
         ----------

@@ -18,10 +18,12 @@ Hat values are the diagonal of the matrix that maps ``y`` to the conditional fit
 ``hlmext.results.predict_se``. Cook's distance by observation is lme4's:
 ``(r / (1 - h))^2 h / (sigma^2 p)`` with ``r`` the raw conditional residual.
 
-Influence of each group (``group_influence``): the fit without the group, from the fitted
-statistics minus the group's (its per-cluster block zeroed, its rows' cross-products taken
-from the global block: no pass over the other rows), refitted from the full fit's variance
-parameters with the same criterion (ML or REML). Cook's distance by group is lme4's
+Influence of each group (``group_influence``): the fit without the group, refitted from the
+full fit's estimates with the same criterion (ML or REML; a generalized model's quadrature).
+A linear model's comes from the fitted statistics minus the group's (its per-cluster block
+zeroed, its rows' cross-products taken from the global block: no pass over the other rows),
+for all groups at once where ``hlmext.results.deletion`` applies; a generalized model is
+refitted on the design's rows without the group's. Cook's distance by group is lme4's
 ``cooks.distance(influence(fit, groups = ...))``: ``(n - p) / (n p) d' V^{-1} d`` with ``d``
 the change in the fixed effects, ``V`` their full-data covariance and ``n`` the number of groups.
 """
@@ -33,6 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from ..design.layout import LevelSpec, MixedDesign
 from ..exceptions import ModelError
 from .marginal_means import random_variance
 from .deletion import fast_deletions
@@ -107,19 +110,15 @@ def cooks_distance(res):
 
 def _deletable(model):
     d = model.design
-    if not _is_plain_linear(model):
-        raise ModelError("influence by group deletion is available for linear models (mixedlm) without sampling "
-                         "weights; refit without a group with results.update(data=...) otherwise")
+    if getattr(model, "sampling", None) is not None:
+        raise ModelError("influence by group deletion is not available with sampling weights; refit without a "
+                         "group with results.update(data=...)")
     if d.n_chain != 1 or d.qd or len(d.levels) != 1:
         raise ModelError("influence by group deletion needs one level of random effects (got %s); refit "
                          "without a group with results.update(data=...)" % ", ".join(lv.name for lv in d.levels))
     if not d.has_rows or d.weights is not None:
         raise ModelError("influence by group deletion needs the fitted rows and no weights")
     return d
-
-
-def _is_plain_linear(model):
-    return hasattr(model, "_stats") and getattr(model, "sampling", None) is None
 
 
 def group_influence(res, groups=None, exact=False):
@@ -139,9 +138,10 @@ def group_influence(res, groups=None, exact=False):
         if (pos < 0).any():
             raise ValueError("groups: %s not among the fitted groups of %r"
                              % (list(np.asarray(list(groups), dtype=object)[pos < 0]), lv.name))
+    if not _linear(res):
+        return _frame(res, labels, pos, _glmm_deleted_fits(res, pos))
     q, p = lv.q, d.k_fe
     G0 = model._G0.reshape(p + 1, p + 1)
-    beta0 = res.fe_params.to_numpy()
     reml = res.reml
     scale = model.theta_scale()
     H0 = res.opt.hessian if getattr(res.opt, "hessian", None) is not None else _hessian(model, res.theta, scale, reml)
@@ -170,7 +170,14 @@ def group_influence(res, groups=None, exact=False):
             sub.nobs = model.nobs - int(lv.sizes[g])
             theta = _refit_theta(sub, res.theta, H0, bounds, scale, reml)
             beta[r] = sub.factorize(theta).beta
-    dfbeta = beta0 - beta
+    return _frame(res, labels, pos, beta)
+
+
+def _frame(res, labels, pos, beta):
+    """The influence table: dfbeta, rows of each group, Cook's distance (lme4's)."""
+    lv = res.model.design.levels[0]
+    p = res.k_fe
+    dfbeta = res.fe_params.to_numpy() - beta
     n = len(labels)
     Vinv = np.linalg.inv(res.cov_fe.to_numpy())
     cooks = (n - p) / (n * p) * np.einsum("ij,jk,ik->i", dfbeta, Vinv, dfbeta)
@@ -179,6 +186,31 @@ def group_influence(res, groups=None, exact=False):
     frame["nobs"] = lv.sizes[pos].astype(int)
     frame["cooks_distance"] = cooks
     return frame.sort_index()
+
+
+def _glmm_deleted_fits(res, pos):
+    """Fixed effects of a generalized model refitted without each group (from the full fit's
+    estimates, with its quadrature): the model is rebuilt from the design's rows minus the group's."""
+    model = res.model
+    d = model.design
+    lv = d.levels[0]
+    Z = np.asarray(d.z_of(0))
+    blocks, k = [], 0
+    for structure, cols in lv.cov.blocks:
+        blocks.append((structure.name, list(range(k, k + len(cols)))))
+        k += len(cols)
+    start = np.concatenate([res.fe_params.to_numpy(), res.theta])
+    codes = np.asarray(lv.codes)
+    out = np.empty((len(pos), d.k_fe))
+    for r, g in enumerate(pos):
+        keep = codes != g
+        spec = LevelSpec(lv.name, codes[keep], Z[keep], blocks, list(lv.names))
+        design = MixedDesign(np.asarray(d.endog)[keep], np.asarray(d.exog)[keep], d.exog_names, [spec],
+                             endog_name=d.endog_name)
+        sub = type(model)(design=design, trials=model.trials[keep] if model.has_trials else None,
+                          offset=model.offset[keep])
+        out[r] = np.asarray(sub.fit(nagq=res.nagq, start=start).params)[:d.k_fe]
+    return out
 
 
 def _refit_theta(sub, start, H0, bounds, scale, reml):
