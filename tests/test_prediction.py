@@ -223,3 +223,41 @@ def test_coef_table_se_is_prediction_error_of_beta_plus_b(sleep):
             v[j] = v[2 + 2 * i + j] = 1.0
             se = table.loc[(subjects[i], ["Intercept", "Days"][j]), "se"]
             np.testing.assert_allclose(se, np.sqrt(v @ C @ v), rtol=1e-6)
+
+
+def test_nested_levels_conditional_se_is_hendersons():
+    pastes = hlmext.datasets.load("pastes")
+    res = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit()
+    pred = res.get_prediction()
+    np.testing.assert_allclose(pred.predicted_mean, res.fittedvalues, rtol=1e-12)
+    n = len(pastes)
+    batches = np.sort(pastes["batch"].unique())
+    key = pastes["batch"].astype(str) + ":" + pastes["cask"].astype(str)
+    casks = np.sort(key.unique())
+    Z = np.zeros((n, len(batches) + len(casks)))
+    Z[np.arange(n), np.searchsorted(batches, pastes["batch"])] = 1.0
+    Z[np.arange(n), len(batches) + np.searchsorted(casks, key)] = 1.0
+    prec = np.r_[np.full(len(batches), 1 / res.cov_re["batch"].iloc[0, 0]),
+                 np.full(len(casks), 1 / res.cov_re["batch:cask"].iloc[0, 0])]
+    W = np.hstack([np.ones((n, 1)), Z])
+    M = W.T @ W
+    M[1:, 1:] += res.scale * np.diag(prec)
+    want = np.sqrt(np.einsum("ij,jk,ik->i", W, res.scale * np.linalg.inv(M), W))
+    np.testing.assert_allclose(pred.se_mean, want, rtol=1e-6)
+    # a cask the fit did not see in a batch it did: the batch's effect, the cask's variance added
+    new = res.get_prediction(pd.DataFrame({"batch": ["A"], "cask": ["z"]}), new_groups="population")
+    v = np.zeros(W.shape[1])
+    v[0] = v[1 + np.searchsorted(batches, "A")] = 1.0      # intercept + batch A's effect
+    var = v @ (res.scale * np.linalg.inv(M)) @ v + res.cov_re["batch:cask"].iloc[0, 0]
+    np.testing.assert_allclose(new.se_mean.iloc[0], np.sqrt(var), rtol=1e-6)
+    np.testing.assert_allclose(new.predicted_mean.iloc[0],
+                               res.fe_params.iloc[0] + res.random_effects["batch"].loc["A"].iloc[0], rtol=1e-12)
+
+
+def test_whole_system_route_equals_one_level_blocks(cbpp):
+    from hlmext.results import predict_levels, rowsets
+    df, res = cbpp
+    eta, var = predict_levels.levels_eta(res, rowsets.fitted_rows(res), False)
+    lin = res.get_prediction(which="linear")
+    np.testing.assert_allclose(eta, lin.predicted_mean, rtol=1e-12)
+    np.testing.assert_allclose(np.sqrt(var), lin.se_mean, rtol=1e-10)

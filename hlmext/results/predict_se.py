@@ -19,6 +19,9 @@ What the standard errors include (``which=``):
   that is ``x'Vx + z'(C_g + E_g V E_g')z - 2 z'E_g V x``: the fixed effects' variance, the
   effects' conditional variance, the effects' extra variance from estimating beta and the
   covariance between beta-hat and b-hat. The variance parameters are taken as known.
+  With several levels (nested or crossed) the same variance comes from the whole
+  penalized system, covariances between the levels' effects included
+  (``hlmext.results.predict_levels``).
   A group the fit did not see (``new_groups="population"``) is predicted at ``b = 0`` with
   variance ``x'Vx + z' Sigma z``: the random-effect variance is added to the interval.
 
@@ -35,6 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from .marginal_means import level_covariances, population_mean, random_variance
+from .predict_levels import levels_eta
 from .rowsets import rows_for
 
 __all__ = ["PredictionResults", "get_prediction"]
@@ -213,6 +217,11 @@ def _conditional_eta(res, rows):
     new = rows.new_group_rows()
     if all((lr.group < 0).all() for lr in rows.levels):     # no group of the fit: no b-hat, no C_g
         var = np.einsum("ij,jk,ik->i", rows.X, V, rows.X)
+    elif len(res.model.design.levels) > 1:                   # the whole penalized system
+        if not res.model.design.has_rows:
+            raise ValueError("standard errors of conditional predictions need the fitted rows; this model was "
+                             "fitted from statistics accumulated over chunks")
+        eta, var = levels_eta(res, rows, _is_linear(res))
     else:
         b, C, E = conditional_blocks(res)
         lr = rows.levels[0]
