@@ -252,6 +252,16 @@ def test_nested_levels_conditional_se_is_hendersons():
     np.testing.assert_allclose(new.se_mean.iloc[0], np.sqrt(var), rtol=1e-6)
     np.testing.assert_allclose(new.predicted_mean.iloc[0],
                                res.fe_params.iloc[0] + res.random_effects["batch"].loc["A"].iloc[0], rtol=1e-12)
+    # group-level coefficients: each level's own effect (lme4's coef()), its prediction error
+    table = res.coef_table()
+    np.testing.assert_allclose(table["batch"].loc[("A", "Intercept"), "se"],
+                               np.sqrt(v @ (res.scale * np.linalg.inv(M)) @ v), rtol=1e-6)
+    w = np.zeros(W.shape[1])
+    w[0] = w[1 + len(batches) + np.searchsorted(casks, "A:b")] = 1.0
+    np.testing.assert_allclose(table["batch:cask"].loc[("A:b", "Intercept"), "se"],
+                               np.sqrt(w @ (res.scale * np.linalg.inv(M)) @ w), rtol=1e-6)
+    np.testing.assert_allclose(table["batch:cask"]["estimate"].to_numpy(), res.coef()["batch:cask"]["Intercept"],
+                               rtol=1e-12)
 
 
 def test_whole_system_route_equals_one_level_blocks(cbpp):

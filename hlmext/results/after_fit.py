@@ -127,12 +127,13 @@ class AfterFit:
         The coefficient of a term in a group is its fixed effect plus the group's predicted
         effect; the standard error is that of the prediction error, including the fixed
         effect's variance, the effect's conditional variance and their covariance (see
-        ``hlmext.results.blup_tables``). Models with one level of random effects.
+        ``hlmext.results.blup_tables``).
 
         Returns
         -------
-        pandas.DataFrame
-            Index (group, term); columns ``estimate``, ``se``, ``lower``, ``upper``.
+        pandas.DataFrame or dict of str -> pandas.DataFrame
+            Index (group, term); columns ``estimate``, ``se``, ``lower``, ``upper``; a dict
+            keyed by level (outermost first) when the model has several levels.
 
         Examples
         --------
