@@ -84,6 +84,18 @@ def test_new_groups_error_or_population_variance(sleep):
     np.testing.assert_allclose(pred["mean_se"], np.sqrt(var), rtol=1e-10)
 
 
+def test_marginal_predictions_need_no_grouping_column(sleep, cbpp):
+    df, res = sleep
+    days = pd.DataFrame({"Days": [0.0, 3.0]})
+    np.testing.assert_allclose(res.get_prediction(days, which="marginal").predicted_mean,
+                               res.fe_params["Intercept"] + days["Days"] * res.fe_params["Days"], rtol=1e-12)
+    with pytest.raises(hlmext.FormulaError, match="'Subject'"):
+        res.get_prediction(days)
+    df, lg = cbpp
+    periods = pd.DataFrame({"period": [1, 2]})
+    assert np.all(lg.predict(periods, which="marginal") > lg.predict(periods))
+
+
 def test_bad_arguments_are_named(sleep):
     df, res = sleep
     with pytest.raises(ValueError, match="which must be one of"):

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..exceptions import FormulaError
 from .marginal_means import level_covariances, population_mean, random_variance
 from .predict_levels import levels_eta
 from .rowsets import rows_for
@@ -110,6 +111,10 @@ def get_prediction(res, exog=None, which="conditional", new_groups="error", offs
     if which == "marginal":
         return _marginal(res, rows, link)
     new = rows.new_group_rows()
+    if rows.missing_groups and new_groups == "error":
+        raise FormulaError("conditional predictions need the grouping column(s) %s in the new data; add them, or "
+                           "use which='marginal' (or new_groups='population')"
+                           % ", ".join(map(repr, rows.missing_groups)))
     if new.any() and new_groups == "error":
         raise ValueError("%d row(s) belong to groups the fit did not see: pass new_groups='population' to "
                          "predict them at b = 0 with the random-effect variance added, or use which='marginal'"

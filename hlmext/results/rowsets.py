@@ -31,6 +31,7 @@ class RowSet:
     offset: np.ndarray
     levels: list = field(default_factory=list)
     index: pd.Index = None
+    missing_groups: list = field(default_factory=list)   # grouping columns new data lacks
 
     @property
     def n(self):
@@ -75,17 +76,22 @@ def new_rows(res, data, offset=None) -> RowSet:
     elif offset is not None:
         raise TypeError("offset= applies to generalized models (melogit, mepoisson) only")
     by_level = {lv.name: lv for lv in model.levels}
-    levels = {}
+    levels, missing = {}, []
     for block in model.frame.random:
         lv = by_level[block.term.level]
         if lv.name not in levels:
-            keys = row_keys(data, block.term.group)
-            group = pd.Index(lv.labels).get_indexer(keys)
+            lacking = [c for c in block.term.group if c not in data.columns]
+            if lacking:                          # fine for marginal predictions (groups unseen)
+                missing += lacking
+                group = np.full(len(X), -1)
+            else:
+                group = pd.Index(lv.labels).get_indexer(row_keys(data, block.term.group))
             levels[lv.name] = LevelRows(lv, np.zeros((len(X), lv.q)), np.asarray(group, dtype=np.intp))
         Zb = frames.exog_for(block.design_info, data)
         cols = [lv.names.index(nm) for nm in block.names]
         levels[lv.name].Z[:, cols] = Zb
-    return RowSet(X, off, [levels[lv.name] for lv in model.levels if lv.name in levels], data.index)
+    return RowSet(X, off, [levels[lv.name] for lv in model.levels if lv.name in levels], data.index,
+                  sorted(set(missing)))
 
 
 def exog_rows(res, exog, offset=None) -> RowSet:
