@@ -276,6 +276,15 @@ def test_nested_levels_conditional_se_is_hendersons():
                                rtol=1e-12)
 
 
+def test_results_pickle_after_predictions():
+    import pickle
+    pastes = hlmext.datasets.load("pastes")
+    res = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit()
+    se = res.get_prediction().se_mean
+    again = pickle.loads(pickle.dumps(res))
+    np.testing.assert_allclose(again.get_prediction(pastes).se_mean, se, rtol=1e-12)
+
+
 def test_whole_system_route_equals_one_level_blocks(cbpp):
     from hlmext.results import predict_levels, rowsets
     df, res = cbpp

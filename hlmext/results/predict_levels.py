@@ -49,7 +49,7 @@ def _s_matrix(rows, lams, offsets, Q):
 
 
 def _system(res, lams, offsets, Q, linear):
-    """(LU of H, B) from the fitted rows (cached on the results)."""
+    """(H, B) from the fitted rows (cached on the results; H sparse, so that the results pickle)."""
     cache = res.__dict__.get("_levels_system")
     if cache is not None:
         return cache
@@ -65,7 +65,7 @@ def _system(res, lams, offsets, Q, linear):
         w = res._original_order(model.trials).to_numpy() * fam.variance(mu)
     H = (S.T @ sparse.diags(w) @ S + sparse.identity(Q)).tocsc()
     B = np.asarray(S.T @ (fit.X * w[:, None]))
-    res._levels_system = (splu(H), B)
+    res._levels_system = (H, B)
     return res._levels_system
 
 
@@ -75,7 +75,8 @@ def levels_eta(res, rows, linear):
     d = res.model.design
     lams = {lv.name: lam for lv, lam in zip(d.levels, res.model.lams(res.theta))}
     offsets, Q = _columns(res)
-    lu, B = _system(res, lams, offsets, Q, linear)
+    H, B = _system(res, lams, offsets, Q, linear)
+    lu = splu(H)
     s2 = res.scale if linear else 1.0
     V = res.cov_fe.to_numpy()
     eta = rows.X @ res.fe_params.to_numpy() + rows.offset
