@@ -28,6 +28,7 @@ from .models import families as _families
 from .models import linear as _linear
 from .models import many as _many
 from .output.emit import to_lme4, to_stata
+from .output.diagnostic_plots import plot_influence, plot_qq, plot_residuals
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
 from .results import glmm as _glmm_results
@@ -72,6 +73,19 @@ class _RefitsAndPlots:
     def plot_shrinkage(self, data=None, terms=None, ax=None, min_obs=5):
         """Per-group estimates against the mixed model's; see :func:`hlmext.output.plotting.plot_shrinkage`."""
         return plot_shrinkage(self, data=data, terms=terms, ax=ax, min_obs=min_obs)
+
+    def plot_residuals(self, kind="pearson", which="conditional", ax=None):
+        """Residuals against fitted values; see :func:`hlmext.output.diagnostic_plots.plot_residuals`."""
+        return plot_residuals(self, kind=kind, which=which, ax=ax)
+
+    def plot_qq(self, kind="pearson"):
+        """Normal QQ plots of the residuals and of every level's BLUPs; see
+        :func:`hlmext.output.diagnostic_plots.plot_qq`."""
+        return plot_qq(self, kind=kind)
+
+    def plot_influence(self, influence=None, ax=None, label=5):
+        """Cook's distance of every group; see :func:`hlmext.output.diagnostic_plots.plot_influence`."""
+        return plot_influence(self, influence=influence, ax=ax, label=label)
 
 
 class MixedResults(_RefitsAndPlots, _linear_results.MixedResults):

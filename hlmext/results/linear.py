@@ -23,6 +23,7 @@ from .base import FitResults
 from .conventions import ResultsConventions
 from ..models.gradient import GradientParts, diagonal_blocks
 from .idioms import Lme4Idioms
+from .after_fit import AfterFit
 from ..keywords import check_keywords
 from ..exceptions import ConvergenceWarning, ModelError
 from ..models.linear import _deviance
@@ -38,7 +39,7 @@ _CONF_INT_KEYWORDS = {"profile": ("criterion",), "bootstrap": ("bootstrap", "n",
 _CONF_INT_HINTS = {k: ("%s= applies to method=%r" % (k, m),) for m, ks in _CONF_INT_KEYWORDS.items() for k in ks}
 
 
-class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelResults):
+class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, LikelihoodModelResults):
     """Fit of a ``LinearMixed`` model; built complete by ``LinearMixed.fit``.
 
     Attributes
