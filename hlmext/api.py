@@ -11,7 +11,8 @@ from .update import CONSTRUCTORS, remember
 
 
 def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, groups=None,
-            re_formula=None, vc_formula=None, **chunk_options):
+            re_formula=None, vc_formula=None, residuals=None, time=None, by=None, residual_group=None,
+            **chunk_options):
     """Linear mixed model from a formula, lme4 or Stata style.
 
     Parameters
@@ -53,6 +54,23 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         components nested in the groups
         (``{"class": "0 + C(class)"}`` is ``(1 | groups:class)``); see
         ``hlmext.formula.mixedlm_keywords``.
+    residuals : str, optional
+        Covariance structure of the errors within the clusters of the innermost level
+        (Stata's ``residuals()``, nlme's ``correlation=`` and ``weights=varIdent``):
+        ``"independent"`` with ``by=`` (a residual sd per group), ``"exchangeable"``,
+        ``"ar1"`` (``"ar<p>"``), ``"ma1"`` (``"ma<q>"``), ``"toeplitz"`` (``"toeplitz<k>"``),
+        ``"banded"`` (``"banded<k>"``), ``"unstructured"`` or ``"exponential"``
+        (``corr = rho^|t - t'|`` in continuous time); see
+        ``hlmext.design.residual_structures``. In-memory data, no weights.
+    time : str or array_like, optional
+        The rows' times: integer occasions for ``ar``, ``ma`` and ``toeplitz``, any
+        numbers for ``exponential``, the occasions' labels for ``unstructured`` and ``banded``.
+    by : str or array_like, optional
+        The groups of ``residuals="independent"``.
+    residual_group : str or array_like, optional
+        The clusters of the residual structure when they are finer than the innermost
+        level of random effects (students within schools with ``(1 | school)``; Stata's
+        ``|| student:, noconstant``); they must nest in it. Default: that level's groups.
     **chunk_options
         For chunked data only: ``batch_size`` (Parquet rows per batch), ``categories``
         (levels of categorical columns); see ``hlmext.design.chunked.from_formula``.
@@ -82,6 +100,9 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     from .formula.mixedlm_keywords import with_groups
     formula, data = with_groups(formula, data, groups, re_formula, vc_formula)
     check_keywords(mixedlm, chunk_options, extra=("batch_size", "categories"))
+    if residuals is not None or time is not None or by is not None or residual_group is not None:
+        return _with_residuals(formula, data, cov, missing, weights, pweights, pwscale, residuals, time, by,
+                               residual_group, chunk_options)
     if is_chunked(data):
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
@@ -96,6 +117,22 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
                                      pweights=pweights, pwscale=pwscale)
     return remember(model, "mixedlm", formula, data,
                     dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale))
+
+
+def _with_residuals(formula, data, cov, missing, weights, pweights, pwscale, residuals, time, by, residual_group,
+                    chunk_options):
+    from .design.chunked import is_chunked
+    from .public import LinearMixedResiduals
+    if residuals is None:
+        raise TypeError("mixedlm(): time= and by= belong to a residual structure; give residuals= too "
+                        "(e.g. residuals='ar1', time=...; residuals='independent', by=...)")
+    if is_chunked(data) or chunk_options:
+        raise TypeError("residuals= needs the data in memory (a DataFrame), not in chunks")
+    model = LinearMixedResiduals.from_formula(formula, data, residuals=residuals, time=time, by=by,
+                                              residual_group=residual_group, cov=cov, missing=missing, eval_env=2,
+                                              weights=weights, pweights=pweights, pwscale=pwscale)
+    return remember(model, "mixedlm", formula, data, dict(cov=cov, missing=missing, residuals=residuals, time=time,
+                                                          by=by, residual_group=residual_group))
 
 
 def per_group_ols(formula, data, groups, min_obs=5):

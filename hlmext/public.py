@@ -22,9 +22,11 @@ from .inference.bootstrap import bootstrap, simulate, with_endog
 from .inference.kenward_roger import df_method
 from .inference.profile import GLMMProfile, profile_ci
 from .inference.term_tests import anova as term_anova
+from .exceptions import ModelError
 from .keywords import check_keywords, checked
 from .models import families as _families
 from .models import linear as _linear
+from .models.residual_linear import ResidualModel
 from .output.emit import to_lme4, to_stata
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
@@ -259,6 +261,16 @@ class LinearMixed(_linear.LinearMixed):
         """
         check_keywords(LinearMixed.refit, kwargs, extra=("maxiter", "disp", "cov_type", "cov_kwds"))
         return with_endog(self, endog).fit(reml=reml, start=start, **kwargs)
+
+
+class LinearMixedResiduals(ResidualModel, LinearMixed):
+    """``LinearMixed`` with a residual covariance structure: built by ``hlmext.mixedlm(...,
+    residuals=..., time=..., by=...)`` (see ``hlmext.models.residual_linear``)."""
+
+    def refit(self, endog, reml=True, start=None, **kwargs):
+        """Not available with a residual structure (the whitened statistics depend on it)."""
+        raise ModelError("refit() (and the parametric bootstrap) is not available for models with a residual "
+                         "structure yet; build the model again with the new response")
 
 
 class MixedLogit(_families.MixedLogit):

@@ -402,6 +402,15 @@ class LinearMixed(LikelihoodModel):
             names += ["%s[%s]" % (n, lv.name) for n in lv.cov.report_names()]
         return names + ["sd(Residual)"]
 
+    def report_is_corr(self):
+        """Per reported variance parameter: True for a correlation (else an sd)."""
+        return np.concatenate([lv.cov.is_corr() for lv in self.levels[::-1]] + [[False]])
+
+    def residual_rows(self):
+        """``(position, label)`` of the summary's ``Residual`` rows, positions from the first
+        reported value after the levels' (a residual structure has more)."""
+        return [(0, "sd(Residual)")]
+
     def report_from_theta(self, theta, sigma):
         """sd's and correlations (outermost level first) and sigma, from ``theta``."""
         out, k = [], 0

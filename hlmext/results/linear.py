@@ -27,6 +27,7 @@ from ..keywords import check_keywords
 from ..exceptions import ConvergenceWarning, ModelError
 from ..models.linear import _deviance
 from .rows import row_keys as _row_keys, zb_sorted
+from .within import wcorrelation
 from ..design.sampling_weights import no_lr_test, top_weights
 from ..stacklevel import user_stacklevel
 
@@ -68,7 +69,7 @@ class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRe
         cov_fe = sigma2 * (linv.T @ linv)
 
         values = model.report_from_theta(theta, sigma)
-        is_corr = np.concatenate([lv.cov.is_corr() for lv in model.levels[::-1]] + [[False]])
+        is_corr = model.report_is_corr()
         fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, sigma, is_corr))
         fixed[-1] = False
         fixed |= _corr_of_boundary_sd(model, fixed)
@@ -332,14 +333,23 @@ class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRe
                 rows.append(block.iloc[i].to_numpy())
                 index.append((lv.name, block.index[i]))
             k += len(names)
-        rows.append(table.iloc[-1].to_numpy())
-        index.append(("Residual", "sd(Residual)"))
+        for i, label in self.model.residual_rows():
+            rows.append(table.iloc[k + i].to_numpy())
+            index.append(("Residual", label))
         return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["level", "parameter"]),
                             columns=table.columns)
 
     @property
     def re_structure(self):
-        return {lv.name: lv.cov.label for lv in self.model.levels}
+        out = {lv.name: lv.cov.label for lv in self.model.levels}
+        if getattr(self.model, "residual", None) is not None:
+            out["Residual"] = self.model.residual.label
+        return out
+
+    def wcorrelation(self, group=None, covariance=False):
+        """Model-implied correlation matrix of one cluster's rows (Stata ``estat wcorrelation``);
+        see :func:`hlmext.results.within.wcorrelation`."""
+        return wcorrelation(self, group, covariance)
 
     @property
     def lr_test(self):
@@ -425,7 +435,8 @@ def _sd_scale(model, sigma, is_corr):
                 per.append(sigma / max(np.mean(block_rms), 1e-300))
             k += s.q
         out.append(np.array(per))
-    return np.concatenate(out[::-1] + [[np.inf]])
+    tail = len(model.report_names()) - sum(len(o) for o in out)     # residual parameters: never zero
+    return np.concatenate(out[::-1] + [np.zeros(max(tail - 1, 0)), [np.inf]])
 
 
 def _corr_of_boundary_sd(model, fixed):

@@ -1,0 +1,566 @@
+"""Residual covariance structures at the innermost grouping level (Stata's ``residuals()``).
+
+Within cluster ``j`` of the innermost level the errors are ``e_j ~ N(0, sigma^2 R_j)``, where
+``R_j`` depends on a few parameters ``psi`` (and on the rows' times or ``by`` groups). With
+``R_j = C_j C_j'`` the model for ``C_j^{-1} [Z_j | X_j | y_j]`` has independent errors, and
+
+    -2 log L(theta, psi) = d(theta; statistics of C^{-1} W) + sum_j log det R_j ,
+
+so every evaluation at a new ``psi`` prewhitens the rows (``whiten``) and recomputes the
+per-cluster statistics; the profiled deviance of ``hlmext.models.linear`` does the rest.
+``R_j`` has a unit diagonal except for ``by`` groups and the heteroscedastic structures
+(``unstructured``, ``banded``), where the reference (first occasion, last ``by`` level)
+has relative variance 1 and ``sigma`` is its sd.
+
+How a structure is prewhitened, and the cost of one evaluation (``n_j`` rows in a cluster):
+
+- ``ar1`` and ``exponential``: a Markov chain in time; ``_kernels.residuals.markov_whiten``,
+  ``O(n_j)`` per cluster.
+- ``independent`` with ``by``: rows divided by their group's relative sd, ``O(n_j)``.
+- ``exchangeable``, ``ar<p>``, ``ma<q>``, ``toeplitz``, ``banded``, ``unstructured``: the
+  clusters are grouped by their pattern of occasions; one Cholesky factor per pattern
+  (``O(T^3)``) applied to every cluster with it, ``O(n_j^2)`` per cluster (``n_j <= T``).
+
+Examples
+--------
+>>> import hlmext
+>>> ovary = hlmext.datasets.load("ovary")
+>>> model = hlmext.mixedlm("follicles ~ sin2pi + cos2pi + (1 | Mare)", ovary, residuals="ar1", time="Time")
+>>> model.residual.label, model.residual.n_params
+('AR(1)', 1)
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from scipy import linalg
+
+from .._kernels import residuals as _kernel
+from ..exceptions import DataError, ModelError
+
+_ALIASES = {"independent": "independent", "ind": "independent", "exchangeable": "exchangeable",
+            "exc": "exchangeable", "unstructured": "unstructured", "un": "unstructured", "exponential": "exponential",
+            "exp": "exponential", "ar": "ar", "ma": "ma", "toeplitz": "toeplitz", "toe": "toeplitz",
+            "banded": "banded", "ban": "banded"}
+KINDS = ("independent", "exchangeable", "ar<p>", "ma<q>", "unstructured", "banded", "toeplitz", "exponential")
+_TIMED = ("ar", "ma", "toeplitz", "exponential", "unstructured", "banded")
+_INTEGER_TIME = ("ar", "ma", "toeplitz")
+_MAX_CORR = 0.9999
+
+
+def parse_kind(residuals):
+    """``(kind, order)`` of a ``residuals=`` value: ``"ar1"``, ``"ar 2"``, ``"ma1"``,
+    ``"toeplitz 2"``, ``"banded"`` (order None: all lags), ``"exchangeable"``, ...
+
+    >>> parse_kind("ar 2"), parse_kind("unstructured"), parse_kind("toeplitz1")
+    (('ar', 2), ('unstructured', None), ('toeplitz', 1))
+    """
+    if not isinstance(residuals, str):
+        raise TypeError("residuals= takes a string, one of %s; got %r" % (", ".join(KINDS), residuals))
+    m = re.fullmatch(r"\s*([a-z]+)\s*(\d*)\s*", residuals.lower())
+    kind = _ALIASES.get(m.group(1)) if m else None
+    if kind is None:
+        raise ValueError("residuals=%r is not a residual structure; use one of %s" % (residuals, ", ".join(KINDS)))
+    order = int(m.group(2)) if m.group(2) else None
+    if kind in ("ar", "ma"):
+        order = 1 if order is None else order
+        if order < 1:
+            raise ValueError("residuals=%r: the order of %s must be at least 1" % (residuals, kind.upper()))
+    elif order is not None and kind not in ("toeplitz", "banded"):
+        raise ValueError("residuals=%r: %s takes no order (orders apply to ar, ma, toeplitz and banded)"
+                         % (residuals, kind))
+    return kind, order
+
+
+def build(design, residuals, time=None, by=None, group=None, time_name="time", by_name="by", group_name="group"):
+    """The ``ResidualStructure`` of ``residuals`` for a design; ``time``, ``by`` and ``group`` (the
+    residual clusters, default the innermost level's) in the design's sorted row order (or None)."""
+    kind, order = parse_kind(residuals)
+    if design.qd:
+        raise ModelError("residuals=%r with crossed random effects: residual structures are modelled within the "
+                         "clusters of the innermost nested level, and this model's levels %s are crossed; use "
+                         "nested random effects" % (residuals, ", ".join(repr(lv.name) for lv in design.crossed)))
+    if getattr(design, "weights", None) is not None:
+        raise ModelError("residuals=%r with frequency weights (weights=): a weighted row stands for several "
+                         "identical rows, which have no place in a correlated series; drop weights=" % residuals)
+    if by is not None and kind != "independent":
+        raise ModelError("by= applies to residuals='independent' (a residual variance per group); "
+                         "residuals=%r takes no by=" % residuals)
+    if kind in _TIMED and time is None:
+        raise ModelError("residuals=%r needs time= (the column of the rows' times or occasions)" % residuals)
+    if kind == "independent" and by is None:
+        raise ModelError("residuals='independent' without by= is the default model; give by= for a residual "
+                         "variance per group, or leave residuals= out")
+    lev = design.levels[0]
+    n = design.nobs
+    inner = np.repeat(np.arange(design.level_first[1]), design.row_end[:design.level_first[1]]
+                      - design.row_start[:design.level_first[1]])
+    if group is None:
+        codes, where = inner, lev.name
+    else:
+        codes = np.unique(np.asarray(group), return_inverse=True)[1].ravel()
+        first_inner = np.full(codes.max() + 1, -1)
+        first_inner[codes] = inner
+        if np.any(first_inner[codes] != inner):
+            raise DataError("residual_group=%r does not nest in the innermost level %r: its groups must lie within "
+                            "the groups of %r" % (group_name, lev.name, lev.name))
+        where = group_name
+    if time is not None:
+        time = _check_time(np.asarray(time, dtype=float) if np.asarray(time).dtype != object else np.asarray(time),
+                           codes, kind, time_name, where)
+    rows = np.lexsort((np.zeros(n) if time is None else time, codes, inner)).astype(np.intp)
+    new = np.ones(n, dtype=bool)
+    new[1:] = (codes[rows][1:] != codes[rows][:-1]) | (inner[rows][1:] != inner[rows][:-1])
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], n)
+    cluster = np.empty(n, dtype=np.intp)
+    cluster[rows] = np.cumsum(new) - 1
+    classes = {"independent": _ByGroup, "ar": _Arma, "ma": _Arma, "exponential": _Markov}
+    cls = classes.get(kind, _Dense)
+    if kind == "ar" and order == 1:
+        cls = _Markov
+    return cls(design, kind, order, rows, starts, ends, cluster, time, by, time_name, by_name,
+               same_clusters=group is None or len(starts) == design.level_first[1], where=where)
+
+
+def _check_time(time, cluster, kind, name, level):
+    if not np.issubdtype(time.dtype, np.number):
+        raise DataError("time=%r must be numeric (the occasion or time of every row)" % name)
+    time = time.astype(float)
+    if not np.all(np.isfinite(time)):
+        raise DataError("time=%r has missing or infinite values; drop those rows" % name)
+    if kind in _INTEGER_TIME and np.any(time != np.round(time)):
+        raise DataError("time=%r has non-integer values: residuals=%s needs integer occasions (for continuous "
+                        "times use residuals='exponential')" % (name, kind))
+    order = np.lexsort((time, cluster))
+    dup = (np.diff(cluster[order]) == 0) & (np.diff(time[order]) == 0)
+    if dup.any():
+        k = order[np.flatnonzero(dup)[0]]
+        raise DataError("time=%r repeats the value %g within a cluster of %r: %s residuals need distinct times "
+                        "within every cluster" % (name, time[k], level, kind))
+    return time
+
+
+class ResidualStructure:
+    """The residual structure of a model: parameters, whitening, report (see the module docstring).
+
+    Attributes
+    ----------
+    kind, order, label : the structure (``label`` as Stata prints it, e.g. ``"AR(1)"``)
+    n_params : int
+        Parameters ``psi`` the optimizer sees (on their own scale, see ``start``/``bounds``).
+    """
+
+    heteroscedastic = False
+
+    def __init__(self, design, kind, order, rows, starts, ends, cluster, time, by, time_name, by_name,
+                 same_clusters=True, where=None):
+        self.kind, self.order = kind, order
+        self.time_name, self.by_name = time_name, by_name
+        self.n = design.nobs
+        # rows[k]: the design row at position k (positions: clusters, then time); starts/ends:
+        # the positions of every residual cluster; cluster: the residual cluster of every design row
+        self.rows, self.starts, self.ends, self.cluster = rows, starts, ends, cluster
+        self.time = time
+        self.level = where
+        self._setup(by)
+        if same_clusters:
+            self._check_identified(design)
+
+    def _setup(self, by):
+        """Structure-specific precomputation."""
+
+    def _check_identified(self, design):
+        """Structures that a random intercept of the innermost level duplicates."""
+        lev = design.levels[0]
+        if not self.covers_intercept:
+            return
+        z = design.W[:, :lev.q]
+        const = np.flatnonzero(np.all(z == z[:1], axis=0) & (z[0] != 0)) if len(z) else []
+        if self.covers_intercept == "any" and not len(const):
+            raise ModelError("residuals=%r is not identified with random effects of %r: the residual covariance is "
+                             "already any covariance of the occasions, so Z G Z' adds nothing the data can tell "
+                             "apart; put the random effects on an outer level and give residual_group= (the "
+                             "clusters of the residuals, nested in %r), or use a simpler structure"
+                             % (self.label_kind, lev.name, lev.name))
+        if len(const):
+            raise ModelError("residuals=%r is not identified with a random intercept of %r: both make every pair "
+                             "of rows of a cluster correlated alike (%s), so the data cannot tell the random "
+                             "intercept's variance from the residual covariance; drop the random intercept of %r "
+                             "or use residuals='ar1'" % (self.label_kind, lev.name, self.why_not, lev.name))
+
+    covers_intercept = False
+    why_not = ""
+
+    @property
+    def label_kind(self):
+        return self.kind + ("" if self.order is None else str(self.order))
+
+    # per-structure interface -------------------------------------------------
+    def start(self):
+        return np.zeros(self.n_params)
+
+    def bounds(self):
+        return [(-_MAX_CORR, _MAX_CORR)] * self.n_params
+
+    def whiten(self, W, psi, out):
+        """``C^{-1} W`` cluster by cluster into ``out``; returns ``sum_j log det R_j`` (inf: not PD)."""
+        raise NotImplementedError
+
+    def report(self, psi, sigma):
+        """The reported values (before ``sigma``), as Stata shows them."""
+        raise NotImplementedError
+
+    def psi_from_report(self, values, sigma):
+        raise NotImplementedError
+
+    def matrix_for_rows(self, psi, r):
+        """The relative covariance of the design rows ``r`` (zero between residual clusters)."""
+        r = np.asarray(r)
+        same = self.cluster[r][:, None] == self.cluster[r][None, :]
+        return np.where(same, self._pairwise(psi, r), 0.0)
+
+    def _pairwise(self, psi, r):
+        raise NotImplementedError
+
+    def param_names(self):
+        """Names of the reported values in ``params`` (before ``sd(Residual)``)."""
+        return ["%s[Residual]" % nm for nm in self.names]
+
+    def display_rows(self):
+        """``(position, label)`` of the summary's rows under ``Residual``: positions index the
+        reported values from the first residual one (``n_params`` is ``sigma``)."""
+        return [(i, nm) for i, nm in enumerate(self.names)] + [(self.n_params, "sd(e)")]
+
+
+class _Markov(ResidualStructure):
+    """AR(1) on integer occasions (gaps allowed: corr = rho^gap) and exponential (corr = rho^|dt|)."""
+
+    def _setup(self, by):
+        self.n_params = 1
+        self.label = "AR(1)" if self.kind == "ar" else "exponential"
+        self.names = ["rho"]
+        # the exponential's rho (per unit of time) can be tiny: its intervals on the log scale
+        self.is_corr = np.array([self.kind == "ar"])
+        t = self.time[self.rows]
+        first = np.zeros(self.n, dtype=bool)
+        first[self.starts] = True
+        self.gap = np.where(first, 0.0, np.diff(t, prepend=t[0]))
+        self.first = first
+
+    # AR(1): psi = rho. Exponential: psi = log(range), rho = exp(-1 / range) (nlme's corExp has
+    # corr = exp(-dt / range)), which keeps the search well scaled whatever the unit of time.
+
+    def bounds(self):
+        if self.kind == "ar":
+            return [(-_MAX_CORR, _MAX_CORR)]
+        return [(None, None)]
+
+    def start(self):
+        if self.kind == "ar":
+            return np.array([0.0])
+        gaps = self.gap[~self.first]
+        return np.array([np.log(np.median(gaps)) if gaps.size else 0.0])
+
+    def rho(self, psi):
+        return float(psi[0]) if self.kind == "ar" else float(np.exp(-np.exp(-float(psi[0]))))
+
+    def phi(self, psi):
+        if self.kind == "ar":
+            return np.where(self.first, 0.0, np.power(float(psi[0]), self.gap))
+        return np.where(self.first, 0.0, np.exp(-self.gap * np.exp(-float(psi[0]))))
+
+    def whiten(self, W, psi, out):
+        if self.kind == "ar" and not abs(float(psi[0])) < 1:
+            return np.inf
+        phi = np.ascontiguousarray(self.phi(psi))
+        if not np.all(np.abs(phi) < 1):
+            return np.inf
+        return _kernel.markov_whiten(W, self.rows, phi, None, out)
+
+    def report(self, psi, sigma):
+        return np.array([self.rho(psi)])
+
+    def psi_from_report(self, values, sigma):
+        rho = float(values[0])
+        return np.array([rho if self.kind == "ar" else -np.log(-np.log(rho))])
+
+    def _pairwise(self, psi, r):
+        t = self.time[r]
+        lag = np.abs(t[:, None] - t[None, :])
+        if self.kind == "ar":
+            return np.power(float(psi[0]), lag)
+        return np.exp(-lag * np.exp(-float(psi[0])))
+
+
+class _ByGroup(ResidualStructure):
+    """Independent errors with a variance per level of ``by`` (the last level is the reference)."""
+
+    heteroscedastic = True
+
+    def _setup(self, by):
+        levels, codes = np.unique(np.asarray(by), return_inverse=True)
+        counts = np.bincount(codes, minlength=len(levels))
+        if len(levels) < 2:
+            raise DataError("by=%r has one level (%r): a residual variance per group needs at least two groups; "
+                            "leave residuals= out" % (self.by_name, levels[0]))
+        if counts.min() < 2:
+            raise DataError("by=%r: level %r has %d observation, too few to estimate its residual variance; "
+                            "merge it with another level" % (self.by_name, levels[np.argmin(counts)], counts.min()))
+        self.levels, self.codes = levels, codes.astype(np.intp)
+        self.n_params = len(levels) - 1
+        self.label = "independent, by %s" % self.by_name
+        self.names = ["%s: sd(e)" % lv for lv in levels[:-1]]
+        self.is_corr = np.zeros(self.n_params, dtype=bool)
+        self.rows = np.arange(self.n, dtype=np.intp)         # no order needed: rows scaled one by one
+        self.zero = np.zeros(self.n)
+
+    def bounds(self):
+        return [(-12.0, 12.0)] * self.n_params
+
+    def param_names(self):
+        return ["sd(e)[Residual:%s]" % lv for lv in self.levels[:-1]]
+
+    def display_rows(self):
+        return [(i, "%s: sd(e)" % lv) for i, lv in enumerate(self.levels)]
+
+    def ratios(self, psi):
+        return np.exp(np.append(psi, 0.0))
+
+    def whiten(self, W, psi, out):
+        scale = np.ascontiguousarray(self.ratios(psi)[self.codes])
+        return _kernel.markov_whiten(W, self.rows, self.zero, scale, out)
+
+    def report(self, psi, sigma):
+        return sigma * np.exp(np.asarray(psi, float))
+
+    def psi_from_report(self, values, sigma):
+        return np.log(np.asarray(values, float) / sigma)
+
+    def _pairwise(self, psi, r):
+        return np.diag(self.ratios(psi)[self.codes[r]] ** 2)
+
+
+class _Patterned(ResidualStructure):
+    """Structures with a matrix over occasions: clusters grouped by their pattern of occasions."""
+
+    def _occasions(self):
+        """Occasion index of every row (0 .. T-1) and the occasions' labels."""
+        raise NotImplementedError
+
+    def _setup(self, by):
+        occ, self.labels = self._occasions()
+        self.T = len(self.labels)
+        self.occ = occ
+        sizes = self.ends - self.starts
+        number = {}
+        self.pattern = np.array([number.setdefault(tuple(occ[self.rows[a:b]]), len(number))
+                                 for a, b in zip(self.starts, self.ends)], dtype=np.intp)
+        self.patterns = [np.array(p, dtype=np.intp) for p in number]
+        self.factor_off = np.concatenate([[0], np.cumsum([len(p) ** 2 for p in self.patterns])[:-1]]).astype(np.intp)
+        self.count = np.bincount(self.pattern, minlength=len(self.patterns))
+        self.max_size = int(sizes.max())
+        self._init_params()
+
+    def matrix(self, psi):
+        """The ``T x T`` relative covariance over occasions (None: not positive definite)."""
+        raise NotImplementedError
+
+    def whiten(self, W, psi, out):
+        M = self.matrix(psi)
+        if M is None:
+            return np.inf
+        logdet, factors = 0.0, []
+        for occ, count in zip(self.patterns, self.count):
+            try:
+                C = np.linalg.cholesky(M[np.ix_(occ, occ)])
+            except np.linalg.LinAlgError:
+                return np.inf
+            factors.append(np.linalg.inv(C).ravel())
+            logdet += count * 2.0 * np.sum(np.log(np.diag(C)))
+        _kernel.pattern_whiten(W, self.rows, self.starts, self.ends, self.pattern, np.concatenate(factors),
+                               self.factor_off, out)
+        return logdet
+
+    def _pairwise(self, psi, r):
+        o = self.occ[r]
+        return self.matrix(psi)[np.ix_(o, o)]
+
+
+class _Dense(_Patterned):
+    """exchangeable, toeplitz, banded and unstructured."""
+
+    def _occasions(self):
+        if self.kind == "exchangeable":
+            pos = np.empty(self.n, dtype=np.intp)
+            pos[self.rows] = np.arange(self.n) - np.repeat(self.starts, self.ends - self.starts)
+            return pos, [str(i + 1) for i in range(int(pos.max()) + 1)]
+        if self.kind == "toeplitz":
+            t0 = self.time.min()
+            occ = (self.time - t0).astype(np.intp)
+            return occ, [_fmt(t0 + i) for i in range(int(occ.max()) + 1)]
+        values, occ = np.unique(self.time, return_inverse=True)
+        return occ.astype(np.intp), [_fmt(v) for v in values]
+
+    def _init_params(self):
+        T, kind = self.T, self.kind
+        if T < 2 and kind != "exchangeable":
+            raise DataError("residuals=%r: time=%r has a single occasion; nothing to correlate"
+                            % (kind, self.time_name))
+        if kind == "exchangeable":
+            self.label, self.names, self.n_params = "exchangeable", ["rho"], 1
+            self.covers_intercept, self.why_not = True, "a common correlation"
+        elif kind == "toeplitz":
+            k = T - 1 if self.order is None else min(self.order, T - 1)
+            self.lags = k
+            self.label = "Toeplitz(%d)" % k
+            self.names = ["rho%d" % i for i in range(1, k + 1)]
+            self.n_params = k
+            self.covers_intercept, self.why_not = k >= T - 1, "every lag has its own correlation"
+        else:                                                 # banded, unstructured: sd per occasion
+            k = T - 1 if (kind == "unstructured" or self.order is None) else min(self.order, T - 1)
+            self.band = k
+            self.heteroscedastic = True
+            self.pairs = [(i, j) for j in range(T) for i in range(j + 1, T) if i - j <= k]
+            self.label = "unstructured" if kind == "unstructured" else "banded(%d)" % k
+            lab = self.labels
+            self.names = (["sd(e%s)" % lab[t] for t in range(1, T)]
+                          + ["corr(e%s,e%s)" % (lab[j], lab[i]) for i, j in self.pairs])
+            self.n_params = len(self.names)
+            self.covers_intercept = "any" if k >= T - 1 else False
+            self.why_not = "any covariance of the occasions"
+        self.is_corr = np.array([not nm.startswith("sd(") for nm in self.names])
+
+    # unstructured: psi = the lower Cholesky factor of the relative covariance with L[0, 0] = 1 (its
+    # log diagonal, then the entries below it), positive definite everywhere. banded: log relative
+    # sd's, then the correlations within the band (a matrix that is not positive definite: inf).
+
+    def bounds(self):
+        if self.kind == "unstructured":
+            return [(-12.0, 12.0)] * (self.T - 1) + [(None, None)] * len(self.pairs)
+        if self.heteroscedastic:
+            return [(-12.0, 12.0)] * (self.T - 1) + [(-_MAX_CORR, _MAX_CORR)] * len(self.pairs)
+        return [(-_MAX_CORR, _MAX_CORR)] * self.n_params
+
+    def _cholesky(self, psi):
+        T = self.T
+        L = np.diag(np.exp(np.concatenate([[0.0], psi[:T - 1]])))
+        for (i, j), v in zip(self.pairs, psi[T - 1:]):
+            L[i, j] = v
+        return L
+
+    def matrix(self, psi):
+        T = self.T
+        psi = np.asarray(psi, float)
+        if self.kind == "unstructured":
+            L = self._cholesky(psi)
+            return L @ L.T
+        if self.kind == "exchangeable":
+            return (1 - psi[0]) * np.eye(T) + psi[0]
+        if self.kind == "toeplitz":
+            acf = np.zeros(T)
+            acf[0] = 1.0
+            acf[1:self.lags + 1] = psi
+            return linalg.toeplitz(acf)
+        sd = np.exp(np.concatenate([[0.0], psi[:T - 1]]))
+        corr = np.eye(T)
+        for (i, j), r in zip(self.pairs, psi[T - 1:]):
+            corr[i, j] = corr[j, i] = r
+        return corr * np.outer(sd, sd)
+
+    def display_rows(self):
+        if not self.heteroscedastic:
+            return super().display_rows()
+        T = self.T
+        return ([(self.n_params, "sd(e%s)" % self.labels[0])] + [(i, nm) for i, nm in enumerate(self.names)])
+
+    def report(self, psi, sigma):
+        psi = np.asarray(psi, float)
+        if self.kind == "unstructured":
+            M = self.matrix(psi)
+            sd = np.sqrt(np.diag(M))
+            return np.concatenate([sigma * sd[1:], [M[i, j] / (sd[i] * sd[j]) for i, j in self.pairs]])
+        if self.heteroscedastic:
+            return np.concatenate([sigma * np.exp(psi[:self.T - 1]), psi[self.T - 1:]])
+        return psi.copy()
+
+    def psi_from_report(self, values, sigma):
+        values = np.asarray(values, float)
+        if self.kind == "unstructured":
+            T = self.T
+            sd = np.concatenate([[1.0], values[:T - 1] / sigma])
+            M = np.eye(T)
+            for (i, j), r in zip(self.pairs, values[T - 1:]):
+                M[i, j] = M[j, i] = r
+            L = np.linalg.cholesky(M * np.outer(sd, sd))
+            return np.concatenate([np.log(np.diag(L)[1:]), [L[i, j] for i, j in self.pairs]])
+        if self.heteroscedastic:
+            return np.concatenate([np.log(values[:self.T - 1] / sigma), values[self.T - 1:]])
+        return values.copy()
+
+
+class _Arma(_Patterned):
+    """AR(p) and MA(q) on integer occasions, stationary and invertible through partial
+    autocorrelations (``psi = atanh(pacf)``, as nlme's ``corARMA``); reported as coefficients."""
+
+    def _occasions(self):
+        t0 = self.time.min()
+        occ = (self.time - t0).astype(np.intp)
+        return occ, [_fmt(t0 + i) for i in range(int(occ.max()) + 1)]
+
+    def _init_params(self):
+        p = self.order
+        self.n_params = p
+        sym = "phi" if self.kind == "ar" else "theta"
+        self.label = "%s(%d)" % (self.kind.upper(), p)
+        self.names = ["%s%d" % (sym, i) for i in range(1, p + 1)]
+        self.is_corr = np.ones(p, dtype=bool)
+        if self.T < 2:
+            raise DataError("residuals=%r: time=%r has a single occasion" % (self.label_kind, self.time_name))
+
+    def bounds(self):
+        return [(-5.0, 5.0)] * self.n_params
+
+    def coefficients(self, psi):
+        return pacf_to_coefficients(np.tanh(np.asarray(psi, float)))
+
+    def matrix(self, psi):
+        from statsmodels.tsa.arima_process import arma_acf
+        c = self.coefficients(psi)
+        if self.kind == "ar":
+            acf = arma_acf(np.r_[1.0, -c], [1.0], lags=self.T)
+        else:
+            acf = arma_acf([1.0], np.r_[1.0, c], lags=self.T)
+        return linalg.toeplitz(acf)
+
+    def report(self, psi, sigma):
+        return self.coefficients(psi)
+
+    def psi_from_report(self, values, sigma):
+        return np.arctanh(coefficients_to_pacf(np.asarray(values, float)))
+
+
+def pacf_to_coefficients(pacf):
+    """Durbin-Levinson: the AR coefficients of the partial autocorrelations (|pacf| < 1:
+    stationary; used for MA polynomials too, giving invertible ones)."""
+    phi = np.zeros(0)
+    for k, a in enumerate(pacf):
+        phi = np.append(phi - a * phi[::-1], a) if k else np.array([a])
+    return phi
+
+
+def coefficients_to_pacf(phi):
+    """Inverse of ``pacf_to_coefficients``."""
+    phi = np.asarray(phi, float).copy()
+    out = np.zeros(len(phi))
+    for k in range(len(phi) - 1, -1, -1):
+        a = phi[k]
+        out[k] = a
+        if k:
+            phi = (phi[:k] + a * phi[:k][::-1]) / (1 - a * a)
+    return out
+
+
+def _fmt(v):
+    return "%d" % v if float(v).is_integer() else "%g" % v

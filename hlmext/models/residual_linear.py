@@ -1,0 +1,263 @@
+"""Linear mixed model with a residual covariance structure (``mixedlm(..., residuals=...)``).
+
+The parameters the optimizer sees are ``theta`` (the random effects' relative factors,
+as in ``hlmext.models.linear``) followed by ``psi``, the residual structure's parameters
+(``hlmext.design.residual_structures``). At every ``psi`` the rows are prewhitened and
+the per-cluster statistics recomputed (one pass over the rows, cached for the last few
+``psi``); the factorization of ``hlmext.models.linear`` then runs unchanged on them and
+the residual structure adds ``sum_j log det R_j`` to its log-determinant, so the profiled
+deviance (ML and REML), ``sigma``, the fixed effects and the BLUPs are those of the model
+with ``Cov(e_j) = sigma^2 R_j``. The gradient is analytic in ``theta`` and by central
+differences in ``psi``.
+"""
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+
+from .._kernels import core as _core
+from ..exceptions import ConvergenceWarning, DataError, ModelError
+from ..stacklevel import user_stacklevel
+from .gradient import GradientParts
+from ..design.residual_structures import build
+from .linear import Factorization, _deviance
+from .optimize import minimize
+
+_CACHE = 4          # statistics kept for this many recent psi (the optimizer's differences revisit them)
+
+
+class _NotPositiveDefinite:
+    """A factorization that failed: ``R_j`` is not positive definite at this ``psi``."""
+    ok = False
+    info = -1
+    prss = np.nan
+
+
+class ResidualModel:
+    """Mixin for ``LinearMixed`` (placed before it): residual structure ``self.residual``.
+
+    Built with ``residual=`` a ``hlmext.design.residual_structures.ResidualStructure``.
+    """
+
+    residual = None
+
+    @classmethod
+    def from_formula(cls, formula, data, residuals=None, time=None, by=None, residual_group=None, cov=None,
+                     missing="drop", eval_env=0, **kwargs):
+        """``LinearMixed.from_formula`` with the residual structure ``residuals`` (see ``hlmext.mixedlm``)."""
+        from ..formula import grammar as fm
+        from ..formula import frames
+        from .linear import _caller_env, _release_arrays, design_from_frame
+        for bad in ("weights", "freq_weights", "pweights", "pwscale"):
+            if kwargs.get(bad) is not None:
+                raise ModelError("%s= with a residual structure is not available: weighted rows do not fit a "
+                                 "correlated series; drop %s= or residuals=" % (bad, bad))
+            kwargs.pop(bad, None)
+        parsed = fm.parse(formula, cov=cov)
+        by_values, by_labels = _by_codes(data, by, "by")
+        group_values, _ = _by_codes(data, residual_group, "residual_group")
+        frame, arrays, columns = frames.model_frame_with_columns(
+            parsed, data, {"time": time, "by": by_values, "residual_group": group_values}, missing,
+            _caller_env(eval_env))
+        design = design_from_frame(frame)
+        _release_arrays(frame)
+        order = np.asarray(design.order)
+        by_sorted = None if by is None else by_labels[arrays["by"][order].astype(np.intp)]
+        group_sorted = None if residual_group is None else arrays["residual_group"][order]
+        structure = build(design, residuals, None if time is None else arrays["time"][order], by_sorted,
+                          group_sorted, time_name=columns.get("time", "time"),
+                          by_name=by if isinstance(by, str) else "by",
+                          group_name=residual_group if isinstance(residual_group, str) else "residual_group")
+        model = cls(design=design, frame=frame, formula=formula, residual=structure, **kwargs)
+        model.weight_columns = {}
+        return model
+
+    def __init__(self, *args, residual=None, **kwargs):
+        if residual is None:
+            raise ModelError("a model with a residual structure needs residual= (use hlmext.mixedlm(..., residuals=...))")
+        self.residual = residual
+        self._whitened = None
+        self._by_psi = OrderedDict()
+        super().__init__(*args, **kwargs)
+        self.k_theta = sum(lv.cov.n_theta for lv in self.levels)
+        self.k_re = self.k_theta + residual.n_params
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_whitened"], state["_by_psi"] = None, OrderedDict()
+        return state
+
+    # ------------------------------------------------------------------ statistics at psi
+    def _use(self, psi):
+        """Put the statistics of the rows whitened at ``psi`` in place; return ``sum log det R_j``."""
+        psi = np.ascontiguousarray(psi, dtype=float)
+        key = psi.tobytes()
+        hit = self._by_psi.get(key)
+        if hit is None:
+            d = self.design
+            if self._whitened is None:
+                self._whitened = np.empty_like(d.W)
+            out = self._whitened
+            logdet = self.residual.whiten(d.W, psi, out)
+            if np.isfinite(logdet):
+                stats = np.zeros(d.stat_size)
+                _core.cross_products(out, d.zoff, d.level_first, d.row_start, d.row_end, d.stat_off, 0, stats,
+                                     None)
+                xy = out[:, d.zoff[-1]:]
+                hit = (stats, np.ascontiguousarray(xy.T @ xy).ravel(), float(logdet))
+            else:
+                hit = (None, None, np.inf)
+            self._by_psi[key] = hit
+            while len(self._by_psi) > _CACHE:
+                self._by_psi.popitem(last=False)
+        if hit[0] is not None:
+            self._stats, self._G0 = hit[0], hit[1]
+        return hit[2]
+
+    def _factor(self, theta, work=None, G=None):
+        theta = np.asarray(theta, float)
+        logdet_r = self._use(theta[self.k_theta:])
+        if not np.isfinite(logdet_r):
+            return _NotPositiveDefinite()
+        f = Factorization(self, theta, work, G)
+        if f.ok:
+            f.logdet += logdet_r
+            f.logdet_r = logdet_r
+        return f
+
+    # ------------------------------------------------------------------ objective
+    def theta_start(self):
+        return np.concatenate([super().theta_start(), self.residual.start()])
+
+    def theta_bounds(self):
+        return super().theta_bounds() + self.residual.bounds()
+
+    def theta_scale(self):
+        return np.concatenate([super().theta_scale(), np.ones(self.residual.n_params)])
+
+    def theta_canonical(self, theta):
+        theta = np.asarray(theta, float)
+        return np.concatenate([super().theta_canonical(theta[:self.k_theta]), theta[self.k_theta:]])
+
+    def theta_moments(self):
+        self._use(self.residual.start())
+        m = super().theta_moments()
+        return None if m is None else np.concatenate([m, self.residual.start()])
+
+    def factorize(self, theta):
+        return self._factor(theta)
+
+    def _factorize_final(self, theta):
+        buffers = self._scratch()
+        self._buffers.get(self).scratch = None
+        return self._factor(theta, *buffers)
+
+    def deviance(self, theta, reml=True):
+        f = self._factor(theta, *self._scratch())
+        if not f.ok or not f.prss > 0:
+            return np.inf
+        return _deviance(f, self.nobs, self.k_fe, reml)
+
+    def deviance_at(self, theta, sigma, reml=True):
+        f = self._factor(theta, *self._scratch())
+        if not f.ok:
+            return np.inf
+        n = self.nobs - (self.k_fe if reml else 0)
+        out = f.logdet + n * (np.log(2 * np.pi) + 2 * np.log(sigma)) + f.prss / sigma ** 2
+        return out + f.logdet_rx if reml else out
+
+    def has_analytic_gradient(self):
+        """False: the results take the variance parameters' covariance from the Hessian of the
+        deviance (the fit itself uses ``deviance_and_gradient``)."""
+        return False
+
+    def deviance_and_gradient(self, theta, reml=True, step=1e-5):
+        """The deviance and its gradient: analytic in ``theta``, central differences in ``psi``."""
+        theta = np.asarray(theta, float)
+        f = self._factor(theta, *self._scratch())
+        if not f.ok or not f.prss > 0:
+            return np.inf, np.zeros_like(theta)
+        value = _deviance(f, self.nobs, self.k_fe, reml)
+        parts = GradientParts(self, f, reml, consume=True)
+        dof = self.nobs - self.k_fe if reml else self.nobs
+        grad = [parts.dlogdet(i, E) + dof * parts.dprss(i, E) / f.prss for i, E in self._lam_derivatives(theta)]
+        for i in range(self.k_theta, theta.size):
+            e = np.zeros_like(theta)
+            e[i] = step
+            grad.append((self.deviance(theta + e, reml) - self.deviance(theta - e, reml)) / (2 * step))
+        self._use(theta[self.k_theta:])
+        return value, np.array(grad)
+
+    def _lam_derivatives(self, theta):
+        return super()._lam_derivatives(np.asarray(theta)[:self.k_theta])
+
+    # ------------------------------------------------------------------ reporting scale
+    def report_names(self):
+        base = super().report_names()
+        return base[:-1] + self.residual.param_names() + base[-1:]
+
+    def report_is_corr(self):
+        base = super().report_is_corr()
+        return np.concatenate([base[:-1], self.residual.is_corr, base[-1:]])
+
+    def residual_rows(self):
+        return self.residual.display_rows()
+
+    def report_from_theta(self, theta, sigma):
+        theta = np.asarray(theta, float)
+        base = super().report_from_theta(theta[:self.k_theta], sigma)
+        return np.concatenate([base[:-1], self.residual.report(theta[self.k_theta:], sigma), base[-1:]])
+
+    def theta_from_report(self, values):
+        values = np.asarray(values, float)
+        k = self.residual.n_params
+        theta, sigma = super().theta_from_report(np.concatenate([values[:-1 - k], values[-1:]]))
+        psi = self.residual.psi_from_report(values[-1 - k:-1], sigma)
+        return np.concatenate([theta, psi]), sigma
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, reml, start, maxiter, disp, robust=None, scope="all"):
+        if robust is not None:
+            raise ModelError("cov_type='cluster' with a residual structure is not available: the residual "
+                             "structure already models the within-cluster correlation; use the model-based "
+                             "standard errors (cov_type='nonrobust')")
+        scale = self.theta_scale()
+        theta0 = self.theta_start() * scale if start is None else np.asarray(start, float)
+        if theta0.size != self.k_re:
+            raise ModelError("start= has %d values; this model has %d (theta of the random effects, then the %d "
+                             "parameters of the residual structure)" % (theta0.size, self.k_re, self.k_re - self.k_theta))
+        analytic = all(lv.q <= 16 for lv in self.design.levels)
+        grad = (lambda th: self.deviance_and_gradient(th, reml)) if analytic else None
+        moments = self.theta_moments() if start is None and grad is not None else None
+        opt = minimize(lambda th: self.deviance(th, reml), theta0, self.theta_bounds(), scale=scale,
+                       fun_and_grad=grad, maxiter=maxiter, disp=disp, newton_start=moments)
+        if disp:
+            print(opt)
+        if not opt.converged:
+            warnings.warn(opt.diagnosis(), ConvergenceWarning, stacklevel=user_stacklevel())
+        theta = self.theta_canonical(opt.end)
+        self._buffers.get(self).gradient = None
+        final = self._factorize_final(theta)
+        if not final.ok or not np.isfinite(opt.fun):
+            raise ModelError("the residual structure %s has no positive definite optimum for these data; try a "
+                             "simpler structure" % self.residual.label)
+        res = self.results_class(self, theta, reml=reml, opt=opt, factorization=final)
+        self._use(theta[self.k_theta:])
+        return self.wrapper_class(res)
+
+
+def _by_codes(data, by, role):
+    """``by`` (a column name or one value per row) as float codes (NaN: missing) and its labels."""
+    if by is None:
+        return None, None
+    if isinstance(by, str):
+        if by not in data.columns:
+            raise DataError("%s column %r is not in the data" % (role, by))
+        by = data[by]
+    codes, labels = pd.factorize(pd.Series(np.asarray(by, dtype=object).ravel()), sort=True)
+    values = codes.astype(float)
+    values[codes < 0] = np.nan
+    return values, np.asarray(labels)

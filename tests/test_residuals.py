@@ -1,0 +1,220 @@
+"""Residual covariance structures (``mixedlm(..., residuals=...)``) against nlme, and their checks.
+
+References: ``tests/reference/residuals/nlme_fits.R`` (nlme 3.1-162) wrote ``nlme_fits.json``
+and the simulated ``sim_unstructured.csv``.
+"""
+import json
+import pathlib
+import pickle
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlmext
+from hlmext.exceptions import DataError, ModelError
+
+HERE = pathlib.Path(__file__).parent / "reference" / "residuals"
+REF = json.loads((HERE / "nlme_fits.json").read_text())
+OVARY = hlmext.datasets.load("ovary")
+BODY = hlmext.datasets.load("bodyweight")
+ORTHO = hlmext.datasets.load("orthodont")
+SIM = pd.read_csv(HERE / "sim_unstructured.csv")
+OV = "follicles ~ sin2pi + cos2pi + (1 | Mare)"
+
+CASES = {
+    "ovary_ar1_REML": (lambda: hlmext.mixedlm(OV, OVARY, residuals="ar1", time="occasion"), True),
+    "ovary_ar1_ML": (lambda: hlmext.mixedlm(OV, OVARY, residuals="ar1", time="occasion"), False),
+    "ovary_exp_REML": (lambda: hlmext.mixedlm(OV, OVARY, residuals="exponential", time="Time"), True),
+    "ovary_ar2_REML": (lambda: hlmext.mixedlm(OV, OVARY, residuals="ar2", time="occasion"), True),
+    "ovary_ma1_REML": (lambda: hlmext.mixedlm(OV, OVARY, residuals="ma1", time="occasion"), True),
+    "orthodont_exch_REML": (lambda: hlmext.mixedlm("distance ~ age + C(Sex) + (0 + age | Subject)", ORTHO,
+                                                   residuals="exchangeable"), True),
+    "bodyweight_by_REML": (lambda: hlmext.mixedlm("weight ~ Time * C(Diet) + (Time | Rat)", BODY,
+                                                  residuals="independent", by="Diet"), True),
+    "bodyweight_by_ML": (lambda: hlmext.mixedlm("weight ~ Time * C(Diet) + (Time | Rat)", BODY,
+                                                residuals="independent", by="Diet"), False),
+    "sim_unstructured_REML": (lambda: hlmext.mixedlm("y ~ x + occ + (1 | school)", SIM, residuals="unstructured",
+                                                     time="occ", residual_group="student"), True),
+}
+
+
+def _r_name(name):
+    """nlme's coefficient name in patsy's spelling."""
+    name = name.replace("(Intercept)", "Intercept")
+    name = re.sub(r"factor\((\w+)\)(\w+)", r"C(\1)[T.\2]", name)
+    return re.sub(r"^Sex(\w+)$", r"C(Sex)[T.\1]", name)
+
+
+def _nlme_variance(ref):
+    """nlme's variance parameters in hlmext's reported order (after the levels' sd's)."""
+    if "rho" in ref:
+        return [ref["rho"]]
+    if "phi" in ref:
+        return list(np.atleast_1d(ref["phi"]))
+    if "theta" in ref:
+        return list(np.atleast_1d(ref["theta"]))
+    sd = list(ref["sd_e"].values())
+    if "corr" in ref:
+        return sd[1:] + list(ref["corr"])
+    return sd[:-1] + [sd[-1] / ref["sigma"] * ref["sigma"]]
+
+
+_FITS = {}
+
+
+def fitted(case):
+    if case not in _FITS:
+        build, reml = CASES[case]
+        _FITS[case] = build().fit(reml=reml)
+    return _FITS[case]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_matches_nlme(case):
+    res, ref = fitted(case), REF[case]
+    assert res.converged
+    assert res.llf == pytest.approx(ref["llf"], rel=1e-6)
+    fe_ref = pd.Series(ref["fe"]).rename(index=_r_name)
+    se_ref = pd.Series(ref["se"]).rename(index=_r_name)
+    fe, se = res.fe_params[fe_ref.index], res.bse_fe[se_ref.index]
+    assert np.all(np.abs(fe - fe_ref) <= 0.01 * se_ref)
+    np.testing.assert_allclose(se, se_ref, rtol=0.01)
+    k = res.model.residual.n_params
+    values = res.params.iloc[res.k_fe:].to_numpy()
+    # the level's sd's, the residual structure's parameters and sigma, as nlme gives them
+    level_sd = values[:-1 - k][~res.model.report_is_corr()[:-1 - k]]
+    np.testing.assert_allclose(level_sd, list(ref["re_sd"].values()), rtol=1e-3)
+    if "sd_e" in ref and "corr" not in ref:                 # by groups: every level's sd, sigma the last
+        np.testing.assert_allclose(values[-1 - k:], list(ref["sd_e"].values()), rtol=1e-3)
+    else:
+        np.testing.assert_allclose(values[-1 - k:-1], _nlme_variance(ref), rtol=1e-3, atol=1e-6)
+        assert values[-1] == pytest.approx(ref["sigma"], rel=1e-3)
+
+
+def test_summary_in_stata_layout():
+    res = fitted("ovary_ar1_ML")
+    text = str(res.summary())
+    assert "Residual: AR(1)" in text
+    table = res.re_table
+    assert list(table.loc["Residual"].index) == ["rho", "sd(e)"]
+    assert np.all(np.isfinite(table["se"].to_numpy()))
+    by = fitted("bodyweight_by_REML").re_table.loc["Residual"]
+    assert list(by.index) == ["1: sd(e)", "2: sd(e)", "3: sd(e)"]
+    un = fitted("sim_unstructured_REML").re_table.loc["Residual"]
+    assert list(un.index[:4]) == ["sd(e1)", "sd(e2)", "sd(e3)", "sd(e4)"] and un.index[4] == "corr(e1,e2)"
+
+
+def test_wcorrelation_is_the_model_implied_correlation():
+    res = fitted("ovary_ar1_ML")
+    tau2 = res.cov_re["Mare"].iloc[0, 0]
+    sigma2, rho = res.scale, res.params["rho[Residual]"]
+    w = res.wcorrelation(1)
+    t = OVARY.occasion[w.index].to_numpy()
+    expected = (tau2 + sigma2 * rho ** np.abs(t[:, None] - t[None, :])) / (tau2 + sigma2)
+    np.testing.assert_allclose(w.to_numpy(), expected, rtol=1e-12)
+    plain = hlmext.mixedlm(OV, OVARY).fit()
+    icc = plain.cov_re["Mare"].iloc[0, 0] / (plain.cov_re["Mare"].iloc[0, 0] + plain.scale)
+    assert plain.wcorrelation(1).iloc[0, 1] == pytest.approx(icc)
+    with pytest.raises(KeyError, match="not a group"):
+        res.wcorrelation(99)
+
+
+def test_lr_test_between_residual_structures():
+    ar1 = fitted("ovary_ar1_ML")
+    plain = hlmext.mixedlm(OV, OVARY).fit(reml=False)
+    lr = hlmext.lrtest(plain, ar1)
+    # rho = 0 is inside the parameter space: the plain chi2(1) reference, not the boundary mixture
+    assert (lr.df, lr.kind, lr.conservative) == (1, "chi2(1)", False)
+    assert lr.statistic == pytest.approx(2 * (ar1.llf - plain.llf))
+    ar2 = hlmext.mixedlm(OV, OVARY, residuals="ar2", time="occasion").fit(reml=False)
+    assert hlmext.lrtest(ar1, ar2).kind == "chi2(1)"
+
+
+def test_blups_and_fitted_values_use_the_structure():
+    res = fitted("ovary_ar1_REML")
+    plain = hlmext.mixedlm(OV, OVARY).fit()
+    b = res.random_effects["Mare"].iloc[:, 0]
+    assert not np.allclose(b, plain.random_effects["Mare"].iloc[:, 0], rtol=1e-3)
+    fitted_values = res.fittedvalues
+    marginal = res.predict()
+    np.testing.assert_allclose(fitted_values - marginal, b[OVARY.Mare].to_numpy(), rtol=1e-12)
+
+
+def test_pickles():
+    res = fitted("ovary_ar1_REML")
+    back = pickle.loads(pickle.dumps(res))
+    assert back.llf == res.llf
+    assert back.model.deviance(back.theta) == pytest.approx(-2 * res.llf)
+
+
+def test_loglike_at_the_estimates():
+    res = fitted("ovary_ar1_ML")
+    assert res.model.loglike(res.params.to_numpy()) == pytest.approx(res.llf, rel=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["toeplitz1", "banded1", "ar1"])
+def test_structures_that_nest_agree(kind):
+    """Toeplitz(1) and AR(1) on consecutive occasions, banded(1) and unstructured: the likelihood at
+    each structure's optimum is at least the independent model's (nested in all)."""
+    df = ORTHO.assign(occ=(ORTHO.age - 8) // 2)
+    base = hlmext.mixedlm("distance ~ age + C(Sex) + (0 + age | Subject)", df).fit(reml=False)
+    res = hlmext.mixedlm("distance ~ age + C(Sex) + (0 + age | Subject)", df, residuals=kind, time="occ").fit(
+        reml=False)
+    assert res.llf >= base.llf - 1e-8
+    independent = np.zeros(res.model.residual.n_params)       # psi = 0: independent errors of equal variance
+    assert res.model.deviance(np.append(base.theta, independent), reml=False) == pytest.approx(-2 * base.llf)
+
+
+# --------------------------------------------------------------------------- bad input
+
+def test_unknown_structure_and_stray_keywords():
+    with pytest.raises(ValueError, match="not a residual structure"):
+        hlmext.mixedlm(OV, OVARY, residuals="ar(1)", time="occasion")
+    with pytest.raises(TypeError, match="give residuals="):
+        hlmext.mixedlm(OV, OVARY, time="occasion")
+    with pytest.raises(ModelError, match="needs time="):
+        hlmext.mixedlm(OV, OVARY, residuals="ar1")
+    with pytest.raises(ModelError, match="by= applies"):
+        hlmext.mixedlm(OV, OVARY, residuals="ar1", time="occasion", by="Mare")
+
+
+def test_duplicate_and_non_integer_times():
+    dup = OVARY.assign(occasion=OVARY.occasion.where(OVARY.index != 1, 1))
+    with pytest.raises(DataError, match="repeats the value 1 within a cluster"):
+        hlmext.mixedlm(OV, dup, residuals="ar1", time="occasion")
+    with pytest.raises(DataError, match="non-integer"):
+        hlmext.mixedlm(OV, OVARY, residuals="ar1", time="Time")
+    with pytest.raises(DataError, match="non-integer"):
+        hlmext.mixedlm(OV, OVARY, residuals="ma1", time="Time")
+
+
+def test_by_level_with_one_observation():
+    df = BODY.assign(group=np.where(BODY.index == 0, "alone", "rest"))
+    with pytest.raises(DataError, match="level 'alone' has 1 observation"):
+        hlmext.mixedlm("weight ~ Time + (1 | Rat)", df, residuals="independent", by="group")
+
+
+@pytest.mark.parametrize("kind, formula", [("exchangeable", "distance ~ age + (1 | Subject)"),
+                                           ("unstructured", "distance ~ age + (0 + age | Subject)"),
+                                           ("toeplitz", "distance ~ age + (1 | Subject)")])
+def test_structures_not_identified_with_the_random_part(kind, formula):
+    with pytest.raises(ModelError, match="not identified"):
+        hlmext.mixedlm(formula, ORTHO, residuals=kind, time="age")
+
+
+def test_crossed_and_weighted_models_are_refused():
+    pen = hlmext.datasets.load("penicillin")
+    with pytest.raises(ModelError, match="crossed"):
+        hlmext.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen, residuals="exchangeable")
+    with pytest.raises(ModelError, match="weights="):
+        hlmext.mixedlm(OV, OVARY.assign(w=2.0), residuals="ar1", time="occasion", weights="w")
+    with pytest.raises(ModelError, match="cov_type='cluster'"):
+        hlmext.mixedlm(OV, OVARY, residuals="ar1", time="occasion").fit(cov_type="cluster")
+
+
+def test_residual_group_must_nest():
+    with pytest.raises(DataError, match="does not nest"):
+        hlmext.mixedlm("y ~ x + (1 | school)", SIM.assign(g=SIM.occ), residuals="exchangeable",
+                       residual_group="g")
