@@ -100,6 +100,10 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     from .formula.mixedlm_keywords import with_groups
     formula, data = with_groups(formula, data, groups, re_formula, vc_formula)
     check_keywords(mixedlm, chunk_options, extra=("batch_size", "categories"))
+    inline = _inline_residuals(formula, dict(residuals=residuals, time=time, by=by, residual_group=residual_group))
+    if inline:
+        residuals, time = inline.get("residuals"), inline.get("time")
+        by, residual_group = inline.get("by"), inline.get("residual_group")
     if residuals is not None or time is not None or by is not None or residual_group is not None:
         return _with_residuals(formula, data, cov, missing, weights, pweights, pwscale, residuals, time, by,
                                residual_group, chunk_options)
@@ -117,6 +121,19 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
                                      pweights=pweights, pwscale=pwscale)
     return remember(model, "mixedlm", formula, data,
                     dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale))
+
+
+def _inline_residuals(formula, given):
+    """Stata's ``residuals()`` option in the formula, merged with the keywords (None without it)."""
+    from .formula.grammar import parse
+    inline = parse(formula).residuals if isinstance(formula, str) and "||" in formula else None
+    if not inline:
+        return None
+    both = [k for k, v in given.items() if v is not None]
+    if both:
+        raise TypeError("mixedlm(): the formula's residuals() option and the keyword %s= both give the residual "
+                        "structure; use one of them" % both[0])
+    return inline
 
 
 def _with_residuals(formula, data, cov, missing, weights, pweights, pwscale, residuals, time, by, residual_group,

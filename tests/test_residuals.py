@@ -218,3 +218,23 @@ def test_residual_group_must_nest():
     with pytest.raises(DataError, match="does not nest"):
         hlmext.mixedlm("y ~ x + (1 | school)", SIM.assign(g=SIM.occ), residuals="exchangeable",
                        residual_group="g")
+
+
+# --------------------------------------------------------------------------- Stata syntax
+
+def test_stata_residuals_option_is_the_keyword_model():
+    inline = hlmext.mixedlm("follicles ~ sin2pi + cos2pi || Mare:, residuals(ar 1, t(occasion))", OVARY).fit()
+    assert inline.llf == pytest.approx(REF["ovary_ar1_REML"]["llf"], rel=1e-6)
+    by = hlmext.mixedlm("weight ~ Time * C(Diet) || Rat: Time, cov(un) residuals(independent, by(Diet))", BODY)
+    assert by.residual.label == "independent, by Diet"
+    un = hlmext.mixedlm("y ~ x + occ || school: || student:, noconstant residuals(un, t(occ))", SIM).fit()
+    assert un.llf == pytest.approx(REF["sim_unstructured_REML"]["llf"], rel=1e-6)
+    with pytest.raises(TypeError, match="both give the residual structure"):
+        hlmext.mixedlm("follicles ~ sin2pi || Mare:, residuals(ar 1, t(occasion))", OVARY, residuals="ma1")
+
+
+def test_stata_crossed_syntax_fits_the_crossed_model():
+    pen = hlmext.datasets.load("penicillin")
+    stata = hlmext.mixedlm("diameter ~ 1 || _all: R.sample || plate:", pen).fit()
+    lme4 = hlmext.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen).fit()
+    assert stata.llf == pytest.approx(lme4.llf, rel=1e-12)
