@@ -238,3 +238,22 @@ def test_stata_crossed_syntax_fits_the_crossed_model():
     stata = hlmext.mixedlm("diameter ~ 1 || _all: R.sample || plate:", pen).fit()
     lme4 = hlmext.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen).fit()
     assert stata.llf == pytest.approx(lme4.llf, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind, time", [("ar1", "occasion"), ("exponential", "occasion")])
+def test_statistics_without_a_pass_equal_the_whitened_rows(kind, time):
+    """AR(1) and exponential with few distinct gaps combine statistics computed once; they equal those of
+    the prewhitened rows (here with gaps: every third count dropped, nested in a made-up outer level)."""
+    df = OVARY[OVARY.occasion % 3 != 0].assign(herd=OVARY.Mare // 4)
+    model = hlmext.mixedlm("follicles ~ sin2pi + cos2pi + (1 | herd/Mare)", df, residuals=kind, time=time)
+    d, structure = model.design, model.residual
+    psi = np.array([0.55 if kind == "ar1" else 0.3])
+    stats, G0, logdet = structure.statistics_at(psi, d)
+    out = np.empty_like(d.W)
+    assert structure.whiten(d.W, psi, out) == pytest.approx(logdet, rel=1e-12)
+    expected = np.zeros(d.stat_size)
+    hlmext._kernels.core.cross_products(out, d.zoff, d.level_first, d.row_start, d.row_end, d.stat_off, 0,
+                                        expected, None)
+    np.testing.assert_allclose(stats, expected, rtol=1e-10, atol=1e-9 * np.abs(expected).max())
+    xy = out[:, d.zoff[-1]:]
+    np.testing.assert_allclose(G0.reshape(xy.shape[1], -1), xy.T @ xy, rtol=1e-10)

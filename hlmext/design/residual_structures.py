@@ -36,6 +36,7 @@ import re
 import numpy as np
 from scipy import linalg
 
+from .._kernels import core as _core
 from .._kernels import residuals as _kernel
 from ..exceptions import DataError, ModelError
 
@@ -215,6 +216,14 @@ class ResidualStructure:
     def psi_from_report(self, values, sigma):
         raise NotImplementedError
 
+    def statistics_at(self, psi, design):
+        """``(stats, G0, sum log det R_j)`` at ``psi`` without a pass over the rows, or None when the
+        structure has no such shortcut (then the model whitens the rows)."""
+        return None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_basis"}
+
     def matrix_for_rows(self, psi, r):
         """The relative covariance of the design rows ``r`` (zero between residual clusters)."""
         r = np.asarray(r)
@@ -262,6 +271,67 @@ class _Markov(ResidualStructure):
             return np.array([0.0])
         gaps = self.gap[~self.first]
         return np.array([np.log(np.median(gaps)) if gaps.size else 0.0])
+
+    def link_correlations(self, psi, gaps):
+        """``phi`` of links with the given gaps."""
+        if self.kind == "ar":
+            return np.power(float(psi[0]), gaps)
+        return np.exp(-np.asarray(gaps, float) * np.exp(-float(psi[0])))
+
+    def statistics_at(self, psi, design):
+        """With few distinct gaps between consecutive times, the whitened statistics are
+        ``F + sum_d (B_d - phi_d C_d + phi_d^2 D_d) / (1 - phi_d^2)``: ``F`` from the clusters' first
+        rows, ``B_d`` (``D_d``) from the later (earlier) rows of the links with gap ``d``, ``C_d`` from
+        their symmetrized lag products. Those are computed once (``basis``); an evaluation then costs
+        ``O(clusters x gaps)``, whatever the number of rows."""
+        basis = self.basis(design)
+        if basis is None:
+            return None
+        first, links = basis
+        phi = self.link_correlations(psi, np.array([d for d, *_ in links]))
+        if not np.all(np.abs(phi) < 1):
+            return None, None, np.inf
+        stats, G0 = first[0].copy(), first[1].copy()
+        logdet = 0.0
+        for f, (d, count, B, C, D) in zip(phi, links):
+            c = 1.0 / (1.0 - f * f)
+            for k in (0, 1):
+                out = (stats, G0)[k]
+                out += c * (B[k] - f * C[k] + f * f * D[k])
+            logdet += count * np.log1p(-f * f)
+        return stats, G0, logdet
+
+    def basis(self, design, max_gaps=16):
+        """The statistics ``F``, ``B_d``, ``C_d``, ``D_d`` (see ``statistics_at``); None with more
+        than ``max_gaps`` distinct gaps (continuous times), computed on first use."""
+        if getattr(self, "_basis", None) is None:
+            gaps = np.unique(self.gap[~self.first])
+            if len(gaps) > max_gaps or design.qd or not getattr(design, "has_rows", True):
+                self._basis = False
+                return None
+            d = design
+            Wp = d.W[self.rows]                     # positions: clusters, then time
+            S = Wp.copy()
+            S[1:] += Wp[:-1]                        # S_k = w_k + w_{k-1} (used only where k has a link)
+
+            def products(M, weights):
+                stats = np.zeros(d.stat_size)
+                _core.cross_products(M, d.zoff, d.level_first, d.row_start, d.row_end, d.stat_off, 0, stats,
+                                     weights)
+                xy = M[:, d.zoff[-1]:]
+                return stats, np.ascontiguousarray((xy * weights[:, None]).T @ xy).ravel()
+
+            links = []
+            for gap in gaps:
+                at = (~self.first) & (self.gap == gap)
+                before = np.zeros(self.n, dtype=bool)
+                before[:-1] = at[1:]
+                B, D, P = products(Wp, at.astype(float)), products(Wp, before.astype(float)), \
+                    products(S, at.astype(float))
+                C = tuple(p - b - e for p, b, e in zip(P, B, D))
+                links.append((float(gap), int(at.sum()), B, C, D))
+            self._basis = (products(Wp, self.first.astype(float)), links)
+        return self._basis or None
 
     def rho(self, psi):
         return float(psi[0]) if self.kind == "ar" else float(np.exp(-np.exp(-float(psi[0]))))

@@ -97,6 +97,8 @@ class ResidualModel:
         key = psi.tobytes()
         hit = self._by_psi.get(key)
         if hit is None:
+            hit = self.residual.statistics_at(psi, self.design)
+        if hit is None:
             d = self.design
             if self._whitened is None:
                 self._whitened = np.empty_like(d.W)
@@ -110,6 +112,7 @@ class ResidualModel:
                 hit = (stats, np.ascontiguousarray(xy.T @ xy).ravel(), float(logdet))
             else:
                 hit = (None, None, np.inf)
+        if key not in self._by_psi:
             self._by_psi[key] = hit
             while len(self._by_psi) > _CACHE:
                 self._by_psi.popitem(last=False)
