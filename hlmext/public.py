@@ -28,6 +28,7 @@ from .models import families as _families
 from .models import linear as _linear
 from .models.residual_linear import ResidualModel
 from .output.emit import to_lme4, to_stata
+from .output.nlme_emit import to_nlme
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
 from .results import glmm as _glmm_results
@@ -266,6 +267,11 @@ class LinearMixed(_linear.LinearMixed):
 class LinearMixedResiduals(ResidualModel, LinearMixed):
     """``LinearMixed`` with a residual covariance structure: built by ``hlmext.mixedlm(...,
     residuals=..., time=..., by=...)`` (see ``hlmext.models.residual_linear``)."""
+
+    def to_lme4(self, reml=True, data="df"):
+        """lme4 has no residual structures: the equivalent nlme call, ``lme(..., correlation = ...)``
+        (:func:`hlmext.output.nlme_emit.to_nlme`)."""
+        return to_nlme(self, reml=reml, data=data)
 
     def refit(self, endog, reml=True, start=None, **kwargs):
         """Not available with a residual structure (the whitened statistics depend on it)."""

@@ -257,3 +257,23 @@ def test_statistics_without_a_pass_equal_the_whitened_rows(kind, time):
     np.testing.assert_allclose(stats, expected, rtol=1e-10, atol=1e-9 * np.abs(expected).max())
     xy = out[:, d.zoff[-1]:]
     np.testing.assert_allclose(G0.reshape(xy.shape[1], -1), xy.T @ xy, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- the same model elsewhere
+
+def test_to_stata_and_nlme():
+    ar1 = hlmext.mixedlm(OV, OVARY, residuals="ar1", time="occasion")
+    assert ar1.to_stata() == "mixed follicles sin2pi cos2pi || Mare:, residuals(ar 1, t(occasion)) reml"
+    assert ar1.to_lme4(reml=False) == ("lme(follicles ~ sin2pi + cos2pi, random = ~ 1 | Mare, correlation = "
+                                       "corAR1(form = ~ occasion | Mare), data = df, method = \"ML\")")
+    un = hlmext.mixedlm("y ~ x + occ + (1 | school)", SIM, residuals="unstructured", time="occ",
+                        residual_group="student")
+    command = un.to_stata()
+    assert command == "mixed y x occ || school: || student:, noconstant residuals(unstructured, t(occ)) reml"
+    # the command, read back as a formula, is the same model
+    back = hlmext.mixedlm("y ~ x + occ " + command.split("occ", 1)[1].replace(" reml", ""), SIM)
+    assert back.residual.label == un.residual.label and back.residual.level == "student"
+    assert "corSymm(form = ~ as.integer(factor(occ)) | school/student)" in un.to_lme4()
+    by = hlmext.mixedlm("weight ~ Time + (Time | Rat)", BODY, residuals="independent", by="Diet")
+    assert "residuals(independent, by(Diet))" in by.to_stata()
+    assert "weights = varIdent(form = ~ 1 | Diet)" in by.to_lme4()

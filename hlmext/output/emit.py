@@ -28,6 +28,7 @@ import re
 import numpy as np
 
 from ..formula import grammar as fm
+from .residual_stata import stata_residuals
 
 __all__ = ["to_lme4", "to_stata"]
 
@@ -536,6 +537,10 @@ def to_stata(model, reml=None) -> str:
         equations += level_eqs
         outer = group
     options = ["mle" if sampling is not None or not reml else "reml"]
+    if getattr(model, "residual", None) is not None:
+        extra, option = stata_residuals(model)
+        equations += extra
+        options.insert(0, option)
     if sampling is not None and sampling.pwscale:
         options.append("pwscale(%s)" % sampling.pwscale)
     equations[-1] = _with_option(equations[-1], " ".join(options))
