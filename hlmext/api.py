@@ -12,7 +12,7 @@ from .update import CONSTRUCTORS, remember
 
 def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, groups=None,
             re_formula=None, vc_formula=None, residuals=None, time=None, by=None, residual_group=None,
-            **chunk_options):
+            var_weights=None, freq_weights=None, **chunk_options):
     """Linear mixed model from a formula, lme4 or Stata style.
 
     Parameters
@@ -67,6 +67,13 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         numbers for ``exponential``, the occasions' labels for ``unstructured`` and ``banded``.
     by : str or array_like, optional
         The groups of ``residuals="independent"``.
+    var_weights : str or array_like, optional
+        Precision weights (lme4's and MixedModels.jl's ``weights``, statsmodels GLM's
+        ``var_weights``): the residual variance of row ``i`` is ``sigma^2 / w_i``. A column
+        name or one value per row; with a residual structure, ``Cov(e) = sigma^2 D R D``
+        with ``D = diag(w)^(-1/2)``.
+    freq_weights : str or array_like, optional
+        Another name of ``weights`` (frequency weights), as statsmodels spells it.
     residual_group : str or array_like, optional
         The clusters of the residual structure when they are finer than the innermost
         level of random effects (students within schools with ``(1 | school)``; Stata's
@@ -100,13 +107,18 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     from .formula.mixedlm_keywords import with_groups
     formula, data = with_groups(formula, data, groups, re_formula, vc_formula)
     check_keywords(mixedlm, chunk_options, extra=("batch_size", "categories"))
+    if freq_weights is not None:
+        if weights is not None:
+            raise TypeError("mixedlm(): weights= and freq_weights= are the same (frequency weights); give one")
+        weights = freq_weights
     inline = _inline_residuals(formula, dict(residuals=residuals, time=time, by=by, residual_group=residual_group))
     if inline:
         residuals, time = inline.get("residuals"), inline.get("time")
         by, residual_group = inline.get("by"), inline.get("residual_group")
-    if residuals is not None or time is not None or by is not None or residual_group is not None:
+    if residuals is not None or time is not None or by is not None or residual_group is not None \
+            or var_weights is not None:
         return _with_residuals(formula, data, cov, missing, weights, pweights, pwscale, residuals, time, by,
-                               residual_group, chunk_options)
+                               residual_group, var_weights, chunk_options)
     if is_chunked(data):
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
@@ -137,19 +149,20 @@ def _inline_residuals(formula, given):
 
 
 def _with_residuals(formula, data, cov, missing, weights, pweights, pwscale, residuals, time, by, residual_group,
-                    chunk_options):
+                    var_weights, chunk_options):
     from .design.chunked import is_chunked
     from .public import LinearMixedResiduals
-    if residuals is None:
+    if residuals is None and var_weights is None:
         raise TypeError("mixedlm(): time= and by= belong to a residual structure; give residuals= too "
                         "(e.g. residuals='ar1', time=...; residuals='independent', by=...)")
     if is_chunked(data) or chunk_options:
-        raise TypeError("residuals= needs the data in memory (a DataFrame), not in chunks")
+        raise TypeError("residuals= and var_weights= need the data in memory (a DataFrame), not in chunks")
     model = LinearMixedResiduals.from_formula(formula, data, residuals=residuals, time=time, by=by,
                                               residual_group=residual_group, cov=cov, missing=missing, eval_env=2,
-                                              weights=weights, pweights=pweights, pwscale=pwscale)
+                                              weights=weights, pweights=pweights, pwscale=pwscale,
+                                              var_weights=var_weights)
     return remember(model, "mixedlm", formula, data, dict(cov=cov, missing=missing, residuals=residuals, time=time,
-                                                          by=by, residual_group=residual_group))
+                                                          by=by, residual_group=residual_group, var_weights=var_weights))
 
 
 def per_group_ols(formula, data, groups, min_obs=5):

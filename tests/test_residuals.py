@@ -248,7 +248,7 @@ def test_statistics_without_a_pass_equal_the_whitened_rows(kind, time):
     model = hlmext.mixedlm("follicles ~ sin2pi + cos2pi + (1 | herd/Mare)", df, residuals=kind, time=time)
     d, structure = model.design, model.residual
     psi = np.array([0.55 if kind == "ar1" else 0.3])
-    stats, G0, logdet = structure.statistics_at(psi, d)
+    stats, G0, logdet = structure.statistics_at(psi, d, d.W)
     out = np.empty_like(d.W)
     assert structure.whiten(d.W, psi, out) == pytest.approx(logdet, rel=1e-12)
     expected = np.zeros(d.stat_size)
@@ -277,3 +277,58 @@ def test_to_stata_and_nlme():
     by = hlmext.mixedlm("weight ~ Time + (Time | Rat)", BODY, residuals="independent", by="Diet")
     assert "residuals(independent, by(Diet))" in by.to_stata()
     assert "weights = varIdent(form = ~ 1 | Diet)" in by.to_lme4()
+
+
+# --------------------------------------------------------------------------- precision weights
+
+PW = json.loads((HERE / "lme4_precision_weights.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_precision_weights_match_lme4(method):
+    sleep = hlmext.datasets.load("sleepstudy")
+    sleep["w"] = 0.5 + (sleep.Days % 4) / 2
+    res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", sleep, var_weights="w").fit(reml=method == "REML")
+    ref = PW[method]
+    assert res.llf == pytest.approx(ref["llf"], rel=1e-6)
+    fe_ref, se_ref = pd.Series(ref["fe"]).rename(index=_r_name), pd.Series(ref["se"]).rename(index=_r_name)
+    assert np.all(np.abs(res.fe_params[fe_ref.index] - fe_ref) <= 0.01 * se_ref)
+    np.testing.assert_allclose(res.bse_fe[se_ref.index], se_ref, rtol=0.01)
+    np.testing.assert_allclose(res.params.iloc[2:].to_numpy(), [ref["sd"][0], ref["sd"][1], ref["corr"],
+                                                                ref["sigma"]], rtol=1e-3, atol=1e-3)
+    assert "Residual:" not in str(res.summary())
+    # the null of the LR test against the regression is the weighted regression
+    X = res.model.design.exog
+    w = res.model.var_weights
+    y = res.model.design.endog
+    beta = np.linalg.lstsq(X * np.sqrt(w)[:, None], y * np.sqrt(w), rcond=None)[0]
+    rss = np.sum(w * (y - X @ beta) ** 2)
+    n = len(y)
+    assert res.llnull == pytest.approx(-0.5 * (n * (1 + np.log(2 * np.pi * rss / n)) - np.sum(np.log(w))))
+
+
+def test_weight_keywords():
+    sleep = hlmext.datasets.load("sleepstudy").assign(w=2.0)
+    f = "Reaction ~ Days + (1 | Subject)"
+    assert hlmext.mixedlm(f, sleep, freq_weights="w").fit().llf == hlmext.mixedlm(f, sleep, weights="w").fit().llf
+    with pytest.raises(TypeError, match="weights= and freq_weights= are the same"):
+        hlmext.mixedlm(f, sleep, weights="w", freq_weights="w")
+    with pytest.raises(DataError, match="var_weights must be positive"):
+        hlmext.mixedlm(f, sleep.assign(w=sleep.Days - 1.0), var_weights="w")
+    with pytest.raises(TypeError, match="did you mean"):
+        hlmext.mixedlm(f, sleep, var_weight="w")
+    # precision weights and AR(1) residuals together: Cov(e) = sigma^2 D R D
+    both = hlmext.mixedlm(f, sleep, var_weights="w", residuals="ar1", time="Days").fit(reml=False)
+    plain = hlmext.mixedlm(f, sleep, residuals="ar1", time="Days").fit(reml=False)
+    # constant weights 2 only halve the residual variance
+    assert both.params["sd(Residual)"] == pytest.approx(plain.params["sd(Residual)"] * np.sqrt(2), rel=1e-5)
+    assert both.llf == pytest.approx(plain.llf, rel=1e-8)
+
+
+def test_precision_weights_elsewhere():
+    sleep = hlmext.datasets.load("sleepstudy").assign(w=1.5)
+    m = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", sleep, var_weights="w")
+    assert m.to_lme4() == "lmer(Reaction ~ Days + (Days | Subject), weights = w, data = df)"
+    assert m.to_stata().splitlines()[-1].startswith("// note: Stata's mixed has no precision weights")
+    ar1 = hlmext.mixedlm("Reaction ~ Days + (1 | Subject)", sleep, var_weights="w", residuals="ar1", time="Days")
+    assert "weights = varFixed(~ 1 / w)" in ar1.to_lme4()

@@ -77,8 +77,8 @@ def parse_kind(residuals):
 def build(design, residuals, time=None, by=None, group=None, time_name="time", by_name="by", group_name="group"):
     """The ``ResidualStructure`` of ``residuals`` for a design; ``time``, ``by`` and ``group`` (the
     residual clusters, default the innermost level's) in the design's sorted row order (or None)."""
-    kind, order = parse_kind(residuals)
-    if design.qd:
+    kind, order = ("none", None) if residuals is None else parse_kind(residuals)
+    if design.qd and kind != "none":
         raise ModelError("residuals=%r with crossed random effects: residual structures are modelled within the "
                          "clusters of the innermost nested level, and this model's levels %s are crossed; use "
                          "nested random effects" % (residuals, ", ".join(repr(lv.name) for lv in design.crossed)))
@@ -90,6 +90,10 @@ def build(design, residuals, time=None, by=None, group=None, time_name="time", b
                          "residuals=%r takes no by=" % residuals)
     if kind in _TIMED and time is None:
         raise ModelError("residuals=%r needs time= (the column of the rows' times or occasions)" % residuals)
+    if kind == "none":
+        rows = np.arange(design.nobs, dtype=np.intp)
+        return _Plain(design, kind, None, rows, np.zeros(0, np.intp), np.zeros(0, np.intp), rows, None, None,
+                      time_name, by_name, same_clusters=False, where=design.levels[0].name)
     if kind == "independent" and by is None:
         raise ModelError("residuals='independent' without by= is the default model; give by= for a residual "
                          "variance per group, or leave residuals= out")
@@ -202,6 +206,10 @@ class ResidualStructure:
     def start(self):
         return np.zeros(self.n_params)
 
+    def null_psi(self):
+        """``psi`` of independent errors of equal variance (the null of the LR test against the regression)."""
+        return np.zeros(self.n_params)
+
     def bounds(self):
         return [(-_MAX_CORR, _MAX_CORR)] * self.n_params
 
@@ -216,9 +224,10 @@ class ResidualStructure:
     def psi_from_report(self, values, sigma):
         raise NotImplementedError
 
-    def statistics_at(self, psi, design):
-        """``(stats, G0, sum log det R_j)`` at ``psi`` without a pass over the rows, or None when the
-        structure has no such shortcut (then the model whitens the rows)."""
+    def statistics_at(self, psi, design, W):
+        """``(stats, G0, sum log det R_j)`` at ``psi`` for the rows ``W`` (the design's, or scaled by
+        precision weights) without a pass over them, or None when the structure has no such shortcut
+        (then the model whitens the rows)."""
         return None
 
     def __getstate__(self):
@@ -241,6 +250,31 @@ class ResidualStructure:
         """``(position, label)`` of the summary's rows under ``Residual``: positions index the
         reported values from the first residual one (``n_params`` is ``sigma``)."""
         return [(i, nm) for i, nm in enumerate(self.names)] + [(self.n_params, "sd(e)")]
+
+
+class _Plain(ResidualStructure):
+    """Independent errors of equal (relative) variance: the structure of a model with precision
+    weights only (``var_weights=``), whose rows the model scales before whitening."""
+
+    def _setup(self, by):
+        self.n_params, self.label, self.names = 0, None, []
+        self.is_corr = np.zeros(0, dtype=bool)
+
+    def whiten(self, W, psi, out):
+        out[...] = W
+        return 0.0
+
+    def report(self, psi, sigma):
+        return np.zeros(0)
+
+    def psi_from_report(self, values, sigma):
+        return np.zeros(0)
+
+    def display_rows(self):
+        return [(0, "sd(Residual)")]
+
+    def _pairwise(self, psi, r):
+        return np.eye(len(r))
 
 
 class _Markov(ResidualStructure):
@@ -278,13 +312,13 @@ class _Markov(ResidualStructure):
             return np.power(float(psi[0]), gaps)
         return np.exp(-np.asarray(gaps, float) * np.exp(-float(psi[0])))
 
-    def statistics_at(self, psi, design):
+    def statistics_at(self, psi, design, W):
         """With few distinct gaps between consecutive times, the whitened statistics are
         ``F + sum_d (B_d - phi_d C_d + phi_d^2 D_d) / (1 - phi_d^2)``: ``F`` from the clusters' first
         rows, ``B_d`` (``D_d``) from the later (earlier) rows of the links with gap ``d``, ``C_d`` from
         their symmetrized lag products. Those are computed once (``basis``); an evaluation then costs
         ``O(clusters x gaps)``, whatever the number of rows."""
-        basis = self.basis(design)
+        basis = self.basis(design, W)
         if basis is None:
             return None
         first, links = basis
@@ -301,7 +335,7 @@ class _Markov(ResidualStructure):
             logdet += count * np.log1p(-f * f)
         return stats, G0, logdet
 
-    def basis(self, design, max_gaps=16):
+    def basis(self, design, W, max_gaps=16):
         """The statistics ``F``, ``B_d``, ``C_d``, ``D_d`` (see ``statistics_at``); None with more
         than ``max_gaps`` distinct gaps (continuous times), computed on first use."""
         if getattr(self, "_basis", None) is None:
@@ -310,7 +344,7 @@ class _Markov(ResidualStructure):
                 self._basis = False
                 return None
             d = design
-            Wp = d.W[self.rows]                     # positions: clusters, then time
+            Wp = W[self.rows]                       # positions: clusters, then time
             S = Wp.copy()
             S[1:] += Wp[:-1]                        # S_k = w_k + w_{k-1} (used only where k has a link)
 
@@ -332,6 +366,9 @@ class _Markov(ResidualStructure):
                 links.append((float(gap), int(at.sum()), B, C, D))
             self._basis = (products(Wp, self.first.astype(float)), links)
         return self._basis or None
+
+    def null_psi(self):
+        return np.array([0.0 if self.kind == "ar" else -700.0])      # range e^-700: no correlation
 
     def rho(self, psi):
         return float(psi[0]) if self.kind == "ar" else float(np.exp(-np.exp(-float(psi[0]))))

@@ -227,6 +227,10 @@ class LinearMixed(LikelihoodModel):
     def theta_bounds(self):
         return [b for lv in self.levels for b in lv.cov.theta_bounds()]
 
+    def theta_null(self):
+        """The parameters of the model without random effects (the LR test against the regression)."""
+        return np.zeros(self.k_re)
+
     def theta_moments(self):
         """Moment estimate of ``theta`` for one level of random effects, from the statistics.
 

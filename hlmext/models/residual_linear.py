@@ -46,7 +46,7 @@ class ResidualModel:
 
     @classmethod
     def from_formula(cls, formula, data, residuals=None, time=None, by=None, residual_group=None, cov=None,
-                     missing="drop", eval_env=0, **kwargs):
+                     missing="drop", eval_env=0, var_weights=None, **kwargs):
         """``LinearMixed.from_formula`` with the residual structure ``residuals`` (see ``hlmext.mixedlm``)."""
         from ..formula import grammar as fm
         from ..formula import frames
@@ -60,8 +60,8 @@ class ResidualModel:
         by_values, by_labels = _by_codes(data, by, "by")
         group_values, _ = _by_codes(data, residual_group, "residual_group")
         frame, arrays, columns = frames.model_frame_with_columns(
-            parsed, data, {"time": time, "by": by_values, "residual_group": group_values}, missing,
-            _caller_env(eval_env))
+            parsed, data, {"time": time, "by": by_values, "residual_group": group_values,
+                           "var_weights": var_weights}, missing, _caller_env(eval_env))
         design = design_from_frame(frame)
         _release_arrays(frame)
         order = np.asarray(design.order)
@@ -71,24 +71,37 @@ class ResidualModel:
                           group_sorted, time_name=columns.get("time", "time"),
                           by_name=by if isinstance(by, str) else "by",
                           group_name=residual_group if isinstance(residual_group, str) else "residual_group")
-        model = cls(design=design, frame=frame, formula=formula, residual=structure, **kwargs)
+        weights = None if var_weights is None else _precision_weights(arrays["var_weights"][order])
+        model = cls(design=design, frame=frame, formula=formula, residual=structure, var_weights=weights, **kwargs)
         model.weight_columns = {}
+        model.var_weights_column = columns.get("var_weights")
         return model
 
-    def __init__(self, *args, residual=None, **kwargs):
+    def __init__(self, *args, residual=None, var_weights=None, **kwargs):
         if residual is None:
             raise ModelError("a model with a residual structure needs residual= (use hlmext.mixedlm(..., residuals=...))")
         self.residual = residual
+        self.var_weights = var_weights          # precision weights (sorted rows): Var(e_i) = sigma^2 R / w_i
         self._whitened = None
         self._by_psi = OrderedDict()
         super().__init__(*args, **kwargs)
         self.k_theta = sum(lv.cov.n_theta for lv in self.levels)
         self.k_re = self.k_theta + residual.n_params
+        d = self.design
+        self._rows = d.W if var_weights is None else d.W * np.sqrt(var_weights)[:, None]
+        self._logdet_w = 0.0 if var_weights is None else -float(np.sum(np.log(var_weights)))
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_whitened"], state["_by_psi"] = None, OrderedDict()
+        state["_rows"] = None
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        d, w = self.design, self.var_weights
+        if getattr(d, "W", None) is not None:
+            self._rows = d.W if w is None else d.W * np.sqrt(w)[:, None]
 
     # ------------------------------------------------------------------ statistics at psi
     def _use(self, psi):
@@ -97,13 +110,13 @@ class ResidualModel:
         key = psi.tobytes()
         hit = self._by_psi.get(key)
         if hit is None:
-            hit = self.residual.statistics_at(psi, self.design)
+            hit = self.residual.statistics_at(psi, self.design, self._rows)
         if hit is None:
             d = self.design
             if self._whitened is None:
                 self._whitened = np.empty_like(d.W)
             out = self._whitened
-            logdet = self.residual.whiten(d.W, psi, out)
+            logdet = self.residual.whiten(self._rows, psi, out)
             if np.isfinite(logdet):
                 stats = np.zeros(d.stat_size)
                 _core.cross_products(out, d.zoff, d.level_first, d.row_start, d.row_end, d.stat_off, 0, stats,
@@ -118,7 +131,7 @@ class ResidualModel:
                 self._by_psi.popitem(last=False)
         if hit[0] is not None:
             self._stats, self._G0 = hit[0], hit[1]
-        return hit[2]
+        return hit[2] + self._logdet_w
 
     def _factor(self, theta, work=None, G=None):
         theta = np.asarray(theta, float)
@@ -137,6 +150,10 @@ class ResidualModel:
 
     def theta_bounds(self):
         return super().theta_bounds() + self.residual.bounds()
+
+    def theta_null(self):
+        """No random effects and independent errors (a residual variance per ``by`` group is kept at 1)."""
+        return np.concatenate([np.zeros(self.k_theta), self.residual.null_psi()])
 
     def theta_scale(self):
         return np.concatenate([super().theta_scale(), np.ones(self.residual.n_params)])
@@ -264,3 +281,11 @@ def _by_codes(data, by, role):
     values = codes.astype(float)
     values[codes < 0] = np.nan
     return values, np.asarray(labels)
+
+
+def _precision_weights(w):
+    w = np.asarray(w, float)
+    if np.any(w <= 0):
+        raise DataError("var_weights must be positive (the residual variance of a row is sigma^2 / w); %d "
+                        "are zero or negative" % int(np.sum(w <= 0)))
+    return w

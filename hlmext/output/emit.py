@@ -538,9 +538,10 @@ def to_stata(model, reml=None) -> str:
         outer = group
     options = ["mle" if sampling is not None or not reml else "reml"]
     if getattr(model, "residual", None) is not None:
-        extra, option = stata_residuals(model)
+        extra, option, notes = stata_residuals(model)
         equations += extra
-        options.insert(0, option)
+        options[:0] = [option] if option else []
+        names.notes.extend(notes)
     if sampling is not None and sampling.pwscale:
         options.append("pwscale(%s)" % sampling.pwscale)
     equations[-1] = _with_option(equations[-1], " ".join(options))

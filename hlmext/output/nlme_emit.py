@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..formula import grammar as fm
-from .emit import _model_and_reml, _r_effects, _r_expr
+from .emit import _model_and_reml, _r_effects, _r_expr, to_lme4
 
 
 def to_nlme(model, reml=None, data="df") -> str:
@@ -18,6 +18,14 @@ def to_nlme(model, reml=None, data="df") -> str:
     """
     model, reml = _model_and_reml(model, reml)
     notes = []
+    weights = getattr(model, "var_weights", None) is not None
+    column = getattr(model, "var_weights_column", None) or "w"
+    if weights and getattr(model, "var_weights_column", None) is None:
+        notes.append("the precision weights were given as an array: store them as the column w")
+    if model.residual.kind == "none":                    # precision weights only: lme4's own weights=
+        call = to_lme4(model, reml=reml, data=data).split("\n")
+        call[0] = call[0][:call[0].index(", data = ")] + ", weights = %s" % column + call[0][call[0].index(", data = "):]
+        return "\n".join(call + ["# note: " + n for n in notes])
     parsed = fm.parse(model.formula)
     response, fixed = _r_expr(parsed.response, notes), _r_expr(parsed.fixed, notes)
     d = model.design
@@ -53,6 +61,11 @@ def to_nlme(model, reml=None, data="df") -> str:
         correlation = "corSymm(form = ~ as.integer(factor(%s)) | %s)" % (r.time_name, path)
     if correlation:
         args.append("correlation = " + correlation)
+    if weights and r.kind in ("independent", "unstructured"):
+        notes.append("nlme takes one variance function here: combine the precision weights with varComb(varFixed("
+                     "~ 1 / %s), ...)" % column)
+    elif weights:
+        args.append("weights = varFixed(~ 1 / %s)" % column)
     if r.kind == "independent":
         args.append("weights = varIdent(form = ~ 1 | %s)" % r.by_name)
     elif r.kind == "unstructured":

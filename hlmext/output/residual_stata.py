@@ -9,7 +9,12 @@ _STATA_ORDERED = ("ar", "ma", "toeplitz", "banded")
 
 
 def stata_residuals(model):
-    """``(extra equations, option)`` of the model's residual structure in Stata's syntax."""
+    """``(extra equations, residuals() option or None, notes)``."""
+    notes = []
+    if getattr(model, "var_weights", None) is not None:
+        notes.append("Stata's mixed has no precision weights (var_weights); the command leaves them out")
+    if model.residual.kind == "none":
+        return [], None, notes
     r = model.residual
     kind = r.kind
     if kind in _STATA_ORDERED:
@@ -24,4 +29,4 @@ def stata_residuals(model):
         parts.append("by(%s)" % r.by_name)
     inner = model.design.levels[0].name
     extra = [] if r.level == inner else ["|| %s:, noconstant" % r.level]
-    return extra, "residuals(%s)" % ", ".join(parts)
+    return extra, "residuals(%s)" % ", ".join(parts), notes

@@ -240,7 +240,7 @@ class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRe
         """
         model = self.model
         no_lr_test(model)
-        dev0 = model.deviance(np.zeros(model.k_re), self.reml)
+        dev0 = model.deviance(model.theta_null(), self.reml)
         return inference.boundary_lr_test(self.llf, -0.5 * dev0, model.k_re, "linear model")
 
     @property
@@ -342,7 +342,7 @@ class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRe
     @property
     def re_structure(self):
         out = {lv.name: lv.cov.label for lv in self.model.levels}
-        if getattr(self.model, "residual", None) is not None:
+        if getattr(getattr(self.model, "residual", None), "label", None):
             out["Residual"] = self.model.residual.label
         return out
 
