@@ -264,9 +264,36 @@ class LinearMixed(_linear.LinearMixed):
         return with_endog(self, endog).fit(reml=reml, start=start, **kwargs)
 
 
+def _not_with_residuals(what, instead):
+    return ModelError("%s is not available for models with a residual structure or precision weights yet; %s"
+                      % (what, instead))
+
+
+class ResidualMixedResults(MixedResults):
+    """``MixedResults`` of a model with a residual structure: the tools that refit or simulate the
+    model through the statistics of independent errors are refused by name."""
+
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        raise _not_with_residuals("profile_ci()", "use conf_int() (Wald intervals on the log-sd / atanh scale)")
+
+    def simulate(self, n=1, seed=None):
+        raise _not_with_residuals("simulate()", "simulate from res.wcorrelation(group, covariance=True)")
+
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        raise _not_with_residuals("bootstrap()", "use the model-based standard errors")
+
+    def _df_module(self, name):
+        raise _not_with_residuals("%s degrees of freedom" % name, "use the large-sample z tests (dfmethod=None)")
+
+    def _check_icc(self):
+        raise _not_with_residuals("icc()", "the model-implied correlations are in res.wcorrelation(group)")
+
+
 class LinearMixedResiduals(ResidualModel, LinearMixed):
     """``LinearMixed`` with a residual covariance structure: built by ``hlmext.mixedlm(...,
     residuals=..., time=..., by=...)`` (see ``hlmext.models.residual_linear``)."""
+
+    results_class = ResidualMixedResults
 
     def to_lme4(self, reml=True, data="df"):
         """lme4 has no residual structures: the equivalent nlme call, ``lme(..., correlation = ...)``

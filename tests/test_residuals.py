@@ -332,3 +332,24 @@ def test_precision_weights_elsewhere():
     assert m.to_stata().splitlines()[-1].startswith("// note: Stata's mixed has no precision weights")
     ar1 = hlmext.mixedlm("Reaction ~ Days + (1 | Subject)", sleep, var_weights="w", residuals="ar1", time="Days")
     assert "weights = varFixed(~ 1 / w)" in ar1.to_lme4()
+
+
+def test_tools_not_yet_available_are_refused_by_name():
+    res = hlmext.mixedlm(OV, OVARY, residuals="ar1", time="occasion").fit()
+    for call, what in [(lambda: res.profile_ci(), "profile_ci"), (lambda: res.bootstrap(n=2), "bootstrap"),
+                       (lambda: res.simulate(), "simulate"), (lambda: res.icc(), "icc"),
+                       (lambda: res.summary(dfmethod="satterthwaite"), "satterthwaite"),
+                       (lambda: res.model.refit(res.model.design.endog), "refit")]:
+        with pytest.raises(ModelError, match=what):
+            call()
+
+
+def test_results_without_their_rows_keep_working():
+    res = hlmext.mixedlm(OV, OVARY, residuals="ar1", time="occasion").fit()
+    lr = res.lr_test_vs_regression().statistic
+    res.remove_data()
+    back = pickle.loads(pickle.dumps(res))
+    assert back.lr_test_vs_regression().statistic == pytest.approx(lr)
+    assert "Residual: AR(1)" in str(back.summary())
+    with pytest.raises(ModelError, match="rows were removed"):
+        back.model.deviance(back.theta + 0.01)

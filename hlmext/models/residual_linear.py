@@ -93,8 +93,7 @@ class ResidualModel:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_whitened"], state["_by_psi"] = None, OrderedDict()
-        state["_rows"] = None
+        state["_whitened"], state["_rows"] = None, None      # the cached statistics stay (small)
         return state
 
     def __setstate__(self, state):
@@ -113,6 +112,9 @@ class ResidualModel:
             hit = self.residual.statistics_at(psi, self.design, self._rows)
         if hit is None:
             d = self.design
+            if getattr(d, "W", None) is None or self._rows is None:
+                raise ModelError("this model's rows were removed (remove_data()): it can evaluate its likelihood "
+                                 "only where the fit did; fit the model again for more")
             if self._whitened is None:
                 self._whitened = np.empty_like(d.W)
             out = self._whitened
@@ -265,6 +267,7 @@ class ResidualModel:
             raise ModelError("the residual structure %s has no positive definite optimum for these data; try a "
                              "simpler structure" % self.residual.label)
         res = self.results_class(self, theta, reml=reml, opt=opt, factorization=final)
+        self._use(self.residual.null_psi())           # kept for the LR test against the regression
         self._use(theta[self.k_theta:])
         return self.wrapper_class(res)
 
