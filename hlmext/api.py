@@ -98,6 +98,13 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     Sampling weights (here a made-up weight of 2 for girls): a pseudo-likelihood fit by ML
     with robust standard errors.
 
+    Counts serially correlated within each mare: AR(1) errors on the counts' occasions.
+
+    >>> ovary = hlmext.datasets.load("ovary")
+    >>> ar1 = hlmext.mixedlm("follicles ~ sin2pi + cos2pi + (1 | Mare)", ovary, residuals="ar1", time="occasion")
+    >>> round(float(ar1.fit().params["rho[Residual]"]), 3)
+    0.607
+
     >>> survey = df.assign(w=1.0 + (df.sex == "F"))
     >>> pw = hlmext.mixedlm("gcse ~ lrt + (1 | school)", survey, pweights="w").fit()
     >>> round(pw.llf, 3), pw.cov_type

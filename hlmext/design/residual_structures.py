@@ -25,7 +25,7 @@ Examples
 --------
 >>> import hlmext
 >>> ovary = hlmext.datasets.load("ovary")
->>> model = hlmext.mixedlm("follicles ~ sin2pi + cos2pi + (1 | Mare)", ovary, residuals="ar1", time="Time")
+>>> model = hlmext.mixedlm("follicles ~ sin2pi + cos2pi + (1 | Mare)", ovary, residuals="ar1", time="occasion")
 >>> model.residual.label, model.residual.n_params
 ('AR(1)', 1)
 """
@@ -113,7 +113,7 @@ def build(design, residuals, time=None, by=None, group=None, time_name="time", b
         where = group_name
     if time is not None:
         time = _check_time(np.asarray(time, dtype=float) if np.asarray(time).dtype != object else np.asarray(time),
-                           codes, kind, time_name, where)
+                           codes, kind, time_name, where, residuals)
     rows = np.lexsort((np.zeros(n) if time is None else time, codes, inner)).astype(np.intp)
     new = np.ones(n, dtype=bool)
     new[1:] = (codes[rows][1:] != codes[rows][:-1]) | (inner[rows][1:] != inner[rows][:-1])
@@ -129,21 +129,21 @@ def build(design, residuals, time=None, by=None, group=None, time_name="time", b
                same_clusters=group is None or len(starts) == design.level_first[1], where=where)
 
 
-def _check_time(time, cluster, kind, name, level):
+def _check_time(time, cluster, kind, name, level, residuals):
     if not np.issubdtype(time.dtype, np.number):
         raise DataError("time=%r must be numeric (the occasion or time of every row)" % name)
     time = time.astype(float)
     if not np.all(np.isfinite(time)):
         raise DataError("time=%r has missing or infinite values; drop those rows" % name)
     if kind in _INTEGER_TIME and np.any(time != np.round(time)):
-        raise DataError("time=%r has non-integer values: residuals=%s needs integer occasions (for continuous "
-                        "times use residuals='exponential')" % (name, kind))
+        raise DataError("time=%r has non-integer values: residuals=%r needs integer occasions (for continuous "
+                        "times use residuals='exponential')" % (name, residuals))
     order = np.lexsort((time, cluster))
     dup = (np.diff(cluster[order]) == 0) & (np.diff(time[order]) == 0)
     if dup.any():
         k = order[np.flatnonzero(dup)[0]]
-        raise DataError("time=%r repeats the value %g within a cluster of %r: %s residuals need distinct times "
-                        "within every cluster" % (name, time[k], level, kind))
+        raise DataError("time=%r repeats the value %g within a cluster of %r: residuals=%r needs distinct times "
+                        "within every cluster" % (name, time[k], level, residuals))
     return time
 
 

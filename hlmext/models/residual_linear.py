@@ -23,7 +23,9 @@ from ..exceptions import ConvergenceWarning, DataError, ModelError
 from ..stacklevel import user_stacklevel
 from .gradient import GradientParts
 from ..design.residual_structures import build
-from .linear import Factorization, _deviance
+from ..formula import frames
+from ..formula import grammar as fm
+from .linear import Factorization, _caller_env, _deviance, _release_arrays, design_from_frame
 from .optimize import minimize
 
 _CACHE = 4          # statistics kept for this many recent psi (the optimizer's differences revisit them)
@@ -48,9 +50,6 @@ class ResidualModel:
     def from_formula(cls, formula, data, residuals=None, time=None, by=None, residual_group=None, cov=None,
                      missing="drop", eval_env=0, var_weights=None, **kwargs):
         """``LinearMixed.from_formula`` with the residual structure ``residuals`` (see ``hlmext.mixedlm``)."""
-        from ..formula import grammar as fm
-        from ..formula import frames
-        from .linear import _caller_env, _release_arrays, design_from_frame
         for bad in ("weights", "freq_weights", "pweights", "pwscale"):
             if kwargs.get(bad) is not None:
                 raise ModelError("%s= with a residual structure is not available: weighted rows do not fit a "
