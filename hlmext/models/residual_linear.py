@@ -163,11 +163,6 @@ class ResidualModel:
         theta = np.asarray(theta, float)
         return np.concatenate([super().theta_canonical(theta[:self.k_theta]), theta[self.k_theta:]])
 
-    def theta_moments(self):
-        self._use(self.residual.start())
-        m = super().theta_moments()
-        return None if m is None else np.concatenate([m, self.residual.start()])
-
     def factorize(self, theta):
         return self._factor(theta)
 
@@ -252,9 +247,10 @@ class ResidualModel:
                              "parameters of the residual structure)" % (theta0.size, self.k_re, self.k_re - self.k_theta))
         analytic = all(lv.q <= 16 for lv in self.design.levels)
         grad = (lambda th: self.deviance_and_gradient(th, reml)) if analytic else None
-        moments = self.theta_moments() if start is None and grad is not None else None
+        # no Newton start from the moment estimates: they are those of independent errors, and Newton steps
+        # with a Hessian from differences of the psi part of the gradient cost more than L-BFGS-B from there
         opt = minimize(lambda th: self.deviance(th, reml), theta0, self.theta_bounds(), scale=scale,
-                       fun_and_grad=grad, maxiter=maxiter, disp=disp, newton_start=moments)
+                       fun_and_grad=grad, maxiter=maxiter, disp=disp)
         if disp:
             print(opt)
         if not opt.converged:
