@@ -226,7 +226,7 @@ def test_stata_residuals_option_is_the_keyword_model():
     inline = hlmext.mixedlm("follicles ~ sin2pi + cos2pi || Mare:, residuals(ar 1, t(occasion))", OVARY).fit()
     assert inline.llf == pytest.approx(REF["ovary_ar1_REML"]["llf"], rel=1e-6)
     by = hlmext.mixedlm("weight ~ Time * C(Diet) || Rat: Time, cov(un) residuals(independent, by(Diet))", BODY)
-    assert by.residual.label == "independent, by Diet"
+    assert by.residual.label == "Independent, by Diet"
     un = hlmext.mixedlm("y ~ x + occ || school: || student:, noconstant residuals(un, t(occ))", SIM)
     fit = fitted("sim_unstructured_REML")                 # the keyword model's fit: the same likelihood
     assert un.deviance(fit.theta) == pytest.approx(-2 * fit.llf, rel=1e-12)

@@ -282,7 +282,7 @@ class _Markov(ResidualStructure):
 
     def _setup(self, by):
         self.n_params = 1
-        self.label = "AR(1)" if self.kind == "ar" else "exponential"
+        self.label = "AR(1)" if self.kind == "ar" else "Exponential"
         self.names = ["rho"]
         # the exponential's rho (per unit of time) can be tiny: its intervals on the log scale
         self.is_corr = np.array([self.kind == "ar"])
@@ -417,7 +417,7 @@ class _ByGroup(ResidualStructure):
                             "merge it with another level" % (self.by_name, levels[np.argmin(counts)], counts.min()))
         self.levels, self.codes = levels, codes.astype(np.intp)
         self.n_params = len(levels) - 1
-        self.label = "independent, by %s" % self.by_name
+        self.label = "Independent, by %s" % self.by_name
         self.names = ["%s: sd(e)" % lv for lv in levels[:-1]]
         self.is_corr = np.zeros(self.n_params, dtype=bool)
         self.rows = np.arange(self.n, dtype=np.intp)         # no order needed: rows scaled one by one
@@ -516,7 +516,7 @@ class _Dense(_Patterned):
             raise DataError("residuals=%r: time=%r has a single occasion; nothing to correlate"
                             % (kind, self.time_name))
         if kind == "exchangeable":
-            self.label, self.names, self.n_params = "exchangeable", ["rho"], 1
+            self.label, self.names, self.n_params = "Exchangeable", ["rho"], 1
             self.covers_intercept, self.why_not = True, "a common correlation"
         elif kind == "toeplitz":
             k = T - 1 if self.order is None else min(self.order, T - 1)
@@ -530,7 +530,7 @@ class _Dense(_Patterned):
             self.band = k
             self.heteroscedastic = True
             self.pairs = [(i, j) for j in range(T) for i in range(j + 1, T) if i - j <= k]
-            self.label = "unstructured" if kind == "unstructured" else "banded(%d)" % k
+            self.label = "Unstructured" if kind == "unstructured" else "Banded(%d)" % k
             lab = self.labels
             self.names = (["sd(e%s)" % lab[t] for t in range(1, T)]
                           + ["corr(e%s,e%s)" % (lab[j], lab[i]) for i, j in self.pairs])
