@@ -395,3 +395,9 @@ def test_by_groups_and_precision_weights_dense():
                    dict(var_weights="w", residuals="ar1", time="age")):
         res = hlmext.mixedlm("distance ~ age + (1 | Subject)", df, **kwargs).fit(reml=False)
         assert res.llf == pytest.approx(_dense_loglike(res), rel=1e-10)
+
+
+def test_frequency_and_precision_weights_together_are_refused():
+    sleep = hlmext.datasets.load("sleepstudy").assign(w=2.0)
+    with pytest.raises(ModelError, match="weights= together with var_weights="):
+        hlmext.mixedlm("Reaction ~ Days + (1 | Subject)", sleep, var_weights="w", weights="w")

@@ -52,8 +52,10 @@ class ResidualModel:
         """``LinearMixed.from_formula`` with the residual structure ``residuals`` (see ``hlmext.mixedlm``)."""
         for bad in ("weights", "freq_weights", "pweights", "pwscale"):
             if kwargs.get(bad) is not None:
-                raise ModelError("%s= with a residual structure is not available: weighted rows do not fit a "
-                                 "correlated series; drop %s= or residuals=" % (bad, bad))
+                what = "residuals=" if residuals is not None else "var_weights="
+                raise ModelError("%s= together with %s is not available: a frequency or sampling weight stands for "
+                                 "rows that a residual structure or precision weights do not model; drop %s= or %s"
+                                 % (bad, what, bad, what))
             kwargs.pop(bad, None)
         parsed = fm.parse(formula, cov=cov)
         by_values, by_labels = _by_codes(data, by, "by")
