@@ -204,10 +204,7 @@ def test_structures_not_identified_with_the_random_part(kind, formula):
         hlmext.mixedlm(formula, ORTHO, residuals=kind, time="age")
 
 
-def test_crossed_and_weighted_models_are_refused():
-    pen = hlmext.datasets.load("penicillin")
-    with pytest.raises(ModelError, match="crossed"):
-        hlmext.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen, residuals="exchangeable")
+def test_weighted_and_robust_models_are_refused():
     with pytest.raises(ModelError, match="weights="):
         hlmext.mixedlm(OV, OVARY.assign(w=2.0), residuals="ar1", time="occasion", weights="w")
     with pytest.raises(ModelError, match="cov_type='cluster'"):
@@ -401,3 +398,40 @@ def test_frequency_and_precision_weights_together_are_refused():
     sleep = hlmext.datasets.load("sleepstudy").assign(w=2.0)
     with pytest.raises(ModelError, match="weights= together with var_weights="):
         hlmext.mixedlm("Reaction ~ Days + (1 | Subject)", sleep, var_weights="w", weights="w")
+
+
+def _dense_loglike_all_rows(res):
+    """The ML log-likelihood from the covariance of all rows at once (crossed levels make it one block)."""
+    model = res.model
+    d = model.design
+    n = d.nobs
+    V = np.zeros((n, n))
+    for i, lv in enumerate(d.levels):
+        Z = np.zeros((n, lv.n_groups * lv.q))
+        for a in range(lv.q):
+            Z[np.arange(n), lv.codes * lv.q + a] = d.z_of(i)[:, a]
+        V += Z @ np.kron(np.eye(lv.n_groups), res.cov_re[lv.name].to_numpy()) @ Z.T
+    R = model.residual.matrix_for_rows(res.theta[model.k_theta:], np.arange(n))
+    if model.var_weights is not None:
+        s = 1 / np.sqrt(model.var_weights)
+        R = s[:, None] * R * s[None, :]
+    V += res.scale * R
+    r = d.endog - d.exog @ res.fe_params.to_numpy()
+    return -0.5 * (np.linalg.slogdet(V)[1] + r @ np.linalg.solve(V, r) + n * np.log(2 * np.pi))
+
+
+@pytest.mark.parametrize("kwargs", [dict(residuals="ar1", time="t"), dict(residuals="toeplitz2", time="t"),
+                                    dict(residuals="independent", by="sample"), dict(var_weights="w"),
+                                    dict(residuals="ar1", time="t", var_weights="w")])
+def test_crossed_random_effects_with_residual_structures(kwargs):
+    """Plates crossed with samples: the residuals within plates enter Z' R^-1 D and D' R^-1 D (the
+    likelihood against the dense covariance of all 144 rows)."""
+    pen = hlmext.datasets.load("penicillin")
+    pen = pen.assign(t=pen.groupby("plate").cumcount() + 1)
+    pen = pen.assign(w=1 + (pen.t % 3) / 2)
+    res = hlmext.mixedlm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen, **kwargs).fit(reml=False)
+    assert res.converged
+    assert res.llf == pytest.approx(_dense_loglike_all_rows(res), rel=1e-10)
+    if kwargs.get("residuals") == "ar1" and "var_weights" not in kwargs:
+        stata = hlmext.mixedlm("diameter ~ 1 || _all: R.sample || plate:, residuals(ar 1, t(t))", pen)
+        assert stata.deviance(res.theta, reml=False) == pytest.approx(-2 * res.llf, rel=1e-12)

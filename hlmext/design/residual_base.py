@@ -94,6 +94,12 @@ class ResidualStructure:
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_basis"}
 
+    def precision_bands(self, psi):
+        """``R^{-1}`` by diagonals, in the positions' order (``rows``): ``[(lag, v)]`` with
+        ``v[k] = R^{-1}[k, k + lag]`` (0 where ``k + lag`` leaves ``k``'s cluster); None if ``R`` is
+        not positive definite. Crossed random effects need ``D' R^{-1} D`` and ``Z' R^{-1} D``."""
+        raise NotImplementedError
+
     def matrix_for_rows(self, psi, r):
         """The relative covariance of the design rows ``r`` (zero between residual clusters)."""
         r = np.asarray(r)

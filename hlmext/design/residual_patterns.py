@@ -39,6 +39,21 @@ class _Patterned(ResidualStructure):
         """The ``T x T`` relative covariance over occasions (None: not positive definite)."""
         raise NotImplementedError
 
+    def precision_bands(self, psi):
+        M = self.matrix(psi)
+        bands = np.zeros((self.max_size, self.n))
+        for p, occ in enumerate(self.patterns):
+            try:
+                Rinv = np.linalg.inv(np.linalg.cholesky(M[np.ix_(occ, occ)]))
+            except np.linalg.LinAlgError:
+                return None
+            Rinv = Rinv.T @ Rinv
+            starts = self.starts[self.pattern == p]
+            for i in range(len(occ)):
+                for j in range(i, len(occ)):
+                    bands[j - i, starts + i] = Rinv[i, j]
+        return [(lag, bands[lag]) for lag in range(self.max_size)]
+
     def whiten(self, W, psi, out):
         M = self.matrix(psi)
         if M is None:

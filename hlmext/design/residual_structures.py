@@ -79,10 +79,6 @@ def build(design, residuals, time=None, by=None, group=None, time_name="time", b
     """The ``ResidualStructure`` of ``residuals`` for a design; ``time``, ``by`` and ``group`` (the
     residual clusters, default the innermost level's) in the design's sorted row order (or None)."""
     kind, order = ("none", None) if residuals is None else parse_kind(residuals)
-    if design.qd and kind != "none":
-        raise ModelError("residuals=%r with crossed random effects: residual structures are modelled within the "
-                         "clusters of the innermost nested level, and this model's levels %s are crossed; use "
-                         "nested random effects" % (residuals, ", ".join(repr(lv.name) for lv in design.crossed)))
     if getattr(design, "weights", None) is not None:
         raise ModelError("residuals=%r with frequency weights (weights=): a weighted row stands for several "
                          "identical rows, which have no place in a correlated series; drop weights=" % residuals)
@@ -158,6 +154,9 @@ class _Plain(ResidualStructure):
     def whiten(self, W, psi, out):
         out[...] = W
         return 0.0
+
+    def precision_bands(self, psi):
+        return [(0, np.ones(self.n))]
 
     def report(self, psi, sigma):
         return np.zeros(0)
@@ -281,6 +280,20 @@ class _Markov(ResidualStructure):
             return np.inf
         return _kernel.markov_whiten(W, self.rows, phi, None, out)
 
+    def precision_bands(self, psi):
+        """``R^{-1} = C^{-T} C^{-1}`` with ``C^{-1}`` lower bidiagonal (``a_k`` on the diagonal, ``-b_k``
+        below it): tridiagonal."""
+        phi = self.phi(psi)
+        if not np.all(np.abs(phi) < 1):
+            return None
+        a = 1.0 / np.sqrt(1.0 - phi * phi)
+        b = phi * a
+        v0 = a * a
+        v0[:-1] += b[1:] ** 2                       # b is 0 where the next position starts a cluster
+        v1 = np.zeros(self.n)
+        v1[:-1] = -a[1:] * b[1:]
+        return [(0, v0), (1, v1)]
+
     def report(self, psi, sigma):
         return np.array([self.rho(psi)])
 
@@ -333,6 +346,9 @@ class _ByGroup(ResidualStructure):
     def whiten(self, W, psi, out):
         scale = np.ascontiguousarray(self.ratios(psi)[self.codes])
         return _kernel.markov_whiten(W, self.rows, self.zero, scale, out)
+
+    def precision_bands(self, psi):
+        return [(0, 1.0 / self.ratios(psi)[self.codes[self.rows]] ** 2)]
 
     def report(self, psi, sigma):
         return sigma * np.exp(np.asarray(psi, float))

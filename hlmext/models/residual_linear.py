@@ -122,10 +122,13 @@ class ResidualModel:
             logdet = self.residual.whiten(self._rows, psi, out)
             if np.isfinite(logdet):
                 stats = np.zeros(d.stat_size)
-                _core.cross_products(out, d.zoff, d.level_first, d.row_start, d.row_end, d.stat_off, 0, stats,
+                _core.cross_products(out, d.zoff, d.level_first, d.row_start, d.row_end, d.stat_off, d.qd, stats,
                                      None)
                 xy = out[:, d.zoff[-1]:]
-                hit = (stats, np.ascontiguousarray(xy.T @ xy).ravel(), float(logdet))
+                G0 = np.ascontiguousarray(xy.T @ xy)
+                if d.qd:
+                    G0 = self._crossed_statistics(psi, stats, G0)
+                hit = (None, None, np.inf) if G0 is None else (stats, G0.ravel(), float(logdet))
             else:
                 hit = (None, None, np.inf)
         if key not in self._by_psi:
@@ -135,6 +138,56 @@ class ResidualModel:
         if hit[0] is not None:
             self._stats, self._G0 = hit[0], hit[1]
         return hit[2] + self._logdet_w
+
+    def _crossed_statistics(self, psi, stats, xy_gram):
+        """Crossed levels: ``Z' R^{-1} D`` into the chain's blocks and the global block
+        ``[D X y]' R^{-1} [D X y]``, from ``R^{-1}`` by diagonals (one crossed group per row, so the
+        kernels of ``MixedDesign.statistics`` do it with weights). Returns the global block, or None
+        when ``R`` is not positive definite."""
+        d, r = self.design, self.residual
+        bands = r.precision_bands(psi)
+        if bands is None:
+            return None
+        n, rows = d.nobs, r.rows
+        Wp = self._rows[rows]
+        prec = bands[0][1][:, None] * Wp                 # R^{-1} W, in the positions' order
+        for lag, v in bands[1:]:
+            prec[:-lag] += v[:-lag, None] * Wp[lag:]
+            prec[lag:] += v[:-lag, None] * Wp[:-lag]
+        W_prec = np.empty_like(prec)
+        W_prec[rows] = prec                              # in the design's row order
+        scale = None if self.var_weights is None else np.sqrt(self.var_weights)[:, None]
+        zs = [lv.z if scale is None else lv.z * scale for lv in d.crossed]
+        chain = d.levels[0]
+        for lv, z in zip(d.crossed, zs):
+            _core.add_crossed_coupling(W_prec, chain.q, d.row_start, d.row_end, d.stat_off, d.m + d.qd,
+                                       chain.q + lv.doff, lv.codes, z, stats)
+        qd = d.qd
+        G = np.zeros((qd + xy_gram.shape[0], qd + xy_gram.shape[0]))
+        G[qd:, qd:] = xy_gram
+        xy_prec = W_prec[:, d.zoff[-1]:]
+        none = np.zeros((n, 0))
+        for j, first in enumerate(d.crossed):
+            _core.add_crossed_gram(first.codes, zs[j], first.doff, first.codes, none, first.doff, xy_prec, G)
+            c1, z1 = np.ascontiguousarray(first.codes[rows]), zs[j][rows]
+            for k in range(j, len(d.crossed)):
+                other = d.crossed[k]
+                c2, z2 = np.ascontiguousarray(other.codes[rows]), zs[k][rows]
+                for lag, v in bands:
+                    if lag == 0:
+                        _core.add_crossed_gram(c1, z1, first.doff, c2, z2, other.doff, none, G, v)
+                        continue
+                    w = np.ascontiguousarray(v[:-lag])
+                    _core.add_crossed_gram(c1[:-lag], z1[:-lag], first.doff, c2[lag:], z2[lag:], other.doff,
+                                           none[:-lag], G, w)
+                    _core.add_crossed_gram(c1[lag:], z1[lag:], first.doff, c2[:-lag], z2[:-lag], other.doff,
+                                           none[:-lag], G, w)
+                if other is not first:
+                    a = slice(first.doff, first.doff + first.n_groups * first.q)
+                    b = slice(other.doff, other.doff + other.n_groups * other.q)
+                    G[b, a] = G[a, b].T
+        G[qd:, :qd] = G[:qd, qd:].T
+        return np.ascontiguousarray(G)
 
     def _factor(self, theta, work=None, G=None):
         theta = np.asarray(theta, float)
