@@ -23,12 +23,15 @@ from .inference.bootstrap import bootstrap, simulate, with_endog
 from .inference.kenward_roger import df_method
 from .inference.profile import GLMMProfile, profile_ci
 from .inference.term_tests import anova as term_anova
+from .exceptions import ModelError
 from .keywords import check_keywords, checked
 from .models import families as _families
 from .models import linear as _linear
 from .models import many as _many
-from .output.emit import to_lme4, to_stata
+from .models.residual_linear import ResidualModel
 from .output.diagnostic_plots import plot_influence, plot_qq, plot_residuals
+from .output.emit import to_lme4, to_stata
+from .output.nlme_emit import to_nlme
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
 from .results import glmm as _glmm_results
@@ -337,6 +340,48 @@ class LinearMixed(_linear.LinearMixed):
         if call is None or call.constructor != "mixedlm":
             raise ModelError("fit_many needs a model built by hlmext.mixedlm(formula, data)")
         return CONSTRUCTORS["mixedlm"]("~" + call.formula.split("~", 1)[1], call.data, **call.options)
+
+
+def _not_with_residuals(what, instead):
+    return ModelError("%s is not available for models with a residual structure or precision weights yet; %s"
+                      % (what, instead))
+
+
+class ResidualMixedResults(MixedResults):
+    """``MixedResults`` of a model with a residual structure: the tools that refit or simulate the
+    model through the statistics of independent errors are refused by name."""
+
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        raise _not_with_residuals("profile_ci()", "use conf_int() (Wald intervals on the log-sd / atanh scale)")
+
+    def simulate(self, n=1, seed=None):
+        raise _not_with_residuals("simulate()", "simulate from res.wcorrelation(group, covariance=True)")
+
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        raise _not_with_residuals("bootstrap()", "use the model-based standard errors")
+
+    def _df_module(self, name):
+        raise _not_with_residuals("%s degrees of freedom" % name, "use the large-sample z tests (dfmethod=None)")
+
+    def _check_icc(self):
+        raise _not_with_residuals("icc()", "the model-implied correlations are in res.wcorrelation(group)")
+
+
+class LinearMixedResiduals(ResidualModel, LinearMixed):
+    """``LinearMixed`` with a residual covariance structure: built by ``hlmext.mixedlm(...,
+    residuals=..., time=..., by=...)`` (see ``hlmext.models.residual_linear``)."""
+
+    results_class = ResidualMixedResults
+
+    def to_lme4(self, reml=True, data="df"):
+        """lme4 has no residual structures: the equivalent nlme call, ``lme(..., correlation = ...)``
+        (:func:`hlmext.output.nlme_emit.to_nlme`)."""
+        return to_nlme(self, reml=reml, data=data)
+
+    def refit(self, endog, reml=True, start=None, **kwargs):
+        """Not available with a residual structure (the whitened statistics depend on it)."""
+        raise ModelError("refit() (and the parametric bootstrap) is not available for models with a residual "
+                         "structure yet; build the model again with the new response")
 
 
 class MixedLogit(_families.MixedLogit):

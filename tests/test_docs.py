@@ -31,7 +31,8 @@ MODULES = ["hlmext.api", "hlmext.public", "hlmext.inference.lrtest", "hlmext.inf
            "hlmext.output.plotting", "hlmext.inference.kenward_roger", "hlmext.design.sampling_weights", "hlmext.results.sandwich", "hlmext.models.glmm", "hlmext.models.families", "hlmext.models.quadrature",
            "hlmext.results.idioms", "hlmext.inference.anova", "hlmext.update", "hlmext.results.conventions", "hlmext.formula.mixedlm_keywords",
            "hlmext.formula.design_state", "hlmext.inference.lr_checks", "hlmext.keywords", "hlmext.threads",
-           "hlmext.design.variance_components"]
+           "hlmext.design.variance_components",
+           "hlmext.design.residual_structures", "hlmext.results.within", "hlmext.output.nlme_emit"]
 
 _FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)pycon[ \t]*\n(?P<body>.*?)"
                     r"^(?P=fence)[ \t]*$", re.S | re.M)

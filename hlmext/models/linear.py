@@ -235,6 +235,10 @@ class LinearMixed(LikelihoodModel):
     def theta_bounds(self):
         return [b for lv in self.levels for b in lv.cov.theta_bounds()]
 
+    def theta_null(self):
+        """The parameters of the model without random effects (the LR test against the regression)."""
+        return np.zeros(self.k_re)
+
     def theta_moments(self):
         """Moment estimate of ``theta`` for one level of random effects, from the statistics.
 
@@ -409,6 +413,15 @@ class LinearMixed(LikelihoodModel):
         for lv in self.levels[::-1]:
             names += ["%s[%s]" % (n, lv.name) for n in lv.cov.report_names()]
         return names + ["sd(Residual)"]
+
+    def report_is_corr(self):
+        """Per reported variance parameter: True for a correlation (else an sd)."""
+        return np.concatenate([lv.cov.is_corr() for lv in self.levels[::-1]] + [[False]])
+
+    def residual_rows(self):
+        """``(position, label)`` of the summary's ``Residual`` rows, positions from the first
+        reported value after the levels' (a residual structure has more)."""
+        return [(0, "sd(Residual)")]
 
     def report_from_theta(self, theta, sigma):
         """sd's and correlations (outermost level first) and sigma, from ``theta``."""
