@@ -457,6 +457,8 @@ def fit_many(const double[:, ::1] X, const Py_ssize_t[::1] cluster, const Py_ssi
                 continue
             if st == BOUNDARY:
                 deriv(cp, 0.0)
+            ld = 0.0                # assigned in the loop: private to the thread (finish writes through pointers)
+            ldrx = 0.0
             finish(cp, s, &ld, &ldrx, &hess[j, 0], &dinv[j, 0], &qdiag[j, 0])
             for t in range(p):
                 beta[j, t] = cp.beta[t]
