@@ -26,7 +26,7 @@ import numpy as np
 
 from scipy.linalg.cython_lapack cimport dpotrf
 
-from hlmext._kernels.helpers cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
+from hlmext._kernels.helpers cimport MAXQ, index_t, Family, as_family, row_loglik, chol_ld, lower_ld, upper_ld
 from hlmext._kernels import boundary as _bd
 from hlmext._kernels.boundary_checks cimport tree_ok, blocks_ok
 
@@ -68,7 +68,7 @@ cdef inline index_t pos(const Tree* T, index_t i, index_t l, index_t j) noexcept
     return T.zoff[l] + j
 
 
-cdef double nested_assemble(int family, const Tree* T, const double* y, const double* ntr,
+cdef double nested_assemble(Family family, const Tree* T, const double* y, const double* ntr,
                             const double* eta0, const double* zl, const double* u, double* S,
                             double* eta, double* mu, double* w, double* dw) noexcept nogil:
     """h(u), and every block row of H with the gradient of h as right-hand side."""
@@ -346,7 +346,7 @@ cdef void nested_grad(const Tree* T, const double* y, const double* Z, const dou
                         e[i] * u[T.u_off[k] + b] + res * r[T.u_off[k] + b])
 
 
-def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
+def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
                   const double[::1] eta0, const index_t[:, ::1] cl, const index_t[::1] zoff,
                   const index_t[::1] level_first, const index_t[::1] parent,
                   const index_t[::1] u_off, const index_t[::1] blk_off, const double[::1] lam,
@@ -403,6 +403,7 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
         ``-inf`` if the mode was not found.
     steps : int
     """
+    cdef Family family = as_family(family_code)
     if not tree_ok(zoff, level_first, parent):
         _bd.tree("nested_loglik", zoff, level_first, parent)
         _bd.invalid("nested_loglik", "zoff, level_first and parent")
