@@ -25,6 +25,7 @@ from .inference.term_tests import anova as term_anova
 from .keywords import check_keywords, checked
 from .models import families as _families
 from .models import linear as _linear
+from .models import mixed_family as _mixed_family
 from .output.emit import to_lme4, to_stata
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
@@ -34,7 +35,7 @@ from .results.glmm import GLMMResultsWrapper
 from .results.linear import MixedResultsWrapper
 from .update import update
 
-__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson"]
+__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson", "MixedFamily"]
 
 
 class _RefitsAndPlots:
@@ -268,4 +269,9 @@ class MixedLogit(_families.MixedLogit):
 
 class MixedPoisson(_families.MixedPoisson):
     __doc__ = _families.MixedPoisson.__doc__
+    results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
+
+
+class MixedFamily(_mixed_family.MixedFamily):
+    __doc__ = _mixed_family.MixedFamily.__doc__
     results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
