@@ -105,18 +105,41 @@ cdef int cluster_mode(Family family, const double* y, const double* ntr, const d
 
     On return ``u`` is the mode, ``L`` the Cholesky factor of H there, ``h_out`` h(u) and
     the per-row arrays hold eta, mu, w, w' at the mode. Returns the number of Newton
-    steps, or -1 if H could not be factored or no step improved h.
+    steps, or -1 if H could not be factored at the mode or no step improved h.
+
+    Where H is not positive definite (a family whose rows are not log-concave in eta, such
+    as the NB1 or the Gaussian with log link, away from the mode) the step is damped:
+    H + c I with the smallest c = 10^k |H|_max that factors (Levenberg-Marquardt).
     """
     cdef double g[MAXQ]
     cdef double step[MAXQ]
     cdef double trial[MAXQ]
-    cdef double h, ht, smax, t
+    cdef double Hc[MAXQ * MAXQ]
+    cdef double h, ht, smax, t, shift, hmax
     cdef index_t a
-    cdef int it, halvings
+    cdef int it, halvings, k
+    cdef bint damped
     h = cluster_eval(family, y, ntr, eta0, zl, nj, q, u, g, L, NULL, NULL, NULL, NULL)
     for it in range(maxit):
+        damped = False
+        hmax = 1.0
+        for a in range(q * q):
+            Hc[a] = L[a]
+            if fabs(L[a]) > hmax:
+                hmax = fabs(L[a])
         if chol_ld(L, q, q) != 0:
-            return -1
+            damped = True
+            shift = 1e-3 * hmax
+            for k in range(30):
+                for a in range(q * q):
+                    L[a] = Hc[a]
+                for a in range(q):
+                    L[a * q + a] += shift
+                if chol_ld(L, q, q) == 0:
+                    break
+                shift *= 10.0
+            else:
+                return -1
         smax = 0.0
         for a in range(q):
             step[a] = g[a]
@@ -125,7 +148,7 @@ cdef int cluster_mode(Family family, const double* y, const double* ntr, const d
         for a in range(q):
             if fabs(step[a]) > smax:
                 smax = fabs(step[a])
-        if smax < tol:
+        if smax < tol and not damped:
             for a in range(q):
                 u[a] += step[a]
             h_out[0] = cluster_eval(family, y, ntr, eta0, zl, nj, q, u, g, L, eta, mu, w, dw)
