@@ -253,7 +253,8 @@ def _dispersion_lr(model, res):
         warnings.simplefilter("ignore")               # the Poisson fit's own notes are not this fit's
         ll0 = poisson.fit(nagq=res.nagq).llf
     stat = max(0.0, 2 * (res.llf - ll0))
-    return {"chibar2": stat, "pvalue": 0.5 * stats.chi2.sf(stat, 1) if stat > 0 else 1.0, "llf_poisson": ll0}
+    return {"parameter": model.spec.dispersion, "chibar2": stat,
+            "pvalue": float(0.5 * stats.chi2.sf(stat, 1)) if stat > 0 else 1.0, "llf_poisson": ll0}
 
 
 def _same_rows(model):

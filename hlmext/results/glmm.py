@@ -64,6 +64,10 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
     LR test vs. logistic regression: chibar2(01) = 45.20   Prob >= chibar2 = 0.0000
     """
 
+    #: the dispersion parameter's rows (``/lnalpha``, ``alpha``; meglm and menbreg) and the LR
+    #: test of alpha = 0 (menbreg), set by ``MixedFamily.fit``; None for the other families
+    dispersion = dispersion_lr = None
+
     def __init__(self, model, x, nagq, opt, null_llf, se_glm, robust=None):
         p = model.k_fe
         beta, theta = np.asarray(x[:p], float), np.asarray(x[p:], float)
