@@ -2,6 +2,7 @@
 """Helpers shared by the compiled kernels: the small Cholesky factor and triangular solves
 of the per-cluster blocks (``core``, ``gradient``, ``glmm``, ``glmm_nested``) and one row's
 log-likelihood of the generalized models. Inline: each kernel compiles its own copy."""
+cimport cython
 from libc.math cimport exp, expm1, log, log1p, sqrt, erfc, atan2, lgamma, INFINITY
 
 ctypedef Py_ssize_t index_t
@@ -59,6 +60,7 @@ cdef inline Family as_family(object code) except *:
     return f
 
 
+@cython.cdivision(True)
 cdef inline bint mean_of(int link, double eta, double* m) noexcept nogil:
     """m[0..3] = mu and its first three derivatives in eta (the links of the families other
     than the binomial); False where eta is outside the link's domain."""
@@ -87,6 +89,7 @@ cdef inline bint mean_of(int link, double eta, double* m) noexcept nogil:
     return True
 
 
+@cython.cdivision(True)
 cdef inline void polygamma012(double x, double* p0, double* p1, double* p2) noexcept nogil:
     """digamma, trigamma and tetragamma at x > 0 (recurrence up to 10, then the asymptotic series)."""
     cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, r, r2
@@ -101,6 +104,7 @@ cdef inline void polygamma012(double x, double* p0, double* p1, double* p2) noex
     p2[0] = a2 - r2 - r * r2 - r2 * r2 * (0.5 - r2 * (1.0 / 6 - r2 * (1.0 / 6 - 0.3 * r2)))
 
 
+@cython.cdivision(True)
 cdef inline double gamma_ratio(double y, double s, double* d0, double* d1, double* d2) noexcept nogil:
     """lgamma(y + s) - lgamma(s) - y log s for a count y, and psi_k(y + s) - psi_k(s), k = 0, 1, 2
     (with ``d0`` not NULL); sums over j < y for small counts (no cancellation when s is large)."""
@@ -122,52 +126,66 @@ cdef inline double gamma_ratio(double y, double s, double* d0, double* d1, doubl
     return lgamma(y + s) - lgamma(s) - y * log(s)
 
 
+@cython.cdivision(True)
 cdef inline double binomial_row(int link, double y, double n, double eta, double* L) noexcept nogil:
-    """y log p + (n - y) log(1 - p) for the probit, cloglog, cauchit and log links; in L the
-    first three derivatives of that in p, then those of p in eta."""
-    cdef double p, q, d1, d2, d3, t, v = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0
+    """y log p + (n - y) log(1 - p) for the probit, cloglog, cauchit and log links, and in L its
+    first three derivatives in eta, formed from the ratios p1 / p and p1 / (1 - p) of the
+    derivatives pk of p in eta (finite where p or 1 - p is tiny but not zero)."""
+    cdef double p, q, d1, r2, r3, t, a, b, v = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
     if link == L_PROBIT:
         p = 0.5 * erfc(-eta / sqrt(2.0))
         q = 0.5 * erfc(eta / sqrt(2.0))
         d1 = exp(-0.5 * eta * eta) / sqrt(2.0 * 3.141592653589793)
-        d2 = -eta * d1
-        d3 = (eta * eta - 1.0) * d1
+        r2 = -eta                             # p2 / p1 and p3 / p1
+        r3 = eta * eta - 1.0
     elif link == L_CLOGLOG:
         t = exp(eta)
         p = -expm1(-t)
         q = exp(-t)
         d1 = exp(eta - t)
-        d2 = d1 * (1.0 - t)
-        d3 = d1 * ((1.0 - t) * (1.0 - t) - t)
+        r2 = 1.0 - t
+        r3 = (1.0 - t) * (1.0 - t) - t
     elif link == L_CAUCHIT:
         p = atan2(1.0, -eta) / 3.141592653589793
         q = atan2(1.0, eta) / 3.141592653589793
         t = 1.0 / (1.0 + eta * eta)
         d1 = t / 3.141592653589793
-        d2 = -2.0 * eta * t * d1
-        d3 = (6.0 * eta * eta - 2.0) * t * t * d1
+        r2 = -2.0 * eta * t
+        r3 = (6.0 * eta * eta - 2.0) * t * t
     elif link == L_LOG:
         if eta > 0.0 or (eta == 0.0 and y < n):
             return -INFINITY
         p = exp(eta)
         q = -expm1(eta)
-        d1 = p; d2 = p; d3 = p
+        d1 = p
+        r2 = 1.0
+        r3 = 1.0
     else:
         return -INFINITY
     if y > 0.0:
         if p <= 0.0:
             return -INFINITY
+        a = d1 / p
         v += y * log(p)
-        l1 += y / p; l2 -= y / (p * p); l3 += 2.0 * y / (p * p * p)
+        s1 += y * a
+        s2 -= y * a * a
+        s3 += 2.0 * y * a * a * a
     if n - y > 0.0:
         if q <= 0.0:
             return -INFINITY
+        b = d1 / q
         v += (n - y) * log(q)
-        l1 -= (n - y) / q; l2 -= (n - y) / (q * q); l3 -= 2.0 * (n - y) / (q * q * q)
-    L[0] = l1; L[1] = l2; L[2] = l3; L[3] = d1; L[4] = d2; L[5] = d3
+        s1 -= (n - y) * b
+        s2 -= (n - y) * b * b
+        s3 -= 2.0 * (n - y) * b * b * b
+    # with lk the derivatives of l in p: s1 = l1 p1, s2 = l2 p1^2, s3 = l3 p1^3
+    L[0] = s1
+    L[1] = s2 + s1 * r2                       # l2 p1^2 + l1 p2
+    L[2] = s3 + 3.0 * s2 * r2 + s1 * r3       # l3 p1^3 + 3 l2 p1 p2 + l1 p3
     return v
 
 
+@cython.cdivision(True)
 cdef inline double row_loglik(Family f, double y, double n, double eta, double* mu, double* w,
                               double* dw) noexcept nogil:
     """One row's log-likelihood in eta, less the data constant the caller adds (log C(n, y),
@@ -182,7 +200,7 @@ cdef inline double row_loglik(Family f, double y, double n, double eta, double* 
     ``dw[0] = -l'''(eta)``.
     """
     cdef double e, p, pc, sp, v, l1, l2, l3, s, g0, g1, g2, k
-    cdef double L[6]
+    cdef double L[3]
     cdef double m[4]
     if f.family == F_BINOMIAL and f.link == L_LOGIT:
         if eta >= 0.0:
@@ -211,8 +229,8 @@ cdef inline double row_loglik(Family f, double y, double n, double eta, double* 
         v = binomial_row(f.link, y, n, eta, L)
         if v == -INFINITY:
             return v
-        l1 = L[0]; l2 = L[1]; l3 = L[2]
-        m[1] = L[3]; m[2] = L[4]; m[3] = L[5]
+        l1 = L[0]; l2 = L[1]; l3 = L[2]      # derivatives in eta already: mu' = 1, mu'' = mu''' = 0
+        m[1] = 1.0; m[2] = 0.0; m[3] = 0.0
         k = 1.0                       # n counts the trials, not the row
     else:
         if not mean_of(f.link, eta, m):
