@@ -142,14 +142,30 @@ class MixedFamily(MixedGLM):
 
     def profile_dispersion(self, beta, theta, nagq, tol=1e-7, h=1e-4):
         """Maximize the log-likelihood at (beta, theta) over log phi (Newton steps with central
-        differences, from this thread's last value); leaves log phi at the maximum and returns it."""
+        differences, from this thread's last value); leaves log phi at the maximum and returns it.
+
+        Near the last maximum (the optimizer's next point) one Newton step with the slope from two
+        evaluations and the last curvature is taken without more checks (its error is of the
+        order of the square of a small step, and enters the value only to second order): two
+        kernel calls. Larger steps run the guarded iteration."""
         lo, hi = LOG_PHI_BOUNDS
+        buffers = self._buffers.get(self)
 
         def f(t):
             self._set_log_phi(t)
             return self._kernel(beta, theta, nagq, False)
 
         t = float(np.clip(self._log_phi, lo, hi))
+        curvature = getattr(buffers, "log_phi_curvature", None)
+        if curvature is not None:
+            d1 = (f(min(t + h, hi)) - f(max(t - h, lo))) / (min(t + h, hi) - max(t - h, lo))
+            step = -d1 / curvature
+            if (t <= lo and d1 <= 0) or (t >= hi and d1 >= 0):
+                step = 0.0
+            if abs(step) < 0.05:
+                t = float(np.clip(t + step, lo, hi))
+                self._set_log_phi(t)
+                return t
         f0 = f(t)
         if not np.isfinite(f0):
             t = float(self._log_phi0)
@@ -158,6 +174,8 @@ class MixedFamily(MixedGLM):
             fp, fm = f(min(t + h, hi)), f(max(t - h, lo))
             d1 = (fp - fm) / (min(t + h, hi) - max(t - h, lo))
             d2 = (fp - 2 * f0 + fm) / h ** 2
+            if d2 < 0:
+                buffers.log_phi_curvature = d2
             step = -d1 / d2 if d2 < 0 else np.sign(d1)
             step = float(np.clip(step, -2.0, 2.0)) if np.isfinite(step) else 0.0
             tn = float(np.clip(t + step, lo, hi))
