@@ -90,6 +90,37 @@ def test_dispersion_matches_glmmtmb(name, scale):
     assert row["lower"] == pytest.approx(np.exp(log_phi["lower"]))
 
 
+@pytest.mark.parametrize("name, dispersion", [("grouse_nb2_nested_laplace", "mean"),
+                                              ("grouse_nb1_nested_laplace", "constant")])
+def test_nested_negative_binomial_matches_glmmtmb(name, dispersion):
+    """Broods within locations: the nested kernel's damped Newton steps reach the NB1 modes."""
+    r = ref(name)
+    res = hlmext.menbreg("TICKS ~ C(YEAR) + cHEIGHT + (1 | LOCATION/BROOD)", grouse(),
+                         dispersion=dispersion).fit(nagq=1)
+    assert res.llf == pytest.approx(r["loglik"], rel=1e-6)
+    sds = {d["level"]: d["sd"] for d in r["sds"]}
+    assert res.params["sd(Intercept)[LOCATION]"] == pytest.approx(sds["LOCATION"], rel=1e-3)
+    assert res.params["sd(Intercept)[LOCATION:BROOD]"] == pytest.approx(sds["BROOD:LOCATION"], rel=1e-3)
+    assert np.exp(res.dispersion["estimate"].iloc[0]) == pytest.approx(
+        r["sigma"] if dispersion == "constant" else 1 / r["sigma"], rel=1e-3)
+
+
+def test_log_binomial_stops_at_the_edge_of_its_domain():
+    """A log-binomial GLM whose maximum has a fitted probability of 1: the start and the fit keep a
+    finite likelihood (the step that would cross the edge is not taken) and say they stopped."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(40), 10)
+    x = rng.normal(size=400)
+    y = (rng.wald(np.exp(0.5 + 0.3 * x + 0.3 * rng.normal(size=40)[g]), 4.0) > 1.5) * 1
+    fam = sm.families.Binomial(link=L.Log())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = hlmext.meglm("y ~ x + (1 | g)", pd.DataFrame({"y": y, "x": x, "g": g}), family=fam).fit(nagq=1)
+    assert any(issubclass(w.category, hlmext.ConvergenceWarning) for w in caught)
+    assert np.isfinite(res.llf) and res.llf >= res.null_llf
+    assert np.max(res.predict()) <= 1.0
+
+
 def test_glmer_laplace_differs_with_a_noncanonical_link():
     """glmer's Laplace uses expected weights: below the exact Laplace (glmmTMB, ours) for probit."""
     r_exact, r_glmer = ref("cbpp_probit_laplace"), ref("cbpp_probit_laplace_glmer")

@@ -117,6 +117,22 @@ cdef double nested_assemble(Family family, const Tree* T, const double* y, const
     return h
 
 
+cdef double shift_diagonal(const Tree* T, double* S, double c) noexcept nogil:
+    """Add c to the diagonal of every cluster's block of H (a damped Newton step); returns the
+    largest |diagonal| before."""
+    cdef index_t l, k, a, q, D
+    cdef double top = 0.0
+    for l in range(T.nlev):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            for a in range(q):
+                if fabs(S[T.blk_off[k] + a * D + a]) > top:
+                    top = fabs(S[T.blk_off[k] + a * D + a])
+                S[T.blk_off[k] + a * D + a] += c
+    return top
+
+
 cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
     """Eliminate the clusters innermost first (block Cholesky); 0 or -(k+1) on failure.
 
@@ -426,7 +442,9 @@ def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, cons
     cdef index_t width = zoff[nlev - 1] + ntop if ntop else Q
     cdef index_t i, l, a, b, k, q, ja, jb, n_u = u.shape[0]
     cdef double h, ht, logdet = 0.0, smax, tt, s
-    cdef int it, halvings, info, steps = -1
+    cdef int it, halvings, info, steps = -1, k_shift
+    cdef double shift
+    cdef bint damped
     if nlev < 1 or cl.shape[1] != nlev or cl.shape[0] != n or chain_work.shape[0] < 2 * Q:
         raise ValueError("bad nested layout")
     if (step.shape[0] != n_u or trial.shape[0] != n_u or zl.shape[0] != n or zl.shape[1] != width
@@ -469,14 +487,25 @@ def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, cons
                             &eta[0], &mu[0], &w[0], &dw[0])
         for it in range(maxit):
             info = nested_factor(&T, &S[0], &logdet)
-            if info != 0:
-                break
+            damped = info != 0
+            if damped:                       # H not positive definite here (rows not log-concave in
+                shift = 0.0                  # eta): a damped step, H + c I (Levenberg-Marquardt)
+                for k_shift in range(30):
+                    nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
+                                    &eta[0], &mu[0], &w[0], &dw[0])
+                    shift = (1e-3 * (1.0 + shift_diagonal(&T, &S[0], 0.0))) if k_shift == 0 else 10.0 * shift
+                    shift_diagonal(&T, &S[0], shift)
+                    info = nested_factor(&T, &S[0], &logdet)
+                    if info == 0:
+                        break
+                if info != 0:
+                    break
             nested_back(&T, &S[0], &step[0])
             smax = 0.0
             for a in range(n_u):
                 if fabs(step[a]) > smax:
                     smax = fabs(step[a])
-            if smax < tol:
+            if smax < tol and not damped:
                 for a in range(n_u):
                     u[a] += step[a]
                 h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],

@@ -47,6 +47,9 @@ def glm_start(model):
             if ll_new >= ll - 1e-12 * abs(ll):
                 break
             t /= 2
+        if not ll_new >= ll - 1e-12 * abs(ll):       # no step keeps the likelihood: the edge of a link's domain
+            model.loglike_theta(beta, theta0, 1, grad=True)       # the work arrays at beta again
+            break
         beta, ll, g = beta + t * step, ll_new, g_new
         if np.max(np.abs(t * step) * rms) < 1e-10:
             converged = True

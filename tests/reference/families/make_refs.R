@@ -38,7 +38,7 @@ write.csv(data.frame(y = yn, x = x, g = g), file.path(outdir, "gausslog_sim.csv"
 cbpp <- read.csv(file.path(datadir, "cbpp.csv"))
 cbpp$period <- factor(cbpp$period); cbpp$herd <- factor(cbpp$herd)
 gt <- read.csv(file.path(datadir, "grouseticks.csv"))
-gt$YEAR <- factor(gt$YEAR); gt$BROOD <- factor(gt$BROOD)
+gt$YEAR <- factor(gt$YEAR); gt$BROOD <- factor(gt$BROOD); gt$LOCATION <- factor(gt$LOCATION)
 gam <- read.csv(file.path(outdir, "gamma_sim.csv")); gam$g <- factor(gam$g)
 gsl <- read.csv(file.path(outdir, "gausslog_sim.csv")); gsl$g <- factor(gsl$g)
 
@@ -105,3 +105,13 @@ save("gamma_log_laplace", list(dataset = "gamma_sim.csv", formula = "y ~ x + (1 
 tn <- glmmTMB(y ~ x + (1 | g), gsl, family = gaussian(link = "log"))
 save("gausslog_laplace", list(dataset = "gausslog_sim.csv", formula = "y ~ x + (1 | g)", family = "gaussian",
                               link = "log", nagq = 1), from_tmb(tn))
+
+## ---- nested levels: grouse ticks with broods within locations, NB2 and NB1 (Laplace)
+info <- list(dataset = "grouseticks", formula = "TICKS ~ C(YEAR) + cHEIGHT + (1 | LOCATION/BROOD)")
+for (fam in c("nbinom2", "nbinom1")) {
+  tn <- glmmTMB(TICKS ~ YEAR + cHEIGHT + (1 | LOCATION/BROOD), gt, family = get(fam))
+  r <- from_tmb(tn)
+  vc <- VarCorr(tn)$cond
+  r$sds <- lapply(names(vc), function(nm) list(level = nm, sd = attr(vc[[nm]], "stddev")[[1]]))
+  save(paste0("grouse_", sub("nbinom", "nb", fam), "_nested_laplace"), c(info, family = fam, nagq = 1), r)
+}
