@@ -225,6 +225,16 @@ cdef inline double row_loglik(Family f, double y, double n, double eta, double* 
             w[0] = n * e
             dw[0] = n * e
         return n * (y * eta - e)
+    if f.family == F_NB2 and f.link == L_LOG:        # closed forms: s = 1 / alpha, p = s / (s + mu)
+        s = 1.0 / f.phi
+        e = exp(eta)
+        v = gamma_ratio(y, s, NULL, NULL, NULL) + y * eta - (s + y) * log1p(e / s)
+        if mu != NULL:
+            p = s / (s + e)
+            mu[0] = y - n * (y - e) * p
+            w[0] = n * (s + y) * e * p / (s + e)
+            dw[0] = w[0] * (s - e) / (s + e)
+        return n * v
     if f.family == F_BINOMIAL:
         v = binomial_row(f.link, y, n, eta, L)
         if v == -INFINITY:
