@@ -268,6 +268,17 @@ def test_summary_shows_the_dispersion_and_its_lr_test():
     assert logit.dispersion is None and "/ln" not in str(logit.summary())
 
 
+@pytest.mark.filterwarnings("ignore::hlmext.BoundaryWarning")
+def test_dispersion_counts_as_a_parameter():
+    """AIC and BIC count alpha (as glmmTMB's); LR tests refuse fits of different families or links."""
+    nb = hlmext.menbreg(FORMULA_GROUSE, grouse()).fit(nagq=1)
+    assert nb.k_params == 6 and nb.aic == pytest.approx(-2 * nb.llf + 12)
+    probit = hlmext.meprobit(FORMULA_CBPP, cbpp(), trials="size").fit(nagq=1)
+    cloglog = hlmext.mecloglog("incidence ~ C(period) + (1 | herd) + (1 | period)", cbpp(), trials="size")
+    with pytest.raises(ModelError, match="different families or links"):
+        hlmext.lrtest(probit, cloglog.fit(nagq=1))
+
+
 def test_nb_alpha_at_zero_is_the_poisson_model():
     """Poisson data: alpha goes to its lower end, the fit is the Poisson model's, the LR test 0."""
     rng = np.random.default_rng(7)

@@ -254,9 +254,13 @@ class MixedFamily(MixedGLM):
         res = super()._fit(nagq, start, maxiter, disp, robust)
         if self.spec.dispersion:
             beta, theta = np.asarray(res.fe_params, float), np.asarray(res.theta, float)
-            res._results.dispersion = self.dispersion_table(beta, theta, res.nagq)
+            inner = res._results                  # the dispersion is a parameter: AIC, BIC and LR df count it
+            inner.k_params += 1
+            inner.aic = inner.deviance + 2 * inner.k_params
+            inner.bic = inner.deviance + np.log(inner.nobs) * inner.k_params
+            inner.dispersion = self.dispersion_table(beta, theta, res.nagq)
             self.fitted_log_phi = self.profile_dispersion(beta, theta, res.nagq)
-            res._results.dispersion_lr = _dispersion_lr(self, res)
+            inner.dispersion_lr = _dispersion_lr(self, res)
         return res
 
 
