@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 
 SCALE = {"small": 0.1, "default": 1.0, "large": 10.0}
-ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", "logit_rs", "poisson_ri"]
+ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", "logit_rs", "poisson_ri", "nb_ri",
+         "probit_ri"]
 EXTRA = ["logit_crossed"]          # run only when named (``--scenarios logit_crossed``)
 
 
 @dataclass
 class Spec:
     name: str
-    family: str                 # gaussian, binomial, poisson
+    family: str                 # gaussian, binomial, poisson, nb2 (alpha 0.5), probit (binomial)
     formula: str                # hlmext and lme4 (same syntax)
     fe: list                    # fixed covariates (an intercept is added)
     groups: list                # grouping columns, outermost first
@@ -76,6 +77,10 @@ def _two_level(name, size, rows, groups, k, slope, family="gaussian", offset=Fal
         df["y"] = eta + rng.standard_normal(n)
     elif family == "binomial":
         df["y"] = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    elif family == "probit":
+        df["y"] = (rng.standard_normal(n) < eta).astype(np.int64)
+    elif family == "nb2":                          # Var = mu (1 + alpha mu), alpha = 0.5
+        df["y"] = rng.negative_binomial(2.0, 2.0 / (2.0 + np.exp(eta)))
     else:
         df["y"] = rng.poisson(np.exp(eta))
     fe = list(x)
@@ -106,6 +111,14 @@ def make(name, size="default"):
     if name == "poisson_ri":
         f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="poisson", offset=True)
         return Spec(name, "poisson", f, fe, ["g"], offset="logexp", fits=[("AGHQ7", {"nagq": 7})]), df
+    if name == "nb_ri":
+        f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="nb2", offset=True)
+        return Spec(name, "nb2", f, fe, ["g"], offset="logexp", fits=[("Laplace", {"nagq": 1})],
+                    note="R: glmmTMB nbinom2 (Laplace)"), df
+    if name == "probit_ri":
+        f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="probit")
+        fits = [("Laplace", {"nagq": 1}), ("AGHQ7", {"nagq": 7})]
+        return Spec(name, "probit", f, fe, ["g"], fits=fits), df
     if name == "logit_crossed":
         return _logit_crossed(size)
     raise KeyError("unknown scenario %r; choose from %s" % (name, ", ".join(ORDER + EXTRA)))

@@ -46,7 +46,10 @@ def _floor(spec, df, repeats):
     if spec.family == "gaussian":
         return _median_time(lambda: np.linalg.lstsq(X, y, rcond=None), repeats)[0], "OLS lstsq"
     import statsmodels.api as sm
-    fam = sm.families.Binomial() if spec.family == "binomial" else sm.families.Poisson()
+    if spec.family == "nb2":                      # the NB2 GLM by ML (alpha estimated)
+        return _median_time(lambda: sm.NegativeBinomial(y, X, offset=offset).fit(disp=0), repeats)[0], "NB2 ML"
+    fam = {"binomial": sm.families.Binomial(), "probit": sm.families.Binomial(link=sm.families.links.Probit()),
+           "poisson": sm.families.Poisson()}[spec.family]
     return _median_time(lambda: sm.GLM(y, X, family=fam, offset=offset).fit(), repeats)[0], "GLM"
 
 
@@ -55,7 +58,8 @@ def _builder(spec, df):
     import hlmext
     if spec.family == "gaussian":
         return lambda: hlmext.mixedlm(spec.formula, df)
-    ctor = getattr(hlmext, "melogit" if spec.family == "binomial" else "mepoisson", None)
+    ctor = getattr(hlmext, {"binomial": "melogit", "poisson": "mepoisson", "nb2": "menbreg",
+                            "probit": "meprobit"}[spec.family], None)
     if ctor is None:
         return "not available"
     if spec.offset:
@@ -164,6 +168,8 @@ def statsmodels_fit(name, size, limit):
                 "converged": bool(res.converged)}
     from scipy import sparse
     from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM, PoissonBayesMixedGLM
+    if spec.family not in ("binomial", "poisson"):
+        return {"status": "n/a"}                  # no Bayes GLMM of this family in statsmodels
     cls = BinomialBayesMixedGLM if spec.family == "binomial" else PoissonBayesMixedGLM
 
     def fit():
@@ -194,6 +200,8 @@ for (spec in strsplit(args[5], ",")[[1]]) {
   parts <- strsplit(spec, "=")[[1]]; label <- parts[1]; nagq <- as.integer(parts[2])
   t <- system.time(m <- tryCatch(
     if (args[4] == "gaussian") lmer(form, data = d, REML = FALSE)
+    else if (args[4] == "nb2") glmmTMB::glmmTMB(form, data = d, family = glmmTMB::nbinom2)
+    else if (args[4] == "probit") glmer(form, data = d, family = binomial(link = "probit"), nAGQ = nagq)
     else glmer(form, data = d, family = args[4], nAGQ = nagq),
     error = function(e) conditionMessage(e)))[["elapsed"]]
   setTimeLimit(elapsed = Inf)

@@ -6,7 +6,7 @@ import pandas as pd
 
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
-from .public import LinearMixed, MixedLogit, MixedPoisson
+from .public import LinearMixed, MixedFamily, MixedLogit, MixedPoisson
 from .update import CONSTRUCTORS, remember
 
 
@@ -310,5 +310,146 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
                                                             missing=missing, pweights=pweights, pwscale=pwscale))
 
 
+def meglm(formula, data, family=None, trials=None, offset=None, exposure=None, cov=None, missing="drop",
+          pweights=None, pwscale=None, **kwargs):
+    """Generalized linear mixed model of any family and link (Stata ``meglm``, lme4 ``glmer``, glmmTMB).
+
+    Parameters
+    ----------
+    formula : str
+        As for ``mixedlm``.
+    data : pandas.DataFrame
+    family : statsmodels family instance
+        ``sm.families.Binomial`` (links Logit, Probit, CLogLog, Cauchy, Log), ``Poisson``
+        (Log, Identity, Sqrt), ``Gamma`` (Log, InversePower, Identity), ``Gaussian``
+        (Identity, Log, InversePower), ``InverseGaussian`` (InverseSquared, Log, InversePower,
+        Identity); e.g. ``sm.families.Gamma(link=sm.families.links.Log())``. The dispersion
+        of Gamma, Gaussian and inverse Gaussian models is estimated by maximum likelihood
+        (``res.dispersion``). Negative binomial models: ``menbreg``.
+    trials : str or array_like, optional
+        Binomial trials (binomial family only).
+    offset, exposure : str or array_like, optional
+        Offset added to the linear predictor; exposure, entered as its log.
+    cov, missing, pweights, pwscale
+        As for ``melogit``.
+    **kwargs
+        None are taken, as for ``melogit``.
+
+    Returns
+    -------
+    MixedFamily
+        Call ``.fit(nagq=7)`` (adaptive Gauss-Hermite) or ``.fit(nagq=1)`` (Laplace).
+
+    Examples
+    --------
+    >>> import hlmext, statsmodels.api as sm
+    >>> df = hlmext.datasets.load("cbpp")
+    >>> cloglog = sm.families.Binomial(link=sm.families.links.CLogLog())
+    >>> res = hlmext.meglm("incidence ~ C(period) + (1 | herd)", df, family=cloglog, trials="size").fit(nagq=7)
+    >>> round(res.llf, 3)
+    -91.745
+    """
+    check_keywords(meglm, kwargs)
+    return _family_model("meglm", formula, data, family, dict(trials=trials, offset=offset, exposure=exposure,
+                                                              cov=cov, missing=missing, pweights=pweights,
+                                                              pwscale=pwscale))
+
+
+def meprobit(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None,
+             **kwargs):
+    """Mixed-effects probit regression (Stata ``meprobit``; ``glmer(family=binomial("probit"))``).
+
+    Parameters as for ``melogit``; the model is ``meglm`` with the binomial family and the
+    probit link. ``icc()`` is on the latent scale with residual variance 1.
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("cbpp")
+    >>> res = hlmext.meprobit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=7)
+    >>> round(res.llf, 3), round(float(res.params["sd(Intercept)[herd]"]), 4)
+    (-92.567, 0.3396)
+    """
+    check_keywords(meprobit, kwargs)
+    return _family_model("meprobit", formula, data, _binomial("Probit"),
+                         dict(trials=trials, offset=offset, cov=cov, missing=missing, pweights=pweights,
+                              pwscale=pwscale))
+
+
+def mecloglog(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None,
+              **kwargs):
+    """Mixed-effects complementary log-log regression (Stata ``mecloglog``).
+
+    Parameters as for ``melogit``; the model is ``meglm`` with the binomial family and the
+    cloglog link (``summary(eform=True)`` shows hazard ratios, exp(b)).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("cbpp")
+    >>> res = hlmext.mecloglog("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=7)
+    >>> round(res.llf, 3)
+    -91.745
+    """
+    check_keywords(mecloglog, kwargs)
+    return _family_model("mecloglog", formula, data, _binomial("CLogLog"),
+                         dict(trials=trials, offset=offset, cov=cov, missing=missing, pweights=pweights,
+                              pwscale=pwscale))
+
+
+def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=None, missing="drop", **kwargs):
+    """Mixed-effects negative binomial regression (Stata ``menbreg``, glmmTMB ``nbinom2``/``nbinom1``).
+
+    Parameters
+    ----------
+    formula : str
+        As for ``mixedlm``; the response is a count.
+    data : pandas.DataFrame
+    dispersion : {"mean", "constant"}
+        ``"mean"``: Var(y | b) = mu (1 + alpha mu) (NB2; glmmTMB ``nbinom2``, lme4
+        ``glmer.nb``); ``"constant"``: Var(y | b) = mu (1 + delta) (NB1; glmmTMB ``nbinom1``).
+        alpha or delta is estimated by maximum likelihood and reported as Stata does
+        (``res.dispersion``: ``/lnalpha`` and ``alpha``), with the LR test of alpha = 0
+        against the Poisson model (``res.dispersion_lr``, chibar2(01)).
+    offset, exposure : str or array_like, optional
+    cov, missing
+        As for ``mepoisson``.
+    **kwargs
+        None are taken, as for ``melogit``.
+
+    Returns
+    -------
+    MixedFamily
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> df = hlmext.datasets.load("grouseticks")
+    >>> res = hlmext.menbreg("TICKS ~ C(YEAR) + cHEIGHT + (1 | BROOD)", df).fit(nagq=1)
+    >>> round(res.llf, 3), round(float(res.dispersion.loc["alpha", "estimate"]), 4)
+    (-890.203, 0.3024)
+    """
+    check_keywords(menbreg, kwargs)
+    if dispersion not in ("mean", "constant"):
+        raise ValueError("dispersion must be 'mean' (NB2: Var = mu (1 + alpha mu)) or 'constant' (NB1: "
+                         "Var = mu (1 + delta)), not %r" % (dispersion,))
+    model = _family_model("menbreg", formula, data, "nb2" if dispersion == "mean" else "nb1",
+                          dict(offset=offset, exposure=exposure, cov=cov, missing=missing))
+    model.call.options["dispersion"] = dispersion
+    return model
+
+
+def _binomial(link):
+    from statsmodels.genmod import families
+    return families.Binomial(link=getattr(families.links, link)())
+
+
+def _family_model(name, formula, data, family, options):
+    model = MixedFamily.from_formula(formula, data, family=family, eval_env=2, **options)
+    extra = {} if name in ("meprobit", "mecloglog", "menbreg") else {"family": family}
+    return remember(model, name, formula, data, {**extra, **options})
+
+
 # update() rebuilds a model with the function that built it
-CONSTRUCTORS.update(mixedlm=mixedlm, melogit=melogit, mepoisson=mepoisson)
+CONSTRUCTORS.update(mixedlm=mixedlm, melogit=melogit, mepoisson=mepoisson, meglm=meglm, meprobit=meprobit,
+                    mecloglog=mecloglog, menbreg=menbreg)

@@ -28,6 +28,7 @@ from .keywords import check_keywords, checked
 from .models import families as _families
 from .models import linear as _linear
 from .models import many as _many
+from .models import mixed_family as _mixed_family
 from .models.residual_linear import ResidualModel
 from .output.diagnostic_plots import plot_influence, plot_qq, plot_residuals
 from .output.emit import to_lme4, to_stata
@@ -41,7 +42,7 @@ from .results.linear import MixedResultsWrapper
 from .results.many import ManyResults
 from .update import CONSTRUCTORS, update
 
-__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson"]
+__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson", "MixedFamily"]
 
 
 class _RefitsAndPlots:
@@ -391,4 +392,9 @@ class MixedLogit(_families.MixedLogit):
 
 class MixedPoisson(_families.MixedPoisson):
     __doc__ = _families.MixedPoisson.__doc__
+    results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
+
+
+class MixedFamily(_mixed_family.MixedFamily):
+    __doc__ = _mixed_family.MixedFamily.__doc__
     results_class, wrapper_class = GLMMResults, GLMMResultsWrapper

@@ -45,7 +45,7 @@ Python facade (``glmm.py``) validates and allocates once per model. The blocks a
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, sqrt, fabs, INFINITY, isfinite
 
-from hlmext._kernels.helpers cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
+from hlmext._kernels.helpers cimport MAXQ, index_t, Family, as_family, row_loglik, chol_ld, lower_ld, upper_ld
 import numpy as np
 from hlmext._kernels import boundary as _bd
 
@@ -57,7 +57,7 @@ POISSON = 1
 # Layer 1: one cluster
 # ---------------------------------------------------------------------------------
 
-cdef double cluster_eval(int family, const double* y, const double* ntr, const double* eta0,
+cdef double cluster_eval(Family family, const double* y, const double* ntr, const double* eta0,
                          const double* zl, index_t nj, index_t q, const double* u, double* g,
                          double* H, double* eta, double* mu, double* w, double* dw) noexcept nogil:
     """h(u); if ``g`` is not NULL also its gradient and H (full, before factoring).
@@ -97,7 +97,7 @@ cdef double cluster_eval(int family, const double* y, const double* ntr, const d
     return h
 
 
-cdef int cluster_mode(int family, const double* y, const double* ntr, const double* eta0,
+cdef int cluster_mode(Family family, const double* y, const double* ntr, const double* eta0,
                       const double* zl, index_t nj, index_t q, double* u, double* L,
                       double* eta, double* mu, double* w, double* dw, double tol, int maxit,
                       double* h_out) noexcept nogil:
@@ -105,18 +105,41 @@ cdef int cluster_mode(int family, const double* y, const double* ntr, const doub
 
     On return ``u`` is the mode, ``L`` the Cholesky factor of H there, ``h_out`` h(u) and
     the per-row arrays hold eta, mu, w, w' at the mode. Returns the number of Newton
-    steps, or -1 if H could not be factored or no step improved h.
+    steps, or -1 if H could not be factored at the mode or no step improved h.
+
+    Where H is not positive definite (a family whose rows are not log-concave in eta, such
+    as the NB1 or the Gaussian with log link, away from the mode) the step is damped:
+    H + c I with the smallest c = 10^k |H|_max that factors (Levenberg-Marquardt).
     """
     cdef double g[MAXQ]
     cdef double step[MAXQ]
     cdef double trial[MAXQ]
-    cdef double h, ht, smax, t
+    cdef double Hc[MAXQ * MAXQ]
+    cdef double h, ht, smax, t, shift, hmax
     cdef index_t a
-    cdef int it, halvings
+    cdef int it, halvings, k
+    cdef bint damped
     h = cluster_eval(family, y, ntr, eta0, zl, nj, q, u, g, L, NULL, NULL, NULL, NULL)
     for it in range(maxit):
+        damped = False
+        hmax = 1.0
+        for a in range(q * q):
+            Hc[a] = L[a]
+            if fabs(L[a]) > hmax:
+                hmax = fabs(L[a])
         if chol_ld(L, q, q) != 0:
-            return -1
+            damped = True
+            shift = 1e-3 * hmax
+            for k in range(30):
+                for a in range(q * q):
+                    L[a] = Hc[a]
+                for a in range(q):
+                    L[a * q + a] += shift
+                if chol_ld(L, q, q) == 0:
+                    break
+                shift *= 10.0
+            else:
+                return -1
         smax = 0.0
         for a in range(q):
             step[a] = g[a]
@@ -125,7 +148,7 @@ cdef int cluster_mode(int family, const double* y, const double* ntr, const doub
         for a in range(q):
             if fabs(step[a]) > smax:
                 smax = fabs(step[a])
-        if smax < tol:
+        if smax < tol and not damped:
             for a in range(q):
                 u[a] += step[a]
             h_out[0] = cluster_eval(family, y, ntr, eta0, zl, nj, q, u, g, L, eta, mu, w, dw)
@@ -148,7 +171,7 @@ cdef int cluster_mode(int family, const double* y, const double* ntr, const doub
     return -1
 
 
-cdef double aghq_term(int family, const double* y, const double* ntr, const double* eta,
+cdef double aghq_term(Family family, const double* y, const double* ntr, const double* eta,
                       const double* zl, index_t nj, index_t q, const double* u, const double* L,
                       const double* nodes, const double* logw, index_t K, double* d, double* hk,
                       double h, double* resid) noexcept nogil:
@@ -237,7 +260,7 @@ cdef void cluster_grad(const double* y, const double* z, const double* zl, const
             grad_lam[a * q + b] -= v[b]
 
 
-cdef void aghq_grad(int family, const double* y, const double* ntr, const double* z,
+cdef void aghq_grad(Family family, const double* y, const double* ntr, const double* z,
                     const double* zl, const double* eta, const double* mu, const double* w,
                     const double* dw, index_t nj, index_t q, const double* u, const double* L,
                     const double* d, double* pk, index_t K, double* Gk, double* ubar, double* e,
@@ -353,7 +376,7 @@ cdef void aghq_grad(int family, const double* y, const double* ntr, const double
 # Layer 2: the loop over clusters
 # ---------------------------------------------------------------------------------
 
-def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
+def cluster_loglik(family_code, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
                    const double[::1] eta0, const index_t[::1] row_start, const index_t[::1] row_end,
                    const double[:, ::1] lam, const double[:, ::1] nodes, const double[::1] logw,
                    double[:, ::1] u, double[::1] ll, double[:, :, ::1] chol_out, double[:, ::1] zl,
@@ -365,8 +388,9 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
 
     Parameters
     ----------
-    family : int
-        0 binomial-logit, 1 Poisson-log.
+    family_code : int or tuple
+        0 binomial-logit, 1 Poisson-log, or (family, link, dispersion) as in
+        ``helpers.as_family`` (``hlmext.models.links``).
     Z : (n, q)
         Random-effects design, rows sorted by cluster.
     y, ntr, eta0 : (n,)
@@ -401,6 +425,7 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     max_steps : int
         Largest number of Newton steps taken by a cluster.
     """
+    cdef Family family = as_family(family_code)
     _bd.rows("cluster_loglik", Z.shape[0], row_start, row_end)
     cdef index_t n = Z.shape[0], q = Z.shape[1], G = row_start.shape[0], K = nodes.shape[0]
     cdef index_t i, j, a, b, t, tid
@@ -472,7 +497,7 @@ def cluster_loglik(int family, const double[:, ::1] Z, const double[::1] y, cons
     return n_failed, max_steps
 
 
-cdef int one_cluster(int family, const double* Z, const double* y, const double* ntr, const double* eta0,
+cdef int one_cluster(Family family, const double* Z, const double* y, const double* ntr, const double* eta0,
                      index_t r0, index_t r1, index_t q, const double* nodes, const double* logw, index_t K,
                      double* u, double* ll, double* chol, double* zl, double* eta, double* mu, double* w,
                      double* dw, double* node_d, double* node_h, double* node_g, double* ubar, double* e,
@@ -518,3 +543,19 @@ cdef int one_cluster(int family, const double* Z, const double* y, const double*
         for i in range(r0, r1):
             e[i] *= cw
     return steps
+
+
+def row_values(family_code, const double[::1] y, const double[::1] ntr, const double[::1] eta):
+    """Every row's ``row_loglik`` and its outputs: (loglik, mu, w, dw), each (n,).
+
+    ``mu`` is y - l'(eta), ``w`` = -l''(eta) and ``dw`` = -l'''(eta) (``helpers.row_loglik``);
+    for tests and for the Python side's checks of a family."""
+    cdef Family family = as_family(family_code)
+    cdef index_t i, n = y.shape[0]
+    if ntr.shape[0] != n or eta.shape[0] != n:
+        raise ValueError("y, ntr and eta must have the same length")
+    out = np.empty((4, n))
+    cdef double[:, ::1] o = out
+    for i in range(n):
+        o[0, i] = row_loglik(family, y[i], ntr[i], eta[i], &o[1, i], &o[2, i], &o[3, i])
+    return out[0], out[1], out[2], out[3]

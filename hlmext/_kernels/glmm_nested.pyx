@@ -26,7 +26,7 @@ import numpy as np
 
 from scipy.linalg.cython_lapack cimport dpotrf
 
-from hlmext._kernels.helpers cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
+from hlmext._kernels.helpers cimport MAXQ, index_t, Family, as_family, row_loglik, chol_ld, lower_ld, upper_ld
 from hlmext._kernels import boundary as _bd
 from hlmext._kernels.boundary_checks cimport tree_ok, blocks_ok
 
@@ -68,7 +68,7 @@ cdef inline index_t pos(const Tree* T, index_t i, index_t l, index_t j) noexcept
     return T.zoff[l] + j
 
 
-cdef double nested_assemble(int family, const Tree* T, const double* y, const double* ntr,
+cdef double nested_assemble(Family family, const Tree* T, const double* y, const double* ntr,
                             const double* eta0, const double* zl, const double* u, double* S,
                             double* eta, double* mu, double* w, double* dw) noexcept nogil:
     """h(u), and every block row of H with the gradient of h as right-hand side."""
@@ -115,6 +115,22 @@ cdef double nested_assemble(int family, const Tree* T, const double* y, const do
                     B[a * D + c] += w[i] * za * zl[k0 + qc + j2]
                 B[a * D + D - 1] += r * za
     return h
+
+
+cdef double shift_diagonal(const Tree* T, double* S, double c) noexcept nogil:
+    """Add c to the diagonal of every cluster's block of H (a damped Newton step); returns the
+    largest |diagonal| before."""
+    cdef index_t l, k, a, q, D
+    cdef double top = 0.0
+    for l in range(T.nlev):
+        q = T.zoff[l + 1] - T.zoff[l]
+        D = T.Q - T.zoff[l] + 1
+        for k in range(T.level_first[l], T.level_first[l + 1]):
+            for a in range(q):
+                if fabs(S[T.blk_off[k] + a * D + a]) > top:
+                    top = fabs(S[T.blk_off[k] + a * D + a])
+                S[T.blk_off[k] + a * D + a] += c
+    return top
 
 
 cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
@@ -346,7 +362,7 @@ cdef void nested_grad(const Tree* T, const double* y, const double* Z, const dou
                         e[i] * u[T.u_off[k] + b] + res * r[T.u_off[k] + b])
 
 
-def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
+def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
                   const double[::1] eta0, const index_t[:, ::1] cl, const index_t[::1] zoff,
                   const index_t[::1] level_first, const index_t[::1] parent,
                   const index_t[::1] u_off, const index_t[::1] blk_off, const double[::1] lam,
@@ -403,6 +419,7 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
         ``-inf`` if the mode was not found.
     steps : int
     """
+    cdef Family family = as_family(family_code)
     if not tree_ok(zoff, level_first, parent):
         _bd.tree("nested_loglik", zoff, level_first, parent)
         _bd.invalid("nested_loglik", "zoff, level_first and parent")
@@ -425,7 +442,9 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
     cdef index_t width = zoff[nlev - 1] + ntop if ntop else Q
     cdef index_t i, l, a, b, k, q, ja, jb, n_u = u.shape[0]
     cdef double h, ht, logdet = 0.0, smax, tt, s
-    cdef int it, halvings, info, steps = -1
+    cdef int it, halvings, info, steps = -1, k_shift
+    cdef double shift
+    cdef bint damped
     if nlev < 1 or cl.shape[1] != nlev or cl.shape[0] != n or chain_work.shape[0] < 2 * Q:
         raise ValueError("bad nested layout")
     if (step.shape[0] != n_u or trial.shape[0] != n_u or zl.shape[0] != n or zl.shape[1] != width
@@ -468,14 +487,25 @@ def nested_loglik(int family, const double[:, ::1] Z, const double[::1] y, const
                             &eta[0], &mu[0], &w[0], &dw[0])
         for it in range(maxit):
             info = nested_factor(&T, &S[0], &logdet)
-            if info != 0:
-                break
+            damped = info != 0
+            if damped:                       # H not positive definite here (rows not log-concave in
+                shift = 0.0                  # eta): a damped step, H + c I (Levenberg-Marquardt)
+                for k_shift in range(30):
+                    nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],
+                                    &eta[0], &mu[0], &w[0], &dw[0])
+                    shift = (1e-3 * (1.0 + shift_diagonal(&T, &S[0], 0.0))) if k_shift == 0 else 10.0 * shift
+                    shift_diagonal(&T, &S[0], shift)
+                    info = nested_factor(&T, &S[0], &logdet)
+                    if info == 0:
+                        break
+                if info != 0:
+                    break
             nested_back(&T, &S[0], &step[0])
             smax = 0.0
             for a in range(n_u):
                 if fabs(step[a]) > smax:
                     smax = fabs(step[a])
-            if smax < tol:
+            if smax < tol and not damped:
                 for a in range(n_u):
                     u[a] += step[a]
                 h = nested_assemble(family, &T, &y[0], &ntr[0], &eta0[0], &zl[0, 0], &u[0], &S[0],

@@ -205,6 +205,8 @@ def glmm_rows(model, const):
     if model._family_code == _glmm.BINOMIAL:
         trials = np.ascontiguousarray(w * model.trials)
         const = const * w
+    elif model._kernel_family != _glmm.POISSON:   # other families: the kernel counts a row n times
+        y, trials, const = model._y, np.ascontiguousarray(w * model.trials), const * w
     else:
         offset = model.offset + np.log(w)
         const = const * w - w * model._y * np.log(w)

@@ -38,7 +38,7 @@ def with_endog(model, y_sorted):
     if y.shape != (model.nobs,):
         raise ModelError("the new response has %d values; the model has %d observations" % (y.size, model.nobs))
     model._check_response(y, model.trials, model.design.endog_name, "trials")
-    if model._family_code not in (_glmm.BINOMIAL, _glmm.POISSON):
+    if model._family_code not in (_glmm.BINOMIAL, _glmm.POISSON) and not hasattr(model, "draw_response"):
         raise ModelError("unknown family")
     new = copy.copy(model)
     new.design = copy.copy(model.design)
@@ -73,6 +73,8 @@ class GLMMSource:
         for i, (lv, fac) in enumerate(zip(d.levels, self.factors)):       # innermost level first
             b = rng.standard_normal((lv.n_groups, lv.q)) @ fac
             eta += np.einsum("ij,ij->i", d.z_of(i), b[lv.codes])
+        if hasattr(m, "draw_response"):
+            return m.draw_response(eta, rng)
         if m._family_code == _glmm.BINOMIAL:
             return rng.binomial(m.trials.astype(np.int64), 1.0 / (1.0 + np.exp(-eta))).astype(float)
         return rng.poisson(np.exp(eta)).astype(float)

@@ -38,6 +38,9 @@ def check_nested(small, big):
     if not (isinstance(ms, type(mb)) or isinstance(mb, type(ms))):    # a residual structure's subclass compares
         raise ModelError("the models are of different kinds (%s and %s): an LR test compares two models of the "
                          "same family fitted to the same response" % (type(ms).__name__, type(mb).__name__))
+    if getattr(ms, "spec", None) != getattr(mb, "spec", None):       # meglm: the family and link too
+        raise ModelError("the models are of different families or links (%s and %s): an LR test compares two "
+                         "models of the same family and link" % (ms.model_label, mb.model_label))
     if getattr(small, "nagq", None) != getattr(big, "nagq", None):
         raise ModelError("the models were fitted with different quadrature (nagq=%s and nagq=%s), so their "
                          "log-likelihoods are not comparable; refit both with the same nagq"

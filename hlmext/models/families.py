@@ -29,6 +29,7 @@ class MixedLogit(MixedGLM):
     model_label = "Mixed-effects logistic regression"
     eform_label = "Odds Ratio"
     versus = "logistic regression"
+    latent_variance = np.pi ** 2 / 3
 
     @classmethod
     def from_formula(cls, formula, data, trials=None, offset=None, cov=None, missing="drop", eval_env=0, **kwargs):

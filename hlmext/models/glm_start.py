@@ -8,6 +8,9 @@ from scipy import optimize as sopt
 from .._kernels import glmm as _glmm
 from ..exceptions import ModelError
 
+#: the families whose responses can be separated: binomial, Poisson, negative binomial
+SEPARABLE = (0, 1, 4, 5)
+
 
 def glm_start(model):
     """The model's GLM without random effects by Newton-IRLS (its kernel at theta = 0), with step halving.
@@ -26,7 +29,7 @@ def glm_start(model):
         off = model.offset - _offset_centre(model)
         rate = model._y.sum() / (model.trials.sum() if binomial else np.exp(off).sum())
         rate = np.clip(rate, 1e-6, 1 - 1e-6) if binomial else max(rate, 1e-6)
-        beta[ones[0]] = np.log(rate / (1 - rate)) if binomial else np.log(rate)
+        beta[ones[0]] = model._sm_family().link(rate)
     beta = beta - shift
     rms = np.sqrt(np.mean(X ** 2, axis=0))
     ll, g = model.loglike_theta(beta, theta0, 1, grad=True)
@@ -44,6 +47,9 @@ def glm_start(model):
             if ll_new >= ll - 1e-12 * abs(ll):
                 break
             t /= 2
+        if not ll_new >= ll - 1e-12 * abs(ll):       # no step keeps the likelihood: the edge of a link's domain
+            model.loglike_theta(beta, theta0, 1, grad=True)       # the work arrays at beta again
+            break
         beta, ll, g = beta + t * step, ll_new, g_new
         if np.max(np.abs(t * step) * rms) < 1e-10:
             converged = True
@@ -97,6 +103,8 @@ def check_separation(X, y, ntr, names, endog_name, family_code):
     Logit: d with x_i'd >= 0 where y_i = n_i, <= 0 where y_i = 0, = 0 elsewhere and > 0 somewhere
     means the likelihood keeps increasing along d. Poisson: x_i'd <= 0 where y_i = 0, = 0 elsewhere.
     """
+    if family_code not in SEPARABLE:
+        return                                    # a continuous response: no separation
     scale = np.sqrt(np.mean(X ** 2, axis=0))
     scale[scale == 0] = 1.0
     Xs = X / scale

@@ -94,6 +94,8 @@ class MixedGLM(LikelihoodModel):
 
     _family_code = -1
     _sm_family = None
+    #: what the kernels take as the family (``MixedFamily``: the family, link and dispersion)
+    _kernel_family = property(lambda self: self._family_code)
     model_label = ""
     eform_label = ""
     versus = ""
@@ -332,7 +334,7 @@ class MixedGLM(LikelihoodModel):
         for attempt in range(2):
             if self.nested:
                 t = self._tree
-                ll, _ = _glmm_nested.nested_loglik(self._family_code, self._Z, self._ky, self._kn, eta0, self._cl,
+                ll, _ = _glmm_nested.nested_loglik(self._kernel_family, self._Z, self._ky, self._kn, eta0, self._cl,
                                             t["zoff"], t["level_first"], t["parent"], t["u_off"], t["blk_off"],
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
@@ -342,7 +344,7 @@ class MixedGLM(LikelihoodModel):
                 nodes, logw, nd, nh, ng = self._rule(nagq)
                 q = self.levels[0].q
                 n_failed, _ = _glmm.cluster_loglik(
-                    self._family_code, self._Z, self._ky, self._kn, eta0, *self._rows,
+                    self._kernel_family, self._Z, self._ky, self._kn, eta0, *self._rows,
                     np.ascontiguousarray(lams[0]), nodes, logw, self._u.reshape(-1, q), self._ll, self._chol,
                     self._zl, self._eta, self._mu, self._w, self._dw, nd, nh, ng, self._ubar, self._e,
                     self._glam.reshape(q, q), grad, cweight=self._cweight, n_threads=kernel_threads())

@@ -225,6 +225,10 @@ class MixedSummary:
             sections.append(_Lines([(f"LR test vs. {versus}: {kind} = {stat:.2f}", right)], "lr"))
             if _get(lr, "conservative", False):
                 notes.insert(0, "Note: LR test is conservative and provided only for reference.")
+        dlr = getattr(r, "dispersion_lr", None)      # the negative binomial's alpha = 0
+        if dlr is not None:
+            sections.append(_Lines([(f"LR test of {dlr['parameter']}=0: chibar2(01) = {dlr['chibar2']:.2f}",
+                                     f"Prob >= chibar2 = {dlr['pvalue']:.4f}")], "lr"))
         if self.dfmethod is not None:
             df = self._small_sample_table()["df"]
             notes.append("Fixed effects: t tests, %s (min %.1f, max %.1f)."
@@ -277,6 +281,13 @@ class MixedSummary:
             t.rows.append(("row", "_cons" if names[i] in _INTERCEPTS else stata_factor_name(names[i]), [
                 _cell(b), _cell(se), _cell(z, "{:.2f}".format), _cell(p, "{:.3f}".format),
                 _cell(lo), _cell(hi)]))
+        disp = getattr(r, "dispersion", None)         # /lnalpha and alpha (menbreg, meglm), not eform
+        if disp is not None:
+            t.rows.append(("rule",))
+            for name, (b, se, lo, hi) in zip(disp.index, disp.to_numpy(float)):
+                self._records["fixed"].append((name, b, se, np.nan, np.nan, lo, hi))
+                t.rows.append(("row", str(name), [_cell(b), _cell(se), _cell(np.nan), _cell(np.nan),
+                                                   _cell(lo), _cell(hi)]))
         return t
 
     def _random_table(self):

@@ -65,6 +65,10 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
     LR test vs. logistic regression: chibar2(01) = 45.20   Prob >= chibar2 = 0.0000
     """
 
+    #: the dispersion parameter's rows (``/lnalpha``, ``alpha``; meglm and menbreg) and the LR
+    #: test of alpha = 0 (menbreg), set by ``MixedFamily.fit``; None for the other families
+    dispersion = dispersion_lr = None
+
     def __init__(self, model, x, nagq, opt, null_llf, se_glm, robust=None):
         p = model.k_fe
         beta, theta = np.asarray(x[:p], float), np.asarray(x[p:], float)
@@ -194,15 +198,15 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
         return inference.boundary_lr_test(self.llf, self.null_llf, self.model.k_re, self.model.versus)
 
     def _check_icc(self):
-        if self.model._family_code != 0:
-            raise ValueError("icc() is defined for the logit model (latent-response scale); a Poisson model "
-                             "has no single residual variance")
+        if getattr(self.model, "latent_variance", None) is None:
+            raise ValueError("icc() is defined for binary logit, probit and cloglog models (latent-response "
+                             "scale); a %s has no single residual variance" % self.model.model_label)
 
     def _icc_variances(self, sds, k):
         """The latent residual variance pi^2/3 (fixed) and the covariance of the variances."""
         cov_var = np.zeros((k + 1, k + 1))
         cov_var[:k, :k] = self.cov_params()[self.k_fe:, self.k_fe:] * np.outer(2 * sds, 2 * sds)
-        return LATENT_VAR_LOGIT, cov_var
+        return self.model.latent_variance, cov_var
 
     def check_quadrature(self):
         """Refit with more quadrature points and report how much the estimates move.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._kernels import glmm as _glmm
 from ..models import information as inference
 from ..exceptions import ModelError
 from ..models.linear import LOG2PI
@@ -220,10 +221,7 @@ def glmm_cluster_loglik(model, beta, theta, nagq):
     if not np.isfinite(ll):
         return np.full(top.n_groups, -np.inf)
     eta = model._eta
-    if model._family_code == 0:
-        rows = model._ky * eta - model._kn * np.logaddexp(0.0, eta)
-    else:
-        rows = model._ky * eta - np.exp(eta)
+    rows = _glmm.row_values(model._kernel_family, model._ky, model._kn, eta)[0]
     out = np.bincount(top.codes, weights=rows + model._row_const, minlength=top.n_groups)
     tops = _top_index(d)
     t = model._tree
