@@ -161,6 +161,20 @@ def test_population_averaged_mean_with_a_slope_and_large_variance():
                                    rtol=1e-9)
         np.testing.assert_allclose(population_mean(links.Log(), eta0, v), _brute(eta0, np.sqrt(v), np.exp),
                                    rtol=1e-9)
+        # statsmodels derives Probit, CLogLog and Cauchy from Logit: each must get its own inverse link
+        for link in (links.Probit(), links.CLogLog(), links.Cauchy(), links.Sqrt()):
+            np.testing.assert_allclose(population_mean(link, eta0, v), _brute(eta0, np.sqrt(v), link.inverse),
+                                       rtol=1e-9, atol=1e-13, err_msg=type(link).__name__)   # quad: epsabs 1e-13
+
+
+def test_population_averaged_probit_mean_of_a_fit():
+    df = hlmext.datasets.load("cbpp")
+    res = hlmext.meprobit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit()
+    sd = float(np.sqrt(res.cov_re["herd"].iloc[0, 0]))
+    eta0 = np.asarray(res.predict(df.head(4), which="eta"))
+    want = [_brute(e, sd, special.ndtr) for e in eta0]
+    np.testing.assert_allclose(res.predict(df.head(4), which="marginal"), want, rtol=1e-9)
+    np.testing.assert_allclose(res.get_prediction(df.head(4), which="marginal").predicted_mean, want, rtol=1e-9)
 
 
 def test_poisson_marginal_mean_closed_form_and_delta_se():
