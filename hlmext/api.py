@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .design.chunked import is_chunked
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
-from .public import LinearMixed, MixedLogit, MixedPoisson
+from .public import DistributedGLM, LinearMixed, MixedLogit, MixedPoisson
 from .update import CONSTRUCTORS, remember
 
 
@@ -184,6 +185,9 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
     >>> round(res.llf, 3), round(float(res.params["sd(Intercept)[herd]"]), 4)
     (-91.983, 0.6475)
     """
+    if is_chunked(data):
+        return _distributed(MixedLogit, "melogit", formula, data, dict(trials=trials, offset=offset), cov, missing,
+                            pweights, kwargs)
     check_keywords(melogit, kwargs)
     model = MixedLogit.from_formula(formula, data, trials=trials, offset=offset, cov=cov, missing=missing,
                                     pweights=pweights, pwscale=pwscale,
@@ -225,12 +229,30 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     >>> round(res.llf, 3)
     -988.955
     """
+    if is_chunked(data):
+        return _distributed(MixedPoisson, "mepoisson", formula, data, dict(offset=offset, exposure=exposure), cov,
+                            missing, pweights, kwargs)
     check_keywords(mepoisson, kwargs)
     model = MixedPoisson.from_formula(formula, data, offset=offset, exposure=exposure, cov=cov, missing=missing,
                                       pweights=pweights, pwscale=pwscale,
                                       eval_env=1)
     return remember(model, "mepoisson", formula, data, dict(offset=offset, exposure=exposure, cov=cov,
                                                             missing=missing, pweights=pweights, pwscale=pwscale))
+
+
+DISTRIBUTED_OPTIONS = ("npartitions", "client", "progress", "batch_size", "categories", "tmpdir")
+
+
+def _distributed(family, name, formula, data, extra, cov, missing, pweights, options):
+    """A generalized model on partitions of chunked, Parquet or Dask data (``hlmext.models.glmm_distributed``)."""
+    check_keywords(globals()[name], options, extra=DISTRIBUTED_OPTIONS)
+    if pweights is not None:
+        raise TypeError("pweights are not supported for chunked data yet; fit in memory")
+    from .models.glmm_distributed import from_formula
+    model = from_formula(DistributedGLM, family, formula, data, extra, cov=cov, missing=missing, eval_env=2,
+                         **options)
+    model.constructor = name
+    return model
 
 
 # update() rebuilds a model with the function that built it
