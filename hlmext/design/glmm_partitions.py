@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,18 @@ def read_bucket(path):
 
 def _build_from(source, build, spec):
     rows = read_bucket(source) if isinstance(source, str) else source
-    return build(rows, spec)
+    return _with_token(build(rows, spec))
+
+
+def _build_dask(rows, build, spec):
+    return _with_token(build(rows, spec))
+
+
+def _with_token(part):
+    """A built part gets a token of its own: a part built again (after a lost worker) is noticed."""
+    if part is not None:
+        part.token = uuid.uuid4().hex
+    return part
 
 
 def default_client():
@@ -134,32 +146,52 @@ class Partitions:
             if isinstance(src, str):
                 futures.append(client.submit(_build_from, src, build, spec, pure=False))
             else:
-                futures.append(client.compute(dask.delayed(build, pure=False)(src, spec)))
+                futures.append(client.compute(dask.delayed(_build_dask, pure=False)(src, build, spec)))
         empty = client.gather([client.submit(_is_none, f, pure=False) for f in futures])
         self.parts = [f for f, e in zip(futures, empty) if not e]
         for f, e in zip(futures, empty):
             if e:
                 f.release()
         self._where = {k: list(v) for k, v in client.who_has(self.parts).items()}
+        self._tokens = client.gather([client.submit(_token, f, pure=False) for f in self.parts])
 
     def __len__(self):
         return len(self.parts)
 
+    def _groups(self):
+        """Per worker, the positions of the partitions it holds; a partition lost with its worker
+        (or computed again elsewhere) is an error: its modes and its rows are not those of the fit."""
+        lost = [i for i, f in enumerate(self.parts) if f.status != "finished"]
+        if lost:
+            raise ModelError(LOST % len(lost))
+        groups = {}
+        for i, part in enumerate(self.parts):
+            groups.setdefault(self._where[part.key][0], []).append(i)
+        return groups
+
     def submit(self, func, *args):
-        """Futures of ``func(part, *args)`` on the partitions' workers (with a client only)."""
-        return [self.client.submit(func, part, *args, pure=False, workers=self._where.get(part.key),
-                                   allow_other_workers=False) for part in self.parts]
+        """Futures of ``[(token, func(part, *args))]`` per worker, and the positions of their partitions."""
+        groups = self._groups()
+        futures = [self.client.submit(_each, func, [self.parts[i] for i in idx], *args, pure=False, workers=[w],
+                                      allow_other_workers=True) for w, idx in groups.items()]
+        return futures, list(groups.values())
 
     def map(self, func, *args):
         """``func(part, *args)`` of every partition, in partition order (a failure raises)."""
         if self.client is None:
             return [func(part, *args) for part in self.parts]
-        futures = self.submit(func, *args)
+        futures, positions = self.submit(func, *args)
+        out = [None] * len(self.parts)
         try:
-            return self.client.gather(futures)
+            for idx, results in zip(positions, self.client.gather(futures)):
+                for i, (token, value) in zip(idx, results):
+                    if token != self._tokens[i]:
+                        raise ModelError(LOST % 1)
+                    out[i] = value
         finally:
             for f in futures:
                 f.cancel()
+        return out
 
     def __getstate__(self):
         raise TypeError("a model fitted on partitions holds its data on the workers and cannot be pickled; "
@@ -168,6 +200,18 @@ class Partitions:
 
 def _is_none(part):
     return part is None
+
+
+def _token(part):
+    return part.token
+
+
+def _each(func, parts, *args):
+    return [(part.token, func(part, *args)) for part in parts]
+
+
+LOST = ("%d partition(s) of the data were lost with a worker (or computed again elsewhere) during the fit; the "
+        "fit stops rather than sum the others: build the model again (hlmext.melogit(...)) and refit")
 
 
 def from_dask(ddf, key, columns, npartitions=None):

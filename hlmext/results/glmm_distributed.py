@@ -139,9 +139,9 @@ _NO_ROWS = ("this model was fitted on partitions of the data and keeps no rows: 
 def _dask_modes(model, beta, theta):
     """The BLUPs as Dask DataFrames (one per level), computed on the partitions' workers."""
     import dask.dataframe as dd
-    futures = model.parts.submit(part_modes, beta, theta)
     client = model.parts.client
-    first = futures[0].result()
+    futures, _ = model.parts.submit(part_modes, beta, theta)
+    first = futures[0].result()[0][1]
     out = []
     for w in (0, 1):
         levels = {}
@@ -152,5 +152,6 @@ def _dask_modes(model, beta, theta):
     return tuple(out)
 
 
-def _pick(modes, w, name):
-    return modes[w][name]
+def _pick(results, w, name):
+    """One level's table of one worker's partitions (``Partitions.submit`` gives (token, modes) per partition)."""
+    return pd.concat([modes[w][name] for _, modes in results])
