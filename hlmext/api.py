@@ -154,7 +154,12 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
         As for ``mixedlm``: ``"y ~ x + (1 | g)"``, ``"y ~ x + (x | g)"``, ``"y ~ x || g:"``,
         nested ``"(1 | a/b)"``, crossed ``"(1 | a) + (1 | b)"``. The response is 0/1, or the
         number of successes with ``trials``.
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        A DataFrame; or a list of DataFrames, a function returning a fresh iterator of
+        DataFrames, a Parquet file or directory, or a Dask DataFrame: the rows are then
+        shuffled once so that every top-level cluster is in one partition, and the fit runs
+        on the partitions (``hlmext.models.glmm_distributed``; nested levels written as
+        ``(1 | a/b)``, no crossed factors; ``trials``/``offset`` as column names).
     trials : str or array_like, optional
         Column (or array over the rows of ``data``) with the number of binomial trials.
     offset : str or array_like, optional
@@ -168,8 +173,11 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
         crossed): the fit maximizes the pseudo-likelihood and its standard errors are
         robust, clustered at the outermost level.
     **kwargs
-        None are taken: an unknown keyword raises ``TypeError`` naming the one meant
-        (``nAGQ`` belongs to ``fit(nagq=...)``).
+        For chunked data only: ``npartitions``, ``client`` (a ``distributed.Client``; default
+        the current one, else this process), ``progress`` (a line per evaluation),
+        ``batch_size``, ``categories`` (as for ``mixedlm``), ``tmpdir`` (where chunks are
+        partitioned). Others raise ``TypeError`` naming the one meant (``nAGQ`` belongs to
+        ``fit(nagq=...)``).
 
     Returns
     -------
@@ -204,7 +212,8 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     ----------
     formula : str
         As for ``mixedlm``; the response is a count.
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        As for ``melogit`` (``offset``/``exposure`` as column names for chunked data).
     offset : str or array_like, optional
         Offset added to the linear predictor (log scale).
     exposure : str or array_like, optional
@@ -214,7 +223,7 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     pweights, pwscale : optional
         Sampling weights, as for ``melogit``.
     **kwargs
-        None are taken, as for ``melogit``.
+        For chunked data, as for ``melogit``.
 
     Returns
     -------

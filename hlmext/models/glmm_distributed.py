@@ -342,7 +342,7 @@ class DistributedGLM(LikelihoodModel):
         >>> chunks = [df.iloc[i::3] for i in range(3)]
         >>> res = hlmext.melogit("use ~ age + urban + (1 | district)", chunks).fit(nagq=7)
         >>> round(res.llf, 3)
-        -1207.049
+        -1250.063
         """
         robust, _ = cov_options(None, cov_type, cov_kwds, reml=False)
         if nagq is None:
@@ -483,8 +483,8 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
     cov, missing, eval_env, batch_size, categories
         As for ``hlmext.design.chunked.from_formula``.
     npartitions : int, optional
-        Partitions after the shuffle (default: a Dask DataFrame's own number; for chunks
-        twice the client's threads, or 4 without a client).
+        Partitions after the shuffle (default twice the client's threads, or 4 without a
+        client; for a Dask DataFrame at least its own number).
     client : distributed.Client, optional
         Where the partitions live (default the current client; without one, this process).
     progress : bool
@@ -520,12 +520,13 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
             all_columns = list(data.columns)
             design_pass(DaskRunner(data, form, client=client), form)
             columns = list(dict.fromkeys(form.columns(all_columns) + list(roles.values())))
-            sources = gp.from_dask(data, key, columns, npartitions)
+            n = npartitions or max(data.npartitions, 2 * _threads(client))
+            sources = gp.from_dask(data, key, columns, n)
         else:
             source = chunk_source(data, batch_size=batch_size, columns=_parquet_columns(data, form, roles))
             runner = LocalRunner(source)
             design_pass(runner, form)
-            n = npartitions or (2 * max(1, sum(client.nthreads().values())) if client is not None else 4)
+            n = npartitions or 2 * _threads(client)
             folder = gp.BucketFolder(runner.chunks(), key, _chunk_columns(runner, form, roles), n, tmpdir)
             sources = folder.dirs
         if client is not None:
@@ -537,6 +538,11 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
     model = cls(family, parts, _frame_stub(form), formula, roles, progress=progress)
     model.lazy_modes = _is_dask(data) and client is not None
     return model
+
+
+def _threads(client):
+    """The client's threads (2 without a client: partitions for two cores)."""
+    return max(1, sum(client.nthreads().values())) if client is not None else 2
 
 
 def _parquet_columns(data, form, roles):
