@@ -173,3 +173,18 @@ def test_a_lost_worker_is_an_error_not_a_partial_result(data, client):
         pass
     with pytest.raises(ModelError, match="lost with a worker"):
         model.fit(nagq=1)
+
+
+class Counts(hlmext.MixedPoisson):
+    """A family defined outside the package: its class, labels and kernels are the ones used."""
+    model_label = "Mixed-effects count regression"
+
+
+def test_the_family_comes_from_the_model_class(data):
+    from hlmext.models.glmm_distributed import from_formula
+    from hlmext.public import DistributedGLM
+    model = from_formula(DistributedGLM, Counts, "yp ~ x + (1 | school)", chunks_of(data), {"exposure": "expo"})
+    res = model.fit(nagq=1)
+    ref = Counts.from_formula("yp ~ x + (1 | school)", data, exposure="expo").fit(nagq=1)
+    assert res.model.model_label == "Mixed-effects count regression" and res.model_label == ref.model_label
+    assert_same_fit(res, ref)

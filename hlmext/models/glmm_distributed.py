@@ -19,7 +19,9 @@ part, the identification of the levels) is checked on sums gathered once
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import types
 import warnings
 
 import numpy as np
@@ -79,11 +81,32 @@ def build_part(rows, spec):
     return LocalPart(model, n_dropped)
 
 
+class _SharedBuffers:
+    """One set of work buffers for every thread (``threads.PerThread`` keeps one per thread): the
+    conditional modes warm-start from the partition's previous evaluation, whichever thread
+    of a worker runs it, as the in-memory fit's do (``LocalPart.lock`` keeps one call at a time)."""
+
+    def __init__(self, buffers):
+        self.buffers = buffers
+
+    def get(self, model):
+        return self.buffers
+
+
 class LocalPart:
-    """A partition's model (the family's class on the partition's rows) and what it returns."""
+    """A partition's model (the family's class on the partition's rows) and what it returns.
+
+    The part functions below run one at a time on a part (``lock``). The model's pandas
+    copies of its rows (statsmodels' ``data``) and the design's row order are dropped:
+    the kernels do not use them.
+    """
 
     def __init__(self, model, n_dropped):
         self.model, self.n_dropped = model, n_dropped
+        model._buffers = _SharedBuffers(model._buffers.get(model))
+        model.data = None
+        model.design.order = None
+        self.lock = threading.Lock()
 
     def summary(self):
         """Sums over the partition's rows for the global checks, the start and the results."""
@@ -105,23 +128,25 @@ class LocalPart:
 
 
 def part_summary(part):
-    return part.summary()
+    with part.lock:
+        return part.summary()
 
 
 def part_reset(part):
     """Every fit starts the conditional modes from zero, as in memory."""
-    part.model._u[:] = 0.0
+    with part.lock:
+        part.model._u[:] = 0.0
 
 
 def part_loglik(part, beta, theta, nagq, grad):
-    with single_blas_thread():
+    with part.lock, single_blas_thread():
         return part.model.loglike_theta(beta, theta, nagq, grad=grad)
 
 
 def part_glm_step(part, beta):
     """The GLM (theta = 0): log-likelihood, gradient and ``X'WX`` at ``beta``."""
     m = part.model
-    with single_blas_thread():
+    with part.lock, single_blas_thread():
         ll, g = m.loglike_theta(beta, np.zeros(m.k_re), 1, grad=True)
         return ll, g, m._X.T @ (m._w[:, None] * m._X)
 
@@ -195,6 +220,10 @@ class PartitionedDesign:
         return np.sqrt(np.diag(self.levels[i].zz) / max(self.nobs, 1))
 
 
+_FAMILY_METHODS = ("lams", "theta_start", "theta_bounds", "theta_scale", "report_names", "report_from_theta",
+                   "theta_from_report", "_check_nagq")
+
+
 class DistributedGLM(LikelihoodModel):
     """A mixed model of ``family`` whose rows live on the partitions (``hlmext.melogit`` and
     ``hlmext.mepoisson`` build it for chunked, Parquet or Dask data).
@@ -220,6 +249,7 @@ class DistributedGLM(LikelihoodModel):
     _cweight = _pen = None
     offset = None
 
+    # the parameters as the family's class defines them (bound to the family's in ``__init__``)
     lams = MixedGLM.lams
     theta_start = MixedGLM.theta_start
     theta_bounds = MixedGLM.theta_bounds
@@ -231,6 +261,8 @@ class DistributedGLM(LikelihoodModel):
 
     def __init__(self, family, parts, frame, formula, columns, progress=False):
         self.family, self.parts, self.frame, self.formula = family, parts, frame, formula
+        for name in _FAMILY_METHODS:                # the family's own parametrization, if it has one
+            setattr(self, name, types.MethodType(getattr(family, name), self))
         self.columns, self.progress = dict(columns), bool(progress)
         for name in ("_family_code", "_sm_family", "model_label", "eform_label", "versus"):
             setattr(self, name, getattr(family, name))

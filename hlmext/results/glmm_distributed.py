@@ -22,7 +22,7 @@ from .sandwich import glmm_cluster_loglik, phi_params, to_report
 
 def part_modes(part, beta, theta):
     """A partition's BLUPs and their conditional variances: (dict level -> DataFrame) twice."""
-    with single_blas_thread():
+    with part.lock, single_blas_thread():
         return _conditional_modes(part.model, beta, theta)
 
 
@@ -35,7 +35,7 @@ def part_robust(part, beta, values, is_corr, fixed, nagq, steps):
 
     def contrib(x):
         return glmm_cluster_loglik(model, *of(x), nagq)
-    with single_blas_thread():
+    with part.lock, single_blas_thread():
         k = x0.size
         f0 = np.asarray(contrib(x0), float)
         scores, diag, cross = np.empty((f0.size, k)), np.empty(k), np.zeros((k, k))
