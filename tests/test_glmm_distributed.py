@@ -156,6 +156,9 @@ def test_checks_on_all_rows_not_on_a_partition(data):
         hlmext.melogit("yb ~ x + (1 | school)", chunks_of(data.assign(yb=0)))
     with pytest.raises(ModelError, match="single group"):
         hlmext.melogit("yb ~ x + (1 | school)", chunks_of(data.assign(school=1)))
+    one_each = data.drop_duplicates("cls").drop_duplicates("school")
+    with pytest.raises(ModelError, match="has one observation"):
+        hlmext.mepoisson("yp ~ x + (x | school)", chunks_of(one_each, 10))
 
 
 def test_progress_is_reported_per_evaluation(data, capsys):

@@ -18,7 +18,9 @@ part, the identification of the levels) is checked on sums gathered once
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import threading
 import time
 import types
@@ -26,20 +28,26 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import patsy
 from statsmodels.base.model import LikelihoodModel
 
+from ..design import glmm_partitions as gp
+from ..design.chunked import ChunkFormula, LocalRunner, _is_dask, chunk_source, design_pass
+from ..design.dask_fit import DaskRunner
 from ..design.layout import LevelSpec, MixedDesign, check_group_structure
 from ..design.rank import check_fixed_rank
 from ..exceptions import ConvergenceWarning, DataError, ModelError
 from ..formula import frames
+from ..formula import grammar as fm
 from ..keywords import checked
-from .._kernels import glmm as _glmm
 from .glmm import MixedGLM, _Objective
-from .glmm_boundary import best_on_boundary
+from .glm_start_partitions import glm_start, offset_shift
+from .glmm_boundary import best_on_boundary, not_identified
 from .linear import _release_arrays
 from .optimize import minimize_with_gradient, single_blas_thread
 from .quadrature import MAX_NODES
 from .robust_options import cov_options
+from ..stacklevel import user_stacklevel
 
 LOG = logging.getLogger("hlmext.distributed")
 
@@ -119,7 +127,6 @@ class LocalPart:
             levels.append(dict(name=lv.name, names=list(lv.names), cov=lv.cov, n_groups=lv.n_groups,
                                size_min=int(lv.sizes.min()), size_max=int(lv.sizes.max()),
                                single=bool(np.all(lv.sizes == 1)), zz=z.T @ z))
-        from .glmm_boundary import not_identified
         return dict(n=m.nobs, n_dropped=self.n_dropped, y_min=float(y.min()), y_max=float(y.max()), y_sum=float(y.sum()),
                     gram=xy.T @ xy, x_sum=X.sum(axis=0), ones=np.all(X == 1.0, axis=0),
                     trials_sum=float(m.trials.sum()), off_sum=float(m.offset.sum()),
@@ -143,23 +150,6 @@ def part_loglik(part, beta, theta, nagq, grad):
         return part.model.loglike_theta(beta, theta, nagq, grad=grad)
 
 
-def part_glm_step(part, beta):
-    """The GLM (theta = 0): log-likelihood, gradient and ``X'WX`` at ``beta``."""
-    m = part.model
-    with part.lock, single_blas_thread():
-        ll, g = m.loglike_theta(beta, np.zeros(m.k_re), 1, grad=True)
-        return ll, g, m._X.T @ (m._w[:, None] * m._X)
-
-
-def part_exp_offset(part, centre):
-    return float(np.exp(part.model.offset - centre).sum())
-
-
-def part_max_misfit(part, v):
-    """max |X v - 1| (does ``X v`` give the constant column?)."""
-    return float(np.max(np.abs(part.model._X @ v - 1.0)))
-
-
 # --------------------------------------------------------------------------- on the driver
 
 class _SizeSummary:
@@ -176,6 +166,12 @@ class _SizeSummary:
 
     def mean(self):
         return self._mean
+
+    def __eq__(self, value):
+        """Whether every group has ``value`` rows (``np.all(sizes == 1)``, as on an array)."""
+        return self._lo == value == self._hi
+
+    __hash__ = None
 
 
 class LevelSummary:
@@ -410,89 +406,10 @@ class DistributedGLM(LikelihoodModel):
         if disp:
             print("\n".join(str(o) for o in opts))
         if not opt.converged:
-            from ..stacklevel import user_stacklevel
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
         return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_glm, robust))
-
-
-def glm_start(model):
-    """``hlmext.models.glm_start.glm_start`` on the partitions: the same Newton-IRLS with step
-    halving, its ``X'WX`` summed over the partitions. Separation cannot be checked without the
-    rows: a GLM that does not converge is reported, with the in-memory check to run."""
-    p, theta0 = model.k_fe, np.zeros(model.k_re)
-    shift = offset_shift(model)
-    beta = np.zeros(p)
-    ones = model._ones
-    if ones.size:
-        binomial = model._family_code == _glmm.BINOMIAL
-        if binomial:
-            total = model._trials_sum
-        elif model._offset_given:
-            total = sum(model.parts.map(part_exp_offset, _offset_centre_of(model)))
-        else:
-            total = float(model.nobs)
-        rate = model._y_sum / total
-        rate = np.clip(rate, 1e-6, 1 - 1e-6) if binomial else max(rate, 1e-6)
-        beta[ones[0]] = np.log(rate / (1 - rate)) if binomial else np.log(rate)
-    beta = beta - shift
-    rms = np.sqrt(np.diag(model._G0)[:p] / model.nobs)
-
-    def step_at(b):
-        out = model.parts.map(part_glm_step, b)
-        ll = sum(o[0] for o in out)
-        model._report([ll], False)
-        return ll, sum(o[1] for o in out), sum(o[2] for o in out)
-    ll, g, info = step_at(beta)
-    converged = False
-    for _ in range(100):
-        try:
-            step = np.linalg.solve(info, g[:p])
-        except np.linalg.LinAlgError:
-            break
-        t = 1.0
-        while t > 1e-8:
-            ll_new, g_new, info_new = step_at(beta + t * step)
-            if ll_new >= ll - 1e-12 * abs(ll):
-                break
-            t /= 2
-        beta, ll, g, info = beta + t * step, ll_new, g_new, info_new
-        if np.max(np.abs(t * step) * rms) < 1e-10:
-            converged = True
-            break
-        if np.max(np.abs(beta + shift) * rms) > 30:
-            break
-    with np.errstate(all="ignore"):
-        se = np.sqrt(np.diag(np.linalg.pinv(info)))
-    if not converged or not np.all(np.isfinite(se)) or np.max(np.abs(beta + shift) * rms) > 15 or np.max(se * rms) > 50:
-        from ..stacklevel import user_stacklevel
-        warnings.warn("the model without random effects (the start of the fit) did not converge, a sign of "
-                      "complete or quasi-complete separation, which cannot be checked without the rows: fit "
-                      "the model in memory on the clusters concerned (or a sample) to find the separating "
-                      "covariates", ConvergenceWarning, stacklevel=user_stacklevel())
-    se = np.where(np.isfinite(se) & (se > 0), se, 1.0)
-    return np.where(np.isfinite(beta), beta, 0.0), se, ll
-
-
-def _offset_centre_of(model):
-    """``glm_start._offset_centre`` from the partitions' sums."""
-    return model._offset_mean
-
-
-def offset_shift(model):
-    """``hlmext.models.glm_start.offset_shift`` from the partitions' sums: ``c v`` with ``X v = 1``."""
-    p, c = model.k_fe, _offset_centre_of(model)
-    if c == 0.0 or p == 0:
-        return np.zeros(p)
-    if model._ones.size:
-        v = np.zeros(p)
-        v[model._ones[0]] = 1.0
-        return c * v
-    v = np.linalg.lstsq(model._G0[:p, :p], model._x_sum, rcond=None)[0]
-    if not max(model.parts.map(part_max_misfit, v)) < 1e-8:
-        return np.zeros(p)
-    return c * v
 
 
 # --------------------------------------------------------------------------- construction
@@ -524,11 +441,6 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
     tmpdir : str, optional
         Where chunks are hash-partitioned (default the system's temporary directory).
     """
-    import patsy
-
-    from ..design import glmm_partitions as gp
-    from ..design.chunked import ChunkFormula, LocalRunner, _is_dask, chunk_source, design_pass
-    from ..formula import grammar as fm
     parsed = fm.parse(formula, cov=cov)
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
@@ -548,7 +460,6 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
     folder = None
     try:
         if _is_dask(data):
-            from ..design.dask_fit import DaskRunner
             all_columns = list(data.columns)
             design_pass(DaskRunner(data, form, client=client), form)
             columns = list(dict.fromkeys(form.columns(all_columns) + list(roles.values())))
@@ -579,7 +490,6 @@ def _threads(client):
 
 def _parquet_columns(data, form, roles):
     """The Parquet columns to read: the formula's and the per-row roles' (None: not Parquet)."""
-    import os
     if not isinstance(data, (str, os.PathLike)) or not os.path.exists(data):
         return None
     import pyarrow.dataset as ds
@@ -598,7 +508,6 @@ def _chunk_columns(runner, form, roles):
 
 def _frame_stub(form):
     """The formula frame without rows (design infos and names, for ``predict`` on new data)."""
-    import dataclasses
     mf = form.frame(form.sample)
     blocks = [dataclasses.replace(b, exog_re=np.zeros((0, len(b.names))), groups=np.zeros((0, len(b.term.group)),
                                                                                           dtype=object))

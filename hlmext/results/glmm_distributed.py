@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..exceptions import ModelError
 from ..models.optimize import single_blas_thread
-from .glmm import _conditional_modes
+from .glmm import _conditional_modes, _information_cov
 from .sandwich import glmm_cluster_loglik, phi_params, to_report
 
 
@@ -92,7 +92,6 @@ class PartitionedResults:
     @staticmethod
     def _covariance(model, beta, values, is_corr, fixed, nagq, se_glm, robust):
         if robust is None:
-            from .glmm import _information_cov
             return _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
         return robust_pieces(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
 
