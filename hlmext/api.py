@@ -261,7 +261,7 @@ def _distributed(family, name, formula, data, extra, cov, missing, pweights, opt
     model = from_formula(DistributedGLM, family, formula, data, extra, cov=cov, missing=missing, eval_env=2,
                          **options)
     model.constructor = name
-    return model
+    return remember(model, name, formula, data, dict(extra, cov=cov, missing=missing, **options))
 
 
 # update() rebuilds a model with the function that built it
