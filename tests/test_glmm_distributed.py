@@ -92,6 +92,13 @@ def test_dask_fit_on_workers_equals_in_memory_fit(data, client, name):
                                rtol=1e-6, atol=1e-8)
 
 
+def test_dask_without_a_client_runs_in_this_process(data):
+    fn, formula, kw = MODELS["poisson, two levels"]
+    res = fn(formula, dd.from_pandas(data, npartitions=3, sort=False), client=None, **kw).fit()
+    assert res.model.parts.client is None
+    assert_same_fit(res, fn(formula, data, **kw).fit())
+
+
 def test_parquet_directory_on_workers(data, client, tmp_path):
     for i, chunk in enumerate(chunks_of(data, 200)):
         chunk.to_parquet(tmp_path / ("part-%d.parquet" % i))

@@ -132,12 +132,13 @@ class Partitions:
     def __init__(self, sources, build, spec, client=None):
         self.client = client
         if client is None:
+            sources = list(sources)
+            if sources and not isinstance(sources[0], str):
+                import dask                        # the shuffle runs once for all partitions
+                sources = list(dask.compute(*sources, scheduler="threads"))
             parts = []
-            for src in sources:
-                if not isinstance(src, str):
-                    import dask
-                    src = dask.compute(src, scheduler="threads")[0]
-                parts.append(_build_from(src, build, spec))
+            while sources:
+                parts.append(_build_from(sources.pop(0), build, spec))
             self.parts = [p for p in parts if p is not None]
             return
         import dask
