@@ -201,3 +201,20 @@ def test_the_family_comes_from_the_model_class(data):
     ref = Counts.from_formula("yp ~ x + (1 | school)", data, exposure="expo").fit(nagq=1)
     assert res.model.model_label == "Mixed-effects count regression" and res.model_label == ref.model_label
     assert_same_fit(res, ref)
+
+
+def test_variance_on_the_boundary_as_in_memory():
+    # no cluster effect in the data: the optimum is the GLM (sd = 0), llf >= the GLM's, as in memory
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(40), 6)
+    x = rng.normal(size=g.size)
+    df = pd.DataFrame({"g": g, "x": x, "y": rng.binomial(1, 1 / (1 + np.exp(-0.3 * x)))}).sample(frac=1.0,
+                                                                                                  random_state=1)
+    with pytest.warns(hlmext.exceptions.BoundaryWarning):
+        ref = hlmext.melogit("y ~ x + (1 | g)", df).fit(nagq=1)
+    with pytest.warns(hlmext.exceptions.BoundaryWarning):
+        res = hlmext.melogit("y ~ x + (1 | g)", chunks_of(df, 50)).fit(nagq=1)
+    assert res.on_boundary == ref.on_boundary == ["sd(Intercept)[g]"]
+    assert res.llf >= res.null_llf
+    np.testing.assert_allclose([res.llf, res.null_llf], [ref.llf, ref.null_llf], rtol=TOL)
+    np.testing.assert_allclose(np.asarray(res.fe_params), np.asarray(ref.fe_params), rtol=TOL)
