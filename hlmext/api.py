@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .design.chunked import is_chunked
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
-from .public import LinearMixed, MixedFamily, MixedLogit, MixedPoisson
+from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedPoisson
 from .update import CONSTRUCTORS, remember
 
 
@@ -230,7 +231,12 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
         As for ``mixedlm``: ``"y ~ x + (1 | g)"``, ``"y ~ x + (x | g)"``, ``"y ~ x || g:"``,
         nested ``"(1 | a/b)"``, crossed ``"(1 | a) + (1 | b)"``. The response is 0/1, or the
         number of successes with ``trials``.
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        A DataFrame; or a list of DataFrames, a function returning a fresh iterator of
+        DataFrames, a Parquet file or directory, or a Dask DataFrame: the rows are then
+        shuffled once so that every top-level cluster is in one partition, and the fit runs
+        on the partitions (``hlmext.models.glmm_distributed``; nested levels written as
+        ``(1 | a/b)``, no crossed factors; ``trials``/``offset`` as column names).
     trials : str or array_like, optional
         Column (or array over the rows of ``data``) with the number of binomial trials.
     offset : str or array_like, optional
@@ -244,8 +250,11 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
         crossed): the fit maximizes the pseudo-likelihood and its standard errors are
         robust, clustered at the outermost level.
     **kwargs
-        None are taken: an unknown keyword raises ``TypeError`` naming the one meant
-        (``nAGQ`` belongs to ``fit(nagq=...)``).
+        For chunked data only: ``npartitions``, ``client`` (a ``distributed.Client``; default
+        the current one, else this process), ``progress`` (a line per evaluation),
+        ``batch_size``, ``categories`` (as for ``mixedlm``), ``tmpdir`` (where chunks are
+        partitioned). Others raise ``TypeError`` naming the one meant (``nAGQ`` belongs to
+        ``fit(nagq=...)``).
 
     Returns
     -------
@@ -261,6 +270,9 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
     >>> round(res.llf, 3), round(float(res.params["sd(Intercept)[herd]"]), 4)
     (-91.983, 0.6475)
     """
+    if is_chunked(data):
+        return _distributed(MixedLogit, "melogit", formula, data, dict(trials=trials, offset=offset), cov, missing,
+                            pweights, kwargs)
     check_keywords(melogit, kwargs)
     model = MixedLogit.from_formula(formula, data, trials=trials, offset=offset, cov=cov, missing=missing,
                                     pweights=pweights, pwscale=pwscale,
@@ -277,7 +289,8 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     ----------
     formula : str
         As for ``mixedlm``; the response is a count.
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        As for ``melogit`` (``offset``/``exposure`` as column names for chunked data).
     offset : str or array_like, optional
         Offset added to the linear predictor (log scale).
     exposure : str or array_like, optional
@@ -287,7 +300,7 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     pweights, pwscale : optional
         Sampling weights, as for ``melogit``.
     **kwargs
-        None are taken, as for ``melogit``.
+        For chunked data, as for ``melogit``.
 
     Returns
     -------
@@ -302,6 +315,9 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     >>> round(res.llf, 3)
     -988.955
     """
+    if is_chunked(data):
+        return _distributed(MixedPoisson, "mepoisson", formula, data, dict(offset=offset, exposure=exposure), cov,
+                            missing, pweights, kwargs)
     check_keywords(mepoisson, kwargs)
     model = MixedPoisson.from_formula(formula, data, offset=offset, exposure=exposure, cov=cov, missing=missing,
                                       pweights=pweights, pwscale=pwscale,
@@ -448,6 +464,19 @@ def _family_model(name, formula, data, family, options):
     model = MixedFamily.from_formula(formula, data, family=family, eval_env=2, **options)
     extra = {} if name in ("meprobit", "mecloglog", "menbreg") else {"family": family}
     return remember(model, name, formula, data, {**extra, **options})
+DISTRIBUTED_OPTIONS = ("npartitions", "client", "progress", "batch_size", "categories", "tmpdir")
+
+
+def _distributed(family, name, formula, data, extra, cov, missing, pweights, options):
+    """A generalized model on partitions of chunked, Parquet or Dask data (``hlmext.models.glmm_distributed``)."""
+    check_keywords(globals()[name], options, extra=DISTRIBUTED_OPTIONS)
+    if pweights is not None:
+        raise TypeError("pweights are not supported for chunked data yet; fit in memory")
+    from .models.glmm_distributed import from_formula
+    model = from_formula(DistributedGLM, family, formula, data, extra, cov=cov, missing=missing, eval_env=2,
+                         **options)
+    model.constructor = name
+    return remember(model, name, formula, data, dict(extra, cov=cov, missing=missing, **options))
 
 
 # update() rebuilds a model with the function that built it

@@ -26,6 +26,7 @@ from .inference.term_tests import anova as term_anova
 from .exceptions import ModelError
 from .keywords import check_keywords, checked
 from .models import families as _families
+from .models import glmm_distributed as _glmm_distributed
 from .models import linear as _linear
 from .models import many as _many
 from .models import mixed_family as _mixed_family
@@ -36,13 +37,15 @@ from .output.nlme_emit import to_nlme
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
 from .results import glmm as _glmm_results
+from .results.glmm_distributed import PartitionedResults
 from .results import linear as _linear_results
 from .results.glmm import GLMMResultsWrapper
 from .results.linear import MixedResultsWrapper
 from .results.many import ManyResults
 from .update import CONSTRUCTORS, update
 
-__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson", "MixedFamily"]
+__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson", "MixedFamily",
+           "DistributedGLM", "DistributedGLMMResults"]
 
 
 class _RefitsAndPlots:
@@ -398,3 +401,31 @@ class MixedPoisson(_families.MixedPoisson):
 class MixedFamily(_mixed_family.MixedFamily):
     __doc__ = _mixed_family.MixedFamily.__doc__
     results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
+
+
+class DistributedGLMMResults(PartitionedResults, GLMMResults):
+    """Results of a mixed logit / Poisson fitted on partitions of the data: as ``GLMMResults``
+    (``hlmext.results.glmm_distributed`` says what differs); what refits the model to new
+    responses needs every row in one process and refuses."""
+
+    def _in_memory_only(self, what):
+        raise ModelError("%s refit the model to new responses row by row, which needs all the rows in one process: "
+                         "fit the model in memory (hlmext.%s(formula, df) with a pandas DataFrame) for %s"
+                         % (what, self.model.constructor, what))
+
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        self._in_memory_only("profile-likelihood intervals")
+
+    def simulate(self, n=1, seed=None):
+        self._in_memory_only("simulated responses")
+
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        self._in_memory_only("bootstrap intervals")
+
+    def refit(self, new_endog):
+        self._in_memory_only("refits")
+
+
+class DistributedGLM(_glmm_distributed.DistributedGLM):
+    __doc__ = _glmm_distributed.DistributedGLM.__doc__
+    results_class, wrapper_class = DistributedGLMMResults, GLMMResultsWrapper

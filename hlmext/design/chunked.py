@@ -341,9 +341,8 @@ class LocalRunner:
         return False
 
 
-def build_design(runner, form):
-    """Run the three passes with ``runner`` and return the ``StatsDesign``."""
-    # pass 1: design infos
+def design_pass(runner, form):
+    """Pass 1 with ``runner``: the design infos every chunk shares (set on ``form``, and returned)."""
     head = runner.first(_head, form)
     if head is None:
         raise DataError("no rows left: every row of every chunk has missing or non-finite values (or the data "
@@ -364,6 +363,12 @@ def build_design(runner, form):
             form.sample = pd.concat([head] + [used for used, _ in reps], ignore_index=True)
             form.sample_all = pd.concat([head] + [every for _, every in reps], ignore_index=True)
         infos = form.design()
+    return infos
+
+
+def build_design(runner, form):
+    """Run the three passes with ``runner`` and return the ``StatsDesign``."""
+    infos = design_pass(runner, form)
 
     # pass 2: clusters
     clusters = _Clusters()

@@ -93,6 +93,11 @@ class MixedDesign:
     exog_names : list of str
     levels : list of LevelSpec
         In any order; they are ordered by nesting (innermost first for the core).
+    partial : bool
+        The rows are one partition of a larger data set holding whole top-level clusters
+        (``hlmext.models.glmm_distributed``): the checks that need every row (a constant
+        response, the rank of the fixed part, the identification of the levels) are left
+        to the caller, who makes them on the sums over all partitions.
 
     Attributes
     ----------
@@ -105,7 +110,7 @@ class MixedDesign:
         Innermost first.
     """
 
-    def __init__(self, endog, exog, exog_names, levels, endog_name="y", weights=None):
+    def __init__(self, endog, exog, exog_names, levels, endog_name="y", weights=None, partial=False):
         endog = np.asarray(endog, dtype=float)
         exog = np.asarray(exog, dtype=float)
         if exog.ndim == 1:
@@ -141,14 +146,15 @@ class MixedDesign:
                                 exog, endog, rank)
         del rank
         self._endog, self._endog_input = None, endog      # sorted when first asked for (see endog)
-        if np.ptp(self.W[:, -1]) == 0:
+        if np.ptp(self.W[:, -1]) == 0 and not partial:
             raise DataError("the response %r has the same value (%g) in every row: there is nothing to "
                             "model" % (endog_name, endog[0]))
         if self.y_shift:
             self.W[:, -1] -= self.y_shift
         xy = self.W[:, self.W.shape[1] - self.k_fe - 1:]
         self._xy_gram = xy.T @ xy                 # [X y]'[X y]: the rank check and the global block
-        check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names, xy[:, :-1], self.intercept_col)
+        if not partial:
+            check_fixed_rank(self._xy_gram[:self.k_fe, :self.k_fe], self.exog_names, xy[:, :-1], self.intercept_col)
 
         self.levels = []
         first = 0
@@ -211,7 +217,8 @@ class MixedDesign:
         self.stat_size = int(sizes.sum())
         self.u_off = np.concatenate([[0], np.cumsum(q_of_cluster)[:-1]]).astype(np.intp)
         self.n_u = int(q_of_cluster.sum())
-        self._check_identified()
+        if not partial:
+            self._check_identified()
         self.check_layout()
 
     @property

@@ -561,13 +561,13 @@ def _extra_columns(data, extra, missing):
     return arrays, columns, keep
 
 
-def model_frame_with_columns(parsed, data, extra, missing="drop", eval_env=0):
+def model_frame_with_columns(parsed, data, extra, missing="drop", eval_env=0, infos=None):
     """``model_frame`` plus per-row columns outside the formula (trials, offset, weights, ...).
 
     ``extra`` maps a role to a column name or an array over the rows of ``data`` (or None).
     Rows where one of them is missing or non-finite are dropped (or raise) with the
     formula's rows. Returns ``(frame, arrays, columns)``: the frame, each role's values on
-    the frame's rows, and the column names given.
+    the frame's rows, and the column names given. ``infos`` as for ``model_frame``.
     """
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
@@ -575,10 +575,10 @@ def model_frame_with_columns(parsed, data, extra, missing="drop", eval_env=0):
         eval_env = patsy.EvalEnvironment.capture(eval_env or 0, reference=1)
     data = _as_frame(data)
     if all(value is None for value in extra.values()):
-        return model_frame(parsed, data, missing=missing, eval_env=eval_env), {}, {}
+        return model_frame(parsed, data, missing=missing, eval_env=eval_env, infos=infos), {}, {}
     arrays, columns, keep = _extra_columns(data, extra, missing)
     work = data.iloc[np.flatnonzero(keep)] if not keep.all() else data
-    frame = model_frame(parsed, work.reset_index(drop=True), missing=missing, eval_env=eval_env)
+    frame = model_frame(parsed, work.reset_index(drop=True), missing=missing, eval_env=eval_env, infos=infos)
     pos = np.asarray(frame.row_labels, dtype=np.intp)
     frame = dataclasses.replace(frame, row_labels=work.index[pos], n_dropped=frame.n_dropped + int((~keep).sum()))
     return frame, {role: arr[keep][pos] for role, arr in arrays.items()}, columns

@@ -79,14 +79,10 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
         is_corr = np.concatenate([lv.cov.is_corr() for lv in model.levels[::-1]])
         fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, 1.0, is_corr)[:-1])
         fixed |= _corr_of_boundary_sd(model, fixed)
-        self.not_identified = not_identified(model)
+        self.not_identified = self._not_identified(model)
         infinite = np.isin(model.report_names(), self.not_identified)
         boundary, fixed = fixed & ~infinite, fixed | infinite   # no standard errors at infinity either
-        if robust is None:
-            cov, cov_phi = _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
-        else:
-            from .sandwich import glmm_robust
-            cov, cov_phi = glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
+        cov, cov_phi = self._covariance(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
         top = model.levels[model.design.n_chain - 1]
         self.cov_type = "nonrobust" if robust is None else "cluster (%s, %d clusters of %r)" % (
             robust, top.n_groups, top.name)
@@ -111,9 +107,7 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
         for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
             self.cov_re[lv.name] = _named(pd.DataFrame(lam @ lam.T, index=lv.names, columns=lv.names), "effect")
             self.n_groups[lv.name] = lv.n_groups
-        self.random_effects, self.random_effects_cov = _conditional_modes(model, beta, theta)
-        self._eta_sorted = model._X @ beta + model.offset
-        self._eta_cond_sorted = self._eta_sorted + zb_sorted(model, self.random_effects)
+        self._row_quantities(model, beta, theta)
         self.notes = _notes(self)
         if model.sampling is not None:
             self.notes.append("Sampling weights (%s): log pseudolikelihood, robust standard errors"
@@ -125,6 +119,24 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
         if self.not_identified:
             self.notes.append(NOT_IDENTIFIED % ", ".join(self.not_identified))
             warnings.warn(NOT_IDENTIFIED % ", ".join(self.not_identified), BoundaryWarning, stacklevel=user_stacklevel())
+
+    # what a fit on partitions of the data (``hlmext.results.glmm_distributed``) does otherwise
+    @staticmethod
+    def _not_identified(model):
+        return not_identified(model)
+
+    @staticmethod
+    def _covariance(model, beta, values, is_corr, fixed, nagq, se_glm, robust):
+        if robust is None:
+            return _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
+        from .sandwich import glmm_robust
+        return glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
+
+    def _row_quantities(self, model, beta, theta):
+        """The BLUPs and the linear predictors of the fitted rows."""
+        self.random_effects, self.random_effects_cov = _conditional_modes(model, beta, theta)
+        self._eta_sorted = model._X @ beta + model.offset
+        self._eta_cond_sorted = self._eta_sorted + zb_sorted(model, self.random_effects)
 
     @property
     def llf(self):
