@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .design.chunked import is_chunked
+from .exceptions import DataError
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
 from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedPoisson
@@ -461,6 +462,9 @@ def _binomial(link):
 
 
 def _family_model(name, formula, data, family, options):
+    if is_chunked(data):
+        raise DataError("%s fits data held in memory (a pandas DataFrame); chunked, Parquet and Dask data are fitted "
+                        "by melogit and mepoisson so far: collect the data into one DataFrame for %s" % (name, name))
     model = MixedFamily.from_formula(formula, data, family=family, eval_env=2, **options)
     extra = {} if name in ("meprobit", "mecloglog", "menbreg") else {"family": family}
     return remember(model, name, formula, data, {**extra, **options})
