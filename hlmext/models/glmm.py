@@ -39,6 +39,7 @@ from .glmm_boundary import best_on_boundary
 from ..keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
+from . import nested_aghq
 from .quadrature import MAX_NAGQ, MAX_NODES, gauss_hermite_rule  # noqa: F401  (MAX_NAGQ: hlmext.models.glmm.MAX_NAGQ)
 from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
@@ -372,6 +373,7 @@ class MixedGLM(LikelihoodModel):
         beta, theta = np.asarray(beta, float), np.asarray(theta, float)
         if nagq > 1 and self.nested:
             self._check_nagq(nagq)
+            return nested_aghq.loglike_theta(self, beta, theta, nagq, grad)
         if grad and self._pen is not None:
             return self._numeric_gradient(beta, theta)
         ll = self._kernel(beta, theta, nagq, grad)
@@ -423,10 +425,8 @@ class MixedGLM(LikelihoodModel):
                              "precision, %d points (the outermost weights underflow); use nagq=%d or fewer "
                              "(check_quadrature() shows how many are needed)" % (nagq, MAX_NAGQ, MAX_NAGQ))
         if self.nested and nagq > 1:
-            raise ModelError("nagq=%d: adaptive quadrature is available for one level of random effects only; "
-                             "models with nested or crossed levels (%s) are fitted by the Laplace approximation "
-                             "(Laplace is used for nested models): pass nagq=1"
-                             % (nagq, ", ".join(lv.name for lv in self.levels[::-1])))
+            nested_aghq.check(self, nagq)
+            return int(nagq)
         q = self.levels[0].q
         if nagq ** q > MAX_NODES:
             raise ModelError("nagq=%d with %d random effects needs %d quadrature points per cluster (more than "
