@@ -18,7 +18,7 @@ import statsmodels.base.wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults
 
 from .._kernels import gradient as _gradient
-from ..models import information as inference
+from ..models import information as inference, nagq0
 from .base import FitResults
 from .conventions import ResultsConventions
 from ..exceptions import BoundaryWarning, ModelError
@@ -50,7 +50,8 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
     random_effects, random_effects_cov : dict of str -> pandas.DataFrame
         Conditional modes b = Lambda u per group, and Lambda H^{-1} Lambda' at the mode.
     nagq : int
-        1 (Laplace) or the adaptive Gauss-Hermite points per dimension.
+        0 (Laplace, fixed effects in the penalized IRLS), 1 (Laplace) or the adaptive
+        Gauss-Hermite points per dimension.
     llf, aic, bic, nobs, n_groups, converged, opt
 
     Examples
@@ -68,8 +69,8 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
         p = model.k_fe
         beta, theta = np.asarray(x[:p], float), np.asarray(x[p:], float)
         self.nagq, self.reml, self.theta = int(nagq), False, theta
-        self.method = "Laplace" if nagq == 1 else "AGHQ"
-        self.integration = "Laplace" if nagq == 1 else "mvaghermite, %d points" % nagq
+        self.method = {0: "Laplace (nagq=0)", 1: "Laplace"}.get(nagq, "AGHQ")
+        self.integration = {0: "Laplace (nagq=0)", 1: "Laplace"}.get(nagq, "mvaghermite, %d points" % nagq)
         values = model.report_from_theta(theta)
         is_corr = np.concatenate([lv.cov.is_corr() for lv in model.levels[::-1]])
         fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, 1.0, is_corr)[:-1])
@@ -79,6 +80,9 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
         boundary, fixed = fixed & ~infinite, fixed | infinite   # no standard errors at infinity either
         if robust is None:
             cov, cov_phi = _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
+            if nagq == 0:                         # glmer's: conditional on theta, from the PIRLS
+                cov[:p, :] = cov[:, :p] = 0.0
+                cov[:p, :p] = nagq0.fixed_cov(model, beta, theta)
         else:
             from .sandwich import glmm_robust
             cov, cov_phi = glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, robust)

@@ -1,0 +1,208 @@
+"""lme4's fast estimator of a generalized mixed model, ``fit(nagq=0)``.
+
+For every theta the fixed effects are found with the random effects, as the joint mode of
+``h(beta, u) = log p(y | beta, u) - |u|^2 / 2`` (penalized IRLS with beta inside), and
+only theta is optimized, on the Laplace log-likelihood at that joint mode (lme4's
+``nAGQ = 0``). The estimates differ from the Laplace maximum (which also moves beta with the
+log-determinant of H), by little when the clusters are large.
+
+The joint mode is Newton's method on the profile ``max_u h(beta, u)``: for a given beta
+the Laplace kernel finds u and the weights w (any family, the kernels' own code), the
+gradient in beta is ``X'(y - mu)`` and the Hessian the Schur complement
+``X'WX - X'W Z Lambda H^{-1} Lambda'Z'WX`` with ``H = Lambda'Z'WZ Lambda + I`` (a sparse
+factorization). The fixed effects' standard errors are glmer's for ``nAGQ = 0``: the
+inverse of that Schur complement at the optimum (conditional on theta). The gradient in
+theta is the Laplace gradient carried through d beta / d theta (implicit differentiation of
+the mode condition, with central differences of X'(y - mu) at fixed beta: 2 k_re kernel
+calls).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import splu
+
+from ..exceptions import ModelError
+from .glm_start import glm_start
+from .optimize import minimize_with_gradient
+
+
+def check(model):
+    """Refuse what the estimator does not cover (sampling weights)."""
+    if model._pen is not None or model._cweight is not None:
+        raise ModelError("nagq=0 (fixed effects in the penalized IRLS) does not take sampling weights; "
+                         "fit with nagq=1 (Laplace) or more points")
+
+
+def _pattern(model):
+    """Rows and columns (in the kernels' order of u) of every value of ``model._zl``."""
+    cached = model.__dict__.get("_nagq0_pattern")
+    if cached is not None:
+        return cached
+    n = model.nobs
+    if not model.nested:
+        q = model.levels[0].q
+        starts, ends = model._rows
+        cluster = np.repeat(np.arange(len(starts)), ends - starts)
+        rows = np.repeat(np.arange(n), q)
+        cols = (cluster[:, None] * q + np.arange(q)).ravel()
+        width = len(starts) * q
+    else:
+        t = model._tree
+        qs, zoff, u_off = t["qs"], t["zoff"], t["u_off"]
+        chain = len(qs) - (model._top is not None)
+        cols = [u_off[model._cl[:, l]][:, None] + np.arange(qs[l]) for l in range(chain)]
+        if model._top is not None:
+            cols.append(u_off[model._cl[:, -1]][:, None] + model._top)
+        cols = np.column_stack(cols).ravel()
+        rows = np.repeat(np.arange(n), model._Z.shape[1])
+        width = model._u.size
+    keep = model._Z.ravel() != 0.0
+    out = model.__dict__["_nagq0_pattern"] = (rows[keep], cols[keep], keep, width)
+    return out
+
+
+class _Profile:
+    """The joint mode of (beta, u) at one theta, and what comes with it."""
+
+    def __init__(self, model, theta, beta0, tol=1e-10, maxit=100):
+        self.model, self.theta = model, theta
+        X, p = model._X, model.k_fe
+        beta = np.array(beta0, float)
+        self.beta, self.ll, self.h = None, -np.inf, -np.inf
+        ll = model._kernel(beta, theta, 1, False)
+        if not np.isfinite(ll):
+            model._u[:] = 0.0
+            ll = model._kernel(beta, theta, 1, False)
+        if not np.isfinite(ll):
+            return
+        rows, cols, keep, width = _pattern(model)
+        self.ZL = sparse.csr_matrix((model._zl.ravel()[keep], (rows, cols)), shape=(model.nobs, width))
+        state = self._state(beta, ll)
+        for _ in range(maxit):
+            h, g, schur = state[1], state[2], state[3]
+            try:
+                step = np.linalg.solve(schur, g)
+            except np.linalg.LinAlgError:
+                return
+            if not np.all(np.isfinite(step)):
+                return
+            t, new = 1.0, None
+            for _ in range(40):
+                trial = beta + t * step
+                ll_t = model._kernel(trial, theta, 1, False)
+                if np.isfinite(ll_t):
+                    cand = self._state(trial, ll_t)
+                    if cand[1] >= h - 1e-12 * (1.0 + abs(h)):
+                        new = cand
+                        break
+                t *= 0.5
+            if new is None:
+                return
+            done = np.max(np.abs(t * step)) <= tol * max(1.0, np.max(np.abs(beta)))
+            beta, state = trial, new
+            if done:
+                break
+        else:
+            return
+        self.beta, self.ll, self.h, self.schur = beta, state[0], state[1], state[3]
+        self.u = model._u.copy()
+
+    def _state(self, beta, ll):
+        """(Laplace ll, h, gradient in beta, Schur complement) at beta, from the kernel's arrays."""
+        m = self.model
+        w = m._w
+        X = m._X
+        H = (self.ZL.T @ sparse.diags(w) @ self.ZL + sparse.identity(self.ZL.shape[1])).tocsc()
+        lu = splu(H, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+        logdet = float(np.sum(np.log(np.abs(lu.U.diagonal()))))
+        WX = w[:, None] * X
+        A = np.asarray(self.ZL.T @ WX)
+        schur = X.T @ WX - A.T @ lu.solve(A)
+        h = ll - m._const + 0.5 * logdet
+        return ll, h, X.T @ (m._ky - m._mu), 0.5 * (schur + schur.T)
+
+
+class _ThetaObjective:
+    """-2 x the Laplace log-likelihood at the joint mode, as a function of theta alone."""
+
+    nagq = 0
+
+    def __init__(self, model, beta0):
+        self.model, self.beta, self.n_evals, self.cache = model, np.array(beta0, float), 0, {}
+
+    def profile(self, theta):
+        key = np.asarray(theta, float).tobytes()
+        if key not in self.cache:
+            self.n_evals += 1
+            prof = _Profile(self.model, np.asarray(theta, float), self.beta)
+            if prof.beta is not None:
+                self.beta = prof.beta
+            if len(self.cache) > 64:
+                self.cache.clear()
+            self.cache[key] = prof
+        return self.cache[key]
+
+    def value(self, theta):
+        prof = self.profile(theta)
+        return -2.0 * prof.ll if np.isfinite(prof.ll) else np.inf
+
+    def grad(self, theta, h=1e-6):
+        """d f / d theta = -2 (dL/dtheta + dL/dbeta' d beta / d theta) at the joint mode, with
+        d beta / d theta = Schur^{-1} d X'(y - mu) / d theta at fixed beta (the mode condition
+        X'(y - mu) = 0 differentiated; central differences, 2 k_re kernel calls)."""
+        theta = np.asarray(theta, float)
+        prof = self.profile(theta)
+        if prof.beta is None:
+            return np.zeros_like(theta)
+        m = self.model
+        m._u[:] = prof.u
+        _, g = m.loglike_theta(prof.beta, theta, 1, grad=True)
+        p = prof.beta.size
+        C = np.empty((p, theta.size))
+        for i in range(theta.size):
+            e = np.zeros(theta.size)
+            e[i] = h * max(1.0, abs(theta[i]))
+            side = []
+            for sign in (1.0, -1.0):
+                m._u[:] = prof.u
+                m._kernel(prof.beta, theta + sign * e, 1, False)
+                side.append(m._X.T @ (m._ky - m._mu))
+            C[:, i] = (side[0] - side[1]) / (2 * e[i])
+        m._u[:] = prof.u
+        out = -2.0 * (g[p:] + g[:p] @ np.linalg.solve(prof.schur, C))
+        return out if np.all(np.isfinite(out)) else np.zeros_like(theta)
+
+
+def fit(model, start, maxiter, disp):
+    """Optimize theta with beta in the penalized IRLS: (x = (beta, theta), OptSummary, null_llf, se_glm)."""
+    check(model)
+    beta_glm, se_glm, null_llf = glm_start(model)
+    p, tscale = model.k_fe, model.theta_scale()
+    if start is None:
+        beta0, theta0 = beta_glm, model.theta_start() * tscale
+    else:
+        start = np.asarray(start, float)
+        if start.size not in (model.k_re, p + model.k_re):
+            raise ValueError("start must have %d values (theta) or %d (fixed effects, then theta), got %d"
+                             % (model.k_re, p + model.k_re, start.size))
+        beta0 = start[:p] if start.size > model.k_re else beta_glm
+        theta0 = start[-model.k_re:]
+    obj = _ThetaObjective(model, beta0)
+    opt, _ = minimize_with_gradient(obj, theta0, model.theta_bounds(), tscale, maxiter, disp=disp)
+    prof = obj.profile(opt.end)
+    if prof.beta is None:
+        raise ModelError("nagq=0: the joint mode of the fixed and random effects was not found at the "
+                         "optimum; fit with nagq=1 (Laplace)")
+    opt.end = np.concatenate([prof.beta, opt.end])
+    opt.start = np.concatenate([beta0, theta0])
+    return opt, null_llf, se_glm
+
+
+def fixed_cov(model, beta, theta):
+    """glmer's covariance of the fixed effects for ``nAGQ = 0``: the inverse Schur complement
+    (conditional on theta) at the joint mode."""
+    prof = _Profile(model, np.asarray(theta, float), beta)
+    if prof.beta is None:
+        return np.full((model.k_fe, model.k_fe), np.nan)
+    return np.linalg.inv(prof.schur)
