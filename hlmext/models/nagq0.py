@@ -87,6 +87,8 @@ class _Profile:
                 return
             if not np.all(np.isfinite(step)):
                 return
+            if np.max(np.abs(step)) <= tol * max(1.0, np.max(np.abs(beta))):
+                break                             # converged: the step would change h by ~|step|^2
             t, new = 1.0, None
             for _ in range(40):
                 trial = beta + t * step
@@ -99,10 +101,7 @@ class _Profile:
                 t *= 0.5
             if new is None:
                 return
-            done = np.max(np.abs(t * step)) <= tol * max(1.0, np.max(np.abs(beta)))
             beta, state = trial, new
-            if done:
-                break
         else:
             return
         self.beta, self.ll, self.h, self.schur = beta, state[0], state[1], state[3]
