@@ -18,10 +18,10 @@ import statsmodels.base.wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults
 
 from .._kernels import gradient as _gradient
-from ..models import information as inference, nagq0
+from ..models import information as inference, nagq0, nested_aghq
 from .base import FitResults
 from .conventions import ResultsConventions
-from ..exceptions import BoundaryWarning, ModelError
+from ..exceptions import BoundaryWarning
 from ..models.glmm_boundary import not_identified
 from .idioms import Lme4Idioms
 from .rows import row_keys as _row_keys, zb_sorted
@@ -224,8 +224,7 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
         """
         model = self.model
         if model.nested:
-            raise ModelError("quadrature is available for one level of random effects only; a model with "
-                             "nested or crossed levels is fitted by the Laplace approximation")
+            nested_aghq.check(model, 7)           # two nested levels only (refused with the reason)
         rules = [1, 7, 15] if self.nagq == 1 else [self.nagq, 2 * self.nagq + 1]
         start = np.concatenate([self.fe_params.to_numpy(), self.theta])
         fits = [self] + [model.fit(nagq=k, start=start) for k in rules[1:]]
