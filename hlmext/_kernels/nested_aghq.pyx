@@ -22,15 +22,19 @@ from hlmext._kernels.helpers cimport MAXQ, index_t, row_loglik, chol_ld, lower_l
 
 cdef double SQRT2 = 1.4142135623730951
 
+# the family argument of ``helpers.row_loglik``, in one place: its type, and (in
+# ``two_level_loglik``) its conversion from the Python family code
+ctypedef int family_t
 
-cdef inline double row_value(int family, double y, double n, double eta, double* mu, double* w) noexcept nogil:
+
+cdef inline double row_value(family_t family, double y, double n, double eta, double* mu, double* w) noexcept nogil:
     """One row's log-density without constants; mean and weight if ``mu`` is not NULL
     (the only call of ``row_loglik`` in this module)."""
     cdef double dw
     return row_loglik(family, y, n, eta, mu, w, &dw)
 
 
-cdef double inner_eval(int family, const double* y, const double* ntr, const double* off,
+cdef double inner_eval(family_t family, const double* y, const double* ntr, const double* off,
                        const double* z1, index_t r0, index_t r1, index_t q, const double* u,
                        double* g, double* H) noexcept nogil:
     """h(u) of one inner cluster given the outer effects (in ``off``); its gradient and
@@ -64,7 +68,7 @@ cdef double inner_eval(int family, const double* y, const double* ntr, const dou
     return h
 
 
-cdef double inner_integral(int family, const double* y, const double* ntr, const double* off,
+cdef double inner_integral(family_t family, const double* y, const double* ntr, const double* off,
                            const double* z1, index_t r0, index_t r1, index_t q, const double* u0,
                            const double* nodes, const double* logw, index_t K, double* vals,
                            double tol, int maxit) noexcept nogil:
@@ -153,7 +157,7 @@ cdef double inner_integral(int family, const double* y, const double* ntr, const
     return top + log(s) - ldet
 
 
-def two_level_loglik(int family, const double[:, ::1] z1, const double[:, ::1] z2, const double[::1] y,
+def two_level_loglik(object family_code, const double[:, ::1] z1, const double[:, ::1] z2, const double[::1] y,
                      const double[::1] ntr, const double[::1] eta0, const index_t[::1] row_start,
                      const index_t[::1] child_start, const double[:, ::1] v_mode, const double[:, :, ::1] v_chol,
                      const double[:, ::1] u_mode, const double[:, ::1] nodes1, const double[::1] logw1,
@@ -163,6 +167,8 @@ def two_level_loglik(int family, const double[:, ::1] z1, const double[:, ::1] z
 
     Parameters
     ----------
+    family_code
+        The family, as the other GLMM kernels take it.
     z1, z2 : (n, q1), (n, q2)
         Lambda' z of every row for the inner and the outer level; rows sorted by inner
         cluster, inner clusters sorted by outer cluster.
@@ -187,6 +193,7 @@ def two_level_loglik(int family, const double[:, ::1] z1, const double[:, ::1] z
     int
         The number of outer clusters whose integral failed (an inner mode not found).
     """
+    cdef family_t family = family_code
     cdef index_t n = y.shape[0], q1 = z1.shape[1], q2 = z2.shape[1]
     cdef index_t G1 = row_start.shape[0] - 1, G2 = child_start.shape[0] - 1
     cdef index_t K1 = nodes1.shape[0], K2 = nodes2.shape[0]
