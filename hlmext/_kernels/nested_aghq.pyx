@@ -17,6 +17,7 @@ iterations from the joint mode). With one point per level this is exactly the La
 approximation of the joint integral.
 """
 from libc.math cimport exp, log, fabs, sqrt, INFINITY, isfinite
+from cython.parallel cimport prange, threadid
 
 from hlmext._kernels.helpers cimport MAXQ, index_t, row_loglik, chol_ld, lower_ld, upper_ld
 
@@ -157,12 +158,50 @@ cdef double inner_integral(family_t family, const double* y, const double* ntr, 
     return top + log(s) - ldet
 
 
+cdef double outer_cluster(family_t family, const double* y, const double* ntr, const double* eta0,
+                          const double* z1, const double* z2, index_t q1, index_t q2, const index_t* row_start,
+                          index_t c0, index_t c1, const double* v_mode, const double* v_chol,
+                          const double* u_mode, const double* nodes1, const double* logw1, index_t K1,
+                          const double* nodes2, const double* logw2, index_t K2, double* off, double* vals,
+                          double* terms, double tol, int maxit) noexcept nogil:
+    """log L_k of the outer cluster holding inner clusters c0:c1: the outer rule, and at each
+    of its nodes every inner cluster's adaptive rule (``off``: its rows' eta0 + z2' v)."""
+    cdef double v[MAXQ]
+    cdef double top = -INFINITY, s = 0.0, term, ldet = 0.0
+    cdef index_t m, a, i, c
+    for a in range(q2):
+        ldet += log(v_chol[a * q2 + a])
+    for m in range(K2):
+        for a in range(q2):
+            v[a] = SQRT2 * nodes2[m * q2 + a]
+        upper_ld(v_chol, q2, q2, v)
+        term = logw2[m]
+        for a in range(q2):
+            v[a] += v_mode[a]
+            term -= 0.5 * v[a] * v[a]
+        for i in range(row_start[c0], row_start[c1]):
+            off[i] = eta0[i]
+            for a in range(q2):
+                off[i] += z2[i * q2 + a] * v[a]
+        for c in range(c0, c1):
+            term += inner_integral(family, y, ntr, off, z1, row_start[c], row_start[c + 1], q1, &u_mode[c * q1],
+                                   nodes1, logw1, K1, vals, tol, maxit)
+        terms[m] = term
+        if term > top:
+            top = term
+    if not isfinite(top):
+        return -INFINITY
+    for m in range(K2):
+        s += exp(terms[m] - top)
+    return top + log(s) - ldet
+
+
 def two_level_loglik(object family_code, const double[:, ::1] z1, const double[:, ::1] z2, const double[::1] y,
                      const double[::1] ntr, const double[::1] eta0, const index_t[::1] row_start,
                      const index_t[::1] child_start, const double[:, ::1] v_mode, const double[:, :, ::1] v_chol,
                      const double[:, ::1] u_mode, const double[:, ::1] nodes1, const double[::1] logw1,
                      const double[:, ::1] nodes2, const double[::1] logw2, double[::1] ll,
-                     double tol=1e-10, int maxit=100):
+                     double tol=1e-10, int maxit=100, int n_threads=1):
     """Adaptive Gauss-Hermite log-likelihood (without the data constants) of every outer cluster.
 
     Parameters
@@ -187,6 +226,9 @@ def two_level_loglik(object family_code, const double[:, ::1] z1, const double[:
         Product rules of each level (``hlmext.models.quadrature.gauss_hermite_rule``).
     ll : (G2,)
         OUT: log L_k.
+    n_threads : int
+        Threads of the loop over outer clusters (each cluster is computed the same way on
+        any thread, so the result does not depend on them).
 
     Returns
     -------
@@ -197,10 +239,8 @@ def two_level_loglik(object family_code, const double[:, ::1] z1, const double[:
     cdef index_t n = y.shape[0], q1 = z1.shape[1], q2 = z2.shape[1]
     cdef index_t G1 = row_start.shape[0] - 1, G2 = child_start.shape[0] - 1
     cdef index_t K1 = nodes1.shape[0], K2 = nodes2.shape[0]
-    cdef index_t k, m, c, a, i
+    cdef index_t k, c
     cdef int failed = 0
-    cdef double v[MAXQ]
-    cdef double top, s, term, ldet
     if q1 > MAXQ or q2 > MAXQ or q1 < 1 or q2 < 1:
         raise ValueError("two_level_loglik: each level needs 1 to %d effects" % MAXQ)
     if (z1.shape[0] != n or z2.shape[0] != n or ntr.shape[0] != n or eta0.shape[0] != n
@@ -218,41 +258,23 @@ def two_level_loglik(object family_code, const double[:, ::1] z1, const double[:
         if child_start[k + 1] < child_start[k]:
             raise ValueError("two_level_loglik: child_start must be non-decreasing")
     import numpy as np
+    cdef int nthreads = max(1, n_threads)
     off_buf = np.empty(n)
-    vals_buf = np.empty(max(K1, 1))
-    terms_buf = np.empty(max(K2, 1))
-    cdef double[::1] off = off_buf, vals = vals_buf, terms = terms_buf
+    vals_buf = np.empty((nthreads, max(K1, 1)))
+    terms_buf = np.empty((nthreads, max(K2, 1)))
+    cdef double[::1] off = off_buf
+    cdef double[:, ::1] vals = vals_buf, terms = terms_buf
+    cdef int tid
     with nogil:
+        # each outer cluster owns its rows of ``off`` and is computed the same way on any thread
+        for k in prange(G2, num_threads=nthreads, schedule="dynamic"):
+            tid = threadid()
+            ll[k] = outer_cluster(family, &y[0], &ntr[0], &eta0[0], &z1[0, 0], &z2[0, 0], q1, q2,
+                                  &row_start[0], child_start[k], child_start[k + 1], &v_mode[k, 0],
+                                  &v_chol[k, 0, 0], &u_mode[0, 0], &nodes1[0, 0], &logw1[0], K1,
+                                  &nodes2[0, 0], &logw2[0], K2, &off[0], &vals[tid, 0], &terms[tid, 0],
+                                  tol, maxit)
         for k in range(G2):
-            ldet = 0.0
-            for a in range(q2):
-                ldet += log(v_chol[k, a, a])
-            top = -INFINITY
-            for m in range(K2):
-                for a in range(q2):
-                    v[a] = SQRT2 * nodes2[m, a]
-                upper_ld(&v_chol[k, 0, 0], q2, q2, v)
-                term = logw2[m]
-                for a in range(q2):
-                    v[a] += v_mode[k, a]
-                    term -= 0.5 * v[a] * v[a]
-                for i in range(row_start[child_start[k]], row_start[child_start[k + 1]]):
-                    off[i] = eta0[i]
-                    for a in range(q2):
-                        off[i] += z2[i, a] * v[a]
-                for c in range(child_start[k], child_start[k + 1]):
-                    term += inner_integral(family, &y[0], &ntr[0], &off[0], &z1[0, 0], row_start[c],
-                                           row_start[c + 1], q1, &u_mode[c, 0], &nodes1[0, 0], &logw1[0],
-                                           K1, &vals[0], tol, maxit)
-                terms[m] = term
-                if term > top:
-                    top = term
-            if not isfinite(top):
-                ll[k] = -INFINITY
+            if not isfinite(ll[k]):
                 failed += 1
-                continue
-            s = 0.0
-            for m in range(K2):
-                s += exp(terms[m] - top)
-            ll[k] = top + log(s) - ldet
     return failed

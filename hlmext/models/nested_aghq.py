@@ -20,6 +20,7 @@ import numpy as np
 from .._kernels import nested_aghq as _kernel
 from ..exceptions import ModelError
 from .quadrature import MAX_NODES, gauss_hermite_rule
+from ..threads import get_num_threads
 
 
 def check(model, nagq):
@@ -107,7 +108,8 @@ def loglik(model, beta, theta, nagq):
     failed = _kernel.two_level_loglik(model._family_code, np.ascontiguousarray(lay.Z1 @ lam1),
                                       np.ascontiguousarray(lay.Z2 @ lam2), lay.y, lay.n, eta0, lay.row_start,
                                       lay.child_start, np.ascontiguousarray(v_mode), v_chol,
-                                      np.ascontiguousarray(u_mode), *_rules(nagq, q1, q2), ll)
+                                      np.ascontiguousarray(u_mode), *_rules(nagq, q1, q2), ll,
+                                      n_threads=get_num_threads())
     if failed:
         return -np.inf
     return float(ll.sum()) + model._const
