@@ -94,10 +94,13 @@ def test_nested_aghq_two_outer_effects_approach_brute_force():
     assert err[0] > 1e-3 and err[1] < err[0] and err[2] < err[1] and err[2] < 1e-6, err
 
 
-def test_nested_aghq_with_one_point_is_laplace():
+@pytest.mark.parametrize("formula,theta", [("y ~ x + (1 | a/b)", [0.8, 0.6]),
+                                           ("y ~ x + (1 | a) + (x | a:b)", [0.8, 0.2, 0.3, 0.6])],
+                         ids=["intercepts", "inner slope"])
+def test_nested_aghq_with_one_point_is_laplace(formula, theta):
     df = simulate(4, "poisson")
-    model = hlmext.mepoisson("y ~ x + (1 | a/b)", df)
-    beta, theta = np.array([0.2, 0.4]), np.array([0.8, 0.6])
+    model = hlmext.mepoisson(formula, df)
+    beta, theta = np.array([0.2, 0.4]), np.array(theta)
     laplace = model.loglike_theta(beta, theta, 1)
     from hlmext.models import nested_aghq
     assert nested_aghq.loglik(model, beta, theta, 1) == pytest.approx(laplace, abs=1e-9)
