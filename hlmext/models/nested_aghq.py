@@ -47,7 +47,8 @@ def check(model, nagq):
 
 
 class _Layout:
-    """Rows sorted by inner cluster, inner clusters by outer cluster (the kernel's order)."""
+    """Rows sorted by inner cluster, inner clusters by outer cluster (the kernel's order): the
+    design's layout only, so that copies with another response (the bootstrap's) share it."""
 
     def __init__(self, model):
         d = model.design
@@ -65,7 +66,6 @@ class _Layout:
         zoff = d.zoff
         Z = model._Z[self.rows]
         self.Z1, self.Z2 = Z[:, zoff[0]:zoff[1]], Z[:, zoff[1]:zoff[2]]
-        self.y, self.n = model._ky[self.rows], model._kn[self.rows]
 
 
 def _layout(model):
@@ -106,7 +106,8 @@ def loglik(model, beta, theta, nagq):
     eta0 = (model._X @ beta + model._koff)[lay.rows]
     ll = np.empty(G2)
     failed = _kernel.two_level_loglik(model._family_code, np.ascontiguousarray(lay.Z1 @ lam1),
-                                      np.ascontiguousarray(lay.Z2 @ lam2), lay.y, lay.n, eta0, lay.row_start,
+                                      np.ascontiguousarray(lay.Z2 @ lam2), model._ky[lay.rows],
+                                      model._kn[lay.rows], eta0, lay.row_start,
                                       lay.child_start, np.ascontiguousarray(v_mode), v_chol,
                                       np.ascontiguousarray(u_mode), *_rules(nagq, q1, q2), ll,
                                       n_threads=get_num_threads())
