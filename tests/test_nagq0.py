@@ -82,3 +82,31 @@ def test_nagq0_bad_input():
         weighted.fit(nagq=0)
     with pytest.raises(ValueError, match="start must have 1 values"):
         model.fit(nagq=0, start=[0.1, 0.2])
+
+
+def test_nagq0_joint_mode_with_zeros_in_z():
+    """Lambda' z has values where z has zeros (a correlated slope of a column that is 0)."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(25), 8)
+    x, w = rng.normal(size=200), rng.normal(size=200)
+    x[::3] = 0.0
+    eta = 0.2 + 0.5 * x + (rng.normal(size=25) * 0.6)[g] * x + (rng.normal(size=25) * 0.5)[g] * w
+    df = pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "w": w, "g": g})
+    model = hlmext.mepoisson("y ~ x + (0 + x + w | g)", df)
+    theta = np.array([0.6, 0.3, 0.5])
+    prof = nagq0._Profile(model, theta, np.zeros(model.k_fe))
+    model._u[:] = prof.u
+    model._kernel(prof.beta, theta, 1, False)
+    np.testing.assert_allclose(model._X.T @ (model._ky - model._mu), 0.0, atol=1e-8)
+    # the Schur complement is the Hessian of the profile: its inverse matches finite differences
+    h, p = 1e-5, model.k_fe
+    grads = []
+    for sign in (1, -1):
+        for i in range(p):
+            b = prof.beta.copy()
+            b[i] += sign * h
+            model._u[:] = prof.u
+            model._kernel(b, theta, 1, False)
+            grads.append(model._X.T @ (model._ky - model._mu))
+    fd = -(np.array(grads[:p]) - np.array(grads[p:])) / (2 * h)
+    np.testing.assert_allclose(prof.schur, fd, rtol=1e-5)

@@ -57,8 +57,8 @@ def _pattern(model):
         cols = np.column_stack(cols).ravel()
         rows = np.repeat(np.arange(n), model._Z.shape[1])
         width = model._u.size
-    keep = model._Z.ravel() != 0.0
-    out = model.__dict__["_nagq0_pattern"] = (rows[keep], cols[keep], keep, width)
+    # every value is kept, zeros too: Lambda' z of a row can be nonzero where z is zero
+    out = model.__dict__["_nagq0_pattern"] = (rows, cols, width)
     return out
 
 
@@ -76,8 +76,8 @@ class _Profile:
             ll = model._kernel(beta, theta, 1, False)
         if not np.isfinite(ll):
             return
-        rows, cols, keep, width = _pattern(model)
-        self.ZL = sparse.csr_matrix((model._zl.ravel()[keep], (rows, cols)), shape=(model.nobs, width))
+        rows, cols, width = _pattern(model)
+        self.ZL = sparse.csr_matrix((model._zl.ravel(), (rows, cols)), shape=(model.nobs, width))
         state = self._state(beta, ll)
         for _ in range(maxit):
             h, g, schur = state[1], state[2], state[3]
