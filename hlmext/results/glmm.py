@@ -80,15 +80,15 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
         boundary, fixed = fixed & ~infinite, fixed | infinite   # no standard errors at infinity either
         if robust is None:
             cov, cov_phi = _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
-            if nagq == 0:                         # glmer's: conditional on theta, from the PIRLS
-                cov[:p, :] = cov[:, :p] = 0.0
-                cov[:p, :p] = nagq0.fixed_cov(model, beta, theta)
         else:
             from .sandwich import glmm_robust
             cov, cov_phi = glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
         top = model.levels[model.design.n_chain - 1]
         self.cov_type = "nonrobust" if robust is None else "cluster (%s, %d clusters of %r)" % (
             robust, top.n_groups, top.name)
+        if nagq == 0 and robust is None:          # glmer's: conditional on theta, from the PIRLS
+            cov[:p, :] = cov[:, :p] = 0.0
+            cov[:p, :p] = nagq0.fixed_cov(model, beta, theta)
         super().__init__(model, np.concatenate([beta, values]), normalized_cov_params=cov, scale=1.0)
         self.cov_params_default = cov
         self.opt, self.converged = opt, opt.converged
