@@ -42,3 +42,10 @@ def test_to_stata_needs_a_formula():
     model = hlmext.MixedPoisson(rng.poisson(2, 50), np.ones((50, 1)), g)
     with pytest.raises(ValueError, match="needs a model built from a formula"):
         glmm_to_stata(model)
+
+
+def test_docstring_examples_of_the_module():
+    import doctest
+    from hlmext.output import emit_glmm
+    result = doctest.testmod(emit_glmm, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 2 and result.failed == 0
