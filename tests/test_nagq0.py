@@ -47,9 +47,18 @@ def test_nagq0_is_not_the_laplace_fit():
     assert np.max(np.abs(fast.fe_params - laplace.fe_params) / laplace.bse_fe) > 0.05
 
 
-@pytest.mark.parametrize("case", ["cbpp_ri_nagq0", "grouseticks_nested_nagq0"])
+def crossed_model():
+    rng = np.random.default_rng(1)
+    n = 300
+    a, b, x = rng.integers(0, 30, n), rng.integers(0, 8, n), rng.normal(size=n)
+    eta = -0.3 + 0.5 * x + rng.normal(0, 0.8, 30)[a] + rng.normal(0, 0.5, 8)[b]
+    df = pd.DataFrame(dict(y=rng.binomial(1, 1 / (1 + np.exp(-eta))), x=x, a=a, b=b))
+    return hlmext.melogit("y ~ x + (x | a) + (1 | b)", df)
+
+
+@pytest.mark.parametrize("case", ["cbpp_ri_nagq0", "grouseticks_nested_nagq0", "crossed"])
 def test_nagq0_theta_gradient_matches_finite_differences(case):
-    model = CASES[case]()
+    model = crossed_model() if case == "crossed" else CASES[case]()
     beta0 = np.zeros(model.k_fe)
     obj = nagq0._ThetaObjective(model, beta0)
     theta = np.full(model.k_re, 0.6)

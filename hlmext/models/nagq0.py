@@ -13,8 +13,7 @@ gradient in beta is ``X'(y - mu)`` and the Hessian the Schur complement
 factorization). The fixed effects' standard errors are glmer's for ``nAGQ = 0``: the
 inverse of that Schur complement at the optimum (conditional on theta). The gradient in
 theta is the Laplace gradient carried through d beta / d theta (implicit differentiation of
-the mode condition, with central differences of X'(y - mu) at fixed beta: 2 k_re kernel
-calls).
+the joint mode's equations: one kernel call and k_re sparse solves).
 """
 from __future__ import annotations
 
@@ -76,8 +75,7 @@ class _Profile:
             ll = model._kernel(beta, theta, 1, False)
         if not np.isfinite(ll):
             return
-        rows, cols, width = _pattern(model)
-        self.ZL = sparse.csr_matrix((model._zl.ravel(), (rows, cols)), shape=(model.nobs, width))
+        self.zl, self._ZL = model._zl.copy(), None
         state = self._state(beta, ll)
         for _ in range(maxit):
             h, g, schur = state[1], state[2], state[3]
@@ -104,22 +102,59 @@ class _Profile:
             beta, state = trial, new
         else:
             return
-        self.beta, self.ll, self.h, self.schur = beta, state[0], state[1], state[3]
+        self.beta, self.ll, self.h, self.schur, self.factor = beta, state[0], state[1], state[3], state[4]
         self.u = model._u.copy()
 
+    @property
+    def ZL(self):
+        """Lambda'Z as a sparse matrix (rows x modes in the kernels' order)."""
+        if self._ZL is None:
+            rows, cols, width = _pattern(self.model)
+            self._ZL = sparse.csr_matrix((self.zl.ravel(), (rows, cols)), shape=(self.model.nobs, width))
+        return self._ZL
+
     def _state(self, beta, ll):
-        """(Laplace ll, h, gradient in beta, Schur complement) at beta, from the kernel's arrays."""
+        """(Laplace ll, h, gradient in beta, Schur complement, factor of H) at beta, from the
+        kernel's arrays."""
         m = self.model
-        w = m._w
-        X = m._X
-        H = (self.ZL.T @ sparse.diags(w) @ self.ZL + sparse.identity(self.ZL.shape[1])).tocsc()
-        lu = splu(H, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-        logdet = float(np.sum(np.log(np.abs(lu.U.diagonal()))))
+        w, X = m._w, m._X
         WX = w[:, None] * X
-        A = np.asarray(self.ZL.T @ WX)
-        schur = X.T @ WX - A.T @ lu.solve(A)
-        h = ll - m._const + 0.5 * logdet
-        return ll, h, X.T @ (m._ky - m._mu), 0.5 * (schur + schur.T)
+        fac = _ClusterFactor(m, w, WX) if not m.nested else _SparseFactor(self.ZL, w, WX)
+        schur = X.T @ WX - fac.A.T @ fac.solve(fac.A)
+        h = ll - m._const + 0.5 * fac.logdet
+        return ll, h, X.T @ (m._ky - m._mu), 0.5 * (schur + schur.T), fac
+
+
+class _ClusterFactor:
+    """H = Lambda'Z'WZ Lambda + I of one level, block by block (q x q per cluster), and
+    A = Lambda'Z'WX."""
+
+    def __init__(self, model, w, WX):
+        zl, starts = model._zl, model._rows[0]
+        G, q = len(starts), zl.shape[1]
+        self.H = np.add.reduceat(zl[:, :, None] * (w[:, None] * zl)[:, None, :], starts, axis=0) + np.eye(q)
+        self.logdet = float(np.sum(np.linalg.slogdet(self.H)[1]))
+        self.A = np.add.reduceat(zl[:, :, None] * WX[:, None, :], starts, axis=0).reshape(G * q, -1)
+        self.shape = (G, q)
+
+    def solve(self, b):
+        G, q = self.shape
+        b = np.asarray(b, float)
+        out = np.linalg.solve(self.H, b.reshape(G, q, -1))
+        return out.reshape(b.shape)
+
+
+class _SparseFactor:
+    """H of nested and crossed levels as a sparse matrix (SuperLU), and A = Lambda'Z'WX."""
+
+    def __init__(self, ZL, w, WX):
+        H = (ZL.T @ sparse.diags(w) @ ZL + sparse.identity(ZL.shape[1])).tocsc()
+        self.lu = splu(H, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+        self.logdet = float(np.sum(np.log(np.abs(self.lu.U.diagonal()))))
+        self.A = np.asarray(ZL.T @ WX)
+
+    def solve(self, b):
+        return self.lu.solve(np.asarray(b, float))
 
 
 class _ThetaObjective:
@@ -148,29 +183,52 @@ class _ThetaObjective:
 
     def grad(self, theta, h=1e-6):
         """d f / d theta = -2 (dL/dtheta + dL/dbeta' d beta / d theta) at the joint mode, with
-        d beta / d theta = Schur^{-1} d X'(y - mu) / d theta at fixed beta (the mode condition
-        X'(y - mu) = 0 differentiated; central differences, 2 k_re kernel calls)."""
+        d beta / d theta = Schur^{-1} C, C = d X'(y - mu) / d theta at fixed beta (the mode
+        condition X'(y - mu) = 0 differentiated)."""
         theta = np.asarray(theta, float)
         prof = self.profile(theta)
         if prof.beta is None:
             return np.zeros_like(theta)
         m = self.model
         m._u[:] = prof.u
-        _, g = m.loglike_theta(prof.beta, theta, 1, grad=True)
-        p = prof.beta.size
-        C = np.empty((p, theta.size))
-        for i in range(theta.size):
-            e = np.zeros(theta.size)
-            e[i] = h * max(1.0, abs(theta[i]))
-            side = []
-            for sign in (1.0, -1.0):
-                m._u[:] = prof.u
-                m._kernel(prof.beta, theta + sign * e, 1, False)
-                side.append(m._X.T @ (m._ky - m._mu))
-            C[:, i] = (side[0] - side[1]) / (2 * e[i])
+        _, g = m.loglike_theta(prof.beta, theta, 1, grad=True)      # also the kernel's arrays at the mode
+        C = self._mode_derivative(prof, theta, h)
         m._u[:] = prof.u
+        p = prof.beta.size
         out = -2.0 * (g[p:] + g[:p] @ np.linalg.solve(prof.schur, C))
         return out if np.all(np.isfinite(out)) else np.zeros_like(theta)
+
+    def _mode_derivative(self, prof, theta, h):
+        """C = d X'(y - mu) / d theta at fixed beta. With u moving by
+        (Lambda'Z'WZ Lambda + I) du = dZL'(y - mu) - ZL'W dZL u (the modes' equations
+        differentiated; dZL = Z dLambda on the same pattern) and d eta = dZL u + ZL du,
+        C = -X'W d eta. Crossed factors: central differences of X'(y - mu) instead (2 k_re
+        kernel calls)."""
+        m = self.model
+        if m.nested and m._top is not None:
+            C = np.empty((prof.beta.size, theta.size))
+            for i in range(theta.size):
+                e = np.zeros(theta.size)
+                e[i] = h * max(1.0, abs(theta[i]))
+                side = []
+                for sign in (1.0, -1.0):
+                    m._u[:] = prof.u
+                    m._kernel(prof.beta, theta + sign * e, 1, False)
+                    side.append(m._X.T @ (m._ky - m._mu))
+                C[:, i] = (side[0] - side[1]) / (2 * e[i])
+            return C
+        r, w, u, ZL = m._ky - m._mu, m._w, prof.u, prof.ZL
+        rows, cols, width = _pattern(m)
+        zoff = m._tree["zoff"] if m.nested else np.array([0, m.levels[0].q])
+        out = []
+        for l, jac in enumerate(m._dlam_dtheta(theta)):
+            for dlam in jac:
+                vals = np.zeros(m._Z.shape)
+                vals[:, zoff[l]:zoff[l + 1]] = m._Z[:, zoff[l]:zoff[l + 1]] @ dlam
+                dZL = sparse.csr_matrix((vals.ravel(), (rows, cols)), shape=ZL.shape)
+                du = prof.factor.solve(dZL.T @ r - ZL.T @ (w * (dZL @ u)))
+                out.append(-m._X.T @ (w * (dZL @ u + ZL @ du)))
+        return np.column_stack(out)
 
 
 def fit(model, start, maxiter, disp):
