@@ -15,7 +15,8 @@ approximated at the conditional mode u_j of ``h(u) = log p(y_j | u) - |u|^2/2``:
 
 Nested levels use Laplace with the penalized Hessian eliminated level by level (the
 linear model's blocked Cholesky); crossed factors join that elimination as one dense
-outermost block. The per-cluster Newton iterations, integrals and analytic gradients run
+outermost block. Two nested levels also take adaptive quadrature (``nested_aghq``), and
+``nagq=0`` is lme4's estimator with the fixed effects in the penalized IRLS (``nagq0``). The per-cluster Newton iterations, integrals and analytic gradients run
 in ``_glmm.pyx`` (one level) and ``_glmm_nested.pyx``; the optimizer runs over (beta,
 theta) jointly (lme4's nAGQ > 0 stage), starting from a GLM fit, then Laplace, then AGHQ
 from the Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
