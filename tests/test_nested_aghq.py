@@ -132,6 +132,10 @@ def test_nested_aghq_refusals():
     crossed = hlmext.mepoisson("y ~ x + (1 | a) + (1 | c)", df)
     with pytest.raises(hlmext.ModelError, match="not crossed factors.*pass nagq=1"):
         crossed.fit(nagq=3)
+    df["pw"] = 1.0 + (df["a"] % 2)
+    weighted = hlmext.mepoisson("y ~ x + (1 | a/b)", df, pweights="pw")
+    with pytest.raises(hlmext.ModelError, match="sampling weights, nested models are fitted by the Laplace"):
+        weighted.fit(nagq=3)
     big = hlmext.mepoisson("y ~ x + (x | a) + (x | a:b)", df)
     k = int(MAX_NODES ** 0.25) + 1
     with pytest.raises(hlmext.ModelError, match=r"needs %d quadrature points per inner cluster.*nagq=%d or fewer"
