@@ -81,7 +81,8 @@ _API_EXTRA = [("Results", ["hlmext.public.MixedResults", "hlmext.public.GLMMResu
                            "hlmext.results.idioms.Lme4Idioms"]),
               ("Plots", ["hlmext.output.plotting.plot_random_effects", "hlmext.output.plotting.plot_per_group_fits",
                          "hlmext.output.plotting.plot_shrinkage"]),
-              ("The same model in lme4 or Stata", ["hlmext.output.emit.to_lme4", "hlmext.output.emit.to_stata"]),
+              ("The same model in lme4 or Stata", ["hlmext.output.emit.to_lme4", "hlmext.output.emit.to_stata",
+                                                  "hlmext.output.emit_glmm.glmm_to_stata"]),
               ("Data beyond memory", ["hlmext.design.chunked.residuals", "hlmext.design.chunked.fittedvalues"])]
 
 

@@ -261,7 +261,8 @@ def melogit(formula, data, trials=None, offset=None, cov=None, missing="drop", p
     -------
     MixedLogit
         Call ``.fit(nagq=7)`` (adaptive Gauss-Hermite, 7 points per random effect) or
-        ``.fit(nagq=1)`` (Laplace; required with nested or crossed levels).
+        ``.fit(nagq=1)`` (Laplace; the default with nested or crossed levels, and the only method
+        with crossed ones), or ``.fit(nagq=0)`` (lme4's fast estimator).
 
     Examples
     --------
@@ -306,7 +307,7 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
     Returns
     -------
     MixedPoisson
-        Call ``.fit(nagq=7)`` or ``.fit(nagq=1)`` (Laplace; required with nested or crossed levels).
+        Call ``.fit(nagq=7)`` or ``.fit(nagq=1)`` (Laplace; the default with nested or crossed levels).
 
     Examples
     --------

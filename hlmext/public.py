@@ -36,6 +36,7 @@ from .output.emit import to_lme4, to_stata
 from .output.nlme_emit import to_nlme
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
+from .output.emit_glmm import glmm_to_stata
 from .results import glmm as _glmm_results
 from .results.glmm_distributed import PartitionedResults
 from .results import linear as _linear_results
@@ -244,6 +245,22 @@ class GLMMResults(_RefitsAndPlots, _glmm_results.GLMMResults):
 
     def _repr_html_(self):
         return self.summary()._repr_html_()
+
+    def to_stata(self):
+        """The Stata command of this fit, its integration method included, e.g.
+        ``melogit incidence i.period || herd:, binomial(size) intmethod(mvaghermite) intpoints(7)``.
+
+        See :func:`hlmext.output.emit_glmm.glmm_to_stata`.
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> ticks = hlmext.datasets.load("grouseticks")
+        >>> res = hlmext.mepoisson("TICKS ~ cHEIGHT + (1 | LOCATION/BROOD)", ticks).fit(nagq=1)
+        >>> print(res.to_stata())
+        mepoisson TICKS cHEIGHT || LOCATION: || BROOD:, intmethod(laplace)
+        """
+        return glmm_to_stata(self)
 
 
 class LinearMixed(_linear.LinearMixed):

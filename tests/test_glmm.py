@@ -330,8 +330,8 @@ def test_separation_is_detected():
 
 def test_bad_nagq_and_missing_column(cbpp):
     model = hlmext.melogit("incidence ~ C(period) + (1 | herd)", cbpp, trials="size")
-    with pytest.raises(ValueError, match="positive integer"):
-        model.fit(nagq=0)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        model.fit(nagq=-1)
     with pytest.raises(hlmext.DataError, match="trials column 'sizes' is not in the data"):
         hlmext.melogit("incidence ~ C(period) + (1 | herd)", cbpp, trials="sizes")
 

@@ -15,7 +15,8 @@ approximated at the conditional mode u_j of ``h(u) = log p(y_j | u) - |u|^2/2``:
 
 Nested levels use Laplace with the penalized Hessian eliminated level by level (the
 linear model's blocked Cholesky); crossed factors join that elimination as one dense
-outermost block. The per-cluster Newton iterations, integrals and analytic gradients run
+outermost block. Two nested levels also take adaptive quadrature (``nested_aghq``), and
+``nagq=0`` is lme4's estimator with the fixed effects in the penalized IRLS (``nagq0``). The per-cluster Newton iterations, integrals and analytic gradients run
 in ``_glmm.pyx`` (one level) and ``_glmm_nested.pyx``; the optimizer runs over (beta,
 theta) jointly (lme4's nAGQ > 0 stage), starting from a GLM fit, then Laplace, then AGHQ
 from the Laplace optimum. Log-likelihoods include every constant (log C(n, y), -log y!).
@@ -39,6 +40,7 @@ from .glmm_boundary import best_on_boundary
 from ..keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
+from . import nagq0, nested_aghq
 from .quadrature import MAX_NAGQ, MAX_NODES, gauss_hermite_rule  # noqa: F401  (MAX_NAGQ: hlmext.models.glmm.MAX_NAGQ)
 from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
@@ -372,8 +374,10 @@ class MixedGLM(LikelihoodModel):
         float, or (float, ndarray (p + k_re,)) with ``grad``.
         """
         beta, theta = np.asarray(beta, float), np.asarray(theta, float)
+        nagq = max(int(nagq), 1)                  # nagq=0 (fixed effects in the PIRLS) is a Laplace fit
         if nagq > 1 and self.nested:
             self._check_nagq(nagq)
+            return nested_aghq.loglike_theta(self, beta, theta, nagq, grad)
         if grad and self._pen is not None:
             return self._numeric_gradient(beta, theta)
         ll = self._kernel(beta, theta, nagq, grad)
@@ -418,17 +422,19 @@ class MixedGLM(LikelihoodModel):
         return self._u.copy(), (self._S.copy() if self.nested else np.tril(self._chol))
 
     def _check_nagq(self, nagq):
-        if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 1:
-            raise ValueError("nagq must be a positive integer (1 = Laplace), got %r" % (nagq,))
+        if isinstance(nagq, bool) or not isinstance(nagq, (int, np.integer)) or nagq < 0:
+            raise ValueError("nagq must be a non-negative integer (0 = fixed effects in the penalized IRLS, "
+                             "1 = Laplace), got %r" % (nagq,))
+        if nagq == 0:
+            nagq0.check(self)
+            return 0
         if nagq > MAX_NAGQ:
             raise ValueError("nagq=%d is beyond the largest Gauss-Hermite rule that is accurate in double "
                              "precision, %d points (the outermost weights underflow); use nagq=%d or fewer "
                              "(check_quadrature() shows how many are needed)" % (nagq, MAX_NAGQ, MAX_NAGQ))
         if self.nested and nagq > 1:
-            raise ModelError("nagq=%d: adaptive quadrature is available for one level of random effects only; "
-                             "models with nested or crossed levels (%s) are fitted by the Laplace approximation "
-                             "(Laplace is used for nested models): pass nagq=1"
-                             % (nagq, ", ".join(lv.name for lv in self.levels[::-1])))
+            nested_aghq.check(self, nagq)
+            return int(nagq)
         q = self.levels[0].q
         if nagq ** q > MAX_NODES:
             raise ModelError("nagq=%d with %d random effects needs %d quadrature points per cluster (more than "
@@ -445,10 +451,13 @@ class MixedGLM(LikelihoodModel):
         ----------
         nagq : int, optional
             Quadrature points per random effect (product rule over the q effects of the
-            level); 1 is the Laplace approximation. Default: 7 for one level of random
-            effects (Stata's default) while the rule has at most 5,000 points, else 1; 1 for
-            nested or crossed models, where Laplace is the method (a larger ``nagq`` is
-            refused there).
+            level); 1 is the Laplace approximation; 0 is lme4's fast estimator (the fixed
+            effects found with the random effects in the penalized IRLS, only theta
+            optimized; ``hlmext.models.nagq0``). Default: 7 for one level of random effects
+            (Stata's default) while the rule has at most 5,000 points, else 1; 1 for nested
+            or crossed models. Two nested levels take ``nagq > 1`` too (adaptive quadrature
+            of each level, ``hlmext.models.nested_aghq``); crossed factors and more levels
+            are fitted by Laplace.
         start : array_like (p + k_re,), optional
             Starting (beta, theta); default a GLM fit and theta = 1 relative to the
             design columns' scale.
@@ -484,6 +493,9 @@ class MixedGLM(LikelihoodModel):
 
     def _fit(self, nagq, start, maxiter, disp, robust=None):
         nagq = self._check_nagq(nagq)
+        if nagq == 0:
+            opt, null_llf, se_glm = nagq0.fit(self, start, maxiter, disp)
+            return self._finish(opt, 0, null_llf, se_glm, disp, robust)
         beta_glm, se_glm, null_llf = glm_start(self)
         p = self.k_fe
         tscale = self.theta_scale()
@@ -507,6 +519,11 @@ class MixedGLM(LikelihoodModel):
         opt.end = np.concatenate([opt.end[:p] - shift, opt.end[p:]])
         if disp:
             print("\n".join(str(o) for o in opts))
+        return self._finish(opt, nagq, null_llf, se_glm, False, robust)
+
+    def _finish(self, opt, nagq, null_llf, se_glm, disp, robust):
+        if disp:
+            print(opt)
         if not opt.converged:
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"

@@ -245,6 +245,15 @@ class MixedFamily(MixedGLM):
             return rng.normal(mu, phi)
         return rng.wald(mu, phi)
 
+    def _check_nagq(self, nagq):
+        nagq = super()._check_nagq(nagq)
+        if self.spec.dispersion and (nagq == 0 or (self.nested and nagq > 1)):
+            raise ModelError("%s with its dispersion parameter (%s) is fitted by Laplace (nagq=1) or, with one level "
+                             "of random effects, adaptive quadrature (nagq > 1); %s is not available for it yet"
+                             % (self.spec.name, self.spec.dispersion,
+                                "nagq=0" if nagq == 0 else "nested adaptive quadrature"))
+        return nagq
+
     def _fit(self, nagq, start, maxiter, disp, robust=None):
         if robust is not None and self.spec.dispersion:
             raise ModelError("cov_type='cluster' (and sampling weights, which need it) is not available for "

@@ -18,10 +18,10 @@ import statsmodels.base.wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults
 
 from .._kernels import gradient as _gradient
-from ..models import information as inference
+from ..models import information as inference, nagq0, nested_aghq
 from .base import FitResults
 from .conventions import ResultsConventions
-from ..exceptions import BoundaryWarning, ModelError
+from ..exceptions import BoundaryWarning
 from ..models.glmm_boundary import not_identified
 from .idioms import Lme4Idioms
 from .after_fit import AfterFit
@@ -51,7 +51,8 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
     random_effects, random_effects_cov : dict of str -> pandas.DataFrame
         Conditional modes b = Lambda u per group, and Lambda H^{-1} Lambda' at the mode.
     nagq : int
-        1 (Laplace) or the adaptive Gauss-Hermite points per dimension.
+        0 (Laplace, fixed effects in the penalized IRLS), 1 (Laplace) or the adaptive
+        Gauss-Hermite points per dimension.
     llf, aic, bic, nobs, n_groups, converged, opt
 
     Examples
@@ -73,8 +74,8 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
         p = model.k_fe
         beta, theta = np.asarray(x[:p], float), np.asarray(x[p:], float)
         self.nagq, self.reml, self.theta = int(nagq), False, theta
-        self.method = "Laplace" if nagq == 1 else "AGHQ"
-        self.integration = "Laplace" if nagq == 1 else "mvaghermite, %d points" % nagq
+        self.method = {0: "Laplace (nagq=0)", 1: "Laplace"}.get(nagq, "AGHQ")
+        self.integration = {0: "Laplace (nagq=0)", 1: "Laplace"}.get(nagq, "mvaghermite, %d points" % nagq)
         values = model.report_from_theta(theta)
         is_corr = np.concatenate([lv.cov.is_corr() for lv in model.levels[::-1]])
         fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, 1.0, is_corr)[:-1])
@@ -86,6 +87,9 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
         top = model.levels[model.design.n_chain - 1]
         self.cov_type = "nonrobust" if robust is None else "cluster (%s, %d clusters of %r)" % (
             robust, top.n_groups, top.name)
+        if nagq == 0 and robust is None:          # glmer's: conditional on theta, from the PIRLS
+            cov[:p, :] = cov[:, :p] = 0.0
+            cov[:p, :p] = nagq0.fixed_cov(model, beta, theta)
         super().__init__(model, np.concatenate([beta, values]), normalized_cov_params=cov, scale=1.0)
         self.cov_params_default = cov
         self.opt, self.converged = opt, opt.converged
@@ -244,8 +248,7 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
         """
         model = self.model
         if model.nested:
-            raise ModelError("quadrature is available for one level of random effects only; a model with "
-                             "nested or crossed levels is fitted by the Laplace approximation")
+            nested_aghq.check(model, 7)           # two nested levels only (refused with the reason)
         rules = [1, 7, 15] if self.nagq == 1 else [self.nagq, 2 * self.nagq + 1]
         start = np.concatenate([self.fe_params.to_numpy(), self.theta])
         fits = [self] + [model.fit(nagq=k, start=start) for k in rules[1:]]
