@@ -6,7 +6,7 @@ import pandas as pd
 
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
-from .public import LinearMixed, MixedLogit, MixedPoisson
+from .public import LinearMixed, MixedLogit, MixedOrdinal, MixedPoisson
 from .update import CONSTRUCTORS, remember
 
 
@@ -233,5 +233,65 @@ def mepoisson(formula, data, offset=None, exposure=None, cov=None, missing="drop
                                                             missing=missing, pweights=pweights, pwscale=pwscale))
 
 
+def meologit(formula, data, cov=None, missing="drop", **kwargs):
+    """Mixed-effects ordered logistic regression from a formula (Stata ``meologit``, R ``ordinal::clmm``).
+
+    ``P(y <= k | b) = F(cut_k - x'beta - z'b)`` with F the logistic CDF: Stata's and clmm's
+    signs. The fixed part has no intercept (the formula's is dropped; the cut points
+    ``/cut1``, ... take its place).
+
+    Parameters
+    ----------
+    formula : str
+        As for ``mixedlm``, with one level of random effects: ``"y ~ x + (1 | g)"``,
+        ``"y ~ x + (x | g)"``, ``"y ~ x || g:"``. The response must be a column of
+        ``data``: an ordered pandas Categorical (its order of categories; every category
+        must occur), or numbers or strings, whose categories are then their sorted
+        distinct values (strings sort alphabetically: use an ordered Categorical when
+        that is not their order).
+    data : pandas.DataFrame
+    cov : str or dict, optional
+        Covariance structure of the random effects (see ``mixedlm``).
+    missing : {"drop", "raise"}
+    **kwargs
+        None are taken: an unknown keyword raises ``TypeError``.
+
+    Returns
+    -------
+    MixedOrdinal
+        Call ``.fit(nagq=7)`` (adaptive Gauss-Hermite, the default) or ``.fit(nagq=1)``
+        (Laplace).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> wine = hlmext.datasets.load("wine")
+    >>> res = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=7)
+    >>> round(res.llf, 4), res.params.round(4).tolist()
+    (-81.5325, [3.0619, 1.8334, -1.6235, 1.5128, 4.2271, 6.0862, 1.1348])
+    """
+    check_keywords(meologit, kwargs)
+    model = MixedOrdinal.from_formula(formula, data, link="logit", cov=cov, missing=missing, eval_env=1)
+    return remember(model, "meologit", formula, data, dict(cov=cov, missing=missing))
+
+
+def meoprobit(formula, data, cov=None, missing="drop", **kwargs):
+    """Mixed-effects ordered probit regression from a formula (Stata ``meoprobit``, ``clmm(link = "probit")``).
+
+    As ``meologit`` with F the standard normal CDF.
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> wine = hlmext.datasets.load("wine")
+    >>> res = hlmext.meoprobit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=1)
+    >>> round(res.llf, 4)
+    -80.9306
+    """
+    check_keywords(meoprobit, kwargs)
+    model = MixedOrdinal.from_formula(formula, data, link="probit", cov=cov, missing=missing, eval_env=1)
+    return remember(model, "meoprobit", formula, data, dict(cov=cov, missing=missing))
+
+
 # update() rebuilds a model with the function that built it
-CONSTRUCTORS.update(mixedlm=mixedlm, melogit=melogit, mepoisson=mepoisson)
+CONSTRUCTORS.update(mixedlm=mixedlm, melogit=melogit, mepoisson=mepoisson, meologit=meologit, meoprobit=meoprobit)

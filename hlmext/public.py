@@ -25,16 +25,20 @@ from .inference.term_tests import anova as term_anova
 from .keywords import check_keywords, checked
 from .models import families as _families
 from .models import linear as _linear
+from .models import ordinal as _ordinal
+from .output import ordinal as _ordinal_output
 from .output.emit import to_lme4, to_stata
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
 from .results import glmm as _glmm_results
 from .results import linear as _linear_results
+from .results import ordinal as _ordinal_results
 from .results.glmm import GLMMResultsWrapper
 from .results.linear import MixedResultsWrapper
 from .update import update
 
-__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson"]
+__all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson", "OrdinalResults",
+           "MixedOrdinal"]
 
 
 class _RefitsAndPlots:
@@ -269,3 +273,40 @@ class MixedLogit(_families.MixedLogit):
 class MixedPoisson(_families.MixedPoisson):
     __doc__ = _families.MixedPoisson.__doc__
     results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
+
+
+class OrdinalResults(_RefitsAndPlots, _ordinal_results.OrdinalResults):
+    __doc__ = _ordinal_results.OrdinalResults.__doc__
+
+    @checked
+    def summary(self, eform=False, alpha=0.05):
+        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
+
+        The cut points follow the fixed effects; ``eform=True`` shows odds ratios (logit)
+        of the fixed effects, not of the cut points.
+        """
+        return _ordinal_output.OrdinalSummary(self, eform=eform, alpha=alpha)
+
+    def to_lme4(self, data="df"):
+        """The ``ordinal::clmm`` call of this fit (lme4 has no ordinal family); see ``hlmext.output.ordinal``."""
+        return _ordinal_output.to_clmm(self, data=data)
+
+    def to_stata(self):
+        """The Stata ``meologit`` / ``meoprobit`` command of this fit; see ``hlmext.output.ordinal``."""
+        return _ordinal_output.to_stata(self)
+
+    def _repr_html_(self):
+        return self.summary()._repr_html_()
+
+
+class MixedOrdinal(_ordinal.MixedOrdinal):
+    __doc__ = _ordinal.MixedOrdinal.__doc__
+    results_class, wrapper_class = OrdinalResults, _ordinal_results.OrdinalResultsWrapper
+
+    def to_lme4(self, nagq=7, data="df"):
+        """The ``ordinal::clmm`` call of this model; see ``hlmext.output.ordinal.to_clmm``."""
+        return _ordinal_output.to_clmm(self, nagq=nagq, data=data)
+
+    def to_stata(self, nagq=7):
+        """The Stata ``meologit`` / ``meoprobit`` command of this model; see ``hlmext.output.ordinal``."""
+        return _ordinal_output.to_stata(self, nagq=nagq)
