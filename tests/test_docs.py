@@ -30,7 +30,8 @@ PAGES = sorted(p.name for p in DOCS.glob("*.md") if p.name not in NOT_OURS)
 MODULES = ["hlmext.api", "hlmext.public", "hlmext.inference.lrtest", "hlmext.inference.term_tests", "hlmext.models.linear", "hlmext.formula.grammar", "hlmext.formula.frames", "hlmext.datasets", "hlmext.output.emit",
            "hlmext.output.plotting", "hlmext.inference.kenward_roger", "hlmext.design.sampling_weights", "hlmext.results.sandwich", "hlmext.models.glmm", "hlmext.models.families", "hlmext.models.quadrature",
            "hlmext.results.idioms", "hlmext.inference.anova", "hlmext.update", "hlmext.results.conventions", "hlmext.formula.mixedlm_keywords",
-           "hlmext.formula.design_state", "hlmext.inference.lr_checks", "hlmext.keywords", "hlmext.threads"]
+           "hlmext.formula.design_state", "hlmext.inference.lr_checks", "hlmext.keywords", "hlmext.threads",
+           "hlmext.models.ordinal", "hlmext.results.ordinal", "hlmext.output.ordinal"]
 
 _FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)pycon[ \t]*\n(?P<body>.*?)"
                     r"^(?P=fence)[ \t]*$", re.S | re.M)

@@ -14,8 +14,9 @@ import statsmodels.base.wrapper as wrap
 from scipy import stats
 
 from ..models import information as inference
-from .glmm import GLMMResults, GLMMResultsWrapper, LATENT_VAR_LOGIT, _new_eta
+from .glmm import GLMMResults, GLMMResultsWrapper, LATENT_VAR_LOGIT
 from .linear import _named
+from .rows import row_keys
 
 #: Gauss-Hermite points of the marginal probabilities (an integral over one normal variable per row)
 MARGINAL_POINTS = 40
@@ -43,7 +44,7 @@ class OrdinalResults(GLMMResults):
     >>> res.cuts.round(3).tolist()
     [-1.623, 1.513, 4.227, 6.086]
     >>> print(res.lr_test_vs_regression())
-    LR test vs. ologit regression: chibar2(01) = 4.59   Prob >= chibar2 = 0.0161
+    LR test vs. ologit regression: chibar2(01) = 9.92   Prob >= chibar2 = 0.0008
     """
 
     def __init__(self, model, x, nagq, opt, null_llf, se_glm, robust=None):
@@ -126,10 +127,10 @@ class OrdinalResults(GLMMResults):
         >>> import hlmext
         >>> wine = hlmext.datasets.load("wine")
         >>> res = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=7)
-        >>> res.predict(wine.head(2)).round(3)
+        >>> res.predict(wine.iloc[[0, 6]]).round(3)
                1      2      3      4      5
-        0  0.203  0.496  0.230  0.055  0.015
-        1  0.203  0.496  0.230  0.055  0.015
+        0  0.213  0.559  0.203  0.021  0.004
+        6  0.003  0.052  0.315  0.352  0.278
         """
         if which not in ("prob", "eta"):
             raise ValueError("which must be 'prob' or 'eta', not %r" % (which,))
@@ -145,7 +146,19 @@ class OrdinalResults(GLMMResults):
     def _eta(self, data, conditional):
         if data is None:
             return self._original_order(self._eta_cond_sorted if conditional else self._eta_sorted)
-        return pd.Series(_new_eta(self, data, conditional, None), index=data.index)
+        from ..formula import frames
+        model = self.model
+        if model.frame is None:
+            raise ValueError("predict on new data needs a model built from a formula (hlmext.meologit)")
+        X = frames.exog_for(model.frame.fixed_design_info, data)[:, model._keep]
+        eta = X @ self.beta.to_numpy()
+        if conditional:
+            for block in model.frame.random:
+                Z = frames.exog_for(block.design_info, data)
+                re = self.random_effects[block.term.level][block.names]
+                b = re.reindex(row_keys(data, block.term.group)).fillna(0.0).to_numpy()
+                eta = eta + np.sum(Z * b, axis=1)
+        return pd.Series(eta, index=data.index)
 
     def _re_sd(self, data):
         """Per row, the sd of z'b (the random part of the linear predictor) under the fitted covariance."""
