@@ -128,6 +128,9 @@ class MixedOrdinal(MixedGLM):
             raise FormulaError("the response of an ordinal model must be a column of data; %r is not one"
                                % response)
         codes, labels = response_codes(data[response], response)
+        if len(labels) < 2:
+            raise DataError("response %r has %s: an ordinal model needs at least two categories"
+                            % (response, "one category (%r)" % (labels[0],) if labels else "no values"))
         data = data.assign(**{response: codes})
         return cls._from_formula(formula, data, {}, cov=cov, missing=missing, eval_env=_caller_env(eval_env),
                                  link=link, categories=labels)
