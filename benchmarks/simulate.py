@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 
 SCALE = {"small": 0.1, "default": 1.0, "large": 10.0}
-ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", "logit_rs", "poisson_ri"]
+ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", "logit_rs", "poisson_ri", "ologit_ri"]
 EXTRA = ["logit_crossed"]          # run only when named (``--scenarios logit_crossed``)
 
 
 @dataclass
 class Spec:
     name: str
-    family: str                 # gaussian, binomial, poisson
+    family: str                 # gaussian, binomial, poisson, ordinal
     formula: str                # hlmext and lme4 (same syntax)
     fe: list                    # fixed covariates (an intercept is added)
     groups: list                # grouping columns, outermost first
@@ -76,6 +76,8 @@ def _two_level(name, size, rows, groups, k, slope, family="gaussian", offset=Fal
         df["y"] = eta + rng.standard_normal(n)
     elif family == "binomial":
         df["y"] = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    elif family == "ordinal":                      # 4 categories of a logistic latent variable
+        df["y"] = np.digitize(eta + rng.logistic(size=n), [-1.5, -0.3, 1.0]) + 1
     else:
         df["y"] = rng.poisson(np.exp(eta))
     fe = list(x)
@@ -106,6 +108,9 @@ def make(name, size="default"):
     if name == "poisson_ri":
         f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="poisson", offset=True)
         return Spec(name, "poisson", f, fe, ["g"], offset="logexp", fits=[("AGHQ7", {"nagq": 7})]), df
+    if name == "ologit_ri":
+        f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="ordinal")
+        return Spec(name, "ordinal", f, fe, ["g"], fits=[("AGHQ7", {"nagq": 7})]), df
     if name == "logit_crossed":
         return _logit_crossed(size)
     raise KeyError("unknown scenario %r; choose from %s" % (name, ", ".join(ORDER + EXTRA)))
