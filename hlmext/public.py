@@ -283,8 +283,11 @@ class OrdinalResults(_RefitsAndPlots, _ordinal_results.OrdinalResults):
         """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
 
         The cut points follow the fixed effects; ``eform=True`` shows odds ratios (logit)
-        of the fixed effects, not of the cut points.
+        of the fixed effects, not of the cut points; a probit has no such ratios.
         """
+        if eform and self.link != "logit":
+            raise ValueError("eform=True shows odds ratios, which a probit model does not have: its "
+                             "coefficients are on the latent normal scale; use eform=False")
         return _ordinal_output.OrdinalSummary(self, eform=eform, alpha=alpha)
 
     def to_lme4(self, data="df"):

@@ -19,7 +19,8 @@ __all__ = ["ModelCall", "update_formula", "update"]
 
 FIT_OPTIONS = {"mixedlm": ("reml", "maxiter", "cov_type", "cov_kwds"),
                "melogit": ("nagq", "maxiter", "cov_type", "cov_kwds"),
-               "mepoisson": ("nagq", "maxiter", "cov_type", "cov_kwds")}
+               "mepoisson": ("nagq", "maxiter", "cov_type", "cov_kwds"),
+               "meologit": ("nagq", "maxiter"), "meoprobit": ("nagq", "maxiter")}
 
 #: the functions that build models, by name: ``hlmext.api`` registers mixedlm, melogit and mepoisson
 CONSTRUCTORS = {}

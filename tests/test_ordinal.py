@@ -175,6 +175,46 @@ def test_summary_shows_cut_points_not_exponentiated(fitted):
     assert first["temp[T.warm]"] == pytest.approx(np.exp(fitted.beta.iloc[0]), rel=1e-6)
 
 
+def test_probit_has_no_odds_ratios(wine):
+    probit = hlmext.meoprobit("rating ~ temp + (1 | judge)", wine).fit(nagq=1)
+    assert "/cut4" in str(probit.summary())
+    with pytest.raises(ValueError, match="probit"):
+        probit.summary(eform=True)
+
+
+def test_update_lrtest_and_quadrature_check(wine):
+    big = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=1)
+    small = big.update(". ~ . - contact")
+    assert small.nagq == 1 and list(small.beta.index) == ["temp[T.warm]"]
+    assert hlmext.lrtest(small, big).statistic == pytest.approx(2 * (big.llf - small.llf))
+    check = big.check_quadrature()
+    assert list(check.table.index) == ["Laplace", "nagq=7", "nagq=15"]
+    assert check.table.loc["nagq=7", "llf"] == pytest.approx(-81.53246, abs=1e-4)
+
+
+def test_rows_with_missing_values_are_dropped(wine):
+    w = wine.astype({"rating": float, "temp": object})
+    w.loc[3, "rating"], w.loc[5, "temp"] = np.nan, None
+    res = hlmext.meologit("rating ~ temp + contact + (1 | judge)", w).fit(nagq=1)
+    ref = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine.drop([3, 5])).fit(nagq=1)
+    assert res.nobs == 70 and res.llf == pytest.approx(ref.llf, rel=1e-10)
+
+
+def test_threads_give_the_same_fit():
+    df = simulated(G=60)
+    model = hlmext.meologit("y ~ x + (x | g)", df)
+    before = hlmext.get_num_threads()
+    try:
+        hlmext.set_num_threads(1)
+        one = model.loglike_theta([0.5, -0.8, 0.3, 1.2], [0.8, 0.2, 0.5], 5, grad=True)
+        hlmext.set_num_threads(2)
+        two = model.loglike_theta([0.5, -0.8, 0.3, 1.2], [0.8, 0.2, 0.5], 5, grad=True)
+    finally:
+        hlmext.set_num_threads(before)
+    assert one[0] == pytest.approx(two[0], rel=1e-13)
+    assert np.allclose(one[1], two[1], rtol=1e-11, atol=1e-12)
+
+
 def test_commands_for_r_and_stata(fitted, wine):
     assert fitted.to_lme4().splitlines()[0] == ('clmm(rating ~ temp + contact + (1 | judge), data = df, '
                                                 'link = "logit", nAGQ = 7)')
