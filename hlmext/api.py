@@ -270,7 +270,7 @@ def meologit(formula, data, cov=None, missing="drop", **kwargs):
     >>> round(res.llf, 4), res.params.round(4).tolist()
     (-81.5325, [3.0619, 1.8334, -1.6235, 1.5128, 4.2271, 6.0862, 1.1348])
     """
-    check_keywords(meologit, kwargs)
+    check_keywords(meologit, kwargs, aliases={"link": ("hlmext.meoprobit fits the probit link",)})
     model = MixedOrdinal.from_formula(formula, data, link="logit", cov=cov, missing=missing, eval_env=1)
     return remember(model, "meologit", formula, data, dict(cov=cov, missing=missing))
 
@@ -288,7 +288,7 @@ def meoprobit(formula, data, cov=None, missing="drop", **kwargs):
     >>> round(res.llf, 4)
     -80.9306
     """
-    check_keywords(meoprobit, kwargs)
+    check_keywords(meoprobit, kwargs, aliases={"link": ("hlmext.meologit fits the logit link",)})
     model = MixedOrdinal.from_formula(formula, data, link="probit", cov=cov, missing=missing, eval_env=1)
     return remember(model, "meoprobit", formula, data, dict(cov=cov, missing=missing))
 

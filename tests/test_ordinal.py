@@ -100,6 +100,8 @@ def test_unknown_keywords_are_refused(wine):
         model.fit(nagqq=3)
     with pytest.raises(TypeError, match="trials"):
         hlmext.meologit("rating ~ temp + (1 | judge)", wine, trials="bottle")
+    with pytest.raises(TypeError, match="hlmext.meoprobit fits the probit link"):
+        hlmext.meologit("rating ~ temp + (1 | judge)", wine, link="probit")
 
 
 # ---------------------------------------------------------------------------------- fit
