@@ -229,3 +229,26 @@ def test_results_pickle(fitted):
     back = pickle.loads(pickle.dumps(fitted))
     assert back.llf == fitted.llf
     assert back.predict().to_numpy() == pytest.approx(fitted.predict().to_numpy())
+
+
+def test_aghq_with_two_random_effects_matches_brute_force_integration():
+    """An independent evaluator: each cluster's integral over (u1, u2) on a fine grid."""
+    df = simulated(G=4, m=6)
+    model = hlmext.meologit("y ~ x + (x | g)", df)
+    fe, theta = np.array([0.6, -0.9, 0.2, 1.1]), np.array([1.1, 0.3, 0.7])
+    lam = model.lams(theta)[0]
+    grid = np.linspace(-7, 7, 561)
+    u1, u2 = np.meshgrid(grid, grid, indexing="ij")
+    u = np.stack([u1.ravel(), u2.ravel()], axis=1)
+    prior = stats.norm.logpdf(u).sum(axis=1)
+    cuts = np.concatenate([[-np.inf], fe[1:], [np.inf]])
+    total = 0.0
+    for _, rows in df.groupby("g"):
+        Z = np.column_stack([np.ones(len(rows)), rows.x])
+        eta = 0.6 * rows.x.to_numpy()[:, None] + Z @ lam @ u.T                 # (rows, grid)
+        k = rows.y.to_numpy()[:, None]
+        p = stats.logistic.cdf(cuts[k] - eta) - stats.logistic.cdf(cuts[k - 1] - eta)
+        f = np.exp(np.log(p).sum(axis=0) + prior)
+        total += np.log(f.sum() * (grid[1] - grid[0]) ** 2)
+    assert model.loglike_theta(fe, theta, 15) == pytest.approx(total, rel=1e-7)
+    assert abs(model.loglike_theta(fe, theta, 1) - total) > abs(model.loglike_theta(fe, theta, 15) - total)
