@@ -28,8 +28,8 @@ and s = a - b:
     dw/dA = 2 s (a1 - a s) - a2 + a (a1 - b1),   dw/dB = 2 s (b s - b1) + b2 - b (a1 - b1),
     dscore/dA = a s - a1,                         dscore/dB = b1 - b s.
 
-log D is computed on the log scale of the tail both arguments lie in, so rows far in a
-tail keep their accuracy.
+F(A) - F(B) is formed from F or its complement 1 - F, whichever is accurate where A and B
+lie; rows so far in a tail that it underflows take the logs first.
 """
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, log1p, expm1, sqrt, fabs, erfc, INFINITY, isfinite
@@ -75,19 +75,6 @@ cdef inline double log_pdf(int link, double x) noexcept nogil:
     return -0.5 * x * x - LOG_SQRT_2PI
 
 
-cdef inline void pdf_ratios(int link, double x, double* r1, double* r2) noexcept nogil:
-    """f'(x)/f(x) and f''(x)/f(x)."""
-    cdef double F, f
-    if link == 0:
-        F = exp(log_cdf(0, x))
-        f = F * (1.0 - F)
-        r1[0] = 1.0 - 2.0 * F
-        r2[0] = r1[0] * r1[0] - 2.0 * f
-    else:
-        r1[0] = -x
-        r2[0] = x * x - 1.0
-
-
 cdef inline double log1mexp(double x) noexcept nogil:
     """log(1 - e^x) for x <= 0."""
     if x > -0.6931471805599453:
@@ -95,34 +82,78 @@ cdef inline double log1mexp(double x) noexcept nogil:
     return log1p(-exp(x))
 
 
+cdef inline void cdf_pair(int link, double x, double* F, double* Fc, double* f) noexcept nogil:
+    """F(x), 1 - F(x) (each accurate in its own tail) and f(x)."""
+    cdef double e
+    if link == 0:
+        e = exp(-fabs(x))
+        if x >= 0.0:
+            F[0] = 1.0 / (1.0 + e)
+            Fc[0] = e / (1.0 + e)
+        else:
+            F[0] = e / (1.0 + e)
+            Fc[0] = 1.0 / (1.0 + e)
+        f[0] = F[0] * Fc[0]
+        return
+    if x >= 0.0:
+        Fc[0] = 0.5 * erfc(x * SQRT1_2)
+        F[0] = 1.0 - Fc[0]
+    else:
+        F[0] = 0.5 * erfc(-x * SQRT1_2)
+        Fc[0] = 1.0 - F[0]
+    f[0] = exp(-0.5 * x * x - LOG_SQRT_2PI)
+
+
+cdef double log_diff(int link, bint top, bint bottom, double A, double B) noexcept nogil:
+    """log(F(A) - F(B)) on the log scale of the tail A and B lie in (rows far in a tail)."""
+    if bottom:
+        return log_cdf(link, A)
+    if top:
+        return log_cdf(link, -B)
+    if A <= 0.0:
+        return log_cdf(link, A) + log1mexp(log_cdf(link, B) - log_cdf(link, A))
+    if B >= 0.0:
+        return log_cdf(link, -B) + log1mexp(log_cdf(link, -A) - log_cdf(link, -B))
+    return log(exp(log_cdf(link, A)) - exp(log_cdf(link, B)))
+
+
 cdef double row_ord(int link, int k, int K, const double* cuts, double eta, double* d) noexcept nogil:
-    """l = log(F(A) - F(B)) of a row in category k at eta; the NRD derivatives into ``d`` if not NULL."""
+    """l = log(F(A) - F(B)) of a row in category k at eta; the NRD derivatives into ``d`` if not NULL.
+
+    F(A) - F(B) is formed from the CDF or its complement, whichever is accurate; when it is
+    below 1e-280 (a row far in a tail) the logs are taken first (``log_diff``).
+    """
     cdef bint top = k >= K - 1, bottom = k <= 0
-    cdef double A = 0.0, B = 0.0, logD, a = 0.0, a1 = 0.0, a2 = 0.0, b = 0.0, b1 = 0.0, b2 = 0.0, s, r1, r2
+    cdef double A = 0.0, B = 0.0, D, logD, a = 0.0, a1 = 0.0, a2 = 0.0, b = 0.0, b1 = 0.0, b2 = 0.0, s
+    cdef double FA = 1.0, FcA = 0.0, fA = 0.0, FB = 0.0, FcB = 1.0, fB = 0.0
     if not top:
         A = cuts[k] - eta
+        cdf_pair(link, A, &FA, &FcA, &fA)
     if not bottom:
         B = cuts[k - 1] - eta
-    if bottom:
-        logD = log_cdf(link, A)
-    elif top:
-        logD = log_cdf(link, -B)
-    elif A <= 0.0:
-        logD = log_cdf(link, A) + log1mexp(log_cdf(link, B) - log_cdf(link, A))
-    elif B >= 0.0:
-        logD = log_cdf(link, -B) + log1mexp(log_cdf(link, -A) - log_cdf(link, -B))
+        cdf_pair(link, B, &FB, &FcB, &fB)
+    D = FcB - FcA if (not bottom and B >= 0.0) else FA - FB
+    if D > 1e-280:
+        logD = log(D)
+        if d == NULL:
+            return logD
+        a, b = fA / D, fB / D
     else:
-        logD = log(exp(log_cdf(link, A)) - exp(log_cdf(link, B)))
-    if d == NULL:
-        return logD
-    if not top:
-        a = exp(log_pdf(link, A) - logD)
-        pdf_ratios(link, A, &r1, &r2)
-        a1, a2 = a * r1, a * r2
-    if not bottom:
-        b = exp(log_pdf(link, B) - logD)
-        pdf_ratios(link, B, &r1, &r2)
-        b1, b2 = b * r1, b * r2
+        logD = log_diff(link, top, bottom, A, B)
+        if d == NULL:
+            return logD
+        if not top:
+            a = exp(log_pdf(link, A) - logD)
+        if not bottom:
+            b = exp(log_pdf(link, B) - logD)
+    if link == 0:                            # f'/f = 1 - 2F, f''/f = (1 - 2F)^2 - 2f
+        a1 = a * (FcA - FA)
+        a2 = a * ((FcA - FA) * (FcA - FA) - 2.0 * fA)
+        b1 = b * (FcB - FB)
+        b2 = b * ((FcB - FB) * (FcB - FB) - 2.0 * fB)
+    else:                                    # f'/f = -x, f''/f = x^2 - 1
+        a1, a2 = -A * a, (A * A - 1.0) * a
+        b1, b2 = -B * b, (B * B - 1.0) * b
     s = a - b
     d[0] = -s
     d[1] = s * s - a1 + b1
