@@ -252,3 +252,9 @@ def test_aghq_with_two_random_effects_matches_brute_force_integration():
         total += np.log(f.sum() * (grid[1] - grid[0]) ** 2)
     assert model.loglike_theta(fe, theta, 15) == pytest.approx(total, rel=1e-7)
     assert abs(model.loglike_theta(fe, theta, 1) - total) > abs(model.loglike_theta(fe, theta, 15) - total)
+
+
+def test_loglike_at_the_reported_parameters_and_fitted_rows(fitted, wine):
+    assert fitted.model.loglike(np.asarray(fitted.params), nagq=7) == pytest.approx(fitted.llf, rel=1e-12)
+    assert np.allclose(fitted.predict().to_numpy(), fitted.predict(wine).to_numpy())
+    assert np.allclose(fitted.fittedvalues.to_numpy(), fitted.predict(conditional=True).to_numpy())
