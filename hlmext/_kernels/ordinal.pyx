@@ -254,10 +254,15 @@ cdef int cluster_mode(int link, const int* yk, int K, const double* cuts, const 
 cdef double aghq_term(int link, const int* yk, int K, const double* cuts, const double* eta,
                       const double* zl, index_t nj, index_t q, const double* u, const double* L,
                       const double* nodes, const double* logw, index_t Kn, double* d, double* hk,
-                      double h) noexcept nogil:
-    """log sum_k exp(logw_k + h(u_k) - h(u)), u_k = u + sqrt(2) L^{-T} x_k (``eta`` at u)."""
+                      double h, double* node_rows) noexcept nogil:
+    """log sum_k exp(logw_k + h(u_k) - h(u)), u_k = u + sqrt(2) L^{-T} x_k (``eta`` at u).
+
+    With ``node_rows`` (nj x Kn x 2, or NULL) also every row's score and dl/dA at every node,
+    for the gradient (``cluster_grad``), which then need not evaluate the rows again.
+    """
     cdef index_t k, i, a
     cdef double et, s, top
+    cdef double dd[NRD]
     for k in range(Kn):
         for a in range(q):
             d[k * q + a] = sqrt(2.0) * nodes[k * q + a]
@@ -271,7 +276,12 @@ cdef double aghq_term(int link, const int* yk, int K, const double* cuts, const 
             et = eta[i]
             for a in range(q):
                 et += zl[i * q + a] * d[k * q + a]
-            hk[k] += row_ord(link, yk[i], K, cuts, et, NULL)
+            if node_rows == NULL:
+                hk[k] += row_ord(link, yk[i], K, cuts, et, NULL)
+            else:
+                hk[k] += row_ord(link, yk[i], K, cuts, et, dd)
+                node_rows[2 * (i * Kn + k)] = dd[0]
+                node_rows[2 * (i * Kn + k) + 1] = dd[3]
     top = -INFINITY
     for k in range(Kn):
         hk[k] += logw[k] - h
@@ -286,12 +296,13 @@ cdef double aghq_term(int link, const int* yk, int K, const double* cuts, const 
 cdef void cluster_grad(int link, const int* yk, int K, const double* cuts, const double* z,
                        const double* zl, const double* eta, const double* rd, index_t nj, index_t q,
                        const double* u, const double* L, const double* d, double* pk, index_t Kn,
-                       double* Gk, double* ubar, double* gab, double* grad_lam) noexcept nogil:
+                       double* Gk, double* ubar, double* gab, double* grad_lam,
+                       const double* node_rows) noexcept nogil:
     """Gradient pieces of one cluster: per row d log L / dA, dB (``gab``) and the sum into d/d Lambda.
 
     Laplace when ``Kn == 1`` (``d``, ``pk`` unused); else ``pk`` holds logw_k + h(u_k) - h(u)
     on entry and ``d`` the node offsets (``aghq_term``), and the posterior means over the
-    nodes are formed here (the rows are evaluated again at every node).
+    nodes are formed here (from ``node_rows``, or by evaluating the rows again at every node).
     """
     cdef double Om[MAXQ * MAXQ]
     cdef double Mm[MAXQ * MAXQ]
@@ -327,10 +338,14 @@ cdef void cluster_grad(int link, const int* yk, int K, const double* cuts, const
         for a in range(q):
             ubar[i * q + a] = 0.0
         for k in range(Kn):
-            et = eta[i]
-            for a in range(q):
-                et += zl[i * q + a] * d[k * q + a]
-            row_ord(link, yk[i], K, cuts, et, dd)
+            if node_rows != NULL:
+                dd[0] = node_rows[2 * (i * Kn + k)]
+                dd[3] = node_rows[2 * (i * Kn + k) + 1]
+            else:
+                et = eta[i]
+                for a in range(q):
+                    et += zl[i * q + a] * d[k * q + a]
+                row_ord(link, yk[i], K, cuts, et, dd)
             escore += pk[k] * dd[0]
             elA += pk[k] * dd[3]
             for a in range(q):
@@ -421,12 +436,13 @@ cdef int one_cluster(int link, const double* Z, const int* yk, int K, const doub
                      index_t r0, index_t r1, index_t q, const double* nodes, const double* logw, index_t Kn,
                      double* u, double* ll, double* chol, double* zl, double* eta, double* rd, double* node_d,
                      double* node_h, double* node_g, double* ubar, double* gab, bint want_grad,
-                     double* grad_sum, double tol, int maxit) noexcept nogil:
+                     double* grad_sum, double tol, int maxit, double* rows_buf, index_t buf_rows) noexcept nogil:
     """Mode, log L_j and (with ``want_grad``) the gradient pieces of the rows r0..r1-1."""
     cdef index_t nj = r1 - r0, a
     cdef int steps
     cdef double h, ldet
     cdef double contrib[MAXQ * MAXQ]
+    cdef double* node_rows = rows_buf if want_grad and rows_buf != NULL and nj <= buf_rows else NULL
     steps = cluster_mode(link, &yk[r0], K, cuts, &eta0[r0], &zl[r0 * q], nj, q, u, chol, &eta[r0],
                          &rd[r0 * NRD], tol, maxit, &h)
     if steps < 0:
@@ -438,13 +454,13 @@ cdef int one_cluster(int link, const double* Z, const int* yk, int K, const doub
     ll[0] = h - ldet
     if Kn > 1:
         ll[0] += aghq_term(link, &yk[r0], K, cuts, &eta[r0], &zl[r0 * q], nj, q, u, chol, nodes, logw, Kn,
-                           node_d, node_h, h)
+                           node_d, node_h, h, node_rows)
     if not want_grad:
         return steps
     for a in range(q * q):
         contrib[a] = 0.0
     cluster_grad(link, &yk[r0], K, cuts, &Z[r0 * q], &zl[r0 * q], &eta[r0], &rd[r0 * NRD], nj, q, u, chol,
-                 node_d, node_h, Kn, node_g, &ubar[r0 * q], &gab[2 * r0], contrib)
+                 node_d, node_h, Kn, node_g, &ubar[r0 * q], &gab[2 * r0], contrib, node_rows)
     for a in range(q * q):
         grad_sum[a] += contrib[a]
     return steps
@@ -527,6 +543,13 @@ def cluster_loglik(int link, const double[:, ::1] Z, const int[::1] yk, const do
     thread_g = np.empty((nthreads, Kn * q))
     thread_grad = np.zeros((nthreads, q * q))
     steps_buf = np.empty(G, dtype=np.intc)
+    # every row's score and dl/dA at every node of one cluster per thread, for the AGHQ gradient
+    # (clusters too large for a modest buffer evaluate their rows twice)
+    cdef index_t buf_rows = 0
+    if want_grad and Kn > 1 and G > 0:
+        buf_rows = min(int(np.max(np.asarray(row_end) - np.asarray(row_start))), max(1, 1_000_000 // Kn))
+    thread_rows = np.empty((nthreads, max(1, 2 * buf_rows * Kn)))
+    cdef double[:, ::1] trows = thread_rows
     cdef double[:, ::1] td = thread_d, th = thread_h, tg = thread_g, tgrad = thread_grad
     cdef int[::1] steps = steps_buf
     with nogil:
@@ -541,7 +564,8 @@ def cluster_loglik(int link, const double[:, ::1] Z, const int[::1] yk, const do
             steps[j] = one_cluster(link, &Z[0, 0], &yk[0], K, &cuts[0], &eta0[0], row_start[j], row_end[j], q,
                                    &nodes[0, 0], &logw[0], Kn, &u[j, 0], &ll[j], &chol_out[j, 0, 0], &zl[0, 0],
                                    &eta[0], &rd[0, 0], &td[tid, 0], &th[tid, 0], &tg[tid, 0], &ubar[0, 0],
-                                   &gab[0, 0], want_grad, &tgrad[tid, 0], tol, maxit)
+                                   &gab[0, 0], want_grad, &tgrad[tid, 0], tol, maxit,
+                                   &trows[tid, 0] if buf_rows > 0 else NULL, buf_rows)
         for j in range(G):
             if steps[j] < 0:
                 n_failed += 1

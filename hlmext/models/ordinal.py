@@ -226,19 +226,28 @@ class MixedOrdinal(MixedGLM):
             return ll
         if not np.isfinite(ll):
             return ll, np.full(fe.size + theta.size, np.nan)
-        gA, gB = self._gab[:, 0], self._gab[:, 1]
-        g_beta = -(self._Xb.T @ (gA + gB))
+        glam = self._glam.reshape(self.levels[0].q, -1)
+        g_theta = [float(np.sum(glam * dl)) for dl in self._dlam_dtheta(theta)[0]]
+        return ll, np.concatenate([self._fe_gradient(self._gab[:, 0], self._gab[:, 1]), g_theta])
+
+    def _fe_gradient(self, gA, gB):
+        """d loglik / d (beta, cuts) from every row's d loglik / dA and d loglik / dB."""
         a, b = self._cut_of_A >= 0, self._cut_of_B >= 0
         g_cut = (np.bincount(self._cut_of_A[a], gA[a], minlength=self.k_cut)
                  + np.bincount(self._cut_of_B[b], gB[b], minlength=self.k_cut))
-        glam = self._glam.reshape(self.levels[0].q, -1)
-        g_theta = [float(np.sum(glam * dl)) for dl in self._dlam_dtheta(theta)[0]]
-        return ll, np.concatenate([g_beta, g_cut, g_theta])
+        return np.concatenate([-(self._Xb.T @ (gA + gB)), g_cut])
+
+    def _null_loglike(self, fe):
+        """Log-likelihood of the model without random effects and its gradient in (beta, cuts)."""
+        beta, cuts = self.split(fe)
+        if not np.all(np.diff(cuts) > 0):
+            return -np.inf, np.full(fe.size, np.nan)
+        ll, d = _ordinal.row_loglik(self._link_code, self._yk, cuts, self._Xb @ beta)
+        return float(ll.sum()), self._fe_gradient(d[:, 3], -d[:, 0] - d[:, 3])
 
     # ------------------------------------------------------------------ fit
     def null_fit(self):
         """The ordinal regression without random effects: (beta and cuts, llf, their standard errors)."""
-        theta0 = np.zeros(self.k_re)
         p = self.k_fe
         counts = np.bincount(self._yk, minlength=self.k_cut + 1)
         cum = np.cumsum(counts)[:-1] / counts.sum()
@@ -247,10 +256,10 @@ class MixedOrdinal(MixedGLM):
 
         def f_and_g(x):
             fe, jac = from_x(x, self.k_beta)
-            ll, g = self.loglike_theta(fe, theta0, 1, grad=True)
+            ll, g = self._null_loglike(fe)
             if not np.isfinite(ll):
                 return np.inf, np.zeros_like(x)
-            return -ll, -(jac.T @ g[:p])
+            return -ll, -(jac.T @ g)
 
         res = optimize.minimize(f_and_g, x0, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 2000})
         fe = from_x(res.x, self.k_beta)[0]
@@ -259,8 +268,7 @@ class MixedOrdinal(MixedGLM):
             h = 1e-5 * max(1.0, abs(fe[i]))
             e = np.zeros(p)
             e[i] = h
-            H[i] = (self.loglike_theta(fe + e, theta0, 1, True)[1][:p]
-                    - self.loglike_theta(fe - e, theta0, 1, True)[1][:p]) / (2 * h)
+            H[i] = (self._null_loglike(fe + e)[1] - self._null_loglike(fe - e)[1]) / (2 * h)
         try:
             se = np.sqrt(np.diag(np.linalg.inv(-0.5 * (H + H.T))))
         except np.linalg.LinAlgError:
