@@ -25,6 +25,7 @@ from scipy import optimize, stats
 
 from .._kernels import ordinal as _ordinal
 from ..exceptions import ConvergenceWarning, DataError, FormulaError, ModelError
+from ..formula import grammar as fm
 from ..keywords import check_keywords, checked
 from ..stacklevel import user_stacklevel
 from .glmm import MixedGLM, _Buffers, kernel_threads
@@ -62,9 +63,12 @@ def response_codes(values, name):
 class MixedOrdinal(MixedGLM):
     """Ordinal logistic or probit regression with random effects (``hlmext.meologit``, ``meoprobit``).
 
-    Built by ``from_formula`` (or the constructors of ``hlmext.api``): ``endog`` holds the
-    category codes 0..K-1 and ``categories`` their labels. Parameters are the fixed effects
-    (no intercept), the cut points ``/cut1``..``/cut{K-1}`` and the sd's and correlations.
+    Built by ``from_formula`` (or the constructors of ``hlmext.api``), or from arrays:
+    ``endog`` the responses (their sorted distinct values are the categories, unless
+    ``categories`` lists them in order and ``endog`` holds their codes 0..K-1), ``exog``
+    with a column of ones (the intercept, dropped), ``groups``, ``exog_re`` and
+    ``link="logit"`` or ``"probit"``. Parameters are the fixed effects (no intercept), the
+    cut points ``/cut1``..``/cut{K-1}`` and the sd's and correlations.
 
     Examples
     --------
@@ -120,7 +124,6 @@ class MixedOrdinal(MixedGLM):
     def from_formula(cls, formula, data, link="logit", cov=None, missing="drop", eval_env=0, **kwargs):
         """Build the model from a formula; see ``hlmext.meologit``."""
         check_keywords(MixedOrdinal.from_formula, kwargs)
-        from ..formula import grammar as fm
         response = fm.parse(formula, cov=cov).response
         if not isinstance(data, pd.DataFrame):
             raise TypeError("data must be a pandas DataFrame, not %s" % type(data).__name__)

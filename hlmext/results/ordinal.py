@@ -57,11 +57,10 @@ class OrdinalResults(GLMMResults):
 
     # ------------------------------------------------------------------ tables
     def _wald_rows(self, rows):
-        from scipy import stats as st
         b, se = self.fe_params.iloc[rows], self.bse_fe.iloc[rows]
         z = b / se
-        q = st.norm.ppf(0.975)
-        return _named(pd.DataFrame({"coef": b, "se": se, "z": z, "pvalue": 2 * st.norm.sf(np.abs(z)),
+        q = stats.norm.ppf(0.975)
+        return _named(pd.DataFrame({"coef": b, "se": se, "z": z, "pvalue": 2 * stats.norm.sf(np.abs(z)),
                                     "lower": b - q * se, "upper": b + q * se}), "term")
 
     @property
