@@ -32,6 +32,9 @@ COLUMNS = [("scenario", 13), ("fit", 7), ("rows", 9), ("ours df s", 13), ("ours 
            ("peak/data", 9)]
 
 
+PER_FIT = ["many_responses", "small_fits"]     # run only when named; see many.py
+
+
 def run_job(kind, scenario, size, number, timeout, threads=None):
     """Run ``workers.py`` in a fresh process; its result dict, or {"timeout"/"error": ...}."""
     cmd = [sys.executable, str(HERE / "workers.py"), kind, scenario, size, str(number)]
@@ -203,7 +206,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenarios", default=",".join(simulate.ORDER),
                    help="comma-separated subset of: " + ", ".join(simulate.ORDER)
-                   + " (default: all of these), and " + ", ".join(simulate.EXTRA))
+                   + " (default: all of these), and " + ", ".join(simulate.EXTRA + PER_FIT))
     p.add_argument("--repeats", type=int, default=3, help="our time is the median of this many fits")
     p.add_argument("--size", choices=list(simulate.SCALE), default="default",
                    help="small: rows and groups / 10; large: x 10")
@@ -213,10 +216,15 @@ def main(argv=None):
     p.add_argument("--blas-threads", type=int, help="set OPENBLAS/OMP/MKL_NUM_THREADS for every job")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in names if s not in simulate.ORDER + simulate.EXTRA]
+    unknown = [s for s in names if s not in simulate.ORDER + simulate.EXTRA + PER_FIT]
     if unknown:
         p.error("unknown scenario(s) %s; choose from %s" % (", ".join(unknown),
-                                                             ", ".join(simulate.ORDER + simulate.EXTRA)))
+                                                             ", ".join(simulate.ORDER + simulate.EXTRA + PER_FIT)))
+    for name in [s for s in names if s in PER_FIT]:        # per-fit overhead: their own report (many.py)
+        subprocess.run([sys.executable, str(HERE / "many.py"), name, args.size], check=False)
+    names = [s for s in names if s not in PER_FIT]
+    if not names:
+        return
     use_lme4 = not args.no_lme4 and lme4_available()
     info = machine_info()
     print("hlmext benchmarks, size=%s, repeats=%d, time limit %g s, lme4 %s, %s, %d cpus (load %.1f), "

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI: the README's test command in a fresh virtual environment (with the docs extra, so that
 # the Sphinx build and the plots are tested too), then ci/minimum.sh: the sdist and wheel
-# built and installed in a second environment holding the declared minimum dependency versions.
+# built and installed in a second environment holding the declared minimum dependency versions
+# (ci/wheels_config.sh first checks the prebuilt-wheel configuration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -14,5 +15,6 @@ python -m pytest
 lint-imports          # the floors: no import points up (pyproject.toml)
 echo "[ci] main suite done after $((SECONDS - start)) s"
 deactivate
+bash ci/wheels_config.sh
 bash ci/minimum.sh
 echo "[ci] all done after $((SECONDS - start)) s"

@@ -11,7 +11,8 @@ from .update import CONSTRUCTORS, remember
 
 
 def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, groups=None,
-            re_formula=None, vc_formula=None, **chunk_options):
+            re_formula=None, vc_formula=None, residuals=None, time=None, by=None, residual_group=None,
+            var_weights=None, freq_weights=None, **chunk_options):
     """Linear mixed model from a formula, lme4 or Stata style.
 
     Parameters
@@ -53,6 +54,30 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         components nested in the groups
         (``{"class": "0 + C(class)"}`` is ``(1 | groups:class)``); see
         ``hlmext.formula.mixedlm_keywords``.
+    residuals : str, optional
+        Covariance structure of the errors within the clusters of the innermost level
+        (Stata's ``residuals()``, nlme's ``correlation=`` and ``weights=varIdent``):
+        ``"independent"`` with ``by=`` (a residual sd per group), ``"exchangeable"``,
+        ``"ar1"`` (``"ar<p>"``), ``"ma1"`` (``"ma<q>"``), ``"toeplitz"`` (``"toeplitz<k>"``),
+        ``"banded"`` (``"banded<k>"``), ``"unstructured"`` or ``"exponential"``
+        (``corr = rho^|t - t'|`` in continuous time); see
+        ``hlmext.design.residual_structures``. In-memory data, no weights.
+    time : str or array_like, optional
+        The rows' times: integer occasions for ``ar``, ``ma`` and ``toeplitz``, any
+        numbers for ``exponential``, the occasions' labels for ``unstructured`` and ``banded``.
+    by : str or array_like, optional
+        The groups of ``residuals="independent"``.
+    var_weights : str or array_like, optional
+        Precision weights (lme4's and MixedModels.jl's ``weights``, statsmodels GLM's
+        ``var_weights``): the residual variance of row ``i`` is ``sigma^2 / w_i``. A column
+        name or one value per row; with a residual structure, ``Cov(e) = sigma^2 D R D``
+        with ``D = diag(w)^(-1/2)``.
+    freq_weights : str or array_like, optional
+        Another name of ``weights`` (frequency weights), as statsmodels spells it.
+    residual_group : str or array_like, optional
+        The clusters of the residual structure when they are finer than the innermost
+        level of random effects (students within schools with ``(1 | school)``; Stata's
+        ``|| student:, noconstant``); they must nest in it. Default: that level's groups.
     **chunk_options
         For chunked data only: ``batch_size`` (Parquet rows per batch), ``categories``
         (levels of categorical columns); see ``hlmext.design.chunked.from_formula``.
@@ -73,6 +98,13 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     Sampling weights (here a made-up weight of 2 for girls): a pseudo-likelihood fit by ML
     with robust standard errors.
 
+    Counts serially correlated within each mare: AR(1) errors on the counts' occasions.
+
+    >>> ovary = hlmext.datasets.load("ovary")
+    >>> ar1 = hlmext.mixedlm("follicles ~ sin2pi + cos2pi + (1 | Mare)", ovary, residuals="ar1", time="occasion")
+    >>> round(float(ar1.fit().params["rho[Residual]"]), 3)
+    0.607
+
     >>> survey = df.assign(w=1.0 + (df.sex == "F"))
     >>> pw = hlmext.mixedlm("gcse ~ lrt + (1 | school)", survey, pweights="w").fit()
     >>> round(pw.llf, 3), pw.cov_type
@@ -80,8 +112,22 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
     """
     from .design.chunked import is_chunked
     from .formula.mixedlm_keywords import with_groups
+    from .models.many import with_placeholder
+    formula, data, one_sided = with_placeholder(formula, data)
     formula, data = with_groups(formula, data, groups, re_formula, vc_formula)
     check_keywords(mixedlm, chunk_options, extra=("batch_size", "categories"))
+    if freq_weights is not None:
+        if weights is not None:
+            raise TypeError("mixedlm(): weights= and freq_weights= are the same (frequency weights); give one")
+        weights = freq_weights
+    inline = _inline_residuals(formula, dict(residuals=residuals, time=time, by=by, residual_group=residual_group))
+    if inline:
+        residuals, time = inline.get("residuals"), inline.get("time")
+        by, residual_group = inline.get("by"), inline.get("residual_group")
+    if residuals is not None or time is not None or by is not None or residual_group is not None \
+            or var_weights is not None:
+        return _with_residuals(formula, data, cov, missing, weights, pweights, pwscale, residuals, time, by,
+                               residual_group, var_weights, chunk_options)
     if is_chunked(data):
         if weights is not None or pweights is not None:
             raise TypeError("weights are not supported for chunked data yet; fit in memory")
@@ -94,8 +140,39 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
                         % ", ".join(sorted(chunk_options)))
     model = LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights,
                                      pweights=pweights, pwscale=pwscale)
+    model.one_sided = one_sided                 # a placeholder response: for fit_many only
     return remember(model, "mixedlm", formula, data,
                     dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale))
+
+
+def _inline_residuals(formula, given):
+    """Stata's ``residuals()`` option in the formula, merged with the keywords (None without it)."""
+    from .formula.grammar import parse
+    inline = parse(formula).residuals if isinstance(formula, str) and "||" in formula else None
+    if not inline:
+        return None
+    both = [k for k, v in given.items() if v is not None]
+    if both:
+        raise TypeError("mixedlm(): the formula's residuals() option and the keyword %s= both give the residual "
+                        "structure; use one of them" % both[0])
+    return inline
+
+
+def _with_residuals(formula, data, cov, missing, weights, pweights, pwscale, residuals, time, by, residual_group,
+                    var_weights, chunk_options):
+    from .design.chunked import is_chunked
+    from .public import LinearMixedResiduals
+    if residuals is None and var_weights is None:
+        raise TypeError("mixedlm(): time= and by= belong to a residual structure; give residuals= too "
+                        "(e.g. residuals='ar1', time=...; residuals='independent', by=...)")
+    if is_chunked(data) or chunk_options:
+        raise TypeError("residuals= and var_weights= need the data in memory (a DataFrame), not in chunks")
+    model = LinearMixedResiduals.from_formula(formula, data, residuals=residuals, time=time, by=by,
+                                              residual_group=residual_group, cov=cov, missing=missing, eval_env=2,
+                                              weights=weights, pweights=pweights, pwscale=pwscale,
+                                              var_weights=var_weights)
+    return remember(model, "mixedlm", formula, data, dict(cov=cov, missing=missing, residuals=residuals, time=time,
+                                                          by=by, residual_group=residual_group, var_weights=var_weights))
 
 
 def per_group_ols(formula, data, groups, min_obs=5):

@@ -17,17 +17,23 @@ hand out these classes.
 from __future__ import annotations
 
 from .design.sampling_weights import no_lr_test
+from .exceptions import ModelError
 from .inference import glmm_bootstrap, kenward_roger, satterthwaite
 from .inference.bootstrap import bootstrap, simulate, with_endog
 from .inference.kenward_roger import df_method
 from .inference.profile import GLMMProfile, profile_ci
 from .inference.term_tests import anova as term_anova
+from .exceptions import ModelError
 from .keywords import check_keywords, checked
 from .models import families as _families
 from .models import linear as _linear
 from .models import ordinal as _ordinal
 from .output import ordinal as _ordinal_output
+from .models import many as _many
+from .models.residual_linear import ResidualModel
+from .output.diagnostic_plots import plot_influence, plot_qq, plot_residuals
 from .output.emit import to_lme4, to_stata
+from .output.nlme_emit import to_nlme
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
 from .results import glmm as _glmm_results
@@ -35,7 +41,8 @@ from .results import linear as _linear_results
 from .results import ordinal as _ordinal_results
 from .results.glmm import GLMMResultsWrapper
 from .results.linear import MixedResultsWrapper
-from .update import update
+from .results.many import ManyResults
+from .update import CONSTRUCTORS, update
 
 __all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson", "OrdinalResults",
            "MixedOrdinal"]
@@ -73,6 +80,19 @@ class _RefitsAndPlots:
     def plot_shrinkage(self, data=None, terms=None, ax=None, min_obs=5):
         """Per-group estimates against the mixed model's; see :func:`hlmext.output.plotting.plot_shrinkage`."""
         return plot_shrinkage(self, data=data, terms=terms, ax=ax, min_obs=min_obs)
+
+    def plot_residuals(self, kind="pearson", which="conditional", ax=None):
+        """Residuals against fitted values; see :func:`hlmext.output.diagnostic_plots.plot_residuals`."""
+        return plot_residuals(self, kind=kind, which=which, ax=ax)
+
+    def plot_qq(self, kind="pearson"):
+        """Normal QQ plots of the residuals and of every level's BLUPs; see
+        :func:`hlmext.output.diagnostic_plots.plot_qq`."""
+        return plot_qq(self, kind=kind)
+
+    def plot_influence(self, influence=None, ax=None, label=5):
+        """Cook's distance of every group; see :func:`hlmext.output.diagnostic_plots.plot_influence`."""
+        return plot_influence(self, influence=influence, ax=ax, label=label)
 
 
 class MixedResults(_RefitsAndPlots, _linear_results.MixedResults):
@@ -263,6 +283,109 @@ class LinearMixed(_linear.LinearMixed):
         """
         check_keywords(LinearMixed.refit, kwargs, extra=("maxiter", "disp", "cov_type", "cov_kwds"))
         return with_endog(self, endog).fit(reml=reml, start=start, **kwargs)
+
+    def fit_many(self, Y, reml=True, **kwargs):
+        """Fit this model to every column of ``Y`` at once (a model per gene, per simulated response).
+
+        The design's cross-products are computed once and only the response's per column;
+        the columns are fitted in compiled code on ``hlmext.get_num_threads()`` threads.
+        The model must have one grouping factor with a random intercept, as
+        ``hlmext.mixedlm("~ condition + age + (1 | donor)", data)``. Its formula may be
+        one-sided; a response on the left is ignored (each column of ``Y`` is the response,
+        and the response column's missing values drop no rows).
+
+        Parameters
+        ----------
+        Y : pandas.DataFrame, 2-D array_like, or a Dask array or DataFrame
+            One column per response, one row per row of ``data`` (by position). Rows where
+            a column is missing (or not finite) are left out of that column's fit only.
+            A Dask ``Y`` (larger than memory) is fitted in blocks of columns, as tasks on
+            the default Dask client's workers if there is one.
+        reml : bool
+            REML (default) or ML, as ``fit``.
+
+        Returns
+        -------
+        hlmext.results.many.ManyResults
+            ``tidy`` (response, term, estimate, se, t, df, pvalue; Satterthwaite df),
+            ``variances`` (standard deviations, llf, convergence), ``variance_partition``
+            and ``result(name)``, the full fit of one column alone. Each column's numbers
+            are those of fitting it alone.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, hlmext
+        >>> rng = np.random.default_rng(0)
+        >>> data = pd.DataFrame({"donor": np.repeat(np.arange(10), 6), "x": np.tile([0.0, 1.0], 30)})
+        >>> Y = pd.DataFrame(rng.normal(size=(60, 3)) + rng.normal(size=(10, 3))[data.donor],
+        ...                  columns=["g1", "g2", "g3"])
+        >>> many = hlmext.mixedlm("~ x + (1 | donor)", data).fit_many(Y)
+        >>> many.tidy.shape, list(many.tidy.columns)
+        ((6, 7), ['response', 'term', 'estimate', 'se', 't', 'df', 'pvalue'])
+        >>> single = many.result("g2")
+        >>> bool(np.isclose(single.fe_params["x"], many.tidy.estimate[3]))
+        True
+        """
+        check_keywords(LinearMixed.fit_many, kwargs)
+        reml = True if reml is None else bool(reml)
+        model = self if getattr(self, "one_sided", False) else self._one_sided()
+        design, fit, names, column_of = _many.fit_responses(model, Y, reml)
+
+        def single_fit(j, name):
+            formula, column = _many.column_formula(model, name)
+            data = model.call.data.assign(**{column: column_of(j, name)})
+            options = dict(model.call.options, missing="drop")
+            return CONSTRUCTORS["mixedlm"](formula, data, **options).fit(reml=reml)
+        return ManyResults(fit, names, design.exog_names, design.level, model.report_names(), reml, single_fit)
+
+    def _one_sided(self):
+        """This model built again from its one-sided formula (for ``fit_many``)."""
+        call = getattr(self, "call", None)
+        if call is None or call.constructor != "mixedlm":
+            raise ModelError("fit_many needs a model built by hlmext.mixedlm(formula, data)")
+        return CONSTRUCTORS["mixedlm"]("~" + call.formula.split("~", 1)[1], call.data, **call.options)
+
+
+def _not_with_residuals(what, instead):
+    return ModelError("%s is not available for models with a residual structure or precision weights yet; %s"
+                      % (what, instead))
+
+
+class ResidualMixedResults(MixedResults):
+    """``MixedResults`` of a model with a residual structure: the tools that refit or simulate the
+    model through the statistics of independent errors are refused by name."""
+
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        raise _not_with_residuals("profile_ci()", "use conf_int() (Wald intervals on the log-sd / atanh scale)")
+
+    def simulate(self, n=1, seed=None):
+        raise _not_with_residuals("simulate()", "simulate from res.wcorrelation(group, covariance=True)")
+
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        raise _not_with_residuals("bootstrap()", "use the model-based standard errors")
+
+    def _df_module(self, name):
+        raise _not_with_residuals("%s degrees of freedom" % name, "use the large-sample z tests (dfmethod=None)")
+
+    def _check_icc(self):
+        raise _not_with_residuals("icc()", "the model-implied correlations are in res.wcorrelation(group)")
+
+
+class LinearMixedResiduals(ResidualModel, LinearMixed):
+    """``LinearMixed`` with a residual covariance structure: built by ``hlmext.mixedlm(...,
+    residuals=..., time=..., by=...)`` (see ``hlmext.models.residual_linear``)."""
+
+    results_class = ResidualMixedResults
+
+    def to_lme4(self, reml=True, data="df"):
+        """lme4 has no residual structures: the equivalent nlme call, ``lme(..., correlation = ...)``
+        (:func:`hlmext.output.nlme_emit.to_nlme`)."""
+        return to_nlme(self, reml=reml, data=data)
+
+    def refit(self, endog, reml=True, start=None, **kwargs):
+        """Not available with a residual structure (the whitened statistics depend on it)."""
+        raise ModelError("refit() (and the parametric bootstrap) is not available for models with a residual "
+                         "structure yet; build the model again with the new response")
 
 
 class MixedLogit(_families.MixedLogit):

@@ -31,10 +31,13 @@ MODULES = ["hlmext.api", "hlmext.public", "hlmext.inference.lrtest", "hlmext.inf
            "hlmext.output.plotting", "hlmext.inference.kenward_roger", "hlmext.design.sampling_weights", "hlmext.results.sandwich", "hlmext.models.glmm", "hlmext.models.families", "hlmext.models.quadrature",
            "hlmext.results.idioms", "hlmext.inference.anova", "hlmext.update", "hlmext.results.conventions", "hlmext.formula.mixedlm_keywords",
            "hlmext.formula.design_state", "hlmext.inference.lr_checks", "hlmext.keywords", "hlmext.threads",
+           "hlmext.design.variance_components",
+           "hlmext.design.residual_structures", "hlmext.results.within", "hlmext.output.nlme_emit",
            "hlmext.models.ordinal", "hlmext.results.ordinal", "hlmext.output.ordinal"]
 
 _FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)pycon[ \t]*\n(?P<body>.*?)"
                     r"^(?P=fence)[ \t]*$", re.S | re.M)
+MODULES += ["hlmext.results.after_fit", "hlmext.output.diagnostic_plots"]     # prediction, margins, diagnostics
 
 
 def with_blank_lines(body):
@@ -186,7 +189,7 @@ def test_sphinx_build(tmp_path):
            str(tmp_path / "html")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
     assert proc.returncode == 0, "sphinx-build failed:\n%s\n%s" % (proc.stdout[-5000:], proc.stderr[-5000:])
-    for page in ["index", "getting_started", "gcse", "syntax", "output", "math", "api"]:
+    for page in ["index", "getting_started", "gcse", "syntax", "output", "math", "api", "prediction"]:
         assert (tmp_path / "html" / (page + ".html")).exists(), page
 
 

@@ -234,9 +234,23 @@ def test_no_random_part():
         parse("y ~ x + (x + z)")
 
 
-def test_stata_crossed_effects_not_supported():
-    with pytest.raises(FormulaError, match=r"crossed.*not supported.*\(1\|a\) \+ \(1\|b\)"):
-        parse("y ~ x || _all: R.a || b:")
+def test_stata_crossed_effects_are_the_crossed_model():
+    p = parse("y ~ x || _all: R.a || b:")
+    assert p.random == parse("y ~ x + (1 | a) + (1 | b)").random
+    with pytest.raises(FormulaError, match="written '|| _all: R.x'"):
+        parse("y ~ x || _all: R.a z || b:")
+
+
+def test_stata_residuals_option():
+    p = parse("y ~ x || id:, residuals(ar 1, t(time))")
+    assert p.residuals == {"residuals": "ar1", "time": "time"} and p.random == parse("y ~ x || id:").random
+    p = parse("y ~ x || school: || student:, noconstant res(unstructured, t(occ))")
+    assert p.residuals == {"residuals": "unstructured", "time": "occ", "residual_group": "student"}
+    assert [t.level for t in p.random] == ["school"]
+    assert parse("y ~ x || id: x, cov(un) residuals(independent, by(sex)) ").residuals == {
+        "residuals": "independent", "by": "sex"}
+    with pytest.raises(FormulaError, match="unknown residuals\\(\\) option"):
+        parse("y ~ x || id:, residuals(ar 1, t(time) foo)")
 
 
 def test_formula_must_be_string():

@@ -8,8 +8,12 @@ import ast
 import importlib.util
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:          # Python 3.10
+    import tomli as tomllib
 
 import numpy as np
 

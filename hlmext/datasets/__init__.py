@@ -57,6 +57,10 @@ _FILES = {
              "contact", "R package ordinal, wine"),
     "verbagg": ("verbagg.csv", "verbal aggression questionnaire (binary): 316 persons crossed with "
                 "24 items", "R package lme4, VerbAgg"),
+    "ovary": ("ovary.csv", "counts of ovarian follicles of 11 mares over their estrus cycles (serially "
+              "correlated)", "R package nlme, Ovary"),
+    "bodyweight": ("bodyweight.csv", "body weights of 16 rats on 3 diets, measured over 64 days",
+                   "R package nlme, BodyWeight"),
 }
 
 

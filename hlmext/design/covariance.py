@@ -12,6 +12,8 @@ is their block-diagonal composition.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 STRUCTURES = ("unstructured", "independent", "identity", "exchangeable")
@@ -40,13 +42,18 @@ class Structure:
         raise NotImplementedError
 
     def lam_derivatives(self, theta: np.ndarray) -> list:
-        """``dLambda / dtheta_i`` for every parameter (exact: here Lambda is linear in theta)."""
-        out = []
-        for i in range(self.n_theta):
-            e = np.zeros(self.n_theta)
-            e[i] = 1.0
-            out.append(self.lam(e))
-        return out
+        """``dLambda / dtheta_i`` for every parameter (exact: here Lambda is linear in theta, so
+        they do not depend on it and are formed once, read-only)."""
+        out = self.__dict__.get("_lam_derivatives")
+        if out is None or len(out) != self.n_theta:
+            out = []
+            for i in range(self.n_theta):
+                e = np.zeros(self.n_theta)
+                e[i] = 1.0
+                out.append(self.lam(e))
+                out[-1].flags.writeable = False
+            self._lam_derivatives = out
+        return list(out)
 
     def theta_start(self) -> np.ndarray:
         raise NotImplementedError
@@ -99,6 +106,17 @@ def _sd_names(cols):
     return ["sd(%s)" % c for c in cols]
 
 
+@functools.lru_cache(maxsize=64)
+def _lower_triangle(q):
+    """Row and column indices of the lower triangle of a q x q matrix, column by column (read-only:
+    computed once per q, as every evaluation of the likelihood fills Lambda with them)."""
+    rows, cols = np.tril_indices(q)
+    order = np.lexsort((rows, cols))  # column-major
+    rows, cols = rows[order], cols[order]
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
+
+
 class Unstructured(Structure):
     """Any positive semi-definite covariance: Lambda lower triangular, q(q+1)/2 parameters.
 
@@ -122,9 +140,7 @@ class Unstructured(Structure):
         return self.q * (self.q + 1) // 2
 
     def _index(self):
-        rows, cols = np.tril_indices(self.q)
-        order = np.lexsort((rows, cols))  # column-major
-        return rows[order], cols[order]
+        return _lower_triangle(self.q)
 
     def lam(self, theta):
         out = np.zeros((self.q, self.q))

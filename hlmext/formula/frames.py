@@ -154,13 +154,58 @@ def _design(formula, data, env, na_action, what):
     if isinstance(formula, str):
         formula = _quote_keywords(formula, data.columns)
     try:
+        if isinstance(formula, str):
+            info = patsy.incr_dbuilder(formula, lambda: iter([data]), eval_env=env, NA_action=na_action)
+            plain = _plain_design(info, data, return_type)
+            if plain is not None:
+                return plain
+            formula = info
         return patsy.dmatrix(formula, data, eval_env=env, NA_action=na_action, return_type=return_type)
     except patsy.PatsyError as err:
         raise _patsy_error(err, what, data.columns) from err
 
 
+def _plain_design(info, data, return_type):
+    """The matrix patsy builds for ``info`` when every term is the intercept or one numeric data
+    column (``1 + Days``), formed from the columns directly; None otherwise (patsy builds it)."""
+    columns = []
+    for term in info.terms:
+        if not term.factors:
+            columns.append(None)
+            continue
+        code = term.factors[0].code if len(term.factors) == 1 else None
+        fi = info.factor_infos[term.factors[0]]
+        if code not in data.columns or fi.type != "numerical" or fi.num_columns != 1 \
+                or not isinstance(data[code].dtype, np.dtype) or data[code].dtype.kind not in "iuf":
+            return None
+        columns.append(data[code].to_numpy(dtype=np.float64))
+    n = len(data)
+    out = np.empty((n, len(columns)))
+    for j, values in enumerate(columns):
+        out[:, j] = 1.0 if values is None else values
+    if return_type == "matrix":
+        if not np.isfinite(out.sum()) and np.isnan(out).any():
+            return None                       # patsy raises its error about missing values
+        return patsy.DesignMatrix(out, info)
+    keep = ~np.isnan(out).any(axis=1)
+    frame = pd.DataFrame(out if keep.all() else out[keep], columns=info.column_names,
+                         index=data.index if keep.all() else data.index[keep])
+    frame.design_info = info
+    return frame
+
+
 def _response(expr, data, env, na_action, info=None):
     """The response as a one-column DataFrame indexed like the rows patsy kept (``info``: pre-built)."""
+    if info is None and expr in data.columns and isinstance(data[expr].dtype, np.dtype) \
+            and data[expr].dtype.kind in "iufb":
+        # a numeric column: what patsy would return, without evaluating a formula
+        y = data[[expr]].astype("float64")
+        missing = y[expr].isna().to_numpy()
+        if missing.any():
+            if na_action != "drop":
+                raise DataError(f"the response {expr!r} has missing values")
+            y = y.loc[~missing]
+        return y
     if expr in data.columns:
         column = data[expr]
         if pd.api.types.is_bool_dtype(column.dtype):

@@ -50,6 +50,7 @@ class ParsedFormula:
     fixed: str
     random: tuple[RandomTerm, ...]
     syntax: str
+    residuals: dict | None = None    # Stata's residuals() option: keywords of mixedlm (residuals, time, by, ...)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -236,8 +237,8 @@ def _parse_stata(text, depths, start):
         if not name:
             raise _syntax_error("a Stata level without a name", text, colon)
         if name == "_all" or re.search(r"\bR\.", text[colon:b]):
-            raise FormulaError("crossed random effects in Stata syntax (|| _all: R.x) are not "
-                               "supported; use lme4 syntax instead, e.g. 'y ~ x + (1|a) + (1|b)'")
+            raw_terms.append(_stata_crossed(text, name, colon, b))    # nests in nothing: outer unchanged
+            continue
         if not _NAME.match(name):
             raise _syntax_error("a Stata level must be a column name", text, a)
         comma = next((i for i in range(colon, b) if text[i] == "," and depths[i] == 0), b)
@@ -269,6 +270,47 @@ def _parse_stata(text, depths, start):
         raw_terms.append((outer, formula, n_terms, inline_cov))
     a, b = _stripped(text, start, segments[0][2])
     return text[a:b] or "1", raw_terms
+
+
+def _stata_crossed(text, name, colon, end):
+    """``|| _all: R.x``: a random intercept of every level of ``x``, crossed with the other levels."""
+    body = text[colon + 1:end].strip()
+    match = re.fullmatch(r"R\.([A-Za-z_][\w.]*)", body)
+    if name != "_all" or match is None:
+        raise _syntax_error("crossed random effects in Stata syntax are written '|| _all: R.x' (a random "
+                            "intercept per level of x; no slopes or options)", text, colon + 1)
+    return (match.group(1),), "1", 1, None
+
+
+_RESIDUALS = re.compile(r"\bres(?:i(?:d(?:u(?:a(?:l(?:s)?)?)?)?)?)?\s*\(")
+
+
+def _stata_residuals(text, depths, start):
+    """Stata's ``residuals(kind [#], t(var) by(var))`` option: the text without it and the
+    keywords of ``hlmext.mixedlm`` it stands for (None when absent)."""
+    match = next((m for m in _RESIDUALS.finditer(text, start) if depths[m.start()] == 0
+                  and text.rfind(",", start, m.start()) > text.rfind("||", start, m.start()) >= 0), None)
+    if match is None:
+        return text, None
+    close = next((i for i in range(match.end(), len(text)) if text[i] == ")" and depths[i] == 0), None)
+    if close is None:
+        raise _syntax_error("residuals( without its closing parenthesis", text, match.start())
+    inner = text[match.end():close]
+    kind, _, rest = inner.partition(",")
+    out = {"residuals": re.sub(r"\s+", "", kind.strip())}
+    if not out["residuals"]:
+        raise _syntax_error("residuals() needs a structure, e.g. residuals(ar 1, t(time))", text, match.end())
+    for opt in re.finditer(r"([A-Za-z]+)\s*\(\s*([^()]*?)\s*\)|(\S+)", rest):
+        key = (opt.group(1) or "").lower()
+        if key == "t" or (len(key) >= 1 and "time".startswith(key) and key != ""):
+            out["time"] = opt.group(2)
+        elif key == "by":
+            out["by"] = opt.group(2)
+        else:
+            raise _syntax_error(f"unknown residuals() option {opt.group(0)!r} (supported: t(), by())", text,
+                                match.end() + len(kind) + 1 + opt.start())
+    blank = text[:match.start()] + " " * (close + 1 - match.start()) + text[close + 1:]
+    return blank, out
 
 
 def parse(formula: str, cov=None) -> ParsedFormula:
@@ -331,7 +373,11 @@ def parse(formula: str, cov=None) -> ParsedFormula:
         raise FormulaError(f"cov must be None, a structure name or a dict keyed by level, "
                            f"got {type(cov).__name__}")
     terms, matched_keys = [], set()
+    residuals = None
     if stata_bars:
+        text, residuals = _stata_residuals(text, depths, start)
+        if residuals is not None:
+            text, residuals = _residual_level(text, depths, start, residuals)
         fixed, raw = _parse_stata(text, depths, start)
         raw = [(group, f, n, inline, "independent") for group, f, n, inline in raw]
     else:
@@ -347,4 +393,15 @@ def parse(formula: str, cov=None) -> ParsedFormula:
     if unused:
         raise FormulaError(f"cov key {sorted(unused)[0]!r} matches no random-effects level; "
                            f"levels are: {', '.join(repr(t.level) for t in terms)}")
-    return ParsedFormula(response, fixed, tuple(terms), "stata" if stata_bars else "lme4")
+    return ParsedFormula(response, fixed, tuple(terms), "stata" if stata_bars else "lme4", residuals)
+
+
+def _residual_level(text, depths, start, residuals):
+    """A last level ``|| id:, noconstant`` without random effects only groups the residuals:
+    it is dropped from the random part and becomes ``residual_group``."""
+    last = max(i for i in range(start, len(text) - 1) if text.startswith("||", i) and depths[i] == 0)
+    match = re.fullmatch(r"\|\|\s*([A-Za-z_.][\w.]*)\s*:\s*,\s*noc(?:o(?:n(?:s(?:t(?:a(?:n(?:t)?)?)?)?)?)?)?\s*",
+                         text[last:])
+    if match is None:
+        return text, residuals
+    return text[:last].rstrip(), dict(residuals, residual_group=match.group(1))

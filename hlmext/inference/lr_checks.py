@@ -35,7 +35,7 @@ def check_nested(small, big):
     hlmext.exceptions.ModelError: the models have different responses ('gcse' and 'lrt'): ...
     """
     ms, mb = small.model, big.model
-    if type(ms) is not type(mb):
+    if not (isinstance(ms, type(mb)) or isinstance(mb, type(ms))):    # a residual structure's subclass compares
         raise ModelError("the models are of different kinds (%s and %s): an LR test compares two models of the "
                          "same family fitted to the same response" % (type(ms).__name__, type(mb).__name__))
     if getattr(small, "nagq", None) != getattr(big, "nagq", None):

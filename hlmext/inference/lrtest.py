@@ -45,9 +45,18 @@ def lrtest(small, big) -> LRTest:
                          % (big.k_params, small.k_params))
     check_nested(small, big)
     versus = "the smaller model"
+    if _random_part_size(big) == _random_part_size(small):   # residual structures only: interior nulls
+        from scipy import stats
+        stat = 2 * (big.llf - small.llf)
+        return LRTest(stat, df, float(stats.chi2.sf(max(stat, 0), df)), "chi2(%d)" % df, False, versus)
     if big.model.k_re > small.model.k_re and fe_small == fe_big:
         return boundary_lr_test(big.llf, small.llf, df, versus)
     from scipy import stats
     stat = 2 * (big.llf - small.llf)
     conservative = big.model.k_re > small.model.k_re
     return LRTest(stat, df, float(stats.chi2.sf(max(stat, 0), df)), "chi2(%d)" % df, conservative, versus)
+
+
+def _random_part_size(res):
+    """Parameters of the random effects (without those of a residual structure)."""
+    return getattr(res.model, "k_theta", res.model.k_re)

@@ -27,6 +27,7 @@ from statsmodels.base.model import LikelihoodModel
 
 from .._kernels import core as _core
 from ..design.arrays import checked_arrays
+from ..design.variance_components import variance_component_specs
 from ..design.layout import LevelSpec, MixedDesign
 from ..exceptions import ConvergenceWarning, ModelError
 from .gradient import GradientParts
@@ -117,7 +118,13 @@ class LinearMixed(LikelihoodModel):
     groups : array_like, shape (n,)
         Group label of every row (one level of random effects).
     exog_re : array_like, shape (n, q), optional
-        Random-effects design; default a random intercept only.
+        Random-effects design; default a random intercept only (none when ``exog_vc`` is
+        given, statsmodels' rule).
+    exog_vc : dict, optional
+        statsmodels' variance components: ``{name: {group label: matrix}}``, each matrix one
+        row per row of the group (in data order), at most one nonzero entry per row; each
+        column is a random effect nested in the group with the component's one variance
+        (``hlmext.design.variance_components``).
     cov : str
         Covariance structure of the random effects: ``"unstructured"`` (default),
         ``"independent"``, ``"identity"`` or ``"exchangeable"``.
@@ -147,10 +154,11 @@ class LinearMixed(LikelihoodModel):
 
     def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured",
                  exog_names=None, exog_re_names=None, design=None, frame=None, formula=None, weights=None,
-                 sampling=None, **kwargs):
+                 sampling=None, exog_vc=None, **kwargs):
         check_keywords(LinearMixed.__init__, kwargs)
         if design is None:
-            design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights)
+            design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights,
+                                   exog_vc)
         self.design = design
         self.sampling = sampling
         self._cweight = None if sampling is None else sampling.cluster_weights(design)
@@ -226,6 +234,10 @@ class LinearMixed(LikelihoodModel):
 
     def theta_bounds(self):
         return [b for lv in self.levels for b in lv.cov.theta_bounds()]
+
+    def theta_null(self):
+        """The parameters of the model without random effects (the LR test against the regression)."""
+        return np.zeros(self.k_re)
 
     def theta_moments(self):
         """Moment estimate of ``theta`` for one level of random effects, from the statistics.
@@ -402,6 +414,15 @@ class LinearMixed(LikelihoodModel):
             names += ["%s[%s]" % (n, lv.name) for n in lv.cov.report_names()]
         return names + ["sd(Residual)"]
 
+    def report_is_corr(self):
+        """Per reported variance parameter: True for a correlation (else an sd)."""
+        return np.concatenate([lv.cov.is_corr() for lv in self.levels[::-1]] + [[False]])
+
+    def residual_rows(self):
+        """``(position, label)`` of the summary's ``Residual`` rows, positions from the first
+        reported value after the levels' (a residual structure has more)."""
+        return [(0, "sd(Residual)")]
+
     def report_from_theta(self, theta, sigma):
         """sd's and correlations (outermost level first) and sigma, from ``theta``."""
         out, k = [], 0
@@ -478,6 +499,9 @@ class LinearMixed(LikelihoodModel):
         [0.407, 0.019, 0.315, 0.131]
         """
         check_keywords(LinearMixed.fit, kwargs)
+        if getattr(self, "one_sided", False):
+            raise ModelError("the formula has no response (it is one-sided, for fit_many): give it a response "
+                             "to fit() one model, or call fit_many(Y)")
         if self.sampling is not None:
             if reml:
                 raise ModelError("sampling weights (pweights) define a pseudo-likelihood, not a restricted one: "
@@ -549,7 +573,7 @@ def design_from_frame(frame, weights=None) -> MixedDesign:
                        weights=weights)
 
 
-def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights=None):
+def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights=None, exog_vc=None):
     if endog is None or exog is None or groups is None:
         raise ModelError("LinearMixed needs endog, exog and groups (or use hlmext.mixedlm with a formula)")
     endog, exog, groups, exog_re = checked_arrays(endog, exog, groups, exog_re)
@@ -557,17 +581,21 @@ def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, 
     exog = np.asarray(exog, dtype=float)
     if exog.ndim == 1:
         exog = exog[:, None]
+    exog_names = list(exog_names) if exog_names is not None else _default_names(exog, "x")
+    # statsmodels' rule: a random intercept of groups unless exog_re or exog_vc says otherwise
+    specs = [] if exog_vc is None else variance_component_specs(groups, exog_vc, endog.shape[0])
+    if exog_re is None and specs:
+        return MixedDesign(endog, exog, exog_names, specs, endog_name="y", weights=weights)
     if exog_re is None:
         exog_re = np.broadcast_to(np.ones((1, 1)), (endog.shape[0], 1))   # a random intercept
         exog_re_names = exog_re_names or ["Intercept"]
     exog_re = np.asarray(exog_re, dtype=float)
     if exog_re.ndim == 1:
         exog_re = exog_re[:, None]
-    exog_names = list(exog_names) if exog_names is not None else _default_names(exog, "x")
     exog_re_names = list(exog_re_names) if exog_re_names is not None else _default_names(exog_re, "z")
     spec = LevelSpec("group", np.asarray(groups), exog_re, [(cov, list(range(exog_re.shape[1])))],
                      exog_re_names)
-    return MixedDesign(endog, exog, exog_names, [spec], endog_name="y", weights=weights)
+    return MixedDesign(endog, exog, exog_names, [spec] + specs, endog_name="y", weights=weights)
 
 
 def _default_names(a, prefix):

@@ -28,6 +28,7 @@ import re
 import numpy as np
 
 from ..formula import grammar as fm
+from .residual_stata import stata_residuals
 
 __all__ = ["to_lme4", "to_stata"]
 
@@ -536,6 +537,11 @@ def to_stata(model, reml=None) -> str:
         equations += level_eqs
         outer = group
     options = ["mle" if sampling is not None or not reml else "reml"]
+    if getattr(model, "residual", None) is not None:
+        extra, option, notes = stata_residuals(model)
+        equations += extra
+        options[:0] = [option] if option else []
+        names.notes.extend(notes)
     if sampling is not None and sampling.pwscale:
         options.append("pwscale(%s)" % sampling.pwscale)
     equations[-1] = _with_option(equations[-1], " ".join(options))

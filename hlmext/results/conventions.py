@@ -45,7 +45,7 @@ class ResultsConventions:
 
     def _null_llf(self):
         model = self.model
-        return -0.5 * model.deviance(np.zeros(model.k_re), reml=False)
+        return -0.5 * model.deviance(model.theta_null(), reml=False)
 
     def t_test_pairwise(self, term_name, method="hs", alpha=0.05, factor_labels=None, ignore=False):
         """Pairwise t tests of the levels of a categorical fixed-effects term (statsmodels').

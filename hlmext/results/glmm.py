@@ -24,6 +24,7 @@ from .conventions import ResultsConventions
 from ..exceptions import BoundaryWarning, ModelError
 from ..models.glmm_boundary import not_identified
 from .idioms import Lme4Idioms
+from .after_fit import AfterFit
 from .rows import row_keys as _row_keys, zb_sorted
 from ..design.sampling_weights import no_lr_test
 from ..stacklevel import user_stacklevel
@@ -37,7 +38,7 @@ NOT_IDENTIFIED = ("not identified (the variance runs to infinity): %s; every clu
                   "random intercept (a model without it, e.g. a logit on the cluster-level covariates)")
 
 
-class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelResults):
+class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, LikelihoodModelResults):
     """Fit of a ``MixedLogit`` or ``MixedPoisson`` model; built complete by ``MixedGLM.fit``.
 
     Attributes
@@ -135,10 +136,12 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
         data : pandas.DataFrame, optional
             New data with the formula's columns (and the offset/exposure columns if the
             model was given them by name); default the fitted rows.
-        which : {"mu", "eta"}
+        which : {"mu", "eta", "marginal"}
             The linear predictor eta, or the inverse link of it: the probability of a
             success (logit; not multiplied by trials) or the expected count (Poisson,
-            including offset and exposure).
+            including offset and exposure); ``"marginal"``: the population-averaged mean,
+            the inverse link averaged over the random-effects distribution (Stata's
+            ``predict mu, marginal``; ``hlmext.results.marginal_means``).
         conditional : bool
             Add Z b (conditional modes); groups not seen in the fit get b = 0. Without it,
             the prediction is at b = 0 (a typical group), not averaged over the random effects.
@@ -152,9 +155,14 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
         -------
         pandas.Series (ndarray for ``exog``)
         """
-        if which not in ("mu", "eta"):
-            raise ValueError("which must be 'mu' or 'eta', not %r" % (which,))
+        if which not in ("mu", "eta", "marginal"):
+            raise ValueError("which must be 'mu', 'eta' or 'marginal', not %r" % (which,))
         model = self.model
+        if which == "marginal":
+            if conditional:
+                raise ValueError("which='marginal' averages over the random effects: it takes no conditional=True")
+            out = self.get_prediction(exog if exog is not None else data, which="marginal", offset=offset)
+            return out.predicted_mean.to_numpy() if X_given(data, exog) else out.predicted_mean.rename(None)
         from .prediction import exog_argument
         X = exog_argument(self, data, exog, conditional)
         if X is not None:
@@ -279,6 +287,13 @@ class GLMMResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRes
 
     def _null_llf(self):
         return self.null_llf
+
+    def _new_offset(self, data, offset):
+        """Offset (log scale) of the rows of new data: ``offset=``, or the model's offset and
+        exposure columns."""
+        from ..formula import frames
+        X = frames.exog_for(self.model.frame.fixed_design_info, data)
+        return _new_eta(self, data, False, offset) - X @ self.fe_params.to_numpy()
 
     def _keep_before_removing_data(self):
         self.model._offset_given = _offset_given(self.model)
@@ -424,6 +439,11 @@ def _new_eta(res, data, conditional, offset):
             b = re.reindex(_row_keys(data, block.term.group)).fillna(0.0).to_numpy()
             eta = eta + np.sum(Z * b, axis=1)
     return eta
+
+
+def X_given(data, exog):
+    """True when the rows were given as fixed-effects design rows (an array, not a DataFrame)."""
+    return exog is not None or (data is not None and not isinstance(data, pd.DataFrame))
 
 
 def _offset_given(model):

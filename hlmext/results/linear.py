@@ -23,10 +23,12 @@ from .base import FitResults
 from .conventions import ResultsConventions
 from ..models.gradient import GradientParts, diagonal_blocks
 from .idioms import Lme4Idioms
+from .after_fit import AfterFit
 from ..keywords import check_keywords
 from ..exceptions import ConvergenceWarning, ModelError
 from ..models.linear import _deviance
 from .rows import row_keys as _row_keys, zb_sorted
+from .within import wcorrelation
 from ..design.sampling_weights import no_lr_test, top_weights
 from ..stacklevel import user_stacklevel
 
@@ -38,7 +40,7 @@ _CONF_INT_KEYWORDS = {"profile": ("criterion",), "bootstrap": ("bootstrap", "n",
 _CONF_INT_HINTS = {k: ("%s= applies to method=%r" % (k, m),) for m, ks in _CONF_INT_KEYWORDS.items() for k in ks}
 
 
-class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelResults):
+class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, LikelihoodModelResults):
     """Fit of a ``LinearMixed`` model; built complete by ``LinearMixed.fit``.
 
     Attributes
@@ -68,7 +70,7 @@ class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRe
         cov_fe = sigma2 * (linv.T @ linv)
 
         values = model.report_from_theta(theta, sigma)
-        is_corr = np.concatenate([lv.cov.is_corr() for lv in model.levels[::-1]] + [[False]])
+        is_corr = model.report_is_corr()
         fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, sigma, is_corr))
         fixed[-1] = False
         fixed |= _corr_of_boundary_sd(model, fixed)
@@ -239,7 +241,7 @@ class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRe
         """
         model = self.model
         no_lr_test(model)
-        dev0 = model.deviance(np.zeros(model.k_re), self.reml)
+        dev0 = model.deviance(model.theta_null(), self.reml)
         return inference.boundary_lr_test(self.llf, -0.5 * dev0, model.k_re, "linear model")
 
     @property
@@ -332,14 +334,23 @@ class MixedResults(FitResults, Lme4Idioms, ResultsConventions, LikelihoodModelRe
                 rows.append(block.iloc[i].to_numpy())
                 index.append((lv.name, block.index[i]))
             k += len(names)
-        rows.append(table.iloc[-1].to_numpy())
-        index.append(("Residual", "sd(Residual)"))
+        for i, label in self.model.residual_rows():
+            rows.append(table.iloc[k + i].to_numpy())
+            index.append(("Residual", label))
         return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["level", "parameter"]),
                             columns=table.columns)
 
     @property
     def re_structure(self):
-        return {lv.name: lv.cov.label for lv in self.model.levels}
+        out = {lv.name: lv.cov.label for lv in self.model.levels}
+        if getattr(getattr(self.model, "residual", None), "label", None):
+            out["Residual"] = self.model.residual.label
+        return out
+
+    def wcorrelation(self, group=None, covariance=False):
+        """Model-implied correlation matrix of one cluster's rows (Stata ``estat wcorrelation``);
+        see :func:`hlmext.results.within.wcorrelation`."""
+        return wcorrelation(self, group, covariance)
 
     @property
     def lr_test(self):
@@ -425,7 +436,8 @@ def _sd_scale(model, sigma, is_corr):
                 per.append(sigma / max(np.mean(block_rms), 1e-300))
             k += s.q
         out.append(np.array(per))
-    return np.concatenate(out[::-1] + [[np.inf]])
+    tail = len(model.report_names()) - sum(len(o) for o in out)     # residual parameters: never zero
+    return np.concatenate(out[::-1] + [np.zeros(max(tail - 1, 0)), [np.inf]])
 
 
 def _corr_of_boundary_sd(model, fixed):

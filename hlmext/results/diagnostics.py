@@ -1,0 +1,256 @@
+"""Residuals, leverage and influence of a fit (lme4's ``residuals``, ``hatvalues``,
+``cooks.distance``, ``influence``; Stata's ``predict, residuals``/``rstandard``).
+
+Residuals (``kind`` x ``which``):
+
+- ``"raw"``: ``y - y-hat``; conditional ``y-hat = x'beta + z'b`` (generalized models: the
+  conditional mean, trials x probability), marginal ``y-hat = x'beta`` (generalized: the
+  population-averaged mean).
+- ``"pearson"``: raw over the standard deviation of ``y`` given that prediction: ``sigma``
+  (conditional, linear), ``sqrt(z' Sigma z + sigma^2)`` (marginal, linear), ``sqrt(V(mu))``
+  of the family at the predicted mean (generalized).
+- ``"standardized"`` (linear models): raw over its own standard deviation,
+  ``sigma sqrt(1 - h)`` (conditional, ``h`` the hat value) or ``sqrt(z' Sigma z + sigma^2 -
+  x'V x)`` (marginal).
+
+Hat values are the diagonal of the matrix that maps ``y`` to the conditional fitted values
+``X beta-hat + Z b-hat`` (lme4's ``hatvalues``): ``h = Var(prediction error) / sigma^2`` of
+``hlmext.results.predict_se``. Cook's distance by observation is lme4's:
+``(r / (1 - h))^2 h / (sigma^2 p)`` with ``r`` the raw conditional residual.
+
+Influence of each group (``group_influence``): the fit without the group, refitted from the
+full fit's estimates with the same criterion (ML or REML; a generalized model's quadrature).
+A linear model's comes from the fitted statistics minus the group's (its per-cluster block
+zeroed, its rows' cross-products taken from the global block: no pass over the other rows),
+for all groups at once where ``hlmext.results.deletion`` applies; a generalized model is
+refitted on the design's rows without the group's. Cook's distance by group is lme4's
+``cooks.distance(influence(fit, groups = ...))``: ``(n - p) / (n p) d' V^{-1} d`` with ``d``
+the change in the fixed effects, ``V`` their full-data covariance and ``n`` the number of groups.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from ..design.layout import LevelSpec, MixedDesign
+from ..exceptions import ModelError
+from .marginal_means import random_variance
+from .deletion import fast_deletions
+from .predict_se import _covs, get_prediction
+from .rowsets import fitted_rows
+
+__all__ = ["residuals", "hatvalues", "cooks_distance", "group_influence"]
+
+KINDS = ("raw", "pearson", "standardized")
+FAST_FROM = 200      # groups: below, refitting each deletion costs less than solving all at once
+
+
+def _linear(res):
+    return not hasattr(res.model, "_sm_family")
+
+
+def residuals(res, kind="raw", which="conditional"):
+    if kind not in KINDS:
+        raise ValueError("kind must be 'raw', 'pearson' or 'standardized', not %r" % (kind,))
+    if which not in ("conditional", "marginal"):
+        raise ValueError("which must be 'conditional' or 'marginal', not %r" % (which,))
+    y = res._original_order(res.model.design.endog)
+    if _linear(res):
+        return _linear_residuals(res, y, kind, which)
+    if kind == "standardized":
+        raise ValueError("standardized residuals are defined for linear models; use kind='pearson' for a "
+                         "generalized model")
+    fam = res.model._sm_family()
+    trials = res._original_order(res.model.trials).to_numpy()
+    if which == "conditional":
+        mu = fam.link.inverse(res.predict(which="eta", conditional=True).to_numpy())
+    else:
+        mu = res.predict(which="marginal").to_numpy()
+    raw = y - trials * mu
+    if kind == "raw":
+        return raw
+    return raw / np.sqrt(trials * fam.variance(mu))
+
+
+def _linear_residuals(res, y, kind, which):
+    if which == "conditional":
+        raw = y - res.fittedvalues
+        if kind == "raw":
+            return raw
+        if kind == "pearson":
+            return raw / np.sqrt(res.scale)
+        return raw / np.sqrt(res.scale * (1 - hatvalues(res)))
+    rows = fitted_rows(res)
+    raw = y - rows.X @ res.fe_params.to_numpy()
+    if kind == "raw":
+        return raw
+    var_y = random_variance(rows, _covs(res)) + res.scale
+    if kind == "pearson":
+        return raw / np.sqrt(var_y)
+    V = res.cov_fe.to_numpy()
+    return raw / np.sqrt(var_y - np.einsum("ij,jk,ik->i", rows.X, V, rows.X))
+
+
+def hatvalues(res):
+    if not _linear(res):
+        raise ValueError("hat values are defined here for linear models (a GLMM's depend on the working weights "
+                         "and are not a projection)")
+    se = get_prediction(res, which="conditional").se_mean
+    return (se ** 2 / res.scale).rename(None)
+
+
+def cooks_distance(res):
+    h = hatvalues(res)
+    r = res.resid
+    return (r / (1 - h)) ** 2 * h / (res.scale * res.k_fe)
+
+
+def _deletable(model):
+    d = model.design
+    if getattr(model, "sampling", None) is not None:
+        raise ModelError("influence by group deletion is not available with sampling weights; refit without a "
+                         "group with results.update(data=...)")
+    if d.n_chain != 1 or d.qd or len(d.levels) != 1:
+        raise ModelError("influence by group deletion needs one level of random effects (got %s); refit "
+                         "without a group with results.update(data=...)" % ", ".join(lv.name for lv in d.levels))
+    if not d.has_rows or d.weights is not None:
+        raise ModelError("influence by group deletion needs the fitted rows and no weights")
+    return d
+
+
+def group_influence(res, groups=None, exact=False):
+    """Refits without each group (all groups, or the labels in ``groups``): a DataFrame.
+
+    ``exact=False`` (with at least ``FAST_FROM`` groups) settles every group it can by
+    ``hlmext.results.deletion`` (all groups at once) and refits the others one by one from the
+    downdated statistics; ``exact=True`` refits every group that way."""
+    model = res.model
+    d = _deletable(model)
+    lv = d.levels[0]
+    labels = pd.Index(lv.labels)
+    if groups is None:
+        pos = np.arange(lv.n_groups)
+    else:
+        pos = labels.get_indexer(list(groups))
+        if (pos < 0).any():
+            raise ValueError("groups: %s not among the fitted groups of %r"
+                             % (list(np.asarray(list(groups), dtype=object)[pos < 0]), lv.name))
+    if not _linear(res):
+        return _frame(res, labels, pos, _glmm_deleted_fits(res, pos))
+    q, p = lv.q, d.k_fe
+    G0 = model._G0.reshape(p + 1, p + 1)
+    reml = res.reml
+    scale = model.theta_scale()
+    H0 = res.opt.hessian if getattr(res.opt, "hessian", None) is not None else _hessian(model, res.theta, scale, reml)
+    beta = np.full((len(pos), p), np.nan)
+    if not exact and not res.on_boundary and lv.n_groups >= FAST_FROM:
+        with np.errstate(all="ignore"):      # a group whose steps fail is marked unsettled, and refitted
+            fast = fast_deletions(model, np.asarray(res.theta, float), H0, reml)
+        if fast is not None:
+            beta_all, _, settled = fast
+            beta[settled[pos]] = beta_all[pos[settled[pos]]]
+            if d.intercept_col >= 0:
+                beta[settled[pos], d.intercept_col] += d.y_shift
+    todo = np.flatnonzero(np.isnan(beta[:, 0]))
+    if len(todo):
+        xy = d.W[:, d.zoff[-1]:]
+        starts = np.concatenate([[0], np.cumsum(lv.sizes)[:-1]])
+        width = q + p + 1
+        sub = copy.copy(model)
+        bounds = model.theta_bounds()
+        for r in todo:
+            g = pos[r]
+            block = xy[starts[g]:starts[g] + lv.sizes[g]]
+            sub._stats = model._stats.copy()
+            sub._stats.reshape(lv.n_groups, q, width)[g] = 0.0
+            sub._G0 = (G0 - block.T @ block).ravel()
+            sub.nobs = model.nobs - int(lv.sizes[g])
+            theta = _refit_theta(sub, res.theta, H0, bounds, scale, reml)
+            beta[r] = sub.factorize(theta).beta
+    return _frame(res, labels, pos, beta)
+
+
+def _frame(res, labels, pos, beta):
+    """The influence table: dfbeta, rows of each group, Cook's distance (lme4's)."""
+    lv = res.model.design.levels[0]
+    p = res.k_fe
+    dfbeta = res.fe_params.to_numpy() - beta
+    n = len(labels)
+    Vinv = np.linalg.inv(res.cov_fe.to_numpy())
+    cooks = (n - p) / (n * p) * np.einsum("ij,jk,ik->i", dfbeta, Vinv, dfbeta)
+    frame = pd.DataFrame(dfbeta, index=pd.Index(labels[pos], name=lv.name),
+                         columns=["dfbeta[%s]" % nm for nm in res.model.exog_names])
+    frame["nobs"] = lv.sizes[pos].astype(int)
+    frame["cooks_distance"] = cooks
+    return frame.sort_index()
+
+
+def _glmm_deleted_fits(res, pos):
+    """Fixed effects of a generalized model refitted without each group (from the full fit's
+    estimates, with its quadrature): the model is rebuilt from the design's rows minus the group's."""
+    model = res.model
+    d = model.design
+    lv = d.levels[0]
+    Z = np.asarray(d.z_of(0))
+    blocks, k = [], 0
+    for structure, cols in lv.cov.blocks:
+        blocks.append((structure.name, list(range(k, k + len(cols)))))
+        k += len(cols)
+    start = np.concatenate([res.fe_params.to_numpy(), res.theta])
+    codes = np.asarray(lv.codes)
+    out = np.empty((len(pos), d.k_fe))
+    for r, g in enumerate(pos):
+        keep = codes != g
+        spec = LevelSpec(lv.name, codes[keep], Z[keep], blocks, list(lv.names))
+        design = MixedDesign(np.asarray(d.endog)[keep], np.asarray(d.exog)[keep], d.exog_names, [spec],
+                             endog_name=d.endog_name)
+        sub = type(model)(design=design, trials=model.trials[keep] if model.has_trials else None,
+                          offset=model.offset[keep])
+        out[r] = np.asarray(sub.fit(nagq=res.nagq, start=start).params)[:d.k_fe]
+    return out
+
+
+def _refit_theta(sub, start, H0, bounds, scale, reml):
+    """The downdated model's optimum over theta: Newton steps from the full fit's optimum with
+    the full fit's Hessian ``H0`` (a group's deletion moves the Hessian little), refreshed by
+    differences of the analytic gradient when the steps converge slowly; L-BFGS-B when a
+    step would leave the box."""
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    theta = np.array(start, float)
+    H = H0
+    for it in range(30):
+        _, g = sub.deviance_and_gradient(theta, reml)
+        step = np.linalg.solve(H, g)
+        theta_new = theta - step
+        if np.any(theta_new < lo) or np.any(theta_new > hi) or not np.all(np.isfinite(theta_new)):
+            break
+        theta = theta_new
+        if np.all(np.abs(step) <= 1e-11 * np.maximum(scale, np.abs(theta))):
+            return theta
+        if it == 4:                            # slow: the Hessian at the current point
+            H = _hessian(sub, theta, scale, reml)
+    z = optimize.minimize(lambda z: _scaled(sub, z, scale, reml), theta / scale, jac=True, method="L-BFGS-B",
+                          bounds=list(zip(lo / scale, hi / scale)),
+                          options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000}).x
+    return z * scale
+
+
+def _scaled(sub, z, scale, reml):
+    f, g = sub.deviance_and_gradient(z * scale, reml)
+    return f, g * scale
+
+
+def _hessian(sub, theta, scale, reml):
+    h = 1e-6 * np.maximum(scale, np.abs(theta))
+    cols = []
+    for i in range(theta.size):
+        e = np.zeros(theta.size)
+        e[i] = h[i]
+        cols.append((sub.deviance_and_gradient(theta + e, reml)[1] - sub.deviance_and_gradient(theta - e, reml)[1])
+                    / (2 * h[i]))
+    H = np.array(cols)
+    return 0.5 * (H + H.T)
