@@ -104,7 +104,7 @@ def scenario_rows(name, args, use_lme4):
             sm_ratio = "> %.0f" % (args.time_limit / t_ours)
         sm_llf = None if sm is None else sm.get("llf")
         sm_note = None
-        if spec.family != "gaussian" and sm is not None:
+        if spec.family not in ("gaussian", "ordinal") and sm is not None:
             sm_note = "fit_vb (variational Bayes): llf not comparable" + (
                 "; no offset, log exposure as a covariate" if spec.offset else "")
         rows.append({

@@ -15,14 +15,14 @@ import pandas as pd
 
 SCALE = {"small": 0.1, "default": 1.0, "large": 10.0}
 ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", "logit_rs", "poisson_ri", "nb_ri",
-         "probit_ri"]
+         "probit_ri", "ologit_ri"]
 EXTRA = ["logit_crossed"]          # run only when named (``--scenarios logit_crossed``)
 
 
 @dataclass
 class Spec:
     name: str
-    family: str                 # gaussian, binomial, poisson, nb2 (alpha 0.5), probit (binomial)
+    family: str                 # gaussian, binomial, poisson, nb2 (alpha 0.5), probit (binomial), ordinal
     formula: str                # hlmext and lme4 (same syntax)
     fe: list                    # fixed covariates (an intercept is added)
     groups: list                # grouping columns, outermost first
@@ -81,6 +81,8 @@ def _two_level(name, size, rows, groups, k, slope, family="gaussian", offset=Fal
         df["y"] = (rng.standard_normal(n) < eta).astype(np.int64)
     elif family == "nb2":                          # Var = mu (1 + alpha mu), alpha = 0.5
         df["y"] = rng.negative_binomial(2.0, 2.0 / (2.0 + np.exp(eta)))
+    elif family == "ordinal":                      # 4 categories of a logistic latent variable
+        df["y"] = np.digitize(eta + rng.logistic(size=n), [-1.5, -0.3, 1.0]) + 1
     else:
         df["y"] = rng.poisson(np.exp(eta))
     fe = list(x)
@@ -119,6 +121,9 @@ def make(name, size="default"):
         f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="probit")
         fits = [("Laplace", {"nagq": 1}), ("AGHQ7", {"nagq": 7})]
         return Spec(name, "probit", f, fe, ["g"], fits=fits), df
+    if name == "ologit_ri":
+        f, fe, df = _two_level(name, size, 100_000, 2_000, 2, slope=False, family="ordinal")
+        return Spec(name, "ordinal", f, fe, ["g"], fits=[("AGHQ7", {"nagq": 7})]), df
     if name == "logit_crossed":
         return _logit_crossed(size)
     raise KeyError("unknown scenario %r; choose from %s" % (name, ", ".join(ORDER + EXTRA)))

@@ -45,6 +45,10 @@ def _floor(spec, df, repeats):
     y, X, _, _, offset = simulate.arrays(spec, df)
     if spec.family == "gaussian":
         return _median_time(lambda: np.linalg.lstsq(X, y, rcond=None), repeats)[0], "OLS lstsq"
+    if spec.family == "ordinal":              # statsmodels' ordinal regression, without the intercept
+        from statsmodels.miscmodels.ordinal_model import OrderedModel
+        return _median_time(lambda: OrderedModel(y, X[:, 1:], distr="logit").fit(method="bfgs", disp=False),
+                            repeats)[0], "OrderedModel"
     import statsmodels.api as sm
     if spec.family == "nb2":                      # the NB2 GLM by ML (alpha estimated)
         return _median_time(lambda: sm.NegativeBinomial(y, X, offset=offset).fit(disp=0), repeats)[0], "NB2 ML"
@@ -59,7 +63,7 @@ def _builder(spec, df):
     if spec.family == "gaussian":
         return lambda: hlmext.mixedlm(spec.formula, df)
     ctor = getattr(hlmext, {"binomial": "melogit", "poisson": "mepoisson", "nb2": "menbreg",
-                            "probit": "meprobit"}[spec.family], None)
+                            "probit": "meprobit", "ordinal": "meologit"}[spec.family], None)
     if ctor is None:
         return "not available"
     if spec.offset:
@@ -146,6 +150,8 @@ def statsmodels_fit(name, size, limit):
     warnings.simplefilter("ignore")
     _alarm(limit)
     fe = "y ~ " + " + ".join(spec.fe)
+    if spec.family == "ordinal":              # statsmodels has no ordinal mixed model
+        return {"status": "n/a"}
     if spec.family == "gaussian":
         from statsmodels.regression.mixed_linear_model import MixedLM
         if spec.name == "nested3":
@@ -194,6 +200,7 @@ suppressMessages(library(lme4))
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1])
 for (g in strsplit(args[2], ",")[[1]]) d[[g]] <- factor(d[[g]])
+if (args[4] == "ordinal") { suppressMessages(library(ordinal)); d$y <- factor(d$y, ordered = TRUE) }
 form <- as.formula(args[3])
 for (spec in strsplit(args[5], ",")[[1]]) {
   setTimeLimit(elapsed = as.numeric(args[6]), transient = TRUE)
@@ -202,6 +209,7 @@ for (spec in strsplit(args[5], ",")[[1]]) {
     if (args[4] == "gaussian") lmer(form, data = d, REML = FALSE)
     else if (args[4] == "nb2") glmmTMB::glmmTMB(form, data = d, family = glmmTMB::nbinom2)
     else if (args[4] == "probit") glmer(form, data = d, family = binomial(link = "probit"), nAGQ = nagq)
+    else if (args[4] == "ordinal") clmm(form, data = d, nAGQ = nagq)
     else glmer(form, data = d, family = args[4], nAGQ = nagq),
     error = function(e) conditionMessage(e)))[["elapsed"]]
   setTimeLimit(elapsed = Inf)

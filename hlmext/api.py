@@ -8,7 +8,7 @@ from .design.chunked import is_chunked
 from .exceptions import DataError
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
-from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedPoisson
+from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedOrdinal, MixedPoisson
 from .update import CONSTRUCTORS, remember
 
 
@@ -462,10 +462,14 @@ def _binomial(link):
     return families.Binomial(link=getattr(families.links, link)())
 
 
-def _family_model(name, formula, data, family, options):
+def _in_memory(name, data):
     if is_chunked(data):
         raise DataError("%s fits data held in memory (a pandas DataFrame); chunked, Parquet and Dask data are fitted "
                         "by melogit and mepoisson so far: collect the data into one DataFrame for %s" % (name, name))
+
+
+def _family_model(name, formula, data, family, options):
+    _in_memory(name, data)
     model = MixedFamily.from_formula(formula, data, family=family, eval_env=2, **options)
     extra = {} if name in ("meprobit", "mecloglog", "menbreg") else {"family": family}
     return remember(model, name, formula, data, {**extra, **options})
@@ -484,6 +488,68 @@ def _distributed(family, name, formula, data, extra, cov, missing, pweights, opt
     return remember(model, name, formula, data, dict(extra, cov=cov, missing=missing, **options))
 
 
+def meologit(formula, data, cov=None, missing="drop", **kwargs):
+    """Mixed-effects ordered logistic regression from a formula (Stata ``meologit``, R ``ordinal::clmm``).
+
+    ``P(y <= k | b) = F(cut_k - x'beta - z'b)`` with F the logistic CDF: Stata's and clmm's
+    signs. The fixed part has no intercept (the formula's is dropped; the cut points
+    ``/cut1``, ... take its place).
+
+    Parameters
+    ----------
+    formula : str
+        As for ``mixedlm``, with one level of random effects: ``"y ~ x + (1 | g)"``,
+        ``"y ~ x + (x | g)"``, ``"y ~ x || g:"``. The response must be a column of
+        ``data``: an ordered pandas Categorical (its order of categories; every category
+        must occur), or numbers or strings, whose categories are then their sorted
+        distinct values (strings sort alphabetically: use an ordered Categorical when
+        that is not their order).
+    data : pandas.DataFrame
+    cov : str or dict, optional
+        Covariance structure of the random effects (see ``mixedlm``).
+    missing : {"drop", "raise"}
+    **kwargs
+        None are taken: an unknown keyword raises ``TypeError``.
+
+    Returns
+    -------
+    MixedOrdinal
+        Call ``.fit(nagq=7)`` (adaptive Gauss-Hermite, the default) or ``.fit(nagq=1)``
+        (Laplace).
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> wine = hlmext.datasets.load("wine")
+    >>> res = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=7)
+    >>> round(res.llf, 4), res.params.round(4).tolist()
+    (-81.5325, [3.0619, 1.8334, -1.6235, 1.5128, 4.2271, 6.0862, 1.1348])
+    """
+    check_keywords(meologit, kwargs, aliases={"link": ("hlmext.meoprobit fits the probit link",)})
+    _in_memory("meologit", data)
+    model = MixedOrdinal.from_formula(formula, data, link="logit", cov=cov, missing=missing, eval_env=1)
+    return remember(model, "meologit", formula, data, dict(cov=cov, missing=missing))
+
+
+def meoprobit(formula, data, cov=None, missing="drop", **kwargs):
+    """Mixed-effects ordered probit regression from a formula (Stata ``meoprobit``, ``clmm(link = "probit")``).
+
+    As ``meologit`` with F the standard normal CDF.
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> wine = hlmext.datasets.load("wine")
+    >>> res = hlmext.meoprobit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=1)
+    >>> round(res.llf, 4)
+    -80.9306
+    """
+    check_keywords(meoprobit, kwargs, aliases={"link": ("hlmext.meologit fits the logit link",)})
+    _in_memory("meoprobit", data)
+    model = MixedOrdinal.from_formula(formula, data, link="probit", cov=cov, missing=missing, eval_env=1)
+    return remember(model, "meoprobit", formula, data, dict(cov=cov, missing=missing))
+
+
 # update() rebuilds a model with the function that built it
 CONSTRUCTORS.update(mixedlm=mixedlm, melogit=melogit, mepoisson=mepoisson, meglm=meglm, meprobit=meprobit,
-                    mecloglog=mecloglog, menbreg=menbreg)
+                    mecloglog=mecloglog, menbreg=menbreg, meologit=meologit, meoprobit=meoprobit)

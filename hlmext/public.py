@@ -23,30 +23,32 @@ from .inference.bootstrap import bootstrap, simulate, with_endog
 from .inference.kenward_roger import df_method
 from .inference.profile import GLMMProfile, profile_ci
 from .inference.term_tests import anova as term_anova
-from .exceptions import ModelError
 from .keywords import check_keywords, checked
 from .models import families as _families
 from .models import glmm_distributed as _glmm_distributed
 from .models import linear as _linear
 from .models import many as _many
 from .models import mixed_family as _mixed_family
+from .models import ordinal as _ordinal
 from .models.residual_linear import ResidualModel
+from .output import ordinal as _ordinal_output
 from .output.diagnostic_plots import plot_influence, plot_qq, plot_residuals
 from .output.emit import to_lme4, to_stata
+from .output.emit_glmm import glmm_to_stata
 from .output.nlme_emit import to_nlme
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
-from .output.emit_glmm import glmm_to_stata
 from .results import glmm as _glmm_results
-from .results.glmm_distributed import PartitionedResults
 from .results import linear as _linear_results
+from .results import ordinal as _ordinal_results
 from .results.glmm import GLMMResultsWrapper
+from .results.glmm_distributed import PartitionedResults
 from .results.linear import MixedResultsWrapper
 from .results.many import ManyResults
 from .update import CONSTRUCTORS, update
 
 __all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson", "MixedFamily",
-           "DistributedGLM", "DistributedGLMMResults"]
+           "DistributedGLM", "DistributedGLMMResults", "OrdinalResults", "MixedOrdinal"]
 
 
 class _RefitsAndPlots:
@@ -446,3 +448,43 @@ class DistributedGLMMResults(PartitionedResults, GLMMResults):
 class DistributedGLM(_glmm_distributed.DistributedGLM):
     __doc__ = _glmm_distributed.DistributedGLM.__doc__
     results_class, wrapper_class = DistributedGLMMResults, GLMMResultsWrapper
+
+
+class OrdinalResults(_RefitsAndPlots, _ordinal_results.OrdinalResults):
+    __doc__ = _ordinal_results.OrdinalResults.__doc__
+
+    @checked
+    def summary(self, eform=False, alpha=0.05):
+        """Stata-style summary (text with ``print``, HTML in notebooks, ``as_latex()``).
+
+        The cut points follow the fixed effects; ``eform=True`` shows odds ratios (logit)
+        of the fixed effects, not of the cut points; a probit has no such ratios.
+        """
+        if eform and self.link != "logit":
+            raise ValueError("eform=True shows odds ratios, which a probit model does not have: its "
+                             "coefficients are on the latent normal scale; use eform=False")
+        return _ordinal_output.OrdinalSummary(self, eform=eform, alpha=alpha)
+
+    def to_lme4(self, data="df"):
+        """The ``ordinal::clmm`` call of this fit (lme4 has no ordinal family); see ``hlmext.output.ordinal``."""
+        return _ordinal_output.to_clmm(self, data=data)
+
+    def to_stata(self):
+        """The Stata ``meologit`` / ``meoprobit`` command of this fit; see ``hlmext.output.ordinal``."""
+        return _ordinal_output.to_stata(self)
+
+    def _repr_html_(self):
+        return self.summary()._repr_html_()
+
+
+class MixedOrdinal(_ordinal.MixedOrdinal):
+    __doc__ = _ordinal.MixedOrdinal.__doc__
+    results_class, wrapper_class = OrdinalResults, _ordinal_results.OrdinalResultsWrapper
+
+    def to_lme4(self, nagq=7, data="df"):
+        """The ``ordinal::clmm`` call of this model; see ``hlmext.output.ordinal.to_clmm``."""
+        return _ordinal_output.to_clmm(self, nagq=nagq, data=data)
+
+    def to_stata(self, nagq=7):
+        """The Stata ``meologit`` / ``meoprobit`` command of this model; see ``hlmext.output.ordinal``."""
+        return _ordinal_output.to_stata(self, nagq=nagq)

@@ -21,7 +21,8 @@ FIT_OPTIONS = {"mixedlm": ("reml", "maxiter", "cov_type", "cov_kwds"),
                "melogit": ("nagq", "maxiter", "cov_type", "cov_kwds"),
                "mepoisson": ("nagq", "maxiter", "cov_type", "cov_kwds"),
                **{name: ("nagq", "maxiter", "cov_type", "cov_kwds")
-                  for name in ("meglm", "meprobit", "mecloglog", "menbreg")}}
+                  for name in ("meglm", "meprobit", "mecloglog", "menbreg")},
+               "meologit": ("nagq", "maxiter"), "meoprobit": ("nagq", "maxiter")}
 
 #: the functions that build models, by name: ``hlmext.api`` registers mixedlm, melogit and mepoisson
 CONSTRUCTORS = {}

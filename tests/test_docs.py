@@ -32,7 +32,8 @@ MODULES = ["hlmext.api", "hlmext.public", "hlmext.inference.lrtest", "hlmext.inf
            "hlmext.results.idioms", "hlmext.inference.anova", "hlmext.update", "hlmext.results.conventions", "hlmext.formula.mixedlm_keywords",
            "hlmext.formula.design_state", "hlmext.inference.lr_checks", "hlmext.keywords", "hlmext.threads",
            "hlmext.design.variance_components",
-           "hlmext.design.residual_structures", "hlmext.results.within", "hlmext.output.nlme_emit"]
+           "hlmext.design.residual_structures", "hlmext.results.within", "hlmext.output.nlme_emit",
+           "hlmext.models.ordinal", "hlmext.results.ordinal", "hlmext.output.ordinal"]
 
 _FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)pycon[ \t]*\n(?P<body>.*?)"
                     r"^(?P=fence)[ \t]*$", re.S | re.M)

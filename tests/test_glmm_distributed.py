@@ -220,9 +220,9 @@ def test_variance_on_the_boundary_as_in_memory():
     np.testing.assert_allclose(np.asarray(res.fe_params), np.asarray(ref.fe_params), rtol=TOL)
 
 
-@pytest.mark.parametrize("name", ["meprobit", "mecloglog", "menbreg"])
+@pytest.mark.parametrize("name", ["meprobit", "mecloglog", "menbreg", "meologit"])
 def test_other_families_on_chunks_are_refused_by_name(name):
     df = hlmext.datasets.load("cbpp")
-    extra = {} if name == "menbreg" else {"trials": "size"}
+    extra = {} if name in ("menbreg", "meologit") else {"trials": "size"}
     with pytest.raises(hlmext.DataError, match="%s fits data held in memory" % name):
         getattr(hlmext, name)("incidence ~ C(period) + (1 | herd)", [df.iloc[:30], df.iloc[30:]], **extra)

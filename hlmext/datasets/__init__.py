@@ -53,6 +53,8 @@ _FILES = {
                  "by treatment", "R package MASS, bacteria"),
     "mmmec": ("mmmec.csv", "melanoma deaths (Poisson, offset log expected) of counties in regions in "
               "9 nations (three levels)", "R package mlmRev, Mmmec"),
+    "wine": ("wine.csv", "bitterness ratings (ordinal, 1-5) of wines by 9 judges, by temperature and "
+             "contact", "R package ordinal, wine"),
     "verbagg": ("verbagg.csv", "verbal aggression questionnaire (binary): 316 persons crossed with "
                 "24 items", "R package lme4, VerbAgg"),
     "ovary": ("ovary.csv", "counts of ovarian follicles of 11 mares over their estrus cycles (serially "

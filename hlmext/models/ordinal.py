@@ -1,0 +1,397 @@
+"""Ordinal (cumulative logit / probit) mixed models by maximum likelihood.
+
+Model (Stata ``meologit`` / ``meoprobit``, R ``ordinal::clmm``): for a response with
+ordered categories 1..K,
+
+    P(y_ij <= k | b_j) = F(cut_k - x_ij' beta - z_ij' b_j),   b_j = Lambda u_j, u_j ~ N(0, I),
+
+with F the logistic (``link="logit"``) or standard normal (``"probit"``) CDF and
+cut_1 < ... < cut_{K-1}. The cut points take the intercept's role: the fixed part has no
+intercept (the formula's is dropped, as Stata does). A row's log-likelihood is
+``log(F(cut_k - eta) - F(cut_{k-1} - eta))``; the marginal likelihood integrates each
+cluster's random effects out by Laplace or adaptive Gauss-Hermite quadrature in
+``_kernels/ordinal.pyx``, which also gives the analytic gradient in (beta, cuts, theta).
+
+One level of random effects (any ``cov=`` structure); the optimizer works with the first
+cut point and the logs of the gaps between cut points, so the cut points stay ordered.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from .._kernels import ordinal as _ordinal
+from ..exceptions import ConvergenceWarning, DataError, FormulaError, ModelError
+from ..formula import grammar as fm
+from ..keywords import check_keywords, checked
+from ..stacklevel import user_stacklevel
+from .glmm import MixedGLM, _Buffers, kernel_threads
+from .glmm_boundary import best_on_boundary
+from .linear import _caller_env
+from .optimize import minimize_with_gradient, single_blas_thread
+from .quadrature import MAX_NODES
+
+LINKS = {"logit": _ordinal.LOGIT, "probit": _ordinal.PROBIT}
+
+
+def response_codes(values, name):
+    """Category codes (float, NaN where missing) and the ordered category labels of a response.
+
+    An ordered pandas Categorical keeps its order (and its unused categories, which the
+    model refuses); anything else (numbers, strings, an unordered Categorical) is ordered
+    by sorting its distinct values.
+    """
+    s = pd.Series(values)
+    if isinstance(s.dtype, pd.CategoricalDtype) and s.cat.ordered:
+        codes = s.cat.codes.to_numpy().astype(float)
+        codes[codes < 0] = np.nan
+        return codes, list(s.cat.categories)
+    present = s.dropna()
+    try:
+        levels = sorted(pd.unique(present))
+    except TypeError as exc:
+        raise DataError("response %r mixes values that cannot be sorted (%s); pass an ordered pandas "
+                        "Categorical to give the order of its categories" % (name, exc)) from None
+    codes = pd.Categorical(s, categories=levels).codes.astype(float)
+    codes[codes < 0] = np.nan
+    return codes, levels
+
+
+class MixedOrdinal(MixedGLM):
+    """Ordinal logistic or probit regression with random effects (``hlmext.meologit``, ``meoprobit``).
+
+    Built by ``from_formula`` (or the constructors of ``hlmext.api``), or from arrays:
+    ``endog`` the responses (their sorted distinct values are the categories, unless
+    ``categories`` lists them in order and ``endog`` holds their codes 0..K-1), ``exog``
+    with a column of ones (the intercept, dropped), ``groups``, ``exog_re`` and
+    ``link="logit"`` or ``"probit"``. Parameters are the fixed effects (no intercept), the
+    cut points ``/cut1``..``/cut{K-1}`` and the sd's and correlations.
+
+    Examples
+    --------
+    >>> import hlmext
+    >>> wine = hlmext.datasets.load("wine")
+    >>> res = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=1)
+    >>> round(res.llf, 3)
+    -81.565
+    """
+
+    model_label = "Mixed-effects ologit regression"
+    eform_label = "Odds Ratio"
+    versus = "ologit regression"
+
+    def __init__(self, endog=None, exog=None, groups=None, exog_re=None, cov="unstructured", link="logit",
+                 categories=None, **kwargs):
+        check_keywords(MixedOrdinal.__init__, kwargs, extra=("exog_names", "exog_re_names", "design", "frame",
+                                                             "formula", "columns", "sampling"))
+        if link not in LINKS:
+            raise ValueError("link must be 'logit' or 'probit', not %r" % (link,))
+        self.link = link
+        if link == "probit":
+            self.model_label, self.eform_label, self.versus = ("Mixed-effects oprobit regression", "",
+                                                               "oprobit regression")
+        self._link_code = LINKS[link]
+        self._categories = categories
+        super().__init__(endog, exog, groups, exog_re, cov, **kwargs)
+        d = self.design
+        if self.nested:
+            raise ModelError("meologit/meoprobit fit one level of random effects; the model has %s: keep one "
+                             "grouping level" % ", ".join(lv.name for lv in self.levels[::-1]))
+        names = list(d.exog_names)
+        if "Intercept" not in names:
+            raise FormulaError("the fixed part of an ordinal model needs its intercept (the cut points take its "
+                               "place and it is dropped from the design): remove '0 +' or '- 1' from the formula")
+        keep = [i for i, nm in enumerate(names) if nm != "Intercept"]
+        self._keep = keep
+        self.beta_names = [names[i] for i in keep]
+        self.k_beta, self.k_cut = len(keep), self.n_categories - 1
+        # x'beta of the rows; ``_X`` pads it with a zero column per cut point, so that the
+        # fixed part (beta, cuts) times ``_X`` is the linear predictor without the cut points
+        self._Xb = np.ascontiguousarray(d.exog[:, keep])
+        self._X = np.ascontiguousarray(np.hstack([self._Xb, np.zeros((self.nobs, self.k_cut))]))
+        self.cut_names = ["/cut%d" % (k + 1) for k in range(self.k_cut)]
+        self.k_fe = self.k_beta + self.k_cut
+        self.data.param_names = self.beta_names + self.cut_names + self.report_names()
+        self._yk = np.ascontiguousarray(self._y, dtype=np.intc)
+        self._cut_of_A = np.where(self._yk < self.k_cut, self._yk, -1)
+        self._cut_of_B = self._yk - 1
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_formula(cls, formula, data, link="logit", cov=None, missing="drop", eval_env=0, **kwargs):
+        """Build the model from a formula; see ``hlmext.meologit``."""
+        check_keywords(MixedOrdinal.from_formula, kwargs)
+        response = fm.parse(formula, cov=cov).response
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError("data must be a pandas DataFrame, not %s" % type(data).__name__)
+        if response not in data.columns:
+            raise FormulaError("the response of an ordinal model must be a column of data; %r is not one"
+                               % response)
+        codes, labels = response_codes(data[response], response)
+        if len(labels) < 2:
+            raise DataError("response %r has %s: an ordinal model needs at least two categories"
+                            % (response, "one category (%r)" % (labels[0],) if labels else "no values"))
+        data = data.assign(**{response: codes})
+        return cls._from_formula(formula, data, {}, cov=cov, missing=missing, eval_env=_caller_env(eval_env),
+                                 link=link, categories=labels)
+
+    @property
+    def exog_names(self):
+        return self.beta_names + self.cut_names
+
+    @property
+    def n_categories(self):
+        return len(self._categories) if self._categories is not None else int(np.max(self.design.endog)) + 1
+
+    @property
+    def categories(self):
+        """The response's categories, lowest first."""
+        return list(self._categories) if self._categories is not None else list(range(self.n_categories))
+
+    @staticmethod
+    def _row_constant(y, ntr):
+        return np.zeros(len(y))
+
+    def _check_response(self, y, ntr, name, trials_name):
+        if self._categories is None:
+            self._categories = sorted(set(np.asarray(y).tolist()))
+            y[:] = np.searchsorted(self._categories, y)
+        K = len(self._categories)
+        if K < 2:
+            raise DataError("response %r has one category (%r): an ordinal model needs at least two"
+                            % (name, self._categories[0] if K else None))
+        counts = np.bincount(np.asarray(y, dtype=int), minlength=K)
+        empty = [str(c) for c, n in zip(self._categories, counts) if n == 0]
+        if empty:
+            raise DataError("response %r has no rows in categor%s %s (after dropping rows with missing values): "
+                            "drop unused categories (Series.cat.remove_unused_categories()) or merge them"
+                            % (name, "ies" if len(empty) > 1 else "y", ", ".join(empty)))
+
+    def _new_buffers(self):
+        d, n = self.design, self.nobs
+        G, q = self.levels[0].n_groups, self.levels[0].q
+        b = _Buffers()
+        b.u, b.zl, b.eta = np.zeros(d.n_u), np.empty((n, q)), np.empty(n)
+        b.rd, b.ubar, b.gab = np.empty((n, 8)), np.empty((n, q)), np.empty((n, 2))
+        b.ll, b.chol, b.glam = np.empty(G), np.empty((G, q, q)), np.empty(q * q)
+        b.rules = {}
+        return b
+
+    _gab = property(lambda self: self._buffers.get(self).gab)
+    _rd = property(lambda self: self._buffers.get(self).rd)
+
+    # ------------------------------------------------------------------ objective
+    def split(self, fe):
+        """(beta, cuts) of the fixed part ``fe``."""
+        fe = np.asarray(fe, float)
+        return fe[:self.k_beta], fe[self.k_beta:]
+
+    def _kernel(self, fe, theta, nagq, grad):
+        beta, cuts = self.split(fe)
+        if not np.all(np.diff(cuts) > 0):
+            return -np.inf
+        lam = np.ascontiguousarray(self.lams(theta)[0])
+        nodes, logw = self._rule(nagq)[:2]
+        q = self.levels[0].q
+        eta0 = self._Xb @ beta
+        for attempt in range(2):
+            n_failed = _ordinal.cluster_loglik(self._link_code, self._Z, self._yk, cuts, eta0, *self._rows, lam,
+                                               nodes, logw, self._u.reshape(-1, q), self._ll, self._chol,
+                                               self._zl, self._eta, self._rd, self._ubar, self._gab,
+                                               self._glam.reshape(q, q), grad, n_threads=kernel_threads())
+            if not n_failed:
+                return float(self._ll.sum())
+            self._u[:] = 0.0                      # restart the modes from zero once
+        return -np.inf
+
+    def loglike_theta(self, fe, theta, nagq=1, grad=False):
+        """Log-likelihood at (beta and cuts, theta) and, with ``grad``, its gradient.
+
+        Parameters
+        ----------
+        fe : ndarray (k_beta + K - 1,)
+            Fixed effects, then the cut points.
+        theta : ndarray (k_re,)
+        nagq : int
+            1 for Laplace, else adaptive Gauss-Hermite points per dimension.
+        grad : bool
+
+        Returns
+        -------
+        float, or (float, ndarray (k_fe + k_re,)) with ``grad``.
+        """
+        fe, theta = np.asarray(fe, float), np.asarray(theta, float)
+        ll = self._kernel(fe, theta, nagq, grad)
+        if not grad:
+            return ll
+        if not np.isfinite(ll):
+            return ll, np.full(fe.size + theta.size, np.nan)
+        glam = self._glam.reshape(self.levels[0].q, -1)
+        g_theta = [float(np.sum(glam * dl)) for dl in self._dlam_dtheta(theta)[0]]
+        return ll, np.concatenate([self._fe_gradient(self._gab[:, 0], self._gab[:, 1]), g_theta])
+
+    def _fe_gradient(self, gA, gB):
+        """d loglik / d (beta, cuts) from every row's d loglik / dA and d loglik / dB."""
+        a, b = self._cut_of_A >= 0, self._cut_of_B >= 0
+        g_cut = (np.bincount(self._cut_of_A[a], gA[a], minlength=self.k_cut)
+                 + np.bincount(self._cut_of_B[b], gB[b], minlength=self.k_cut))
+        return np.concatenate([-(self._Xb.T @ (gA + gB)), g_cut])
+
+    def _null_loglike(self, fe):
+        """Log-likelihood of the model without random effects and its gradient in (beta, cuts)."""
+        beta, cuts = self.split(fe)
+        if not np.all(np.diff(cuts) > 0):
+            return -np.inf, np.full(fe.size, np.nan)
+        ll, d = _ordinal.row_loglik(self._link_code, self._yk, cuts, self._Xb @ beta)
+        return float(ll.sum()), self._fe_gradient(d[:, 3], -d[:, 0] - d[:, 3])
+
+    # ------------------------------------------------------------------ fit
+    def null_fit(self):
+        """The ordinal regression without random effects: (beta and cuts, llf, their standard errors)."""
+        p = self.k_fe
+        counts = np.bincount(self._yk, minlength=self.k_cut + 1)
+        cum = np.cumsum(counts)[:-1] / counts.sum()
+        ppf = stats.logistic.ppf if self.link == "logit" else stats.norm.ppf
+        x0 = to_x(np.concatenate([np.zeros(self.k_beta), ppf(cum)]), self.k_beta)
+
+        def f_and_g(x):
+            fe, jac = from_x(x, self.k_beta)
+            ll, g = self._null_loglike(fe)
+            if not np.isfinite(ll):
+                return np.inf, np.zeros_like(x)
+            return -ll, -(jac.T @ g)
+
+        res = optimize.minimize(f_and_g, x0, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 2000})
+        fe = from_x(res.x, self.k_beta)[0]
+        H = np.empty((p, p))
+        for i in range(p):
+            h = 1e-5 * max(1.0, abs(fe[i]))
+            e = np.zeros(p)
+            e[i] = h
+            H[i] = (self._null_loglike(fe + e)[1] - self._null_loglike(fe - e)[1]) / (2 * h)
+        try:
+            se = np.sqrt(np.diag(np.linalg.inv(-0.5 * (H + H.T))))
+        except np.linalg.LinAlgError:
+            se = np.ones(p)
+        se = np.where(np.isfinite(se) & (se > 0), se, 1.0)
+        return fe, float(-res.fun), se
+
+    @checked
+    def fit(self, nagq=None, start=None, maxiter=1000, disp=False):
+        """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
+
+        Parameters
+        ----------
+        nagq : int, optional
+            Quadrature points per random effect; 1 is the Laplace approximation. Default 7
+            while the rule has at most 5,000 points, else 1.
+        start : array_like (k_beta + K - 1 + k_re,), optional
+            Starting fixed effects, cut points and theta; default the ordinal regression
+            without random effects and theta = 1 relative to the design columns' scale.
+        maxiter : int
+        disp : bool
+            Print the optimizer's progress and summaries.
+
+        Returns
+        -------
+        OrdinalResults
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> wine = hlmext.datasets.load("wine")
+        >>> res = hlmext.meoprobit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=7)
+        >>> round(res.llf, 3)
+        -80.931
+        """
+        if nagq is None:
+            nagq = 1 if 7 ** self.levels[0].q > MAX_NODES else 7
+        nagq = self._check_nagq(nagq)
+        self._u[:] = 0.0
+        with single_blas_thread():
+            return self._fit(nagq, start, maxiter, disp)
+
+    def _fit(self, nagq, start, maxiter, disp):
+        fe_null, null_llf, se_null = self.null_fit()
+        p, kb = self.k_fe, self.k_beta
+        tscale = self.theta_scale()
+        if start is None:
+            start = np.concatenate([fe_null, self.theta_start() * tscale])
+        start = np.asarray(start, float)
+        if start.size != p + self.k_re:
+            raise ValueError("start must have %d values (fixed effects, cut points, then theta), got %d"
+                             % (p + self.k_re, start.size))
+        if not np.all(np.diff(start[kb:p]) > 0):
+            raise ValueError("start: the cut points must increase, got %s" % start[kb:p])
+        x0 = np.concatenate([to_x(start[:p], kb), start[p:]])
+        gaps = np.diff(fe_null[kb:])
+        cut_scale = np.concatenate([se_null[kb:kb + 1], np.clip(se_null[kb + 1:] / gaps, 0.01, 1.0)])
+        scale = np.concatenate([se_null[:kb], cut_scale, tscale])
+        bounds = [(None, None)] * p + self.theta_bounds()
+        obj = _Objective(self, 1)
+        opt, hess = minimize_with_gradient(obj, x0, bounds, scale, maxiter, disp=disp)
+        opts = [opt]
+        if nagq > 1:
+            obj = _Objective(self, nagq)
+            opt, hess = minimize_with_gradient(obj, opt.end, bounds, scale, maxiter, hess, disp=disp)
+            opts.append(opt)
+        opt = opts[-1] = best_on_boundary(self, obj, opt, hess, (to_x(fe_null, kb), null_llf), bounds, scale,
+                                          maxiter)
+        opt.end = np.concatenate([from_x(opt.end[:p], kb)[0], opt.end[p:]])
+        if disp:
+            print("\n".join(str(o) for o in opts))
+        if not opt.converged:
+            warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
+                          "evaluations; rescale covariates, simplify the random part or try other start values"
+                          % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
+        return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_null))
+
+
+def to_x(fe, k_beta):
+    """The optimizer's coordinates of (beta, cuts): beta, the first cut, the logs of the gaps."""
+    fe = np.asarray(fe, float)
+    cuts = fe[k_beta:]
+    return np.concatenate([fe[:k_beta], cuts[:1], np.log(np.diff(cuts))])
+
+
+def from_x(x, k_beta):
+    """(beta, cuts) from the optimizer's coordinates, and the Jacobian d fe / d x."""
+    x = np.asarray(x, float)
+    gaps = np.exp(x[k_beta + 1:])
+    cuts = x[k_beta] + np.concatenate([[0.0], np.cumsum(gaps)])
+    k = cuts.size
+    jac = np.eye(x.size)
+    block = np.zeros((k, k))
+    block[:, 0] = 1.0
+    for m in range(1, k):
+        block[m:, m] = gaps[m - 1]
+    jac[k_beta:, k_beta:] = block
+    return np.concatenate([x[:k_beta], cuts]), jac
+
+
+class _Objective:
+    """Deviance of the optimizer's x = (beta, first cut, log gaps, theta) and its gradient."""
+
+    def __init__(self, model, nagq):
+        self.model, self.nagq, self.x, self.n_evals = model, nagq, None, 0
+
+    def _eval(self, x):
+        if self.x is None or not np.array_equal(x, self.x):
+            m = self.model
+            p = m.k_fe
+            self.n_evals += 1
+            fe, jac = from_x(x[:p], m.k_beta)
+            ll, g = m.loglike_theta(fe, x[p:], self.nagq, grad=True)
+            g = np.concatenate([jac.T @ g[:p], g[p:]])
+            self.x, self.f, self.g = np.array(x, copy=True), -2.0 * ll if np.isfinite(ll) else np.inf, -2.0 * g
+
+    def value(self, x):
+        self._eval(x)
+        return self.f
+
+    def grad(self, x):
+        self._eval(x)
+        return self.g if np.isfinite(self.f) else np.zeros_like(x)
