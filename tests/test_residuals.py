@@ -435,3 +435,19 @@ def test_crossed_random_effects_with_residual_structures(kwargs):
     if kwargs.get("residuals") == "ar1" and "var_weights" not in kwargs:
         stata = hlmext.mixedlm("diameter ~ 1 || _all: R.sample || plate:, residuals(ar 1, t(t))", pen)
         assert stata.deviance(res.theta, reml=False) == pytest.approx(-2 * res.llf, rel=1e-12)
+
+
+def test_one_model_fitted_from_two_threads_at_once():
+    # an evaluation puts the whitened statistics of its psi in place: fits of one model from several
+    # threads must each be right (serialized), and equal to the serial fit bit for bit
+    from concurrent.futures import ThreadPoolExecutor
+    for structure, time in (("ar1", "occasion"), ("exponential", "Time")):
+        serial = hlmext.mixedlm(OV, OVARY, residuals=structure, time=time).fit(reml=False)
+        model = hlmext.mixedlm(OV, OVARY, residuals=structure, time=time)
+        with ThreadPoolExecutor(2) as pool:
+            fits = list(pool.map(lambda reml: model.fit(reml=reml), [False, True, False, True]))
+        for res in fits[::2]:
+            np.testing.assert_array_equal(res.params.to_numpy(), serial.params.to_numpy())
+            assert res.llf == serial.llf
+        reml = hlmext.mixedlm(OV, OVARY, residuals=structure, time=time).fit(reml=True)
+        np.testing.assert_array_equal(fits[1].params.to_numpy(), reml.params.to_numpy())

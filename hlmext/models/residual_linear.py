@@ -12,6 +12,8 @@ differences in ``psi``.
 """
 from __future__ import annotations
 
+import functools
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -27,6 +29,17 @@ from ..formula import frames
 from ..formula import grammar as fm
 from .linear import Factorization, _caller_env, _deviance, _release_arrays, design_from_frame
 from .optimize import minimize
+
+def _serialized(method):
+    """Run ``method`` holding the model's lock: an evaluation puts the statistics at its psi in
+    place (``ResidualModel._use``), so one model's evaluations and fits run one at a time and
+    fits of it from several threads are each right."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
 
 _CACHE = 4          # statistics kept for this many recent psi (the optimizer's differences revisit them)
 
@@ -85,6 +98,7 @@ class ResidualModel:
         self.var_weights = var_weights          # precision weights (sorted rows): Var(e_i) = sigma^2 R / w_i
         self._whitened = None
         self._by_psi = OrderedDict()
+        self._lock = threading.RLock()          # see _serialized
         super().__init__(*args, **kwargs)
         self.k_theta = sum(lv.cov.n_theta for lv in self.levels)
         self.k_re = self.k_theta + residual.n_params
@@ -95,10 +109,12 @@ class ResidualModel:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_whitened"], state["_rows"] = None, None      # the cached statistics stay (small)
+        state.pop("_lock", None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._lock = threading.RLock()
         d, w = self.design, self.var_weights
         if getattr(d, "W", None) is not None:
             self._rows = d.W if w is None else d.W * np.sqrt(w)[:, None]
@@ -218,20 +234,24 @@ class ResidualModel:
         theta = np.asarray(theta, float)
         return np.concatenate([super().theta_canonical(theta[:self.k_theta]), theta[self.k_theta:]])
 
+    @_serialized
     def factorize(self, theta):
         return self._factor(theta)
 
+    @_serialized
     def _factorize_final(self, theta):
         buffers = self._scratch()
         self._buffers.get(self).scratch = None
         return self._factor(theta, *buffers)
 
+    @_serialized
     def deviance(self, theta, reml=True):
         f = self._factor(theta, *self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf
         return _deviance(f, self.nobs, self.k_fe, reml)
 
+    @_serialized
     def deviance_at(self, theta, sigma, reml=True):
         f = self._factor(theta, *self._scratch())
         if not f.ok:
@@ -245,6 +265,7 @@ class ResidualModel:
         deviance (the fit itself uses ``deviance_and_gradient``)."""
         return False
 
+    @_serialized
     def deviance_and_gradient(self, theta, reml=True, step=1e-5):
         """The deviance and its gradient: analytic in ``theta``, central differences in ``psi``."""
         theta = np.asarray(theta, float)
@@ -290,6 +311,7 @@ class ResidualModel:
         return np.concatenate([theta, psi]), sigma
 
     # ------------------------------------------------------------------ fit
+    @_serialized
     def _fit(self, reml, start, maxiter, disp, robust=None, scope="all"):
         if robust is not None:
             raise ModelError("cov_type='cluster' with a residual structure is not available: the residual "
