@@ -389,6 +389,33 @@ class ResidualMixedResults(MixedResults):
     def _check_icc(self):
         raise _not_with_residuals("icc()", "the model-implied correlations are in res.wcorrelation(group)")
 
+    # the diagnostics and standard errors of predictions below are those of independent errors
+    def get_prediction(self, exog=None, which="conditional", new_groups="error", offset=None):
+        if which != "marginal":
+            raise _not_with_residuals("get_prediction(which=%r)" % (which,),
+                                      "which='marginal' gives the fixed part with its standard errors")
+        pred = super().get_prediction(exog, which=which, new_groups=new_groups, offset=offset)
+        pred.se_obs = None                 # a new observation's variance depends on the residual structure
+        return pred
+
+    def residuals(self, kind="raw", which="conditional"):
+        if kind != "raw":
+            raise _not_with_residuals("residuals(kind=%r)" % (kind,), "use kind='raw'")
+        return super().residuals(kind=kind, which=which)
+
+    def hatvalues(self):
+        raise _not_with_residuals("hatvalues()", "fit without residuals= / var_weights= for leverage")
+
+    def cooks_distance(self):
+        raise _not_with_residuals("cooks_distance()", "fit without residuals= / var_weights= for influence")
+
+    def influence(self, groups=None, exact=False):
+        raise _not_with_residuals("influence()", "refit without a group by hand to see its influence")
+
+    def coef_table(self, alpha=0.05):
+        raise _not_with_residuals("coef_table()", "res.coef() gives the group-level coefficients without "
+                                  "standard errors")
+
 
 class LinearMixedResiduals(ResidualModel, LinearMixed):
     """``LinearMixed`` with a residual covariance structure: built by ``hlmext.mixedlm(...,
@@ -400,6 +427,10 @@ class LinearMixedResiduals(ResidualModel, LinearMixed):
         """lme4 has no residual structures: the equivalent nlme call, ``lme(..., correlation = ...)``
         (:func:`hlmext.output.nlme_emit.to_nlme`)."""
         return to_nlme(self, reml=reml, data=data)
+
+    def fit_many(self, Y, reml=True, **kwargs):
+        """Not available with a residual structure or precision weights (``fit_many`` fits independent errors)."""
+        raise _not_with_residuals("fit_many()", "fit each response with fit()")
 
     def refit(self, endog, reml=True, start=None, **kwargs):
         """Not available with a residual structure (the whitened statistics depend on it)."""

@@ -451,3 +451,23 @@ def test_one_model_fitted_from_two_threads_at_once():
             assert res.llf == serial.llf
         reml = hlmext.mixedlm(OV, OVARY, residuals=structure, time=time).fit(reml=True)
         np.testing.assert_array_equal(fits[1].params.to_numpy(), reml.params.to_numpy())
+
+
+def test_tools_of_independent_errors_refuse_residual_structures_and_precision_weights():
+    ar1 = hlmext.mixedlm(OV, OVARY, residuals="ar1", time="occasion")
+    weighted = hlmext.mixedlm(OV, OVARY, var_weights=np.linspace(1, 2, len(OVARY)))
+    for model in (ar1, weighted):
+        with pytest.raises(ModelError, match=r"fit_many\(\) is not available"):
+            model.fit_many(np.c_[OVARY.follicles, OVARY.follicles * 2])
+        res = model.fit()
+        for call, what in ((lambda: res.hatvalues(), "hatvalues"), (lambda: res.cooks_distance(), "cooks_distance"),
+                           (lambda: res.influence(), "influence"), (lambda: res.coef_table(), "coef_table"),
+                           (lambda: res.residuals(kind="pearson"), "residuals"),
+                           (lambda: res.get_prediction(), "get_prediction")):
+            with pytest.raises(ModelError, match=what):
+                call()
+        pred = res.get_prediction(which="marginal")         # the fixed part: right whatever the errors
+        X = res.model.exog
+        np.testing.assert_allclose(pred.se_mean, np.sqrt(np.einsum("ij,jk,ik->i", X, res.cov_fe.to_numpy(), X)),
+                                   rtol=1e-10)
+        assert pred.se_obs is None and len(res.residuals()) == len(OVARY)
