@@ -475,6 +475,26 @@ class DistributedGLMMResults(PartitionedResults, GLMMResults):
     def refit(self, new_endog):
         self._in_memory_only("refits")
 
+    def _rows_only(self, what):
+        raise ModelError("%s needs the fitted rows in one process, which a fit on partitions does not keep: fit the "
+                         "model in memory (hlmext.%s(formula, df) with a pandas DataFrame) for %s"
+                         % (what, self.model.constructor, what))
+
+    def get_prediction(self, exog=None, which="conditional", new_groups="error", offset=None):
+        self._rows_only("get_prediction()")
+
+    def margins(self, data, *args, **kwargs):
+        self._rows_only("margins()")
+
+    def residuals(self, kind="raw", which="conditional"):
+        self._rows_only("residuals()")
+
+    def influence(self, groups=None, exact=False):
+        self._rows_only("influence()")
+
+    def coef_table(self, alpha=0.05):
+        self._rows_only("coef_table()")
+
 
 class DistributedGLM(_glmm_distributed.DistributedGLM):
     __doc__ = _glmm_distributed.DistributedGLM.__doc__

@@ -135,7 +135,10 @@ def test_robust_standard_errors_lr_test_and_blups(data):
 
 def test_row_methods_refuse_naming_the_in_memory_fit(data):
     res = hlmext.melogit("yb ~ x + (1 | school)", chunks_of(data)).fit(nagq=1)
-    for call in (lambda: res.bootstrap(n=10), lambda: res.profile_ci(), lambda: res.simulate()):
+    for call in (lambda: res.bootstrap(n=10), lambda: res.profile_ci(), lambda: res.simulate(),
+                 lambda: res.get_prediction(data.head(3)), lambda: res.predict(data.head(3), which="marginal"),
+                 lambda: res.margins(data), lambda: res.residuals(), lambda: res.influence(),
+                 lambda: res.coef_table()):
         with pytest.raises(ModelError, match="fit the model in memory"):
             call()
     with pytest.raises(ValueError, match="keeps no rows"):
