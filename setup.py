@@ -47,6 +47,6 @@ class ParallelBuildExt(build_ext):
 
 
 extensions = [extension("core"), extension("row_order"), extension("gradient"), extension("glmm", openmp=True),
-              extension("glmm_nested")]
+              extension("glmm_nested"), extension("crossed")]
 
 setup(ext_modules=cythonize(extensions, language_level=3), cmdclass={"build_ext": ParallelBuildExt})
