@@ -12,10 +12,10 @@ from hlmext.design.layout import _chain_and_crossed
 from hlmext.models.gradient import GradientParts
 
 
-def _crossed_slopes(seed=1, n_subj=30, n_item=12):
-    """Subjects x items, each subject sees a random half of the items; slopes on both."""
+def _crossed_slopes(seed=1, n_subj=30, n_item=12, seen=None):
+    """Subjects x items, each subject sees ``seen`` items (half of them by default); slopes on both."""
     rng = np.random.default_rng(seed)
-    rows = [(s, i) for s in range(n_subj) for i in rng.choice(n_item, n_item // 2, replace=False)]
+    rows = [(s, i) for s in range(n_subj) for i in rng.choice(n_item, seen or n_item // 2, replace=False)]
     df = pd.DataFrame(rows, columns=["subj", "item"])
     df["x"] = rng.choice([-0.5, 0.5], size=len(df))
     bs, bi = rng.normal(size=(n_subj, 2)), rng.normal(size=(n_item, 2))
@@ -39,7 +39,14 @@ CASES = [
     ("y ~ x + (1 + x | subj) + (1 + x | item)", _crossed_slopes),
     ("y ~ x + (1 | a) + (1 | b) + (1 | c)", _three_crossed),
     ("y ~ x + (1 | a) + (x | b) + (1 | c)", _three_crossed),
+    # clusters touching 60 columns: their products go through BLAS
+    ("y ~ x + (1 + x | subj) + (1 + x | item)", lambda: _crossed_slopes(seed=6, n_subj=30, n_item=30, seen=30)),
 ]
+
+
+def test_wide_case_has_clusters_wider_than_the_blas_threshold(monkeypatch):
+    model = _model(CASES[-1][0], CASES[-1][1](), True, monkeypatch)
+    assert model.design.coupling.max_columns >= 48      # BLAS_WIDTH in _kernels/crossed.pyx
 
 
 def _model(formula, data, sparse, monkeypatch):
@@ -97,7 +104,7 @@ def test_sparse_gradient_equals_dense_gradient(formula, make, reml, monkeypatch)
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("formula, make", CASES[:3])
+@pytest.mark.parametrize("formula, make", CASES[:3] + CASES[4:])
 def test_sparse_fit_equals_dense_fit(formula, make, monkeypatch):
     data = make()
     rs = _model(formula, data, True, monkeypatch).fit(reml=False)

@@ -19,12 +19,16 @@ complement goes into the tail by a scatter over the cluster's columns and ``[X y
 ``q (nk + p + 1)^2 / 2`` multiply-adds, instead of a rank-``q`` update of the whole tail.
 """
 from libc.math cimport log
+from scipy.linalg.cython_blas cimport dgemm, dsyrk
 from scipy.linalg.cython_lapack cimport dpotrf
 import numpy as np
 
 from hlmext._kernels.helpers cimport index_t, chol_ld, lower_solve, lower_t_solve
 from hlmext._kernels.pairs cimport trace_pair, subtract_lam_u, subtract_lam_u_t
 from libc.stdint cimport int32_t, int64_t
+
+cdef enum:
+    BLAS_WIDTH = 48          # clusters touching this many columns use BLAS for their products
 
 ctypedef fused code_t:      # group codes of a crossed level (int32 when the groups allow)
     int32_t
@@ -189,8 +193,13 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
     cdef index_t maxnk = int(np.max(np.diff(np.asarray(ptr)))) if nclus else 0
     rbuf = np.empty(q * (maxnk + p1) + q + 1)
     ibuf = np.empty(maxnk + p1, dtype=np.intp)
+    tbuf = np.empty((maxnk + p1) ** 2 if maxnk + p1 >= BLAS_WIDTH else 1)
     cdef double[::1] rv = rbuf
     cdef index_t[::1] iv = ibuf
+    cdef double[::1] tv = tbuf
+    cdef int bw, bq
+    cdef char no = b'N'
+    cdef double one = 1.0, zero = 0.0
     cdef index_t k, a, b, t, nk, w, ga
     cdef double logdet = 0.0, s
     cdef double* S
@@ -235,6 +244,15 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
                     R[t * w + a] = C[t * nk + a]
                 for a in range(p1):
                     R[t * w + nk + a] = S[t * m + q + a]
+            if w >= BLAS_WIDTH:          # a wide cluster: T = R'R by BLAS, then scattered
+                bw = <int> w
+                bq = <int> q
+                dsyrk(&uplo, &no, &bw, &bq, &one, R, &bw, &zero, &tv[0], &bw)   # row-major lower of T
+                for a in range(w):
+                    row = &G[iv[a] * pp1]
+                    for b in range(a + 1):
+                        row[iv[b]] -= tv[a * w + b]
+                continue
             for t in range(q):
                 for a in range(w):
                     s = R[t * w + a]
@@ -308,6 +326,11 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
     cdef index_t smax = maxnk + px
     ubuf = np.empty(q * smax + 1)
     ybuf = np.empty(q * smax + 1)
+    gbuf = np.empty(smax * smax if smax >= BLAS_WIDTH else 1)
+    cdef double[::1] Sg = gbuf
+    cdef int bs, bq
+    cdef char no = b'N'
+    cdef double one = 1.0, zero = 0.0
     pbuf = np.empty(2 * q * q)
     ibuf = np.empty(smax + 1, dtype=np.intp)
     cdef double[::1] U = ubuf
@@ -338,9 +361,17 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
                 for b in range(px):
                     U[a * s + nk + b] = S[a * m + q + b]
             # Y = U Sigma_SS (gathered)
-            for a in range(q * s):
+            if s >= BLAS_WIDTH:          # gathered into a block, then one BLAS product
+                for b in range(s):
+                    srow = &sigma_tail[iv[b] * ldt]
+                    for c in range(s):
+                        Sg[b * s + c] = srow[iv[c]]
+                bs = <int> s
+                bq = <int> q
+                dgemm(&no, &no, &bs, &bq, &bs, &one, &Sg[0], &bs, &U[0], &bs, &zero, &Y[0], &bs)
+            for a in range(q * s if s < BLAS_WIDTH else 0):
                 Y[a] = 0.0
-            for b in range(s):
+            for b in range(s if s < BLAS_WIDTH else 0):
                 srow = &sigma_tail[iv[b] * ldt]
                 for a in range(q):
                     acc = U[a * s + b]
