@@ -166,3 +166,24 @@ def test_design_beyond_the_dense_coupling_limit_fits(monkeypatch):
     assert d.coupling.size == len(np.unique(df.subj.to_numpy() * n_item + df.item.to_numpy()))
     assert d.stat_size < 3 * len(df)
     assert np.isfinite(model.deviance(np.array([0.5, 0.5]), False))
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_wide_sparse_clusters_with_the_other_factor_as_chain(reml, monkeypatch):
+    # subjects as the chain (forced): each touches 60 of the 300 item columns, so their
+    # products go through BLAS on the cluster's columns (neither the scalar nor the dense rows)
+    from hlmext.design import sparse_coupling
+    monkeypatch.setattr(sparse_coupling, "elimination_cost", lambda codes, qs, k_fe: [0.0, 1.0])
+    data = _crossed_slopes(seed=7, n_subj=30, n_item=150, seen=30)
+    sparse, dense = _model(CASES[1][0], data, True, monkeypatch), _model(CASES[1][0], data, False, monkeypatch)
+    assert sparse.design.levels[0].name == "subj" and sparse.design.coupling.max_columns == 60
+    th = _theta(sparse)
+    fs = sparse.factorize(th)
+    twin = reference.deviance_parts(sparse.design, sparse.lams(th))
+    np.testing.assert_allclose([fs.logdet, fs.logdet_rx, fs.prss], twin[:3], rtol=1e-10)
+    assert [lv.name for lv in dense.design.levels] == ["item", "subj"]     # the dense chain: most groups
+    swap = np.r_[3:6, 0:3]
+    ds, gs = sparse.deviance_and_gradient(th, reml)
+    dd, gd = dense.deviance_and_gradient(th[swap], reml)
+    assert ds == pytest.approx(dd, rel=1e-12)
+    np.testing.assert_allclose(gs[swap], gd, rtol=1e-10, atol=1e-10)

@@ -29,6 +29,7 @@ from libc.stdint cimport int32_t, int64_t
 
 cdef enum:
     BLAS_WIDTH = 48          # clusters touching this many columns use BLAS for their products
+    DENSER = 3               # clusters touching over 1/DENSER of the tail are handled as dense rows
 
 ctypedef fused code_t:      # group codes of a crossed level (int32 when the groups allow)
     int32_t
@@ -194,9 +195,13 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
     rbuf = np.empty(q * (maxnk + p1) + q + 1)
     ibuf = np.empty(maxnk + p1, dtype=np.intp)
     tbuf = np.empty((maxnk + p1) ** 2 if maxnk + p1 >= BLAS_WIDTH else 1)
+    cdef index_t batch = max(q, min(512, (1 << 22) // pp1))
+    dbuf = np.zeros(batch * pp1 if DENSER * (maxnk + p1) >= pp1 else 1)
     cdef double[::1] rv = rbuf
     cdef index_t[::1] iv = ibuf
     cdef double[::1] tv = tbuf
+    cdef double[::1] dv = dbuf
+    cdef index_t nrows = 0
     cdef int bw, bq
     cdef char no = b'N'
     cdef double one = 1.0, zero = 0.0
@@ -244,7 +249,16 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
                     R[t * w + a] = C[t * nk + a]
                 for a in range(p1):
                     R[t * w + nk + a] = S[t * m + q + a]
-            if w >= BLAS_WIDTH:          # a wide cluster: T = R'R by BLAS, then scattered
+            if DENSER * w >= pp1:        # touches much of the tail: its rows, dense, join a BLAS batch
+                if nrows + q > batch:
+                    _flush_rows(&dv[0], nrows, pp1, &G[0])
+                    nrows = 0
+                for t in range(q):
+                    for a in range(w):
+                        dv[(nrows + t) * pp1 + iv[a]] = R[t * w + a]
+                nrows += q
+                continue
+            if w >= BLAS_WIDTH and q >= 2:   # a wide cluster: T = R'R by BLAS, then scattered
                 bw = <int> w
                 bq = <int> q
                 dsyrk(&uplo, &no, &bw, &bq, &one, R, &bw, &zero, &tv[0], &bw)   # row-major lower of T
@@ -262,9 +276,22 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
                     row = &G[ga * pp1]
                     for b in range(a + 1):
                         row[iv[b]] -= s * R[t * w + b]
+        if info == 0 and nrows:
+            _flush_rows(&dv[0], nrows, pp1, &G[0])
         if info == 0:
             dpotrf(&uplo, &n, &G[0], &n, &info)     # row-major lower == column-major upper
     return logdet, info
+
+
+cdef void _flush_rows(double* rows, index_t nrows, index_t n, double* G) noexcept nogil:
+    """G -= rows' rows (lower triangle, row-major) by one BLAS rank-k update; rows zeroed."""
+    cdef int nn = <int> n, kk = <int> nrows
+    cdef char uplo = b'U', no = b'N'
+    cdef double minus_one = -1.0, one = 1.0
+    cdef index_t a
+    dsyrk(&uplo, &no, &nn, &kk, &minus_one, rows, &nn, &one, G, &nn)
+    for a in range(nrows * n):
+        rows[a] = 0.0
 
 
 def solve_modes(const double[::1] work, const double[::1] tail_sol, index_t q, index_t m, index_t coff,
@@ -313,7 +340,8 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
     its coupling block ``Sigma_k,D`` on the cluster's columns. Takahashi's recurrence with
     ``S`` the cluster's columns (and ``X``): ``Y = U_k,S Sigma_SS``,
     ``Sigma_k,S = -L_k^{-T} Y``, ``Sigma_kk = L_k^{-T} (I + U_k,S Y') L_k^{-1}``, each cluster
-    costing ``q (nk + p)^2``. ``sel`` may be ``work`` itself.
+    costing ``q (nk + p)^2`` (clusters touching much of the tail: their rows of ``U Sigma``
+    by one BLAS product per batch). ``sel`` may be ``work`` itself.
     """
     cdef index_t nclus = ptr.shape[0] - 1
     cdef index_t p = m - q - 1
@@ -324,42 +352,52 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
     cdef index_t px = t - qd
     cdef index_t maxnk = int(np.max(np.diff(np.asarray(ptr)))) if nclus else 0
     cdef index_t smax = maxnk + px
+    cdef bint any_dense = DENSER * smax >= t and t > 0
+    cdef index_t batch = max(1, min(512 // q, (1 << 21) // max(t * q, 1))) if any_dense else 1
     ubuf = np.empty(q * smax + 1)
     ybuf = np.empty(q * smax + 1)
     gbuf = np.empty(smax * smax if smax >= BLAS_WIDTH else 1)
-    cdef double[::1] Sg = gbuf
-    cdef int bs, bq
-    cdef char no = b'N'
-    cdef double one = 1.0, zero = 0.0
+    udbuf = np.zeros(batch * q * t if any_dense else 1)
+    ydbuf = np.empty(batch * q * t if any_dense else 1)
+    kbuf = np.empty(batch, dtype=np.intp)
     pbuf = np.empty(2 * q * q)
     ibuf = np.empty(smax + 1, dtype=np.intp)
     cdef double[::1] U = ubuf
     cdef double[::1] Y = ybuf
+    cdef double[::1] Sg = gbuf
+    cdef double[::1] Ud = udbuf
+    cdef double[::1] Yd = ydbuf
+    cdef index_t[::1] kb = kbuf
     cdef double[::1] P = pbuf
     cdef index_t[::1] iv = ibuf
-    cdef index_t k, a, b, c, nk, s
+    cdef int bs, bq, bt, bn
+    cdef char no = b'N'
+    cdef double one = 1.0, zero = 0.0
+    cdef index_t k, a, b, c, nk, s, x, nb = 0, r
     cdef double acc
     cdef const double* S
     cdef const double* C
-    cdef double* Sk
-    cdef double* Ck
-    cdef double* Lk
     cdef const double* srow
     with nogil:
         for k in range(nclus):
             nk = ptr[k + 1] - ptr[k]
             s = nk + px
-            S = &work[k * q * m]
-            C = &work[coff + q * ptr[k]]
-            for b in range(nk):
-                iv[b] = cols[ptr[k] + b]
-            for b in range(px):
-                iv[nk + b] = qd + b
-            for a in range(q):
-                for b in range(nk):
-                    U[a * s + b] = C[a * nk + b]
-                for b in range(px):
-                    U[a * s + nk + b] = S[a * m + q + b]
+            if DENSER * s >= t and t > 0:      # dense: its rows of U, expanded, join a batch
+                S = &work[k * q * m]
+                C = &work[coff + q * ptr[k]]
+                for a in range(q):
+                    for b in range(nk):
+                        Ud[(nb * q + a) * t + cols[ptr[k] + b]] = C[a * nk + b]
+                    for b in range(px):
+                        Ud[(nb * q + a) * t + qd + b] = S[a * m + q + b]
+                kb[nb] = k
+                nb += 1
+                if nb == batch:
+                    _dense_batch(work, sigma_tail, t, ldt, q, m, coff, qd, px, ptr, cols, sel,
+                                 &Ud[0], &Yd[0], &kb[0], nb, &U[0], &Y[0], &P[0], &iv[0])
+                    nb = 0
+                continue
+            _fill_u(work, q, m, coff, qd, px, ptr, cols, k, &U[0], &iv[0])
             # Y = U Sigma_SS (gathered)
             if s >= BLAS_WIDTH:          # gathered into a block, then one BLAS product
                 for b in range(s):
@@ -369,42 +407,100 @@ def selected_inverse(const double[::1] work, const double[::1] sigma_tail, index
                 bs = <int> s
                 bq = <int> q
                 dgemm(&no, &no, &bs, &bq, &bs, &one, &Sg[0], &bs, &U[0], &bs, &zero, &Y[0], &bs)
-            for a in range(q * s if s < BLAS_WIDTH else 0):
-                Y[a] = 0.0
-            for b in range(s if s < BLAS_WIDTH else 0):
-                srow = &sigma_tail[iv[b] * ldt]
-                for a in range(q):
-                    acc = U[a * s + b]
-                    if acc == 0.0:
-                        continue
-                    for c in range(s):
-                        Y[a * s + c] += acc * srow[iv[c]]
-            # P = I + U Y' ; L_k copied (sel may be work)
-            Lk = &P[q * q]
-            for a in range(q):
-                for c in range(q):
-                    acc = 1.0 if a == c else 0.0
-                    for b in range(s):
-                        acc += U[a * s + b] * Y[c * s + b]
-                    P[a * q + c] = acc
-                    Lk[a * q + c] = S[a * m + c]
-            Sk = &sel[k * q * m]
-            Ck = &sel[coff + q * ptr[k]]
-            for a in range(q):
-                for b in range(nk):
-                    Ck[a * nk + b] = -Y[a * s + b]
-                for b in range(px):
-                    Sk[a * m + q + b] = -Y[a * s + nk + b]
-            if nk:
-                lower_t_solve(Lk, q, q, Ck, nk, nk)
-            if px:
-                lower_t_solve(Lk, q, q, Sk + q, px, m)
-            lower_t_solve(Lk, q, q, &P[0], q, q)          # P <- L^{-T} P
-            for a in range(q):                            # Sigma_kk <- (L^{-T} P)'
-                for c in range(q):
-                    Sk[a * m + c] = P[c * q + a]
-            lower_t_solve(Lk, q, q, Sk, q, m)             # Sigma_kk <- L^{-T} (L^{-T} P)'
+            else:
+                for a in range(q * s):
+                    Y[a] = 0.0
+                for b in range(s):
+                    srow = &sigma_tail[iv[b] * ldt]
+                    for a in range(q):
+                        acc = U[a * s + b]
+                        if acc == 0.0:
+                            continue
+                        for c in range(s):
+                            Y[a * s + c] += acc * srow[iv[c]]
+            _finish(work, q, m, coff, nk, px, k, ptr, &U[0], &Y[0], sel, &P[0])
+        if nb:
+            _dense_batch(work, sigma_tail, t, ldt, q, m, coff, qd, px, ptr, cols, sel,
+                         &Ud[0], &Yd[0], &kb[0], nb, &U[0], &Y[0], &P[0], &iv[0])
     return None
+
+
+cdef void _fill_u(const double[::1] work, index_t q, index_t m, index_t coff, index_t qd, index_t px,
+                  const index_t[::1] ptr, const index_t[::1] cols, index_t k, double* U,
+                  index_t* iv) noexcept nogil:
+    """Cluster k's ``U_k,S`` (q x s, s = nk + px) and its columns ``iv`` in the tail."""
+    cdef index_t nk = ptr[k + 1] - ptr[k], s = nk + px, a, b
+    cdef const double* S = &work[k * q * m]
+    cdef const double* C = &work[coff + q * ptr[k]]
+    for b in range(nk):
+        iv[b] = cols[ptr[k] + b]
+    for b in range(px):
+        iv[nk + b] = qd + b
+    for a in range(q):
+        for b in range(nk):
+            U[a * s + b] = C[a * nk + b]
+        for b in range(px):
+            U[a * s + nk + b] = S[a * m + q + b]
+
+
+cdef void _dense_batch(const double[::1] work, const double[::1] sigma_tail, index_t t, index_t ldt,
+                       index_t q, index_t m, index_t coff, index_t qd, index_t px,
+                       const index_t[::1] ptr, const index_t[::1] cols, double[::1] sel,
+                       double* Ud, double* Yd, const index_t* kb, index_t nb, double* U, double* Y,
+                       double* P, index_t* iv) noexcept nogil:
+    """``Yd = Ud Sigma_TT`` for a batch of clusters' dense rows (one BLAS product), then each
+    cluster's blocks of ``sel`` from its columns of ``Yd``; ``Ud`` is zeroed for the next batch."""
+    cdef int bt = <int> t, bn = <int> (nb * q), lds = <int> ldt
+    cdef char no = b'N'
+    cdef double one = 1.0, zero = 0.0
+    cdef index_t x, k, a, b, nk, s
+    # row-major Yd (nb q x t) = Ud (nb q x t) Sigma (t x t, symmetric): column-major Yd' = Sigma Ud'
+    dgemm(&no, &no, &bt, &bn, &bt, &one, <double*> &sigma_tail[0], &lds, Ud, &bt, &zero, Yd, &bt)
+    for x in range(nb):
+        k = kb[x]
+        nk = ptr[k + 1] - ptr[k]
+        s = nk + px
+        _fill_u(work, q, m, coff, qd, px, ptr, cols, k, U, iv)
+        for a in range(q):
+            for b in range(s):
+                Y[a * s + b] = Yd[(x * q + a) * t + iv[b]]
+        _finish(work, q, m, coff, nk, px, k, ptr, U, Y, sel, P)
+    for a in range(nb * q * t):
+        Ud[a] = 0.0
+
+
+cdef void _finish(const double[::1] work, index_t q, index_t m, index_t coff, index_t nk, index_t px,
+                  index_t k, const index_t[::1] ptr, const double* U, const double* Y, double[::1] sel,
+                  double* P) noexcept nogil:
+    """Cluster k's blocks of ``sel`` from ``U = U_k,S`` and ``Y = U_k,S Sigma_SS`` (q x s each):
+    ``Sigma_k,S = -L_k^{-T} Y`` and ``Sigma_kk = L_k^{-T} (I + U Y') L_k^{-1}``."""
+    cdef index_t s = nk + px, a, b, c
+    cdef double acc
+    cdef const double* S = &work[k * q * m]
+    cdef double* Lk = P + q * q
+    cdef double* Sk = &sel[k * q * m]
+    cdef double* Ck = &sel[coff + q * ptr[k]]
+    for a in range(q):                  # P = I + U Y' ; L_k copied (sel may be work)
+        for c in range(q):
+            acc = 1.0 if a == c else 0.0
+            for b in range(s):
+                acc += U[a * s + b] * Y[c * s + b]
+            P[a * q + c] = acc
+            Lk[a * q + c] = S[a * m + c]
+    for a in range(q):
+        for b in range(nk):
+            Ck[a * nk + b] = -Y[a * s + b]
+        for b in range(px):
+            Sk[a * m + q + b] = -Y[a * s + nk + b]
+    if nk:
+        lower_t_solve(Lk, q, q, Ck, nk, nk)
+    if px:
+        lower_t_solve(Lk, q, q, Sk + q, px, m)
+    lower_t_solve(Lk, q, q, P, q, q)              # P <- L^{-T} P
+    for a in range(q):                            # Sigma_kk <- (L^{-T} P)'
+        for c in range(q):
+            Sk[a * m + c] = P[c * q + a]
+    lower_t_solve(Lk, q, q, Sk, q, m)             # Sigma_kk <- L^{-T} (L^{-T} P)'
 
 
 def gradient_sums(const double[::1] stats, const double[::1] sel, const double[::1] lam,
