@@ -187,3 +187,19 @@ def test_wide_sparse_clusters_with_the_other_factor_as_chain(reml, monkeypatch):
     dd, gd = dense.deviance_and_gradient(th[swap], reml)
     assert ds == pytest.approx(dd, rel=1e-12)
     np.testing.assert_allclose(gs[swap], gd, rtol=1e-10, atol=1e-10)
+
+
+def test_frequency_weights_on_a_sparse_coupling(monkeypatch):
+    data = _three_crossed()
+    w = np.random.default_rng(8).integers(0, 4, len(data)).astype(float)
+    out = []
+    for sparse in (True, False):
+        monkeypatch.setattr(layout, "SPARSE_COUPLING", sparse)
+        model = hlmext.mixedlm(CASES[3][0], data, weights=w)
+        th = _theta(model)
+        out.append((model.deviance_and_gradient(th, False), model.factorize(th).modes(model)))
+    (ds, gs), us = out[0]
+    (dd, gd), ud = out[1]
+    assert ds == pytest.approx(dd, rel=1e-12)
+    np.testing.assert_allclose(gs, gd, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(us, ud, rtol=1e-10, atol=1e-10)
