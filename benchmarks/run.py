@@ -77,11 +77,16 @@ def other_time(res, limit):
 
 
 def scenario_rows(name, args, use_lme4):
+    missing = simulate.unavailable(name)
+    if missing:
+        print("%s: %s" % (name, missing), flush=True)
+        return []
     spec, _ = simulate.make(name, "small")          # only the fit labels are needed here
     th = args.blas_threads
     ours = run_job("ours", name, args.size, args.repeats, max(1800, 10 * args.time_limit), th)
     allowance = args.time_limit + 120                # imports, simulation, writing/reading the CSV
-    sm = None if args.no_statsmodels else run_job("statsmodels", name, args.size, args.time_limit, allowance, th)
+    sm = None if args.no_statsmodels or name in simulate.NO_STATSMODELS else \
+        run_job("statsmodels", name, args.size, args.time_limit, allowance, th)
     r = run_job("lme4", name, args.size, args.time_limit, allowance, th) if use_lme4 else None
     rows = []
     for label, _ in spec.fits:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +17,8 @@ import pandas as pd
 SCALE = {"small": 0.1, "default": 1.0, "large": 10.0}
 ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", "logit_rs", "poisson_ri", "nb_ri",
          "probit_ri", "ologit_ri"]
-EXTRA = ["logit_crossed"]          # run only when named (``--scenarios logit_crossed``)
+EXTRA = ["logit_crossed", "insteval", "insteval_dept", "crossed_maximal",
+         "crossed_large"]          # run only when named (``--scenarios logit_crossed``)
 
 
 @dataclass
@@ -126,6 +128,12 @@ def make(name, size="default"):
         return Spec(name, "ordinal", f, fe, ["g"], fits=[("AGHQ7", {"nagq": 7})]), df
     if name == "logit_crossed":
         return _logit_crossed(size)
+    if name in ("insteval", "insteval_dept"):
+        return _insteval(name)
+    if name == "crossed_maximal":
+        return _crossed_maximal(size)
+    if name == "crossed_large":
+        return _crossed_large(size)
     raise KeyError("unknown scenario %r; choose from %s" % (name, ", ".join(ORDER + EXTRA)))
 
 
@@ -171,6 +179,66 @@ def _logit_crossed(size):
     df["y"] = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
     return Spec("logit_crossed", "binomial", "y ~ x1 + (1 | a) + (1 | b)", list(x), ["a", "b"],
                 fits=[("Laplace", {"nagq": 1})]), df
+
+
+def unavailable(name):
+    """Why scenario ``name`` cannot run here (its data are missing), or None."""
+    if name in ("insteval", "insteval_dept") and not INSTEVAL_CSV.exists():
+        return ("skipped: %s is missing; export lme4's InstEval with `Rscript benchmarks/data/export_insteval.R`"
+                % INSTEVAL_CSV.name)
+    return None
+
+
+def _insteval(name):
+    """lme4's InstEval (73,421 ratings, 2,972 students x 1,128 instructors, 14 departments),
+    exported by ``benchmarks/data/export_insteval.R`` (not bundled). ``service`` is 0/1, so
+    ``service`` equals lme4's and statsmodels' ``C(service)``; ``dept`` is a factor."""
+    df = pd.read_csv(INSTEVAL_CSV, dtype={"s": str, "d": str, "dept": str})
+    df["service"] = df["service"].astype(float)
+    df["y"] = df["y"].astype(float)
+    if name == "insteval":
+        formula, groups = "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept)", ["s", "d", "dept"]
+    else:                          # dept among the groups: R reads it as a factor
+        formula, groups = "y ~ 1 + service * dept + (1 | s) + (1 | d)", ["s", "d", "dept"]
+    return Spec(name, "gaussian", formula, ["service"], groups), df
+
+
+def _crossed_maximal(size):
+    """The classic psycholinguistics design: 56 subjects x 32 items, every subject sees every item
+    once (1,792 trials, 3 lost: 1,789 rows), three two-level factors (+-0.5) in a Latin square,
+    and the maximal random part ``(1 + a*b*c | subj) + (1 + a*b*c | item)`` (72 parameters).
+    ``size`` is ignored: the design is the point."""
+    rng = np.random.default_rng(_seed("crossed_maximal"))
+    n_subj, n_item = 56, 32
+    subj, item = np.repeat(np.arange(n_subj), n_item), np.tile(np.arange(n_item), n_subj)
+    cond = (subj + item) % 8
+    a, b, c = (cond & 1) - 0.5, ((cond >> 1) & 1) - 0.5, ((cond >> 2) & 1) - 0.5
+    X = np.column_stack([np.ones_like(a), a, b, a * b, c, a * c, b * c, a * b * c])
+    sd = np.array([0.8, 0.4, 0.3, 0.2, 0.3, 0.15, 0.15, 0.1])
+    b_s, b_i = _re(rng, n_subj, sd, corr=0.2), _re(rng, n_item, sd * 0.7, corr=0.2)
+    beta = np.array([5.0, 0.3, -0.2, 0.1, 0.25, 0.0, 0.05, 0.0])
+    y = X @ beta + np.sum(X * b_s[subj], axis=1) + np.sum(X * b_i[item], axis=1) + rng.standard_normal(len(a))
+    keep = np.ones(len(a), dtype=bool)
+    keep[rng.choice(len(a), 3, replace=False)] = False
+    df = pd.DataFrame({"subj": subj, "item": item, "a": a, "b": b, "c": c, "y": y})[keep].reset_index(drop=True)
+    return Spec("crossed_maximal", "gaussian", "y ~ a * b * c + (1 + a * b * c | subj) + (1 + a * b * c | item)",
+                ["a", "b", "c"], ["subj", "item"]), df
+
+
+def _crossed_large(size):
+    """Ratings: 10 million rows of 100,000 users x 20,000 items (x 0.1 / x 10 with ``size``), item
+    popularity skewed (Zipf-like, exponent 1), random intercepts for both."""
+    rng = np.random.default_rng(_seed("crossed_large"))
+    n, n_u, n_i = _n(10_000_000, size), _n(100_000, size), _n(20_000, size)
+    pop = 1.0 / np.arange(1, n_i + 1)
+    item = rng.choice(n_i, size=n, p=pop / pop.sum()).astype(np.int32)
+    user = rng.integers(n_u, size=n).astype(np.int32)
+    x = _covariates(rng, n, 1)
+    df = pd.DataFrame(x)
+    df["user"], df["item"] = user, item
+    df["y"] = (1.0 + 0.5 * x["x1"] + rng.standard_normal(n_u)[user] * 0.7 + rng.standard_normal(n_i)[item] * 0.5
+               + rng.standard_normal(n))
+    return Spec("crossed_large", "gaussian", "y ~ x1 + (1 | user) + (1 | item)", list(x), ["user", "item"]), df
 
 
 def arrays(spec, df):

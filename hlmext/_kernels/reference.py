@@ -33,6 +33,26 @@ def cross_products(W, zoff, level_first, row_start, row_end):
     return out
 
 
+def crossed_coupling(design):
+    """Every chain cluster's coupling to the crossed block from dense matrices: per cluster, the
+    columns of ``D`` its rows touch (every column of a touched group) and ``Z_k' D`` on them
+    (twin of ``design.sparse_coupling.pattern`` and ``_crossed.add_coupling``)."""
+    chain = design.levels[0]
+    Zc = design.z_of(0)
+    D = np.hstack([design.z_of(design.n_chain + j) * (lv.codes == g)[:, None]
+                   for j, lv in enumerate(design.crossed) for g in range(lv.n_groups)])
+    out = []
+    for k in range(chain.n_groups):
+        rows = slice(design.row_start[k], design.row_end[k])
+        touched = np.zeros(D.shape[1], dtype=bool)
+        for lv in design.crossed:
+            for g in np.unique(lv.codes[rows]):
+                touched[lv.doff + g * lv.q:lv.doff + (g + 1) * lv.q] = True
+        cols = np.flatnonzero(touched)
+        out.append((cols, (Zc[rows].T @ D[rows])[:, cols]))
+    return out
+
+
 def dense_z(design):
     """The full random-effects design: one column block per group, levels in core order."""
     blocks = []

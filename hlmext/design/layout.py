@@ -7,8 +7,10 @@ as the primary sort key), and the matrix ``W = [Z_0 | ... | Z_{L-1} | X | y]`` i
 in that order with the innermost level first. Levels that nest (each cluster of an
 inner level lies in exactly one cluster of the next level out) form this chain; nesting
 is detected from the data, so class ids that are unique across schools nest implicitly.
-When some levels do not nest (crossed factors), the level with the most groups is the
-chain and the others are crossed: their random effects are factored as one dense block.
+When some levels do not nest (crossed factors), one level is the chain (the one whose
+elimination costs least, ``sparse_coupling.elimination_cost``) and the others are crossed:
+their random effects are factored as one dense block, to which each chain cluster is
+coupled only where its rows touch it (``sparse_coupling``).
 
 All validation of arrays that reach ``_core`` happens here.
 """
@@ -22,9 +24,16 @@ import pandas as pd
 
 from .covariance import LevelCovariance, make_structure
 from .rank import check_fixed_rank
-from .._kernels import core as _core, row_order
+from . import sparse_coupling
+from .._kernels import core as _core, crossed as _crossed, row_order
 from ..exceptions import DataError, ModelError
 from ..formula.grouping import group_codes
+
+
+#: Store each chain cluster's coupling to the crossed block on the groups its rows touch
+#: (``sparse_coupling``). ``False`` keeps the dense coupling of ``qd`` columns in every cluster's
+#: block (the tests compare the two).
+SPARSE_COUPLING = True
 
 
 @dataclass
@@ -129,7 +138,7 @@ class MixedDesign:
         self.k_fe = exog.shape[1]
 
         specs, codes, labels = _grouped_specs(levels, n)
-        chain, crossed = _chain_and_crossed(codes)
+        chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs], self.k_fe)
         # sort rows: outermost chain level is the primary key. The chain's clusters are found
         # from their innermost groups, so the row codes of the chain are freed before W is
         # written: the inputs, W and the row permutations are all the large arrays alive at once
@@ -205,16 +214,24 @@ class MixedDesign:
                 outer.first + np.searchsorted(outer._starts, lev._starts, side="right") - 1)
         self.parent = parent
         q_of_cluster = np.concatenate([np.full(lv.n_groups, lv.q) for lv in chain_levels])
-        width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i] + self.qd)
+        # the chain's coupling to the crossed groups: sparse (after the own blocks), or dense
+        # (``qd`` columns inside every block; kept to test the sparse one against)
+        self.stat_qd = 0 if SPARSE_COUPLING else self.qd
+        width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i] + self.stat_qd)
                                 for i, lv in enumerate(chain_levels)])
         sizes = q_of_cluster * width
-        if self.qd and sizes.sum() > 2.5e8:
+        if self.stat_qd and sizes.sum() > 2.5e8:
             raise ModelError("the crossed random effects need a %d x %d coupling matrix (%.1f GB); put the "
                              "factor with the most groups first or reduce the crossed factors"
                              % (int(q_of_cluster.sum()), self.qd, sizes.sum() * 8 / 1e9))
-        check_memory(self.levels, self.n_chain, int(sizes.sum()), self.k_fe)
+        self.coupling = None
+        if self.qd and not self.stat_qd:
+            self.coupling = sparse_coupling.pattern(self.row_start, self.row_end, self.crossed,
+                                                    chain_levels[0].q, int(sizes.sum()))
+        extra = self.coupling.size if self.coupling is not None else 0
+        check_memory(self.levels, self.n_chain, int(sizes.sum()) + extra, self.k_fe)
         self.stat_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
-        self.stat_size = int(sizes.sum())
+        self.stat_size = int(sizes.sum()) + extra
         self.u_off = np.concatenate([[0], np.cumsum(q_of_cluster)[:-1]]).astype(np.intp)
         self.n_u = int(q_of_cluster.sum())
         if not partial:
@@ -259,11 +276,20 @@ class MixedDesign:
         if np.any((self.parent < -1) | (self.parent >= nclus)):
             problems.append("parent indices out of range")
         widths = np.concatenate([np.full(self.level_first[i + 1] - self.level_first[i],
-                                         (self.zoff[i + 1] - self.zoff[i]) * (m - self.zoff[i] + self.qd))
+                                         (self.zoff[i + 1] - self.zoff[i]) * (m - self.zoff[i] + self.stat_qd))
                                  for i in range(len(self.zoff) - 1)]) if nclus else np.zeros(0, np.intp)
-        if nclus and (np.any(self.stat_off < 0) or self.stat_off[-1] + widths[-1] != self.stat_size
+        own = self.stat_size - (self.coupling.size if self.coupling is not None else 0)
+        if nclus and (np.any(self.stat_off < 0) or self.stat_off[-1] + widths[-1] != own
                       or np.any(np.diff(self.stat_off) != widths[:-1])):
             problems.append("statistics offsets are inconsistent")
+        if self.coupling is not None:
+            try:
+                _crossed.check(nclus, int(self.zoff[1]), m, self.coupling.ptr, self.coupling.cols, self.qd, own,
+                               self.stat_size - own)
+            except ValueError as exc:
+                problems.append(str(exc))
+            if self.n_chain != 1 or self.coupling.offset != own:
+                problems.append("a sparse coupling needs one chain level and its values after the own blocks")
         if self.qd != int(np.sum(self.dense_q * self.dense_groups)):
             problems.append("crossed block size is inconsistent")
         for lev in self.crossed:
@@ -283,11 +309,17 @@ class MixedDesign:
         """
         stats = np.zeros(self.stat_size)
         _core.cross_products(self.W, self.zoff, self.level_first, self.row_start, self.row_end,
-                             self.stat_off, self.qd, stats, self.weights)
+                             self.stat_off, self.stat_qd, stats, self.weights)
         chain = self.levels[0]
+        c = self.coupling
         for lev in self.crossed:               # the chain's coupling to the crossed groups
-            _core.add_crossed_coupling(self.W, chain.q, self.row_start, self.row_end, self.stat_off,
-                                       self.m + self.qd, chain.q + lev.doff, lev.codes, lev.z, stats, self.weights)
+            if c is not None:
+                _crossed.add_coupling(self.W, chain.q, self.row_start, self.row_end, c.ptr, c.cols, lev.doff,
+                                      lev.codes, lev.z, stats[c.offset:], self.weights)
+            else:
+                _core.add_crossed_coupling(self.W, chain.q, self.row_start, self.row_end, self.stat_off,
+                                           self.m + self.qd, chain.q + lev.doff, lev.codes, lev.z, stats,
+                                           self.weights)
         G0 = np.ascontiguousarray(self.global_block()).ravel()
         # the columns' root mean squares follow from the statistics: no other pass over the rows
         # (weighted as the statistics are: those of the data with every row repeated w times)
@@ -394,7 +426,7 @@ def level_gram(design, stats, G0, i):
     statistics (chain levels) or the global block ``G0`` (crossed levels)."""
     lv = design.levels[i]
     if i < design.n_chain:
-        D = design.m - design.zoff[i] + design.qd
+        D = design.m - design.zoff[i] + design.stat_qd
         base = design.stat_off[design.level_first[i]]
         blocks = stats[base:base + lv.n_groups * lv.q * D].reshape(lv.n_groups, lv.q, D)
         return blocks[:, :, :lv.q].sum(axis=0)
@@ -477,20 +509,26 @@ def _nests_in(inner, outer, n_inner):
     return bool(np.all(outer_of_inner[inner] == outer))
 
 
-def _chain_and_crossed(codes):
+def _chain_and_crossed(codes, qs=None, k_fe=0):
     """Split the levels into a nested chain (outermost first) and crossed levels.
 
     If every level nests in the next one out (ordered by number of groups), all form the
-    chain. Otherwise the level with the most groups is the chain, eliminated cluster by
-    cluster, and every other level is crossed (factored as one dense block), most groups
-    first.
+    chain. Otherwise one level is the chain, eliminated cluster by cluster, and every other
+    level is crossed (factored as one dense block), most groups first. The chain is the level
+    whose choice costs least (``sparse_coupling.elimination_cost``, given the levels'
+    numbers of random effects ``qs`` and of fixed effects ``k_fe``; ties and ``qs=None``: the
+    level with the most groups).
     """
     n_groups = [int(c.max()) + 1 for c in codes]
     order = sorted(range(len(codes)), key=lambda i: (n_groups[i], i))
     if all(_nests_in(codes[inner], codes[outer], n_groups[inner])
            for outer, inner in zip(order[:-1], order[1:])):
         return order, []
-    return [order[-1]], order[-2::-1]
+    chain = order[-1]
+    if qs is not None and SPARSE_COUPLING:
+        cost = sparse_coupling.elimination_cost(codes, qs, k_fe)
+        chain = min(order[::-1], key=lambda i: cost[i])
+    return [chain], [i for i in order[::-1] if i != chain]
 
 
 def _grouped_specs(levels, n):

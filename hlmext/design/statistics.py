@@ -286,6 +286,8 @@ class StatsDesign:
         self.zoff = np.asarray(layout.zoff, dtype=np.intp)
         self.m = layout.m
         self.qd = int(layout.qd)
+        self.stat_qd = self.qd              # accumulated chunk by chunk: the dense coupling layout
+        self.coupling = None
         self.dense_q = np.array([lv.q for lv in self.crossed], dtype=np.intp)
         self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
         self.level_first = np.asarray(layout.level_first, dtype=np.intp)

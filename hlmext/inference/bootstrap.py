@@ -71,7 +71,7 @@ def set_endog_statistics(model, y_sorted):
         y = y - d.y_shift
     for l in range(d.n_chain):
         lv = d.levels[l]
-        width = d.m - d.zoff[l] + d.qd
+        width = d.m - d.zoff[l] + d.stat_qd
         k0 = d.stat_off[lv.first]
         view = model._stats[k0:k0 + lv.n_groups * lv.q * width].reshape(lv.n_groups, lv.q, width)
         starts = np.concatenate([[0], np.cumsum(lv.sizes)[:-1]])

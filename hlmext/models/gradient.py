@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .._kernels import core as _core, gradient as _gradient
+from .._kernels import core as _core, crossed as _crossed, gradient as _gradient
 
 
 class GradientParts:
@@ -38,19 +38,25 @@ class GradientParts:
         u_chain = np.ascontiguousarray(u[:d.n_u])
         # selected_inverse writes every entry of sel read below; without traces it is not read
         sigma_tail = None
+        c = getattr(d, "coupling", None)
         if traces:
             sel = f.work if consume else np.empty(d.stat_size)
             sigma_tail, flat = _tail_inverse(f.L, t, in_place=consume)
-            _gradient.selected_inverse(f.work, flat, t, sigma_tail.strides[0] // 8 if t else 0, d.zoff, d.m, qd,
-                                       d.level_first, d.stat_off, d.parent, sel, _products_buffer(model, t))
+            _selected_inverse(model, f.work, flat, t, sigma_tail.strides[0] // 8 if t else 0, sel,
+                              _products_buffer(model, t) if c is None else None)
         else:
             sel = model._stats
         trace = np.zeros(lam_flat.size)
         zr = np.zeros(d.n_u)
         zr_dense = np.zeros(qd)
-        _gradient.gradient_sums(model._stats, sel, lam_flat, model._lam_off, t, d.zoff, d.m, qd,
-                                d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
-                                u_chain, d.u_off, np.ascontiguousarray(f._w), trace, zr, zr_dense, traces)
+        if c is not None:
+            _crossed.gradient_sums(model._stats, sel, lam_flat, model._lam_off, t, c.q, d.m, c.offset, c.ptr,
+                                   c.cols, d.dense_q, d.dense_groups, u_chain, np.ascontiguousarray(f._w),
+                                   trace, zr, zr_dense, traces)
+        else:
+            _gradient.gradient_sums(model._stats, sel, lam_flat, model._lam_off, t, d.zoff, d.m, qd,
+                                    d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
+                                    u_chain, d.u_off, np.ascontiguousarray(f._w), trace, zr, zr_dense, traces)
         if qd and traces:           # the crossed groups' own rows of the traces
             _gradient.dense_traces(flat, sigma_tail.strides[0] // 8, t, model._G0, qd + p + 1, lam_flat,
                                    model._lam_off, d.n_chain, d.dense_q, d.dense_groups, trace)
@@ -89,6 +95,18 @@ class GradientParts:
         return -2.0 * np.sum(E * self.resid[i_level])
 
 
+def _selected_inverse(model, work, flat, t, ldt, sel, scratch=None):
+    """The selected inverse of the factor ``work`` into ``sel`` (nested chain and dense coupling:
+    ``_gradient.selected_inverse``; sparse crossed coupling: ``_crossed.selected_inverse``)."""
+    d = model.design
+    c = getattr(d, "coupling", None)
+    if c is not None:
+        _crossed.selected_inverse(work, flat, t, ldt, c.q, d.m, c.offset, d.qd, c.ptr, c.cols, sel)
+    else:
+        _gradient.selected_inverse(work, flat, t, ldt, d.zoff, d.m, d.qd, d.level_first, d.stat_off, d.parent,
+                                   sel, scratch)
+
+
 def _products_buffer(model, t):
     """Scratch of ``selected_inverse`` (the products of a run of clusters): a private buffer
     of the model for this thread, reused by its gradients."""
@@ -109,13 +127,12 @@ def diagonal_blocks(model, f):
     qd = d.qd
     sigma_tail, flat = _tail_inverse(f.L, qd, in_place=False)
     sel = np.empty(d.stat_size)
-    _gradient.selected_inverse(f.work, flat, qd, qd, d.zoff, d.m, qd, d.level_first,
-                               d.stat_off, d.parent, sel)
+    _selected_inverse(model, f.work, flat, qd, qd, sel)
     out = []
     for l, lv in enumerate(d.levels):
         q, G = lv.q, lv.n_groups
         if l < d.n_chain:
-            D = d.m - d.zoff[l] + qd
+            D = d.m - d.zoff[l] + d.stat_qd
             k0 = d.level_first[l]
             out.append(sel[d.stat_off[k0]:d.stat_off[k0] + G * q * D].reshape(G, q, D)[:, :, :q])
         else:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.base.model import LikelihoodModel
 
-from .._kernels import core as _core
+from .._kernels import core as _core, crossed as _crossed
 from ..design.arrays import checked_arrays
 from ..design.variance_components import variance_component_specs
 from ..design.layout import LevelSpec, MixedDesign
@@ -56,9 +56,14 @@ class Factorization:
         self.work = np.empty(d.stat_size) if work is None else work
         self.G = np.empty(model._G0.size) if G is None else G
         G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:], out=self.G)
-        self.logdet, info = _core.factorize(model._stats, G0, lam_flat, model._lam_off, d.zoff, d.m,
-                                            d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
-                                            self.work, self.G, model._cweight)
+        c = getattr(d, "coupling", None)
+        if c is not None:                     # crossed factors, sparse coupling (hlmext.design.sparse_coupling)
+            self.logdet, info = _crossed.factorize(model._stats, G0, lam_flat, model._lam_off, c.q, d.m, c.offset,
+                                                   c.ptr, c.cols, d.dense_q, d.dense_groups, self.work, self.G)
+        else:
+            self.logdet, info = _core.factorize(model._stats, G0, lam_flat, model._lam_off, d.zoff, d.m,
+                                                d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
+                                                self.work, self.G, model._cweight)
         p, qd = d.k_fe, d.qd
         L = self.G.reshape(qd + p + 1, qd + p + 1)
         _core.zero_above_diagonal(L)          # the lower factor, in place
@@ -83,8 +88,12 @@ class Factorization:
         """Spherical conditional modes u: chain clusters (core order), then the crossed block."""
         d = model.design
         u = np.empty(d.n_u)
-        _core.solve_modes(self.work, self.G, self._w, d.zoff, d.m, d.level_first, d.stat_off,
-                          d.parent, d.u_off, u)
+        c = getattr(d, "coupling", None)
+        if c is not None:
+            _crossed.solve_modes(self.work, self._w, c.q, d.m, c.offset, c.ptr, c.cols, u)
+        else:
+            _core.solve_modes(self.work, self.G, self._w, d.zoff, d.m, d.level_first, d.stat_off,
+                              d.parent, d.u_off, u)
         return np.concatenate([u, self._w[:d.qd]])
 
 

@@ -64,7 +64,7 @@ def multilevel_moments(model):
 
     for l in range(d.n_chain):
         lv, q = d.levels[l], qs[l]
-        D = d.m - d.zoff[l] + qd
+        D = d.m - d.zoff[l] + d.stat_qd
         k0 = d.stat_off[d.level_first[l]]
         S = model._stats[k0:k0 + lv.n_groups * q * D].reshape(lv.n_groups, q, D)
         add_own(l, S[:, :, :q], S[:, :, -1] - S[:, :, D - 1 - p:D - 1] @ beta)
@@ -74,6 +74,9 @@ def multilevel_moments(model):
             col += qs[j]
         for c, cl in enumerate(d.crossed):                 # crossed groups met by the cluster
             g = d.n_chain + c
+            if d.coupling is not None:                     # only the groups it touches
+                add_pair(l, g, d.coupling.blocks(model._stats[d.coupling.offset:], cl.doff, cl.q, cl.n_groups)[2])
+                continue
             B = S[:, :, col + cl.doff:col + cl.doff + cl.n_groups * cl.q].reshape(lv.n_groups, q, cl.n_groups, cl.q)
             add_pair(l, g, B.transpose(0, 2, 1, 3).reshape(-1, q, cl.q))
     for c, cl in enumerate(d.crossed):

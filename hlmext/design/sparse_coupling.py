@@ -1,0 +1,125 @@
+"""Crossed factors: which factor is eliminated cluster by cluster, and the sparse coupling of
+its clusters to the others.
+
+With crossed factors one factor (the chain) is eliminated cluster by cluster and every other
+factor's groups form the dense tail ``D`` (``docs/math.md``). A chain cluster meets only the
+groups of ``D`` that its rows touch (a student the instructors they rated), so its coupling
+``Z_k' D`` is stored on those columns only: the *pattern* (``cols[ptr[k]:ptr[k + 1]]``,
+ascending, every column of each touched group), computed once from the group codes, and the
+values (``q x nk`` per cluster) in the same order. The compiled kernels are in
+``hlmext._kernels.crossed``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Coupling:
+    """The pattern of every chain cluster's coupling to the crossed block.
+
+    Attributes
+    ----------
+    ptr : ndarray (n_clusters + 1,)
+        Cluster ``k``'s columns are ``cols[ptr[k]:ptr[k + 1]]``.
+    cols : ndarray (nnz,)
+        Columns of the crossed block ``D`` (ascending within a cluster).
+    offset : int
+        Where the coupling values start in the statistics (after the own blocks).
+    q : int
+        Random effects per chain cluster (rows of each coupling block).
+    """
+
+    def __init__(self, ptr, cols, offset, q):
+        self.ptr = np.ascontiguousarray(ptr, dtype=np.intp)
+        self.cols = np.ascontiguousarray(cols, dtype=np.intp)
+        self.offset = int(offset)
+        self.q = int(q)
+
+    @property
+    def size(self) -> int:
+        """Values of the coupling (``q`` per pattern entry)."""
+        return self.q * len(self.cols)
+
+    @property
+    def max_columns(self) -> int:
+        """The most columns any cluster touches."""
+        return int(np.max(np.diff(self.ptr))) if len(self.ptr) > 1 else 0
+
+    def blocks(self, values, level_doff, level_q, level_groups):
+        """``(cluster, group, block)`` of every pair of a chain cluster and a touched group of one
+        crossed level: the ``q x level_q`` blocks of ``values`` (a coupling laid out as the
+        pattern: statistics, factor or selected inverse)."""
+        q = self.q
+        counts = np.diff(self.ptr)
+        cluster = np.repeat(np.arange(len(counts)), counts)
+        pos = np.arange(len(self.cols)) - self.ptr[cluster]
+        first = (self.cols >= level_doff) & (self.cols < level_doff + level_q * level_groups) \
+            & ((self.cols - level_doff) % level_q == 0)
+        k, p0 = cluster[first], pos[first]
+        group = (self.cols[first] - level_doff) // level_q
+        base = q * self.ptr[k] + p0                          # value (row 0, first column)
+        rows = np.arange(q)[None, :, None] * counts[k][:, None, None]
+        idx = base[:, None, None] + rows + np.arange(level_q)[None, None, :]
+        return k, group, values[idx]
+
+
+def pattern(row_start, row_end, crossed, q, offset):
+    """The ``Coupling`` of one chain level's clusters (rows ``row_start[k]:row_end[k]`` in the
+    sorted order) to the crossed levels ``crossed`` (their ``codes``, ``q``, ``doff``)."""
+    counts = np.asarray(row_end) - np.asarray(row_start)
+    nclus = len(counts)
+    if nclus and (row_start[0] != 0 or np.any(np.asarray(row_start[1:]) != row_end[:-1])):
+        raise ValueError("the chain's clusters must cover the sorted rows in order")
+    qd = sum(lv.n_groups * lv.q for lv in crossed)
+    cluster = np.repeat(np.arange(nclus, dtype=np.int64), counts)
+    keys = [cluster * qd + (lv.doff + lv.codes.astype(np.int64) * lv.q) for lv in crossed]
+    del cluster
+    first = _distinct(keys[0] if len(keys) == 1 else np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    del keys
+    cluster, col = first // max(qd, 1), first % max(qd, 1)
+    doffs = np.array([lv.doff for lv in crossed], dtype=np.int64)
+    width = np.array([lv.q for lv in crossed], dtype=np.int64)[np.searchsorted(doffs, col, side="right") - 1] \
+        if len(crossed) else np.zeros(0, np.int64)
+    cols = np.repeat(col, width) + (np.arange(width.sum()) - np.repeat(np.cumsum(width) - width, width))
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(cluster, weights=width, minlength=nclus))]).astype(np.intp)
+    return Coupling(ptr, cols, offset, q)
+
+
+def elimination_cost(codes, qs, k_fe):
+    """Multiply-adds of one factorization for each choice of the chain (the factor eliminated
+    cluster by cluster; every other factor forms the dense tail).
+
+    With ``c`` as the chain, cluster ``k`` couples to ``n_k`` columns of the tail (the groups
+    its rows touch, times their ``q``): its elimination and scatter downdate cost
+    ``q_c (n_k + p + 1)^2``; the tail's Cholesky ``(q_D + p + 1)^3 / 3`` with
+    ``q_D = sum_{j != c} G_j q_j``. Returns one cost per level of ``codes``.
+    """
+    n_groups = [int(c.max()) + 1 if len(c) else 0 for c in codes]
+    nk = [np.zeros(g) for g in n_groups]
+    for i in range(len(codes)):
+        for j in range(i + 1, len(codes)):
+            key = codes[i].astype(np.int64)        # one array of keys, sorted in place
+            key *= n_groups[j]
+            key += codes[j]
+            pairs = _distinct(key)
+            del key
+            nk[i] += qs[j] * np.bincount(pairs // n_groups[j], minlength=n_groups[i])
+            nk[j] += qs[i] * np.bincount(pairs % n_groups[j], minlength=n_groups[j])
+    total = sum(g * q for g, q in zip(n_groups, qs))
+    out = []
+    for c, (g, q) in enumerate(zip(n_groups, qs)):
+        tail = total - g * q + k_fe + 1
+        out.append(float(q * np.sum((nk[c] + k_fe + 1.0) ** 2) + tail ** 3 / 3.0))
+    return out
+
+
+def _distinct(keys):
+    """The distinct values of an integer array, ascending; ``keys`` is sorted in place (no copy:
+    faster than ``np.unique``'s hashing on millions of keys, and no second array of them)."""
+    keys.sort()
+    if not len(keys):
+        return keys
+    keep = np.empty(len(keys), dtype=bool)
+    keep[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+    return keys[keep]
