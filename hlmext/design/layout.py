@@ -107,6 +107,10 @@ class MixedDesign:
         (``hlmext.models.glmm_distributed``): the checks that need every row (a constant
         response, the rank of the fixed part, the identification of the levels) are left
         to the caller, who makes them on the sums over all partitions.
+    dense_coupling : bool
+        Keep every chain cluster's coupling to the crossed block dense (``qd`` columns) and
+        the chain the level with the most groups, whatever ``SPARSE_COUPLING`` says: the
+        residual structures add their whitened coupling into that layout.
 
     Attributes
     ----------
@@ -119,7 +123,9 @@ class MixedDesign:
         Innermost first.
     """
 
-    def __init__(self, endog, exog, exog_names, levels, endog_name="y", weights=None, partial=False):
+    def __init__(self, endog, exog, exog_names, levels, endog_name="y", weights=None, partial=False,
+                 dense_coupling=False):
+        sparse = SPARSE_COUPLING and not dense_coupling      # the crossed coupling's layout (see above)
         endog = np.asarray(endog, dtype=float)
         exog = np.asarray(exog, dtype=float)
         if exog.ndim == 1:
@@ -138,7 +144,7 @@ class MixedDesign:
         self.k_fe = exog.shape[1]
 
         specs, codes, labels = _grouped_specs(levels, n)
-        chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs], self.k_fe)
+        chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe)
         # sort rows: outermost chain level is the primary key. The chain's clusters are found
         # from their innermost groups, so the row codes of the chain are freed before W is
         # written: the inputs, W and the row permutations are all the large arrays alive at once
@@ -216,7 +222,7 @@ class MixedDesign:
         q_of_cluster = np.concatenate([np.full(lv.n_groups, lv.q) for lv in chain_levels])
         # the chain's coupling to the crossed groups: sparse (after the own blocks), or dense
         # (``qd`` columns inside every block; kept to test the sparse one against)
-        self.stat_qd = 0 if SPARSE_COUPLING else self.qd
+        self.stat_qd = 0 if sparse else self.qd
         width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i] + self.stat_qd)
                                 for i, lv in enumerate(chain_levels)])
         sizes = q_of_cluster * width
@@ -525,7 +531,7 @@ def _chain_and_crossed(codes, qs=None, k_fe=0):
            for outer, inner in zip(order[:-1], order[1:])):
         return order, []
     chain = order[-1]
-    if qs is not None and SPARSE_COUPLING:
+    if qs is not None:
         cost = sparse_coupling.elimination_cost(codes, qs, k_fe)
         chain = min(order[::-1], key=lambda i: cost[i])
     return [chain], [i for i in order[::-1] if i != chain]

@@ -571,15 +571,15 @@ def _caller_env(depth):
     return depth + 1 if isinstance(depth, int) else depth
 
 
-def design_from_frame(frame, weights=None) -> MixedDesign:
-    """A ``MixedDesign`` from the formula module's ``ModelFrame``."""
+def design_from_frame(frame, weights=None, dense_coupling=False) -> MixedDesign:
+    """A ``MixedDesign`` from the formula module's ``ModelFrame`` (``dense_coupling``: see ``MixedDesign``)."""
     specs = []
     for block in frame.random:
         q = block.exog_re.shape[1]
         specs.append(LevelSpec(block.term.level, block.groups, block.exog_re,
                                [(block.term.cov, list(range(q)))], list(block.names)))
     return MixedDesign(frame.endog, frame.exog, frame.exog_names, specs, endog_name=frame.endog_name,
-                       weights=weights)
+                       weights=weights, dense_coupling=dense_coupling)
 
 
 def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights=None, exog_vc=None):

@@ -76,7 +76,8 @@ class ResidualModel:
         frame, arrays, columns = frames.model_frame_with_columns(
             parsed, data, {"time": time, "by": by_values, "residual_group": group_values,
                            "var_weights": var_weights}, missing, _caller_env(eval_env))
-        design = design_from_frame(frame)
+        # crossed levels: the whitened coupling is added to every chain cluster's dense block
+        design = design_from_frame(frame, dense_coupling=True)
         _release_arrays(frame)
         order = np.asarray(design.order)
         by_sorted = None if by is None else by_labels[arrays["by"][order].astype(np.intp)]
