@@ -33,6 +33,7 @@ COLUMNS = [("scenario", 13), ("fit", 7), ("rows", 9), ("ours df s", 13), ("ours 
 
 
 PER_FIT = ["many_responses", "small_fits"]     # run only when named; see many.py
+RESIDUALS = ["ar1_large", "ar1_nlme"]           # run only when named; see residuals.py (nlme, not lme4)
 
 
 def run_job(kind, scenario, size, number, timeout, threads=None):
@@ -211,7 +212,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenarios", default=",".join(simulate.ORDER),
                    help="comma-separated subset of: " + ", ".join(simulate.ORDER)
-                   + " (default: all of these), and " + ", ".join(simulate.EXTRA + PER_FIT))
+                   + " (default: all of these), and " + ", ".join(simulate.EXTRA + PER_FIT + RESIDUALS))
     p.add_argument("--repeats", type=int, default=3, help="our time is the median of this many fits")
     p.add_argument("--size", choices=list(simulate.SCALE), default="default",
                    help="small: rows and groups / 10; large: x 10")
@@ -221,13 +222,17 @@ def main(argv=None):
     p.add_argument("--blas-threads", type=int, help="set OPENBLAS/OMP/MKL_NUM_THREADS for every job")
     args = p.parse_args(argv)
     names = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = [s for s in names if s not in simulate.ORDER + simulate.EXTRA + PER_FIT]
+    known = simulate.ORDER + simulate.EXTRA + PER_FIT + RESIDUALS
+    unknown = [s for s in names if s not in known]
     if unknown:
-        p.error("unknown scenario(s) %s; choose from %s" % (", ".join(unknown),
-                                                             ", ".join(simulate.ORDER + simulate.EXTRA + PER_FIT)))
+        p.error("unknown scenario(s) %s; choose from %s" % (", ".join(unknown), ", ".join(known)))
     for name in [s for s in names if s in PER_FIT]:        # per-fit overhead: their own report (many.py)
         subprocess.run([sys.executable, str(HERE / "many.py"), name, args.size], check=False)
-    names = [s for s in names if s not in PER_FIT]
+    residual = [s for s in names if s in RESIDUALS]        # residual structures: their own report (residuals.py)
+    if residual:
+        subprocess.run([sys.executable, str(HERE / "residuals.py"), "--scenarios", ",".join(residual),
+                        "--repeats", str(args.repeats)], check=False)
+    names = [s for s in names if s not in PER_FIT + RESIDUALS]
     if not names:
         return
     use_lme4 = not args.no_lme4 and lme4_available()
