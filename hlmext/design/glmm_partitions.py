@@ -60,6 +60,11 @@ def write_buckets(chunks, key, columns, n, folder):
 
     Returns the directories (one per partition, some possibly empty).
     """
+    try:
+        import pyarrow  # noqa: F401  (pandas' Parquet engine)
+    except ImportError as err:
+        raise ImportError("fitting a generalized model on chunked data shuffles its rows through Parquet files, "
+                          "which needs pyarrow: pip install pyarrow (or hlmext[dask])") from err
     dirs = [os.path.join(folder, "part-%05d" % b) for b in range(n)]
     for d in dirs:
         os.makedirs(d, exist_ok=True)

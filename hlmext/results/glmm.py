@@ -341,8 +341,10 @@ def _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm):
     differences of the analytic gradient (Laplace or AGHQ, chained through d theta / d phi)
     from the optimum, with steps of 1e-5 (in standard errors of beta, and in phi): k + 1
     gradients instead of the 2k of central differences (each costs a quadrature over every
-    cluster), for an error of about 1e-5 relative in the standard errors. Boundary
-    parameters are held fixed (NaN rows and columns).
+    cluster), for an error of about 1e-5 relative in the standard errors. Nested adaptive
+    quadrature (whose gradient is itself by differences) takes central second differences of
+    the deviance with steps of 5e-3 instead. Boundary parameters are held fixed (NaN rows and
+    columns).
     """
     p, k = beta.size, values.size
     free = ~fixed
@@ -363,10 +365,16 @@ def _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm):
             jac[:, i] = (theta_of(x[p:] + e) - theta_of(x[p:] - e)) / 2e-6
         return -2.0 * np.concatenate([g[:p], jac.T @ g[p:]])
 
-    steps = np.concatenate([1e-5 * se_glm, np.full(phi0.size, 1e-5)])
-    g0 = gradient(x0)
-    H = np.array([(gradient(x0 + e) - g0) / h for e, h in zip(np.diag(steps), steps)])
-    H = 0.5 * (H + H.T)
+    if model.nested and nagq > 1:
+        # nested quadrature has no analytic gradient: second differences of the deviance itself
+        # (differences of a difference gradient would divide its rounding by 1e-11)
+        H = _value_hessian(lambda x: -2.0 * model.loglike_theta(x[:p], theta_of(x[p:]), nagq),
+                           x0, np.concatenate([5e-3 * se_glm, np.full(phi0.size, 5e-3)]))
+    else:
+        steps = np.concatenate([1e-5 * se_glm, np.full(phi0.size, 1e-5)])
+        g0 = gradient(x0)
+        H = np.array([(gradient(x0 + e) - g0) / h for e, h in zip(np.diag(steps), steps)])
+        H = 0.5 * (H + H.T)
     c = 2.0 * _inverse(H)
     if not (np.all(np.isfinite(c)) and np.all(np.diag(c) > 0)):
         c = np.full(H.shape, np.nan)
@@ -375,6 +383,21 @@ def _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm):
     cov_phi[np.ix_(idx, idx)] = c
     jac = np.concatenate([np.ones(p), np.where(is_corr, 1 - values ** 2, values)])
     return cov_phi * np.outer(jac, jac), cov_phi[p:, p:]
+
+
+def _value_hessian(f, x0, steps):
+    """Hessian of ``f`` at ``x0`` by central second differences with ``steps`` (error O(step^2))."""
+    k = x0.size
+    E = np.diag(steps)
+    f0 = f(x0)
+    H = np.empty((k, k))
+    for i in range(k):
+        H[i, i] = (f(x0 + E[i]) - 2.0 * f0 + f(x0 - E[i])) / steps[i] ** 2
+        for j in range(i):
+            H[i, j] = H[j, i] = (f(x0 + E[i] + E[j]) - f(x0 + E[i] - E[j]) - f(x0 - E[i] + E[j])
+                                 + f(x0 - E[i] - E[j])) / (4.0 * steps[i] * steps[j])
+    f(x0)                              # last: the model's work arrays are those at the optimum
+    return H
 
 
 def _inverse(H):
