@@ -19,6 +19,8 @@ ORDER = ["ri_small", "rs_medium", "rs_large", "nested3", "crossed", "logit_ri", 
          "probit_ri", "ologit_ri"]
 EXTRA = ["logit_crossed", "insteval", "insteval_dept", "crossed_maximal",
          "crossed_large"]          # run only when named (``--scenarios logit_crossed``)
+NO_STATSMODELS = {"insteval", "insteval_dept", "crossed_maximal", "crossed_large"}
+INSTEVAL_CSV = Path(__file__).resolve().parent / "data" / "insteval.csv"
 
 
 @dataclass
