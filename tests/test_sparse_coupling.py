@@ -51,7 +51,19 @@ def test_wide_case_has_clusters_wider_than_the_blas_threshold(monkeypatch):
 
 def _model(formula, data, sparse, monkeypatch):
     monkeypatch.setattr(layout, "SPARSE_COUPLING", sparse)
+    monkeypatch.setattr(layout, "DENSE_FILL", 1.0)       # sparse when asked, however full the pattern
     return hlmext.mixedlm(formula, data)
+
+
+def test_a_mostly_full_pattern_keeps_the_dense_coupling():
+    rng = np.random.default_rng(5)
+    n = 4000
+    full = pd.DataFrame({"a": rng.integers(0, 20, n), "b": rng.integers(0, 30, n), "x": rng.normal(size=n)})
+    full["y"] = full.x + rng.normal(size=n)
+    thin = full.assign(b=rng.integers(0, 3000, n))          # each a-cluster meets few of 3000 groups
+    assert hlmext.mixedlm("y ~ x + (1 | a) + (1 | b)", full).design.coupling is None
+    sparse = hlmext.mixedlm("y ~ x + (1 | a) + (1 | b)", thin).design
+    assert sparse.coupling is not None and sparse.stat_qd == 0
 
 
 def _theta(model, seed=3):

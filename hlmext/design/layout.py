@@ -34,6 +34,10 @@ from ..formula.grouping import group_codes
 #: (``sparse_coupling``). ``False`` keeps the dense coupling of ``qd`` columns in every cluster's
 #: block (the tests compare the two).
 SPARSE_COUPLING = True
+#: ... unless the chain's clusters touch more than this fraction of the crossed columns on
+#: average: then the dense coupling is kept (its batched BLAS updates cost less than the
+#: scatter of a pattern that is mostly full; the chain is still the cheapest one)
+DENSE_FILL = 0.25
 
 
 @dataclass
@@ -222,7 +226,13 @@ class MixedDesign:
         q_of_cluster = np.concatenate([np.full(lv.n_groups, lv.q) for lv in chain_levels])
         # the chain's coupling to the crossed groups: sparse (after the own blocks), or dense
         # (``qd`` columns inside every block; kept to test the sparse one against)
-        self.stat_qd = 0 if sparse else self.qd
+        self.coupling = None
+        if self.qd and sparse:
+            self.coupling = sparse_coupling.pattern(self.row_start, self.row_end, self.crossed,
+                                                    chain_levels[0].q, 0)
+            if len(self.coupling.cols) > DENSE_FILL * len(self.row_start) * self.qd:
+                self.coupling = None       # most pairs occur: the dense layout's BLAS blocks are faster
+        self.stat_qd = 0 if self.coupling is not None else self.qd
         width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i] + self.stat_qd)
                                 for i, lv in enumerate(chain_levels)])
         sizes = q_of_cluster * width
@@ -230,10 +240,8 @@ class MixedDesign:
             raise ModelError("the crossed random effects need a %d x %d coupling matrix (%.1f GB); put the "
                              "factor with the most groups first or reduce the crossed factors"
                              % (int(q_of_cluster.sum()), self.qd, sizes.sum() * 8 / 1e9))
-        self.coupling = None
-        if self.qd and not self.stat_qd:
-            self.coupling = sparse_coupling.pattern(self.row_start, self.row_end, self.crossed,
-                                                    chain_levels[0].q, int(sizes.sum()))
+        if self.coupling is not None:
+            self.coupling.offset = int(sizes.sum())
         extra = self.coupling.size if self.coupling is not None else 0
         check_memory(self.levels, self.n_chain, int(sizes.sum()) + extra, self.k_fe)
         self.stat_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
