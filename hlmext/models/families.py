@@ -10,6 +10,7 @@ from ..exceptions import DataError
 from ..keywords import check_keywords
 from .glmm import MixedGLM
 from .linear import _caller_env
+from .links import check_binomial
 
 
 class MixedLogit(MixedGLM):
@@ -43,29 +44,7 @@ class MixedLogit(MixedGLM):
         return gammaln(ntr + 1) - gammaln(y + 1) - gammaln(ntr - y + 1)
 
     def _check_response(self, y, ntr, name, trials_name):
-        if not self.has_trials:
-            bad = (y != 0) & (y != 1)
-            if bad.any():
-                raise DataError("response %r must be 0 or 1 for a logit model without trials; %d rows have other "
-                                "values (e.g. %g); for binomial counts pass trials=<column of the number of trials>"
-                                % (name, bad.sum(), y[bad][0]))
-            return
-        for arr, what in ((ntr, "trials %r" % trials_name), (y, "response %r" % name)):
-            frac = np.abs(arr - np.round(arr)) > 1e-8
-            if frac.any():
-                raise DataError("%s must hold whole numbers; %d rows do not (e.g. %g)"
-                                % (what, frac.sum(), arr[frac][0]))
-        if np.any(ntr < 1):
-            raise DataError("trials %r must be positive; %d rows have trials < 1: drop them"
-                            % (trials_name, np.sum(ntr < 1)))
-        if np.any(y < 0):
-            raise DataError("response %r (successes) must not be negative; %d rows are" % (name, np.sum(y < 0)))
-        over = y > ntr
-        if over.any():
-            raise DataError("response %r (successes) exceeds trials %r in %d rows (e.g. %g > %g); the response "
-                            "must count successes out of the trials" % (name, trials_name, over.sum(), y[over][0],
-                                                                          ntr[over][0]))
-
+        check_binomial(y, ntr, name, trials_name, self.has_trials, "logit")
 
 class MixedPoisson(MixedGLM):
     """Mixed-effects Poisson regression (Stata ``mepoisson``, lme4 ``glmer(family=poisson)``).

@@ -496,29 +496,7 @@ class MixedGLM(LikelihoodModel):
         if nagq == 0:
             opt, null_llf, se_glm = nagq0.fit(self, start, maxiter, disp)
             return self._finish(opt, 0, null_llf, se_glm, disp, robust)
-        beta_glm, se_glm, null_llf = glm_start(self)
-        p = self.k_fe
-        tscale = self.theta_scale()
-        x0 = (np.concatenate([beta_glm, self.theta_start() * tscale]) if start is None
-              else np.asarray(start, float))
-        if x0.size != p + self.k_re:
-            raise ValueError("start must have %d values (fixed effects, then theta), got %d" % (p + self.k_re, x0.size))
-        # the optimizer's x: the fixed effects of the centred offset (glm_start.offset_shift)
-        shift = offset_shift(self)
-        x0 = np.concatenate([x0[:p] + shift, x0[p:]])
-        scale = np.concatenate([se_glm, tscale])
-        bounds = [(None, None)] * p + self.theta_bounds()
-        obj = _Objective(self, 1, shift)
-        opt, hess = minimize_with_gradient(obj, x0, bounds, scale, maxiter, disp=disp)
-        opts = [opt]
-        if nagq > 1:
-            obj = _Objective(self, nagq, shift)
-            opt, hess = minimize_with_gradient(obj, opt.end, bounds, scale, maxiter, hess, disp=disp)
-            opts.append(opt)
-        opt = opts[-1] = best_on_boundary(self, obj, opt, hess, (beta_glm + shift, null_llf), bounds, scale, maxiter)
-        opt.end = np.concatenate([opt.end[:p] - shift, opt.end[p:]])
-        if disp:
-            print("\n".join(str(o) for o in opts))
+        opt, null_llf, se_glm = find_optimum(self, nagq, start, maxiter, disp)
         return self._finish(opt, nagq, null_llf, se_glm, False, robust)
 
     def _finish(self, opt, nagq, null_llf, se_glm, disp, robust):
@@ -529,6 +507,37 @@ class MixedGLM(LikelihoodModel):
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
         return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_glm, robust))
+
+
+def find_optimum(model, nagq, start, maxiter, disp, start_values=glm_start, shift_of=offset_shift):
+    """Laplace from the GLM start, then ``nagq``-point quadrature from there, and the boundary
+    search; returns ``(opt, null_llf, se_glm)`` with ``opt.end`` on the user's offset.
+    ``start_values`` and ``shift_of`` give the GLM start and the offset's centring (in memory,
+    or summed over partitions: ``models.glmm_distributed``)."""
+    beta_glm, se_glm, null_llf = start_values(model)
+    p = model.k_fe
+    tscale = model.theta_scale()
+    x0 = (np.concatenate([beta_glm, model.theta_start() * tscale]) if start is None
+          else np.asarray(start, float))
+    if x0.size != p + model.k_re:
+        raise ValueError("start must have %d values (fixed effects, then theta), got %d" % (p + model.k_re, x0.size))
+    # the optimizer's x: the fixed effects of the centred offset (glm_start.offset_shift)
+    shift = shift_of(model)
+    x0 = np.concatenate([x0[:p] + shift, x0[p:]])
+    scale = np.concatenate([se_glm, tscale])
+    bounds = [(None, None)] * p + model.theta_bounds()
+    obj = _Objective(model, 1, shift)
+    opt, hess = minimize_with_gradient(obj, x0, bounds, scale, maxiter, disp=disp)
+    opts = [opt]
+    if nagq > 1:
+        obj = _Objective(model, nagq, shift)
+        opt, hess = minimize_with_gradient(obj, opt.end, bounds, scale, maxiter, hess, disp=disp)
+        opts.append(opt)
+    opt = opts[-1] = best_on_boundary(model, obj, opt, hess, (beta_glm + shift, null_llf), bounds, scale, maxiter)
+    opt.end = np.concatenate([opt.end[:p] - shift, opt.end[p:]])
+    if disp:
+        print("\n".join(str(o) for o in opts))
+    return opt, null_llf, se_glm
 
 
 class _Buffers:

@@ -40,11 +40,11 @@ from ..exceptions import ConvergenceWarning, DataError, ModelError
 from ..formula import frames
 from ..formula import grammar as fm
 from ..keywords import checked
-from .glmm import MixedGLM, _Objective
+from .glmm import MixedGLM, find_optimum
 from .glm_start_partitions import glm_start, offset_shift
-from .glmm_boundary import best_on_boundary, not_identified
+from .glmm_boundary import not_identified
 from .linear import _release_arrays
-from .optimize import minimize_with_gradient, single_blas_thread
+from .optimize import single_blas_thread
 from .quadrature import MAX_NODES
 from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
@@ -383,28 +383,7 @@ class DistributedGLM(LikelihoodModel):
     def _fit(self, nagq, start, maxiter, disp, robust=None):
         """As ``MixedGLM._fit``, with the GLM start and the offset's shift from the partitions' sums."""
         nagq = self._check_nagq(nagq)
-        beta_glm, se_glm, null_llf = glm_start(self)
-        p = self.k_fe
-        tscale = self.theta_scale()
-        x0 = (np.concatenate([beta_glm, self.theta_start() * tscale]) if start is None
-              else np.asarray(start, float))
-        if x0.size != p + self.k_re:
-            raise ValueError("start must have %d values (fixed effects, then theta), got %d" % (p + self.k_re, x0.size))
-        shift = offset_shift(self)
-        x0 = np.concatenate([x0[:p] + shift, x0[p:]])
-        scale = np.concatenate([se_glm, tscale])
-        bounds = [(None, None)] * p + self.theta_bounds()
-        obj = _Objective(self, 1, shift)
-        opt, hess = minimize_with_gradient(obj, x0, bounds, scale, maxiter, disp=disp)
-        opts = [opt]
-        if nagq > 1:
-            obj = _Objective(self, nagq, shift)
-            opt, hess = minimize_with_gradient(obj, opt.end, bounds, scale, maxiter, hess, disp=disp)
-            opts.append(opt)
-        opt = opts[-1] = best_on_boundary(self, obj, opt, hess, (beta_glm + shift, null_llf), bounds, scale, maxiter)
-        opt.end = np.concatenate([opt.end[:p] - shift, opt.end[p:]])
-        if disp:
-            print("\n".join(str(o) for o in opts))
+        opt, null_llf, se_glm = find_optimum(self, nagq, start, maxiter, disp, glm_start, offset_shift)
         if not opt.converged:
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"

@@ -106,7 +106,7 @@ class FamilySpec:
         if not np.all(np.isfinite(y)):
             raise DataError("response %r contains NaN or inf; drop those rows" % name)
         if self.family == BINOMIAL:
-            return _check_binomial(y, ntr, name, trials_name, has_trials, self.link_name)
+            return check_binomial(y, ntr, name, trials_name, has_trials, self.link_name)
         if self.family in (POISSON, NB2, NB1):
             bad = (y < 0) | (np.abs(y - np.round(y)) > 1e-8)
             if bad.any():
@@ -169,7 +169,8 @@ def _sm_link(code):
             SQRT: sm_links.Sqrt, INVERSE_SQUARED: sm_links.InverseSquared}[code]()
 
 
-def _check_binomial(y, ntr, name, trials_name, has_trials, link):
+def check_binomial(y, ntr, name, trials_name, has_trials, link):
+    """A binomial response (0/1 without trials; whole successes out of whole positive trials), or a ``DataError``."""
     if not has_trials:
         bad = (y != 0) & (y != 1)
         if bad.any():
