@@ -3,7 +3,8 @@
 The generalized model's one-level kernel runs its loop over clusters on OpenMP threads:
 as many as ``set_num_threads`` asks for, else the environment variable
 ``HLMEXT_NUM_THREADS``, else the machine's cores (at most 8). Any request is capped at
-the machine's cores. BLAS/LAPACK threads are the BLAS library's: limit them with
+the machine's cores, and a forked process (a ``multiprocessing`` worker started by
+``fork``) uses one thread: GNU OpenMP cannot start threads there once the parent has. BLAS/LAPACK threads are the BLAS library's: limit them with
 ``threadpoolctl`` (a fit limits them to one itself while it runs, see
 ``hlmext.models.optimize.single_blas_thread``).
 
@@ -22,6 +23,7 @@ ENV_VAR = "HLMEXT_NUM_THREADS"
 DEFAULT_MAX = 8
 
 _requested = None          # set_num_threads's value (None: the environment variable or the default)
+_forked = False            # this process was forked from one that had imported hlmext
 _env_checked = {}          # environment value -> threads (each odd value is reported once)
 
 
@@ -61,6 +63,12 @@ def set_num_threads(n):
         warnings.warn("set_num_threads(%d): this machine has %d cores; using %d threads" % (n, cap, cap),
                       RuntimeWarning, stacklevel=2)
         n = cap
+    if n > 1 and _forked:
+        warnings.warn("set_num_threads(%d): this process was forked, and GNU OpenMP cannot start threads in a "
+                      "forked process once its parent has used them (the kernels would wait for ever); using 1 "
+                      "thread. Start worker processes with the 'spawn' or 'forkserver' method for more" % n,
+                      RuntimeWarning, stacklevel=2)
+        n = 1
     _requested = n
 
 
@@ -75,10 +83,28 @@ def get_num_threads() -> int:
     """
     if _requested is not None:
         return _requested
+    if _forked:
+        return 1
     env = os.environ.get(ENV_VAR)
     if env is not None and env.strip():
         return _from_environment(env)
     return max(1, min(max_threads(), DEFAULT_MAX))
+
+
+def _after_fork_in_child():
+    """A forked process runs the kernels on one thread.
+
+    GNU OpenMP's thread pool does not survive ``fork``: a parallel loop in a child forked
+    from a process that has run one waits for ever on the parent's threads. Worker
+    processes (the bootstrap's ``n_jobs``, a ``multiprocessing`` pool) already use the cores.
+    """
+    global _forked, _requested
+    _forked = True
+    _requested = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _from_environment(value):

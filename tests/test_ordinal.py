@@ -104,6 +104,11 @@ def test_unknown_keywords_are_refused(wine):
         hlmext.meologit("rating ~ temp + (1 | judge)", wine, link="probit")
 
 
+def test_conf_int_names_an_unknown_keyword(fitted):
+    with pytest.raises(TypeError, match="'level'; use alpha="):
+        fitted.conf_int(level=0.9)
+
+
 # ---------------------------------------------------------------------------------- fit
 def test_boundary_llf_is_never_below_the_model_without_random_effects():
     rng = np.random.default_rng(3)

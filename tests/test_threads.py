@@ -166,3 +166,28 @@ def test_huge_thread_count_in_environment_fits_instead_of_crashing():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "1"             # one warning, not one per likelihood evaluation
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or threads.max_threads() < 2, reason="needs fork and two cores")
+def test_forked_workers_fit_after_the_parent_ran_kernel_threads():
+    # GNU OpenMP's pool does not survive fork: a child that started a parallel loop waited
+    # for ever (the bootstrap's n_jobs after a fit on two threads did).
+    code = ("import multiprocessing, hlmext\n"
+            "df = hlmext.datasets.load('contraception')\n"
+            "def fit(_):\n"
+            "    return hlmext.get_num_threads(), round(hlmext.melogit('use ~ age + (1 | district)', df).fit().llf, 6)\n"
+            "hlmext.set_num_threads(2)\n"
+            "parent = fit(0)\n"
+            "with multiprocessing.get_context('fork').Pool(2) as pool:\n"
+            "    children = pool.map(fit, range(2))\n"
+            "print(parent[0], [c[0] for c in children], parent[1] == children[0][1] == children[1][1])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "2 [1, 1] True"
+
+
+def test_set_num_threads_in_a_forked_process_keeps_one_thread(no_request, monkeypatch):
+    monkeypatch.setattr(threads, "_forked", True)
+    with pytest.warns(RuntimeWarning, match="forked"):
+        hlmext.set_num_threads(2)
+    assert hlmext.get_num_threads() == 1

@@ -46,6 +46,8 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, sqrt, fabs, INFINITY, isfinite
 
 from hlmext._kernels.helpers cimport MAXQ, index_t, Family, as_family, row_loglik, chol_ld, lower_ld, upper_ld
+from hlmext._kernels.cluster_integral cimport (prior_part, mirror_lower, newton_direction, node_offsets,
+                                               log_weighted_sum, node_weights, aghq_omega, omega_row)
 import numpy as np
 from hlmext._kernels import boundary as _bd
 
@@ -65,13 +67,7 @@ cdef double cluster_eval(Family family, const double* y, const double* ntr, cons
     If ``eta`` is not NULL the per-row eta, mu, w and w' are stored there.
     """
     cdef index_t i, a, b
-    cdef double h = 0.0, et, m, wi, dwi, r
-    for a in range(q):
-        h -= 0.5 * u[a] * u[a]
-        if g != NULL:
-            g[a] = -u[a]
-            for b in range(q):
-                H[a * q + b] = 1.0 if a == b else 0.0
+    cdef double h = prior_part(u, q, g, H), et, m, wi, dwi, r
     for i in range(nj):
         et = eta0[i]
         for a in range(q):
@@ -91,9 +87,7 @@ cdef double cluster_eval(Family family, const double* y, const double* ntr, cons
             w[i] = wi
             dw[i] = dwi
     if g != NULL:
-        for a in range(q):
-            for b in range(a + 1, q):
-                H[a * q + b] = H[b * q + a]
+        mirror_lower(H, q)
     return h
 
 
@@ -140,14 +134,7 @@ cdef int cluster_mode(Family family, const double* y, const double* ntr, const d
                 shift *= 10.0
             else:
                 return -1
-        smax = 0.0
-        for a in range(q):
-            step[a] = g[a]
-        lower_ld(L, q, q, step)
-        upper_ld(L, q, q, step)
-        for a in range(q):
-            if fabs(step[a]) > smax:
-                smax = fabs(step[a])
+        smax = newton_direction(L, g, q, step)
         if smax < tol and not damped:
             for a in range(q):
                 u[a] += step[a]
@@ -181,15 +168,8 @@ cdef double aghq_term(Family family, const double* y, const double* ntr, const d
     gradient (``aghq_grad``), which then need not evaluate the rows again.
     """
     cdef index_t k, i, a
-    cdef double et, s, top, m, wi, dwi
-    for k in range(K):
-        for a in range(q):
-            d[k * q + a] = sqrt(2.0) * nodes[k * q + a]
-        upper_ld(L, q, q, &d[k * q])
-        s = 0.0
-        for a in range(q):
-            s -= 0.5 * (u[a] + d[k * q + a]) * (u[a] + d[k * q + a])
-        hk[k] = s
+    cdef double et, m, wi, dwi
+    node_offsets(L, u, nodes, q, K, d, hk)
     for i in range(nj):
         for k in range(K):
             et = eta[i]
@@ -200,15 +180,7 @@ cdef double aghq_term(Family family, const double* y, const double* ntr, const d
             else:
                 hk[k] += row_loglik(family, y[i], ntr[i], et, &m, &wi, &dwi)
                 resid[i * K + k] = y[i] - m
-    top = -INFINITY
-    for k in range(K):
-        hk[k] += logw[k] - h
-        if hk[k] > top:
-            top = hk[k]
-    s = 0.0
-    for k in range(K):
-        s += exp(hk[k] - top)
-    return top + log(s)
+    return log_weighted_sum(hk, logw, h, K)
 
 
 cdef void cluster_grad(const double* y, const double* z, const double* zl, const double* mu,
@@ -272,23 +244,11 @@ cdef void aghq_grad(Family family, const double* y, const double* ntr, const dou
     ``resid`` the node residuals from ``aghq_term`` (or NULL: evaluated again here).
     """
     cdef double Om[MAXQ * MAXQ]
-    cdef double Mm[MAXQ * MAXQ]
-    cdef double Xm[MAXQ * MAXQ]
-    cdef double v[MAXQ]
     cdef double r[MAXQ]
     cdef double oz[MAXQ]
-    cdef index_t i, k, a, b, c
-    cdef double top = -INFINITY, total = 0.0, et, m, wi, dwi, res, p, ci, zt
-    for k in range(K):
-        if pk[k] > top:
-            top = pk[k]
-    for k in range(K):
-        pk[k] = exp(pk[k] - top)
-        total += pk[k]
-    for k in range(K):
-        pk[k] /= total
-        for a in range(q):
-            Gk[k * q + a] = -(u[a] + d[k * q + a])
+    cdef index_t i, k, a, b
+    cdef double et, m, wi, dwi, res, ci, zt
+    node_weights(pk, u, d, q, K, Gk)
     for i in range(nj):                      # posterior means of the residual (and times u)
         e[i] = 0.0
         for a in range(q):
@@ -306,63 +266,20 @@ cdef void aghq_grad(Family family, const double* y, const double* ntr, const dou
             for a in range(q):
                 ubar[i * q + a] += pk[k] * res * (u[a] + d[k * q + a])
                 Gk[k * q + a] += res * zl[i * q + a]
-    for a in range(q):                       # gbar and M = sum_k pi_k d_k (L^{-1} G_k)'
-        r[a] = 0.0
-        for b in range(q):
-            Mm[a * q + b] = 0.0
-    for k in range(K):
-        for a in range(q):
-            r[a] += pk[k] * Gk[k * q + a]
-            v[a] = Gk[k * q + a]
-        lower_ld(L, q, q, v)
-        for a in range(q):
-            for b in range(q):
-                Mm[a * q + b] += pk[k] * d[k * q + a] * v[b]
-    for a in range(q):                       # N = L'M, symmetrized from its lower triangle
-        for b in range(a + 1):
-            p = 0.0
-            for c in range(a, q):
-                p += L[c * q + a] * Mm[c * q + b]
-            Xm[a * q + b] = p
     for a in range(q):
-        for b in range(a + 1, q):
-            Xm[a * q + b] = Xm[b * q + a]
-    for b in range(q):                       # Omega = L^{-T} N L^{-1} + H^{-1}, column by column
-        for a in range(q):
-            v[a] = Xm[a * q + b]
-        upper_ld(L, q, q, v)
-        for a in range(q):
-            Mm[b * q + a] = v[a]             # row b of (L^{-T} N)' = column b of L^{-T} N
-    for b in range(q):
-        for a in range(q):
-            v[a] = Mm[a * q + b]
-        upper_ld(L, q, q, v)
-        for a in range(q):
-            oz[a] = 1.0 if a == b else 0.0
-        lower_ld(L, q, q, oz)
-        upper_ld(L, q, q, oz)
-        for a in range(q):
-            Om[a * q + b] = v[a] + oz[a]
+        r[a] = 0.0
+    aghq_omega(L, pk, d, Gk, q, K, r, Om)    # r = gbar; Omega
     for i in range(nj):                      # r = gbar + sum_i c_i zl_i
-        ci = 0.0
-        for a in range(q):
-            p = 0.0
-            for b in range(q):
-                p += Om[a * q + b] * zl[i * q + b]
-            ci += zl[i * q + a] * p
+        ci = omega_row(Om, &zl[i * q], q, NULL)
         ci *= -0.5 * dw[i]
         for a in range(q):
             r[a] += ci * zl[i * q + a]
     lower_ld(L, q, q, r)                     # t = H^{-1} r
     upper_ld(L, q, q, r)
     for i in range(nj):
-        ci = 0.0
+        ci = omega_row(Om, &zl[i * q], q, oz)
         zt = 0.0
         for a in range(q):
-            oz[a] = 0.0
-            for b in range(q):
-                oz[a] += Om[a * q + b] * zl[i * q + b]
-            ci += zl[i * q + a] * oz[a]
             zt += zl[i * q + a] * r[a]
         ci = -0.5 * dw[i] * ci - w[i] * zt
         e[i] += ci

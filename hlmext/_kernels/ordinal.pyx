@@ -35,6 +35,9 @@ from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, log1p, expm1, sqrt, fabs, erfc, INFINITY, isfinite
 
 from hlmext._kernels.helpers cimport MAXQ, index_t, chol_ld, lower_ld, upper_ld
+from hlmext._kernels.cluster_integral cimport (prior_part, mirror_lower, newton_direction, node_offsets,
+                                               log_weighted_sum, node_weights, inverse_from_factor,
+                                               aghq_omega, omega_row)
 import numpy as np
 from hlmext._kernels import boundary as _bd
 
@@ -175,14 +178,8 @@ cdef double cluster_eval(int link, const int* yk, int K, const double* cuts, con
                          double* eta, double* rd) noexcept nogil:
     """h(u); with ``g`` also its gradient and H; with ``eta`` the rows' eta and derivatives ``rd``."""
     cdef index_t i, a, b
-    cdef double h = 0.0, et
+    cdef double h = prior_part(u, q, g, H), et
     cdef double dd[NRD]
-    for a in range(q):
-        h -= 0.5 * u[a] * u[a]
-        if g != NULL:
-            g[a] = -u[a]
-            for b in range(q):
-                H[a * q + b] = 1.0 if a == b else 0.0
     for i in range(nj):
         et = eta0[i]
         for a in range(q):
@@ -200,9 +197,7 @@ cdef double cluster_eval(int link, const int* yk, int K, const double* cuts, con
             for a in range(NRD):
                 rd[i * NRD + a] = dd[a]
     if g != NULL:
-        for a in range(q):
-            for b in range(a + 1, q):
-                H[a * q + b] = H[b * q + a]
+        mirror_lower(H, q)
     return h
 
 
@@ -220,14 +215,7 @@ cdef int cluster_mode(int link, const int* yk, int K, const double* cuts, const 
     for it in range(maxit):
         if not isfinite(h) or chol_ld(L, q, q) != 0:
             return -1
-        smax = 0.0
-        for a in range(q):
-            step[a] = g[a]
-        lower_ld(L, q, q, step)
-        upper_ld(L, q, q, step)
-        for a in range(q):
-            if fabs(step[a]) > smax:
-                smax = fabs(step[a])
+        smax = newton_direction(L, g, q, step)
         if smax < tol:
             for a in range(q):
                 u[a] += step[a]
@@ -261,16 +249,9 @@ cdef double aghq_term(int link, const int* yk, int K, const double* cuts, const 
     for the gradient (``cluster_grad``), which then need not evaluate the rows again.
     """
     cdef index_t k, i, a
-    cdef double et, s, top
+    cdef double et
     cdef double dd[NRD]
-    for k in range(Kn):
-        for a in range(q):
-            d[k * q + a] = sqrt(2.0) * nodes[k * q + a]
-        upper_ld(L, q, q, &d[k * q])
-        s = 0.0
-        for a in range(q):
-            s -= 0.5 * (u[a] + d[k * q + a]) * (u[a] + d[k * q + a])
-        hk[k] = s
+    node_offsets(L, u, nodes, q, Kn, d, hk)
     for i in range(nj):
         for k in range(Kn):
             et = eta[i]
@@ -282,15 +263,7 @@ cdef double aghq_term(int link, const int* yk, int K, const double* cuts, const 
                 hk[k] += row_ord(link, yk[i], K, cuts, et, dd)
                 node_rows[2 * (i * Kn + k)] = dd[0]
                 node_rows[2 * (i * Kn + k) + 1] = dd[3]
-    top = -INFINITY
-    for k in range(Kn):
-        hk[k] += logw[k] - h
-        if hk[k] > top:
-            top = hk[k]
-    s = 0.0
-    for k in range(Kn):
-        s += exp(hk[k] - top)
-    return top + log(s)
+    return log_weighted_sum(hk, logw, h, Kn)
 
 
 cdef void cluster_grad(int link, const int* yk, int K, const double* cuts, const double* z,
@@ -305,25 +278,13 @@ cdef void cluster_grad(int link, const int* yk, int K, const double* cuts, const
     nodes are formed here (from ``node_rows``, or by evaluating the rows again at every node).
     """
     cdef double Om[MAXQ * MAXQ]
-    cdef double Mm[MAXQ * MAXQ]
-    cdef double Xm[MAXQ * MAXQ]
-    cdef double v[MAXQ]
     cdef double r[MAXQ]
     cdef double oz[MAXQ]
     cdef double dd[NRD]
-    cdef index_t i, k, a, b, c
-    cdef double top = -INFINITY, total = 0.0, et, res, p, ci, zt, so, escore, elA
+    cdef index_t i, k, a, b
+    cdef double et, res, ci, zt, so, escore, elA
     if Kn > 1:
-        for k in range(Kn):
-            if pk[k] > top:
-                top = pk[k]
-        for k in range(Kn):
-            pk[k] = exp(pk[k] - top)
-            total += pk[k]
-        for k in range(Kn):
-            pk[k] /= total
-            for a in range(q):
-                Gk[k * q + a] = -(u[a] + d[k * q + a])
+        node_weights(pk, u, d, q, Kn, Gk)
     for a in range(q):
         r[a] = 0.0
     for i in range(nj):                      # posterior means of the score, dl/dA and score x u
@@ -354,70 +315,20 @@ cdef void cluster_grad(int link, const int* yk, int K, const double* cuts, const
         gab[2 * i] = elA
         gab[2 * i + 1] = escore
     if Kn == 1:                              # Omega = H^{-1}
-        for b in range(q):
-            for a in range(q):
-                oz[a] = 1.0 if a == b else 0.0
-            lower_ld(L, q, q, oz)
-            upper_ld(L, q, q, oz)
-            for a in range(q):
-                Om[a * q + b] = oz[a]
-    else:                                    # gbar, M = sum_k pi_k d_k (L^{-1} G_k)', Omega
-        for a in range(q):
-            for b in range(q):
-                Mm[a * q + b] = 0.0
-        for k in range(Kn):
-            for a in range(q):
-                r[a] += pk[k] * Gk[k * q + a]
-                v[a] = Gk[k * q + a]
-            lower_ld(L, q, q, v)
-            for a in range(q):
-                for b in range(q):
-                    Mm[a * q + b] += pk[k] * d[k * q + a] * v[b]
-        for a in range(q):                   # N = L'M, symmetrized from its lower triangle
-            for b in range(a + 1):
-                p = 0.0
-                for c in range(a, q):
-                    p += L[c * q + a] * Mm[c * q + b]
-                Xm[a * q + b] = p
-        for a in range(q):
-            for b in range(a + 1, q):
-                Xm[a * q + b] = Xm[b * q + a]
-        for b in range(q):
-            for a in range(q):
-                v[a] = Xm[a * q + b]
-            upper_ld(L, q, q, v)
-            for a in range(q):
-                Mm[b * q + a] = v[a]
-        for b in range(q):
-            for a in range(q):
-                v[a] = Mm[a * q + b]
-            upper_ld(L, q, q, v)
-            for a in range(q):
-                oz[a] = 1.0 if a == b else 0.0
-            lower_ld(L, q, q, oz)
-            upper_ld(L, q, q, oz)
-            for a in range(q):
-                Om[a * q + b] = v[a] + oz[a]
+        inverse_from_factor(L, q, Om)
+    else:                                    # gbar and Omega
+        aghq_omega(L, pk, d, Gk, q, Kn, r, Om)
     for i in range(nj):                      # r = gbar + sum_i c_i zl_i
-        so = 0.0
-        for a in range(q):
-            p = 0.0
-            for b in range(q):
-                p += Om[a * q + b] * zl[i * q + b]
-            so += zl[i * q + a] * p
+        so = omega_row(Om, &zl[i * q], q, NULL)
         ci = -0.5 * rd[i * NRD + 2] * so
         for a in range(q):
             r[a] += ci * zl[i * q + a]
     lower_ld(L, q, q, r)                     # t = H^{-1} r
     upper_ld(L, q, q, r)
     for i in range(nj):
-        so = 0.0
+        so = omega_row(Om, &zl[i * q], q, oz)
         zt = 0.0
         for a in range(q):
-            oz[a] = 0.0
-            for b in range(q):
-                oz[a] += Om[a * q + b] * zl[i * q + b]
-            so += zl[i * q + a] * oz[a]
             zt += zl[i * q + a] * r[a]
         escore = gab[2 * i + 1]
         elA = gab[2 * i]

@@ -13,6 +13,7 @@ import pandas as pd
 import statsmodels.base.wrapper as wrap
 from scipy import stats
 
+from ..keywords import check_keywords
 from ..models import information as inference
 from .glmm import GLMMResults, GLMMResultsWrapper, LATENT_VAR_LOGIT
 from .linear import _named
@@ -86,7 +87,8 @@ class OrdinalResults(GLMMResults):
 
     def conf_int(self, alpha=0.05, cols=None, method="wald", **kwargs):
         """Wald confidence intervals (``params -+ z se``); other methods are not available here."""
-        if method != "wald" or kwargs:
+        check_keywords(self.conf_int, kwargs)
+        if method != "wald":
             raise ValueError("method=%r: an ordinal model has Wald intervals only (method='wald')" % (method,))
         return super().conf_int(alpha=alpha, cols=cols)
 
