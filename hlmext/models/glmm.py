@@ -47,6 +47,12 @@ from ..stacklevel import user_stacklevel
 from ..threads import PerThread, get_num_threads
 
 
+#: Crossed factors with one chain level: use the design's sparse coupling pattern (when its fill
+#: chose one) in the Laplace kernel. ``False`` notes each cluster's columns at every factorization
+#: (the tests compare the two).
+SPARSE_CROSSED = True
+
+
 def kernel_threads() -> int:
     """Threads of the one-level kernel's loop over clusters: ``hlmext.get_num_threads()``
     (``hlmext.threads``). Each cluster is computed the same way on any thread; only the
@@ -257,6 +263,12 @@ class MixedGLM(LikelihoodModel):
         # every row's own columns of the crossed block: a row costs those, not the block
         self._top = np.ascontiguousarray(np.column_stack([lv.doff + lv.codes * lv.q + a for lv in crossed
                                                           for a in range(lv.q)]), dtype=np.intp) if qd else None
+        # one chain level whose clusters meet few crossed groups (the design's sparse coupling,
+        # chosen by fill): the factor and the gradient's selected inverse touch only that pattern
+        coupling = getattr(d, "coupling", None) if SPARSE_CROSSED and d.n_chain == 1 else None
+        self._pattern = dict(pptr=coupling.ptr, pcols=coupling.cols) if coupling is not None else {}
+        if self._pattern:
+            _glmm_nested.check_pattern(coupling.ptr, coupling.cols, self._top, self._cl, tree["level_first"], zoff)
         self._buffers = PerThread(self._new_buffers())
 
     def _new_buffers(self):
@@ -341,7 +353,7 @@ class MixedGLM(LikelihoodModel):
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
                                             self._e, self._glam, self._chain_work, grad, pen=self._pen,
-                                            sel=self._sel, top=self._top)
+                                            sel=self._sel, top=self._top, **self._pattern)
             else:
                 nodes, logw, nd, nh, ng = self._rule(nagq)
                 q = self.levels[0].q
