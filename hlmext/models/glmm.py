@@ -315,12 +315,24 @@ class MixedGLM(LikelihoodModel):
         d = self.design
         out = [lam.ravel() for lam in lams[:d.n_chain]]
         if d.n_chain < d.n_levels:
-            dense = np.zeros((d.qd, d.qd))
-            for lv, lam in zip(d.levels[d.n_chain:], lams[d.n_chain:]):
-                k = lv.n_groups * lv.q
-                dense[lv.doff:lv.doff + k, lv.doff:lv.doff + k] = np.kron(np.eye(lv.n_groups), lam)
-            out.append(dense.ravel())
+            dense = np.zeros(d.qd * d.qd)
+            for lv, lam, idx in zip(d.levels[d.n_chain:], lams[d.n_chain:], self._crossed_diagonal()):
+                dense[idx] = np.tile(np.ravel(lam), lv.n_groups)
+            out.append(dense)
         return np.concatenate(out)
+
+    def _crossed_diagonal(self):
+        """Per crossed level, where its groups' q x q blocks lie in the flat qd x qd crossed block
+        (group by group, each block row-major): made once."""
+        if getattr(self, "_diag_index", None) is None:
+            d, out = self.design, []
+            for lv in d.levels[d.n_chain:]:
+                first = lv.doff + lv.q * np.arange(lv.n_groups)
+                a = np.arange(lv.q)
+                out.append(((first[:, None, None] + a[None, :, None]) * d.qd
+                            + first[:, None, None] + a[None, None, :]).ravel())
+            self._diag_index = out
+        return self._diag_index
 
     def _glam_levels(self):
         """d loglik / d Lambda of every level (q x q), from the kernel's flat gradient."""
@@ -328,11 +340,9 @@ class MixedGLM(LikelihoodModel):
         n_chain = d.n_chain if self.nested else 1
         out = [self._glam[lo:lo + lv.q ** 2].reshape(lv.q, lv.q) for lv, lo in zip(d.levels[:n_chain], self._lam_off)]
         if n_chain < d.n_levels:
-            dense = self._glam[self._lam_off[n_chain]:].reshape(d.qd, d.qd)
-            for lv in d.levels[n_chain:]:
-                G, q = lv.n_groups, lv.q
-                blocks = dense[lv.doff:lv.doff + G * q, lv.doff:lv.doff + G * q].reshape(G, q, G, q)
-                out.append(blocks[np.arange(G), :, np.arange(G), :].sum(axis=0))
+            dense = self._glam[self._lam_off[n_chain]:]
+            for lv, idx in zip(d.levels[n_chain:], self._crossed_diagonal()):
+                out.append(dense[idx].reshape(lv.n_groups, lv.q, lv.q).sum(axis=0))
         return out
 
     def _rule(self, nagq):
