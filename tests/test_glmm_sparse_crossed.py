@@ -125,5 +125,4 @@ def test_pattern_missing_a_rows_column_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="pcols must be columns"):
         bad = cols.copy()
         bad[0] = 10 ** 6
-        beta, theta = _point(model)
         glmm_nested.check_pattern(ptr, bad, model._top, model._cl, t["level_first"], t["zoff"])
