@@ -24,9 +24,10 @@ from libc.math cimport log, fabs, INFINITY, isfinite
 
 import numpy as np
 
-from scipy.linalg.cython_lapack cimport dpotrf
+from scipy.linalg.cython_lapack cimport dpotrf, dpotri
 
-from hlmext._kernels.helpers cimport MAXQ, index_t, Family, as_family, row_loglik, chol_ld, lower_ld, upper_ld
+from hlmext._kernels.helpers cimport (MAXQ, index_t, Family, as_family, row_loglik, chol_ld, lower_ld, upper_ld,
+                                     lower_t_solve)
 from hlmext._kernels import boundary as _bd
 from hlmext._kernels.boundary_checks cimport tree_ok, blocks_ok
 
@@ -45,6 +46,8 @@ cdef struct Tree:
     index_t* nz                # scratch of Q + 1 indices (the nonzero columns of one block row)
     index_t W                  # values stored per row in Z and zl: Q, or the chain's and ntop
     const index_t* top         # (n, ntop): those columns, within the crossed block
+    const index_t* pptr        # NULL, or the chain clusters' pattern of the crossed block (one chain
+    const index_t* pcols       # level): cluster k meets its columns pcols[pptr[k]:pptr[k + 1]]
 
 
 cdef inline index_t n_cols(const Tree* T, index_t i, index_t l) noexcept nogil:
@@ -140,7 +143,7 @@ cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
     block row is a_k times its relative one) ``logdet`` is sum_k a_k log det(H_kk / a_k),
     each cluster's relative log-determinant counted a_k times (``hlmext.design.sampling_weights``).
     """
-    cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a, x, y, nnz, first
+    cdef index_t l, k, q, D, anc, c0, j, qa, Da, r, c, t, a, x, y, nnz, first, after
     cdef bint nonzero
     cdef double* B
     cdef double* A
@@ -167,23 +170,39 @@ cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
                     logdet[0] += wv * (2.0 * log(B[a * D + a]) - log(wv))
                 else:
                     logdet[0] += 2.0 * log(B[a * D + a])
-            # B[:, q:] <- L^{-1} B[:, q:], noting the columns where k's rows are not zero (a
-            # cluster meets few groups of the crossed block): the downdates use only those
-            nnz = 0
-            for c in range(q, D):
-                nonzero = False
-                for r in range(q):
-                    wv = B[r * D + c]
-                    for t in range(r):
-                        wv -= B[r * D + t] * B[t * D + c]
-                    if wv != 0.0:
-                        B[r * D + c] = wv / B[r * D + r]
-                        nonzero = True
-                    else:
-                        B[r * D + c] = 0.0
-                if nonzero:
-                    T.nz[nnz] = c
+            # B[:, q:] <- L^{-1} B[:, q:] on the columns where k's rows are not zero (a cluster
+            # meets few groups of the crossed block): the pattern computed once from the data, or
+            # else noted here; the downdates use only those
+            if T.pptr != NULL and l == 0:
+                nnz = 0
+                for x in range(T.pptr[k], T.pptr[k + 1]):
+                    T.nz[nnz] = q + T.pcols[x]
                     nnz += 1
+                T.nz[nnz] = D - 1               # the right-hand side
+                nnz += 1
+                for x in range(nnz):
+                    c = T.nz[x]
+                    for r in range(q):
+                        wv = B[r * D + c]
+                        for t in range(r):
+                            wv -= B[r * D + t] * B[t * D + c]
+                        B[r * D + c] = wv / B[r * D + r] if wv != 0.0 else 0.0
+            else:
+                nnz = 0
+                for c in range(q, D):
+                    nonzero = False
+                    for r in range(q):
+                        wv = B[r * D + c]
+                        for t in range(r):
+                            wv -= B[r * D + t] * B[t * D + c]
+                        if wv != 0.0:
+                            B[r * D + c] = wv / B[r * D + r]
+                            nonzero = True
+                        else:
+                            B[r * D + c] = 0.0
+                    if nonzero:
+                        T.nz[nnz] = c
+                        nnz += 1
             anc = T.parent[k]
             c0 = q
             j = l + 1
@@ -194,16 +213,21 @@ cdef int nested_factor(const Tree* T, double* S, double* logdet) noexcept nogil:
                 A = &S[T.blk_off[anc]]
                 while first < nnz and T.nz[first] < c0:
                     first += 1
-                # A -= B_k,anc' B_k,anc on the noted columns
-                for x in range(first, nnz):
+                after = first                  # the first noted column past the ancestor's own block
+                while after < nnz and T.nz[after] < c0 + qa:
+                    after += 1
+                # A -= B_k,anc' B_k,anc on the noted columns: the lower triangle of the ancestor's
+                # own block (all its factorization reads) and the columns right of it
+                for x in range(first, after):
                     r = T.nz[x] - c0
-                    if r >= qa:
-                        break
                     for t in range(q):
                         wv = B[t * D + c0 + r]
                         if wv == 0.0:
                             continue
-                        for y in range(first, nnz):
+                        for y in range(first, x + 1):
+                            c = T.nz[y] - c0
+                            A[r * Da + c] -= wv * B[t * D + c0 + c]
+                        for y in range(after, nnz):
                             c = T.nz[y] - c0
                             A[r * Da + c] -= wv * B[t * D + c0 + c]
                 c0 += qa
@@ -362,6 +386,69 @@ cdef void nested_grad(const Tree* T, const double* y, const double* Z, const dou
                         e[i] * u[T.u_off[k] + b] + res * r[T.u_off[k] + b])
 
 
+cdef int pattern_inverse(const Tree* T, const double* S, double* sel, double* Y, double* P) noexcept nogil:
+    """H^{-1} on the pattern of the factor with one chain level and the crossed block (``T.pptr``)
+    into ``sel`` (the layout of ``S``): the crossed block's Sigma_DD whole (LAPACK), and for
+    every chain cluster Sigma_kk and Sigma_k,D on its pattern's columns only, by Takahashi's
+    recurrence with M_k = L_k^{-1} H_k,D on those columns: Y = M_k Sigma_PP,
+    Sigma_k,P = -L_k^{-T} Y, Sigma_kk = L_k^{-T} (I + M_k Y') L_k^{-1}. A cluster costs
+    q n_k^2 instead of q qd^2. ``Y`` and ``P`` are scratch of q max(n_k) and 2 q^2 values.
+    Returns LAPACK's info of the crossed block's inverse."""
+    cdef index_t q = T.zoff[1], qd = T.Q - T.zoff[1], D = T.Q + 1, Dd = qd + 1
+    cdef index_t k, a, b, c, x, nk
+    cdef const double* B
+    cdef double* Sd = &sel[T.blk_off[T.level_first[1]]]
+    cdef double* Sk
+    cdef const double* Sr
+    cdef double* Lk = P + q * q
+    cdef const double* Ld = &S[T.blk_off[T.level_first[1]]]
+    cdef double v
+    cdef int n = <int> qd, lda = <int> Dd, info = 0
+    cdef char uplo = b'U'                 # row-major lower == column-major upper
+    for a in range(qd):
+        for c in range(a + 1):
+            Sd[a * Dd + c] = Ld[a * Dd + c]
+    dpotri(&uplo, &n, Sd, &lda, &info)
+    if info != 0:
+        return info
+    for a in range(qd):
+        for c in range(a + 1, qd):
+            Sd[a * Dd + c] = Sd[c * Dd + a]
+    for k in range(T.level_first[0], T.level_first[1]):
+        B = &S[T.blk_off[k]]
+        Sk = &sel[T.blk_off[k]]
+        nk = T.pptr[k + 1] - T.pptr[k]
+        for a in range(q * nk):
+            Y[a] = 0.0
+        for a in range(q):                # Y = M_P Sigma_PP
+            for x in range(nk):
+                v = B[a * D + q + T.pcols[T.pptr[k] + x]]
+                if v == 0.0:
+                    continue
+                Sr = &Sd[T.pcols[T.pptr[k] + x] * Dd]
+                for b in range(nk):
+                    Y[a * nk + b] += v * Sr[T.pcols[T.pptr[k] + b]]
+        for a in range(q):                # P = I + M_P Y' ; L_k copied
+            for c in range(q):
+                v = 1.0 if a == c else 0.0
+                for x in range(nk):
+                    v += B[a * D + q + T.pcols[T.pptr[k] + x]] * Y[c * nk + x]
+                P[a * q + c] = v
+                Lk[a * q + c] = B[a * D + c]
+        for a in range(q * nk):
+            Y[a] = -Y[a]
+        lower_t_solve(Lk, q, q, Y, nk, nk)       # Sigma_k,P = -L^{-T} Y
+        for a in range(q):
+            for x in range(nk):
+                Sk[a * D + q + T.pcols[T.pptr[k] + x]] = Y[a * nk + x]
+        lower_t_solve(Lk, q, q, P, q, q)         # P <- L^{-T} P
+        for a in range(q):                       # Sigma_kk <- (L^{-T} P)'
+            for c in range(q):
+                Sk[a * D + c] = P[c * q + a]
+        lower_t_solve(Lk, q, q, Sk, q, D)        # Sigma_kk <- L^{-T} (L^{-T} P)'
+    return 0
+
+
 def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, const double[::1] ntr,
                   const double[::1] eta0, const index_t[:, ::1] cl, const index_t[::1] zoff,
                   const index_t[::1] level_first, const index_t[::1] parent,
@@ -371,7 +458,8 @@ def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, cons
                   double[::1] step, double[::1] trial, double[::1] e, double[::1] grad_lam,
                   double[::1] chain_work, bint want_grad, double tol=1e-10, int maxit=200,
                   const double[::1] pen=None, double[::1] sel=None, double[::1] sel_scratch=None,
-                  const index_t[:, ::1] top=None):
+                  const index_t[:, ::1] top=None, const index_t[::1] pptr=None,
+                  const index_t[::1] pcols=None):
     """Laplace log-likelihood (without the data constants) of a model with nested levels.
 
     Newton iterations with step halving on all modes jointly: each step assembles the
@@ -400,6 +488,14 @@ def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, cons
         block's. ``Z`` and ``zl`` then hold per row the chain's columns followed by the
         values of these ``ntop`` columns (``W = zoff[-2] + ntop`` values; without ``top``,
         all ``W = Q`` columns), and the block's ``Lambda`` must be block diagonal by group.
+    pptr, pcols : optional
+        With one chain level and ``top``: the pattern of every chain cluster's coupling to the
+        crossed block, computed once from the data (``design.sparse_coupling.pattern``:
+        cluster k meets the block's columns ``pcols[pptr[k]:pptr[k + 1]]``, ascending, every
+        row's ``top`` among them: ``check_pattern``, which costs a pass over the rows, is for
+        the caller to run once; here only the bounds are checked). The factor then reads only
+        those columns of a cluster's block row, and the gradient's selected inverse fills only
+        them (``pattern_inverse``).
     sel, sel_scratch : optional
         With ``want_grad``: room for H^{-1} on the factor's pattern (as long as ``S``) and
         the scratch of ``_gradient.selected_inverse``; made here when not given.
@@ -445,6 +541,7 @@ def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, cons
     cdef int it, halvings, info, steps = -1, k_shift
     cdef double shift
     cdef bint damped
+    cdef double[::1] yv, pv
     if nlev < 1 or cl.shape[1] != nlev or cl.shape[0] != n or chain_work.shape[0] < 2 * Q:
         raise ValueError("bad nested layout")
     if (step.shape[0] != n_u or trial.shape[0] != n_u or zl.shape[0] != n or zl.shape[1] != width
@@ -455,12 +552,18 @@ def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, cons
     if top is not None and (top.shape[0] != n or (top.shape[1] and (
             np.min(top) < 0 or np.max(top) >= zoff[nlev] - zoff[nlev - 1]))):
         raise ValueError("top must give every row's columns within the last level")
+    if pptr is not None or pcols is not None:
+        _pattern_bounds(pptr, pcols, top, level_first, zoff)
     nz_buf = np.empty(Q + 1, dtype=np.intp)
     cdef index_t[::1] nz_view = nz_buf
     T.nz = &nz_view[0]
     T.ntop = ntop
     T.W = width
     T.top = &top[0, 0] if T.ntop else NULL
+    T.pptr = &pptr[0] if pptr is not None else NULL
+    T.pcols = &pcols[0] if pcols is not None and pcols.shape[0] else NULL
+    if pptr is not None and T.pcols == NULL:
+        T.pptr = NULL                        # no chain cluster meets the crossed block
     T.pen = &pen[0] if pen is not None else NULL
     T.n = n
     T.Q = Q
@@ -536,11 +639,70 @@ def nested_loglik(family_code, const double[:, ::1] Z, const double[::1] y, cons
         from hlmext._kernels import gradient as _gradient
         if sel is None or sel.shape[0] != S.shape[0]:
             sel = np.empty(S.shape[0])
-        _gradient.selected_inverse(S, np.zeros(1), 0, 0, zoff, Q + 1, 0, level_first, blk_off, parent,
-                                   sel, sel_scratch)
+        if T.pptr != NULL:
+            yv = np.empty(zoff[1] * max(int(np.max(np.diff(pptr))), 1))
+            pv = np.empty(2 * zoff[1] * zoff[1])
+            with nogil:
+                info = pattern_inverse(&T, &S[0], &sel[0], &yv[0], &pv[0])
+            if info != 0:
+                return -INFINITY, steps
+        else:
+            _gradient.selected_inverse(S, np.zeros(1), 0, 0, zoff, Q + 1, 0, level_first, blk_off, parent,
+                                       sel, sel_scratch)
         with nogil:
             for a in range(grad_lam.shape[0]):
                 grad_lam[a] = 0.0
             nested_grad(&T, &y[0], &Z[0, 0], &zl[0, 0], &mu[0], &w[0], &dw[0], &u[0], &S[0], &sel[0],
                         &lam_off[0], &step[0], &e[0], &grad_lam[0], &chain_work[0])
     return h - 0.5 * logdet, steps
+
+
+def _pattern_bounds(const index_t[::1] pptr, const index_t[::1] pcols, const index_t[:, ::1] top,
+                    const index_t[::1] level_first, const index_t[::1] zoff):
+    """Raise ``ValueError`` unless every index of (pptr, pcols) stays inside the layout."""
+    if pptr is None or pcols is None or top is None or zoff.shape[0] != 3:
+        raise ValueError("nested_loglik: pptr and pcols go together, with top and one chain level")
+    cdef index_t nc = level_first[1] - level_first[0], qd = zoff[2] - zoff[1]
+    if level_first[0] != 0 or pptr.shape[0] != nc + 1 or pptr[0] != 0 or pptr[nc] != pcols.shape[0] \
+            or np.any(np.diff(np.asarray(pptr)) < 0) or np.any(np.diff(np.asarray(pptr)) > qd):
+        raise ValueError("nested_loglik: pptr must have one entry per chain cluster and one more, from 0 "
+                         "to len(pcols), each cluster's at most the crossed block's columns")
+    if pcols.shape[0] and (np.min(pcols) < 0 or np.max(pcols) >= qd):
+        raise ValueError("nested_loglik: pcols must be columns of the crossed block (0 to %d)" % (qd - 1))
+
+
+def check_pattern(const index_t[::1] pptr, const index_t[::1] pcols, const index_t[:, ::1] top,
+                  const index_t[:, ::1] cl, const index_t[::1] level_first, const index_t[::1] zoff):
+    """Raise ``ValueError`` unless (pptr, pcols) is a pattern of the chain clusters' coupling to the
+    crossed block that lists, ascending, every column of every row's ``top`` (see
+    ``nested_loglik``); a pass over the rows, made once per model."""
+    _pattern_bounds(pptr, pcols, top, level_first, zoff)
+    if cl.shape[0] != top.shape[0] or cl.shape[1] != 2:
+        raise ValueError("check_pattern: cl must have one row per row of top and two levels")
+    cdef index_t i, j, k, x, lo, hi, mid, c
+    cdef bint bad = False
+    with nogil:
+        for k in range(pptr.shape[0] - 1):
+            for x in range(pptr[k] + 1, pptr[k + 1]):
+                if pcols[x] <= pcols[x - 1]:
+                    bad = True
+        for i in range(top.shape[0]):
+            k = cl[i, 0]
+            if k < 0 or k >= pptr.shape[0] - 1:
+                bad = True
+                break
+            for j in range(top.shape[1]):
+                c = top[i, j]
+                lo = pptr[k]
+                hi = pptr[k + 1]
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if pcols[mid] < c:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo >= pptr[k + 1] or pcols[lo] != c:
+                    bad = True
+    if bad:
+        raise ValueError("check_pattern: pcols must list, ascending within each chain cluster, every "
+                         "crossed column of the cluster's rows (top)")

@@ -47,6 +47,12 @@ from ..stacklevel import user_stacklevel
 from ..threads import PerThread, get_num_threads
 
 
+#: Crossed factors with one chain level: use the design's sparse coupling pattern (when its fill
+#: chose one) in the Laplace kernel. ``False`` notes each cluster's columns at every factorization
+#: (the tests compare the two).
+SPARSE_CROSSED = True
+
+
 def kernel_threads() -> int:
     """Threads of the one-level kernel's loop over clusters: ``hlmext.get_num_threads()``
     (``hlmext.threads``). Each cluster is computed the same way on any thread; only the
@@ -257,6 +263,12 @@ class MixedGLM(LikelihoodModel):
         # every row's own columns of the crossed block: a row costs those, not the block
         self._top = np.ascontiguousarray(np.column_stack([lv.doff + lv.codes * lv.q + a for lv in crossed
                                                           for a in range(lv.q)]), dtype=np.intp) if qd else None
+        # one chain level whose clusters meet few crossed groups (the design's sparse coupling,
+        # chosen by fill): the factor and the gradient's selected inverse touch only that pattern
+        coupling = getattr(d, "coupling", None) if SPARSE_CROSSED and d.n_chain == 1 else None
+        self._pattern = dict(pptr=coupling.ptr, pcols=coupling.cols) if coupling is not None else {}
+        if self._pattern:
+            _glmm_nested.check_pattern(coupling.ptr, coupling.cols, self._top, self._cl, tree["level_first"], zoff)
         self._buffers = PerThread(self._new_buffers())
 
     def _new_buffers(self):
@@ -303,12 +315,24 @@ class MixedGLM(LikelihoodModel):
         d = self.design
         out = [lam.ravel() for lam in lams[:d.n_chain]]
         if d.n_chain < d.n_levels:
-            dense = np.zeros((d.qd, d.qd))
-            for lv, lam in zip(d.levels[d.n_chain:], lams[d.n_chain:]):
-                k = lv.n_groups * lv.q
-                dense[lv.doff:lv.doff + k, lv.doff:lv.doff + k] = np.kron(np.eye(lv.n_groups), lam)
-            out.append(dense.ravel())
+            dense = np.zeros(d.qd * d.qd)
+            for lv, lam, idx in zip(d.levels[d.n_chain:], lams[d.n_chain:], self._crossed_diagonal()):
+                dense[idx] = np.tile(np.ravel(lam), lv.n_groups)
+            out.append(dense)
         return np.concatenate(out)
+
+    def _crossed_diagonal(self):
+        """Per crossed level, where its groups' q x q blocks lie in the flat qd x qd crossed block
+        (group by group, each block row-major): made once."""
+        if getattr(self, "_diag_index", None) is None:
+            d, out = self.design, []
+            for lv in d.levels[d.n_chain:]:
+                first = lv.doff + lv.q * np.arange(lv.n_groups)
+                a = np.arange(lv.q)
+                out.append(((first[:, None, None] + a[None, :, None]) * d.qd
+                            + first[:, None, None] + a[None, None, :]).ravel())
+            self._diag_index = out
+        return self._diag_index
 
     def _glam_levels(self):
         """d loglik / d Lambda of every level (q x q), from the kernel's flat gradient."""
@@ -316,11 +340,9 @@ class MixedGLM(LikelihoodModel):
         n_chain = d.n_chain if self.nested else 1
         out = [self._glam[lo:lo + lv.q ** 2].reshape(lv.q, lv.q) for lv, lo in zip(d.levels[:n_chain], self._lam_off)]
         if n_chain < d.n_levels:
-            dense = self._glam[self._lam_off[n_chain]:].reshape(d.qd, d.qd)
-            for lv in d.levels[n_chain:]:
-                G, q = lv.n_groups, lv.q
-                blocks = dense[lv.doff:lv.doff + G * q, lv.doff:lv.doff + G * q].reshape(G, q, G, q)
-                out.append(blocks[np.arange(G), :, np.arange(G), :].sum(axis=0))
+            dense = self._glam[self._lam_off[n_chain]:]
+            for lv, idx in zip(d.levels[n_chain:], self._crossed_diagonal()):
+                out.append(dense[idx].reshape(lv.n_groups, lv.q, lv.q).sum(axis=0))
         return out
 
     def _rule(self, nagq):
@@ -341,7 +363,7 @@ class MixedGLM(LikelihoodModel):
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
                                             self._e, self._glam, self._chain_work, grad, pen=self._pen,
-                                            sel=self._sel, top=self._top)
+                                            sel=self._sel, top=self._top, **self._pattern)
             else:
                 nodes, logw, nd, nh, ng = self._rule(nagq)
                 q = self.levels[0].q
