@@ -1,0 +1,32 @@
+"""A formula of the intercept and numeric columns is built by patsy once: later models of the same
+formula and column types reuse its design info; other column types build their own."""
+import numpy as np
+import pandas as pd
+
+import hlmext
+from hlmext.formula import frames
+
+
+def _data(seed):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60), "k": np.tile([0, 1, 2], 20),
+                         "g": np.repeat(np.arange(12), 5)})
+
+
+def test_numeric_design_info_reused(monkeypatch):
+    first = hlmext.mixedlm("y ~ x + k + (x | g)", _data(1))
+    built = []
+    original = frames.patsy.incr_dbuilder
+    monkeypatch.setattr(frames.patsy, "incr_dbuilder", lambda *a, **k: built.append(a[0]) or original(*a, **k))
+    again = hlmext.mixedlm("y ~ x + k + (x | g)", _data(2))
+    assert built == []
+    assert again.frame.fixed_design_info is first.frame.fixed_design_info
+    np.testing.assert_array_equal(np.sort(again.exog[:, 1]), np.sort(_data(2).x.to_numpy()))
+
+
+def test_other_column_types_build_their_own_design():
+    hlmext.mixedlm("y ~ x + k + (1 | g)", _data(1))
+    df = _data(3).assign(k=lambda d: d.k.map({0: "a", 1: "b", 2: "c"}))     # now a factor
+    model = hlmext.mixedlm("y ~ x + k + (1 | g)", df)
+    assert model.exog_names == ["Intercept", "k[T.b]", "k[T.c]", "x"]
+
