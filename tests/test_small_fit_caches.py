@@ -1,10 +1,13 @@
-"""A formula of the intercept and numeric columns is built by patsy once: later models of the same
-formula and column types reuse its design info; other column types build their own."""
+"""Work a small fit does once, or not at all: a formula of the intercept and numeric columns is
+built by patsy once (later models of the same formula and column types reuse its design info;
+other column types build their own); bootstrap replicates form no Hessian for standard errors."""
 import numpy as np
 import pandas as pd
 
 import hlmext
 from hlmext.formula import frames
+from hlmext.inference import bootstrap as boot
+from hlmext.models import optimize
 
 
 def _data(seed):
@@ -30,3 +33,29 @@ def test_other_column_types_build_their_own_design():
     model = hlmext.mixedlm("y ~ x + k + (1 | g)", df)
     assert model.exog_names == ["Intercept", "k[T.b]", "k[T.c]", "x"]
 
+
+
+def test_bootstrap_replicates_form_no_standard_error_hessian_and_equal_full_refits(monkeypatch):
+    sleep = hlmext.datasets.load("sleepstudy")
+    res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", sleep).fit()
+    sims = res.simulate(4, seed=3)
+    refit = boot._Refit(res._results)
+    order = res.model.design.order
+    full = []
+    for i in range(4):                                     # the replicates with the wide-step Hessian
+        m = refit.model
+        boot.set_endog_statistics(m, sims.iloc[:, i].to_numpy()[order])
+        opt = boot.optimize_theta(m, refit.reml, refit.start, refit.bounds, refit.scale)
+        assert opt.hessian is not None
+        full.append((opt.end, opt.fun, opt.converged))
+    finishes = []
+    original = optimize._finish
+    monkeypatch.setattr(optimize, "_finish", lambda *a: finishes.append(1) or original(*a))
+    b = res.bootstrap(n=4, seed=3, n_jobs=1)
+    assert finishes == []
+    for i, (end, fun, converged) in enumerate(full):
+        assert b.deviance[i] == fun and bool(b.converged[i]) == converged
+        m = refit.model
+        boot.set_endog_statistics(m, sims.iloc[:, i].to_numpy()[order])
+        f = m.factorize(end)
+        np.testing.assert_array_equal(b.replicates.iloc[i].to_numpy()[:2], f.beta)
