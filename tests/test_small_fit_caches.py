@@ -23,7 +23,11 @@ def test_numeric_design_info_reused(monkeypatch):
     monkeypatch.setattr(frames.patsy, "incr_dbuilder", lambda *a, **k: built.append(a[0]) or original(*a, **k))
     again = hlmext.mixedlm("y ~ x + k + (x | g)", _data(2))
     assert built == []
-    assert again.frame.fixed_design_info is first.frame.fixed_design_info
+    assert again.frame.fixed_design_info.column_names == first.frame.fixed_design_info.column_names
+    assert again.frame.random[0].design_info is frames._PLAIN_INFOS[("1 + x", (("x", "float64"),))]
+    res, new = again.fit(), _data(5)
+    X = np.column_stack([np.ones(60), new.x, new.k])
+    np.testing.assert_allclose(res.predict(new), X @ res.fe_params.to_numpy(), rtol=1e-14)
     np.testing.assert_array_equal(np.sort(again.exog[:, 1]), np.sort(_data(2).x.to_numpy()))
 
 

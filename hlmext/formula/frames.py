@@ -17,6 +17,7 @@ import pandas as pd
 import patsy
 
 from ..exceptions import DataError, FormulaError
+from .design_state import decode, encode
 from .grammar import RandomTerm, parse
 
 __all__ = ["RandomBlock", "ModelFrame", "model_frame", "exog_for", "DesignInfos", "design_infos",
@@ -164,8 +165,8 @@ def _design(formula, data, env, na_action, what):
                 info = patsy.incr_dbuilder(formula, lambda: iter([data]), eval_env=env, NA_action=na_action)
                 plain = _plain_design(info, data, return_type)
             if plain is not None:
-                if len(_PLAIN_INFOS) < 256:
-                    _PLAIN_INFOS[key] = info
+                if key not in _PLAIN_INFOS and len(_PLAIN_INFOS) < 256:
+                    _PLAIN_INFOS[key] = decode(encode(info))   # holds no caller's namespace (see encode)
                 return plain
             formula = info
         return patsy.dmatrix(formula, data, eval_env=env, NA_action=na_action, return_type=return_type)
@@ -175,7 +176,8 @@ def _design(formula, data, env, na_action, what):
 
 #: patsy's design infos of right-hand sides of the intercept and numeric columns (``_plain_design``),
 #: by formula and the dtypes of the columns it names: they depend on nothing else, so a
-#: formula fitted again (to other data of the same columns) skips patsy's builder
+#: formula fitted again (to other data of the same columns) skips patsy's builder. The copy
+#: kept is a pickle's: of the namespace where the formula was built, only the names it reads
 _PLAIN_INFOS = {}
 
 
