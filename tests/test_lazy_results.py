@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext.exceptions import BoundaryWarning
+from hlmext.exceptions import BoundaryWarning, ConvergenceWarning
 from hlmext.results import linear as linear_results
 
 LAZY = ["re_params", "normalized_cov_params", "cov_params_default", "fe_params", "bse_fe", "cov_fe", "cov_re",
@@ -128,3 +128,13 @@ def test_cluster_robust_fits_are_unchanged_by_the_lazy_tables(sleep):
     model_based = _fit(sleep)
     np.testing.assert_array_equal(r.normalized_cov_params, model_based._results.normalized_cov_params)
     assert not np.array_equal(r.bse_fe.to_numpy(), model_based._results.bse_fe.to_numpy())
+
+
+def test_missing_standard_errors_warn_at_the_line_that_asks_for_them(sleep, monkeypatch):
+    res = _fit(sleep)
+    nan = np.full((4, 4), np.nan)
+    monkeypatch.setattr(linear_results, "_cov_variance", lambda *a, **k: (nan, nan))
+    with pytest.warns(ConvergenceWarning, match="no standard errors") as record:
+        res.bse                                            # through statsmodels' cov_params
+    assert record[0].filename == __file__
+    assert np.isnan(np.asarray(res.bse)[2:]).all() and np.isfinite(np.asarray(res.bse)[:2]).all()

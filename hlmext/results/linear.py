@@ -148,7 +148,8 @@ class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likelih
             warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
                           "parameters is not positive definite at the optimum (a flat or numerically noisy "
                           "likelihood); rescale the response and covariates, or simplify the random part"
-                          % ", ".join(missing_se), ConvergenceWarning, stacklevel=user_stacklevel())
+                          % ", ".join(missing_se), ConvergenceWarning,
+                          stacklevel=user_stacklevel(skip=("statsmodels", "pandas")))
         return cov_rep, cov_phi
 
     @cached
