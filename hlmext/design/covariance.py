@@ -397,6 +397,8 @@ class LevelCovariance:
         return out
 
     def lam(self, theta) -> np.ndarray:
+        if len(self.blocks) == 1:                 # one block of every column: its own factor
+            return self.blocks[0][0].lam(np.asarray(theta, float))
         out = np.zeros((self.q, self.q))
         k = 0
         for (s, _), th in zip(self.blocks, self._split(theta, [s.n_theta for s, _ in self.blocks])):
@@ -406,6 +408,8 @@ class LevelCovariance:
 
     def lam_derivatives(self, theta) -> list:
         """``dLambda / dtheta_i`` of the level's factor, one q x q matrix per parameter."""
+        if len(self.blocks) == 1:
+            return list(self.blocks[0][0].lam_derivatives(np.asarray(theta, float)))
         out, k = [], 0
         sizes = [s.n_theta for s, _ in self.blocks]
         for (s, _), th in zip(self.blocks, self._split(theta, sizes)):

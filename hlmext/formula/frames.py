@@ -17,6 +17,7 @@ import pandas as pd
 import patsy
 
 from ..exceptions import DataError, FormulaError
+from .design_state import decode, encode
 from .grammar import RandomTerm, parse
 
 __all__ = ["RandomBlock", "ModelFrame", "model_frame", "exog_for", "DesignInfos", "design_infos",
@@ -100,12 +101,14 @@ def check_column_names(parsed, columns):
                         "uses %s)" % (", ".join(map(repr, dup)), "it" if len(dup) == 1 else "them"))
 
 
-def _for_patsy(data):
+def _for_patsy(data, used=None):
     """``data`` without ``pd.NA`` (patsy cannot handle it): nullable numeric/boolean columns
-    as float64 with NaN, pandas string columns as objects with NaN for missing."""
-    nullable = [c for c, dt in data.dtypes.items() if isinstance(dt, pd.api.extensions.ExtensionDtype)
+    as float64 with NaN, pandas string columns as objects with NaN for missing (``used``: only
+    these columns, the others are left as they are)."""
+    dtypes = list(data.dtypes.items()) if used is None else [(c, data[c].dtype) for c in used]
+    nullable = [c for c, dt in dtypes if isinstance(dt, pd.api.extensions.ExtensionDtype)
                 and (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt))]
-    strings = [c for c, dt in data.dtypes.items() if isinstance(dt, pd.StringDtype)]
+    strings = [c for c, dt in dtypes if isinstance(dt, pd.StringDtype)]
     if nullable or strings:
         data = data.copy()
         for c in nullable:
@@ -155,14 +158,27 @@ def _design(formula, data, env, na_action, what):
         formula = _quote_keywords(formula, data.columns)
     try:
         if isinstance(formula, str):
-            info = patsy.incr_dbuilder(formula, lambda: iter([data]), eval_env=env, NA_action=na_action)
-            plain = _plain_design(info, data, return_type)
+            key = (formula, tuple((c, str(data[c].dtype)) for c in _words(formula, data.columns)))
+            info = _PLAIN_INFOS.get(key)
+            plain = None if info is None else _plain_design(info, data, return_type)
+            if plain is None:
+                info = patsy.incr_dbuilder(formula, lambda: iter([data]), eval_env=env, NA_action=na_action)
+                plain = _plain_design(info, data, return_type)
             if plain is not None:
+                if key not in _PLAIN_INFOS and len(_PLAIN_INFOS) < 256:
+                    _PLAIN_INFOS[key] = decode(encode(info))   # holds no caller's namespace (see encode)
                 return plain
             formula = info
         return patsy.dmatrix(formula, data, eval_env=env, NA_action=na_action, return_type=return_type)
     except patsy.PatsyError as err:
         raise _patsy_error(err, what, data.columns) from err
+
+
+#: patsy's design infos of right-hand sides of the intercept and numeric columns (``_plain_design``),
+#: by formula and the dtypes of the columns it names: they depend on nothing else, so a
+#: formula fitted again (to other data of the same columns) skips patsy's builder. The copy
+#: kept is a pickle's: of the namespace where the formula was built, only the names it reads
+_PLAIN_INFOS = {}
 
 
 def _plain_design(info, data, return_type):
@@ -199,7 +215,7 @@ def _response(expr, data, env, na_action, info=None):
     if info is None and expr in data.columns and isinstance(data[expr].dtype, np.dtype) \
             and data[expr].dtype.kind in "iufb":
         # a numeric column: what patsy would return, without evaluating a formula
-        y = data[[expr]].astype("float64")
+        y = pd.DataFrame({expr: data[expr].to_numpy(dtype=np.float64)}, index=data.index)
         missing = y[expr].isna().to_numpy()
         if missing.any():
             if na_action != "drop":
@@ -351,12 +367,15 @@ def model_frame(parsed, data, missing="drop", eval_env=None, infos=None) -> Mode
         for name in term.group:
             if name not in frame.columns:
                 raise _missing_column_error(name, frame.columns)
-    work = _for_patsy(frame).set_axis(pd.RangeIndex(len(frame)))
+    group_columns = list(dict.fromkeys(name for t in parsed.random for name in t.group))
+    formulas = " ".join([parsed.response, parsed.fixed] + [t.formula for t in parsed.random])
+    # patsy reads only the columns the formula names: the others are not converted
+    work = _for_patsy(frame, list(dict.fromkeys(_words(formulas, frame.columns) + group_columns)))
+    work = work.set_axis(pd.RangeIndex(len(frame)))
 
     detect = infos is not None and infos.detect is not None      # levels of dropped rows: other infos first
     y_info, x_spec, z_specs = _specs(parsed, infos.detect if detect else infos)
 
-    group_columns = list(dict.fromkeys(name for t in parsed.random for name in t.group))
     # rows with a missing value in a column the formula names are left out before patsy sees
     # the data, so that stateful transforms (center, standardize) learn from the rows used
     raw_bad = _missing_rows(parsed, work, group_columns)

@@ -140,14 +140,15 @@ def with_endog(model, endog):
 
 
 # ---------------------------------------------------------------------------------- workers
-def optimize_theta(model, reml, start, bounds=None, scale=None):
-    """Minimize the profiled deviance over ``theta`` from ``start`` as ``LinearMixed.fit`` does."""
+def optimize_theta(model, reml, start, bounds=None, scale=None, se_hessian=True):
+    """Minimize the profiled deviance over ``theta`` from ``start`` as ``LinearMixed.fit`` does
+    (``se_hessian=False``: no Hessian for standard errors, see ``hlmext.models.optimize.minimize``)."""
     bounds = model.theta_bounds() if bounds is None else bounds
     scale = model.theta_scale() if scale is None else scale
     kw = {}
     if getattr(model, "has_analytic_gradient", lambda: False)():
         kw["fun_and_grad"] = lambda th: model.deviance_and_gradient(th, reml)
-    return minimize(lambda th: model.deviance(th, reml), start, bounds, scale=scale, **kw)
+    return minimize(lambda th: model.deviance(th, reml), start, bounds, scale=scale, se_hessian=se_hessian, **kw)
 
 
 def _stripped(model):
@@ -183,7 +184,7 @@ class _Refit:
     def fit(self, y_sorted):
         m = self.model
         set_endog_statistics(m, y_sorted)
-        opt = optimize_theta(m, self.reml, self.start, self.bounds, self.scale)
+        opt = optimize_theta(m, self.reml, self.start, self.bounds, self.scale, se_hessian=False)
         f = m.factorize(opt.end)
         sigma = np.sqrt(f.prss / (m.nobs - (m.k_fe if self.reml else 0)))
         values = m.report_from_theta(opt.end, sigma)

@@ -89,10 +89,10 @@ class GradientParts:
             self.resid.append(zr_dense[seg].reshape(ng, q).T @ u_d[seg].reshape(ng, q))
 
     def dlogdet(self, i_level, E):
-        return 2.0 * np.sum(self.trace[i_level].T * E)
+        return 2.0 * (self.trace[i_level].T * E).sum()
 
     def dprss(self, i_level, E):
-        return -2.0 * np.sum(E * self.resid[i_level])
+        return -2.0 * (E * self.resid[i_level]).sum()
 
 
 def _selected_inverse(model, work, flat, t, ldt, sel, scratch=None):

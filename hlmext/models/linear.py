@@ -48,7 +48,7 @@ class Factorization:
         self.theta = np.asarray(theta, float)
         self.lams = model.lams(theta)
         lam_flat = np.concatenate([lam.ravel() for lam in self.lams])
-        self.ok = bool(np.all(np.isfinite(lam_flat)))
+        self.ok = bool(np.isfinite(lam_flat).all())
         if not self.ok:
             self.info = -1
             return
@@ -67,15 +67,17 @@ class Factorization:
         p, qd = d.k_fe, d.qd
         L = self.G.reshape(qd + p + 1, qd + p + 1)
         _core.zero_above_diagonal(L)          # the lower factor, in place
-        self.ok = info == 0 and np.isfinite(self.logdet) and bool(np.all(np.isfinite(np.diag(L))))
+        diag = L.diagonal()
+        self.ok = info == 0 and np.isfinite(self.logdet) and bool(np.isfinite(diag).all())
         self.info = info
         if not self.ok:
             return
-        self.logdet += 2.0 * np.sum(np.log(np.diag(L)[:qd]))
+        if qd:
+            self.logdet += 2.0 * np.log(diag[:qd]).sum()
         self.L = L                            # lower factor of the reduced [D X y] block
         self.L_dense = L[:qd, :qd]
         self.L_x = L[qd:qd + p, qd:qd + p]
-        self.logdet_rx = 2.0 * np.sum(np.log(np.diag(self.L_x)))
+        self.logdet_rx = 2.0 * np.log(diag[qd:qd + p]).sum()
         self.prss = L[-1, -1] ** 2
         top = qd + p
         self._w = L[-1, :top].copy()

@@ -163,7 +163,8 @@ def progress_printer(fun, label):
     return show
 
 
-def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=False, newton_start=None):
+def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=False, newton_start=None,
+             se_hessian=True):
     """Minimize ``fun`` over a box; return an ``OptSummary`` (``end`` on the scale of ``x0``).
 
     The optimizer works on ``x / scale``. L-BFGS-B first (with ``fun_and_grad``, which
@@ -178,6 +179,11 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     ``newton_start`` (a point close to the optimum, e.g. from moments; with ``fun_and_grad``):
     Newton steps from it first; if they do not reach a converged optimum inside the box
     that no step away from zero improves, the search above runs from ``x0``.
+
+    ``se_hessian=False`` (callers that need no standard errors: bootstrap replicates): after
+    the search, the Newton decrement and the positive-definiteness check use the Hessian of
+    the Newton steps when it has the same free parameters, instead of a new wide-step
+    Hessian (``OptSummary.hessian`` is then None).
     """
     x0 = np.asarray(x0, float)
     scale = np.ones_like(x0) if scale is None else np.asarray(scale, float)
@@ -236,7 +242,11 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     hessian = None
     if polish_grad is not None:
         g0 = known[0] if known is not None and known[0] is not None else f_and_g(best_z)[1]
-        g, decrement, ok, hessian = _finish(f_and_g, best_z, g0, sbounds, scale)
+        free = _free(best_z, sbounds)
+        if not se_hessian and known is not None and known[1] is not None and np.array_equal(known[2], free):
+            g, decrement, ok = _decrement(g0, known[1], best_z, free, sbounds)
+        else:
+            g, decrement, ok, hessian = _finish(f_and_g, best_z, g0, sbounds, scale)
         hess_ok = hess_ok and ok
     else:
         if known is not None:

@@ -23,6 +23,7 @@ from .base import FitResults
 from .conventions import ResultsConventions
 from ..models.gradient import GradientParts, diagonal_blocks
 from .idioms import Lme4Idioms
+from .lazy import cached
 from .after_fit import AfterFit
 from ..keywords import check_keywords
 from ..exceptions import ConvergenceWarning, ModelError
@@ -74,25 +75,13 @@ class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likelih
         fixed = inference.boundary_mask(values, is_corr, _sd_scale(model, sigma, is_corr))
         fixed[-1] = False
         fixed |= _corr_of_boundary_sd(model, fixed)
-
-        def objective(v):
-            th, s = model.theta_from_report(v)
-            return model.deviance_at(th, s, reml)
-
-        if fixed.any() or not model.has_analytic_gradient():
-            cov_rep, cov_phi = inference.delta_cov(objective, values, is_corr, fixed)
-        else:
-            cov_rep, cov_phi = _cov_variance(model, theta, sigma, reml, values, is_corr, opt, f)
-        missing_se = [nm for nm, b, v in zip(model.report_names(), fixed, np.diag(cov_phi)) if not b and not v > 0]
-        if missing_se:
-            warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
-                          "parameters is not positive definite at the optimum (a flat or numerically noisy "
-                          "likelihood); rescale the response and covariates, or simplify the random part"
-                          % ", ".join(missing_se), ConvergenceWarning, stacklevel=user_stacklevel())
+        # the standard errors of the variance parameters and the tables: computed on first use
+        self._variances_of = (theta, sigma, values, is_corr, fixed, opt, f)
+        self._cov_fe_model = self._cov_fe_used = cov_fe
+        self._beta = f.beta
         params = np.concatenate([f.beta, values])
-        cov = linalg.block_diag(cov_fe, cov_rep)
-        super().__init__(model, params, normalized_cov_params=cov, scale=sigma2)
-        self.cov_params_default = cov
+        super().__init__(model, params, normalized_cov_params=None, scale=sigma2)
+        del self.__dict__["normalized_cov_params"]      # the class's cached attribute gives it
         self.opt = opt
         self.converged = opt.converged
         self.deviance = _deviance(f, n, p, reml)
@@ -103,36 +92,24 @@ class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likelih
         self.nobs = n
         self.k_fe = p
         self.df_resid = n - p
-        names = model.exog_names
-        self.fe_params = pd.Series(f.beta, index=names, name="coef")
-        self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
-        self.cov_fe = _named(pd.DataFrame(cov_fe, index=names, columns=names), "term")
-        self._cov_phi = cov_phi
         self._is_corr = is_corr
         self.on_boundary = [nm for nm, b in zip(model.report_names(), fixed) if b]
-        self.re_params = inference.re_table(model.report_names(), values, cov_phi, is_corr)
-        self.cov_re = {}
-        self.n_groups = {}
-        for lv, lam in zip(model.levels[::-1], model.lams(theta)[::-1]):
-            self.cov_re[lv.name] = _named(pd.DataFrame(sigma2 * lam @ lam.T, index=lv.names, columns=lv.names),
-                                          "effect")
-            self.n_groups[lv.name] = lv.n_groups
-        self.random_effects = _blups(model, f)
+        self.n_groups = {lv.name: lv.n_groups for lv in model.levels[::-1]}
         self._variances_from = (f, sigma2)          # random_effects_cov, formed when asked for
         self.cov_type = "nonrobust"
         fixed_only = reml or robust_scope == "fixed"
+        if robust is not None or getattr(model, "residual", None) is not None:
+            self._cov_phi                     # now: a residual structure's model changes after the fit
         if robust is not None and fixed_only:   # cluster-robust fixed effects, from the conditional residuals
             cov_fe = _cluster_robust(model, cov_fe, self._fitted_sorted, sigma2, robust)
-            cov = linalg.block_diag(cov_fe, cov_rep)
+            self.cov_params_default = linalg.block_diag(cov_fe, self._variance_cov[0])
         elif robust is not None:          # sandwich of every parameter, from the per-cluster scores
             from .sandwich import lmm_robust
             cov, self._cov_phi = lmm_robust(model, f.beta, values, is_corr, fixed, cov_fe, robust)
             cov_fe = cov[:p, :p]
-            self.re_params = inference.re_table(model.report_names(), values, self._cov_phi, is_corr)
-        if robust is not None:
             self.cov_params_default = cov
-            self.bse_fe = pd.Series(np.sqrt(np.diag(cov_fe)), index=names, name="se")
-            self.cov_fe = _named(pd.DataFrame(cov_fe, index=names, columns=names), "term")
+        if robust is not None:
+            self._cov_fe_used = cov_fe
             self.cov_type = "cluster (%s, %d clusters of %r)" % (robust, model.levels[-1].n_groups,
                                                                  model.levels[model.design.n_chain - 1].name)
         if model.sampling is not None:
@@ -148,6 +125,87 @@ class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likelih
             self.notes.append("Std. Err. of %s adjusted for %d clusters in %s (%s)"
                               % (what, top.n_groups, top.name, robust))
         self._warn_boundary()
+
+    # ------------------------------------------------------------------ computed on first use
+    @cached
+    def _variance_cov(self):
+        """Model-based (covariance of the reported variance parameters, of their log-sd /
+        atanh-corr transforms); warns where the Hessian gives no standard error."""
+        model = self.model
+        theta, sigma, values, is_corr, fixed, opt, f = self._variances_of
+        reml = self.reml
+
+        def objective(v):
+            th, s = model.theta_from_report(v)
+            return model.deviance_at(th, s, reml)
+
+        if fixed.any() or not model.has_analytic_gradient():
+            cov_rep, cov_phi = inference.delta_cov(objective, values, is_corr, fixed)
+        else:
+            cov_rep, cov_phi = _cov_variance(model, theta, sigma, reml, values, is_corr, opt, f)
+        missing_se = [nm for nm, b, v in zip(model.report_names(), fixed, np.diag(cov_phi)) if not b and not v > 0]
+        if missing_se:
+            warnings.warn("no standard errors for %s: the Hessian of the log-likelihood in the variance "
+                          "parameters is not positive definite at the optimum (a flat or numerically noisy "
+                          "likelihood); rescale the response and covariates, or simplify the random part"
+                          % ", ".join(missing_se), ConvergenceWarning,
+                          stacklevel=user_stacklevel(skip=("statsmodels", "pandas")))
+        return cov_rep, cov_phi
+
+    @cached
+    def _cov_phi(self):
+        return self._variance_cov[1]
+
+    @cached
+    def normalized_cov_params(self):
+        """Model-based covariance of ``params`` (fixed effects, then the variance parameters)."""
+        return linalg.block_diag(self._cov_fe_model, self._variance_cov[0])
+
+    @cached
+    def cov_params_default(self):
+        return self.normalized_cov_params
+
+    @cached
+    def re_params(self):
+        """sd's, correlations and sd(Residual) with standard errors and 95% intervals."""
+        return inference.re_table(self.model.report_names(), self._variances_of[2], self._cov_phi, self._is_corr)
+
+    @cached
+    def fe_params(self):
+        """Fixed effects, in the formula's column order."""
+        return pd.Series(self._beta, index=self.model.exog_names, name="coef")
+
+    @cached
+    def bse_fe(self):
+        """Standard errors of the fixed effects."""
+        return pd.Series(np.sqrt(np.diag(self._cov_fe_used)), index=self.model.exog_names, name="se")
+
+    @cached
+    def cov_fe(self):
+        """Covariance matrix of the fixed effects."""
+        names = self.model.exog_names
+        return _named(pd.DataFrame(self._cov_fe_used, index=names, columns=names), "term")
+
+    @cached
+    def cov_re(self):
+        """Random-effects covariance matrix of each level (Stata ``estat recovariance``)."""
+        model = self.model
+        out = {}
+        for lv, lam in zip(model.levels[::-1], model.lams(self.theta)[::-1]):
+            out[lv.name] = _named(pd.DataFrame(self.scale * lam @ lam.T, index=lv.names, columns=lv.names),
+                                  "effect")
+        return out
+
+    @cached
+    def random_effects(self):
+        """BLUPs (conditional modes) of every group, per level."""
+        return _blups(self.model, self._variances_of[-1])
+
+    def _keep_before_removing_data(self):
+        super()._keep_before_removing_data()
+        for name in ("re_params", "normalized_cov_params", "cov_params_default", "fe_params", "bse_fe", "cov_fe",
+                     "cov_re", "random_effects"):
+            getattr(self, name)
 
     @property
     def random_effects_cov(self):

@@ -1,0 +1,65 @@
+"""Work a small fit does once, or not at all: a formula of the intercept and numeric columns is
+built by patsy once (later models of the same formula and column types reuse its design info;
+other column types build their own); bootstrap replicates form no Hessian for standard errors."""
+import numpy as np
+import pandas as pd
+
+import hlmext
+from hlmext.formula import frames
+from hlmext.inference import bootstrap as boot
+from hlmext.models import optimize
+
+
+def _data(seed):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"y": rng.normal(size=60), "x": rng.normal(size=60), "k": np.tile([0, 1, 2], 20),
+                         "g": np.repeat(np.arange(12), 5)})
+
+
+def test_numeric_design_info_reused(monkeypatch):
+    first = hlmext.mixedlm("y ~ x + k + (x | g)", _data(1))
+    built = []
+    original = frames.patsy.incr_dbuilder
+    monkeypatch.setattr(frames.patsy, "incr_dbuilder", lambda *a, **k: built.append(a[0]) or original(*a, **k))
+    again = hlmext.mixedlm("y ~ x + k + (x | g)", _data(2))
+    assert built == []
+    assert again.frame.fixed_design_info.column_names == first.frame.fixed_design_info.column_names
+    assert again.frame.random[0].design_info is frames._PLAIN_INFOS[("1 + x", (("x", "float64"),))]
+    res, new = again.fit(), _data(5)
+    X = np.column_stack([np.ones(60), new.x, new.k])
+    np.testing.assert_allclose(res.predict(new), X @ res.fe_params.to_numpy(), rtol=1e-14)
+    np.testing.assert_array_equal(np.sort(again.exog[:, 1]), np.sort(_data(2).x.to_numpy()))
+
+
+def test_other_column_types_build_their_own_design():
+    hlmext.mixedlm("y ~ x + k + (1 | g)", _data(1))
+    df = _data(3).assign(k=lambda d: d.k.map({0: "a", 1: "b", 2: "c"}))     # now a factor
+    model = hlmext.mixedlm("y ~ x + k + (1 | g)", df)
+    assert model.exog_names == ["Intercept", "k[T.b]", "k[T.c]", "x"]
+
+
+
+def test_bootstrap_replicates_form_no_standard_error_hessian_and_equal_full_refits(monkeypatch):
+    sleep = hlmext.datasets.load("sleepstudy")
+    res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", sleep).fit()
+    sims = res.simulate(4, seed=3)
+    refit = boot._Refit(res._results)
+    order = res.model.design.order
+    full = []
+    for i in range(4):                                     # the replicates with the wide-step Hessian
+        m = refit.model
+        boot.set_endog_statistics(m, sims.iloc[:, i].to_numpy()[order])
+        opt = boot.optimize_theta(m, refit.reml, refit.start, refit.bounds, refit.scale)
+        assert opt.hessian is not None
+        full.append((opt.end, opt.fun, opt.converged))
+    finishes = []
+    original = optimize._finish
+    monkeypatch.setattr(optimize, "_finish", lambda *a: finishes.append(1) or original(*a))
+    b = res.bootstrap(n=4, seed=3, n_jobs=1)
+    assert finishes == []
+    for i, (end, fun, converged) in enumerate(full):
+        assert b.deviance[i] == fun and bool(b.converged[i]) == converged
+        m = refit.model
+        boot.set_endog_statistics(m, sims.iloc[:, i].to_numpy()[order])
+        f = m.factorize(end)
+        np.testing.assert_array_equal(b.replicates.iloc[i].to_numpy()[:2], f.beta)
