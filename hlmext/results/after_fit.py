@@ -155,9 +155,10 @@ class AfterFit:
 
         Parameters
         ----------
-        kind : {"raw", "pearson", "standardized"}
-            ``y - y-hat``; over the sd of ``y`` given the prediction; over the residual's own
-            sd (linear models). See ``hlmext.results.diagnostics``.
+        kind : {"raw", "pearson", "deviance", "standardized"}
+            ``y - y-hat``; over the sd of ``y`` given the prediction; the signed root of the
+            row's deviance; over the residual's own sd. See ``hlmext.results.diagnostics``
+            (generalized models: ``hlmext.results.glmm_leverage``).
         which : {"conditional", "marginal"}
             Against ``x'beta + z'b`` (generalized: the conditional mean) or ``x'beta``
             (generalized: the population-averaged mean).
@@ -181,12 +182,14 @@ class AfterFit:
 
     def hatvalues(self):
         """Leverages: the diagonal of the map from ``y`` to the conditional fitted values (lme4's
-        ``hatvalues``; linear models). A Series in the data's row order."""
+        ``hatvalues``; a generalized model's as lme4 defines them for ``glmer`` fits, see
+        ``hlmext.results.glmm_leverage``). A Series in the data's row order."""
         return diagnostics.hatvalues(self)
 
     def cooks_distance(self):
         """Cook's distance of every observation, lme4's ``cooks.distance``:
-        ``(r / (1 - h))^2 h / (sigma^2 p)`` (linear models)."""
+        ``(r / (1 - h))^2 h / (sigma^2 p)`` (generalized models: ``r`` the Pearson residual,
+        ``sigma^2`` the dispersion)."""
         return diagnostics.cooks_distance(self)
 
     @checked

@@ -9,9 +9,14 @@ Residuals (``kind`` x ``which``):
 - ``"pearson"``: raw over the standard deviation of ``y`` given that prediction: ``sigma``
   (conditional, linear), ``sqrt(z' Sigma z + sigma^2)`` (marginal, linear), ``sqrt(V(mu))``
   of the family at the predicted mean (generalized).
-- ``"standardized"`` (linear models): raw over its own standard deviation,
-  ``sigma sqrt(1 - h)`` (conditional, ``h`` the hat value) or ``sqrt(z' Sigma z + sigma^2 -
-  x'V x)`` (marginal).
+- ``"deviance"``: the signed root of the row's deviance contribution (a linear model's is
+  the raw residual).
+- ``"standardized"``: raw over its own standard deviation, ``sigma sqrt(1 - h)``
+  (conditional, ``h`` the hat value) or ``sqrt(z' Sigma z + sigma^2 - x'V x)`` (marginal);
+  a generalized model's (conditional) is Pearson over ``sqrt(phi (1 - leverage))``.
+
+A generalized model's residuals, hat values and Cook's distance (lme4's definitions for
+``glmer`` fits, every family and link) are in ``hlmext.results.glmm_leverage``.
 
 Hat values are the diagonal of the matrix that maps ``y`` to the conditional fitted values
 ``X beta-hat + Z b-hat`` (lme4's ``hatvalues``): ``h = Var(prediction error) / sigma^2`` of
@@ -38,13 +43,14 @@ from scipy import optimize
 from ..design.layout import LevelSpec, MixedDesign
 from ..exceptions import ModelError
 from .marginal_means import random_variance
+from . import glmm_leverage
 from .deletion import fast_deletions
 from .predict_se import _covs, get_prediction
 from .rowsets import fitted_rows
 
 __all__ = ["residuals", "hatvalues", "cooks_distance", "group_influence"]
 
-KINDS = ("raw", "pearson", "standardized")
+KINDS = ("raw", "pearson", "deviance", "standardized")
 FAST_FROM = 200      # groups: below, refitting each deletion costs less than solving all at once
 
 
@@ -54,25 +60,13 @@ def _linear(res):
 
 def residuals(res, kind="raw", which="conditional"):
     if kind not in KINDS:
-        raise ValueError("kind must be 'raw', 'pearson' or 'standardized', not %r" % (kind,))
+        raise ValueError("kind must be 'raw', 'pearson', 'deviance' or 'standardized', not %r" % (kind,))
     if which not in ("conditional", "marginal"):
         raise ValueError("which must be 'conditional' or 'marginal', not %r" % (which,))
+    if not _linear(res):
+        return res._original_order(glmm_leverage.residuals(res, kind, which))
     y = res._original_order(res.model.design.endog)
-    if _linear(res):
-        return _linear_residuals(res, y, kind, which)
-    if kind == "standardized":
-        raise ValueError("standardized residuals are defined for linear models; use kind='pearson' for a "
-                         "generalized model")
-    fam = res.model._sm_family()
-    trials = res._original_order(res.model.trials).to_numpy()
-    if which == "conditional":
-        mu = fam.link.inverse(res.predict(which="eta", conditional=True).to_numpy())
-    else:
-        mu = res.predict(which="marginal").to_numpy()
-    raw = y - trials * mu
-    if kind == "raw":
-        return raw
-    return raw / np.sqrt(trials * fam.variance(mu))
+    return _linear_residuals(res, y, "raw" if kind == "deviance" else kind, which)
 
 
 def _linear_residuals(res, y, kind, which):
@@ -96,13 +90,14 @@ def _linear_residuals(res, y, kind, which):
 
 def hatvalues(res):
     if not _linear(res):
-        raise ValueError("hat values are defined here for linear models (a GLMM's depend on the working weights "
-                         "and are not a projection)")
+        return res._original_order(glmm_leverage.hatvalues(res))
     se = get_prediction(res, which="conditional").se_mean
     return (se ** 2 / res.scale).rename(None)
 
 
 def cooks_distance(res):
+    if not _linear(res):
+        return res._original_order(glmm_leverage.cooks_distance(res))
     h = hatvalues(res)
     r = res.resid
     return (r / (1 - h)) ** 2 * h / (res.scale * res.k_fe)
