@@ -115,8 +115,10 @@ def test_influence_refuses_what_it_cannot_do(sleep):
         res.influence(groups=[1])
     pastes = hlmext.datasets.load("pastes")
     nested = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", pastes).fit()
-    with pytest.raises(hlmext.ModelError, match="one level"):
+    with pytest.raises(ValueError, match="choose whose groups are deleted with level="):
         nested.influence()
+    with pytest.raises(ValueError, match="not a level of the model"):
+        nested.influence(level="cask")
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +181,50 @@ def test_diagnostic_plots(sleep):
     glmm = hlmext.melogit("incidence ~ C(period) + (1 | herd)", hlmext.datasets.load("cbpp"), trials="size").fit()
     assert glmm.plot_residuals(which="marginal").get_xlabel() == "fitted values (marginal)"
     plt.close("all")
+
+
+def _refit_dfbeta(fit, formula, df, mask, **kw):
+    return (fit.fe_params - hlmext.mixedlm(formula, df[mask]).fit(**kw).fe_params).to_numpy()
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_nested_group_deletion_equals_real_refits(reml):
+    df = hlmext.datasets.load("pastes")
+    df["x"] = np.random.default_rng(1).normal(size=len(df))
+    formula = "strength ~ x + (1 | batch/cask)"
+    res = hlmext.mixedlm(formula, df).fit(reml=reml)
+    outer = res.influence(level="batch", groups=["A", "D"])
+    assert outer.index.name == "batch" and list(outer["nobs"]) == [6, 6]
+    for g in ("A", "D"):
+        want = _refit_dfbeta(res, formula, df, df.batch != g, reml=reml)
+        np.testing.assert_allclose(outer.loc[g].iloc[:2].to_numpy(float), want, rtol=1e-8, atol=1e-8)
+    inner = res.influence(level="batch:cask", groups=[("B", "c")])
+    want = _refit_dfbeta(res, formula, df, (df.batch != "B") | (df.cask != "c"), reml=reml)
+    np.testing.assert_allclose(inner.iloc[0, :2].to_numpy(float), want, rtol=1e-8, atol=1e-8)
+    assert len(res.influence(level="batch")) == 10
+
+
+def test_crossed_group_deletion_equals_real_refits():
+    df = hlmext.datasets.load("penicillin")
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    res = hlmext.mixedlm(formula, df).fit()
+    for level, g in (("sample", "C"), ("plate", "k")):
+        inf = res.influence(level=level, groups=[g])
+        want = _refit_dfbeta(res, formula, df, df[level] != g)
+        np.testing.assert_allclose(inf.iloc[0, :1].to_numpy(float), want, rtol=1e-8, atol=1e-8)
+    n = 6
+    inf = res.influence(level="sample")
+    d = inf["dfbeta[Intercept]"].to_numpy()
+    np.testing.assert_allclose(inf["cooks_distance"], (n - 1) / n * d ** 2 / res.cov_fe.to_numpy()[0, 0],
+                               rtol=1e-12)
+
+
+def test_nested_glmm_group_deletion_equals_real_refits():
+    df = hlmext.datasets.load("grouseticks")
+    formula = "TICKS ~ C(YEAR) + cHEIGHT + (1 | LOCATION/BROOD)"
+    res = hlmext.mepoisson(formula, df).fit()
+    g = res.model.design.levels[1].labels[0]
+    inf = res.influence(level="LOCATION", groups=[g])
+    refit = hlmext.mepoisson(formula, df[df.LOCATION != g]).fit()
+    np.testing.assert_allclose(inf.iloc[0, :4].to_numpy(float), (res.fe_params - refit.fe_params).to_numpy(),
+                               rtol=1e-8, atol=1e-8)

@@ -193,23 +193,28 @@ class AfterFit:
         return diagnostics.cooks_distance(self)
 
     @checked
-    def influence(self, groups=None, exact=False):
+    def influence(self, groups=None, exact=False, level=None):
         """Influence of each group: the fit without it (lme4's ``influence(fit, groups=)``).
 
         Each group's deletion is refitted (variance parameters re-estimated by the fit's
-        criterion). A linear model's deletions are fits of the fitted statistics minus the
-        group's, so no row is read again; a generalized model is refitted without the
-        group's rows, from the full fit's estimates and with its quadrature. Models with
-        one level of random effects.
+        criterion). A linear model with one level deletes from the fitted statistics minus
+        the group's, so no row is read again; a model with several levels (nested or
+        crossed), or a generalized one, is refitted on the design's rows without the
+        group's, from the full fit's estimates (``hlmext.results.deletion_levels``).
 
         Parameters
         ----------
         groups : list, optional
-            Group labels to delete one at a time; default every group.
+            Group labels of ``level`` to delete one at a time; default every group.
         exact : bool
-            False: the deletions are solved all at once from the clusters' statistics
-            (``hlmext.results.deletion``; any group it cannot settle is refitted); True:
-            every deletion is refitted by the model's deviance, one at a time (slower).
+            One-level linear models: False: the deletions are solved all at once from the
+            clusters' statistics (``hlmext.results.deletion``; any group it cannot settle is
+            refitted); True: every deletion is refitted by the model's deviance, one at a
+            time (slower).
+        level : str, optional
+            The level whose groups are deleted (``"batch"``, ``"batch:cask"``, a crossed
+            factor); needed when the model has several. Deleting a group deletes the groups
+            of other levels left without rows (a batch's casks).
 
         Returns
         -------
@@ -228,4 +233,4 @@ class AfterFit:
         335                  0.684        -0.785    10           0.115
         309                 -2.726        -0.483    10           0.132
         """
-        return diagnostics.group_influence(self, groups, exact=exact)
+        return diagnostics.group_influence(self, groups, exact=exact, level=level)

@@ -40,10 +40,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from ..design.layout import LevelSpec, MixedDesign
 from ..exceptions import ModelError
 from .marginal_means import random_variance
-from . import glmm_leverage
+from . import deletion_levels, glmm_leverage
 from .deletion import fast_deletions
 from .predict_se import _covs, get_prediction
 from .rowsets import fitted_rows
@@ -103,43 +102,39 @@ def cooks_distance(res):
     return (r / (1 - h)) ** 2 * h / (res.scale * res.k_fe)
 
 
-def _deletable(model):
+def _fast_level(d, li):
+    """Whether the one-level route (deletions from the clusters' statistics) applies."""
+    return len(d.levels) == 1 and d.n_chain == 1 and not d.qd and d.weights is None
+
+
+def group_influence(res, groups=None, exact=False, level=None):
+    """Refits without each group of ``level`` (all groups, or the labels in ``groups``): a DataFrame.
+
+    A linear model with one level: ``exact=False`` (with at least ``FAST_FROM`` groups)
+    settles every group it can by ``hlmext.results.deletion`` (all groups at once) and refits
+    the others one by one from the downdated statistics; ``exact=True`` refits every group
+    that way. Other models (several levels, weights, generalized): each group's deletion is
+    refitted on the design's rows without it (``hlmext.results.deletion_levels``)."""
+    model = res.model
     d = model.design
     if getattr(model, "sampling", None) is not None:
         raise ModelError("influence by group deletion is not available with sampling weights; refit without a "
                          "group with results.update(data=...)")
-    if d.n_chain != 1 or d.qd or len(d.levels) != 1:
-        raise ModelError("influence by group deletion needs one level of random effects (got %s); refit "
-                         "without a group with results.update(data=...)" % ", ".join(lv.name for lv in d.levels))
-    if not d.has_rows or d.weights is not None:
-        raise ModelError("influence by group deletion needs the fitted rows and no weights")
-    return d
-
-
-def group_influence(res, groups=None, exact=False):
-    """Refits without each group (all groups, or the labels in ``groups``): a DataFrame.
-
-    ``exact=False`` (with at least ``FAST_FROM`` groups) settles every group it can by
-    ``hlmext.results.deletion`` (all groups at once) and refits the others one by one from the
-    downdated statistics; ``exact=True`` refits every group that way."""
-    model = res.model
-    d = _deletable(model)
-    lv = d.levels[0]
-    labels = pd.Index(lv.labels)
-    if groups is None:
-        pos = np.arange(lv.n_groups)
-    else:
-        pos = labels.get_indexer(list(groups))
-        if (pos < 0).any():
-            raise ValueError("groups: %s not among the fitted groups of %r"
-                             % (list(np.asarray(list(groups), dtype=object)[pos < 0]), lv.name))
+    if not d.has_rows:
+        raise ModelError("influence by group deletion needs the fitted rows; this model was fitted from "
+                         "statistics accumulated over chunks: refit without a group with results.update(data=...)")
+    li = deletion_levels.level_index(d, level)
+    labels, pos = deletion_levels.group_positions(d, li, groups)
     if not _linear(res):
-        return _frame(res, labels, pos, _glmm_deleted_fits(res, pos))
-    q, p = lv.q, d.k_fe
-    G0 = model._G0.reshape(p + 1, p + 1)
+        return _frame(res, li, labels, pos, _glmm_deleted_fits(res, li, pos))
     reml = res.reml
     scale = model.theta_scale()
     H0 = res.opt.hessian if getattr(res.opt, "hessian", None) is not None else _hessian(model, res.theta, scale, reml)
+    if not _fast_level(d, li):
+        return _frame(res, li, labels, pos, _linear_deleted_fits(res, li, pos, H0))
+    lv = d.levels[0]
+    q, p = lv.q, d.k_fe
+    G0 = model._G0.reshape(p + 1, p + 1)
     beta = np.full((len(pos), p), np.nan)
     if not exact and not res.on_boundary and lv.n_groups >= FAST_FROM:
         with np.errstate(all="ignore"):      # a group whose steps fail is marked unsettled, and refitted
@@ -165,12 +160,12 @@ def group_influence(res, groups=None, exact=False):
             sub.nobs = model.nobs - int(lv.sizes[g])
             theta = _refit_theta(sub, res.theta, H0, bounds, scale, reml)
             beta[r] = sub.factorize(theta).beta
-    return _frame(res, labels, pos, beta)
+    return _frame(res, li, labels, pos, beta)
 
 
-def _frame(res, labels, pos, beta):
+def _frame(res, li, labels, pos, beta):
     """The influence table: dfbeta, rows of each group, Cook's distance (lme4's)."""
-    lv = res.model.design.levels[0]
+    lv = res.model.design.levels[li]
     p = res.k_fe
     dfbeta = res.fe_params.to_numpy() - beta
     n = len(labels)
@@ -183,28 +178,30 @@ def _frame(res, labels, pos, beta):
     return frame.sort_index()
 
 
-def _glmm_deleted_fits(res, pos):
-    """Fixed effects of a generalized model refitted without each group (from the full fit's
-    estimates, with its quadrature): the model is rebuilt from the design's rows minus the group's."""
+def _linear_deleted_fits(res, li, pos, H0):
+    """Fixed effects of a linear model refitted without each group of level ``li``: the model
+    on the design's rows without the group, its theta by Newton steps from the full fit's."""
     model = res.model
-    d = model.design
-    lv = d.levels[0]
-    Z = np.asarray(d.z_of(0))
-    blocks, k = [], 0
-    for structure, cols in lv.cov.blocks:
-        blocks.append((structure.name, list(range(k, k + len(cols)))))
-        k += len(cols)
-    start = np.concatenate([res.fe_params.to_numpy(), res.theta])
-    codes = np.asarray(lv.codes)
-    out = np.empty((len(pos), d.k_fe))
+    out = np.empty((len(pos), model.design.k_fe))
     for r, g in enumerate(pos):
-        keep = codes != g
-        spec = LevelSpec(lv.name, codes[keep], Z[keep], blocks, list(lv.names))
-        design = MixedDesign(np.asarray(d.endog)[keep], np.asarray(d.exog)[keep], d.exog_names, [spec],
-                             endog_name=d.endog_name)
-        sub = type(model)(design=design, trials=model.trials[keep] if model.has_trials else None,
-                          offset=model.offset[keep])
-        out[r] = np.asarray(sub.fit(nagq=res.nagq, start=start).params)[:d.k_fe]
+        sub, same = deletion_levels.deleted_model(model, li, g)
+        if not same:                # a crossed level became the chain: theta in another order
+            out[r] = sub.fit(reml=res.reml).fe_params.to_numpy()
+            continue
+        theta = _refit_theta(sub, res.theta, H0, sub.theta_bounds(), sub.theta_scale(), res.reml)
+        out[r] = sub.factorize(theta).beta
+    return out
+
+
+def _glmm_deleted_fits(res, li, pos):
+    """Fixed effects of a generalized model refitted without each group of level ``li`` (from
+    the full fit's estimates, with its quadrature)."""
+    model = res.model
+    start = np.concatenate([res.fe_params.to_numpy(), res.theta])
+    out = np.empty((len(pos), model.design.k_fe))
+    for r, g in enumerate(pos):
+        sub, same = deletion_levels.deleted_model(model, li, g)
+        out[r] = np.asarray(sub.fit(nagq=res.nagq, start=start if same else None).params)[:model.design.k_fe]
     return out
 
 
