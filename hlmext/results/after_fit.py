@@ -79,8 +79,10 @@ class AfterFit:
             combination of the values (``margins, at()``; ``margins period`` is
             ``at={"period": [1, 2, 3, 4]}``).
         dydx : str or list of str, optional
-            Numeric columns: average marginal effects, the mean derivative of the predicted
-            mean in the column (``margins, dydx(x)``).
+            Columns: average marginal effects, the mean derivative of the predicted mean in
+            a numeric column (``margins, dydx(x)``); for a column the formula uses as a
+            factor, the discrete change from its base (first) level to each other level,
+            one row ``"var[level vs base]"`` each (``margins, dydx(i.var)``).
         over : str, optional
             A column: margins within each of its values (``margins, over()``).
         population_averaged : bool
