@@ -180,6 +180,20 @@ def test_diagnostic_plots(sleep):
     assert sorted(t.get_text() for t in ax.texts) == sorted(str(g) for g in top)
     glmm = hlmext.melogit("incidence ~ C(period) + (1 | herd)", hlmext.datasets.load("cbpp"), trials="size").fit()
     assert glmm.plot_residuals(which="marginal").get_xlabel() == "fitted values (marginal)"
+    axes = glmm.plot_qq("deviance")
+    np.testing.assert_allclose(axes[0].collections[0].get_offsets()[:, 1], np.sort(glmm.residuals("deviance")))
+    plt.close("all")
+
+
+@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
+def test_influence_plot_of_one_level_of_a_nested_model():
+    import matplotlib.pyplot as plt
+    res = hlmext.mixedlm("strength ~ 1 + (1 | batch/cask)", hlmext.datasets.load("pastes")).fit()
+    ax = res.plot_influence(level="batch", label=1)
+    assert ax.get_xlabel() == "group (batch)"
+    assert [t.get_text() for t in ax.texts] == [res.influence(level="batch")["cooks_distance"].idxmax()]
+    with pytest.raises(ValueError, match="level="):
+        res.plot_influence()
     plt.close("all")
 
 
