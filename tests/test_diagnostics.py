@@ -242,3 +242,15 @@ def test_nested_glmm_group_deletion_equals_real_refits():
     refit = hlmext.mepoisson(formula, df[df.LOCATION != g]).fit()
     np.testing.assert_allclose(inf.iloc[0, :4].to_numpy(float), (res.fe_params - refit.fe_params).to_numpy(),
                                rtol=1e-8, atol=1e-8)
+
+
+def test_meglm_group_deletion_equals_real_refits():
+    import statsmodels.api as sm
+    df = hlmext.datasets.load("cbpp")
+    probit = sm.families.Binomial(link=sm.families.links.Probit())
+    formula = "incidence ~ C(period) + (1 | herd)"
+    res = hlmext.meglm(formula, df, family=probit, trials="size").fit()
+    inf = res.influence(groups=[3])
+    refit = hlmext.meglm(formula, df[df.herd != 3], family=probit, trials="size").fit()
+    np.testing.assert_allclose(inf.iloc[0, :4].to_numpy(float), (res.fe_params - refit.fe_params).to_numpy(),
+                               rtol=1e-8, atol=1e-8)

@@ -90,6 +90,11 @@ def glmm_parts(res, mu=None):
     ``b-hat`` or at ``mu`` (the mean per trial, sorted rows)."""
     model = res.model
     d = model.design
+    res._check_rows()
+    if not getattr(d, "has_rows", False) or getattr(res, "_eta_cond_sorted", None) is None:
+        raise ValueError("residuals, hat values and Cook's distance need the fitted rows; this model was fitted "
+                         "from data partitions without keeping them: compute residuals partition by partition "
+                         "with results.predict(part, which='conditional')")
     spec = getattr(model, "spec", None)
     if spec is None:
         fam = model._sm_family()
