@@ -254,3 +254,22 @@ def test_meglm_group_deletion_equals_real_refits():
     refit = hlmext.meglm(formula, df[df.herd != 3], family=probit, trials="size").fit()
     np.testing.assert_allclose(inf.iloc[0, :4].to_numpy(float), (res.fe_params - refit.fe_params).to_numpy(),
                                rtol=1e-8, atol=1e-8)
+
+
+def test_nested_slopes_deletion_from_downdated_statistics_equals_real_refits():
+    from hlmext.results import deletion_levels
+    rng = np.random.default_rng(11)
+    a = np.repeat(np.arange(12), 12)
+    b = a * 3 + rng.integers(3, size=a.size)
+    x = rng.normal(size=a.size)
+    u = rng.normal(size=(12, 2)) * [1.0, 0.5]
+    y = 1 + 0.5 * x + u[a, 0] + u[a, 1] * x + 0.7 * rng.normal(size=36)[b] + rng.normal(size=a.size)
+    df = pd.DataFrame({"a": a, "b": b, "x": x, "y": y})
+    formula = "y ~ x + (x | a) + (1 | a:b)"
+    res = hlmext.mixedlm(formula, df).fit(reml=False)
+    outer = [lv.name for lv in res.model.design.levels].index("a")
+    assert deletion_levels.downdated_model(res.model, outer, 0) is not None
+    for level, g, mask in (("a", 4, df.a != 4), ("a:b", (7, 22), (df.a != 7) | (df.b != 22))):
+        inf = res.influence(level=level, groups=[g])
+        want = _refit_dfbeta(res, formula, df, mask, reml=False)
+        np.testing.assert_allclose(inf.iloc[0, :2].to_numpy(float), want, rtol=1e-8, atol=1e-8)

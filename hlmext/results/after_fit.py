@@ -199,10 +199,10 @@ class AfterFit:
         """Influence of each group: the fit without it (lme4's ``influence(fit, groups=)``).
 
         Each group's deletion is refitted (variance parameters re-estimated by the fit's
-        criterion). A linear model with one level deletes from the fitted statistics minus
-        the group's, so no row is read again; a model with several levels (nested or
-        crossed), or a generalized one, is refitted on the design's rows without the
-        group's, from the full fit's estimates (``hlmext.results.deletion_levels``).
+        criterion) from the full fit's estimates. A linear model with nested levels deletes
+        from the fitted statistics minus the group's rows' (no other row is read again); a
+        model with a crossed factor or weights, or a generalized one, is refitted on the
+        design's rows without the group's (``hlmext.results.deletion_levels``).
 
         Parameters
         ----------

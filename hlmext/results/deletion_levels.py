@@ -2,22 +2,30 @@
 generalized model: ``results.influence(level=...)``.
 
 Deleting a group of one level takes its rows out of the data; a group of another level
-left without rows goes with them (deleting a batch deletes its casks). The model without
-the group is rebuilt from the fitted design's rows (sorted, already encoded: no formula is
-parsed again), its statistics formed in one pass, and refitted from the full fit's
-estimates: a linear model by Newton steps on its profiled deviance with the full fit's
-Hessian (``hlmext.results.diagnostics``), to the optimum a refit without the group
-reaches from its own start; a generalized model by its ``fit`` with the full fit's
-estimates as start and its quadrature.
+left without rows goes with them (deleting a batch deletes its casks).
+
+A linear model whose levels are all nested (no crossed factor) and unweighted is downdated
+(``downdated_model``): every cluster's statistics ``Z_l'[Z_l ... X y]`` of each level
+lose the deleted rows' cross-products (a deleted cluster's become zero: it contributes
+nothing to the deviance), the global ``[X y]'[X y]`` theirs, and the count of rows; only
+the deleted rows are read. Otherwise the model without the group is rebuilt from the fitted
+design's rows (``deleted_model``: sorted, already encoded, no formula parsed again), its
+statistics formed in one pass. Either is refitted from the full fit's estimates: a linear
+model by Newton steps on its profiled deviance with the full fit's Hessian
+(``hlmext.results.diagnostics``), to the optimum a refit without the group reaches from
+its own start; a generalized model by its ``fit`` with the full fit's estimates as start and
+its quadrature.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pandas as pd
 
 from ..design.layout import LevelSpec, MixedDesign
 
-__all__ = ["level_index", "design_without", "deleted_model"]
+__all__ = ["level_index", "design_without", "deleted_model", "downdated_model"]
 
 
 def level_index(design, level):
@@ -79,3 +87,33 @@ def deleted_model(model, li, group):
         sub = type(model)(design=design)
     same = [lv.name for lv in design.levels] == [lv.name for lv in model.design.levels]
     return sub, same
+
+
+def downdated_model(model, li, group):
+    """The linear model without group ``group`` of level ``li`` from its statistics minus the
+    group's rows' (module docstring), or None when the design has a crossed level or weights."""
+    d = model.design
+    if d.qd or d.weights is not None or d.n_chain != len(d.levels):
+        return None
+    rows = np.flatnonzero(d.levels[li].codes == group)
+    W = d.W[rows]
+    m = d.W.shape[1]
+    stats = model._stats.copy()
+    for i, lv in enumerate(d.levels):
+        q, width = lv.q, m - d.zoff[i]
+        Zi = W[:, d.zoff[i]:d.zoff[i + 1]]
+        codes = lv.codes[rows]
+        for c in np.unique(codes):
+            own = codes == c
+            at = d.stat_off[d.level_first[i] + c]
+            block = stats[at:at + q * width].reshape(q, width)
+            if own.sum() == lv.sizes[c]:
+                block[:] = 0.0                    # the whole cluster goes: exactly nothing left
+            else:
+                block -= Zi[own].T @ W[own, d.zoff[i]:]
+    xy = W[:, d.zoff[-1]:]
+    sub = copy.copy(model)
+    sub._stats = stats
+    sub._G0 = (model._G0.reshape(xy.shape[1], xy.shape[1]) - xy.T @ xy).ravel()
+    sub.nobs = model.nobs - len(rows)
+    return sub

@@ -184,7 +184,9 @@ def _linear_deleted_fits(res, li, pos, H0):
     model = res.model
     out = np.empty((len(pos), model.design.k_fe))
     for r, g in enumerate(pos):
-        sub, same = deletion_levels.deleted_model(model, li, g)
+        sub, same = deletion_levels.downdated_model(model, li, g), True
+        if sub is None:
+            sub, same = deletion_levels.deleted_model(model, li, g)
         if not same:                # a crossed level became the chain: theta in another order
             out[r] = sub.fit(reml=res.reml).fe_params.to_numpy()
             continue
