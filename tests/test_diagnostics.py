@@ -273,3 +273,12 @@ def test_nested_slopes_deletion_from_downdated_statistics_equals_real_refits():
         inf = res.influence(level=level, groups=[g])
         want = _refit_dfbeta(res, formula, df, mask, reml=False)
         np.testing.assert_allclose(inf.iloc[0, :2].to_numpy(float), want, rtol=1e-8, atol=1e-8)
+
+
+def test_ordinal_models_are_refused_by_name():
+    res = hlmext.meologit("rating ~ temp + contact + (1 | judge)", hlmext.datasets.load("wine")).fit()
+    for method in (res.residuals, res.hatvalues, res.cooks_distance):
+        with pytest.raises(ValueError, match="not defined for an ordinal model"):
+            method()
+    with pytest.raises(hlmext.ModelError, match="results.update"):
+        res.influence()

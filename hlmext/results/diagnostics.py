@@ -57,7 +57,19 @@ def _linear(res):
     return not hasattr(res.model, "_sm_family")
 
 
+def _ordinal(res):
+    return hasattr(res.model, "_sm_family") and res.model._sm_family is None
+
+
+def _not_ordinal(res):
+    if _ordinal(res):
+        raise ValueError("residuals, hat values and Cook's distance are not defined for an ordinal model (its "
+                         "response is a category); compare results.predict(which='prob') with the observed "
+                         "categories, or use results.influence() for the influence of each group")
+
+
 def residuals(res, kind="raw", which="conditional"):
+    _not_ordinal(res)
     if kind not in KINDS:
         raise ValueError("kind must be 'raw', 'pearson', 'deviance' or 'standardized', not %r" % (kind,))
     if which not in ("conditional", "marginal"):
@@ -88,6 +100,7 @@ def _linear_residuals(res, y, kind, which):
 
 
 def hatvalues(res):
+    _not_ordinal(res)
     if not _linear(res):
         return res._original_order(glmm_leverage.hatvalues(res))
     se = get_prediction(res, which="conditional").se_mean
@@ -95,6 +108,7 @@ def hatvalues(res):
 
 
 def cooks_distance(res):
+    _not_ordinal(res)
     if not _linear(res):
         return res._original_order(glmm_leverage.cooks_distance(res))
     h = hatvalues(res)
@@ -123,6 +137,9 @@ def group_influence(res, groups=None, exact=False, level=None):
     if not d.has_rows:
         raise ModelError("influence by group deletion needs the fitted rows; this model was fitted from "
                          "statistics accumulated over chunks: refit without a group with results.update(data=...)")
+    if _ordinal(res):
+        raise ModelError("influence by group deletion is not available for ordinal models yet; refit without a "
+                         "group with results.update(data=...)")
     li = deletion_levels.level_index(d, level)
     labels, pos = deletion_levels.group_positions(d, li, groups)
     if not _linear(res):
