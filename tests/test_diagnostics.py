@@ -282,3 +282,13 @@ def test_ordinal_models_are_refused_by_name():
             method()
     with pytest.raises(hlmext.ModelError, match="results.update"):
         res.influence()
+
+
+def test_weighted_group_deletion_equals_real_refits():
+    df = hlmext.datasets.load("sleepstudy")
+    df["w"] = np.random.default_rng(2).uniform(0.5, 2, len(df))
+    res = hlmext.mixedlm(FORMULA, df, weights="w").fit()
+    inf = res.influence(groups=[309])
+    refit = hlmext.mixedlm(FORMULA, df[df.Subject != 309], weights="w").fit()
+    np.testing.assert_allclose(inf.iloc[0, :2].to_numpy(float), (res.fe_params - refit.fe_params).to_numpy(),
+                               rtol=1e-8, atol=1e-8)
