@@ -106,3 +106,12 @@ def test_nb1_pearson_uses_its_own_variance():
     np.testing.assert_allclose(res.residuals("pearson"), (df["TICKS"] - m) / np.sqrt(m * (1 + delta)), rtol=1e-8)
     with pytest.raises(ValueError, match="use kind='pearson'"):
         res.residuals("deviance")
+
+
+def test_sampling_weights_are_refused_by_name():
+    df = hlmext.datasets.load("cbpp").assign(w=lambda d: 1.0 + d.herd % 3)
+    res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size", pweights="w").fit()
+    for method in (lambda: res.residuals("standardized"), res.hatvalues, res.cooks_distance):
+        with pytest.raises(ValueError, match="fit without pweights="):
+            method()
+    assert np.isfinite(res.residuals("pearson")).all()

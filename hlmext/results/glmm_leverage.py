@@ -76,6 +76,10 @@ def cooks_distance(res):
 def _quadratic(res, parts):
     cache = res.__dict__.get("_glmm_row_quadratic")
     if cache is None:
+        if getattr(res.model, "sampling", None) is not None:
+            raise ValueError("hat values, standardized residuals and Cook's distance are not available with "
+                             "sampling weights (the weights enter the penalized system); fit without pweights= "
+                             "for them, or use kind='pearson' residuals")
         d = res.model.design
         if not d.has_rows:
             raise ValueError("hat values and standardized residuals need the fitted rows; this model was fitted "
