@@ -93,9 +93,10 @@ class _RefitsAndPlots:
         :func:`hlmext.output.diagnostic_plots.plot_qq`."""
         return plot_qq(self, kind=kind)
 
-    def plot_influence(self, influence=None, ax=None, label=5):
-        """Cook's distance of every group; see :func:`hlmext.output.diagnostic_plots.plot_influence`."""
-        return plot_influence(self, influence=influence, ax=ax, label=label)
+    def plot_influence(self, influence=None, ax=None, label=5, level=None):
+        """Cook's distance of every group (of ``level``, when the model has several); see
+        :func:`hlmext.output.diagnostic_plots.plot_influence`."""
+        return plot_influence(self, influence=influence, ax=ax, label=label, level=level)
 
 
 class MixedResults(_RefitsAndPlots, _linear_results.MixedResults):

@@ -97,8 +97,9 @@ def plot_qq(results, kind="pearson"):
     return list(axes[0])
 
 
-def plot_influence(results, influence=None, ax=None, label=5):
-    """Cook's distance of every group (``results.influence()``), labelling the ``label`` largest.
+def plot_influence(results, influence=None, ax=None, label=5, level=None):
+    """Cook's distance of every group (``results.influence(level=level)``, or the table given
+    as ``influence``), labelling the ``label`` largest.
 
     Examples
     --------
@@ -109,7 +110,7 @@ def plot_influence(results, influence=None, ax=None, label=5):
     >>> sorted(t.get_text() for t in ax.texts)               # doctest: +SKIP
     ['309', '335']
     """
-    table = results.influence() if influence is None else influence
+    table = results.influence(level=level) if influence is None else influence
     d = table["cooks_distance"].to_numpy(float)
     ax = _axes(ax, (6, 3.5))
     x = np.arange(len(d))

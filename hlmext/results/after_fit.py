@@ -79,8 +79,10 @@ class AfterFit:
             combination of the values (``margins, at()``; ``margins period`` is
             ``at={"period": [1, 2, 3, 4]}``).
         dydx : str or list of str, optional
-            Numeric columns: average marginal effects, the mean derivative of the predicted
-            mean in the column (``margins, dydx(x)``).
+            Columns: average marginal effects, the mean derivative of the predicted mean in
+            a numeric column (``margins, dydx(x)``); for a column the formula uses as a
+            factor, the discrete change from its base (first) level to each other level,
+            one row ``"var[level vs base]"`` each (``margins, dydx(i.var)``).
         over : str, optional
             A column: margins within each of its values (``margins, over()``).
         population_averaged : bool
@@ -155,9 +157,10 @@ class AfterFit:
 
         Parameters
         ----------
-        kind : {"raw", "pearson", "standardized"}
-            ``y - y-hat``; over the sd of ``y`` given the prediction; over the residual's own
-            sd (linear models). See ``hlmext.results.diagnostics``.
+        kind : {"raw", "pearson", "deviance", "standardized"}
+            ``y - y-hat``; over the sd of ``y`` given the prediction; the signed root of the
+            row's deviance; over the residual's own sd. See ``hlmext.results.diagnostics``
+            (generalized models: ``hlmext.results.glmm_leverage``).
         which : {"conditional", "marginal"}
             Against ``x'beta + z'b`` (generalized: the conditional mean) or ``x'beta``
             (generalized: the population-averaged mean).
@@ -181,32 +184,39 @@ class AfterFit:
 
     def hatvalues(self):
         """Leverages: the diagonal of the map from ``y`` to the conditional fitted values (lme4's
-        ``hatvalues``; linear models). A Series in the data's row order."""
+        ``hatvalues``; a generalized model's as lme4 defines them for ``glmer`` fits, see
+        ``hlmext.results.glmm_leverage``). A Series in the data's row order."""
         return diagnostics.hatvalues(self)
 
     def cooks_distance(self):
         """Cook's distance of every observation, lme4's ``cooks.distance``:
-        ``(r / (1 - h))^2 h / (sigma^2 p)`` (linear models)."""
+        ``(r / (1 - h))^2 h / (sigma^2 p)`` (generalized models: ``r`` the Pearson residual,
+        ``sigma^2`` the dispersion)."""
         return diagnostics.cooks_distance(self)
 
     @checked
-    def influence(self, groups=None, exact=False):
+    def influence(self, groups=None, exact=False, level=None):
         """Influence of each group: the fit without it (lme4's ``influence(fit, groups=)``).
 
         Each group's deletion is refitted (variance parameters re-estimated by the fit's
-        criterion). A linear model's deletions are fits of the fitted statistics minus the
-        group's, so no row is read again; a generalized model is refitted without the
-        group's rows, from the full fit's estimates and with its quadrature. Models with
-        one level of random effects.
+        criterion) from the full fit's estimates. A linear model with nested levels deletes
+        from the fitted statistics minus the group's rows' (no other row is read again); a
+        model with a crossed factor or weights, or a generalized one, is refitted on the
+        design's rows without the group's (``hlmext.results.deletion_levels``).
 
         Parameters
         ----------
         groups : list, optional
-            Group labels to delete one at a time; default every group.
+            Group labels of ``level`` to delete one at a time; default every group.
         exact : bool
-            False: the deletions are solved all at once from the clusters' statistics
-            (``hlmext.results.deletion``; any group it cannot settle is refitted); True:
-            every deletion is refitted by the model's deviance, one at a time (slower).
+            One-level linear models: False: the deletions are solved all at once from the
+            clusters' statistics (``hlmext.results.deletion``; any group it cannot settle is
+            refitted); True: every deletion is refitted by the model's deviance, one at a
+            time (slower).
+        level : str, optional
+            The level whose groups are deleted (``"batch"``, ``"batch:cask"``, a crossed
+            factor); needed when the model has several. Deleting a group deletes the groups
+            of other levels left without rows (a batch's casks).
 
         Returns
         -------
@@ -225,4 +235,4 @@ class AfterFit:
         335                  0.684        -0.785    10           0.115
         309                 -2.726        -0.483    10           0.132
         """
-        return diagnostics.group_influence(self, groups, exact=exact)
+        return diagnostics.group_influence(self, groups, exact=exact, level=level)

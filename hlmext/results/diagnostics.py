@@ -9,9 +9,14 @@ Residuals (``kind`` x ``which``):
 - ``"pearson"``: raw over the standard deviation of ``y`` given that prediction: ``sigma``
   (conditional, linear), ``sqrt(z' Sigma z + sigma^2)`` (marginal, linear), ``sqrt(V(mu))``
   of the family at the predicted mean (generalized).
-- ``"standardized"`` (linear models): raw over its own standard deviation,
-  ``sigma sqrt(1 - h)`` (conditional, ``h`` the hat value) or ``sqrt(z' Sigma z + sigma^2 -
-  x'V x)`` (marginal).
+- ``"deviance"``: the signed root of the row's deviance contribution (a linear model's is
+  the raw residual).
+- ``"standardized"``: raw over its own standard deviation, ``sigma sqrt(1 - h)``
+  (conditional, ``h`` the hat value) or ``sqrt(z' Sigma z + sigma^2 - x'V x)`` (marginal);
+  a generalized model's (conditional) is Pearson over ``sqrt(phi (1 - leverage))``.
+
+A generalized model's residuals, hat values and Cook's distance (lme4's definitions for
+``glmer`` fits, every family and link) are in ``hlmext.results.glmm_leverage``.
 
 Hat values are the diagonal of the matrix that maps ``y`` to the conditional fitted values
 ``X beta-hat + Z b-hat`` (lme4's ``hatvalues``): ``h = Var(prediction error) / sigma^2`` of
@@ -35,16 +40,16 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
-from ..design.layout import LevelSpec, MixedDesign
 from ..exceptions import ModelError
 from .marginal_means import random_variance
+from . import deletion_levels, glmm_leverage
 from .deletion import fast_deletions
 from .predict_se import _covs, get_prediction
 from .rowsets import fitted_rows
 
 __all__ = ["residuals", "hatvalues", "cooks_distance", "group_influence"]
 
-KINDS = ("raw", "pearson", "standardized")
+KINDS = ("raw", "pearson", "deviance", "standardized")
 FAST_FROM = 200      # groups: below, refitting each deletion costs less than solving all at once
 
 
@@ -52,27 +57,27 @@ def _linear(res):
     return not hasattr(res.model, "_sm_family")
 
 
+def _ordinal(res):
+    return hasattr(res.model, "_sm_family") and res.model._sm_family is None
+
+
+def _not_ordinal(res):
+    if _ordinal(res):
+        raise ValueError("residuals, hat values and Cook's distance are not defined for an ordinal model (its "
+                         "response is a category); compare results.predict(which='prob') with the observed "
+                         "categories, or use results.influence() for the influence of each group")
+
+
 def residuals(res, kind="raw", which="conditional"):
+    _not_ordinal(res)
     if kind not in KINDS:
-        raise ValueError("kind must be 'raw', 'pearson' or 'standardized', not %r" % (kind,))
+        raise ValueError("kind must be 'raw', 'pearson', 'deviance' or 'standardized', not %r" % (kind,))
     if which not in ("conditional", "marginal"):
         raise ValueError("which must be 'conditional' or 'marginal', not %r" % (which,))
+    if not _linear(res):
+        return res._original_order(glmm_leverage.residuals(res, kind, which))
     y = res._original_order(res.model.design.endog)
-    if _linear(res):
-        return _linear_residuals(res, y, kind, which)
-    if kind == "standardized":
-        raise ValueError("standardized residuals are defined for linear models; use kind='pearson' for a "
-                         "generalized model")
-    fam = res.model._sm_family()
-    trials = res._original_order(res.model.trials).to_numpy()
-    if which == "conditional":
-        mu = fam.link.inverse(res.predict(which="eta", conditional=True).to_numpy())
-    else:
-        mu = res.predict(which="marginal").to_numpy()
-    raw = y - trials * mu
-    if kind == "raw":
-        return raw
-    return raw / np.sqrt(trials * fam.variance(mu))
+    return _linear_residuals(res, y, "raw" if kind == "deviance" else kind, which)
 
 
 def _linear_residuals(res, y, kind, which):
@@ -95,56 +100,58 @@ def _linear_residuals(res, y, kind, which):
 
 
 def hatvalues(res):
+    _not_ordinal(res)
     if not _linear(res):
-        raise ValueError("hat values are defined here for linear models (a GLMM's depend on the working weights "
-                         "and are not a projection)")
+        return res._original_order(glmm_leverage.hatvalues(res))
     se = get_prediction(res, which="conditional").se_mean
     return (se ** 2 / res.scale).rename(None)
 
 
 def cooks_distance(res):
+    _not_ordinal(res)
+    if not _linear(res):
+        return res._original_order(glmm_leverage.cooks_distance(res))
     h = hatvalues(res)
     r = res.resid
     return (r / (1 - h)) ** 2 * h / (res.scale * res.k_fe)
 
 
-def _deletable(model):
+def _fast_level(d, li):
+    """Whether the one-level route (deletions from the clusters' statistics) applies."""
+    return len(d.levels) == 1 and d.n_chain == 1 and not d.qd and d.weights is None
+
+
+def group_influence(res, groups=None, exact=False, level=None):
+    """Refits without each group of ``level`` (all groups, or the labels in ``groups``): a DataFrame.
+
+    A linear model with one level: ``exact=False`` (with at least ``FAST_FROM`` groups)
+    settles every group it can by ``hlmext.results.deletion`` (all groups at once) and refits
+    the others one by one from the downdated statistics; ``exact=True`` refits every group
+    that way. Other models (several levels, weights, generalized): each group's deletion is
+    refitted on the design's rows without it (``hlmext.results.deletion_levels``)."""
+    model = res.model
     d = model.design
     if getattr(model, "sampling", None) is not None:
         raise ModelError("influence by group deletion is not available with sampling weights; refit without a "
                          "group with results.update(data=...)")
-    if d.n_chain != 1 or d.qd or len(d.levels) != 1:
-        raise ModelError("influence by group deletion needs one level of random effects (got %s); refit "
-                         "without a group with results.update(data=...)" % ", ".join(lv.name for lv in d.levels))
-    if not d.has_rows or d.weights is not None:
-        raise ModelError("influence by group deletion needs the fitted rows and no weights")
-    return d
-
-
-def group_influence(res, groups=None, exact=False):
-    """Refits without each group (all groups, or the labels in ``groups``): a DataFrame.
-
-    ``exact=False`` (with at least ``FAST_FROM`` groups) settles every group it can by
-    ``hlmext.results.deletion`` (all groups at once) and refits the others one by one from the
-    downdated statistics; ``exact=True`` refits every group that way."""
-    model = res.model
-    d = _deletable(model)
-    lv = d.levels[0]
-    labels = pd.Index(lv.labels)
-    if groups is None:
-        pos = np.arange(lv.n_groups)
-    else:
-        pos = labels.get_indexer(list(groups))
-        if (pos < 0).any():
-            raise ValueError("groups: %s not among the fitted groups of %r"
-                             % (list(np.asarray(list(groups), dtype=object)[pos < 0]), lv.name))
+    if not d.has_rows:
+        raise ModelError("influence by group deletion needs the fitted rows; this model was fitted from "
+                         "statistics accumulated over chunks: refit without a group with results.update(data=...)")
+    if _ordinal(res):
+        raise ModelError("influence by group deletion is not available for ordinal models yet; refit without a "
+                         "group with results.update(data=...)")
+    li = deletion_levels.level_index(d, level)
+    labels, pos = deletion_levels.group_positions(d, li, groups)
     if not _linear(res):
-        return _frame(res, labels, pos, _glmm_deleted_fits(res, pos))
-    q, p = lv.q, d.k_fe
-    G0 = model._G0.reshape(p + 1, p + 1)
+        return _frame(res, li, labels, pos, _glmm_deleted_fits(res, li, pos))
     reml = res.reml
     scale = model.theta_scale()
     H0 = res.opt.hessian if getattr(res.opt, "hessian", None) is not None else _hessian(model, res.theta, scale, reml)
+    if not _fast_level(d, li):
+        return _frame(res, li, labels, pos, _linear_deleted_fits(res, li, pos, H0))
+    lv = d.levels[0]
+    q, p = lv.q, d.k_fe
+    G0 = model._G0.reshape(p + 1, p + 1)
     beta = np.full((len(pos), p), np.nan)
     if not exact and not res.on_boundary and lv.n_groups >= FAST_FROM:
         with np.errstate(all="ignore"):      # a group whose steps fail is marked unsettled, and refitted
@@ -170,12 +177,12 @@ def group_influence(res, groups=None, exact=False):
             sub.nobs = model.nobs - int(lv.sizes[g])
             theta = _refit_theta(sub, res.theta, H0, bounds, scale, reml)
             beta[r] = sub.factorize(theta).beta
-    return _frame(res, labels, pos, beta)
+    return _frame(res, li, labels, pos, beta)
 
 
-def _frame(res, labels, pos, beta):
+def _frame(res, li, labels, pos, beta):
     """The influence table: dfbeta, rows of each group, Cook's distance (lme4's)."""
-    lv = res.model.design.levels[0]
+    lv = res.model.design.levels[li]
     p = res.k_fe
     dfbeta = res.fe_params.to_numpy() - beta
     n = len(labels)
@@ -188,28 +195,32 @@ def _frame(res, labels, pos, beta):
     return frame.sort_index()
 
 
-def _glmm_deleted_fits(res, pos):
-    """Fixed effects of a generalized model refitted without each group (from the full fit's
-    estimates, with its quadrature): the model is rebuilt from the design's rows minus the group's."""
+def _linear_deleted_fits(res, li, pos, H0):
+    """Fixed effects of a linear model refitted without each group of level ``li``: the model
+    on the design's rows without the group, its theta by Newton steps from the full fit's."""
     model = res.model
-    d = model.design
-    lv = d.levels[0]
-    Z = np.asarray(d.z_of(0))
-    blocks, k = [], 0
-    for structure, cols in lv.cov.blocks:
-        blocks.append((structure.name, list(range(k, k + len(cols)))))
-        k += len(cols)
-    start = np.concatenate([res.fe_params.to_numpy(), res.theta])
-    codes = np.asarray(lv.codes)
-    out = np.empty((len(pos), d.k_fe))
+    out = np.empty((len(pos), model.design.k_fe))
     for r, g in enumerate(pos):
-        keep = codes != g
-        spec = LevelSpec(lv.name, codes[keep], Z[keep], blocks, list(lv.names))
-        design = MixedDesign(np.asarray(d.endog)[keep], np.asarray(d.exog)[keep], d.exog_names, [spec],
-                             endog_name=d.endog_name)
-        sub = type(model)(design=design, trials=model.trials[keep] if model.has_trials else None,
-                          offset=model.offset[keep])
-        out[r] = np.asarray(sub.fit(nagq=res.nagq, start=start).params)[:d.k_fe]
+        sub, same = deletion_levels.downdated_model(model, li, g), True
+        if sub is None:
+            sub, same = deletion_levels.deleted_model(model, li, g)
+        if not same:                # a crossed level became the chain: theta in another order
+            out[r] = sub.fit(reml=res.reml).fe_params.to_numpy()
+            continue
+        theta = _refit_theta(sub, res.theta, H0, sub.theta_bounds(), sub.theta_scale(), res.reml)
+        out[r] = sub.factorize(theta).beta
+    return out
+
+
+def _glmm_deleted_fits(res, li, pos):
+    """Fixed effects of a generalized model refitted without each group of level ``li`` (from
+    the full fit's estimates, with its quadrature)."""
+    model = res.model
+    start = np.concatenate([res.fe_params.to_numpy(), res.theta])
+    out = np.empty((len(pos), model.design.k_fe))
+    for r, g in enumerate(pos):
+        sub, same = deletion_levels.deleted_model(model, li, g)
+        out[r] = np.asarray(sub.fit(nagq=res.nagq, start=start if same else None).params)[:model.design.k_fe]
     return out
 
 

@@ -5,7 +5,11 @@ A margin is the mean, over the rows of the estimation sample (or of a subgroup, 
 of the predicted mean with some columns set to given values (``at=``): Stata's
 ``margins`` with its default ``asobserved``. An average marginal effect (``dydx=``) is the
 mean over the rows of the derivative of the predicted mean in a numeric column (central
-differences through the formula, so transformations and interactions are followed).
+differences through the formula, so transformations and interactions are followed); for
+a column the formula uses as a factor it is, as Stata's ``margins, dydx(factor)``, the
+discrete change from the base level (the first, treatment coding's reference) to each
+other level: the mean over the rows of the predicted mean with the column set to the level
+minus that with it set to the base.
 
 The predicted mean is ``x'beta`` for a linear model; for a generalized model it is the
 mean at ``b = 0`` (``population_averaged=False``, the default: lme4's ``re.form = NA``,
@@ -18,6 +22,7 @@ population-averaged means) with ``cov_params()``; tests and intervals are normal
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -39,12 +44,18 @@ def margins(res, data, at=None, dydx=None, over=None, population_averaged=False,
     data = _sample(res, data)
     at = _at_grid(at, data)
     dydx = [dydx] if isinstance(dydx, str) else list(dydx or [])
+    changes = []                      # (term label, column, None for a derivative or (base, level))
     for var in dydx:
         if var not in data.columns:
             raise ValueError("dydx: %r is not a column of data" % (var,))
+        levels = factor_levels(res, var)
+        if levels is not None:
+            changes += [("%s[%s vs %s]" % (var, lev, levels[0]), var, (levels[0], lev)) for lev in levels[1:]]
+            continue
         if not pd.api.types.is_numeric_dtype(data[var]) or pd.api.types.is_bool_dtype(data[var]):
-            raise ValueError("dydx=%r: the column is not numeric; for a factor compare its levels with "
-                             "at={%r: [...]}, contrast='pairwise'" % (var, var))
+            raise ValueError("dydx=%r: the column is not numeric and the formula does not use it as a factor; "
+                             "compare its values with at={%r: [...]}, contrast='pairwise'" % (var, var))
+        changes.append((var, var, None))
     if over is not None and over not in data.columns:
         raise ValueError("over: %r is not a column of data" % (over,))
     if contrast not in (None, "pairwise"):
@@ -59,9 +70,9 @@ def margins(res, data, at=None, dydx=None, over=None, population_averaged=False,
     labels, pieces = [], []
     for g, rows in groups:
         for combo in at:
-            for var in dydx or [None]:
-                labels.append(((g,) if over is not None else ()) + tuple(combo.values()) + ((var,) if dydx else ()))
-                pieces.append(_piece(res, rows, combo, var))
+            for term, var, change in changes or [(None, None, None)]:
+                labels.append(((g,) if over is not None else ()) + tuple(combo.values()) + ((term,) if dydx else ()))
+                pieces.append(_piece(res, rows, combo, var, change))
     names = ([over] if over is not None else []) + (list(at[0]) if at[0] else []) + (["term"] if dydx else [])
     index = _index(labels, names)
     fun = _margin_function(res, pieces, link, population_averaged)
@@ -104,13 +115,31 @@ def _index(labels, names):
     return pd.MultiIndex.from_tuples(labels, names=names)
 
 
-def _piece(res, rows, combo, var):
-    """The RowSets of one margin: the rows as set (and the rows with var moved by -h and +h)."""
+def factor_levels(res, var):
+    """The levels of ``var`` when the formula's fixed part uses it as a factor (its base, the
+    reference of treatment coding, first), else None."""
+    info = getattr(getattr(res.model, "frame", None), "fixed_design_info", None)
+    if info is None:
+        return None
+    pattern = re.compile(r"(?<![\w.])%s(?![\w.])" % re.escape(var))
+    for factor, finfo in info.factor_infos.items():
+        if finfo.type == "categorical" and pattern.search(factor.name()):
+            return list(finfo.categories)
+    return None
+
+
+def _piece(res, rows, combo, var, change=None):
+    """The RowSets of one margin: the rows as set (and the rows with var moved by -h and +h, or
+    set to a factor's base and to one of its levels)."""
     frame = rows.copy() if combo else rows
     for col, value in combo.items():
         frame[col] = value
     if var is None:
         return (new_rows(res, frame),)
+    if change is not None:
+        base, level = frame.copy(), frame.copy()
+        base[var], level[var] = change
+        return new_rows(res, base), new_rows(res, level), 1.0
     x = frame[var].to_numpy(float)
     h = 1e-5 * max(1.0, float(np.std(x)))
     lo, hi = frame.copy(), frame.copy()
