@@ -120,6 +120,8 @@ class MixedFamily(MixedGLM):
     # ------------------------------------------------------------------ the dispersion, profiled
     @property
     def _log_phi(self):
+        if "_buffers" not in self.__dict__:       # building the model (its weighted rows): the start
+            return self._log_phi0
         b = self._buffers.get(self)
         if not hasattr(b, "log_phi"):
             b.log_phi = self._log_phi0
@@ -191,13 +193,26 @@ class MixedFamily(MixedGLM):
         self._set_log_phi(t)
         return t
 
-    def dispersion_table(self, beta, theta, nagq, alpha=0.05, h=1e-4):
+    def dispersion_table(self, beta, theta, nagq, alpha=0.05, h=1e-4, var=None):
         """``/ln<name>`` and ``<name>`` rows (estimate, se, lower, upper), Stata's layout: the se of
         log phi from the full information in (beta, theta, log phi) at the optimum (central
-        differences of the gradient; variances at zero left out), that of phi by the delta method
-        and the interval of phi the exponentiated one of log phi."""
+        differences of the gradient; variances at zero left out), or from ``var``, its variance
+        when given (the robust one: ``hlmext.results.sandwich.glmm_robust``); that of phi by the
+        delta method and the interval of phi the exponentiated one of log phi."""
         beta, theta = np.asarray(beta, float), np.asarray(theta, float)
         t = self.profile_dispersion(beta, theta, nagq)
+        if var is None:
+            var = self._information_variance(beta, theta, t, nagq, h)
+        se = float(np.sqrt(var)) if var > 0 else np.nan
+        z = stats.norm.ppf(1 - alpha / 2)
+        name = self.spec.dispersion
+        rows = {"/ln%s" % name: (t, se, t - z * se, t + z * se),
+                name: (np.exp(t), np.exp(t) * se, np.exp(t - z * se), np.exp(t + z * se))}
+        return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "se", "lower", "upper"])
+
+    def _information_variance(self, beta, theta, t, nagq, h):
+        """The variance of log phi (at its profiled value t): the last diagonal element of the
+        inverse information in (beta, theta, log phi)."""
         p, free = beta.size, np.flatnonzero(theta != 0)
         x0 = np.concatenate([beta, theta[free], [t]])
 
@@ -217,15 +232,9 @@ class MixedFamily(MixedGLM):
         self._set_log_phi(t)
         with np.errstate(all="ignore"):
             try:
-                var = np.linalg.inv(-(H + H.T) / 2)[-1, -1]
+                return float(np.linalg.inv(-(H + H.T) / 2)[-1, -1])
             except np.linalg.LinAlgError:
-                var = np.nan
-        se = float(np.sqrt(var)) if var > 0 else np.nan
-        z = stats.norm.ppf(1 - alpha / 2)
-        name = self.spec.dispersion
-        rows = {"/ln%s" % name: (t, se, t - z * se, t + z * se),
-                name: (np.exp(t), np.exp(t) * se, np.exp(t - z * se), np.exp(t + z * se))}
-        return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "se", "lower", "upper"])
+                return np.nan
 
     def draw_response(self, eta, rng):
         """A response drawn from the family at linear predictor ``eta`` (the fitted dispersion)."""
@@ -255,11 +264,8 @@ class MixedFamily(MixedGLM):
         return nagq
 
     def _fit(self, nagq, start, maxiter, disp, robust=None):
-        if robust is not None and self.spec.dispersion:
-            raise ModelError("cov_type='cluster' (and sampling weights, which need it) is not available for "
-                             "the %s family yet: its dispersion is profiled out and the robust covariance "
-                             "would leave out its variability; fit with cov_type='nonrobust'" % self.spec.name)
         self._set_log_phi(self._log_phi0)
+        self._buffers.get(self).dispersion_variance = None
         res = super()._fit(nagq, start, maxiter, disp, robust)
         if self.spec.dispersion:
             beta, theta = np.asarray(res.fe_params, float), np.asarray(res.theta, float)
@@ -267,7 +273,8 @@ class MixedFamily(MixedGLM):
             inner.k_params += 1
             inner.aic = inner.deviance + 2 * inner.k_params
             inner.bic = inner.deviance + np.log(inner.nobs) * inner.k_params
-            inner.dispersion = self.dispersion_table(beta, theta, res.nagq)
+            inner.dispersion = self.dispersion_table(beta, theta, res.nagq,
+                                                     var=self._buffers.get(self).dispersion_variance)
             self.fitted_log_phi = self.profile_dispersion(beta, theta, res.nagq)
             inner.dispersion_lr = _dispersion_lr(self, res)
         return res
