@@ -22,8 +22,9 @@ from scipy import stats
 
 from ..exceptions import ModelError
 from ..keywords import check_keywords
-from . import links
-from .glmm import MixedGLM
+from . import dispersion_laplace, links
+from .glm_start import glm_start
+from .glmm import MixedGLM, find_optimum
 from .linear import _caller_env
 
 #: log phi is kept in these bounds (NB alpha at exp(-20): the Poisson model up to rounding)
@@ -160,7 +161,10 @@ class MixedFamily(MixedGLM):
         t = float(np.clip(self._log_phi, lo, hi))
         curvature = getattr(buffers, "log_phi_curvature", None)
         if curvature is not None:
-            d1 = (f(min(t + h, hi)) - f(max(t - h, lo))) / (min(t + h, hi) - max(t - h, lo))
+            if dispersion_laplace.available(self, nagq) and np.isfinite(f(t)):
+                d1 = dispersion_laplace.laplace_dlogphi(self, beta, theta)      # one kernel call, not two
+            else:
+                d1 = (f(min(t + h, hi)) - f(max(t - h, lo))) / (min(t + h, hi) - max(t - h, lo))
             step = -d1 / curvature
             if (t <= lo and d1 <= 0) or (t >= hi and d1 >= 0):
                 step = 0.0
@@ -220,6 +224,8 @@ class MixedFamily(MixedGLM):
             th = theta.copy()
             th[free] = x[p:-1]
             _, g = self.loglike_at(x[:p], th, x[-1], nagq, grad=True)
+            if dispersion_laplace.available(self, nagq):
+                return np.concatenate([g[:p], g[p:][free], [dispersion_laplace.laplace_dlogphi(self, x[:p], th)]])
             fp = self.loglike_at(x[:p], th, x[-1] + h, nagq)
             fm = self.loglike_at(x[:p], th, x[-1] - h, nagq)
             return np.concatenate([g[:p], g[p:][free], [(fp - fm) / (2 * h)]])
@@ -266,7 +272,19 @@ class MixedFamily(MixedGLM):
     def _fit(self, nagq, start, maxiter, disp, robust=None):
         self._set_log_phi(self._log_phi0)
         self._buffers.get(self).dispersion_variance = None
-        res = super()._fit(nagq, start, maxiter, disp, robust)
+        nagq = self._check_nagq(nagq)
+        if not dispersion_laplace.available(self, 1) or nagq == 0:
+            res = super()._fit(nagq, start, maxiter, disp, robust)
+        else:
+            # the GLM start, then the Laplace optimum over (beta, theta, log phi) jointly with the
+            # analytic derivative in log phi; the profiled stages polish it (``dispersion_laplace``)
+            glm = glm_start(self)
+            if start is None:
+                start, _ = dispersion_laplace.joint_laplace(self, glm[0], glm[1], LOG_PHI_BOUNDS, maxiter, disp)
+                self._buffers.get(self).log_phi_curvature = None      # the GLM's: measure it at the optimum
+                self.profile_dispersion(start[:self.k_fe], start[self.k_fe:], 1)
+            opt, null_llf, se_glm = find_optimum(self, nagq, start, maxiter, disp, start_values=lambda model: glm)
+            res = self._finish(opt, nagq, null_llf, se_glm, False, robust)
         if self.spec.dispersion:
             beta, theta = np.asarray(res.fe_params, float), np.asarray(res.theta, float)
             inner = res._results                  # the dispersion is a parameter: AIC, BIC and LR df count it
@@ -289,7 +307,7 @@ def _dispersion_lr(model, res):
                           **_same_rows(model))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")               # the Poisson fit's own notes are not this fit's
-        ll0 = poisson.fit(nagq=res.nagq).llf
+        ll0 = poisson.fit(nagq=res.nagq, start=np.concatenate([res.fe_params, res.theta])).llf   # from the NB fit
     stat = max(0.0, 2 * (res.llf - ll0))
     return {"parameter": model.spec.dispersion, "chibar2": stat,
             "pvalue": float(0.5 * stats.chi2.sf(stat, 1)) if stat > 0 else 1.0, "llf_poisson": ll0}
