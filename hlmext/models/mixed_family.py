@@ -22,7 +22,7 @@ from scipy import stats
 
 from ..exceptions import ModelError
 from ..keywords import check_keywords
-from . import dispersion_laplace, links
+from . import dispersion_laplace, links, nested_aghq
 from .glm_start import glm_start
 from .glmm import MixedGLM, find_optimum
 from .linear import _caller_env
@@ -156,6 +156,8 @@ class MixedFamily(MixedGLM):
 
         def f(t):
             self._set_log_phi(t)
+            if self.nested and nagq > 1:
+                return nested_aghq.loglik(self, beta, theta, nagq)
             return self._kernel(beta, theta, nagq, False)
 
         t = float(np.clip(self._log_phi, lo, hi))
@@ -262,11 +264,10 @@ class MixedFamily(MixedGLM):
 
     def _check_nagq(self, nagq):
         nagq = super()._check_nagq(nagq)
-        if self.spec.dispersion and (nagq == 0 or (self.nested and nagq > 1)):
-            raise ModelError("%s with its dispersion parameter (%s) is fitted by Laplace (nagq=1) or, with one level "
-                             "of random effects, adaptive quadrature (nagq > 1); %s is not available for it yet"
-                             % (self.spec.name, self.spec.dispersion,
-                                "nagq=0" if nagq == 0 else "nested adaptive quadrature"))
+        if self.spec.dispersion and nagq == 0:
+            raise ModelError("%s with its dispersion parameter (%s) is fitted by Laplace (nagq=1) or adaptive "
+                             "quadrature (nagq > 1); nagq=0 (the fixed effects in the penalized IRLS) is not "
+                             "available for it yet" % (self.spec.name, self.spec.dispersion))
         return nagq
 
     def _fit(self, nagq, start, maxiter, disp, robust=None):
