@@ -199,6 +199,11 @@ class MixedFamily(MixedGLM):
         self._set_log_phi(t)
         return t
 
+    def _remeasure_curvature(self, x, nagq):
+        """Profile log phi at x = (beta, theta) by the guarded iteration, which measures its curvature."""
+        self._buffers.get(self).log_phi_curvature = None
+        self.profile_dispersion(np.asarray(x[:self.k_fe], float), np.asarray(x[self.k_fe:], float), nagq)
+
     def dispersion_table(self, beta, theta, nagq, alpha=0.05, h=1e-4, var=None):
         """``/ln<name>`` and ``<name>`` rows (estimate, se, lower, upper), Stata's layout: the se of
         log phi from the full information in (beta, theta, log phi) at the optimum (central
@@ -274,17 +279,19 @@ class MixedFamily(MixedGLM):
         self._set_log_phi(self._log_phi0)
         self._buffers.get(self).dispersion_variance = None
         nagq = self._check_nagq(nagq)
-        if not dispersion_laplace.available(self, 1) or nagq == 0:
+        if not dispersion_laplace.available(self, 1):
             res = super()._fit(nagq, start, maxiter, disp, robust)
         else:
             # the GLM start, then the Laplace optimum over (beta, theta, log phi) jointly with the
-            # analytic derivative in log phi; the profiled stages polish it (``dispersion_laplace``)
+            # analytic derivative in log phi; the profiled stages polish it (``dispersion_laplace``).
+            # The profile's Newton steps use the last measured curvature in log phi: measured again
+            # at the joint optimum and at the end, where the information matrix is computed
             glm = glm_start(self)
             if start is None:
                 start, _ = dispersion_laplace.joint_laplace(self, glm[0], glm[1], LOG_PHI_BOUNDS, maxiter, disp)
-                self._buffers.get(self).log_phi_curvature = None      # the GLM's: measure it at the optimum
-                self.profile_dispersion(start[:self.k_fe], start[self.k_fe:], 1)
+                self._remeasure_curvature(start, 1)
             opt, null_llf, se_glm = find_optimum(self, nagq, start, maxiter, disp, start_values=lambda model: glm)
+            self._remeasure_curvature(opt.end, nagq)
             res = self._finish(opt, nagq, null_llf, se_glm, False, robust)
         if self.spec.dispersion:
             beta, theta = np.asarray(res.fe_params, float), np.asarray(res.theta, float)
