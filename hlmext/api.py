@@ -415,7 +415,8 @@ def mecloglog(formula, data, trials=None, offset=None, cov=None, missing="drop",
                               pwscale=pwscale))
 
 
-def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=None, missing="drop", **kwargs):
+def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=None, missing="drop", pweights=None,
+            pwscale=None, **kwargs):
     """Mixed-effects negative binomial regression (Stata ``menbreg``, glmmTMB ``nbinom2``/``nbinom1``).
 
     Parameters
@@ -430,7 +431,7 @@ def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=No
         (``res.dispersion``: ``/lnalpha`` and ``alpha``), with the LR test of alpha = 0
         against the Poisson model (``res.dispersion_lr``, chibar2(01)).
     offset, exposure : str or array_like, optional
-    cov, missing
+    cov, missing, pweights, pwscale
         As for ``mepoisson``.
     **kwargs
         None are taken, as for ``melogit``.
@@ -452,7 +453,8 @@ def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=No
         raise ValueError("dispersion must be 'mean' (NB2: Var = mu (1 + alpha mu)) or 'constant' (NB1: "
                          "Var = mu (1 + delta)), not %r" % (dispersion,))
     model = _family_model("menbreg", formula, data, "nb2" if dispersion == "mean" else "nb1",
-                          dict(offset=offset, exposure=exposure, cov=cov, missing=missing))
+                          dict(offset=offset, exposure=exposure, cov=cov, missing=missing, pweights=pweights,
+                               pwscale=pwscale))
     model.call.options["dispersion"] = dispersion
     return model
 

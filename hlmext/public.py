@@ -34,7 +34,7 @@ from .models.residual_linear import ResidualModel
 from .output import ordinal as _ordinal_output
 from .output.diagnostic_plots import plot_influence, plot_qq, plot_residuals
 from .output.emit import to_lme4, to_stata
-from .output.emit_glmm import glmm_to_stata
+from .output.emit_glmm import glmm_to_lme4, glmm_to_stata
 from .output.nlme_emit import to_nlme
 from .output.plotting import plot_per_group_fits, plot_random_effects, plot_shrinkage
 from .output.summary import MixedSummary
@@ -265,6 +265,21 @@ class GLMMResults(_RefitsAndPlots, _glmm_results.GLMMResults):
         """
         return glmm_to_stata(self)
 
+    def to_lme4(self, data="df"):
+        """The R call of this fit (lme4's ``glmer`` / ``glmer.nb``, or glmmTMB), with its ``nAGQ``.
+
+        See :func:`hlmext.output.emit_glmm.glmm_to_lme4`.
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> ticks = hlmext.datasets.load("grouseticks")
+        >>> res = hlmext.mepoisson("TICKS ~ cHEIGHT + (1 | BROOD)", ticks).fit(nagq=1)
+        >>> print(res.to_lme4(data="grouseticks"))
+        glmer(TICKS ~ cHEIGHT + (1 | BROOD), data = grouseticks, family = poisson)
+        """
+        return glmm_to_lme4(self, data=data)
+
 
 class LinearMixed(_linear.LinearMixed):
     __doc__ = _linear.LinearMixed.__doc__
@@ -439,17 +454,30 @@ class LinearMixedResiduals(ResidualModel, LinearMixed):
                          "structure yet; build the model again with the new response")
 
 
-class MixedLogit(_families.MixedLogit):
+class _GLMMCode:
+    """``to_lme4`` and ``to_stata`` of a generalized model (before or without a fit)."""
+
+    def to_lme4(self, nagq=None, data="df"):
+        """The R call of this model (lme4's ``glmer`` / ``glmer.nb``, or glmmTMB); see
+        :func:`hlmext.output.emit_glmm.glmm_to_lme4` (``nagq``: default that of ``fit()``)."""
+        return glmm_to_lme4(self, nagq=nagq, data=data)
+
+    def to_stata(self, nagq=None):
+        """The Stata command of this model; see :func:`hlmext.output.emit_glmm.glmm_to_stata`."""
+        return glmm_to_stata(self, nagq=nagq)
+
+
+class MixedLogit(_GLMMCode, _families.MixedLogit):
     __doc__ = _families.MixedLogit.__doc__
     results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
 
 
-class MixedPoisson(_families.MixedPoisson):
+class MixedPoisson(_GLMMCode, _families.MixedPoisson):
     __doc__ = _families.MixedPoisson.__doc__
     results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
 
 
-class MixedFamily(_mixed_family.MixedFamily):
+class MixedFamily(_GLMMCode, _mixed_family.MixedFamily):
     __doc__ = _mixed_family.MixedFamily.__doc__
     results_class, wrapper_class = GLMMResults, GLMMResultsWrapper
 

@@ -80,13 +80,53 @@ def test_nested_aghq_of_a_probit_model_uses_the_probit_link():
     assert abs(model.loglike(params, nagq=21) - exact) < 1e-6
 
 
-def test_nested_aghq_and_nagq0_refuse_dispersion_families():
+def gamma_data(seed=4, shape=4.0):
+    """``simulate``'s layout with a Gamma response (log link, mean exp(eta), shape ``shape``)."""
+    df = simulate(seed, "poisson")
+    rng = np.random.default_rng(seed)
+    eta = 0.3 + 0.5 * df.x + np.repeat(rng.normal(0, 0.7, 5), 12) + np.repeat(rng.normal(0, 0.9, 15), 4)
+    return df.assign(y=rng.gamma(shape, np.exp(eta) / shape))
+
+
+def gamma_brute_grid(df, beta, sd_outer, sd_inner, shape, K):
+    """``brute_grid`` for the Gamma family with the log link at the given shape."""
+    def logf(y, e):
+        mu = np.exp(e)
+        return shape * np.log(shape / mu) + (shape - 1) * np.log(y) - shape * y / mu - gammaln(shape)
+    x, w = np.polynomial.legendre.leggauss(K)
+    total = 0.0
+    for _, da in df.groupby("a"):
+        v, wv = 10 * sd_outer * x, 10 * sd_outer * w * np.exp(-0.5 * x ** 2 * 100) / (np.sqrt(2 * np.pi) * sd_outer)
+        u, wu = 10 * sd_inner * x, 10 * sd_inner * w * np.exp(-0.5 * x ** 2 * 100) / (np.sqrt(2 * np.pi) * sd_inner)
+        eta = beta[0] + beta[1] * da.x.values
+        logi = np.zeros(K)
+        for b in np.unique(da.b):
+            sel = da.b.values == b
+            e = eta[None, None, sel] + v[:, None, None] + u[None, :, None]
+            logi += np.log(np.exp(logf(da.y.values[sel], e).sum(-1)) @ wu)
+        total += np.log(np.exp(logi) @ wv)
+    return total
+
+
+def test_nested_aghq_of_a_dispersion_family_approaches_brute_force_integration():
     import statsmodels.api as sm
-    df = simulate(1, "poisson").assign(y=lambda d: d.y + 0.5)
+    df = gamma_data()
     gamma = hlmext.meglm("y ~ x + (1 | a/b)", df, family=sm.families.Gamma(link=sm.families.links.Log()))
-    for nagq, what in ((3, "nested adaptive quadrature"), (0, "nagq=0")):
-        with pytest.raises(hlmext.ModelError, match=what):
-            gamma.fit(nagq=nagq)
+    beta, report, shape = np.array([0.3, 0.5]), np.array([0.7, 0.9]), 3.0     # sd[a], sd[a:b]
+    theta = gamma.theta_from_report(report)
+    exact = gamma_brute_grid(df, beta, *report, shape, K=300)
+    assert abs(gamma_brute_grid(df, beta, *report, shape, K=200) - exact) < 1e-10
+    err = [abs(gamma.loglike_at(beta, theta, np.log(shape), nagq=k) - exact) for k in (1, 5, 11, 21)]
+    assert err[0] > 1e-4 and all(b < a for a, b in zip(err, err[1:])), err
+    assert err[-1] < 1e-7, err
+    res = gamma.fit(nagq=7)                           # the dispersion profiled on the nested quadrature
+    assert res.nagq == 7 and res.to_stata().endswith("family(gamma) link(log) intmethod(mvaghermite) intpoints(7)")
+    t = res.dispersion["estimate"].iloc[0]
+    assert res.llf == pytest.approx(gamma.loglike_at(res.fe_params.to_numpy(), res.theta, t, nagq=7), abs=1e-8)
+    for step in (-1e-3, 1e-3):                       # log shape at its maximum on the 7-point likelihood
+        assert gamma.loglike_at(res.fe_params.to_numpy(), res.theta, t + step, nagq=7) < res.llf
+    with pytest.raises(hlmext.ModelError, match="nagq=0"):
+        gamma.fit(nagq=0)
 
 
 @pytest.mark.parametrize("family", ["poisson", "binomial"])

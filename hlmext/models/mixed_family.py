@@ -22,8 +22,9 @@ from scipy import stats
 
 from ..exceptions import ModelError
 from ..keywords import check_keywords
-from . import links
-from .glmm import MixedGLM
+from . import dispersion_laplace, links, nested_aghq
+from .glm_start import glm_start
+from .glmm import MixedGLM, find_optimum
 from .linear import _caller_env
 
 #: log phi is kept in these bounds (NB alpha at exp(-20): the Poisson model up to rounding)
@@ -120,6 +121,8 @@ class MixedFamily(MixedGLM):
     # ------------------------------------------------------------------ the dispersion, profiled
     @property
     def _log_phi(self):
+        if "_buffers" not in self.__dict__:       # building the model (its weighted rows): the start
+            return self._log_phi0
         b = self._buffers.get(self)
         if not hasattr(b, "log_phi"):
             b.log_phi = self._log_phi0
@@ -153,12 +156,17 @@ class MixedFamily(MixedGLM):
 
         def f(t):
             self._set_log_phi(t)
+            if self.nested and nagq > 1:
+                return nested_aghq.loglik(self, beta, theta, nagq)
             return self._kernel(beta, theta, nagq, False)
 
         t = float(np.clip(self._log_phi, lo, hi))
         curvature = getattr(buffers, "log_phi_curvature", None)
         if curvature is not None:
-            d1 = (f(min(t + h, hi)) - f(max(t - h, lo))) / (min(t + h, hi) - max(t - h, lo))
+            if dispersion_laplace.available(self, nagq) and np.isfinite(f(t)):
+                d1 = dispersion_laplace.laplace_dlogphi(self, beta, theta)      # one kernel call, not two
+            else:
+                d1 = (f(min(t + h, hi)) - f(max(t - h, lo))) / (min(t + h, hi) - max(t - h, lo))
             step = -d1 / curvature
             if (t <= lo and d1 <= 0) or (t >= hi and d1 >= 0):
                 step = 0.0
@@ -191,13 +199,31 @@ class MixedFamily(MixedGLM):
         self._set_log_phi(t)
         return t
 
-    def dispersion_table(self, beta, theta, nagq, alpha=0.05, h=1e-4):
+    def _remeasure_curvature(self, x, nagq):
+        """Profile log phi at x = (beta, theta) by the guarded iteration, which measures its curvature."""
+        self._buffers.get(self).log_phi_curvature = None
+        self.profile_dispersion(np.asarray(x[:self.k_fe], float), np.asarray(x[self.k_fe:], float), nagq)
+
+    def dispersion_table(self, beta, theta, nagq, alpha=0.05, h=1e-4, var=None):
         """``/ln<name>`` and ``<name>`` rows (estimate, se, lower, upper), Stata's layout: the se of
         log phi from the full information in (beta, theta, log phi) at the optimum (central
-        differences of the gradient; variances at zero left out), that of phi by the delta method
-        and the interval of phi the exponentiated one of log phi."""
+        differences of the gradient; variances at zero left out), or from ``var``, its variance
+        when given (the robust one: ``hlmext.results.sandwich.glmm_robust``); that of phi by the
+        delta method and the interval of phi the exponentiated one of log phi."""
         beta, theta = np.asarray(beta, float), np.asarray(theta, float)
         t = self.profile_dispersion(beta, theta, nagq)
+        if var is None:
+            var = self._information_variance(beta, theta, t, nagq, h)
+        se = float(np.sqrt(var)) if var > 0 else np.nan
+        z = stats.norm.ppf(1 - alpha / 2)
+        name = self.spec.dispersion
+        rows = {"/ln%s" % name: (t, se, t - z * se, t + z * se),
+                name: (np.exp(t), np.exp(t) * se, np.exp(t - z * se), np.exp(t + z * se))}
+        return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "se", "lower", "upper"])
+
+    def _information_variance(self, beta, theta, t, nagq, h):
+        """The variance of log phi (at its profiled value t): the last diagonal element of the
+        inverse information in (beta, theta, log phi)."""
         p, free = beta.size, np.flatnonzero(theta != 0)
         x0 = np.concatenate([beta, theta[free], [t]])
 
@@ -205,6 +231,8 @@ class MixedFamily(MixedGLM):
             th = theta.copy()
             th[free] = x[p:-1]
             _, g = self.loglike_at(x[:p], th, x[-1], nagq, grad=True)
+            if dispersion_laplace.available(self, nagq):
+                return np.concatenate([g[:p], g[p:][free], [dispersion_laplace.laplace_dlogphi(self, x[:p], th)]])
             fp = self.loglike_at(x[:p], th, x[-1] + h, nagq)
             fm = self.loglike_at(x[:p], th, x[-1] - h, nagq)
             return np.concatenate([g[:p], g[p:][free], [(fp - fm) / (2 * h)]])
@@ -217,15 +245,9 @@ class MixedFamily(MixedGLM):
         self._set_log_phi(t)
         with np.errstate(all="ignore"):
             try:
-                var = np.linalg.inv(-(H + H.T) / 2)[-1, -1]
+                return float(np.linalg.inv(-(H + H.T) / 2)[-1, -1])
             except np.linalg.LinAlgError:
-                var = np.nan
-        se = float(np.sqrt(var)) if var > 0 else np.nan
-        z = stats.norm.ppf(1 - alpha / 2)
-        name = self.spec.dispersion
-        rows = {"/ln%s" % name: (t, se, t - z * se, t + z * se),
-                name: (np.exp(t), np.exp(t) * se, np.exp(t - z * se), np.exp(t + z * se))}
-        return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "se", "lower", "upper"])
+                return np.nan
 
     def draw_response(self, eta, rng):
         """A response drawn from the family at linear predictor ``eta`` (the fitted dispersion)."""
@@ -247,27 +269,38 @@ class MixedFamily(MixedGLM):
 
     def _check_nagq(self, nagq):
         nagq = super()._check_nagq(nagq)
-        if self.spec.dispersion and (nagq == 0 or (self.nested and nagq > 1)):
-            raise ModelError("%s with its dispersion parameter (%s) is fitted by Laplace (nagq=1) or, with one level "
-                             "of random effects, adaptive quadrature (nagq > 1); %s is not available for it yet"
-                             % (self.spec.name, self.spec.dispersion,
-                                "nagq=0" if nagq == 0 else "nested adaptive quadrature"))
+        if self.spec.dispersion and nagq == 0:
+            raise ModelError("%s with its dispersion parameter (%s) is fitted by Laplace (nagq=1) or adaptive "
+                             "quadrature (nagq > 1); nagq=0 (the fixed effects in the penalized IRLS) is not "
+                             "available for it yet" % (self.spec.name, self.spec.dispersion))
         return nagq
 
     def _fit(self, nagq, start, maxiter, disp, robust=None):
-        if robust is not None and self.spec.dispersion:
-            raise ModelError("cov_type='cluster' (and sampling weights, which need it) is not available for "
-                             "the %s family yet: its dispersion is profiled out and the robust covariance "
-                             "would leave out its variability; fit with cov_type='nonrobust'" % self.spec.name)
         self._set_log_phi(self._log_phi0)
-        res = super()._fit(nagq, start, maxiter, disp, robust)
+        self._buffers.get(self).dispersion_variance = None
+        nagq = self._check_nagq(nagq)
+        if not dispersion_laplace.available(self, 1):
+            res = super()._fit(nagq, start, maxiter, disp, robust)
+        else:
+            # the GLM start, then the Laplace optimum over (beta, theta, log phi) jointly with the
+            # analytic derivative in log phi; the profiled stages polish it (``dispersion_laplace``).
+            # The profile's Newton steps use the last measured curvature in log phi: measured again
+            # at the joint optimum and at the end, where the information matrix is computed
+            glm = glm_start(self)
+            if start is None:
+                start, _ = dispersion_laplace.joint_laplace(self, glm[0], glm[1], LOG_PHI_BOUNDS, maxiter, disp)
+                self._remeasure_curvature(start, 1)
+            opt, null_llf, se_glm = find_optimum(self, nagq, start, maxiter, disp, start_values=lambda model: glm)
+            self._remeasure_curvature(opt.end, nagq)
+            res = self._finish(opt, nagq, null_llf, se_glm, False, robust)
         if self.spec.dispersion:
             beta, theta = np.asarray(res.fe_params, float), np.asarray(res.theta, float)
             inner = res._results                  # the dispersion is a parameter: AIC, BIC and LR df count it
             inner.k_params += 1
             inner.aic = inner.deviance + 2 * inner.k_params
             inner.bic = inner.deviance + np.log(inner.nobs) * inner.k_params
-            inner.dispersion = self.dispersion_table(beta, theta, res.nagq)
+            inner.dispersion = self.dispersion_table(beta, theta, res.nagq,
+                                                     var=self._buffers.get(self).dispersion_variance)
             self.fitted_log_phi = self.profile_dispersion(beta, theta, res.nagq)
             inner.dispersion_lr = _dispersion_lr(self, res)
         return res
@@ -282,7 +315,7 @@ def _dispersion_lr(model, res):
                           **_same_rows(model))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")               # the Poisson fit's own notes are not this fit's
-        ll0 = poisson.fit(nagq=res.nagq).llf
+        ll0 = poisson.fit(nagq=res.nagq, start=np.concatenate([res.fe_params, res.theta])).llf   # from the NB fit
     stat = max(0.0, 2 * (res.llf - ll0))
     return {"parameter": model.spec.dispersion, "chibar2": stat,
             "pvalue": float(0.5 * stats.chi2.sf(stat, 1)) if stat > 0 else 1.0, "llf_poisson": ll0}

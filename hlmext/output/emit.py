@@ -206,6 +206,17 @@ def to_lme4(model, reml=None, data="df") -> str:
     parsed = fm.parse(model.formula)
     response = _r_expr(parsed.response, notes)
     fixed = _r_expr(parsed.fixed, notes)
+    pieces = r_random_terms(model, notes)
+    data = _r_weighted_data(model, data, notes)
+    call = "lmer(%s ~ %s, data = %s%s)" % (response, " + ".join([fixed] + pieces), data,
+                                         "" if reml else ", REML = FALSE")
+    return "\n".join([call] + ["# note: " + n for n in dict.fromkeys(notes)])
+
+
+def r_random_terms(model, notes):
+    """The lme4 random-effects terms of a model built from a formula, ``["(x | g)", ...]``
+    (nested levels with the same random part joined with ``/``); what lme4 cannot express
+    exactly is added to ``notes``."""
     pieces = []
     blocks = list(model.frame.random)
     i = 0
@@ -241,10 +252,7 @@ def to_lme4(model, reml=None, data="df") -> str:
                          "unstructured" % term.level)
         pieces.append("(%s %s %s)" % (effects, bar, group))
         i += len(run)
-    data = _r_weighted_data(model, data, notes)
-    call = "lmer(%s ~ %s, data = %s%s)" % (response, " + ".join([fixed] + pieces), data,
-                                         "" if reml else ", REML = FALSE")
-    return "\n".join([call] + ["# note: " + n for n in dict.fromkeys(notes)])
+    return pieces
 
 
 def _weight_names(model):

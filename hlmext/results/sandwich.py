@@ -240,10 +240,30 @@ def glmm_cluster_loglik(model, beta, theta, nagq):
 
 
 def glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, correction):
-    """Sandwich covariance of (beta, reported values) and of phi for a mixed logit / Poisson fit."""
+    """Sandwich covariance of (beta, reported values) and of phi for a generalized mixed fit.
+
+    A family with a dispersion parameter (``MixedFamily``: Gamma, Gaussian, negative
+    binomial, ...) has its log dispersion as a further coordinate of ``x``: its scores and
+    its rows of ``H`` enter the sandwich (profiling it out would leave its variability
+    out). Its robust variance is left in the model's work buffers for the dispersion rows
+    (``MixedFamily.dispersion_table``).
+    """
     p = beta.size
     of, phi0 = phi_params(p, values, is_corr, fixed, lambda b, v: (b, model.theta_from_report(v)))
     steps = np.concatenate([1e-3 * se_glm, np.full(phi0.size, 1e-4)])
-    cov_x = robust_cov(lambda x: glmm_cluster_loglik(model, *of(x), nagq), np.concatenate([beta, phi0]), steps,
-                       correction)
+    x0 = np.concatenate([beta, phi0])
+    contrib = lambda x: glmm_cluster_loglik(model, *of(x), nagq)      # noqa: E731
+    spec = getattr(model, "spec", None)
+    if spec is not None and spec.dispersion:
+        log_phi = model.profile_dispersion(beta, model.theta_from_report(values), nagq)
+
+        def contrib(x):
+            model._set_log_phi(x[-1])
+            return glmm_cluster_loglik(model, *of(x[:-1]), nagq)
+        x0, steps = np.append(x0, log_phi), np.append(steps, 1e-4)
+    cov_x = robust_cov(contrib, x0, steps, correction)
+    if x0.size > p + phi0.size:
+        model._set_log_phi(x0[-1])
+        model._buffers.get(model).dispersion_variance = float(cov_x[-1, -1])
+        cov_x = cov_x[:-1, :-1]
     return to_report(cov_x, p, values, is_corr, fixed)
