@@ -221,11 +221,3 @@ def test_variance_on_the_boundary_as_in_memory():
     assert res.llf >= res.null_llf
     np.testing.assert_allclose([res.llf, res.null_llf], [ref.llf, ref.null_llf], rtol=TOL)
     np.testing.assert_allclose(np.asarray(res.fe_params), np.asarray(ref.fe_params), rtol=TOL)
-
-
-@pytest.mark.parametrize("name", ["meprobit", "mecloglog", "menbreg", "meologit"])
-def test_other_families_on_chunks_are_refused_by_name(name):
-    df = hlmext.datasets.load("cbpp")
-    extra = {} if name in ("menbreg", "meologit") else {"trials": "size"}
-    with pytest.raises(hlmext.DataError, match="%s fits data held in memory" % name):
-        getattr(hlmext, name)("incidence ~ C(period) + (1 | herd)", [df.iloc[:30], df.iloc[30:]], **extra)
