@@ -221,3 +221,15 @@ def test_variance_on_the_boundary_as_in_memory():
     assert res.llf >= res.null_llf
     np.testing.assert_allclose([res.llf, res.null_llf], [ref.llf, ref.null_llf], rtol=TOL)
     np.testing.assert_allclose(np.asarray(res.fe_params), np.asarray(ref.fe_params), rtol=TOL)
+
+
+def test_a_partition_keeps_its_rows_once_and_work_arrays_only_during_a_call(data):
+    model = hlmext.melogit("yb ~ x + (1 | school)", chunks_of(data), npartitions=2)
+    model.fit(nagq=1)
+    for part in model.parts.parts:
+        m = part.model
+        buffers = m._buffers.get(m)
+        assert all(getattr(buffers, name) is None for name in ("e", "eta", "mu", "w", "dw", "zl", "ubar"))
+        assert m.endog is None and m.exog is None and m._row_const is None
+        assert np.any(m._u != 0)                     # the modes are kept: the next call warm-starts from them
+        assert m._X.base is m.design.W               # X once, in the design matrix

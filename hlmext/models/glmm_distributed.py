@@ -95,32 +95,88 @@ def build_part(rows, spec):
     return LocalPart(model, n_dropped)
 
 
+#: the kernels' per-row work arrays: they exist only while a call runs on the partition
+_ROW_BUFFERS = ("e", "eta", "mu", "w", "dw", "zl", "ubar")
+
+
 class _SharedBuffers:
     """One set of work buffers for every thread (``threads.PerThread`` keeps one per thread): the
     conditional modes warm-start from the partition's previous evaluation, whichever thread
-    of a worker runs it, as the in-memory fit's do (``LocalPart.lock`` keeps one call at a time)."""
+    of a worker runs it, as the in-memory fit's do (``LocalPart.lock`` keeps one call at a time).
+    The per-row arrays are allocated when a call starts and released when it ends, so that a
+    worker holds them for one partition at a time."""
 
     def __init__(self, buffers):
         self.buffers = buffers
+        self.row_shapes = {name: getattr(buffers, name).shape for name in _ROW_BUFFERS
+                           if getattr(buffers, name, None) is not None}
+        self.release()
 
     def get(self, model):
         return self.buffers
+
+    def allocate(self):
+        for name, shape in self.row_shapes.items():
+            setattr(self.buffers, name, np.empty(shape))
+
+    def release(self):
+        for name in self.row_shapes:
+            setattr(self.buffers, name, None)
+
+
+class _CallLock:
+    """One call at a time on a partition (re-entrant: a call may run another part function);
+    the partition's per-row work arrays exist while the outermost call holds it."""
+
+    def __init__(self, buffers):
+        self._lock, self._depth, self._buffers = threading.RLock(), 0, buffers
+
+    def __enter__(self):
+        self._lock.acquire()
+        self._depth += 1
+        if self._depth == 1:
+            try:
+                self._buffers.allocate()
+            except BaseException:
+                self._depth -= 1
+                self._lock.release()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth == 0:
+            self._buffers.release()
+        self._lock.release()
+
+
+def _compact(model):
+    """Drop the copies of the rows the kernels do not read: statsmodels' (``data``, ``endog``,
+    ``exog``), the design's row order and, with one level, the per-row data constants (summed
+    per cluster in ``_const_by_cluster``). X stays a view of the design's ``W``, as in memory:
+    a contiguous copy would change the rounding of ``X beta``, and with it the last digits
+    of a fit whose optimum is flat."""
+    model.data = model.endog = model.exog = None
+    model.design.order = None
+    if not model.nested:
+        model._row_const = None
 
 
 class LocalPart:
     """A partition's model (the family's class on the partition's rows) and what it returns.
 
-    The part functions below run one at a time on a part (``lock``). The model's pandas
-    copies of its rows (statsmodels' ``data``) and the design's row order are dropped:
-    the kernels do not use them.
+    The part functions below run one at a time on a part (``lock``). The sums the driver's
+    checks need are taken first (``summary``); then the rows are kept once, in the arrays the
+    kernels read (``_compact``), and the per-row work arrays only during a call.
     """
 
     def __init__(self, model, n_dropped):
         self.model, self.n_dropped = model, n_dropped
-        model._buffers = _SharedBuffers(model._buffers.get(model))
-        model.data = None
-        model.design.order = None
-        self.lock = threading.RLock()
+        self._summary = self.summary()
+        _compact(model)
+        buffers = _SharedBuffers(model._buffers.get(model))
+        model._buffers = buffers
+        self.lock = _CallLock(buffers)
 
     def summary(self):
         """Sums over the partition's rows for the global checks, the start and the results."""
@@ -141,8 +197,7 @@ class LocalPart:
 
 
 def part_summary(part):
-    with part.lock:
-        return part.summary()
+    return part._summary
 
 
 def part_reset(part):
