@@ -40,8 +40,9 @@ def part_max_misfit(part, v):
 
 def glm_start(model):
     """``hlmext.models.glm_start.glm_start`` on the partitions: the same Newton-IRLS with step
-    halving (a dispersion profiled at every step, as in memory), its ``X'WX`` summed over the partitions. Separation cannot be checked without the
-    rows: a GLM that does not converge is reported, with the in-memory check to run."""
+    halving (a dispersion profiled at every step, as in memory), its ``X'WX`` summed over the
+    partitions. Separation cannot be checked without the rows: a GLM that does not converge is
+    reported, with the in-memory check to run."""
     p, theta0 = model.k_fe, np.zeros(model.k_re)
     shift = offset_shift(model)
     beta = np.zeros(p)
