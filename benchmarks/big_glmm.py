@@ -21,36 +21,24 @@ and the peak resident memory (RSS) of the client and of each worker.
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
 import numpy as np
 
+from big_files import peak_rss_mb, rss_mb, write_files
+
 FORMULA = "y ~ x + (1 | g)"
-ROWS_PER_FILE = 1_000_000
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def generate(folder, rows, groups, seed=0):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    os.makedirs(folder, exist_ok=True)
     b = np.random.default_rng(seed).normal(size=groups)
-    n_files = -(-rows // ROWS_PER_FILE)
-    for i in range(n_files):
-        path = os.path.join(folder, "part-%04d.parquet" % i)
-        n = min(ROWS_PER_FILE, rows - i * ROWS_PER_FILE)
-        if os.path.exists(path) and pq.ParquetFile(path).metadata.num_rows == n:
-            continue
-        r = np.random.default_rng(seed + 1 + i)
+
+    def columns(r, n):
         g = r.integers(0, groups, n)
         x = r.normal(size=n)
-        y = (r.random(n) < 1 / (1 + np.exp(-(-0.5 + 0.5 * x + b[g])))).astype(np.int8)
-        pq.write_table(pa.table({"y": y, "x": x, "g": g}), path)
+        return {"y": (r.random(n) < 1 / (1 + np.exp(-(-0.5 + 0.5 * x + b[g])))).astype(np.int8), "x": x, "g": g}
+    write_files(folder, rows, columns, seed)
     return folder
 
 
@@ -77,6 +65,7 @@ def main():
     data = dd.read_parquet(folder) if args.mode == "dask" else folder
     model = hlmext.melogit(FORMULA, data, npartitions=args.npartitions)
     out["build_s"] = round(time.perf_counter() - t0, 1)
+    out["rss_workers_after_build_mb"] = sorted(round(v) for v in client.run(rss_mb).values())
     t0 = time.perf_counter()
     res = model.fit(nagq=1)
     out["fit_s"] = round(time.perf_counter() - t0, 1)
@@ -87,6 +76,7 @@ def main():
     out["params"] = {k: round(float(v), 6) for k, v in res.params.items()}
     out["rss_client_mb"] = round(peak_rss_mb())
     out["rss_workers_mb"] = sorted(round(v) for v in client.run(peak_rss_mb).values())
+    out["rss_workers_after_fit_mb"] = sorted(round(v) for v in client.run(rss_mb).values())
     if args.compare:
         import pandas as pd
         df = pd.read_parquet(folder)

@@ -21,41 +21,28 @@ data) and for the fit (the optimizer on the statistics).
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+from big_files import ROWS_PER_FILE, peak_rss_mb, write_files
+
 FORMULA = "y ~ x + (x | g)"
-ROWS_PER_FILE = 1_000_000
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def generate(folder, rows, groups, seed=0):
     """Parquet files of ROWS_PER_FILE rows, written one at a time."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     b0 = rng.normal(size=groups)
     b1 = 0.5 * (0.3 * b0 + np.sqrt(1 - 0.09) * rng.normal(size=groups))
-    n_files = -(-rows // ROWS_PER_FILE)
-    for i in range(n_files):
-        path = os.path.join(folder, "part-%04d.parquet" % i)
-        n = min(ROWS_PER_FILE, rows - i * ROWS_PER_FILE)
-        if os.path.exists(path) and pq.ParquetFile(path).metadata.num_rows == n:
-            continue
-        r = np.random.default_rng(seed + 1 + i)
+
+    def columns(r, n):
         g = r.integers(0, groups, n)
         x = r.normal(size=n)
-        y = 1.0 + 0.5 * x + b0[g] + b1[g] * x + r.normal(size=n)
-        pq.write_table(pa.table({"y": y, "x": x, "g": g}), path, row_group_size=ROWS_PER_FILE // 4)
-    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".parquet"))[:n_files]
+        return {"y": 1.0 + 0.5 * x + b0[g] + b1[g] * x + r.normal(size=n), "x": x, "g": g}
+    return write_files(folder, rows, columns, seed, row_group_size=ROWS_PER_FILE // 4)
 
 
 def summary(res):

@@ -336,7 +336,9 @@ def meglm(formula, data, family=None, trials=None, offset=None, exposure=None, c
     ----------
     formula : str
         As for ``mixedlm``.
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        As for ``melogit`` (``trials``/``offset``/``exposure`` as column names for chunked
+        data; a dispersion is then profiled over the partitions' sums).
     family : statsmodels family instance
         ``sm.families.Binomial`` (links Logit, Probit, CLogLog, Cauchy, Log), ``Poisson``
         (Log, Identity, Sqrt), ``Gamma`` (Log, InversePower, Identity), ``Gaussian``
@@ -351,7 +353,7 @@ def meglm(formula, data, family=None, trials=None, offset=None, exposure=None, c
     cov, missing, pweights, pwscale
         As for ``melogit``.
     **kwargs
-        None are taken, as for ``melogit``.
+        For chunked data, as for ``melogit``.
 
     Returns
     -------
@@ -367,18 +369,17 @@ def meglm(formula, data, family=None, trials=None, offset=None, exposure=None, c
     >>> round(res.llf, 3)
     -91.745
     """
-    check_keywords(meglm, kwargs)
     return _family_model("meglm", formula, data, family, dict(trials=trials, offset=offset, exposure=exposure,
                                                               cov=cov, missing=missing, pweights=pweights,
-                                                              pwscale=pwscale))
+                                                              pwscale=pwscale), kwargs)
 
 
 def meprobit(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None,
              **kwargs):
     """Mixed-effects probit regression (Stata ``meprobit``; ``glmer(family=binomial("probit"))``).
 
-    Parameters as for ``melogit``; the model is ``meglm`` with the binomial family and the
-    probit link. ``icc()`` is on the latent scale with residual variance 1.
+    Parameters as for ``melogit`` (chunked data included); the model is ``meglm`` with the
+    binomial family and the probit link. ``icc()`` is on the latent scale with residual variance 1.
 
     Examples
     --------
@@ -388,18 +389,17 @@ def meprobit(formula, data, trials=None, offset=None, cov=None, missing="drop", 
     >>> round(res.llf, 3), round(float(res.params["sd(Intercept)[herd]"]), 4)
     (-92.567, 0.3396)
     """
-    check_keywords(meprobit, kwargs)
     return _family_model("meprobit", formula, data, _binomial("Probit"),
                          dict(trials=trials, offset=offset, cov=cov, missing=missing, pweights=pweights,
-                              pwscale=pwscale))
+                              pwscale=pwscale), kwargs)
 
 
 def mecloglog(formula, data, trials=None, offset=None, cov=None, missing="drop", pweights=None, pwscale=None,
               **kwargs):
     """Mixed-effects complementary log-log regression (Stata ``mecloglog``).
 
-    Parameters as for ``melogit``; the model is ``meglm`` with the binomial family and the
-    cloglog link (``summary(eform=True)`` shows hazard ratios, exp(b)).
+    Parameters as for ``melogit`` (chunked data included); the model is ``meglm`` with the
+    binomial family and the cloglog link (``summary(eform=True)`` shows hazard ratios, exp(b)).
 
     Examples
     --------
@@ -409,10 +409,9 @@ def mecloglog(formula, data, trials=None, offset=None, cov=None, missing="drop",
     >>> round(res.llf, 3)
     -91.745
     """
-    check_keywords(mecloglog, kwargs)
     return _family_model("mecloglog", formula, data, _binomial("CLogLog"),
                          dict(trials=trials, offset=offset, cov=cov, missing=missing, pweights=pweights,
-                              pwscale=pwscale))
+                              pwscale=pwscale), kwargs)
 
 
 def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=None, missing="drop", pweights=None,
@@ -423,7 +422,8 @@ def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=No
     ----------
     formula : str
         As for ``mixedlm``; the response is a count.
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        As for ``mepoisson``.
     dispersion : {"mean", "constant"}
         ``"mean"``: Var(y | b) = mu (1 + alpha mu) (NB2; glmmTMB ``nbinom2``, lme4
         ``glmer.nb``); ``"constant"``: Var(y | b) = mu (1 + delta) (NB1; glmmTMB ``nbinom1``).
@@ -434,7 +434,7 @@ def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=No
     cov, missing, pweights, pwscale
         As for ``mepoisson``.
     **kwargs
-        None are taken, as for ``melogit``.
+        For chunked data, as for ``melogit``.
 
     Returns
     -------
@@ -448,13 +448,12 @@ def menbreg(formula, data, dispersion="mean", offset=None, exposure=None, cov=No
     >>> round(res.llf, 3), round(float(res.dispersion.loc["alpha", "estimate"]), 4)
     (-890.203, 0.3024)
     """
-    check_keywords(menbreg, kwargs)
     if dispersion not in ("mean", "constant"):
         raise ValueError("dispersion must be 'mean' (NB2: Var = mu (1 + alpha mu)) or 'constant' (NB1: "
                          "Var = mu (1 + delta)), not %r" % (dispersion,))
     model = _family_model("menbreg", formula, data, "nb2" if dispersion == "mean" else "nb1",
                           dict(offset=offset, exposure=exposure, cov=cov, missing=missing, pweights=pweights,
-                               pwscale=pwscale))
+                               pwscale=pwscale), kwargs)
     model.call.options["dispersion"] = dispersion
     return model
 
@@ -467,25 +466,35 @@ def _binomial(link):
 def _in_memory(name, data):
     if is_chunked(data):
         raise DataError("%s fits data held in memory (a pandas DataFrame); chunked, Parquet and Dask data are fitted "
-                        "by melogit and mepoisson so far: collect the data into one DataFrame for %s" % (name, name))
+                        "by melogit, mepoisson, meglm, meprobit, mecloglog and menbreg so far: collect the data "
+                        "into one DataFrame for %s" % (name, name))
 
 
-def _family_model(name, formula, data, family, options):
-    _in_memory(name, data)
-    model = MixedFamily.from_formula(formula, data, family=family, eval_env=2, **options)
+def _family_model(name, formula, data, family, options, kwargs):
     extra = {} if name in ("meprobit", "mecloglog", "menbreg") else {"family": family}
+    if is_chunked(data):
+        roles = {k: options.pop(k) for k in ("trials", "offset", "exposure") if k in options}
+        options.pop("pwscale", None)
+        model = _distributed(MixedFamily, name, formula, data, roles, options["cov"], options["missing"],
+                             options.get("pweights"), kwargs, {"family": family}, skip=3)
+        model.call.options.update(extra)
+        return model
+    check_keywords(globals()[name], kwargs)
+    model = MixedFamily.from_formula(formula, data, family=family, eval_env=2, **options)
     return remember(model, name, formula, data, {**extra, **options})
+
+
 DISTRIBUTED_OPTIONS = ("npartitions", "client", "progress", "batch_size", "categories", "tmpdir")
 
 
-def _distributed(family, name, formula, data, extra, cov, missing, pweights, options):
+def _distributed(family, name, formula, data, extra, cov, missing, pweights, options, family_options=None, skip=2):
     """A generalized model on partitions of chunked, Parquet or Dask data (``hlmext.models.glmm_distributed``)."""
     check_keywords(globals()[name], options, extra=DISTRIBUTED_OPTIONS)
     if pweights is not None:
         raise TypeError("pweights are not supported for chunked data yet; fit in memory")
     from .models.glmm_distributed import from_formula
-    model = from_formula(DistributedGLM, family, formula, data, extra, cov=cov, missing=missing, eval_env=2,
-                         **options)
+    model = from_formula(DistributedGLM, family, formula, data, extra, cov=cov, missing=missing, eval_env=skip,
+                         options=family_options, **options)
     model.constructor = name
     return remember(model, name, formula, data, dict(extra, cov=cov, missing=missing, **options))
 

@@ -223,9 +223,13 @@ def test_variance_on_the_boundary_as_in_memory():
     np.testing.assert_allclose(np.asarray(res.fe_params), np.asarray(ref.fe_params), rtol=TOL)
 
 
-@pytest.mark.parametrize("name", ["meprobit", "mecloglog", "menbreg", "meologit"])
-def test_other_families_on_chunks_are_refused_by_name(name):
-    df = hlmext.datasets.load("cbpp")
-    extra = {} if name in ("menbreg", "meologit") else {"trials": "size"}
-    with pytest.raises(hlmext.DataError, match="%s fits data held in memory" % name):
-        getattr(hlmext, name)("incidence ~ C(period) + (1 | herd)", [df.iloc[:30], df.iloc[30:]], **extra)
+def test_a_partition_keeps_its_rows_once_and_work_arrays_only_during_a_call(data):
+    model = hlmext.melogit("yb ~ x + (1 | school)", chunks_of(data), npartitions=2)
+    model.fit(nagq=1)
+    for part in model.parts.parts:
+        m = part.model
+        buffers = m._buffers.get(m)
+        assert all(getattr(buffers, name) is None for name in ("e", "eta", "mu", "w", "dw", "zl", "ubar"))
+        assert m.endog is None and m.exog is None and m._row_const is None
+        assert np.any(m._u != 0)                     # the modes are kept: the next call warm-starts from them
+        assert m._X.base is m.design.W               # X once, in the design matrix

@@ -16,11 +16,16 @@ from .optimize import single_blas_thread
 from ..stacklevel import user_stacklevel
 
 
-def part_glm_step(part, beta):
-    """The GLM (theta = 0): log-likelihood, gradient and ``X'WX`` at ``beta``."""
+def part_glm_step(part, beta, log_phi=None):
+    """The GLM (theta = 0): log-likelihood, gradient and ``X'WX`` at ``beta`` (and the driver's
+    ``log_phi``, for a family with a dispersion parameter)."""
     m = part.model
     with part.lock, single_blas_thread():
-        ll, g = m.loglike_theta(beta, np.zeros(m.k_re), 1, grad=True)
+        theta0 = np.zeros(m.k_re)
+        if log_phi is None:
+            ll, g = m.loglike_theta(beta, theta0, 1, grad=True)
+        else:
+            ll, g = m.loglike_at(beta, theta0, log_phi, 1, grad=True)
         return ll, g, m._X.T @ (m._w[:, None] * m._X)
 
 
@@ -35,8 +40,9 @@ def part_max_misfit(part, v):
 
 def glm_start(model):
     """``hlmext.models.glm_start.glm_start`` on the partitions: the same Newton-IRLS with step
-    halving, its ``X'WX`` summed over the partitions. Separation cannot be checked without the
-    rows: a GLM that does not converge is reported, with the in-memory check to run."""
+    halving (a dispersion profiled at every step, as in memory), its ``X'WX`` summed over the
+    partitions. Separation cannot be checked without the rows: a GLM that does not converge is
+    reported, with the in-memory check to run."""
     p, theta0 = model.k_fe, np.zeros(model.k_re)
     shift = offset_shift(model)
     beta = np.zeros(p)
@@ -51,12 +57,12 @@ def glm_start(model):
             total = float(model.nobs)
         rate = model._y_sum / total
         rate = np.clip(rate, 1e-6, 1 - 1e-6) if binomial else max(rate, 1e-6)
-        beta[ones[0]] = np.log(rate / (1 - rate)) if binomial else np.log(rate)
+        beta[ones[0]] = model._sm_family().link(rate)
     beta = beta - shift
     rms = np.sqrt(np.diag(model._G0)[:p] / model.nobs)
 
     def step_at(b):
-        out = model.parts.map(part_glm_step, b)
+        out = model.parts.map(part_glm_step, b, model._profiled(b, theta0, 1))
         ll = sum(o[0] for o in out)
         model._report([ll], False)
         return ll, sum(o[1] for o in out), sum(o[2] for o in out)
@@ -73,6 +79,9 @@ def glm_start(model):
             if ll_new >= ll - 1e-12 * abs(ll):
                 break
             t /= 2
+        if not ll_new >= ll - 1e-12 * abs(ll):       # no step keeps the likelihood: the edge of a link's domain
+            step_at(beta)                            # the modes and the profile at beta again, as in memory
+            break
         beta, ll, g, info = beta + t * step, ll_new, g_new, info_new
         if np.max(np.abs(t * step) * rms) < 1e-10:
             converged = True

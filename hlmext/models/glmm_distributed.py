@@ -19,6 +19,7 @@ part, the identification of the levels) is checked on sums gathered once
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import os
 import threading
@@ -40,10 +41,13 @@ from ..exceptions import ConvergenceWarning, DataError, ModelError
 from ..formula import frames
 from ..formula import grammar as fm
 from ..keywords import checked
+from . import links
+from .family_partitions import FamilyOnPartitions, check_nagq
 from .glmm import MixedGLM, find_optimum
 from .glm_start_partitions import glm_start, offset_shift
 from .glmm_boundary import not_identified
 from .linear import _release_arrays
+from .mixed_family import MixedFamily
 from .optimize import single_blas_thread
 from .quadrature import MAX_NODES
 from .robust_options import cov_options
@@ -56,10 +60,12 @@ LOG = logging.getLogger("hlmext.distributed")
 
 class PartSpec:
     """What every partition needs to build its model: the family's class, the formula's
-    shared design infos (``ChunkFormula``), the per-row roles given by column name."""
+    shared design infos (``ChunkFormula``), the per-row roles given by column name, and the
+    class's other arguments (``MixedFamily``'s ``family``)."""
 
-    def __init__(self, family, form, extra):
+    def __init__(self, family, form, extra, options=None):
         self.family, self.form, self.extra = family, form, dict(extra)
+        self.options = dict(options or {})
 
 
 def build_part(rows, spec):
@@ -85,36 +91,92 @@ def build_part(rows, spec):
                          partial=True)
     n_dropped = frame.n_dropped
     _release_arrays(frame)
-    model = spec.family(design=design, frame=None, columns=columns, **arrays)
+    model = spec.family(design=design, frame=None, columns=columns, **arrays, **spec.options)
     return LocalPart(model, n_dropped)
+
+
+#: the kernels' per-row work arrays: they exist only while a call runs on the partition
+_ROW_BUFFERS = ("e", "eta", "mu", "w", "dw", "zl", "ubar")
 
 
 class _SharedBuffers:
     """One set of work buffers for every thread (``threads.PerThread`` keeps one per thread): the
     conditional modes warm-start from the partition's previous evaluation, whichever thread
-    of a worker runs it, as the in-memory fit's do (``LocalPart.lock`` keeps one call at a time)."""
+    of a worker runs it, as the in-memory fit's do (``LocalPart.lock`` keeps one call at a time).
+    The per-row arrays are allocated when a call starts and released when it ends, so that a
+    worker holds them for one partition at a time."""
 
     def __init__(self, buffers):
         self.buffers = buffers
+        self.row_shapes = {name: getattr(buffers, name).shape for name in _ROW_BUFFERS
+                           if getattr(buffers, name, None) is not None}
+        self.release()
 
     def get(self, model):
         return self.buffers
+
+    def allocate(self):
+        for name, shape in self.row_shapes.items():
+            setattr(self.buffers, name, np.empty(shape))
+
+    def release(self):
+        for name in self.row_shapes:
+            setattr(self.buffers, name, None)
+
+
+class _CallLock:
+    """One call at a time on a partition (re-entrant: a call may run another part function);
+    the partition's per-row work arrays exist while the outermost call holds it."""
+
+    def __init__(self, buffers):
+        self._lock, self._depth, self._buffers = threading.RLock(), 0, buffers
+
+    def __enter__(self):
+        self._lock.acquire()
+        self._depth += 1
+        if self._depth == 1:
+            try:
+                self._buffers.allocate()
+            except BaseException:
+                self._depth -= 1
+                self._lock.release()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        self._depth -= 1
+        if self._depth == 0:
+            self._buffers.release()
+        self._lock.release()
+
+
+def _compact(model):
+    """Drop the copies of the rows the kernels do not read: statsmodels' (``data``, ``endog``,
+    ``exog``), the design's row order and, with one level, the per-row data constants (summed
+    per cluster in ``_const_by_cluster``). X stays a view of the design's ``W``, as in memory:
+    a contiguous copy would change the rounding of ``X beta``, and with it the last digits
+    of a fit whose optimum is flat."""
+    model.data = model.endog = model.exog = None
+    model.design.order = None
+    if not model.nested:
+        model._row_const = None
 
 
 class LocalPart:
     """A partition's model (the family's class on the partition's rows) and what it returns.
 
-    The part functions below run one at a time on a part (``lock``). The model's pandas
-    copies of its rows (statsmodels' ``data``) and the design's row order are dropped:
-    the kernels do not use them.
+    The part functions below run one at a time on a part (``lock``). The sums the driver's
+    checks need are taken first (``summary``); then the rows are kept once, in the arrays the
+    kernels read (``_compact``), and the per-row work arrays only during a call.
     """
 
     def __init__(self, model, n_dropped):
         self.model, self.n_dropped = model, n_dropped
-        model._buffers = _SharedBuffers(model._buffers.get(model))
-        model.data = None
-        model.design.order = None
-        self.lock = threading.Lock()
+        self._summary = self.summary()
+        _compact(model)
+        buffers = _SharedBuffers(model._buffers.get(model))
+        model._buffers = buffers
+        self.lock = _CallLock(buffers)
 
     def summary(self):
         """Sums over the partition's rows for the global checks, the start and the results."""
@@ -135,8 +197,7 @@ class LocalPart:
 
 
 def part_summary(part):
-    with part.lock:
-        return part.summary()
+    return part._summary
 
 
 def part_reset(part):
@@ -145,9 +206,12 @@ def part_reset(part):
         part.model._u[:] = 0.0
 
 
-def part_loglik(part, beta, theta, nagq, grad):
+def part_loglik(part, beta, theta, nagq, grad, log_phi=None):
+    """The partition's log-likelihood (and gradient); at the driver's ``log_phi`` if the family has one."""
     with part.lock, single_blas_thread():
-        return part.model.loglike_theta(beta, theta, nagq, grad=grad)
+        if log_phi is None:
+            return part.model.loglike_theta(beta, theta, nagq, grad=grad)
+        return part.model.loglike_at(beta, theta, log_phi, nagq, grad=grad)
 
 
 # --------------------------------------------------------------------------- on the driver
@@ -218,11 +282,13 @@ class PartitionedDesign:
 
 _FAMILY_METHODS = ("lams", "theta_start", "theta_bounds", "theta_scale", "report_names", "report_from_theta",
                    "theta_from_report", "_check_nagq")
+_FAMILY_LABELS = ("_family_code", "_sm_family", "model_label", "eform_label", "versus", "latent_variance")
 
 
-class DistributedGLM(LikelihoodModel):
-    """A mixed model of ``family`` whose rows live on the partitions (``hlmext.melogit`` and
-    ``hlmext.mepoisson`` build it for chunked, Parquet or Dask data).
+class DistributedGLM(FamilyOnPartitions, LikelihoodModel):
+    """A mixed model of ``family`` whose rows live on the partitions (``hlmext.melogit``,
+    ``mepoisson``, ``meglm``, ``meprobit``, ``mecloglog`` and ``menbreg`` build it for chunked,
+    Parquet or Dask data).
 
     Parameters
     ----------
@@ -238,6 +304,8 @@ class DistributedGLM(LikelihoodModel):
         Per-row roles given by column name (``trials``, ``offset``, ``exposure``).
     progress : bool
         Print one line per evaluation of the log-likelihood (a pass over the partitions).
+    options : dict, optional
+        The family class's other arguments (``{"family": FamilySpec}`` for ``MixedFamily``).
     """
 
     results_class = wrapper_class = None
@@ -255,16 +323,27 @@ class DistributedGLM(LikelihoodModel):
     theta_from_report = MixedGLM.theta_from_report
     _check_nagq = MixedGLM._check_nagq
 
-    def __init__(self, family, parts, frame, formula, columns, progress=False):
+    def __init__(self, family, parts, frame, formula, columns, progress=False, options=None):
         self.family, self.parts, self.frame, self.formula = family, parts, frame, formula
+        self.options = dict(options or {})
+        self.spec = self.options.get("family")
         for name in _FAMILY_METHODS:                # the family's own parametrization, if it has one
-            setattr(self, name, types.MethodType(getattr(family, name), self))
+            func = getattr(family, name)
+            if name == "_check_nagq" and issubclass(family, MixedFamily):
+                func = check_nagq                   # MixedFamily's own calls its base class's
+            setattr(self, name, types.MethodType(func, self))
         self.columns, self.progress = dict(columns), bool(progress)
-        for name in ("_family_code", "_sm_family", "model_label", "eform_label", "versus"):
-            setattr(self, name, getattr(family, name))
+        for name in _FAMILY_LABELS:                 # class attributes, or properties of the family's spec
+            attr = inspect.getattr_static(family, name, None)
+            if isinstance(attr, property):
+                attr = attr.fget(self)
+            elif isinstance(attr, types.FunctionType):
+                attr = types.MethodType(attr, self)
+            setattr(self, name, attr)
         if len(parts) == 0:
             raise DataError("no rows left: every row has missing or non-finite values (or the data has no rows)")
         self._summarize(parts.map(part_summary))
+        self._init_family()
         names = self.design.exog_names
         super().__init__(pd.Series(np.zeros(0), name=self.design.endog_name),
                          pd.DataFrame(np.zeros((0, len(names))), columns=names), hasconst=False)
@@ -329,9 +408,13 @@ class DistributedGLM(LikelihoodModel):
 
     # ------------------------------------------------------------------ objective
     def loglike_theta(self, beta, theta, nagq=1, grad=False):
-        """Log-likelihood (and gradient) at (beta, theta): the partitions' sums, in partition order."""
+        """Log-likelihood (and gradient) at (beta, theta): the partitions' sums, in partition order
+        (with a dispersion parameter, at its maximum there: ``family_partitions``)."""
         beta, theta = np.asarray(beta, float), np.asarray(theta, float)
-        out = self.parts.map(part_loglik, beta, theta, nagq, grad)
+        return self._evaluate(beta, theta, nagq, grad, self._profiled(beta, theta, nagq))
+
+    def _evaluate(self, beta, theta, nagq, grad, log_phi):
+        out = self.parts.map(part_loglik, beta, theta, nagq, grad, log_phi)
         self._report(out, grad)
         if not grad:
             return float(sum(out)) if all(np.isfinite(out)) else -np.inf
@@ -383,18 +466,20 @@ class DistributedGLM(LikelihoodModel):
     def _fit(self, nagq, start, maxiter, disp, robust=None):
         """As ``MixedGLM._fit``, with the GLM start and the offset's shift from the partitions' sums."""
         nagq = self._check_nagq(nagq)
+        self._start_family(robust)
         opt, null_llf, se_glm = find_optimum(self, nagq, start, maxiter, disp, glm_start, offset_shift)
         if not opt.converged:
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
-        return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_glm, robust))
+        return self._finish_family(self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf,
+                                                                          se_glm, robust)))
 
 
 # --------------------------------------------------------------------------- construction
 
 def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", eval_env=0, npartitions=None,
-                 client=None, progress=False, batch_size=None, categories=None, tmpdir=None):
+                 client=None, progress=False, batch_size=None, categories=None, tmpdir=None, options=None):
     """A ``cls`` (a ``DistributedGLM``) of ``family`` from a formula and chunked, Parquet or Dask data.
 
     Parameters
@@ -419,7 +504,17 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
         Print one line per evaluation of the log-likelihood.
     tmpdir : str, optional
         Where chunks are hash-partitioned (default the system's temporary directory).
+    options : dict, optional
+        The family class's other arguments: ``{"family": ...}`` for ``MixedFamily`` (a
+        statsmodels family instance, ``"nb2"``/``"nb1"`` or a ``FamilySpec``).
     """
+    options = dict(options or {})
+    if issubclass(family, MixedFamily):
+        spec = options.get("family")
+        if spec is None:
+            raise TypeError("MixedFamily needs family= (a statsmodels family instance, e.g. "
+                            "sm.families.Binomial(link=sm.families.links.Probit()))")
+        options["family"] = spec if isinstance(spec, links.FamilySpec) else links.resolve(spec)
     parsed = fm.parse(formula, cov=cov)
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
@@ -453,11 +548,11 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
             sources = folder.dirs
         if client is not None:
             form.make_portable(list(form.sample.columns) + list(roles.values()))
-        parts = gp.Partitions(sources, build_part, PartSpec(family, form, roles), client)
+        parts = gp.Partitions(sources, build_part, PartSpec(family, form, roles, options), client)
     finally:
         if folder is not None:
             folder.close()
-    model = cls(family, parts, _frame_stub(form), formula, roles, progress=progress)
+    model = cls(family, parts, _frame_stub(form), formula, roles, progress=progress, options=options)
     model.lazy_modes = _is_dask(data) and client is not None
     return model
 

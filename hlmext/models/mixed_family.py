@@ -331,7 +331,11 @@ def _same_rows(model):
 
 def _log_phi_start(family, y, ntr):
     """A moment estimate of log phi to start the profile from."""
-    m, v = float(np.mean(y)), float(np.var(y))
+    return log_phi_from_moments(family, float(np.mean(y)), float(np.var(y)))
+
+
+def log_phi_from_moments(family, m, v):
+    """``_log_phi_start`` from the response's mean ``m`` and variance ``v`` (also summed over partitions)."""
     with np.errstate(all="ignore"):
         phi = {links.GAMMA: m * m / v, links.GAUSSIAN: np.sqrt(v), links.NB2: (v - m) / (m * m),
                links.NB1: v / m - 1.0, links.INVGAUSS: m ** 3 / v}[family]
