@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from ..exceptions import ModelError
-from . import links
+from . import dispersion_laplace, links
 from .glmm import MixedGLM
 from .mixed_family import MixedFamily, log_phi_from_moments
 from .optimize import single_blas_thread
@@ -38,6 +38,14 @@ def part_kernel(part, beta, theta, nagq, log_phi):
     with part.lock, single_blas_thread():
         part.model._set_log_phi(log_phi)
         return part.model._kernel(beta, theta, nagq, False)
+
+
+def part_dlogphi(part, beta, theta, log_phi):
+    """The partition's d loglik / d log phi (Laplace) at (beta, theta) and the given log phi."""
+    with part.lock, single_blas_thread():
+        part.model._set_log_phi(log_phi)
+        part.model._kernel(beta, theta, 1, False)
+        return dispersion_laplace.laplace_dlogphi(part.model, beta, theta)
 
 
 def part_sq_dev(part, centre):
@@ -108,6 +116,12 @@ class FamilyOnPartitions:
     _set_log_phi = MixedFamily._set_log_phi
     profile_dispersion = MixedFamily.profile_dispersion
     dispersion_table = MixedFamily.dispersion_table
+    _information_variance = MixedFamily._information_variance
+    exact_profile = MixedFamily.exact_profile
+
+    def _laplace_dlogphi(self, beta, theta):
+        """``MixedFamily._laplace_dlogphi``: the partitions' sum, each from its own kernel call."""
+        return float(sum(self.parts.map(part_dlogphi, beta, theta, self._log_phi)))
 
     def _init_family(self):
         """The profile's start from the response's moments (after ``_summarize``)."""

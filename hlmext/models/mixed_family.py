@@ -14,6 +14,8 @@ information matrix at the optimum (``dispersion_table``).
 """
 from __future__ import annotations
 
+import contextlib
+
 import warnings
 
 import numpy as np
@@ -164,7 +166,7 @@ class MixedFamily(MixedGLM):
         curvature = getattr(buffers, "log_phi_curvature", None)
         if curvature is not None:
             if dispersion_laplace.available(self, nagq) and np.isfinite(f(t)):
-                d1 = dispersion_laplace.laplace_dlogphi(self, beta, theta)      # one kernel call, not two
+                d1 = self._laplace_dlogphi(beta, theta)      # one kernel call, not two
             else:
                 d1 = (f(min(t + h, hi)) - f(max(t - h, lo))) / (min(t + h, hi) - max(t - h, lo))
             step = -d1 / curvature
@@ -173,6 +175,15 @@ class MixedFamily(MixedGLM):
             if abs(step) < 0.05:
                 t = float(np.clip(t + step, lo, hi))
                 self._set_log_phi(t)
+                exact = getattr(buffers, "profile_tol", None)
+                for _ in range(50 if exact else 0):   # exact_profile(): on to the root
+                    if abs(step) < exact or not np.isfinite(f(t)):
+                        break
+                    d1 = (self._laplace_dlogphi(beta, theta) if dispersion_laplace.available(self, nagq)
+                          else (f(min(t + h, hi)) - f(max(t - h, lo))) / (min(t + h, hi) - max(t - h, lo)))
+                    step = -d1 / curvature
+                    t = float(np.clip(t + step, lo, hi))
+                    self._set_log_phi(t)
                 return t
         f0 = f(t)
         if not np.isfinite(f0):
@@ -221,6 +232,23 @@ class MixedFamily(MixedGLM):
                 name: (np.exp(t), np.exp(t) * se, np.exp(t - z * se), np.exp(t + z * se))}
         return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "se", "lower", "upper"])
 
+    @contextlib.contextmanager
+    def exact_profile(self, tol=1e-12):
+        """Within: the profile of log phi near its last maximum iterates to ``tol`` instead of
+        taking one step (the information matrix's differences of the profiled gradient divide
+        that step's error by their own small steps). This thread only."""
+        buffers = self._buffers.get(self)
+        before = getattr(buffers, "profile_tol", None)
+        buffers.profile_tol = tol
+        try:
+            yield
+        finally:
+            buffers.profile_tol = before
+
+    def _laplace_dlogphi(self, beta, theta):
+        """d loglik / d log phi of the Laplace approximation after a kernel call at (beta, theta)."""
+        return dispersion_laplace.laplace_dlogphi(self, beta, theta)
+
     def _information_variance(self, beta, theta, t, nagq, h):
         """The variance of log phi (at its profiled value t): the last diagonal element of the
         inverse information in (beta, theta, log phi)."""
@@ -232,7 +260,7 @@ class MixedFamily(MixedGLM):
             th[free] = x[p:-1]
             _, g = self.loglike_at(x[:p], th, x[-1], nagq, grad=True)
             if dispersion_laplace.available(self, nagq):
-                return np.concatenate([g[:p], g[p:][free], [dispersion_laplace.laplace_dlogphi(self, x[:p], th)]])
+                return np.concatenate([g[:p], g[p:][free], [self._laplace_dlogphi(x[:p], th)]])
             fp = self.loglike_at(x[:p], th, x[-1] + h, nagq)
             fm = self.loglike_at(x[:p], th, x[-1] - h, nagq)
             return np.concatenate([g[:p], g[p:][free], [(fp - fm) / (2 * h)]])

@@ -9,6 +9,8 @@ the boundary (an sd at zero) are held fixed and get no standard error.
 """
 from __future__ import annotations
 
+import contextlib
+
 import warnings
 from dataclasses import dataclass
 
@@ -365,16 +367,17 @@ def _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm):
             jac[:, i] = (theta_of(x[p:] + e) - theta_of(x[p:] - e)) / 2e-6
         return -2.0 * np.concatenate([g[:p], jac.T @ g[p:]])
 
-    if model.nested and nagq > 1:
-        # nested quadrature has no analytic gradient: second differences of the deviance itself
-        # (differences of a difference gradient would divide its rounding by 1e-11)
-        H = _value_hessian(lambda x: -2.0 * model.loglike_theta(x[:p], theta_of(x[p:]), nagq),
-                           x0, np.concatenate([5e-3 * se_glm, np.full(phi0.size, 5e-3)]))
-    else:
-        steps = np.concatenate([1e-5 * se_glm, np.full(phi0.size, 1e-5)])
-        g0 = gradient(x0)
-        H = np.array([(gradient(x0 + e) - g0) / h for e, h in zip(np.diag(steps), steps)])
-        H = 0.5 * (H + H.T)
+    with getattr(model, "exact_profile", contextlib.nullcontext)():   # a dispersion profiled to its root
+        if model.nested and nagq > 1:
+            # nested quadrature has no analytic gradient: second differences of the deviance itself
+            # (differences of a difference gradient would divide its rounding by 1e-11)
+            H = _value_hessian(lambda x: -2.0 * model.loglike_theta(x[:p], theta_of(x[p:]), nagq),
+                               x0, np.concatenate([5e-3 * se_glm, np.full(phi0.size, 5e-3)]))
+        else:
+            steps = np.concatenate([1e-5 * se_glm, np.full(phi0.size, 1e-5)])
+            g0 = gradient(x0)
+            H = np.array([(gradient(x0 + e) - g0) / h for e, h in zip(np.diag(steps), steps)])
+            H = 0.5 * (H + H.T)
     c = 2.0 * _inverse(H)
     if not (np.all(np.isfinite(c)) and np.all(np.diag(c) > 0)):
         c = np.full(H.shape, np.nan)
