@@ -1,0 +1,48 @@
+"""Fits of crossed factors: the Newton steps' evaluations, and the refusal of a dense tail too
+large to fit."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import hlmext
+from hlmext.models import optimize
+
+
+def _three_crossed(seed=2, n=3000):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"a": rng.integers(0, 300, n), "b": rng.integers(0, 60, n), "c": rng.integers(0, 6, n)})
+    df["x"] = rng.normal(size=n)
+    df["y"] = df.x + rng.normal(size=300)[df.a] + 0.7 * rng.normal(size=60)[df.b] \
+        + 0.5 * rng.normal(size=6)[df.c] + rng.normal(size=n)
+    return df
+
+
+def test_newton_steps_from_the_moments_take_few_evaluations():
+    """A first Hessian by forward differences of the gradient (k evaluations) and BFGS updates
+    along the steps: the whole fit, with the final Hessian of the standard errors (2k), stays
+    within 1 + k + 10 + 2k evaluations (32 with central differences and new Hessians)."""
+    model = hlmext.mixedlm("y ~ x + (1 | a) + (1 | b) + (1 | c)", _three_crossed())
+    res = model.fit(reml=False)
+    k = res.theta.size
+    assert res.converged and res.opt.attempts[0][0] == "Newton" and len(res.opt.attempts) == 1
+    assert res.opt.n_evals <= 1 + k + 10 + 2 * k
+
+
+def test_newton_steps_reach_the_optimum_of_the_quasi_newton_search():
+    df = _three_crossed()
+    model = hlmext.mixedlm("y ~ x + (1 | a) + (1 | b) + (1 | c)", df)
+    newton = model.fit(reml=False)
+    lbfgs = model.fit(reml=False, start=model.theta_start() * model.theta_scale())
+    assert lbfgs.opt.attempts[0][0] == "L-BFGS-B"
+    np.testing.assert_allclose(newton.theta, lbfgs.theta, rtol=1e-7)
+    np.testing.assert_allclose(newton.bse, lbfgs.bse, rtol=1e-6)
+
+
+def test_bfgs_update_keeps_the_hessian_without_curvature_information():
+    H = np.array([[2.0, 0.3], [0.3, 1.0]])
+    assert optimize._bfgs_update(H, np.array([1e-9, 0.0]), np.array([1.0, 0.0])) is H
+    assert optimize._bfgs_update(H, np.array([1.0, 0.0]), np.array([-1.0, 0.0])) is H
+    s, y = np.array([0.1, -0.2]), np.array([0.3, -0.1])
+    new = optimize._bfgs_update(H, s, y)
+    np.testing.assert_allclose(new @ s, y)                 # the secant equation
+    np.testing.assert_allclose(new, new.T)
