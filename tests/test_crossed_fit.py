@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import hlmext
+from hlmext.design import layout, sparse_coupling
 from hlmext.models import optimize
 
 
@@ -46,3 +47,33 @@ def test_bfgs_update_keeps_the_hessian_without_curvature_information():
     new = optimize._bfgs_update(H, s, y)
     np.testing.assert_allclose(new @ s, y)                 # the secant equation
     np.testing.assert_allclose(new, new.T)
+
+
+def test_a_crossed_block_below_thousands_of_columns_fits_on_one_blas_thread():
+    class Design:
+        qd = 1142                                  # InstEval's instructors and departments
+    assert isinstance(optimize.blas_threads_for(Design()), optimize._SingleBlasThread)
+
+
+def test_a_dense_tail_too_large_to_fit_in_minutes_is_refused_before_the_rows_are_sorted(monkeypatch):
+    rng = np.random.default_rng(0)
+    n = 14000
+    df = pd.DataFrame({"a": np.repeat(np.arange(7000), 2), "b": rng.permutation(np.arange(n) % 6500),
+                       "x": rng.normal(size=n), "y": rng.normal(size=n)})
+
+    def no_sorting(*args, **kwargs):
+        raise AssertionError("the rows were sorted before the refusal")
+    monkeypatch.setattr(layout, "_row_order", no_sorting)
+    with pytest.raises(hlmext.ModelError, match=r"6503 columns.*GB.*operations per evaluation.*"
+                                                r"allow_large_crossed=True"):
+        hlmext.mixedlm("y ~ x + (1 | a) + (1 | b)", df)
+
+
+def test_allow_large_crossed_builds_the_model(monkeypatch):
+    monkeypatch.setattr(sparse_coupling, "TAIL_LIMIT", 20)
+    df = _three_crossed(n=400)
+    with pytest.raises(hlmext.ModelError, match="'b' \\(60 groups\\), 'c' \\(6 groups\\)"):
+        hlmext.mixedlm("y ~ x + (1 | a) + (1 | b) + (1 | c)", df)
+    model = hlmext.mixedlm("y ~ x + (1 | a) + (1 | b) + (1 | c)", df, allow_large_crossed=True)
+    assert model.design.qd == 66
+    assert hlmext.mixedlm("y ~ x + (1 | a)", df).design.qd == 0      # no crossed factors: nothing to refuse

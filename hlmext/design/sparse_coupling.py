@@ -13,6 +13,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..exceptions import ModelError
+
+#: A dense tail of more columns than this (crossed groups' random effects, fixed effects and
+#: the response) is fitted only when asked (``check_tail``): its Cholesky factor and inverse,
+#: ``TAIL_FLOPS_PER_EVALUATION(n)`` floating-point operations, make every evaluation of the
+#: likelihood take long. At 6,000 columns a fit of some ``TYPICAL_EVALUATIONS`` evaluations is
+#: about 3 minutes at ``ASSUMED_FLOPS``.
+TAIL_LIMIT = 6000
+TYPICAL_EVALUATIONS = 15
+ASSUMED_FLOPS = 2e10           # floating-point operations per second of dense LAPACK on two cores
+
+
+def tail_flops(n):
+    """Operations of one evaluation with its gradient on an ``n``-column dense tail: the
+    Cholesky factor (``n^3 / 3``) and the inverse from it (``2 n^3 / 3``)."""
+    return float(n) ** 3
+
+
 
 class Coupling:
     """The pattern of every chain cluster's coupling to the crossed block.
@@ -123,3 +141,26 @@ def _distinct(keys):
     keep[0] = True
     np.not_equal(keys[1:], keys[:-1], out=keep[1:])
     return keys[keep]
+
+
+def check_tail(crossed, k_fe):
+    """Refuse (``ModelError``) crossed factors whose dense tail has more than ``TAIL_LIMIT``
+    columns; called before anything of the fit is allocated.
+
+    ``crossed``: ``(name, groups, q)`` of every crossed level (those outside the chain).
+    The message names the memory of the tail (held twice: its statistics and its factor) and
+    the work of a fit.
+    """
+    n = sum(g * q for _, g, q in crossed) + k_fe + 1
+    if n <= TAIL_LIMIT:
+        return
+    flops = tail_flops(n)
+    minutes = TYPICAL_EVALUATIONS * flops / ASSUMED_FLOPS / 60
+    raise ModelError(
+        "the crossed random effects of %s form one dense block of %d columns, factored and inverted at every "
+        "evaluation of the likelihood: a fit needs %.1f GB for that block and about %.1e floating-point "
+        "operations per evaluation, about %.0f minutes for %d evaluations at %.0e operations per second. Fit it "
+        "anyway with allow_large_crossed=True, or use fewer groups in the crossed factors (e.g. pool rare "
+        "ones; the factor with the most groups is eliminated group by group and costs little)"
+        % (", ".join("%r (%d groups)" % (name, g) for name, g, _ in crossed), n, 2 * 8 * n * n / 1e9, flops,
+           minutes, TYPICAL_EVALUATIONS, ASSUMED_FLOPS))

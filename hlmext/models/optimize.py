@@ -103,15 +103,17 @@ def projected_gradient(g, x, bounds):
 
 
 def blas_threads_for(design):
-    """``single_blas_thread()``, except for a large crossed block (``design.qd >= DENSE_THREADED``):
-    its factorization and selected inverse are a few large BLAS/LAPACK products, where
-    the BLAS library's own threads pay (about 10% of a whole fit on two cores)."""
+    """``single_blas_thread()``, except for a very large crossed block (``design.qd >= DENSE_THREADED``):
+    its factorization and inverse are a few BLAS/LAPACK products of seconds each, where the
+    BLAS library's own threads pay. Below that they do not: on two cores shared with other
+    work, threaded BLAS made one evaluation of a 500-column tail 20 times slower and of a
+    1,142-column tail 8 times slower than one thread (a quiet machine gains some 10%)."""
     if getattr(design, "qd", 0) >= DENSE_THREADED:
         return contextlib.nullcontext()
     return single_blas_thread()
 
 
-DENSE_THREADED = 256
+DENSE_THREADED = 4096
 
 
 def single_blas_thread():
