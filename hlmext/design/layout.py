@@ -152,9 +152,9 @@ class MixedDesign:
 
         specs, codes, labels = _grouped_specs(levels, n)
         chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe)
-        if check_tail:
-            sparse_coupling.check_tail([(specs[i][0].name, len(labels[i]), specs[i][1].shape[1]) for i in crossed],
-                                       self.k_fe)
+        tail = [(specs[i][0].name, len(labels[i]), specs[i][1].shape[1]) for i in crossed]
+        if check_tail and memory_needed(0, sum(g * q for _, g, q in tail), self.k_fe) <= (physical_memory() or np.inf):
+            sparse_coupling.check_tail(tail, self.k_fe)     # (a tail beyond memory: check_memory's message)
         # sort rows: outermost chain level is the primary key. The chain's clusters are found
         # from their innermost groups, so the row codes of the chain are freed before W is
         # written: the inputs, W and the row permutations are all the large arrays alive at once
