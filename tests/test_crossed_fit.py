@@ -77,3 +77,22 @@ def test_allow_large_crossed_builds_the_model(monkeypatch):
     model = hlmext.mixedlm("y ~ x + (1 | a) + (1 | b) + (1 | c)", df, allow_large_crossed=True)
     assert model.design.qd == 66
     assert hlmext.mixedlm("y ~ x + (1 | a)", df).design.qd == 0      # no crossed factors: nothing to refuse
+
+
+def test_moment_start_holds_few_arrays_of_the_coupling_pattern():
+    """The moments read every (cluster, group) block of a sparse coupling; they hold a few arrays
+    of the selected entries at once, not one array per step over the whole pattern."""
+    import tracemalloc
+    rng = np.random.default_rng(1)
+    n = 100_000
+    df = pd.DataFrame({"a": rng.integers(0, 2000, n), "b": rng.integers(0, 1000, n), "x": rng.normal(size=n)})
+    df["y"] = df.x + rng.normal(size=2000)[df.a] + rng.normal(size=1000)[df.b] + rng.normal(size=n)
+    model = hlmext.mixedlm("y ~ x + (1 | a) + (1 | b)", df)
+    nnz = len(model.design.coupling.cols)
+    tracemalloc.start()
+    try:
+        theta = model.theta_moments()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert theta is not None and peak < 5 * 8 * nnz

@@ -67,16 +67,24 @@ class Coupling:
         """``(cluster, group, block)`` of every pair of a chain cluster and a touched group of one
         crossed level: the ``q x level_q`` blocks of ``values`` (a coupling laid out as the
         pattern: statistics, factor or selected inverse)."""
-        q = self.q
-        counts = np.diff(self.ptr)
-        cluster = np.repeat(np.arange(len(counts)), counts)
-        pos = np.arange(len(self.cols)) - self.ptr[cluster]
-        first = (self.cols >= level_doff) & (self.cols < level_doff + level_q * level_groups) \
-            & ((self.cols - level_doff) % level_q == 0)
-        k, p0 = cluster[first], pos[first]
-        group = (self.cols[first] - level_doff) // level_q
-        base = q * self.ptr[k] + p0                          # value (row 0, first column)
-        rows = np.arange(q)[None, :, None] * counts[k][:, None, None]
+        q, cols = self.q, self.cols
+        first = cols >= level_doff                        # the first column of each touched group
+        first &= cols < level_doff + level_q * level_groups
+        first &= (cols - level_doff) % level_q == 0
+        at = np.flatnonzero(first)                        # (arrays of the selected entries only:
+        del first                                         # the moments' peak memory)
+        k = np.searchsorted(self.ptr, at, side="right")
+        k -= 1
+        group = cols[at]
+        group -= level_doff
+        group //= level_q
+        base = self.ptr[k]                                # value (row 0, first column): q ptr[k] + pos
+        base *= q - 1
+        base += at
+        del at
+        if q == 1 and level_q == 1:
+            return k, group, values[base][:, None, None]
+        rows = np.arange(q)[None, :, None] * np.diff(self.ptr)[k][:, None, None]
         idx = base[:, None, None] + rows + np.arange(level_q)[None, None, :]
         return k, group, values[idx]
 
