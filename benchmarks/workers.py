@@ -85,7 +85,7 @@ def _describe_error(exc):
     return "error: %s: %s" % (type(exc).__name__, str(exc).splitlines()[0][:200])
 
 
-BUILD_ONLY = {"crossed_large"}     # its dense tail makes a fit take hours here: the refusal, the build and what a fit needs
+BUILD_ONLY = {"crossed_large"}     # a fit takes hours here: the refusal, the build and what a fit needs
 
 
 def _build_only(spec, df):
