@@ -85,20 +85,29 @@ def _describe_error(exc):
     return "error: %s: %s" % (type(exc).__name__, str(exc).splitlines()[0][:200])
 
 
-BUILD_ONLY = {"crossed_large"}     # its dense tail makes a fit take hours here: the build and what a fit needs
+BUILD_ONLY = {"crossed_large"}     # a fit takes hours here: the refusal, the build and what a fit needs
 
 
 def _build_only(spec, df):
-    """Build the model once: time, peak RSS, the tail's size and the memory a fit would need."""
+    """How soon the model is refused, then (with ``allow_large_crossed=True``) build it once: time,
+    peak RSS, the tail's size and the memory a fit would need."""
+    import hlmext
     from hlmext.design.layout import memory_needed
     t0 = time.perf_counter()
-    model = _builder(spec, df)()
+    try:
+        _builder(spec, df)()
+        refused = "not refused"
+    except hlmext.ModelError as exc:
+        refused = "refused in %.1f s: %s" % (time.perf_counter() - t0, exc)
+    print(refused, flush=True)
+    t0 = time.perf_counter()
+    model = hlmext.mixedlm(spec.formula, df, allow_large_crossed=True)
     d = model.design
     need = memory_needed(d.stat_size, d.qd, d.k_fe) / 1e9
     return {"status": "built in %.1f s; a fit needs %.1f GB (a %d x %d dense tail, %d coupling values) and one "
                       "Cholesky of the tail per evaluation" % (time.perf_counter() - t0, need, d.qd, d.qd,
                                                               d.coupling.size if d.coupling else 0),
-            "build_s": time.perf_counter() - t0, "memory_needed_gb": need}
+            "build_s": time.perf_counter() - t0, "memory_needed_gb": need, "refusal": refused}
 
 
 def ours(name, size, repeats):

@@ -14,7 +14,7 @@ from .update import CONSTRUCTORS, remember
 
 def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None, pwscale=None, groups=None,
             re_formula=None, vc_formula=None, residuals=None, time=None, by=None, residual_group=None,
-            var_weights=None, freq_weights=None, **chunk_options):
+            var_weights=None, freq_weights=None, allow_large_crossed=False, **chunk_options):
     """Linear mixed model from a formula, lme4 or Stata style.
 
     Parameters
@@ -80,6 +80,12 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         The clusters of the residual structure when they are finer than the innermost
         level of random effects (students within schools with ``(1 | school)``; Stata's
         ``|| student:, noconstant``); they must nest in it. Default: that level's groups.
+    allow_large_crossed : bool
+        Crossed factors are fitted with one dense block for the groups of every factor but
+        the one eliminated group by group; its Cholesky factor and inverse at every
+        evaluation cost about ``n^3`` operations for ``n`` columns. Beyond 6,000 columns
+        (a fit of more than a few minutes) the model is refused, before the data are
+        sorted, with the memory and work it would need; ``True`` builds it anyway.
     **chunk_options
         For chunked data only: ``batch_size`` (Parquet rows per batch), ``categories``
         (levels of categorical columns); see ``hlmext.design.chunked.from_formula``.
@@ -141,10 +147,11 @@ def mixedlm(formula, data, cov=None, missing="drop", weights=None, pweights=None
         raise TypeError("mixedlm() got keyword argument(s) %s, which apply to chunked data only"
                         % ", ".join(sorted(chunk_options)))
     model = LinearMixed.from_formula(formula, data, cov=cov, missing=missing, eval_env=1, weights=weights,
-                                     pweights=pweights, pwscale=pwscale)
+                                     pweights=pweights, pwscale=pwscale, allow_large_crossed=allow_large_crossed)
     model.one_sided = one_sided                 # a placeholder response: for fit_many only
     return remember(model, "mixedlm", formula, data,
-                    dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale))
+                    dict(cov=cov, missing=missing, weights=weights, pweights=pweights, pwscale=pwscale,
+                         allow_large_crossed=allow_large_crossed))
 
 
 def _inline_residuals(formula, given):

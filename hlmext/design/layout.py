@@ -115,6 +115,9 @@ class MixedDesign:
         Keep every chain cluster's coupling to the crossed block dense (``qd`` columns) and
         the chain the level with the most groups, whatever ``SPARSE_COUPLING`` says: the
         residual structures add their whitened coupling into that layout.
+    check_tail : bool
+        Refuse crossed factors whose dense tail is too large to fit in minutes
+        (``sparse_coupling.check_tail``), before the rows are sorted.
 
     Attributes
     ----------
@@ -128,7 +131,7 @@ class MixedDesign:
     """
 
     def __init__(self, endog, exog, exog_names, levels, endog_name="y", weights=None, partial=False,
-                 dense_coupling=False):
+                 dense_coupling=False, check_tail=False):
         sparse = SPARSE_COUPLING and not dense_coupling      # the crossed coupling's layout (see above)
         endog = np.asarray(endog, dtype=float)
         exog = np.asarray(exog, dtype=float)
@@ -149,6 +152,9 @@ class MixedDesign:
 
         specs, codes, labels = _grouped_specs(levels, n)
         chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe)
+        tail = [(specs[i][0].name, len(labels[i]), specs[i][1].shape[1]) for i in crossed]
+        if check_tail and memory_needed(0, sum(g * q for _, g, q in tail), self.k_fe) <= (physical_memory() or np.inf):
+            sparse_coupling.check_tail(tail, self.k_fe)     # (a tail beyond memory: check_memory's message)
         # sort rows: outermost chain level is the primary key. The chain's clusters are found
         # from their innermost groups, so the row codes of the chain are freed before W is
         # written: the inputs, W and the row permutations are all the large arrays alive at once

@@ -13,6 +13,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..exceptions import ModelError
+
+#: A dense tail of more columns than this (crossed groups' random effects, fixed effects and
+#: the response) is fitted only when asked (``check_tail``): its Cholesky factor and inverse,
+#: ``TAIL_FLOPS_PER_EVALUATION(n)`` floating-point operations, make every evaluation of the
+#: likelihood take long. At 6,000 columns a fit of some ``TYPICAL_EVALUATIONS`` evaluations is
+#: about 3 minutes at ``ASSUMED_FLOPS``.
+TAIL_LIMIT = 6000
+TYPICAL_EVALUATIONS = 15
+ASSUMED_FLOPS = 2e10           # floating-point operations per second of dense LAPACK on two cores
+
+
+def tail_flops(n):
+    """Operations of one evaluation with its gradient on an ``n``-column dense tail: the
+    Cholesky factor (``n^3 / 3``) and the inverse from it (``2 n^3 / 3``)."""
+    return float(n) ** 3
+
+
 
 class Coupling:
     """The pattern of every chain cluster's coupling to the crossed block.
@@ -49,16 +67,24 @@ class Coupling:
         """``(cluster, group, block)`` of every pair of a chain cluster and a touched group of one
         crossed level: the ``q x level_q`` blocks of ``values`` (a coupling laid out as the
         pattern: statistics, factor or selected inverse)."""
-        q = self.q
-        counts = np.diff(self.ptr)
-        cluster = np.repeat(np.arange(len(counts)), counts)
-        pos = np.arange(len(self.cols)) - self.ptr[cluster]
-        first = (self.cols >= level_doff) & (self.cols < level_doff + level_q * level_groups) \
-            & ((self.cols - level_doff) % level_q == 0)
-        k, p0 = cluster[first], pos[first]
-        group = (self.cols[first] - level_doff) // level_q
-        base = q * self.ptr[k] + p0                          # value (row 0, first column)
-        rows = np.arange(q)[None, :, None] * counts[k][:, None, None]
+        q, cols = self.q, self.cols
+        first = cols >= level_doff                        # the first column of each touched group
+        first &= cols < level_doff + level_q * level_groups
+        first &= (cols - level_doff) % level_q == 0
+        at = np.flatnonzero(first)                        # (arrays of the selected entries only:
+        del first                                         # the moments' peak memory)
+        k = np.searchsorted(self.ptr, at, side="right")
+        k -= 1
+        group = cols[at]
+        group -= level_doff
+        group //= level_q
+        base = self.ptr[k]                                # value (row 0, first column): q ptr[k] + pos
+        base *= q - 1
+        base += at
+        del at
+        if q == 1 and level_q == 1:
+            return k, group, values[base][:, None, None]
+        rows = np.arange(q)[None, :, None] * np.diff(self.ptr)[k][:, None, None]
         idx = base[:, None, None] + rows + np.arange(level_q)[None, None, :]
         return k, group, values[idx]
 
@@ -123,3 +149,26 @@ def _distinct(keys):
     keep[0] = True
     np.not_equal(keys[1:], keys[:-1], out=keep[1:])
     return keys[keep]
+
+
+def check_tail(crossed, k_fe):
+    """Refuse (``ModelError``) crossed factors whose dense tail has more than ``TAIL_LIMIT``
+    columns; called before anything of the fit is allocated.
+
+    ``crossed``: ``(name, groups, q)`` of every crossed level (those outside the chain).
+    The message names the memory of the tail (held twice: its statistics and its factor) and
+    the work of a fit.
+    """
+    n = sum(g * q for _, g, q in crossed) + k_fe + 1
+    if n <= TAIL_LIMIT:
+        return
+    flops = tail_flops(n)
+    minutes = TYPICAL_EVALUATIONS * flops / ASSUMED_FLOPS / 60
+    raise ModelError(
+        "the crossed random effects of %s form one dense block of %d columns, factored and inverted at every "
+        "evaluation of the likelihood: a fit needs %.1f GB for that block and about %.1e floating-point "
+        "operations per evaluation, about %.0f minutes for %d evaluations at %.0e operations per second. Fit it "
+        "anyway with allow_large_crossed=True, or use fewer groups in the crossed factors (e.g. pool rare "
+        "ones; the factor with the most groups is eliminated group by group and costs little)"
+        % (", ".join("%r (%d groups)" % (name, g) for name, g, _ in crossed), n, 2 * 8 * n * n / 1e9, flops,
+           minutes, TYPICAL_EVALUATIONS, ASSUMED_FLOPS))

@@ -200,10 +200,11 @@ class LinearMixed(LikelihoodModel):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_formula(cls, formula, data, cov=None, missing="drop", eval_env=0, weights=None, pweights=None,
-                     pwscale=None, **kwargs):
+                     pwscale=None, allow_large_crossed=False, **kwargs):
         """Build the model from a formula (lme4 bars or Stata ``||``) and a DataFrame.
 
-        See ``hlmext.mixedlm`` for the syntax, ``weights``, ``pweights`` and ``pwscale``.
+        See ``hlmext.mixedlm`` for the syntax, ``weights``, ``pweights``, ``pwscale`` and
+        ``allow_large_crossed``.
         """
         check_keywords(LinearMixed.from_formula, kwargs)
         from ..formula import grammar as fm
@@ -217,7 +218,7 @@ class LinearMixed(LikelihoodModel):
             parsed, data, {"weights": weights, **sw.as_roles(pweights)}, missing, _caller_env(eval_env))
         sampling = sw.from_frame(frame, arrays, pwscale)
         row_weights = arrays.get("weights") if sampling is None else sampling.row_weights()
-        design = design_from_frame(frame, weights=row_weights)
+        design = design_from_frame(frame, weights=row_weights, check_tail=not allow_large_crossed)
         _release_arrays(frame)
         model = cls(design=design, frame=frame, formula=formula, sampling=sampling, **kwargs)
         model.weight_columns = {role: columns.get(role) for role in arrays}   # role -> column name (None: array)
@@ -573,15 +574,16 @@ def _caller_env(depth):
     return depth + 1 if isinstance(depth, int) else depth
 
 
-def design_from_frame(frame, weights=None, dense_coupling=False) -> MixedDesign:
-    """A ``MixedDesign`` from the formula module's ``ModelFrame`` (``dense_coupling``: see ``MixedDesign``)."""
+def design_from_frame(frame, weights=None, dense_coupling=False, check_tail=False) -> MixedDesign:
+    """A ``MixedDesign`` from the formula module's ``ModelFrame`` (``dense_coupling``, ``check_tail``: see
+    ``MixedDesign``)."""
     specs = []
     for block in frame.random:
         q = block.exog_re.shape[1]
         specs.append(LevelSpec(block.term.level, block.groups, block.exog_re,
                                [(block.term.cov, list(range(q)))], list(block.names)))
     return MixedDesign(frame.endog, frame.exog, frame.exog_names, specs, endog_name=frame.endog_name,
-                       weights=weights, dense_coupling=dense_coupling)
+                       weights=weights, dense_coupling=dense_coupling, check_tail=check_tail)
 
 
 def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights=None, exog_vc=None):

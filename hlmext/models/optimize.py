@@ -20,6 +20,8 @@ from scipy import optimize
 
 GRADIENT_TOL = 2e-3
 DECREMENT_TOL = 1e-6
+#: Newton steps with BFGS updates get a new Hessian when a step is not this many times shorter than the last
+SLOW = 0.25
 
 
 @dataclass
@@ -101,15 +103,17 @@ def projected_gradient(g, x, bounds):
 
 
 def blas_threads_for(design):
-    """``single_blas_thread()``, except for a large crossed block (``design.qd >= DENSE_THREADED``):
-    its factorization and selected inverse are a few large BLAS/LAPACK products, where
-    the BLAS library's own threads pay (about 10% of a whole fit on two cores)."""
+    """``single_blas_thread()``, except for a very large crossed block (``design.qd >= DENSE_THREADED``):
+    its factorization and inverse are a few BLAS/LAPACK products of seconds each, where the
+    BLAS library's own threads pay. Below that they do not: on two cores shared with other
+    work, threaded BLAS made one evaluation of a 500-column tail 20 times slower and of a
+    1,142-column tail 8 times slower than one thread (a quiet machine gains some 10%)."""
     if getattr(design, "qd", 0) >= DENSE_THREADED:
         return contextlib.nullcontext()
     return single_blas_thread()
 
 
-DENSE_THREADED = 256
+DENSE_THREADED = 4096
 
 
 def single_blas_thread():
@@ -329,10 +333,12 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
 
     Sharpens the optimum beyond what quasi-Newton stopping rules reach (so that the same
     data in another row order gives the same estimates to many digits) and checks that
-    the Hessian of the free parameters is positive definite. The Hessian is kept while its
-    steps decrease the objective (near the optimum it changes little, so the steps converge
-    almost as fast as with a new Hessian each time) and recomputed where a step fails or
-    is not ten times shorter than the one before. A step is kept unless it raises the
+    the Hessian of the free parameters is positive definite. With ``f_and_g`` the first
+    Hessian is a forward difference of the gradient (one evaluation per free parameter) and
+    every step updates it by BFGS from the change of the gradient, so the steps converge
+    superlinearly without new Hessians; without it the Hessian of ``f`` is kept while its
+    steps decrease the objective. The Hessian is recomputed where a step fails or is not
+    ``SLOW`` times shorter than the one before. A step is kept unless it raises the
     objective by more than its rounding noise; the iteration stops when the step, or the next
     step predicted from the contraction of the last two, is below 1e-10. ``g0``: the
     gradient at ``z`` if known. Returns (z, f, hessian_ok, known, done): known = (gradient
@@ -350,10 +356,12 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
             g = f_and_g(z)[1] if f_and_g is not None else _free_gradient(f, z, free)
         if H is not None and not fresh and np.array_equal(H_free, free):
             step = np.linalg.solve(H, g[free])
-            if np.max(np.abs(step)) > 0.1 * last:
+            if np.max(np.abs(step)) > (SLOW if f_and_g is not None else 0.1) * last:
                 H = None                          # slow progress: a new Hessian
         if H is None or not np.array_equal(H_free, free):
-            H, H_free, fresh = _hessian_of_free(f, f_and_g, z, free), free, True
+            H = (_forward_jacobian(f_and_g, z, g, free, hi) if f_and_g is not None
+                 else _hessian_of_free(f, f_and_g, z, free))
+            H_free, fresh = free, True
             try:
                 np.linalg.cholesky(H)
             except np.linalg.LinAlgError:
@@ -374,6 +382,8 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
             H = None                              # a stale Hessian: recompute it and retry
             continue
         previous = last
+        if gt is not None and np.array_equal(_free(trial, sbounds), free):
+            H = _bfgs_update(H, trial[free] - z[free], gt[free] - g[free])
         z, fz, g, fresh, last = trial, ft, gt, False, np.max(np.abs(t * step))
         if callback is not None:
             callback(z)
@@ -381,6 +391,35 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
         if last < 1e-10 or (previous < np.inf and last * (last / previous) < 1e-10 and last < 1e-6):
             return z, fz, True, (g, H, H_free), True
     return z, fz, True, (g, H, H_free), False
+
+
+def _forward_jacobian(f_and_g, z, g, free, hi, step=1e-5):
+    """Hessian of the free parameters by forward differences of an analytic gradient (``g``
+    at ``z`` known: one evaluation per free parameter; steps towards an upper bound ``hi``
+    go the other way). Accurate to about ``step`` relative: enough for Newton steps, whose
+    stopping rule, not this Hessian, sets the accuracy of the optimum."""
+    idx = np.flatnonzero(free)
+    H = np.empty((idx.size, idx.size))
+    for j, i in enumerate(idx):
+        h = step * max(1.0, abs(z[i]))
+        if z[i] + h > hi[i]:
+            h = -h
+        e = np.zeros_like(z)
+        e[i] = h
+        H[:, j] = (f_and_g(z + e)[1][free] - g[free]) / h
+    return 0.5 * (H + H.T)
+
+
+def _bfgs_update(H, s, y):
+    """The BFGS update of the Hessian ``H`` by the step ``s`` and the change ``y`` of the
+    gradient; ``H`` unchanged where the pair carries no curvature information (``s'y <= 0``)
+    or the step is below ``1e-7``, where the change of the gradient is mostly rounding."""
+    sy = float(s @ y)
+    Hs = H @ s
+    sHs = float(s @ Hs)
+    if not (sy > 0 and sHs > 0 and np.max(np.abs(s), initial=0.0) > 1e-7):
+        return H
+    return H - np.outer(Hs, Hs) / sHs + np.outer(y, y) / sy
 
 
 def _free_gradient(f, z, free):
