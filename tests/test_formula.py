@@ -538,3 +538,31 @@ def test_stateful_transforms_learn_from_the_rows_used():
     np.testing.assert_allclose(mf.exog[:, 1], kept["x"] - kept["x"].mean())
     new = pd.DataFrame({"x": [2.0]})
     np.testing.assert_allclose(exog_for(mf.fixed_design_info, new), exog_for(expected.fixed_design_info, new))
+
+
+def _string_factor_data(n=300, seed=4):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"y": rng.normal(size=n), "f": rng.choice(["b", "a", "c10", "c9"], n),
+                       "h": rng.choice(["x", "y"], n), "g": rng.choice(["s1", "s2", "s3"], n)})
+    df.loc[7, "f"] = None
+    return df
+
+
+def test_string_factors_reach_patsy_as_categoricals_with_the_same_design(monkeypatch):
+    df = _string_factor_data()
+    seen = []
+    convert = frames_module._strings_as_categories
+    monkeypatch.setattr(frames_module, "_strings_as_categories",
+                        lambda *a: seen.append(convert(*a)) or seen[-1])
+    fast = model_frame("y ~ C(f) * h + (1 | g)", df)
+    assert str(seen[0]["f"].dtype) == "category" and str(seen[0]["g"].dtype) != "category"   # not the grouping column
+    monkeypatch.setattr(frames_module, "_strings_as_categories", lambda data, used, keep: data)
+    plain = model_frame("y ~ C(f) * h + (1 | g)", df)
+    assert fast.exog_names == plain.exog_names and fast.n_dropped == plain.n_dropped == 1
+    np.testing.assert_array_equal(np.asarray(fast.exog), np.asarray(plain.exog))
+    assert fast.random[0].groups.dtype == plain.random[0].groups.dtype
+
+
+def test_explicit_levels_keep_their_order():
+    mf = model_frame("y ~ C(f, levels=['c9', 'c10', 'b', 'a']) + (1 | g)", _string_factor_data())
+    assert mf.exog_names[1] == "C(f, levels=['c9', 'c10', 'b', 'a'])[T.c10]"
