@@ -128,3 +128,24 @@ def test_nagq0_dispersion_evaluations_are_at_the_fitted_dispersion():
     assert res.dispersion_lr["chibar2"] > 100                 # against the Poisson nagq=0 fit
     with pytest.raises(ValueError, match="start must have 1 values"):
         model.fit(nagq=0, start=[0.1, 0.2])
+
+
+def test_nagq0_dispersion_sd_se_is_the_laplace_information_with_the_dispersion_estimated():
+    """The sd's standard error: the Laplace information in (beta, log sd, log alpha) at the
+    estimates (log alpha profiled there), not the information conditional on alpha."""
+    model = grouse_nb2()
+    res = model.fit(nagq=0)
+    beta, sd = res.fe_params.to_numpy(), res.params["sd(Intercept)[BROOD]"]
+    t = model.profile_dispersion(beta, res.theta, 1)
+    x0, p = np.concatenate([beta, [np.log(sd), t]]), beta.size
+    f = lambda x: model.loglike_at(x[:p], model.theta_from_report(np.exp(x[p:p + 1])), x[-1], nagq=1)  # noqa: E731
+    h = 1e-3 * np.append(res.bse_fe.to_numpy(), [0.1, 0.1])
+    H = np.empty((x0.size, x0.size))
+    for i in range(x0.size):
+        for j in range(x0.size):
+            ei, ej = np.eye(x0.size)[i] * h[i], np.eye(x0.size)[j] * h[j]
+            H[i, j] = (f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej) + f(x0 - ei - ej)) / (4 * h[i] * h[j])
+    full = sd * np.sqrt(np.linalg.inv(-H)[p, p])
+    conditional = sd * np.sqrt(np.linalg.inv(-H[:-1, :-1])[p, p])
+    assert res.bse["sd(Intercept)[BROOD]"] == pytest.approx(full, rel=1e-4)
+    assert abs(full - conditional) > 1e-3 * full

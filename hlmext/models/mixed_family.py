@@ -284,6 +284,7 @@ class MixedFamily(MixedGLM):
         nagq = self._check_nagq(nagq)
         if nagq == 0 and self.spec.dispersion:         # log phi a coordinate of the outer optimizer
             opt, null_llf, se_glm = nagq0_dispersion.fit(self, start, maxiter, disp, LOG_PHI_BOUNDS)
+            self._remeasure_curvature(opt.end, 1)       # of the profile in the Laplace information
             res = self._finish(opt, 0, null_llf, se_glm, disp, robust)
         elif not dispersion_laplace.available(self, 1):
             res = super()._fit(nagq, start, maxiter, disp, robust)
