@@ -1,5 +1,7 @@
 """fit(nagq=0) of the families with a dispersion parameter: log phi a coordinate of the outer
 optimizer (glmer.nb(nAGQ = 0) for NB2; a direct computation for the Gamma, where glmer is not ML)."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,9 +13,9 @@ import hlmext
 from conftest import load_reference
 from glmm_helpers import patsy_name
 from hlmext.models import nagq0, nagq0_dispersion
-from pathlib import Path
 
 GAMMA_CSV = Path(__file__).parent / "reference" / "families" / "gamma_sim.csv"
+GAUSSLOG_CSV = Path(__file__).parent / "reference" / "families" / "gausslog_sim.csv"
 
 
 def grouse_nb2(formula="TICKS ~ C(YEAR) + cHEIGHT + (1 | BROOD)"):
@@ -21,7 +23,8 @@ def grouse_nb2(formula="TICKS ~ C(YEAR) + cHEIGHT + (1 | BROOD)"):
 
 
 def gamma_model():
-    return hlmext.meglm("y ~ x + (1 | g)", pd.read_csv(GAMMA_CSV), family=sm.families.Gamma(link=sm.families.links.Log()))
+    gamma = sm.families.Gamma(link=sm.families.links.Log())
+    return hlmext.meglm("y ~ x + (1 | g)", pd.read_csv(GAMMA_CSV), family=gamma)
 
 
 def test_nb2_nagq0_matches_glmer_nb():
@@ -104,12 +107,23 @@ def test_gamma_nagq0_is_the_maximum_of_a_direct_computation():
     assert abs(res.params["sd(Intercept)[g]"] - ref["random"][0]["sd"]) > 0.05
 
 
-@pytest.mark.parametrize("case", ["nb2", "gamma", "nb2_nested"])
+def other_model(case):
+    if case == "nb1":
+        return hlmext.menbreg("TICKS ~ C(YEAR) + cHEIGHT + (1 | BROOD)", hlmext.datasets.load("grouseticks"),
+                              dispersion="constant")
+    df = pd.read_csv(GAUSSLOG_CSV)
+    fam = {"gausslog": sm.families.Gaussian(link=sm.families.links.Log()),
+           "invgauss": sm.families.InverseGaussian(link=sm.families.links.Log())}[case]
+    return hlmext.meglm("y ~ x + (1 | g)", df, family=fam)
+
+
+@pytest.mark.parametrize("case", ["nb2", "gamma", "nb2_nested", "nb1", "gausslog", "invgauss"])
 def test_nagq0_dispersion_gradient_matches_finite_differences(case):
     model = {"nb2": grouse_nb2, "gamma": gamma_model,
-             "nb2_nested": lambda: grouse_nb2("TICKS ~ C(YEAR) + cHEIGHT + (1 | LOCATION/BROOD)")}[case]()
+             "nb2_nested": lambda: grouse_nb2("TICKS ~ C(YEAR) + cHEIGHT + (1 | LOCATION/BROOD)")}.get(
+        case, lambda: other_model(case))()
     obj = nagq0_dispersion._Objective(model, np.zeros(model.k_fe))
-    x = np.append(np.full(model.k_re, 0.6), -0.8 if case != "gamma" else 1.0)
+    x = np.append(np.full(model.k_re, 0.6), {"gamma": 1.0, "gausslog": 0.5, "invgauss": 2.0}.get(case, -0.8))
     g = obj.grad(x)
     for i in range(x.size):
         e = np.zeros(x.size)
@@ -149,3 +163,18 @@ def test_nagq0_dispersion_sd_se_is_the_laplace_information_with_the_dispersion_e
     conditional = sd * np.sqrt(np.linalg.inv(-H[:-1, :-1])[p, p])
     assert res.bse["sd(Intercept)[BROOD]"] == pytest.approx(full, rel=1e-4)
     assert abs(full - conditional) > 1e-3 * full
+
+
+@pytest.mark.parametrize("case", ["nb1", "gausslog", "invgauss"])
+def test_nagq0_other_dispersion_families_fit(case):
+    model = other_model(case)
+    fast, laplace = model.fit(nagq=0), model.fit(nagq=1)
+    assert fast.converged and np.max(np.abs(fast.opt.gradient)) < 1e-3
+    t = fast.dispersion["estimate"].iloc[0]
+    assert fast.llf == pytest.approx(model.loglike_at(fast.fe_params.to_numpy(), fast.theta, t, nagq=1), abs=1e-9)
+    assert laplace.llf >= fast.llf - 1e-9             # the same likelihood, maximized over beta too
+    # the dispersion is the maximum of the nagq=0 objective in log phi: moving it lowers the value
+    obj = nagq0_dispersion._Objective(model, fast.fe_params.to_numpy())
+    f0 = obj.value(np.append(fast.theta, t))
+    assert f0 == pytest.approx(-2 * fast.llf, abs=1e-8)
+    assert all(obj.value(np.append(fast.theta, t + d)) > f0 for d in (-1e-3, 1e-3))

@@ -10,7 +10,8 @@ last value), so the optimizer, the boundary checks, the information matrix and t
 (beta, theta) work on the profile likelihood, whose maximum and curvature in (beta, theta)
 are those of the full likelihood. By the envelope theorem the gradient in (beta, theta) is
 the kernel's at the profiled phi. The standard error of log phi comes from the full
-information matrix at the optimum (``dispersion_table``).
+information matrix at the optimum (``dispersion_table``). With ``nagq=0`` log phi is a
+coordinate of the outer optimizer instead (``nagq0_dispersion``).
 """
 from __future__ import annotations
 
