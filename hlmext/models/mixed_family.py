@@ -10,7 +10,8 @@ last value), so the optimizer, the boundary checks, the information matrix and t
 (beta, theta) work on the profile likelihood, whose maximum and curvature in (beta, theta)
 are those of the full likelihood. By the envelope theorem the gradient in (beta, theta) is
 the kernel's at the profiled phi. The standard error of log phi comes from the full
-information matrix at the optimum (``dispersion_table``).
+information matrix at the optimum (``dispersion_table``). With ``nagq=0`` log phi is a
+coordinate of the outer optimizer instead (``nagq0_dispersion``).
 """
 from __future__ import annotations
 
@@ -22,9 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..exceptions import ModelError
 from ..keywords import check_keywords
-from . import dispersion_laplace, links, nested_aghq
+from . import dispersion_laplace, links, nagq0_dispersion, nested_aghq
 from .glm_start import glm_start
 from .glmm import MixedGLM, find_optimum
 from .linear import _caller_env
@@ -134,16 +134,25 @@ class MixedFamily(MixedGLM):
         self._buffers.get(self).log_phi = float(value)
 
     def loglike_theta(self, beta, theta, nagq=1, grad=False):
-        """Log-likelihood at (beta, theta), the dispersion (if any) at its maximum there; see
-        ``MixedGLM.loglike_theta``."""
+        """Log-likelihood at (beta, theta), the dispersion (if any) at its maximum there (with
+        ``nagq=0`` after a ``nagq=0`` fit: at that fit's dispersion); see ``MixedGLM.loglike_theta``."""
         if self.spec.dispersion:
-            self.profile_dispersion(np.asarray(beta, float), np.asarray(theta, float), nagq)
+            self._fitted_or_profiled(np.asarray(beta, float), np.asarray(theta, float), nagq)
         return super().loglike_theta(beta, theta, nagq, grad)
 
     def loglike_at(self, beta, theta, log_phi, nagq=1, grad=False):
         """Log-likelihood at (beta, theta) and the given log dispersion (not profiled)."""
         self._set_log_phi(log_phi)
         return super().loglike_theta(np.asarray(beta, float), np.asarray(theta, float), nagq, grad)
+
+    def _fitted_or_profiled(self, beta, theta, nagq):
+        """log phi of the last ``nagq=0`` fit for ``nagq=0`` (a coordinate of its optimizer,
+        ``nagq0_dispersion``), else profiled at (beta, theta); leaves log phi there and returns it."""
+        t = getattr(self._buffers.get(self), "nagq0_log_phi", None) if nagq == 0 else None
+        if t is None:
+            return self.profile_dispersion(beta, theta, max(int(nagq), 1))
+        self._set_log_phi(t)
+        return t
 
     def profile_dispersion(self, beta, theta, nagq, tol=1e-7, h=1e-4):
         """Maximize the log-likelihood at (beta, theta) over log phi (Newton steps with central
@@ -222,9 +231,9 @@ class MixedFamily(MixedGLM):
         when given (the robust one: ``hlmext.results.sandwich.glmm_robust``); that of phi by the
         delta method and the interval of phi the exponentiated one of log phi."""
         beta, theta = np.asarray(beta, float), np.asarray(theta, float)
-        t = self.profile_dispersion(beta, theta, nagq)
+        t = self._fitted_or_profiled(beta, theta, nagq)
         if var is None:
-            var = self._information_variance(beta, theta, t, nagq, h)
+            var = self._information_variance(beta, theta, t, max(int(nagq), 1), h)
         se = float(np.sqrt(var)) if var > 0 else np.nan
         z = stats.norm.ppf(1 - alpha / 2)
         name = self.spec.dispersion
@@ -296,18 +305,17 @@ class MixedFamily(MixedGLM):
         return rng.wald(mu, phi)
 
     def _check_nagq(self, nagq):
-        nagq = super()._check_nagq(nagq)
-        if self.spec.dispersion and nagq == 0:
-            raise ModelError("%s with its dispersion parameter (%s) is fitted by Laplace (nagq=1) or adaptive "
-                             "quadrature (nagq > 1); nagq=0 (the fixed effects in the penalized IRLS) is not "
-                             "available for it yet" % (self.spec.name, self.spec.dispersion))
-        return nagq
+        return super()._check_nagq(nagq)
 
     def _fit(self, nagq, start, maxiter, disp, robust=None):
         self._set_log_phi(self._log_phi0)
-        self._buffers.get(self).dispersion_variance = None
+        self._buffers.get(self).dispersion_variance = self._buffers.get(self).nagq0_log_phi = None
         nagq = self._check_nagq(nagq)
-        if not dispersion_laplace.available(self, 1):
+        if nagq == 0 and self.spec.dispersion:         # log phi a coordinate of the outer optimizer
+            opt, null_llf, se_glm = nagq0_dispersion.fit(self, start, maxiter, disp, LOG_PHI_BOUNDS)
+            self._remeasure_curvature(opt.end, 1)       # of the profile in the Laplace information
+            res = self._finish(opt, 0, null_llf, se_glm, disp, robust)
+        elif not dispersion_laplace.available(self, 1):
             res = super()._fit(nagq, start, maxiter, disp, robust)
         else:
             # the GLM start, then the Laplace optimum over (beta, theta, log phi) jointly with the
@@ -329,7 +337,7 @@ class MixedFamily(MixedGLM):
             inner.bic = inner.deviance + np.log(inner.nobs) * inner.k_params
             inner.dispersion = self.dispersion_table(beta, theta, res.nagq,
                                                      var=self._buffers.get(self).dispersion_variance)
-            self.fitted_log_phi = self.profile_dispersion(beta, theta, res.nagq)
+            self.fitted_log_phi = self._fitted_or_profiled(beta, theta, res.nagq)
             inner.dispersion_lr = _dispersion_lr(self, res)
         return res
 

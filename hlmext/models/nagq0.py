@@ -235,16 +235,8 @@ def fit(model, start, maxiter, disp):
     """Optimize theta with beta in the penalized IRLS: (x = (beta, theta), OptSummary, null_llf, se_glm)."""
     check(model)
     beta_glm, se_glm, null_llf = glm_start(model)
-    p, tscale = model.k_fe, model.theta_scale()
-    if start is None:
-        beta0, theta0 = beta_glm, model.theta_start() * tscale
-    else:
-        start = np.asarray(start, float)
-        if start.size not in (model.k_re, p + model.k_re):
-            raise ValueError("start must have %d values (theta) or %d (fixed effects, then theta), got %d"
-                             % (model.k_re, p + model.k_re, start.size))
-        beta0 = start[:p] if start.size > model.k_re else beta_glm
-        theta0 = start[-model.k_re:]
+    beta0, theta0 = start_values(model, start, beta_glm)
+    tscale = model.theta_scale()
     obj = _ThetaObjective(model, beta0)
     opt, _ = minimize_with_gradient(obj, theta0, model.theta_bounds(), tscale, maxiter, disp=disp)
     prof = obj.profile(opt.end)
@@ -256,9 +248,22 @@ def fit(model, start, maxiter, disp):
     return opt, null_llf, se_glm
 
 
+def start_values(model, start, beta_glm):
+    """(beta0, theta0) from the user's ``start`` (theta, or fixed effects then theta) or the GLM fit."""
+    p = model.k_fe
+    if start is None:
+        return beta_glm, model.theta_start() * model.theta_scale()
+    start = np.asarray(start, float)
+    if start.size not in (model.k_re, p + model.k_re):
+        raise ValueError("start must have %d values (theta) or %d (fixed effects, then theta), got %d"
+                         % (model.k_re, p + model.k_re, start.size))
+    return (start[:p] if start.size > model.k_re else beta_glm), start[-model.k_re:]
+
+
 def fixed_cov(model, beta, theta):
     """glmer's covariance of the fixed effects for ``nAGQ = 0``: the inverse Schur complement
     (conditional on theta) at the joint mode."""
+    model.loglike_theta(beta, theta, 0)           # the model's nagq=0 evaluation: its fitted dispersion, if any
     prof = _Profile(model, np.asarray(theta, float), beta)
     if prof.beta is None:
         return np.full((model.k_fe, model.k_fe), np.nan)

@@ -133,8 +133,8 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
 
     @staticmethod
     def _covariance(model, beta, values, is_corr, fixed, nagq, se_glm, robust):
-        if robust is None:
-            return _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm)
+        if robust is None:                        # nagq=0: the Laplace information (a dispersion profiled)
+            return _information_cov(model, beta, values, is_corr, fixed, max(nagq, 1), se_glm)
         from .sandwich import glmm_robust
         return glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
 

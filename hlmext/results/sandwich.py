@@ -255,7 +255,7 @@ def glmm_robust(model, beta, values, is_corr, fixed, nagq, se_glm, correction):
     contrib = lambda x: glmm_cluster_loglik(model, *of(x), nagq)      # noqa: E731
     spec = getattr(model, "spec", None)
     if spec is not None and spec.dispersion:
-        log_phi = model.profile_dispersion(beta, model.theta_from_report(values), nagq)
+        log_phi = model._fitted_or_profiled(beta, model.theta_from_report(values), nagq)
 
         def contrib(x):
             model._set_log_phi(x[-1])
