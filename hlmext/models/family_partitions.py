@@ -115,6 +115,7 @@ class FamilyOnPartitions:
     _log_phi = MixedFamily._log_phi
     _set_log_phi = MixedFamily._set_log_phi
     profile_dispersion = MixedFamily.profile_dispersion
+    _fitted_or_profiled = MixedFamily._fitted_or_profiled
     dispersion_table = MixedFamily.dispersion_table
     _information_variance = MixedFamily._information_variance
     exact_profile = MixedFamily.exact_profile
