@@ -104,6 +104,11 @@ def test_unknown_keywords_are_refused(wine):
         hlmext.meologit("rating ~ temp + (1 | judge)", wine, link="probit")
 
 
+def test_nagq_zero_is_refused_by_name(wine):
+    with pytest.raises(ModelError, match="nagq=0 .* not available for ordinal models"):
+        hlmext.meologit("rating ~ temp + (1 | judge)", wine).fit(nagq=0)
+
+
 def test_conf_int_names_an_unknown_keyword(fitted):
     with pytest.raises(TypeError, match="'level'; use alpha="):
         fitted.conf_int(level=0.9)

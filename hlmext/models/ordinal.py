@@ -287,7 +287,7 @@ class MixedOrdinal(MixedGLM):
         ----------
         nagq : int, optional
             Quadrature points per random effect; 1 is the Laplace approximation. Default 7
-            while the rule has at most 5,000 points, else 1.
+            while the rule has at most 5,000 points, else 1. ``nagq=0`` is not available.
         start : array_like (k_beta + K - 1 + k_re,), optional
             Starting fixed effects, cut points and theta; default the ordinal regression
             without random effects and theta = 1 relative to the design columns' scale.
@@ -310,6 +310,10 @@ class MixedOrdinal(MixedGLM):
         if nagq is None:
             nagq = 1 if 7 ** self.levels[0].q > MAX_NODES else 7
         nagq = self._check_nagq(nagq)
+        if nagq == 0:
+            raise ModelError("nagq=0 (fixed effects in the penalized IRLS) is not available for ordinal models, "
+                             "whose cut points are not fixed effects of a GLM; fit by the Laplace approximation "
+                             "(nagq=1) or adaptive quadrature (nagq > 1)")
         self._u[:] = 0.0
         with single_blas_thread():
             return self._fit(nagq, start, maxiter, disp)
