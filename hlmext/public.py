@@ -545,6 +545,23 @@ class OrdinalResults(_RefitsAndPlots, _ordinal_results.OrdinalResults):
                              "coefficients are on the latent normal scale; use eform=False")
         return _ordinal_output.OrdinalSummary(self, eform=eform, alpha=alpha)
 
+    def get_prediction(self, exog=None, which="conditional", new_groups="error", offset=None):
+        """Not defined for ordinal models (no single mean per row): ``predict()`` gives every category's probability."""
+        raise ModelError("get_prediction() (one mean per row, with its standard error) is not defined for an ordinal "
+                         "model, which predicts a probability per category: use predict(data, conditional=...) for "
+                         "the category probabilities")
+
+    def margins(self, data, at=None, dydx=None, over=None, population_averaged=False, contrast=None, adjust="holm",
+                alpha=0.05):
+        """Not available for ordinal models yet; ``predict()`` on data at the values of interest."""
+        raise ModelError("margins() is not available for ordinal models yet: average predict(data) (the category "
+                         "probabilities) over data set at the values of interest")
+
+    def coef_table(self, alpha=0.05):
+        """Not available for ordinal models yet; ``ranef(condvar=True)`` and the fixed effects."""
+        raise ModelError("coef_table() is not available for ordinal models yet: add ranef(condvar=True) to the fixed "
+                         "effects (fe_params)")
+
     def to_lme4(self, data="df"):
         """The ``ordinal::clmm`` call of this fit (lme4 has no ordinal family); see ``hlmext.output.ordinal``."""
         return _ordinal_output.to_clmm(self, data=data)

@@ -109,6 +109,13 @@ def test_nagq_zero_is_refused_by_name(wine):
         hlmext.meologit("rating ~ temp + (1 | judge)", wine).fit(nagq=0)
 
 
+@pytest.mark.parametrize("call", [lambda r, d: r.get_prediction(), lambda r, d: r.margins(d, dydx="temp"),
+                                  lambda r, d: r.coef_table()])
+def test_mean_predictions_margins_and_coefficient_tables_are_refused_by_name(fitted, wine, call):
+    with pytest.raises(ModelError, match="ordinal model|ordinal models"):    # they failed inside with a TypeError
+        call(fitted, wine)
+
+
 def test_conf_int_names_an_unknown_keyword(fitted):
     with pytest.raises(TypeError, match="'level'; use alpha="):
         fitted.conf_int(level=0.9)
