@@ -61,15 +61,6 @@ def data():
     return make()
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
-    with distributed.Client(cluster, set_as_default=False) as c:
-        yield c
-    cluster.close()
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_chunks_fit_equals_in_memory_fit(data, name):
     fn, formula, kw = MODELS[name]

@@ -79,15 +79,6 @@ def data():
     return make()
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
-    with distributed.Client(cluster, set_as_default=False) as c:
-        yield c
-    cluster.close()
-
-
 def fit_both(data, name, models, **fit):
     fn, formula, kw = models[name]
     ref = fn(formula, data, **kw).fit(**fit)
