@@ -37,6 +37,7 @@ from ..design.arrays import as_float_array
 from ..exceptions import ConvergenceWarning, DataError, ModelError
 from .glm_start import glm_start, offset_shift
 from .glmm_boundary import best_on_boundary
+from .glmm_optimize import minimize_laplace
 from ..keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
@@ -549,7 +550,7 @@ def find_optimum(model, nagq, start, maxiter, disp, start_values=glm_start, shif
     scale = np.concatenate([se_glm, tscale])
     bounds = [(None, None)] * p + model.theta_bounds()
     obj = _Objective(model, 1, shift)
-    opt, hess = minimize_with_gradient(obj, x0, bounds, scale, maxiter, disp=disp)
+    opt, hess = minimize_laplace(obj, x0, bounds, scale, maxiter, disp=disp)
     opts = [opt]
     if nagq > 1:
         obj = _Objective(model, nagq, shift)
