@@ -37,6 +37,7 @@ from ..design.arrays import as_float_array
 from ..exceptions import ConvergenceWarning, DataError, ModelError
 from .glm_start import glm_start, offset_shift
 from .glmm_boundary import best_on_boundary
+from .glmm_optimize import diagonal_theta, minimize_laplace
 from ..keywords import check_keywords, checked
 from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
 from .optimize import minimize_with_gradient, single_blas_thread
@@ -51,6 +52,10 @@ from ..threads import PerThread, get_num_threads
 #: chose one) in the Laplace kernel. ``False`` notes each cluster's columns at every factorization
 #: (the tests compare the two).
 SPARSE_CROSSED = True
+
+#: The nested/crossed kernel's Newton iterations on the modes stop at a step below this and
+#: take it (the mode is then off by about its square, 1e-14: the log-likelihood by less)
+MODE_TOL = 1e-7
 
 
 def kernel_threads() -> int:
@@ -362,7 +367,7 @@ class MixedGLM(LikelihoodModel):
                                             t["zoff"], t["level_first"], t["parent"], t["u_off"], t["blk_off"],
                                             self._tree_lams(lams), self._lam_off, self._u, self._S, self._zl,
                                             self._eta, self._mu, self._w, self._dw, self._step, self._trial,
-                                            self._e, self._glam, self._chain_work, grad, pen=self._pen,
+                                            self._e, self._glam, self._chain_work, grad, pen=self._pen, tol=MODE_TOL,
                                             sel=self._sel, top=self._top, **self._pattern)
             else:
                 nodes, logw, nd, nh, ng = self._rule(nagq)
@@ -549,7 +554,7 @@ def find_optimum(model, nagq, start, maxiter, disp, start_values=glm_start, shif
     scale = np.concatenate([se_glm, tscale])
     bounds = [(None, None)] * p + model.theta_bounds()
     obj = _Objective(model, 1, shift)
-    opt, hess = minimize_with_gradient(obj, x0, bounds, scale, maxiter, disp=disp)
+    opt, hess = minimize_laplace(obj, x0, bounds, scale, maxiter, diagonal_theta(model), disp=disp)
     opts = [opt]
     if nagq > 1:
         obj = _Objective(model, nagq, shift)
