@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from statsmodels.base.data import PandasData
 from statsmodels.base.model import LikelihoodModel
 
 from .._kernels import core as _core, crossed as _crossed
@@ -185,8 +186,12 @@ class LinearMixed(LikelihoodModel):
         self.k_re = sum(lv.cov.n_theta for lv in self.levels)
         endog = design.endog if design.has_rows else np.zeros(0)
         exog = design.exog if design.has_rows else np.zeros((0, design.k_fe))
-        super().__init__(pd.Series(endog, name=design.endog_name, copy=False),
-                         pd.DataFrame(exog, columns=design.exog_names, copy=False), hasconst=False, **kwargs)
+        endog = pd.Series(endog, name=design.endog_name, copy=False)
+        exog = pd.DataFrame(exog, columns=design.exog_names, copy=False)
+        if kwargs or endog.dtype != np.float64 or not (exog.dtypes == np.float64).all():
+            super().__init__(endog, exog, hasconst=False, **kwargs)
+        else:
+            self._attach_data(endog, exog)
         # the design knows its intercept column; spare statsmodels a pass over the rows to find it
         self.data.k_constant = self.k_constant = int(design.intercept_col >= 0)
         self.data.const_idx = design.intercept_col if design.intercept_col >= 0 else None
@@ -196,6 +201,19 @@ class LinearMixed(LikelihoodModel):
         self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])[:-1]]).astype(np.intp)
         self._stats, self._G0 = design.statistics()
         self._buffers = PerThread()                  # the evaluations' work buffers, one set per thread
+
+    def _attach_data(self, endog, exog):
+        """What ``LikelihoodModel.__init__(endog, exog, hasconst=False)`` attaches, for a float64
+        response and design of one default index (the design's): statsmodels' data handling
+        checks types, indexes and missing values, which the design has settled already."""
+        data = PandasData.__new__(PandasData)
+        data.orig_endog, data.orig_exog = endog, exog
+        data.endog, data.exog = data._convert_endog_exog(endog, exog)
+        data.const_idx, data.k_constant, data._cache = None, 0, {}
+        self.data, self.k_constant, self.exog, self.endog = data, 0, data.exog, data.endog
+        self._data_attr = ["exog", "endog", "data.exog", "data.endog", "data.orig_endog", "data.orig_exog"]
+        self._init_keys = ["hasconst"]
+        self.initialize()
 
     # ------------------------------------------------------------------ construction
     @classmethod
