@@ -1,10 +1,10 @@
 """Optimizer state in one object, and the scipy calls that minimize a deviance.
 
 A fit is converged when, at the optimum, the Hessian of the free parameters (the Newton
-steps' own, when there is one) is positive definite and the Newton decrement g'H^{-1}g (what a further Newton step could still
-gain, in deviance units) is below 1e-6, or the projected gradient itself is tiny: bound
-parameters sitting at their bound with the gradient pushing outwards are on the
-boundary, which is a legitimate optimum. If the first optimizer stops short, a second
+steps' own, when there is one) is positive definite and the Newton decrement g'H^{-1}g (what
+a further Newton step could still gain, in deviance units) is below 1e-6, or the projected
+gradient itself is tiny: bound parameters sitting at their bound with the gradient pushing
+outwards are on the boundary, which is a legitimate optimum. If the first optimizer stops short, a second
 one is tried from its end point and the better optimum is kept; ``OptSummary.attempts``
 records what was tried.
 """
@@ -250,7 +250,7 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
             callback=progress_printer(lambda z: fun(z * scale), "Newton") if disp else None)
         attempts.append(("Newton", f1, counter[0], "Newton steps from the moment estimates"))
         if done and hess_ok and known is not None and known[0] is not None and np.isfinite(f1):
-            g, decrement, ok, hessian = _finish(f_and_g, z1, known, sbounds, scale, lazy=se_hessian)
+            g, decrement, ok, hessian = _conclude(f_and_g, z1, known, sbounds, scale, lazy=se_hessian)
             if ok and _small(g, decrement) and _escape_from_zero(f, z1, f1, lower, upper) is None:
                 opt = OptSummary(start=np.asarray(newton_start, float), end=z1 * scale, fun=f1,
                                  n_evals=counter[0], gradient=g, converged=True,
@@ -280,7 +280,7 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     if polish_grad is not None:
         g0 = known[0] if known is not None and known[0] is not None else f_and_g(best_z)[1]
         known = (g0,) + (known[1:] if known is not None else (None, None))
-        g, decrement, ok, hessian = _finish(f_and_g, best_z, known, sbounds, scale, lazy=se_hessian)
+        g, decrement, ok, hessian = _conclude(f_and_g, best_z, known, sbounds, scale, lazy=se_hessian)
         hess_ok = hess_ok and ok
     else:
         if known is not None:
@@ -464,30 +464,40 @@ def _free_gradient(f, z, free):
     return g
 
 
-def _finish(f_and_g, z, known, sbounds, scale, lazy=True):
+def _conclude(f_and_g, z, known, sbounds, scale, lazy=True):
     """At the end point, with the analytic gradient: the projected gradient, the Newton
     decrement, whether the Hessian of the free parameters is positive definite, and a
     function giving the Hessian of the standard errors on the scale of ``x`` (or None).
 
     ``known`` = (gradient at ``z``, the Newton steps' Hessian or None, its free mask). When
     that Hessian has the free parameters of ``z`` it decides the decrement and positive
-    definiteness, and the Hessian of the standard errors is formed only when called
-    (``lazy``; none without ``lazy``). Otherwise the wide-step Hessian is formed now and
+    definiteness, and the wide-step Hessian of the standard errors is formed only when
+    called (``lazy``; none without ``lazy``). Otherwise ``_finish`` forms it now and it
     decides them.
-
-    The Hessian of the standard errors is formed with a wide step (1e-3; rounding noise
-    about 1e-10 relative), so that fits of the same data in another row order or from chunks
-    agree to that level; it is None unless every parameter is free and it is positive definite.
     """
     g, H, H_free = known
     free = _free(z, sbounds)
     if H is not None and np.array_equal(H_free, free):
         g, decrement, ok = _decrement(g, H, z, free, sbounds)
-        wide = _later(lambda: _wide_hessian(f_and_g, z, free, sbounds, scale)) if lazy and free.all() else None
+        wide = _later(lambda: _finish(f_and_g, z, g, sbounds, scale)[3]) if lazy and free.all() else None
         return g, decrement, ok, wide
-    hessian = _wide_hessian(f_and_g, z, free, sbounds, scale, g=g)
-    g, decrement, ok, hessian = hessian
+    g, decrement, ok, hessian = _finish(f_and_g, z, g, sbounds, scale)
     return g, decrement, ok, (lambda: hessian)
+
+
+def _finish(f_and_g, z, g, sbounds, scale):
+    """At the end point, with the analytic gradient: the projected gradient, the Newton
+    decrement, whether the Hessian of the free parameters is positive definite, and that
+    Hessian on the scale of ``x`` (None unless every parameter is free) for the standard errors.
+
+    The Hessian is formed with a wide step (1e-3; rounding noise about 1e-10 relative), so
+    that fits of the same data in another row order or from chunks agree to that level.
+    """
+    free = _free(z, sbounds)
+    H = _jacobian_of_gradient(f_and_g, z, free, step=1e-3) if free.any() else None
+    g, decrement, ok = _decrement(g, H, z, free, sbounds)
+    hessian = H / np.outer(scale, scale) if ok and H is not None and free.all() else None
+    return g, decrement, ok, hessian
 
 
 def _later(compute):
@@ -498,15 +508,6 @@ def _later(compute):
         with single_blas_thread() if single else contextlib.nullcontext():
             return compute()
     return run
-
-
-def _wide_hessian(f_and_g, z, free, sbounds, scale, g=None):
-    """The wide-step Hessian on the scale of ``x`` (None unless every parameter is free and it
-    is positive definite); with ``g``: (projected gradient, decrement, positive definite, that)."""
-    H = _jacobian_of_gradient(f_and_g, z, free, step=1e-3) if free.any() else None
-    gp, decrement, ok = _decrement(np.zeros_like(z) if g is None else g, H, z, free, sbounds)
-    hessian = H / np.outer(scale, scale) if ok and H is not None and free.all() else None
-    return hessian if g is None else (gp, decrement, ok, hessian)
 
 
 def _decrement(g, H, z, free, sbounds):
