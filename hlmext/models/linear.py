@@ -400,7 +400,7 @@ class LinearMixed(LikelihoodModel):
         in ``GradientParts.trace_flat`` and ``resid_flat()``, formed once (None otherwise)."""
         unit = self.__dict__.get("_unit")
         if unit is None:
-            trace_at, resid_at, k = [], [], 0
+            trace_at, resid_at = [], []
             for i, lv in enumerate(self.levels):
                 if not _constant_derivatives(lv.cov):
                     self._unit = unit = (False,)

@@ -206,7 +206,7 @@ class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likelih
         for name in ("re_params", "normalized_cov_params", "cov_params_default", "fe_params", "bse_fe", "cov_fe",
                      "cov_re", "random_effects"):
             getattr(self, name)
-        if self.opt is not None:
+        if getattr(self, "opt", None) is not None:
             self.opt.hessian                   # formed on first use, by evaluations that may need the rows
 
     @property
