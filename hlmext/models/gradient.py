@@ -33,7 +33,7 @@ class GradientParts:
         d = model.design
         p, qd = d.k_fe, d.qd
         t = qd + p if reml else qd
-        lam_flat = np.concatenate([lam.ravel() for lam in f.lams])
+        lam_flat = f.lam_flat if hasattr(f, "lam_flat") else np.concatenate([lam.ravel() for lam in f.lams])
         u = f.modes(model)                     # before the factor may be overwritten
         u_chain = np.ascontiguousarray(u[:d.n_u])
         # selected_inverse writes every entry of sel read below; without traces it is not read
@@ -60,6 +60,7 @@ class GradientParts:
         if qd and traces:           # the crossed groups' own rows of the traces
             _gradient.dense_traces(flat, sigma_tail.strides[0] // 8, t, model._G0, qd + p + 1, lam_flat,
                                    model._lam_off, d.n_chain, d.dense_q, d.dense_groups, trace)
+        self.trace_flat = trace                # every level's T, flat at the offsets of Lambda
         self.trace, self.resid = [], []
         for i, lev in enumerate(d.levels):
             q = lev.q
@@ -87,6 +88,10 @@ class GradientParts:
             q, ng = lev.q, lev.n_groups
             seg = slice(lev.doff, lev.doff + ng * q)
             self.resid.append(zr_dense[seg].reshape(ng, q).T @ u_d[seg].reshape(ng, q))
+
+    def resid_flat(self):
+        """Every level's ``N`` flat, at the offsets of Lambda (as ``trace_flat``)."""
+        return np.concatenate([r.ravel() for r in self.resid])
 
     def dlogdet(self, i_level, E):
         return 2.0 * (self.trace[i_level].T * E).sum()

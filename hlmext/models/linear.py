@@ -23,10 +23,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from statsmodels.base.data import PandasData
 from statsmodels.base.model import LikelihoodModel
 
 from .._kernels import core as _core, crossed as _crossed
 from ..design.arrays import checked_arrays
+from ..design.covariance import Structure
 from ..design.variance_components import variance_component_specs
 from ..design.layout import LevelSpec, MixedDesign
 from ..exceptions import ConvergenceWarning, ModelError
@@ -47,7 +49,7 @@ class Factorization:
         d = model.design
         self.theta = np.asarray(theta, float)
         self.lams = model.lams(theta)
-        lam_flat = np.concatenate([lam.ravel() for lam in self.lams])
+        self.lam_flat = lam_flat = np.concatenate([lam.ravel() for lam in self.lams])
         self.ok = bool(np.isfinite(lam_flat).all())
         if not self.ok:
             self.info = -1
@@ -185,8 +187,12 @@ class LinearMixed(LikelihoodModel):
         self.k_re = sum(lv.cov.n_theta for lv in self.levels)
         endog = design.endog if design.has_rows else np.zeros(0)
         exog = design.exog if design.has_rows else np.zeros((0, design.k_fe))
-        super().__init__(pd.Series(endog, name=design.endog_name, copy=False),
-                         pd.DataFrame(exog, columns=design.exog_names, copy=False), hasconst=False, **kwargs)
+        endog = pd.Series(endog, name=design.endog_name, copy=False)
+        exog = pd.DataFrame(exog, columns=design.exog_names, copy=False)
+        if kwargs or endog.dtype != np.float64 or not (exog.dtypes == np.float64).all():
+            super().__init__(endog, exog, hasconst=False, **kwargs)
+        else:
+            self._attach_data(endog, exog)
         # the design knows its intercept column; spare statsmodels a pass over the rows to find it
         self.data.k_constant = self.k_constant = int(design.intercept_col >= 0)
         self.data.const_idx = design.intercept_col if design.intercept_col >= 0 else None
@@ -196,6 +202,19 @@ class LinearMixed(LikelihoodModel):
         self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])[:-1]]).astype(np.intp)
         self._stats, self._G0 = design.statistics()
         self._buffers = PerThread()                  # the evaluations' work buffers, one set per thread
+
+    def _attach_data(self, endog, exog):
+        """What ``LikelihoodModel.__init__(endog, exog, hasconst=False)`` attaches, for a float64
+        response and design of one default index (the design's): statsmodels' data handling
+        checks types, indexes and missing values, which the design has settled already."""
+        data = PandasData.__new__(PandasData)
+        data.orig_endog, data.orig_exog = endog, exog
+        data.endog, data.exog = data._convert_endog_exog(endog, exog)
+        data.const_idx, data.k_constant, data._cache = None, 0, {}
+        self.data, self.k_constant, self.exog, self.endog = data, 0, data.exog, data.endog
+        self._data_attr = ["exog", "endog", "data.exog", "data.endog", "data.orig_endog", "data.orig_exog"]
+        self._init_keys = ["hasconst"]
+        self.initialize()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -344,8 +363,13 @@ class LinearMixed(LikelihoodModel):
             return np.inf, np.zeros_like(theta)
         parts = GradientParts(self, f, reml, consume=True)
         dof = self.nobs - self.k_fe if reml else self.nobs
-        grad = np.array([parts.dlogdet(i, E) + dof * parts.dprss(i, E) / f.prss
-                         for i, E in self._lam_derivatives(theta)])
+        unit = self._unit_derivatives()
+        if unit is not None:             # the sums below, read off: each E has one entry, 1
+            trace_at, resid_at = unit
+            grad = 2.0 * parts.trace_flat[trace_at] + dof * (-2.0 * parts.resid_flat()[resid_at]) / f.prss
+        else:
+            grad = np.array([parts.dlogdet(i, E) + dof * parts.dprss(i, E) / f.prss
+                             for i, E in self._lam_derivatives(theta)])
         return _deviance(f, self.nobs, self.k_fe, reml), grad
 
     def deviance_at_and_gradient(self, theta, sigma, reml=True):
@@ -368,6 +392,28 @@ class LinearMixed(LikelihoodModel):
             out += [(i, E) for E in lv.cov.lam_derivatives(theta[k:k + lv.cov.n_theta])]
             k += lv.cov.n_theta
         return out
+
+    def _unit_derivatives(self):
+        """Where every ``dLambda/dtheta_i`` is one entry equal to 1 at ``(r, c)`` of its level's
+        factor (unstructured, independent and one-column structures), the gradient's sums
+        ``2 tr(T' E)`` and ``-2 sum(E * N)`` are ``2 T[c, r]`` and ``-2 N[r, c]``: their positions
+        in ``GradientParts.trace_flat`` and ``resid_flat()``, formed once (None otherwise)."""
+        unit = self.__dict__.get("_unit")
+        if unit is None:
+            trace_at, resid_at = [], []
+            for i, lv in enumerate(self.levels):
+                if not _constant_derivatives(lv.cov):
+                    self._unit = unit = (False,)
+                    return None
+                for E in lv.cov.lam_derivatives(np.ones(lv.cov.n_theta)):
+                    r, c = np.nonzero(E)
+                    if r.size != 1 or E[r[0], c[0]] != 1.0:
+                        self._unit = unit = (False,)
+                        return None
+                    trace_at.append(self._lam_off[i] + c[0] * lv.q + r[0])
+                    resid_at.append(self._lam_off[i] + r[0] * lv.q + c[0])
+            self._unit = unit = (np.array(trace_at, dtype=np.intp), np.array(resid_at, dtype=np.intp))
+        return None if len(unit) == 1 else unit
 
     def _new_buffers(self):
         """A thread's work buffers: the evaluations' (``scratch``) and the gradient's products."""
@@ -546,6 +592,12 @@ class LinearMixed(LikelihoodModel):
                              % (self.nobs, self.k_fe))
         return self.wrapper_class(self.results_class(self, theta, reml=reml, opt=opt, robust=robust, robust_scope=scope,
                                                       factorization=final))
+
+
+def _constant_derivatives(cov):
+    """True when every block of a level's covariance has Lambda linear in theta (its derivatives
+    do not depend on theta: the structures that keep ``Structure.lam_derivatives``)."""
+    return all(type(s).lam_derivatives is Structure.lam_derivatives for s, _ in cov.blocks)
 
 
 class _Buffers:

@@ -1,10 +1,10 @@
 """Optimizer state in one object, and the scipy calls that minimize a deviance.
 
-A fit is converged when, at the optimum, the Hessian of the free parameters is positive
-definite and the Newton decrement g'H^{-1}g (what a further Newton step could still
-gain, in deviance units) is below 1e-6, or the projected gradient itself is tiny: bound
-parameters sitting at their bound with the gradient pushing outwards are on the
-boundary, which is a legitimate optimum. If the first optimizer stops short, a second
+A fit is converged when, at the optimum, the Hessian of the free parameters (the Newton
+steps' own, when there is one) is positive definite and the Newton decrement g'H^{-1}g (what
+a further Newton step could still gain, in deviance units) is below 1e-6, or the projected
+gradient itself is tiny: bound parameters sitting at their bound with the gradient pushing
+outwards are on the boundary, which is a legitimate optimum. If the first optimizer stops short, a second
 one is tried from its end point and the better optimum is kept; ``OptSummary.attempts``
 records what was tried.
 """
@@ -37,7 +37,17 @@ class OptSummary:
     message: str
     attempts: list = field(default_factory=list)
     decrement: float = 0.0        # Newton decrement g'H^{-1}g at the end (deviance units)
-    hessian: np.ndarray = None    # Hessian at the end on the scale of ``end``, when no parameter is at a bound
+
+    def defer_hessian(self, compute):
+        """Set ``hessian`` (the wide-step Hessian at the end on the scale of ``end``, or None)
+        to ``compute()``, called on first use: a fit whose standard errors nobody asks for
+        spends no evaluations on it."""
+        self.__dict__.pop("hessian", None)
+        self._hessian_fn = compute
+
+    def __getstate__(self):
+        self.hessian                  # computed now: a pickle holds the matrix, not the function
+        return self.__dict__
 
     def diagnosis(self) -> str:
         """Why the fit is not converged, and what to try."""
@@ -64,6 +74,26 @@ class OptSummary:
         for a in self.attempts:
             lines.append("  tried %-12s objective %.10g, %d evaluations: %s" % a)
         return "\n".join(lines)
+
+
+class _LazyHessian:
+    """``OptSummary.hessian``: the Hessian at the end on the scale of ``end`` when every
+    parameter is free and it is positive definite (else None), formed on first use (once,
+    under a lock, so results shared by threads form it once) and then an ordinary attribute."""
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        with _HESSIAN_LOCK:
+            values = obj.__dict__
+            if "hessian" not in values:
+                compute = values.pop("_hessian_fn", None)
+                values["hessian"] = None if compute is None else compute()
+            return values["hessian"]
+
+
+OptSummary.hessian = _LazyHessian()
+_HESSIAN_LOCK = threading.RLock()
 
 
 def central_gradient(fun, x, bounds=None, step=1e-4):
@@ -184,10 +214,11 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     Newton steps from it first; if they do not reach a converged optimum inside the box
     that no step away from zero improves, the search above runs from ``x0``.
 
-    ``se_hessian=False`` (callers that need no standard errors: bootstrap replicates): after
-    the search, the Newton decrement and the positive-definiteness check use the Hessian of
-    the Newton steps when it has the same free parameters, instead of a new wide-step
-    Hessian (``OptSummary.hessian`` is then None).
+    With ``fun_and_grad``, the Newton decrement and the positive-definiteness check use the
+    Hessian of the Newton steps when it has the free parameters of the end point; the
+    wide-step Hessian of the standard errors (``OptSummary.hessian``) is then formed on
+    first use. ``se_hessian=False`` (callers that need no standard errors: bootstrap
+    replicates): that Hessian is None instead.
     """
     x0 = np.asarray(x0, float)
     scale = np.ones_like(x0) if scale is None else np.asarray(scale, float)
@@ -219,12 +250,14 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
             callback=progress_printer(lambda z: fun(z * scale), "Newton") if disp else None)
         attempts.append(("Newton", f1, counter[0], "Newton steps from the moment estimates"))
         if done and hess_ok and known is not None and known[0] is not None and np.isfinite(f1):
-            g, decrement, ok, hessian = _finish(f_and_g, z1, known[0], sbounds, scale)
+            g, decrement, ok, hessian = _conclude(f_and_g, z1, known, sbounds, scale, lazy=se_hessian)
             if ok and _small(g, decrement) and _escape_from_zero(f, z1, f1, lower, upper) is None:
-                return OptSummary(start=np.asarray(newton_start, float), end=z1 * scale, fun=f1,
-                                  n_evals=counter[0], gradient=g, converged=True,
-                                  message="converged: Newton steps from the moment estimates",
-                                  attempts=attempts, decrement=decrement, hessian=hessian)
+                opt = OptSummary(start=np.asarray(newton_start, float), end=z1 * scale, fun=f1,
+                                 n_evals=counter[0], gradient=g, converged=True,
+                                 message="converged: Newton steps from the moment estimates",
+                                 attempts=attempts, decrement=decrement)
+                opt.defer_hessian(hessian)
+                return opt
     best_z, best_f, message = z, f(z), "start"
     for _ in range(4):
         before = counter[0]
@@ -246,11 +279,8 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     hessian = None
     if polish_grad is not None:
         g0 = known[0] if known is not None and known[0] is not None else f_and_g(best_z)[1]
-        free = _free(best_z, sbounds)
-        if not se_hessian and known is not None and known[1] is not None and np.array_equal(known[2], free):
-            g, decrement, ok = _decrement(g0, known[1], best_z, free, sbounds)
-        else:
-            g, decrement, ok, hessian = _finish(f_and_g, best_z, g0, sbounds, scale)
+        known = (g0,) + (known[1:] if known is not None else (None, None))
+        g, decrement, ok, hessian = _conclude(f_and_g, best_z, known, sbounds, scale, lazy=se_hessian)
         hess_ok = hess_ok and ok
     else:
         if known is not None:
@@ -268,9 +298,10 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     converged = bool(_small(g, decrement) and np.isfinite(best_f) and hess_ok)
     if not hess_ok:
         message += "; the Hessian of the free parameters is not positive definite"
-    return OptSummary(start=x0, end=np.asarray(best_z) * scale, fun=best_f, n_evals=counter[0], gradient=g,
-                      converged=converged, message=message, attempts=attempts, decrement=decrement,
-                      hessian=hessian)
+    opt = OptSummary(start=x0, end=np.asarray(best_z) * scale, fun=best_f, n_evals=counter[0], gradient=g,
+                     converged=converged, message=message, attempts=attempts, decrement=decrement)
+    opt.defer_hessian(hessian)
+    return opt
 
 
 def _stationarity(f, f_and_g, z, sbounds, known=None):
@@ -433,6 +464,27 @@ def _free_gradient(f, z, free):
     return g
 
 
+def _conclude(f_and_g, z, known, sbounds, scale, lazy=True):
+    """At the end point, with the analytic gradient: the projected gradient, the Newton
+    decrement, whether the Hessian of the free parameters is positive definite, and a
+    function giving the Hessian of the standard errors on the scale of ``x`` (or None).
+
+    ``known`` = (gradient at ``z``, the Newton steps' Hessian or None, its free mask). When
+    that Hessian has the free parameters of ``z`` it decides the decrement and positive
+    definiteness, and the wide-step Hessian of the standard errors is formed only when
+    called (``lazy``; none without ``lazy``). Otherwise ``_finish`` forms it now and it
+    decides them.
+    """
+    g, H, H_free = known
+    free = _free(z, sbounds)
+    if H is not None and np.array_equal(H_free, free):
+        g, decrement, ok = _decrement(g, H, z, free, sbounds)
+        wide = _later(lambda: _finish(f_and_g, z, g, sbounds, scale)[3]) if lazy and free.all() else None
+        return g, decrement, ok, wide
+    g, decrement, ok, hessian = _finish(f_and_g, z, g, sbounds, scale)
+    return g, decrement, ok, (lambda: hessian)
+
+
 def _finish(f_and_g, z, g, sbounds, scale):
     """At the end point, with the analytic gradient: the projected gradient, the Newton
     decrement, whether the Hessian of the free parameters is positive definite, and that
@@ -446,6 +498,16 @@ def _finish(f_and_g, z, g, sbounds, scale):
     g, decrement, ok = _decrement(g, H, z, free, sbounds)
     hessian = H / np.outer(scale, scale) if ok and H is not None and free.all() else None
     return g, decrement, ok, hessian
+
+
+def _later(compute):
+    """``compute`` for a later call under the BLAS thread limit in force now (the same sums)."""
+    single = _BLAS_USERS > 0
+
+    def run():
+        with single_blas_thread() if single else contextlib.nullcontext():
+            return compute()
+    return run
 
 
 def _decrement(g, H, z, free, sbounds):

@@ -206,6 +206,8 @@ class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likelih
         for name in ("re_params", "normalized_cov_params", "cov_params_default", "fe_params", "bse_fe", "cov_fe",
                      "cov_re", "random_effects"):
             getattr(self, name)
+        if getattr(self, "opt", None) is not None:
+            self.opt.hessian                   # formed on first use, by evaluations that may need the rows
 
     @property
     def random_effects_cov(self):
