@@ -13,7 +13,7 @@ import pandas as pd
 import statsmodels.base.wrapper as wrap
 from scipy import stats
 
-from ..keywords import check_keywords
+from ..exceptions import ModelError
 from ..models import information as inference
 from .glmm import GLMMResults, GLMMResultsWrapper, LATENT_VAR_LOGIT
 from .linear import _named
@@ -86,11 +86,11 @@ class OrdinalResults(GLMMResults):
                                    self.model.beta_names)
 
     def conf_int(self, alpha=0.05, cols=None, method="wald", **kwargs):
-        """Wald confidence intervals (``params -+ z se``); other methods are not available here."""
-        check_keywords(self.conf_int, kwargs)
-        if method != "wald":
-            raise ValueError("method=%r: an ordinal model has Wald intervals only (method='wald')" % (method,))
-        return super().conf_int(alpha=alpha, cols=cols)
+        """Wald or parametric-bootstrap intervals (see ``GLMMResults.conf_int``); no profile intervals yet."""
+        if str(method).lower() == "profile":
+            raise ModelError("method='profile': profile-likelihood intervals are not available for ordinal models "
+                             "yet; use method='bootstrap' (percentile intervals) or method='wald'")
+        return super().conf_int(alpha=alpha, cols=cols, method=method, **kwargs)
 
     # ------------------------------------------------------------------ icc
     def _check_icc(self):
