@@ -21,6 +21,7 @@ from .exceptions import ModelError
 from .inference import glmm_bootstrap, kenward_roger, ordinal_bootstrap, satterthwaite
 from .inference.bootstrap import bootstrap, simulate, with_endog
 from .inference.kenward_roger import df_method
+from .inference.ordinal_profile import OrdinalProfile
 from .inference.profile import GLMMProfile, profile_ci
 from .inference.term_tests import anova as term_anova
 from .keywords import check_keywords, checked
@@ -544,6 +545,19 @@ class OrdinalResults(_RefitsAndPlots, _ordinal_results.OrdinalResults):
             raise ValueError("eform=True shows odds ratios, which a probit model does not have: its "
                              "coefficients are on the latent normal scale; use eform=False")
         return _ordinal_output.OrdinalSummary(self, eform=eform, alpha=alpha)
+
+    @checked
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        """Profile-likelihood intervals of the fit's own likelihood (Laplace or AGHQ), cut points included; see
+        ``hlmext.inference.ordinal_profile.OrdinalProfile``. ``criterion`` must be None (no REML here).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``lower`` and ``upper`` per parameter.
+        """
+        no_lr_test(self.model, "profile-likelihood intervals")
+        return OrdinalProfile(self, criterion).conf_int(alpha, cols)
 
     def simulate(self, n=1, seed=None):
         """``n`` responses drawn from the fitted model: a DataFrame (nobs x n) of ordered Categoricals of the

@@ -13,7 +13,6 @@ import pandas as pd
 import statsmodels.base.wrapper as wrap
 from scipy import stats
 
-from ..exceptions import ModelError
 from ..models import information as inference
 from .glmm import GLMMResults, GLMMResultsWrapper, LATENT_VAR_LOGIT
 from .linear import _named
@@ -84,13 +83,6 @@ class OrdinalResults(GLMMResults):
             return None
         return inference.wald_chi2(self.fe_params.to_numpy()[:kb], self.cov_fe.to_numpy()[:kb, :kb],
                                    self.model.beta_names)
-
-    def conf_int(self, alpha=0.05, cols=None, method="wald", **kwargs):
-        """Wald or parametric-bootstrap intervals (see ``GLMMResults.conf_int``); no profile intervals yet."""
-        if str(method).lower() == "profile":
-            raise ModelError("method='profile': profile-likelihood intervals are not available for ordinal models "
-                             "yet; use method='bootstrap' (percentile intervals) or method='wald'")
-        return super().conf_int(alpha=alpha, cols=cols, method=method, **kwargs)
 
     # ------------------------------------------------------------------ icc
     def _check_icc(self):
