@@ -34,6 +34,7 @@ from .glmm_boundary import best_on_boundary
 from .linear import _caller_env
 from .optimize import minimize_with_gradient, single_blas_thread
 from .quadrature import MAX_NODES
+from .robust_options import cov_options
 
 LINKS = {"logit": _ordinal.LOGIT, "probit": _ordinal.PROBIT}
 
@@ -281,7 +282,7 @@ class MixedOrdinal(MixedGLM):
         return fe, float(-res.fun), se
 
     @checked
-    def fit(self, nagq=None, start=None, maxiter=1000, disp=False):
+    def fit(self, nagq=None, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
         """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
 
         Parameters
@@ -295,6 +296,12 @@ class MixedOrdinal(MixedGLM):
         maxiter : int
         disp : bool
             Print the optimizer's progress and summaries.
+        cov_type : {"nonrobust", "cluster"}, optional
+            Model-based standard errors (inverse observed information, the default) or
+            cluster-robust (sandwich) standard errors of every parameter, clustered at the
+            level of the random effects (``hlmext.results.sandwich``).
+        cov_kwds : dict, optional
+            ``{"correction": "CR1"}`` (default: scaled by G/(G-1), as Stata) or ``"CR0"``.
 
         Returns
         -------
@@ -308,6 +315,7 @@ class MixedOrdinal(MixedGLM):
         >>> round(res.llf, 3)
         -80.931
         """
+        robust, _ = cov_options(self.sampling, cov_type, cov_kwds, reml=False)
         if nagq is None:
             nagq = 1 if 7 ** self.levels[0].q > MAX_NODES else 7
         nagq = self._check_nagq(nagq)
@@ -317,15 +325,15 @@ class MixedOrdinal(MixedGLM):
                              "(nagq=1) or adaptive quadrature (nagq > 1)")
         self._u[:] = 0.0
         with single_blas_thread():
-            return self._fit(nagq, start, maxiter, disp)
+            return self._fit(nagq, start, maxiter, disp, robust)
 
-    def _fit(self, nagq, start, maxiter, disp):
+    def _fit(self, nagq, start, maxiter, disp, robust=None):
         opt, null_llf, se_null = self.optimum(nagq, start, maxiter, disp)
         if not opt.converged:
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"
                           % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
-        return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_null))
+        return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_null, robust))
 
     def optimum(self, nagq, start=None, maxiter=1000, disp=False):
         """The maximum of the likelihood, no better than the regression without random effects.
