@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .design.chunked import is_chunked
-from .exceptions import DataError
+from .exceptions import DataError, ModelError
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
 from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedOrdinal, MixedPoisson
@@ -506,6 +506,12 @@ def _distributed(family, name, formula, data, extra, cov, missing, pweights, opt
     return remember(model, name, formula, data, dict(extra, cov=cov, missing=missing, **options))
 
 
+def _no_sampling_weights(name, kwargs):
+    if any(k in kwargs for k in ("pweights", "pwscale")):
+        raise ModelError("%s does not take sampling weights (pweights=, pwscale=) yet: fit without them; "
+                         "fit(cov_type='cluster') gives standard errors robust to the clustering" % name)
+
+
 def meologit(formula, data, cov=None, missing="drop", **kwargs):
     """Mixed-effects ordered logistic regression from a formula (Stata ``meologit``, R ``ordinal::clmm``).
 
@@ -543,6 +549,7 @@ def meologit(formula, data, cov=None, missing="drop", **kwargs):
     >>> round(res.llf, 4), res.params.round(4).tolist()
     (-81.5325, [3.0619, 1.8334, -1.6235, 1.5128, 4.2271, 6.0862, 1.1348])
     """
+    _no_sampling_weights('meologit', kwargs)
     check_keywords(meologit, kwargs, aliases={"link": ("hlmext.meoprobit fits the probit link",)})
     _in_memory("meologit", data)
     model = MixedOrdinal.from_formula(formula, data, link="logit", cov=cov, missing=missing, eval_env=1)
@@ -562,6 +569,7 @@ def meoprobit(formula, data, cov=None, missing="drop", **kwargs):
     >>> round(res.llf, 4)
     -80.9306
     """
+    _no_sampling_weights('meoprobit', kwargs)
     check_keywords(meoprobit, kwargs, aliases={"link": ("hlmext.meologit fits the logit link",)})
     _in_memory("meoprobit", data)
     model = MixedOrdinal.from_formula(formula, data, link="probit", cov=cov, missing=missing, eval_env=1)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from .design.sampling_weights import no_lr_test
 from .exceptions import ModelError
-from .inference import glmm_bootstrap, kenward_roger, satterthwaite
+from .inference import glmm_bootstrap, kenward_roger, ordinal_bootstrap, satterthwaite
 from .inference.bootstrap import bootstrap, simulate, with_endog
 from .inference.kenward_roger import df_method
+from .inference.ordinal_profile import OrdinalProfile
 from .inference.profile import GLMMProfile, profile_ci
 from .inference.term_tests import anova as term_anova
 from .keywords import check_keywords, checked
@@ -544,6 +545,58 @@ class OrdinalResults(_RefitsAndPlots, _ordinal_results.OrdinalResults):
             raise ValueError("eform=True shows odds ratios, which a probit model does not have: its "
                              "coefficients are on the latent normal scale; use eform=False")
         return _ordinal_output.OrdinalSummary(self, eform=eform, alpha=alpha)
+
+    @checked
+    def profile_ci(self, alpha=0.05, cols=None, criterion=None):
+        """Profile-likelihood intervals of the fit's own likelihood (Laplace or AGHQ), cut points included; see
+        ``hlmext.inference.ordinal_profile.OrdinalProfile``. ``criterion`` must be None (no REML here).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``lower`` and ``upper`` per parameter.
+        """
+        no_lr_test(self.model, "profile-likelihood intervals")
+        return OrdinalProfile(self, criterion).conf_int(alpha, cols)
+
+    def simulate(self, n=1, seed=None):
+        """``n`` responses drawn from the fitted model: a DataFrame (nobs x n) of ordered Categoricals of the
+        response's categories; see ``hlmext.inference.ordinal_bootstrap``.
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> wine = hlmext.datasets.load("wine")
+        >>> res = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=1)
+        >>> sims = res.simulate(n=3, seed=1)
+        >>> sims.shape, list(sims["sim_1"].cat.categories)
+        ((72, 3), [1, 2, 3, 4, 5])
+        """
+        return ordinal_bootstrap.as_categories(self, simulate(self, n=n, seed=seed))
+
+    @checked
+    def bootstrap(self, n=1000, seed=None, n_jobs=2, progress=False):
+        """Parametric bootstrap: ``n`` simulated responses, each refitted by this fit's method.
+
+        Returns ``hlmext.inference.bootstrap.BootstrapResults`` (percentile intervals, bootstrap se);
+        the replicates are the same for every ``n_jobs`` (processes). A simulated response
+        with an empty category has no finite cut points: its replicate is NaN and counted
+        as not converged.
+
+        Examples
+        --------
+        >>> import hlmext
+        >>> wine = hlmext.datasets.load("wine")
+        >>> res = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=1)
+        >>> boot = res.bootstrap(n=10, seed=1, n_jobs=1)
+        >>> boot.replicates.shape
+        (10, 7)
+        """
+        return bootstrap(self, n=n, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def refit(self, new_endog):
+        """The same model and method fitted to a new response (the categories, in the fitted rows' order)."""
+        return ordinal_bootstrap.refit(self, new_endog)
 
     def get_prediction(self, exog=None, which="conditional", new_groups="error", offset=None):
         """Not defined for ordinal models (no single mean per row): ``predict()`` gives every category's probability."""

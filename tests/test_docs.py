@@ -38,6 +38,7 @@ MODULES = ["hlmext.api", "hlmext.public", "hlmext.inference.lrtest", "hlmext.inf
 _FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)pycon[ \t]*\n(?P<body>.*?)"
                     r"^(?P=fence)[ \t]*$", re.S | re.M)
 MODULES += ["hlmext.results.after_fit", "hlmext.output.diagnostic_plots"]     # prediction, margins, diagnostics
+MODULES += ["hlmext.inference.ordinal_profile"]                                 # ordinal profiles
 
 
 def with_blank_lines(body):

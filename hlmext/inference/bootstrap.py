@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..exceptions import ModelError
 from .lrtest import lrtest
+from .ordinal_bootstrap import OrdinalRefit, OrdinalSource, is_ordinal
 from ..keywords import checked
 from ..models.optimize import minimize, single_blas_thread
 from ..threads import PerThread
@@ -224,10 +225,11 @@ class _Task:
 
     def __init__(self, source_res, target_res):
         from .glmm_bootstrap import GLMMRefit, GLMMSource, is_glmm
-        self.targets = [GLMMRefit(_unwrap(r)) if is_glmm(_unwrap(r)) else _Refit(_unwrap(r)) for r in target_res]
+        self.targets = [OrdinalRefit(_unwrap(r)) if is_ordinal(_unwrap(r)) else GLMMRefit(_unwrap(r))
+                        if is_glmm(_unwrap(r)) else _Refit(_unwrap(r)) for r in target_res]
         src = _unwrap(source_res)
         if is_glmm(src):
-            self.source = GLMMSource(src)
+            self.source = OrdinalSource(src) if is_ordinal(src) else GLMMSource(src)
             return
         own = next((t.model for r, t in zip(target_res, self.targets) if _unwrap(r) is src), None)
         self.source = _Source(src, own if own is not None else _stripped(src.model))
@@ -320,7 +322,7 @@ def simulate(res, n=1, seed=None):
     """
     from .glmm_bootstrap import GLMMSource, is_glmm
     res = _unwrap(res)
-    source = GLMMSource(res) if is_glmm(res) else _Source(res, res.model)
+    source = OrdinalSource(res) if is_ordinal(res) else GLMMSource(res) if is_glmm(res) else _Source(res, res.model)
     seeds = np.random.SeedSequence(seed).spawn(n)
     out = np.empty((res.model.nobs, n))
     for i, s in enumerate(seeds):

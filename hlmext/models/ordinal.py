@@ -17,6 +17,7 @@ cut point and the logs of the gaps between cut points, so the cut points stay or
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -33,6 +34,7 @@ from .glmm_boundary import best_on_boundary
 from .linear import _caller_env
 from .optimize import minimize_with_gradient, single_blas_thread
 from .quadrature import MAX_NODES
+from .robust_options import cov_options
 
 LINKS = {"logit": _ordinal.LOGIT, "probit": _ordinal.PROBIT}
 
@@ -280,7 +282,7 @@ class MixedOrdinal(MixedGLM):
         return fe, float(-res.fun), se
 
     @checked
-    def fit(self, nagq=None, start=None, maxiter=1000, disp=False):
+    def fit(self, nagq=None, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
         """Fit by maximum likelihood: Laplace (``nagq=1``) or adaptive Gauss-Hermite.
 
         Parameters
@@ -294,6 +296,12 @@ class MixedOrdinal(MixedGLM):
         maxiter : int
         disp : bool
             Print the optimizer's progress and summaries.
+        cov_type : {"nonrobust", "cluster"}, optional
+            Model-based standard errors (inverse observed information, the default) or
+            cluster-robust (sandwich) standard errors of every parameter, clustered at the
+            level of the random effects (``hlmext.results.sandwich``).
+        cov_kwds : dict, optional
+            ``{"correction": "CR1"}`` (default: scaled by G/(G-1), as Stata) or ``"CR0"``.
 
         Returns
         -------
@@ -307,6 +315,7 @@ class MixedOrdinal(MixedGLM):
         >>> round(res.llf, 3)
         -80.931
         """
+        robust, _ = cov_options(self.sampling, cov_type, cov_kwds, reml=False)
         if nagq is None:
             nagq = 1 if 7 ** self.levels[0].q > MAX_NODES else 7
         nagq = self._check_nagq(nagq)
@@ -316,9 +325,24 @@ class MixedOrdinal(MixedGLM):
                              "(nagq=1) or adaptive quadrature (nagq > 1)")
         self._u[:] = 0.0
         with single_blas_thread():
-            return self._fit(nagq, start, maxiter, disp)
+            return self._fit(nagq, start, maxiter, disp, robust)
 
-    def _fit(self, nagq, start, maxiter, disp):
+    def _fit(self, nagq, start, maxiter, disp, robust=None):
+        opt, null_llf, se_null = self.optimum(nagq, start, maxiter, disp)
+        if not opt.converged:
+            warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
+                          "evaluations; rescale covariates, simplify the random part or try other start values"
+                          % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
+        return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_null, robust))
+
+    def optimum(self, nagq, start=None, maxiter=1000, disp=False):
+        """The maximum of the likelihood, no better than the regression without random effects.
+
+        Laplace first, then (``nagq > 1``) AGHQ from its optimum, then the boundary faces
+        (``glmm_boundary.best_on_boundary``). Returns ``(opt, null_llf, se_null)``: the
+        optimizer's summary with ``opt.end`` = (beta, cuts, theta), and the log-likelihood
+        and standard errors of the ordinal regression without random effects.
+        """
         fe_null, null_llf, se_null = self.null_fit()
         p, kb = self.k_fe, self.k_beta
         tscale = self.theta_scale()
@@ -347,11 +371,35 @@ class MixedOrdinal(MixedGLM):
         opt.end = np.concatenate([from_x(opt.end[:p], kb)[0], opt.end[p:]])
         if disp:
             print("\n".join(str(o) for o in opts))
-        if not opt.converged:
-            warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
-                          "evaluations; rescale covariates, simplify the random part or try other start values"
-                          % (opt.max_abs_gradient, opt.n_evals), ConvergenceWarning, stacklevel=user_stacklevel())
-        return self.wrapper_class(self.results_class(self, opt.end, nagq, opt, null_llf, se_null))
+        return opt, null_llf, se_null
+
+    def with_codes(self, codes):
+        """The same model with a new response, category codes 0..K-1 in the design's sorted row order.
+
+        The design and the kernels' layout are shared; the copy has its own work buffers.
+        Every category must occur (``DataError`` naming the empty ones otherwise).
+        """
+        y = np.asarray(codes, float).ravel()
+        if y.shape != (self.nobs,):
+            raise ModelError("the new response has %d values; the model has %d observations" % (y.size, self.nobs))
+        if not np.all(np.isin(y, np.arange(self.k_cut + 1))):
+            raise DataError("the new response must hold category codes 0..%d (the positions of the categories %s)"
+                            % (self.k_cut, self.categories))
+        self._check_response(y, None, self.design.endog_name, "trials")
+        new = copy.copy(self)
+        new.design = copy.copy(self.design)
+        new.design.endog = new._y = np.ascontiguousarray(y)
+        new._yk = np.ascontiguousarray(y, dtype=np.intc)
+        new._cut_of_A = np.where(new._yk < new.k_cut, new._yk, -1)
+        new._cut_of_B = new._yk - 1
+        new._setup_weights()
+        new._workspace()
+        if getattr(self, "data", None) is not None:
+            new.data = copy.copy(self.data)
+            original = np.empty_like(y)
+            original[self.design.order] = y
+            new.endog = new.data.endog = original
+        return new
 
 
 def to_x(fe, k_beta):

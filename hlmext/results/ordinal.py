@@ -13,7 +13,6 @@ import pandas as pd
 import statsmodels.base.wrapper as wrap
 from scipy import stats
 
-from ..keywords import check_keywords
 from ..models import information as inference
 from .glmm import GLMMResults, GLMMResultsWrapper, LATENT_VAR_LOGIT
 from .linear import _named
@@ -84,13 +83,6 @@ class OrdinalResults(GLMMResults):
             return None
         return inference.wald_chi2(self.fe_params.to_numpy()[:kb], self.cov_fe.to_numpy()[:kb, :kb],
                                    self.model.beta_names)
-
-    def conf_int(self, alpha=0.05, cols=None, method="wald", **kwargs):
-        """Wald confidence intervals (``params -+ z se``); other methods are not available here."""
-        check_keywords(self.conf_int, kwargs)
-        if method != "wald":
-            raise ValueError("method=%r: an ordinal model has Wald intervals only (method='wald')" % (method,))
-        return super().conf_int(alpha=alpha, cols=cols)
 
     # ------------------------------------------------------------------ icc
     def _check_icc(self):
