@@ -16,7 +16,6 @@ point the optimizer tries is then a valid ordinal model.
 from __future__ import annotations
 
 import numpy as np
-from scipy import optimize
 
 from .profile import GLMMProfile
 
@@ -51,15 +50,21 @@ class OrdinalProfile(GLMMProfile):
         j = i - self.k_beta
         return j if 0 <= j < self.k_cut else 0
 
-    def _coordinates(self, full, anchor):
+    def _held(self, i):
+        """A held cut point is the anchor coordinate; any other parameter is its own coordinate."""
+        kb = self.k_beta
+        return kb if kb <= i < kb + self.k_cut else i
+
+    def _coordinates(self, full, i):
         """(beta, cut_anchor, log gaps, reported variance parameters) of ``full``."""
         kb, kc = self.k_beta, self.k_cut
         cuts = full[kb:kb + kc]
-        return np.concatenate([full[:kb], [cuts[anchor]], np.log(np.diff(cuts)), full[kb + kc:]])
+        return np.concatenate([full[:kb], [cuts[self._anchor(i)]], np.log(np.diff(cuts)), full[kb + kc:]])
 
-    def _full(self, y, anchor):
+    def _full(self, y, i):
         """(beta, cuts, values) of the coordinates ``y``, and d full / d y."""
         kb, kc = self.k_beta, self.k_cut
+        anchor = self._anchor(i)
         gaps = np.exp(y[kb + 1:kb + kc])
         up = np.concatenate([[0.0], np.cumsum(gaps)])                  # cut_m - cut_0
         cuts = y[kb] + up - up[anchor]
@@ -74,31 +79,3 @@ class OrdinalProfile(GLMMProfile):
                     block[m, j + 1] = -gaps[j]
         jac[kb:kb + kc, kb:kb + kc] = block
         return np.concatenate([y[:kb], cuts, y[kb + kc:]]), jac
-
-    def deviance(self, col, x):
-        """Profile deviance: ``-2 loglik`` minimized with parameter ``col`` held at ``x``."""
-        i = self._index(col)
-        kb, kc = self.k_beta, self.k_cut
-        anchor = self._anchor(i)
-        held = kb if kb <= i < kb + kc else i                  # its coordinate
-        y0 = self._coordinates(np.concatenate([self.estimate[:self.k_fe], self.values]), anchor)
-        free = np.arange(y0.size) != held
-        bounds = [(None, None)] * self.k_fe + self._bounds
-        lo = np.array([b[0] if b[0] is not None else -np.inf for b, f in zip(bounds, free) if f])
-        hi = np.array([b[1] if b[1] is not None else np.inf for b, f in zip(bounds, free) if f])
-        scale = self._scale_all[free]
-        seen = self._cache.setdefault(i, [])
-        start = min(seen, key=lambda s: abs(s[0] - x))[1] if seen else y0[free]
-
-        def f_and_g(z):
-            y = y0.copy()
-            y[free], y[held] = z * scale, x
-            full, jac = self._full(y, anchor)
-            value, grad = self._fun_and_grad(full)
-            return value - self.base, (jac.T @ grad)[free] * scale
-
-        z0 = np.clip(start / scale, lo / scale, hi / scale)
-        res = optimize.minimize(f_and_g, z0, jac=True, method="L-BFGS-B", bounds=list(zip(lo / scale, hi / scale)),
-                                options={"ftol": 1e-13, "gtol": 1e-8, "maxiter": 1000})
-        seen.append((x, res.x * scale))
-        return float(res.fun) + self.base

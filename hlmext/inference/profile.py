@@ -315,7 +315,7 @@ class GLMMProfile(Profile):
     >>> res = hlmext.melogit("incidence ~ C(period) + (1 | herd)", df, trials="size").fit(nagq=1)
     >>> GLMMProfile(res).conf_int(cols=["sd(Intercept)[herd]"]).round(3)
                          lower  upper
-    sd(Intercept)[herd]  0.346   1.1
+    sd(Intercept)[herd]  0.346    1.1
     """
 
     def __init__(self, res, criterion=None):
@@ -367,22 +367,38 @@ class GLMMProfile(Profile):
             jac[:, k] = (model.theta_from_report(up) - model.theta_from_report(down)) / (up[k] - down[k])
         return -2.0 * ll, -2.0 * np.concatenate([g[:p], jac.T @ g[p:]])
 
+    def _held(self, i):
+        """The coordinate that holds parameter ``i`` (the coordinates are the parameters here)."""
+        return i
+
+    def _coordinates(self, full, i):
+        """The optimizer's coordinates of the parameter vector ``full`` when ``i`` is held."""
+        return full
+
+    def _full(self, y, i):
+        """The parameter vector of the coordinates ``y``, and d full / d y (None: the identity)."""
+        return y, None
+
     def deviance(self, col, x):
         """Profile deviance: ``-2 loglik`` minimized with parameter ``col`` held at ``x``."""
         i = self._index(col)
-        full = np.concatenate([self.estimate[:self.k_fe], self.values])
-        free = np.arange(full.size) != i
+        held = self._held(i)
+        y0 = self._coordinates(np.concatenate([self.estimate[:self.k_fe], self.values]), i)
+        free = np.arange(y0.size) != held
         bounds = [(None, None)] * self.k_fe + self._bounds
         lo = np.array([b[0] if b[0] is not None else -np.inf for b, f in zip(bounds, free) if f])
         hi = np.array([b[1] if b[1] is not None else np.inf for b, f in zip(bounds, free) if f])
         scale = self._scale_all[free]
         seen = self._cache.setdefault(i, [])
-        start = min(seen, key=lambda s: abs(s[0] - x))[1] if seen else full[free]
+        start = min(seen, key=lambda s: abs(s[0] - x))[1] if seen else y0[free]
 
         def f_and_g(z):
-            point = full.copy()
-            point[free], point[i] = z * scale, x
-            value, grad = self._fun_and_grad(point)
+            y = y0.copy()
+            y[free], y[held] = z * scale, x
+            full, jac = self._full(y, i)
+            value, grad = self._fun_and_grad(full)
+            if jac is not None:
+                grad = jac.T @ grad
             return value - self.base, grad[free] * scale
 
         z0 = np.clip(start / scale, lo / scale, hi / scale)
