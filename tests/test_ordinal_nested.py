@@ -16,6 +16,7 @@ import hlmext
 from hlmext.exceptions import DataError, ModelError
 from hlmext.inference.ordinal_bootstrap import OrdinalSource
 from hlmext.models import ordinal_nested
+from hlmext.models.ordinal import MixedOrdinal
 from hlmext.results.ordinal import category_probabilities
 
 HERE = os.path.join(os.path.dirname(__file__), "reference", "ordinal_nested")
@@ -159,6 +160,9 @@ def test_bad_input_is_refused_by_name(data):
     three = hlmext.meologit(FORMULA.replace("class)", "class/room)"), data.assign(room=np.arange(len(data)) % 2))
     with pytest.raises(ModelError, match="two nested levels"):
         three.fit(nagq=7)
+    w = data.assign(w=1.0 + (data["school"] % 3))
+    with pytest.raises(ModelError, match="no sampling weights"):
+        MixedOrdinal._from_formula(FORMULA, w.assign(y=w["y"] - 1.0), {}, pweights="w", categories=[1, 2, 3, 4])
     with pytest.raises(ModelError, match="nagq=0"):
         hlmext.meologit(FORMULA, data).fit(nagq=0)
     with pytest.raises(DataError, match="one category"):

@@ -188,8 +188,14 @@ class MixedOrdinal(MixedGLM):
         return b
 
     _gab = property(lambda self: self._buffers.get(self).gab)
-    #: nested levels: the kernels' family with this thread's cut points (``ordinal_nested.kernel``)
-    _kernel_family = property(lambda self: self._buffers.get(self).family)
+
+    @property
+    def _kernel_family(self):
+        """Nested levels: the kernels' family with this thread's cut points (``ordinal_nested.kernel``)."""
+        if not self.nested or "_buffers" not in self.__dict__:
+            return self._family_code
+        return self._buffers.get(self).family
+
     _glmm_kernel = MixedGLM._kernel
     _rd = property(lambda self: self._buffers.get(self).rd)
 

@@ -33,8 +33,11 @@ KERNEL_LINKS = {"logit": 0, "probit": 2}
 
 
 def check(model):
-    """Refuse (ModelError) the nested designs the ordinal model does not cover: crossed factors."""
+    """Refuse (ModelError) what the nested ordinal model does not cover: crossed factors, sampling weights."""
     d = model.design
+    if model.sampling is not None:
+        raise ModelError("meologit/meoprobit with nested levels (%s) take no sampling weights: fit without "
+                         "pweights= or with one level" % ", ".join(lv.name for lv in model.levels[::-1]))
     if d.n_chain != d.n_levels:
         raise ModelError("meologit/meoprobit fit nested levels of random effects, not crossed factors; the model "
                          "has %s: keep one grouping level or nested ones (school/class)"
