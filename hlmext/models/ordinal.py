@@ -188,6 +188,8 @@ class MixedOrdinal(MixedGLM):
         return b
 
     _gab = property(lambda self: self._buffers.get(self).gab)
+    _rd = property(lambda self: self._buffers.get(self).rd)
+    _glmm_kernel = MixedGLM._kernel              # the nested Laplace kernel (``ordinal_nested.kernel``)
 
     @property
     def _kernel_family(self):
@@ -195,9 +197,6 @@ class MixedOrdinal(MixedGLM):
         if not self.nested or "_buffers" not in self.__dict__:
             return self._family_code
         return self._buffers.get(self).family
-
-    _glmm_kernel = MixedGLM._kernel
-    _rd = property(lambda self: self._buffers.get(self).rd)
 
     # ------------------------------------------------------------------ objective
     def split(self, fe):
