@@ -185,7 +185,8 @@ def test_results_of_a_nested_fit(fits, data):
     cond = res.predict(data.iloc[:5], conditional=True).to_numpy()
     np.testing.assert_allclose(cond, res.predict(conditional=True).to_numpy()[:5], rtol=1e-12)
     assert res.to_stata() == "meologit y x z || school: || class:, intmethod(laplace)"
-    assert res.to_lme4().splitlines()[0] == "clmm(y ~ x + z + (1 | school) + (1 | school:class), data = df, link = \"logit\")"
+    assert res.to_lme4().splitlines()[0] == ('clmm(y ~ x + z + (1 | school) + (1 | school:class), data = df, '
+                                             'link = "logit")')
     one = hlmext.meologit("y ~ x + z + (1 | school)", data).fit(nagq=1)
     lr = hlmext.lrtest(one, res)
     assert lr.df == 1 and lr.statistic == pytest.approx(2 * (res.llf - one.llf), rel=1e-9)
