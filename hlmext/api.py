@@ -523,7 +523,8 @@ def meologit(formula, data, cov=None, missing="drop", **kwargs):
     ----------
     formula : str
         As for ``mixedlm``, with one level of random effects: ``"y ~ x + (1 | g)"``,
-        ``"y ~ x + (x | g)"``, ``"y ~ x || g:"``. The response must be a column of
+        ``"y ~ x + (x | g)"``, ``"y ~ x || g:"``, or nested levels: ``"y ~ x + (1 | school/class)"``,
+        ``"y ~ x || school: || class:"`` (not crossed factors). The response must be a column of
         ``data``: an ordered pandas Categorical (its order of categories; every category
         must occur), or numbers or strings, whose categories are then their sorted
         distinct values (strings sort alphabetically: use an ordered Categorical when

@@ -4,6 +4,7 @@ of the per-cluster blocks (``core``, ``gradient``, ``glmm``, ``glmm_nested``) an
 log-likelihood of the generalized models. Inline: each kernel compiles its own copy."""
 cimport cython
 from libc.math cimport exp, expm1, log, log1p, sqrt, erfc, atan2, lgamma, INFINITY
+from hlmext._kernels.ordinal_row cimport NRD, row_ord
 
 ctypedef Py_ssize_t index_t
 
@@ -19,6 +20,7 @@ cdef enum:
     F_NB2 = 4
     F_NB1 = 5
     F_INVGAUSS = 6
+    F_ORDINAL = 7        # cumulative logit / probit: y the row's category 0..K-1 (``ordinal_row``)
 
 cdef enum:
     L_CANONICAL = -1
@@ -37,12 +39,25 @@ ctypedef struct Family:
     int link
     double phi          # dispersion: Gamma shape, Gaussian sd, NB2 alpha, NB1 delta, inverse Gaussian lambda
     double c            # its constant: lgamma(shape), log(sd), log(lambda) / 2
+    const double* cuts  # F_ORDINAL: the K - 1 increasing cut points (owned by the caller's array)
+    int n_cat           # F_ORDINAL: K
 
 
 cdef inline Family as_family(object code) except *:
     """The kernel's family from ``code``: 0 (binomial-logit), 1 (Poisson-log), or a tuple
-    (family, link, dispersion) of the codes above (link -1: the family's canonical link)."""
+    (family, link, dispersion) of the codes above (link -1: the family's canonical link);
+    the ordinal family is (F_ORDINAL, L_LOGIT or L_PROBIT, 1.0, cuts), ``cuts`` a contiguous
+    float64 array that the caller keeps alive while the kernel runs."""
     cdef Family f
+    cdef const double[::1] cuts
+    f.cuts, f.n_cat = NULL, 0
+    if isinstance(code, tuple) and len(code) == 4 and code[0] == F_ORDINAL:
+        cuts = code[3]
+        if cuts.shape[0] < 1 or code[1] not in (L_LOGIT, L_PROBIT):
+            raise ValueError("the ordinal family needs the logit or probit link and at least one cut point")
+        f.family, f.link, f.phi, f.cuts, f.n_cat = F_ORDINAL, code[1], 1.0, &cuts[0], cuts.shape[0] + 1
+        f.c = 0.0
+        return f
     if isinstance(code, tuple):
         f.family, f.link, f.phi = code[0], code[1], code[2]
     else:
@@ -202,6 +217,7 @@ cdef inline double row_loglik(Family f, double y, double n, double eta, double* 
     cdef double e, p, pc, sp, v, l1, l2, l3, s, g0, g1, g2, k
     cdef double L[3]
     cdef double m[4]
+    cdef double od[NRD]
     if f.family == F_BINOMIAL and f.link == L_LOGIT:
         if eta >= 0.0:
             e = exp(-eta)
@@ -234,6 +250,14 @@ cdef inline double row_loglik(Family f, double y, double n, double eta, double* 
             mu[0] = y - n * (y - e) * p
             w[0] = n * (s + y) * e * p / (s + e)
             dw[0] = w[0] * (s - e) / (s + e)
+        return n * v
+    if f.family == F_ORDINAL:                       # y the category; n counts the row
+        if mu == NULL:
+            return n * row_ord(0 if f.link == L_LOGIT else 1, <int> y, f.n_cat, f.cuts, eta, NULL)
+        v = row_ord(0 if f.link == L_LOGIT else 1, <int> y, f.n_cat, f.cuts, eta, od)
+        mu[0] = y - n * od[0]
+        w[0] = n * od[1]
+        dw[0] = n * od[2]
         return n * v
     if f.family == F_BINOMIAL:
         v = binomial_row(f.link, y, n, eta, L)

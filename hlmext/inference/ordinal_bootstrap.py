@@ -40,14 +40,15 @@ class OrdinalSource:
         self.model = _stripped(model)
         self.eta = model._Xb @ np.asarray(res.beta, float)
         self.cuts = np.asarray(res.cuts, float)
-        self.factor = model.lams(res.theta)[0].T                     # b = u Lambda'
+        self.factors = [lam.T for lam in model.lams(res.theta)]      # b = u Lambda', level by level
         self.order = model.design.order
 
     def draw(self, rng):
         m = self.model
-        lv = m.levels[0]
-        b = rng.standard_normal((lv.n_groups, lv.q)) @ self.factor
-        latent = self.eta + np.einsum("ij,ij->i", m._Z, b[lv.codes])
+        latent, zoff = self.eta.copy(), m.design.zoff
+        for lv, factor, a, c in zip(m.levels, self.factors, zoff[:-1], zoff[1:]):   # innermost level first
+            b = rng.standard_normal((lv.n_groups, lv.q)) @ factor
+            latent += np.einsum("ij,ij->i", m._Z[:, a:c], b[lv.codes])
         latent += rng.logistic(size=m.nobs) if m.link == "logit" else rng.standard_normal(m.nobs)
         return np.searchsorted(self.cuts, latent).astype(float)
 

@@ -12,7 +12,8 @@ intercept (the formula's is dropped, as Stata does). A row's log-likelihood is
 cluster's random effects out by Laplace or adaptive Gauss-Hermite quadrature in
 ``_kernels/ordinal.pyx``, which also gives the analytic gradient in (beta, cuts, theta).
 
-One level of random effects (any ``cov=`` structure); the optimizer works with the first
+One level of random effects (any ``cov=`` structure), or nested levels (``ordinal_nested``:
+Laplace for any number, adaptive quadrature for two); the optimizer works with the first
 cut point and the logs of the gaps between cut points, so the cut points stay ordered.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ..keywords import check_keywords, checked
 from ..stacklevel import user_stacklevel
 from .glmm import MixedGLM, _Buffers, kernel_threads
 from .glmm_boundary import best_on_boundary
+from . import ordinal_nested
 from .linear import _caller_env
 from .optimize import minimize_with_gradient, single_blas_thread
 from .quadrature import MAX_NODES
@@ -100,8 +102,7 @@ class MixedOrdinal(MixedGLM):
         super().__init__(endog, exog, groups, exog_re, cov, **kwargs)
         d = self.design
         if self.nested:
-            raise ModelError("meologit/meoprobit fit one level of random effects; the model has %s: keep one "
-                             "grouping level" % ", ".join(lv.name for lv in self.levels[::-1]))
+            ordinal_nested.check(self)
         names = list(d.exog_names)
         if "Intercept" not in names:
             raise FormulaError("the fixed part of an ordinal model needs its intercept (the cut points take its "
@@ -173,6 +174,10 @@ class MixedOrdinal(MixedGLM):
                             % (name, "ies" if len(empty) > 1 else "y", ", ".join(empty)))
 
     def _new_buffers(self):
+        if self.nested:
+            b = MixedGLM._new_buffers(self)
+            b.family = None                       # set by ordinal_nested.kernel at every call
+            return b
         d, n = self.design, self.nobs
         G, q = self.levels[0].n_groups, self.levels[0].q
         b = _Buffers()
@@ -184,6 +189,14 @@ class MixedOrdinal(MixedGLM):
 
     _gab = property(lambda self: self._buffers.get(self).gab)
     _rd = property(lambda self: self._buffers.get(self).rd)
+    _glmm_kernel = MixedGLM._kernel              # the nested Laplace kernel (``ordinal_nested.kernel``)
+
+    @property
+    def _kernel_family(self):
+        """Nested levels: the kernels' family with this thread's cut points (``ordinal_nested.kernel``)."""
+        if not self.nested or "_buffers" not in self.__dict__:
+            return self._family_code
+        return self._buffers.get(self).family
 
     # ------------------------------------------------------------------ objective
     def split(self, fe):
@@ -192,6 +205,8 @@ class MixedOrdinal(MixedGLM):
         return fe[:self.k_beta], fe[self.k_beta:]
 
     def _kernel(self, fe, theta, nagq, grad):
+        if self.nested:
+            return ordinal_nested.kernel(self, fe, theta, grad)
         beta, cuts = self.split(fe)
         if not np.all(np.diff(cuts) > 0):
             return -np.inf
@@ -226,6 +241,8 @@ class MixedOrdinal(MixedGLM):
         float, or (float, ndarray (k_fe + k_re,)) with ``grad``.
         """
         fe, theta = np.asarray(fe, float), np.asarray(theta, float)
+        if self.nested:
+            return ordinal_nested.loglike_theta(self, fe, theta, nagq, grad)
         ll = self._kernel(fe, theta, nagq, grad)
         if not grad:
             return ll
@@ -289,7 +306,9 @@ class MixedOrdinal(MixedGLM):
         ----------
         nagq : int, optional
             Quadrature points per random effect; 1 is the Laplace approximation. Default 7
-            while the rule has at most 5,000 points, else 1. ``nagq=0`` is not available.
+            for one level while the rule has at most 5,000 points, else 1 (and 1 for nested
+            levels; two nested levels take ``nagq > 1``, adaptive quadrature of each level).
+            ``nagq=0`` is not available.
         start : array_like (k_beta + K - 1 + k_re,), optional
             Starting fixed effects, cut points and theta; default the ordinal regression
             without random effects and theta = 1 relative to the design columns' scale.
@@ -317,7 +336,7 @@ class MixedOrdinal(MixedGLM):
         """
         robust, _ = cov_options(self.sampling, cov_type, cov_kwds, reml=False)
         if nagq is None:
-            nagq = 1 if 7 ** self.levels[0].q > MAX_NODES else 7
+            nagq = 1 if self.nested or 7 ** self.levels[0].q > MAX_NODES else 7
         nagq = self._check_nagq(nagq)
         if nagq == 0:
             raise ModelError("nagq=0 (fixed effects in the penalized IRLS) is not available for ordinal models, "

@@ -79,6 +79,8 @@ def to_stata(obj, nagq=None):
     encode temp, generate(temp_n)
     encode contact, generate(contact_n)
     meologit rating i.temp_n i.contact_n || judge:, intmethod(laplace)
+
+    Nested levels are written outermost first (``|| school: || class:``).
     """
     model, nagq = _model_and_nagq(obj, nagq)
     names = _StataVars()
@@ -86,9 +88,11 @@ def to_stata(obj, nagq=None):
     depvar = names.numeric(parsed.response)
     di = model.frame.fixed_design_info
     indep = _stata_factor_list([t for t in _terms(di) if t[0]], di, names)
-    lv = model.levels[0]
-    blocks = _blocks_by_level(model)[lv.name]
-    equations = _stata_equation(_stata_level_name(blocks[0].term.group, None, names), blocks, names)
+    by_level, equations, outer = _blocks_by_level(model), [], None
+    for lv in model.levels[::-1]:                            # nested levels: outermost first
+        blocks = by_level[lv.name]
+        equations += _stata_equation(_stata_level_name(blocks[0].term.group, outer, names), blocks, names)
+        outer = blocks[0].term.group
     option = "intmethod(laplace)" if nagq == 1 else "intpoints(%d)" % nagq
     equations[-1] = _with_option(equations[-1], option)
     command = " ".join(["meologit" if model.link == "logit" else "meoprobit", depvar] + indep + equations)

@@ -154,16 +154,22 @@ class OrdinalResults(GLMMResults):
         return pd.Series(eta, index=data.index)
 
     def _re_sd(self, data):
-        """Per row, the sd of z'b (the random part of the linear predictor) under the fitted covariance."""
+        """Per row, the sd of z'b (the random part of the linear predictor) under the fitted
+        covariance: the levels' independent parts added in variance."""
         model = self.model
-        lam = model.lams(self.theta)[0]
+        lams = model.lams(self.theta)
         if data is None:
-            Z = model._Z
-            sd = np.sqrt(np.sum((Z @ lam) ** 2, axis=1))
-            return self._original_order(sd).to_numpy()
+            zoff = model.design.zoff
+            var = sum(np.sum((model._Z[:, a:b] @ lam) ** 2, axis=1) for lam, a, b in zip(lams, zoff[:-1], zoff[1:]))
+            return self._original_order(np.sqrt(var)).to_numpy()
         from ..formula import frames
-        Z = frames.exog_for(model.frame.random[0].design_info, data)
-        return np.sqrt(np.sum((Z @ lam) ** 2, axis=1))
+        columns = {}
+        for block in model.frame.random:
+            Z = frames.exog_for(block.design_info, data)
+            columns.update({(block.term.level, nm): Z[:, j] for j, nm in enumerate(block.names)})
+        var = sum(np.sum((np.column_stack([columns[lv.name, nm] for nm in lv.names]) @ lam) ** 2, axis=1)
+                  for lv, lam in zip(model.levels, lams))
+        return np.sqrt(var)
 
     @property
     def fittedvalues(self):
