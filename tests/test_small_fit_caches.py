@@ -3,6 +3,7 @@ built by patsy once (later models of the same formula and column types reuse its
 other column types build their own); bootstrap replicates form no Hessian for standard errors."""
 import numpy as np
 import pandas as pd
+import pytest
 
 import hlmext
 from hlmext.formula import frames
@@ -39,6 +40,12 @@ def test_other_column_types_build_their_own_design():
 
 
 
+def _counting(monkeypatch, module, name):
+    calls, original = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or original(*a, **k))
+    return calls
+
+
 def test_bootstrap_replicates_form_no_standard_error_hessian_and_equal_full_refits(monkeypatch):
     sleep = hlmext.datasets.load("sleepstudy")
     res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", sleep).fit()
@@ -46,20 +53,33 @@ def test_bootstrap_replicates_form_no_standard_error_hessian_and_equal_full_refi
     refit = boot._Refit(res._results)
     order = res.model.design.order
     full = []
-    for i in range(4):                                     # the replicates with the wide-step Hessian
+    for i in range(4):                                     # full searches, with the wide-step Hessian
         m = refit.model
         boot.set_endog_statistics(m, sims.iloc[:, i].to_numpy()[order])
         opt = boot.optimize_theta(m, refit.reml, refit.start, refit.bounds, refit.scale)
         assert opt.hessian is not None
         full.append((opt.end, opt.fun, opt.converged))
-    finishes = []
-    original = optimize._finish
-    monkeypatch.setattr(optimize, "_finish", lambda *a: finishes.append(1) or original(*a))
+    finishes = _counting(monkeypatch, optimize, "_finish")
     b = res.bootstrap(n=4, seed=3, n_jobs=1)
     assert finishes == []
-    for i, (end, fun, converged) in enumerate(full):
-        assert b.deviance[i] == fun and bool(b.converged[i]) == converged
+    for i, (end, fun, converged) in enumerate(full):      # the same optimum, to the optimizer's precision
+        assert b.deviance[i] == pytest.approx(fun, rel=1e-14) and bool(b.converged[i]) == converged
         m = refit.model
         boot.set_endog_statistics(m, sims.iloc[:, i].to_numpy()[order])
         f = m.factorize(end)
-        np.testing.assert_array_equal(b.replicates.iloc[i].to_numpy()[:2], f.beta)
+        np.testing.assert_allclose(b.replicates.iloc[i].to_numpy()[:2], f.beta, rtol=1e-9)
+
+
+def test_bootstrap_replicates_start_newton_steps_from_the_fits_hessian(monkeypatch):
+    """Each replicate takes Newton steps from the fit's own Hessian at its optimum (formed once, before
+    the replicates), not an L-BFGS-B search followed by a new Hessian: far fewer evaluations."""
+    sleep = hlmext.datasets.load("sleepstudy")
+    res = hlmext.mixedlm("Reaction ~ Days + (Days | Subject)", sleep).fit()
+    res.opt.hessian
+    evals = _counting(monkeypatch, type(res.model), "deviance_and_gradient")
+    searches = _counting(monkeypatch, optimize.optimize, "minimize")
+    b = res.bootstrap(n=20, seed=3, n_jobs=1)
+    assert b.converged.all()
+    assert len(searches) <= 2 and len(evals) <= 14 * 20
+
+
