@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext.formula import frames
+from hlmext.formula import frames, plain_frame
+from hlmext.formula.grammar import parse
 from hlmext.inference import bootstrap as boot
 from hlmext.models import optimize
 
@@ -38,6 +39,45 @@ def test_other_column_types_build_their_own_design():
     model = hlmext.mixedlm("y ~ x + k + (1 | g)", df)
     assert model.exog_names == ["Intercept", "k[T.b]", "k[T.c]", "x"]
 
+
+
+def _same_frame(a, b):
+    for name in ("endog", "exog"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.flags.c_contiguous == y.flags.c_contiguous
+        np.testing.assert_array_equal(x, y)
+    assert (a.endog_name, a.exog_names, a.n_dropped) == (b.endog_name, b.exog_names, b.n_dropped)
+    assert a.row_labels.equals(b.row_labels) and type(a.row_labels) is type(b.row_labels)
+    for ra, rb in zip(a.random, b.random, strict=True):
+        assert (ra.term, ra.names) == (rb.term, rb.names) and ra.exog_re.strides == rb.exog_re.strides
+        np.testing.assert_array_equal(ra.exog_re, rb.exog_re)
+        assert ra.groups.dtype == rb.groups.dtype
+        np.testing.assert_array_equal(ra.groups, rb.groups)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + k + (x | g)", "y ~ 1 + x + (1 | g) + (0 + k | g)", "y ~ x + (1 | g/k)"])
+def test_known_numeric_formula_is_framed_from_the_columns(monkeypatch, formula):
+    """A formula of numeric columns whose design infos are known reads the columns directly:
+    no patsy, no general model frame, and the same frame as the general one."""
+    df = _data(4).assign(g=lambda d: ["s%d" % v for v in d.g]).set_index(np.arange(60) * 2 + 7)
+    general = frames.model_frame_with_columns(parse(formula), df, {})[0]
+    monkeypatch.setattr(frames, "model_frame", lambda *a, **k: pytest.fail("the general model frame was built"))
+    _same_frame(plain_frame.model_frame_with_columns(parse(formula), df, {})[0], general)
+    assert hlmext.mixedlm(formula, df).nobs == 60
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.assign(x=np.where(np.arange(60) == 3, np.nan, d.x)),          # a row to drop
+    lambda d: d.assign(g=np.where(np.arange(60) == 5, None, d.g.astype(object))),
+    lambda d: d.assign(x=d.x.astype("Float64")),                              # another column type
+    lambda d: d.assign(k=d.k.astype(str)),                                   # a factor
+])
+def test_other_data_take_the_general_model_frame(change):
+    hlmext.mixedlm("y ~ x + k + (x | g)", _data(1))
+    df = change(_data(6))
+    parsed = parse("y ~ x + k + (x | g)")
+    assert plain_frame.plain_frame(parsed, df) is None
+    _same_frame(plain_frame.model_frame_with_columns(parsed, df, {})[0], frames.model_frame(parsed, df))
 
 
 def _counting(monkeypatch, module, name):
