@@ -357,6 +357,11 @@ def _small(g, decrement):
     return decrement < DECREMENT_TOL or np.max(np.abs(g), initial=0.0) <= GRADIENT_TOL
 
 
+def _free_within(z, lo, hi):
+    """``_free`` with the bounds as arrays (``-inf``/``inf`` for none)."""
+    return ~((z <= lo + 1e-8) | (z >= hi - 1e-8))
+
+
 def _free(z, sbounds):
     """Parameters not sitting at a bound."""
     out = np.ones(z.size, dtype=bool)
@@ -387,27 +392,29 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
     hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     noise = 1e-12 * max(1.0, abs(fz))
     H, H_free, fresh, g, last = None, None, False, g0, np.inf
-    if H0 is not None and f_and_g is not None and _free(z, sbounds).all():
+    if H0 is not None and f_and_g is not None and _free_within(z, lo, hi).all():
         H, H_free = H0, np.ones(z.size, dtype=bool)
     for _ in range(steps):
-        free = _free(z, sbounds)
+        free = _free_within(z, lo, hi)
         if not free.any():
             return z, fz, True, None, True
         if g is None:
             g = f_and_g(z)[1] if f_and_g is not None else _free_gradient(f, z, free)
-        if H is not None and not fresh and np.array_equal(H_free, free):
+        step = None
+        if H is not None and not fresh and (H_free == free).all():
             step = np.linalg.solve(H, g[free])
-            if np.max(np.abs(step)) > (SLOW if f_and_g is not None else 0.1) * last:
-                H = None                          # slow progress: a new Hessian
-        if H is None or not np.array_equal(H_free, free):
+            if abs(step).max() > (SLOW if f_and_g is not None else 0.1) * last:
+                H = step = None                   # slow progress: a new Hessian
+        if H is None or not (H_free == free).all():
             H = (_forward_jacobian(f_and_g, z, g, free, hi) if f_and_g is not None
                  else _hessian_of_free(f, f_and_g, z, free))
-            H_free, fresh = free, True
+            H_free, fresh, step = free, True, None
             try:
                 np.linalg.cholesky(H)
             except np.linalg.LinAlgError:
                 return z, fz, False, None, False
-        step = np.linalg.solve(H, g[free])
+        if step is None:
+            step = np.linalg.solve(H, g[free])
         for t in (1.0, 0.5, 0.25, 0.0):
             if t == 0.0:
                 break
@@ -423,9 +430,9 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
             H = None                              # a stale Hessian: recompute it and retry
             continue
         previous = last
-        if gt is not None and np.array_equal(_free(trial, sbounds), free):
+        if gt is not None and (_free_within(trial, lo, hi) == free).all():
             H = _bfgs_update(H, trial[free] - z[free], gt[free] - g[free])
-        z, fz, g, fresh, last = trial, ft, gt, False, np.max(np.abs(t * step))
+        z, fz, g, fresh, last = trial, ft, gt, False, float(abs(t * step).max())
         if callback is not None:
             callback(z)
         # done when this step, or the next one its contraction predicts, is below 1e-10
@@ -458,9 +465,9 @@ def _bfgs_update(H, s, y):
     sy = float(s @ y)
     Hs = H @ s
     sHs = float(s @ Hs)
-    if not (sy > 0 and sHs > 0 and np.max(np.abs(s), initial=0.0) > 1e-7):
+    if not (sy > 0 and sHs > 0 and abs(s).max(initial=0.0) > 1e-7):
         return H
-    return H - np.outer(Hs, Hs) / sHs + np.outer(y, y) / sy
+    return H - Hs[:, None] * Hs / sHs + y[:, None] * y / sy
 
 
 def _free_gradient(f, z, free):
