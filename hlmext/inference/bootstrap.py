@@ -11,7 +11,8 @@ the optimization over ``theta``; the design is never rebuilt. Mixed logit and Po
 draw and refit as ``hlmext.inference.glmm_bootstrap`` describes, through the same machinery.
 
 Replicate ``i`` draws from ``np.random.default_rng(np.random.SeedSequence(seed).spawn(n)[i])``
-and starts its optimization at the original estimate, so the results do not depend on
+and starts its optimization at the original estimate (linear models: Newton steps with the
+fit's own Hessian there, formed once before the replicates), so the results do not depend on
 how the replicates are shared among processes (``n_jobs``). ``simulate(n, seed)`` draws
 the same responses as the replicates of ``bootstrap(n, seed)``.
 
