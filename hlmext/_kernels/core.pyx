@@ -51,6 +51,15 @@ ctypedef fused code_t:      # group codes of a crossed level (int32 when the gro
 # Layer 1: one cluster
 # ---------------------------------------------------------------------------------
 
+cdef bint offsets_within(const index_t[::1] off, index_t hi) noexcept:
+    """Every entry of ``off`` in ``[0, hi)`` (a check of every evaluation: no NumPy call)."""
+    cdef index_t i
+    for i in range(off.shape[0]):
+        if off[i] < 0 or off[i] >= hi:
+            return False
+    return True
+
+
 cdef inline void scale_columns(double* S, index_t q, index_t D, index_t col0, index_t qj,
                                const double* lj) noexcept nogil:
     """S[:, col0:col0+qj] <- S[:, col0:col0+qj] Lambda_j (Lambda_j lower triangular, in place)."""
@@ -315,7 +324,7 @@ def factorize(const double[::1] stats, const double[::1] G0, const double[::1] l
         _bd.blocks("factorize", "stat_off", stat_off, level_first, _bd.chain_widths(zoff, m, qd_all),
                    min(stats.shape[0], work.shape[0]), "stats or work")
         _bd.invalid("factorize", "stat_off")
-    if lam_off.shape[0] and (np.min(lam_off) < 0 or np.max(lam_off) >= lam.shape[0] + (lam.shape[0] == 0)):
+    if not offsets_within(lam_off, lam.shape[0] + (lam.shape[0] == 0)):
         raise ValueError("factorize: lam_off must index into lam (%d values)" % lam.shape[0])
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t ndense = dense_q.shape[0]

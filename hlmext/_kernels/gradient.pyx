@@ -34,6 +34,15 @@ from hlmext._kernels.helpers cimport index_t, lower_t_solve
 from hlmext._kernels.pairs cimport trace_pair, subtract_lam_u, subtract_lam_u_t
 
 
+cdef bint offsets_within(const index_t[::1] off, index_t hi) noexcept:
+    """Every entry of ``off`` in ``[0, hi)`` (a check of every evaluation: no NumPy call)."""
+    cdef index_t i
+    for i in range(off.shape[0]):
+        if off[i] < 0 or off[i] >= hi:
+            return False
+    return True
+
+
 cdef inline void add_product(const double* R, index_t ldr, const double* S, index_t lds, bint s_transposed,
                              double* Y, index_t ldy, index_t q, index_t nk, index_t nc) noexcept nogil:
     """Y[:q, :nc] += R[:q, :nk] S[:nk, :nc] (or S' when ``s_transposed``: S stored nc x nk)."""
@@ -272,8 +281,7 @@ def gradient_sums(const double[::1] stats, const double[::1] sel, const double[:
         _bd.blocks("gradient_sums", "u_off", u_off, level_first, np.diff(zoff), min(u.shape[0], zr.shape[0]),
                    "u or zr")
         _bd.invalid("gradient_sums", "u_off")
-    if lam_off.shape[0] and (np.min(lam_off) < 0 or np.max(lam_off) >= max(lam.shape[0], 1)
-                             or lam.shape[0] > trace.shape[0]):
+    if not offsets_within(lam_off, max(lam.shape[0], 1)) or (lam_off.shape[0] and lam.shape[0] > trace.shape[0]):
         raise ValueError("gradient_sums: lam_off must index into lam, and trace be as long as lam")
     cdef index_t nlev = zoff.shape[0] - 1
     cdef index_t ndense = dense_q.shape[0]

@@ -11,7 +11,8 @@ the optimization over ``theta``; the design is never rebuilt. Mixed logit and Po
 draw and refit as ``hlmext.inference.glmm_bootstrap`` describes, through the same machinery.
 
 Replicate ``i`` draws from ``np.random.default_rng(np.random.SeedSequence(seed).spawn(n)[i])``
-and starts its optimization at the original estimate, so the results do not depend on
+and starts its optimization at the original estimate (linear models: Newton steps with the
+fit's own Hessian there, formed once before the replicates), so the results do not depend on
 how the replicates are shared among processes (``n_jobs``). ``simulate(n, seed)`` draws
 the same responses as the replicates of ``bootstrap(n, seed)``.
 
@@ -141,14 +142,20 @@ def with_endog(model, endog):
 
 
 # ---------------------------------------------------------------------------------- workers
-def optimize_theta(model, reml, start, bounds=None, scale=None, se_hessian=True):
+def optimize_theta(model, reml, start, bounds=None, scale=None, se_hessian=True, hessian=None):
     """Minimize the profiled deviance over ``theta`` from ``start`` as ``LinearMixed.fit`` does
-    (``se_hessian=False``: no Hessian for standard errors, see ``hlmext.models.optimize.minimize``)."""
+    (``se_hessian=False``: no Hessian for standard errors, see ``hlmext.models.optimize.minimize``).
+
+    ``hessian`` (of the deviance in ``theta``, e.g. the fit's own at ``start``; with the analytic
+    gradient): Newton steps from ``start`` with it first, the search from ``start`` only if they
+    do not converge."""
     bounds = model.theta_bounds() if bounds is None else bounds
     scale = model.theta_scale() if scale is None else scale
     kw = {}
     if getattr(model, "has_analytic_gradient", lambda: False)():
         kw["fun_and_grad"] = lambda th: model.deviance_and_gradient(th, reml)
+        if hessian is not None:
+            kw.update(newton_start=start, hessian=hessian)
     return minimize(lambda th: model.deviance(th, reml), start, bounds, scale=scale, se_hessian=se_hessian, **kw)
 
 
@@ -177,6 +184,7 @@ class _Refit:
         self.model = _stripped(model)
         self.reml = res.reml
         self.start = np.asarray(res.theta, float)
+        self.hessian = _start_hessian(res.opt, self.start)
         self.bounds = model.theta_bounds()
         self.scale = model.theta_scale()
         self.order = model.design.order
@@ -185,11 +193,22 @@ class _Refit:
     def fit(self, y_sorted):
         m = self.model
         set_endog_statistics(m, y_sorted)
-        opt = optimize_theta(m, self.reml, self.start, self.bounds, self.scale, se_hessian=False)
+        opt = optimize_theta(m, self.reml, self.start, self.bounds, self.scale, se_hessian=False,
+                             hessian=self.hessian)
         f = m.factorize(opt.end)
         sigma = np.sqrt(f.prss / (m.nobs - (m.k_fe if self.reml else 0)))
         values = m.report_from_theta(opt.end, sigma)
         return np.concatenate([f.beta, values, [opt.fun, float(opt.converged)]])
+
+
+def _start_hessian(opt, theta):
+    """The fit's Hessian at its optimum ``theta``, for the replicates' first Newton steps; None
+    where it has none (a parameter on a bound) or it is of another point (``theta`` the
+    optimizer's end with the signs of Lambda's columns changed)."""
+    hessian = getattr(opt, "hessian", None)
+    if hessian is None or hessian.shape != (theta.size, theta.size) or not np.array_equal(opt.end, theta):
+        return None
+    return hessian
 
 
 class _Source:

@@ -227,13 +227,13 @@ class LinearMixed(LikelihoodModel):
         """
         check_keywords(LinearMixed.from_formula, kwargs)
         from ..formula import grammar as fm
-        from ..formula import frames
+        from ..formula import plain_frame
         from ..design import sampling_weights as sw
         if weights is not None and pweights is not None:
             raise ModelError("a model takes frequency weights (weights=) or sampling weights (pweights=), not "
                              "both; for survey data give every weight as pweights")
         parsed = fm.parse(formula, cov=cov)
-        frame, arrays, columns = frames.model_frame_with_columns(
+        frame, arrays, columns = plain_frame.model_frame_with_columns(
             parsed, data, {"weights": weights, **sw.as_roles(pweights)}, missing, _caller_env(eval_env))
         sampling = sw.from_frame(frame, arrays, pwscale)
         row_weights = arrays.get("weights") if sampling is None else sampling.row_weights()

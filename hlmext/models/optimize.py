@@ -198,7 +198,7 @@ def progress_printer(fun, label):
 
 
 def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=False, newton_start=None,
-             se_hessian=True):
+             se_hessian=True, hessian=None):
     """Minimize ``fun`` over a box; return an ``OptSummary`` (``end`` on the scale of ``x0``).
 
     The optimizer works on ``x / scale``. L-BFGS-B first (with ``fun_and_grad``, which
@@ -213,6 +213,11 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     ``newton_start`` (a point close to the optimum, e.g. from moments; with ``fun_and_grad``):
     Newton steps from it first; if they do not reach a converged optimum inside the box
     that no step away from zero improves, the search above runs from ``x0``.
+    ``hessian`` (with ``newton_start``; on the scale of ``x``, every parameter): an
+    approximation of the Hessian there, e.g. a fit's own at its optimum when a bootstrap
+    replicate starts from it, taken for the first Newton steps in place of the forward
+    differences of the gradient (one evaluation per parameter); a step it gives that fails,
+    or does not shorten fast enough, gets those differences as usual.
 
     With ``fun_and_grad``, the Newton decrement and the positive-definiteness check use the
     Hessian of the Newton steps when it has the free parameters of the end point; the
@@ -245,16 +250,18 @@ def minimize(fun, x0, bounds, scale=None, fun_and_grad=None, maxiter=1000, disp=
     if newton_start is not None and fun_and_grad is not None:
         z1 = np.clip(np.asarray(newton_start, float) / scale, lower, upper)
         f0, g0 = f_and_g(z1)
+        H0 = None if hessian is None else np.asarray(hessian, float) * np.outer(scale, scale)
         z1, f1, hess_ok, known, done = _newton_polish(
-            f, z1, f0, sbounds, f_and_g=f_and_g, g0=g0,
+            f, z1, f0, sbounds, f_and_g=f_and_g, g0=g0, H0=H0,
             callback=progress_printer(lambda z: fun(z * scale), "Newton") if disp else None)
-        attempts.append(("Newton", f1, counter[0], "Newton steps from the moment estimates"))
+        attempts.append(("Newton", f1, counter[0], "Newton steps from the moment estimates" if H0 is None
+                         else "Newton steps from the start's Hessian"))
         if done and hess_ok and known is not None and known[0] is not None and np.isfinite(f1):
             g, decrement, ok, hessian = _conclude(f_and_g, z1, known, sbounds, scale, lazy=se_hessian)
             if ok and _small(g, decrement) and _escape_from_zero(f, z1, f1, lower, upper) is None:
                 opt = OptSummary(start=np.asarray(newton_start, float), end=z1 * scale, fun=f1,
                                  n_evals=counter[0], gradient=g, converged=True,
-                                 message="converged: Newton steps from the moment estimates",
+                                 message="converged: " + attempts[-1][3],
                                  attempts=attempts, decrement=decrement)
                 opt.defer_hessian(hessian)
                 return opt
@@ -350,6 +357,11 @@ def _small(g, decrement):
     return decrement < DECREMENT_TOL or np.max(np.abs(g), initial=0.0) <= GRADIENT_TOL
 
 
+def _free_within(z, lo, hi):
+    """``_free`` with the bounds as arrays (``-inf``/``inf`` for none)."""
+    return ~((z <= lo + 1e-8) | (z >= hi - 1e-8))
+
+
 def _free(z, sbounds):
     """Parameters not sitting at a bound."""
     out = np.ones(z.size, dtype=bool)
@@ -359,7 +371,7 @@ def _free(z, sbounds):
     return out
 
 
-def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=None):
+def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=None, H0=None):
     """Newton steps on the free parameters with a finite-difference Hessian.
 
     Sharpens the optimum beyond what quasi-Newton stopping rules reach (so that the same
@@ -372,32 +384,37 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
     ``SLOW`` times shorter than the one before. A step is kept unless it raises the
     objective by more than its rounding noise; the iteration stops when the step, or the next
     step predicted from the contraction of the last two, is below 1e-10. ``g0``: the
-    gradient at ``z`` if known. Returns (z, f, hessian_ok, known, done): known = (gradient
+    gradient at ``z`` if known; ``H0``: a Hessian of every parameter to start from (with
+    ``f_and_g``; treated as one already used, so a failed step replaces it). Returns (z, f, hessian_ok, known, done): known = (gradient
     at z or None, Hessian, its free mask) for ``_stationarity``; done: stopped by that rule.
     """
     lo = np.array([b[0] if b[0] is not None else -np.inf for b in sbounds])
     hi = np.array([b[1] if b[1] is not None else np.inf for b in sbounds])
     noise = 1e-12 * max(1.0, abs(fz))
     H, H_free, fresh, g, last = None, None, False, g0, np.inf
+    if H0 is not None and f_and_g is not None and _free_within(z, lo, hi).all():
+        H, H_free = H0, np.ones(z.size, dtype=bool)
     for _ in range(steps):
-        free = _free(z, sbounds)
+        free = _free_within(z, lo, hi)
         if not free.any():
             return z, fz, True, None, True
         if g is None:
             g = f_and_g(z)[1] if f_and_g is not None else _free_gradient(f, z, free)
-        if H is not None and not fresh and np.array_equal(H_free, free):
+        step = None
+        if H is not None and not fresh and (H_free == free).all():
             step = np.linalg.solve(H, g[free])
-            if np.max(np.abs(step)) > (SLOW if f_and_g is not None else 0.1) * last:
-                H = None                          # slow progress: a new Hessian
-        if H is None or not np.array_equal(H_free, free):
+            if abs(step).max() > (SLOW if f_and_g is not None else 0.1) * last:
+                H = step = None                   # slow progress: a new Hessian
+        if H is None or not (H_free == free).all():
             H = (_forward_jacobian(f_and_g, z, g, free, hi) if f_and_g is not None
                  else _hessian_of_free(f, f_and_g, z, free))
-            H_free, fresh = free, True
+            H_free, fresh, step = free, True, None
             try:
                 np.linalg.cholesky(H)
             except np.linalg.LinAlgError:
                 return z, fz, False, None, False
-        step = np.linalg.solve(H, g[free])
+        if step is None:
+            step = np.linalg.solve(H, g[free])
         for t in (1.0, 0.5, 0.25, 0.0):
             if t == 0.0:
                 break
@@ -413,9 +430,9 @@ def _newton_polish(f, z, fz, sbounds, steps=10, f_and_g=None, callback=None, g0=
             H = None                              # a stale Hessian: recompute it and retry
             continue
         previous = last
-        if gt is not None and np.array_equal(_free(trial, sbounds), free):
+        if gt is not None and (_free_within(trial, lo, hi) == free).all():
             H = _bfgs_update(H, trial[free] - z[free], gt[free] - g[free])
-        z, fz, g, fresh, last = trial, ft, gt, False, np.max(np.abs(t * step))
+        z, fz, g, fresh, last = trial, ft, gt, False, float(abs(t * step).max())
         if callback is not None:
             callback(z)
         # done when this step, or the next one its contraction predicts, is below 1e-10
@@ -448,9 +465,9 @@ def _bfgs_update(H, s, y):
     sy = float(s @ y)
     Hs = H @ s
     sHs = float(s @ Hs)
-    if not (sy > 0 and sHs > 0 and np.max(np.abs(s), initial=0.0) > 1e-7):
+    if not (sy > 0 and sHs > 0 and abs(s).max(initial=0.0) > 1e-7):
         return H
-    return H - np.outer(Hs, Hs) / sHs + np.outer(y, y) / sy
+    return H - Hs[:, None] * Hs / sHs + y[:, None] * y / sy
 
 
 def _free_gradient(f, z, free):
