@@ -225,7 +225,7 @@ class MixedOrdinal(MixedGLM):
                                                self._glam.reshape(q, q), grad, n_threads=kernel_threads(),
                                                wobs=self._wobs, cweight=self._cweight)
             if not n_failed:
-                return float(self._ll.sum() if self._cweight is None else self._cweight @ self._ll)
+                return float(np.sum(self._ll if self._cweight is None else self._cweight * self._ll))
             self._u[:] = 0.0                      # restart the modes from zero once
         return -np.inf
 
