@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .design.chunked import is_chunked
-from .exceptions import DataError, ModelError
+from .exceptions import DataError
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
 from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedOrdinal, MixedPoisson
