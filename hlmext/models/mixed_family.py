@@ -349,9 +349,14 @@ def _dispersion_lr(model, res):
         return None
     poisson = type(model)(design=model.design, family=links.FamilySpec(links.POISSON, links.LOG),
                           **_same_rows(model))
+    start = np.concatenate([res.fe_params, res.theta])            # from the NB fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")               # the Poisson fit's own notes are not this fit's
-        ll0 = poisson.fit(nagq=res.nagq, start=np.concatenate([res.fe_params, res.theta])).llf   # from the NB fit
+        if res.nagq == 0:
+            ll0 = poisson.fit(nagq=0, start=start).llf
+        else:                                         # its maximum only: no standard errors
+            opt = find_optimum(poisson, res.nagq, start, 1000, False)[0]
+            ll0 = float(poisson.loglike_theta(opt.end[:poisson.k_fe], opt.end[poisson.k_fe:], res.nagq))
     stat = max(0.0, 2 * (res.llf - ll0))
     return {"parameter": model.spec.dispersion, "chibar2": stat,
             "pvalue": float(0.5 * stats.chi2.sf(stat, 1)) if stat > 0 else 1.0, "llf_poisson": ll0}
