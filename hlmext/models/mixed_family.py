@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from ..keywords import check_keywords
-from . import dispersion_laplace, links, nagq0_dispersion, nested_aghq
+from . import dispersion_glm, dispersion_laplace, links, nagq0_dispersion, nested_aghq
 from .glm_start import glm_start
 from .glmm import MixedGLM, find_optimum
 from .linear import _caller_env
@@ -322,7 +322,7 @@ class MixedFamily(MixedGLM):
             # analytic derivative in log phi; the profiled stages polish it (``dispersion_laplace``).
             # The profile's Newton steps use the last measured curvature in log phi: measured again
             # at the joint optimum and at the end, where the information matrix is computed
-            glm = glm_start(self)
+            glm = dispersion_glm.nb2_start(self, LOG_PHI_BOUNDS) or glm_start(self)
             if start is None:
                 start, _ = dispersion_laplace.joint_laplace(self, glm[0], glm[1], LOG_PHI_BOUNDS, maxiter, disp)
                 self._remeasure_curvature(start, 1)
