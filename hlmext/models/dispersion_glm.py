@@ -67,6 +67,10 @@ def nb2_start(model, log_phi_bounds, maxit=50, tol=1e-10):
         info[p, p] = -(cw @ d2_t)
         try:
             step = np.linalg.solve(info, g)
+            if not g @ step > 0:                  # not uphill (far from the maximum): beta and t apart
+                info[:p, p] = info[p, :p] = 0.0
+                info[p, p] = max(abs(info[p, p]), 1e-8 * (1.0 + abs(f)))
+                step = np.linalg.solve(info, g)
         except np.linalg.LinAlgError:
             return None
         for _ in range(40):
