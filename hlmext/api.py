@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .design.chunked import is_chunked
-from .exceptions import DataError, ModelError
+from .exceptions import DataError
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
 from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedOrdinal, MixedPoisson
@@ -506,13 +506,7 @@ def _distributed(family, name, formula, data, extra, cov, missing, pweights, opt
     return remember(model, name, formula, data, dict(extra, cov=cov, missing=missing, **options))
 
 
-def _no_sampling_weights(name, kwargs):
-    if any(k in kwargs for k in ("pweights", "pwscale")):
-        raise ModelError("%s does not take sampling weights (pweights=, pwscale=) yet: fit without them; "
-                         "fit(cov_type='cluster') gives standard errors robust to the clustering" % name)
-
-
-def meologit(formula, data, cov=None, missing="drop", **kwargs):
+def meologit(formula, data, cov=None, missing="drop", pweights=None, pwscale=None, **kwargs):
     """Mixed-effects ordered logistic regression from a formula (Stata ``meologit``, R ``ordinal::clmm``).
 
     ``P(y <= k | b) = F(cut_k - x'beta - z'b)`` with F the logistic CDF: Stata's and clmm's
@@ -533,6 +527,10 @@ def meologit(formula, data, cov=None, missing="drop", **kwargs):
     cov : str or dict, optional
         Covariance structure of the random effects (see ``mixedlm``).
     missing : {"drop", "raise"}
+    pweights, pwscale : optional
+        Sampling weights and their rescaling, as for ``mixedlm`` (``{"obs": ..., "<level>":
+        ...}``): the fit maximizes the pseudo-likelihood and its standard errors are
+        robust, clustered at the level of the random effects.
     **kwargs
         None are taken: an unknown keyword raises ``TypeError``.
 
@@ -550,14 +548,15 @@ def meologit(formula, data, cov=None, missing="drop", **kwargs):
     >>> round(res.llf, 4), res.params.round(4).tolist()
     (-81.5325, [3.0619, 1.8334, -1.6235, 1.5128, 4.2271, 6.0862, 1.1348])
     """
-    _no_sampling_weights('meologit', kwargs)
     check_keywords(meologit, kwargs, aliases={"link": ("hlmext.meoprobit fits the probit link",)})
     _in_memory("meologit", data)
-    model = MixedOrdinal.from_formula(formula, data, link="logit", cov=cov, missing=missing, eval_env=1)
-    return remember(model, "meologit", formula, data, dict(cov=cov, missing=missing))
+    model = MixedOrdinal.from_formula(formula, data, link="logit", cov=cov, missing=missing, pweights=pweights,
+                                      pwscale=pwscale, eval_env=1)
+    return remember(model, "meologit", formula, data, dict(cov=cov, missing=missing, pweights=pweights,
+                                                           pwscale=pwscale))
 
 
-def meoprobit(formula, data, cov=None, missing="drop", **kwargs):
+def meoprobit(formula, data, cov=None, missing="drop", pweights=None, pwscale=None, **kwargs):
     """Mixed-effects ordered probit regression from a formula (Stata ``meoprobit``, ``clmm(link = "probit")``).
 
     As ``meologit`` with F the standard normal CDF.
@@ -570,11 +569,12 @@ def meoprobit(formula, data, cov=None, missing="drop", **kwargs):
     >>> round(res.llf, 4)
     -80.9306
     """
-    _no_sampling_weights('meoprobit', kwargs)
     check_keywords(meoprobit, kwargs, aliases={"link": ("hlmext.meologit fits the logit link",)})
     _in_memory("meoprobit", data)
-    model = MixedOrdinal.from_formula(formula, data, link="probit", cov=cov, missing=missing, eval_env=1)
-    return remember(model, "meoprobit", formula, data, dict(cov=cov, missing=missing))
+    model = MixedOrdinal.from_formula(formula, data, link="probit", cov=cov, missing=missing, pweights=pweights,
+                                      pwscale=pwscale, eval_env=1)
+    return remember(model, "meoprobit", formula, data, dict(cov=cov, missing=missing, pweights=pweights,
+                                                            pwscale=pwscale))
 
 
 # update() rebuilds a model with the function that built it

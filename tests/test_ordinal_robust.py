@@ -1,4 +1,4 @@
-"""Cluster-robust standard errors of meologit / meoprobit, and what ordinal models refuse by name.
+"""Cluster-robust standard errors of meologit / meoprobit (with sampling weights: tests/test_ordinal_weights.py).
 
 The sandwich is checked against a brute-force computation here: each judge's
 log-likelihood integrated over its random intercept on a fine grid, in x = (beta, cut
@@ -10,7 +10,6 @@ import pytest
 from scipy import stats
 
 import hlmext
-from hlmext.exceptions import ModelError
 
 FORMULA = "rating ~ temp + contact + (1 | judge)"
 
@@ -71,9 +70,6 @@ def test_cluster_robust_se_match_a_brute_force_sandwich(wine, link):
     assert not np.allclose(plain.bse, res.bse, rtol=0.05)
 
 
-def test_unknown_cov_type_and_sampling_weights_are_refused_by_name(wine):
+def test_unknown_cov_type_is_refused_by_name(wine):
     with pytest.raises(ValueError, match="cov_type must be 'nonrobust' or 'cluster'"):
         hlmext.meologit(FORMULA, wine).fit(nagq=1, cov_type="hc0")
-    for build in (hlmext.meologit, hlmext.meoprobit):
-        with pytest.raises(ModelError, match="sampling weights .*cov_type='cluster'"):
-            build(FORMULA, wine, pweights="temp")

@@ -30,6 +30,12 @@ and s = a - b:
 
 F(A) - F(B) is formed from F or its complement 1 - F, whichever is accurate where A and B
 lie; rows so far in a tail that it underflows take the logs first.
+
+Sampling weights (``hlmext.design.sampling_weights``): a row with observation weight
+w_i contributes w_i l_i, so its value and all NRD derivatives are scaled by w_i
+(``row_w``) and the formulas above hold as they stand; a cluster's weight multiplies its
+log integral's gradient pieces (``gab``, d/d Lambda), its ``ll`` stays unweighted.
+Without weights (NULL pointers) nothing is scaled.
 """
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log, log1p, expm1, sqrt, fabs, erfc, INFINITY, isfinite
@@ -45,14 +51,29 @@ from hlmext._kernels import boundary as _bd
 LOGIT = 0
 PROBIT = 1
 
+cdef inline double row_w(int link, int k, int K, const double* cuts, double eta, double* d,
+                         const double* w, index_t i) noexcept nogil:
+    """``row_ord`` times the observation weight ``w[i]`` (value and derivatives; none if ``w`` is NULL)."""
+    cdef double l = row_ord(link, k, K, cuts, eta, d)
+    cdef int a
+    if w == NULL:
+        return l
+    if d != NULL:
+        for a in range(NRD):
+            d[a] *= w[i]
+    return w[i] * l
+
+
 # ---------------------------------------------------------------------------------
 # Layer 1: one cluster
 # ---------------------------------------------------------------------------------
 
 cdef double cluster_eval(int link, const int* yk, int K, const double* cuts, const double* eta0,
                          const double* zl, index_t nj, index_t q, const double* u, double* g, double* H,
-                         double* eta, double* rd) noexcept nogil:
-    """h(u); with ``g`` also its gradient and H; with ``eta`` the rows' eta and derivatives ``rd``."""
+                         double* eta, double* rd, const double* wt) noexcept nogil:
+    """h(u); with ``g`` also its gradient and H; with ``eta`` the rows' eta and derivatives ``rd``.
+
+    ``wt``: the rows' observation weights, or NULL."""
     cdef index_t i, a, b
     cdef double h = prior_part(u, q, g, H), et
     cdef double dd[NRD]
@@ -61,9 +82,9 @@ cdef double cluster_eval(int link, const int* yk, int K, const double* cuts, con
         for a in range(q):
             et += zl[i * q + a] * u[a]
         if g == NULL:
-            h += row_ord(link, yk[i], K, cuts, et, NULL)
+            h += row_w(link, yk[i], K, cuts, et, NULL, wt, i)
             continue
-        h += row_ord(link, yk[i], K, cuts, et, dd)
+        h += row_w(link, yk[i], K, cuts, et, dd, wt, i)
         for a in range(q):
             g[a] += dd[0] * zl[i * q + a]
             for b in range(a + 1):
@@ -79,7 +100,7 @@ cdef double cluster_eval(int link, const int* yk, int K, const double* cuts, con
 
 cdef int cluster_mode(int link, const int* yk, int K, const double* cuts, const double* eta0,
                       const double* zl, index_t nj, index_t q, double* u, double* L, double* eta,
-                      double* rd, double tol, int maxit, double* h_out) noexcept nogil:
+                      double* rd, double tol, int maxit, double* h_out, const double* wt) noexcept nogil:
     """Newton iterations with step halving for the mode of h from ``u`` (as ``glmm.cluster_mode``)."""
     cdef double g[MAXQ]
     cdef double step[MAXQ]
@@ -87,7 +108,7 @@ cdef int cluster_mode(int link, const int* yk, int K, const double* cuts, const 
     cdef double h, ht, smax, t
     cdef index_t a
     cdef int it, halvings
-    h = cluster_eval(link, yk, K, cuts, eta0, zl, nj, q, u, g, L, NULL, NULL)
+    h = cluster_eval(link, yk, K, cuts, eta0, zl, nj, q, u, g, L, NULL, NULL, wt)
     for it in range(maxit):
         if not isfinite(h) or chol_ld(L, q, q) != 0:
             return -1
@@ -95,7 +116,7 @@ cdef int cluster_mode(int link, const int* yk, int K, const double* cuts, const 
         if smax < tol:
             for a in range(q):
                 u[a] += step[a]
-            h_out[0] = cluster_eval(link, yk, K, cuts, eta0, zl, nj, q, u, g, L, eta, rd)
+            h_out[0] = cluster_eval(link, yk, K, cuts, eta0, zl, nj, q, u, g, L, eta, rd, wt)
             if not isfinite(h_out[0]) or chol_ld(L, q, q) != 0:
                 return -1
             return it + 1
@@ -103,7 +124,7 @@ cdef int cluster_mode(int link, const int* yk, int K, const double* cuts, const 
         for halvings in range(60):
             for a in range(q):
                 trial[a] = u[a] + t * step[a]
-            ht = cluster_eval(link, yk, K, cuts, eta0, zl, nj, q, trial, NULL, NULL, NULL, NULL)
+            ht = cluster_eval(link, yk, K, cuts, eta0, zl, nj, q, trial, NULL, NULL, NULL, NULL, wt)
             if isfinite(ht) and ht >= h - 1e-13 * (1.0 + fabs(h)):
                 break
             t *= 0.5
@@ -111,14 +132,14 @@ cdef int cluster_mode(int link, const int* yk, int K, const double* cuts, const 
             return -1
         for a in range(q):
             u[a] = trial[a]
-        h = cluster_eval(link, yk, K, cuts, eta0, zl, nj, q, u, g, L, NULL, NULL)
+        h = cluster_eval(link, yk, K, cuts, eta0, zl, nj, q, u, g, L, NULL, NULL, wt)
     return -1
 
 
 cdef double aghq_term(int link, const int* yk, int K, const double* cuts, const double* eta,
                       const double* zl, index_t nj, index_t q, const double* u, const double* L,
                       const double* nodes, const double* logw, index_t Kn, double* d, double* hk,
-                      double h, double* node_rows) noexcept nogil:
+                      double h, double* node_rows, const double* wt) noexcept nogil:
     """log sum_k exp(logw_k + h(u_k) - h(u)), u_k = u + sqrt(2) L^{-T} x_k (``eta`` at u).
 
     With ``node_rows`` (nj x Kn x 2, or NULL) also every row's score and dl/dA at every node,
@@ -134,9 +155,9 @@ cdef double aghq_term(int link, const int* yk, int K, const double* cuts, const 
             for a in range(q):
                 et += zl[i * q + a] * d[k * q + a]
             if node_rows == NULL:
-                hk[k] += row_ord(link, yk[i], K, cuts, et, NULL)
+                hk[k] += row_w(link, yk[i], K, cuts, et, NULL, wt, i)
             else:
-                hk[k] += row_ord(link, yk[i], K, cuts, et, dd)
+                hk[k] += row_w(link, yk[i], K, cuts, et, dd, wt, i)
                 node_rows[2 * (i * Kn + k)] = dd[0]
                 node_rows[2 * (i * Kn + k) + 1] = dd[3]
     return log_weighted_sum(hk, logw, h, Kn)
@@ -146,7 +167,7 @@ cdef void cluster_grad(int link, const int* yk, int K, const double* cuts, const
                        const double* zl, const double* eta, const double* rd, index_t nj, index_t q,
                        const double* u, const double* L, const double* d, double* pk, index_t Kn,
                        double* Gk, double* ubar, double* gab, double* grad_lam,
-                       const double* node_rows) noexcept nogil:
+                       const double* node_rows, const double* wt) noexcept nogil:
     """Gradient pieces of one cluster: per row d log L / dA, dB (``gab``) and the sum into d/d Lambda.
 
     Laplace when ``Kn == 1`` (``d``, ``pk`` unused); else ``pk`` holds logw_k + h(u_k) - h(u)
@@ -182,7 +203,7 @@ cdef void cluster_grad(int link, const int* yk, int K, const double* cuts, const
                 et = eta[i]
                 for a in range(q):
                     et += zl[i * q + a] * d[k * q + a]
-                row_ord(link, yk[i], K, cuts, et, dd)
+                row_w(link, yk[i], K, cuts, et, dd, wt, i)
             escore += pk[k] * dd[0]
             elA += pk[k] * dd[3]
             for a in range(q):
@@ -223,15 +244,21 @@ cdef int one_cluster(int link, const double* Z, const int* yk, int K, const doub
                      index_t r0, index_t r1, index_t q, const double* nodes, const double* logw, index_t Kn,
                      double* u, double* ll, double* chol, double* zl, double* eta, double* rd, double* node_d,
                      double* node_h, double* node_g, double* ubar, double* gab, bint want_grad,
-                     double* grad_sum, double tol, int maxit, double* rows_buf, index_t buf_rows) noexcept nogil:
-    """Mode, log L_j and (with ``want_grad``) the gradient pieces of the rows r0..r1-1."""
-    cdef index_t nj = r1 - r0, a
+                     double* grad_sum, double tol, int maxit, double* rows_buf, index_t buf_rows,
+                     const double* wobs, double cw) noexcept nogil:
+    """Mode, log L_j and (with ``want_grad``) the gradient pieces of the rows r0..r1-1.
+
+    ``wobs``: every row's observation weight (or NULL); ``cw``: the cluster's weight, which
+    multiplies its ``gab`` rows and its d log L / d Lambda (``ll`` stays unweighted).
+    """
+    cdef index_t nj = r1 - r0, a, i
+    cdef const double* wt = &wobs[r0] if wobs != NULL else NULL
     cdef int steps
     cdef double h, ldet
     cdef double contrib[MAXQ * MAXQ]
     cdef double* node_rows = rows_buf if want_grad and rows_buf != NULL and nj <= buf_rows else NULL
     steps = cluster_mode(link, &yk[r0], K, cuts, &eta0[r0], &zl[r0 * q], nj, q, u, chol, &eta[r0],
-                         &rd[r0 * NRD], tol, maxit, &h)
+                         &rd[r0 * NRD], tol, maxit, &h, wt)
     if steps < 0:
         ll[0] = -INFINITY
         return -1
@@ -241,15 +268,21 @@ cdef int one_cluster(int link, const double* Z, const int* yk, int K, const doub
     ll[0] = h - ldet
     if Kn > 1:
         ll[0] += aghq_term(link, &yk[r0], K, cuts, &eta[r0], &zl[r0 * q], nj, q, u, chol, nodes, logw, Kn,
-                           node_d, node_h, h, node_rows)
+                           node_d, node_h, h, node_rows, wt)
     if not want_grad:
         return steps
     for a in range(q * q):
         contrib[a] = 0.0
     cluster_grad(link, &yk[r0], K, cuts, &Z[r0 * q], &zl[r0 * q], &eta[r0], &rd[r0 * NRD], nj, q, u, chol,
-                 node_d, node_h, Kn, node_g, &ubar[r0 * q], &gab[2 * r0], contrib, node_rows)
-    for a in range(q * q):
-        grad_sum[a] += contrib[a]
+                 node_d, node_h, Kn, node_g, &ubar[r0 * q], &gab[2 * r0], contrib, node_rows, wt)
+    if cw == 1.0:
+        for a in range(q * q):
+            grad_sum[a] += contrib[a]
+        return steps
+    for a in range(q * q):                   # this cluster's terms count cw times
+        grad_sum[a] += cw * contrib[a]
+    for i in range(2 * r0, 2 * r1):
+        gab[i] *= cw
     return steps
 
 
@@ -262,7 +295,8 @@ def cluster_loglik(int link, const double[:, ::1] Z, const int[::1] yk, const do
                    const double[:, ::1] lam, const double[:, ::1] nodes, const double[::1] logw,
                    double[:, ::1] u, double[::1] ll, double[:, :, ::1] chol_out, double[:, ::1] zl,
                    double[::1] eta, double[:, ::1] rd, double[:, ::1] ubar, double[:, ::1] gab,
-                   double[:, ::1] grad_lam, bint want_grad, double tol=1e-10, int maxit=200, int n_threads=1):
+                   double[:, ::1] grad_lam, bint want_grad, double tol=1e-10, int maxit=200, int n_threads=1,
+                   const double[::1] wobs=None, const double[::1] cweight=None):
     """Per-cluster log-likelihoods of the ordinal model (they have no data constants).
 
     Parameters
@@ -296,6 +330,12 @@ def cluster_loglik(int link, const double[:, ::1] Z, const int[::1] yk, const do
         OUT (``want_grad``): d log L / d Lambda.
     n_threads : int
         Threads over clusters (OpenMP); the result does not depend on them up to rounding.
+    wobs : (n,), optional
+        Observation (sampling) weights: row i contributes ``wobs_i l_i`` inside its cluster's
+        integral.
+    cweight : (G,), optional
+        Cluster (sampling) weights: ``gab`` and ``grad_lam`` are those of
+        ``sum_j cweight_j log L_j``; ``ll`` stays unweighted.
 
     Returns
     -------
@@ -322,6 +362,12 @@ def cluster_loglik(int link, const double[:, ::1] Z, const int[::1] yk, const do
         raise ValueError("inconsistent q or number of nodes")
     if K < 2:
         raise ValueError("at least one cut point is needed")
+    if wobs is not None and wobs.shape[0] != n:
+        raise ValueError("wobs must have one weight per row (%d)" % n)
+    if cweight is not None and cweight.shape[0] != G:
+        raise ValueError("cweight must have one weight per cluster (%d)" % G)
+    cdef const double* w_ptr = &wobs[0] if wobs is not None and n > 0 else NULL
+    cdef const double* cw_ptr = &cweight[0] if cweight is not None and G > 0 else NULL
     yarr = np.asarray(yk)
     if n and (yarr.min() < 0 or yarr.max() >= K):
         raise ValueError("categories must lie in 0..%d" % (K - 1))
@@ -352,7 +398,8 @@ def cluster_loglik(int link, const double[:, ::1] Z, const int[::1] yk, const do
                                    &nodes[0, 0], &logw[0], Kn, &u[j, 0], &ll[j], &chol_out[j, 0, 0], &zl[0, 0],
                                    &eta[0], &rd[0, 0], &td[tid, 0], &th[tid, 0], &tg[tid, 0], &ubar[0, 0],
                                    &gab[0, 0], want_grad, &tgrad[tid, 0], tol, maxit,
-                                   &trows[tid, 0] if buf_rows > 0 else NULL, buf_rows)
+                                   &trows[tid, 0] if buf_rows > 0 else NULL, buf_rows, w_ptr,
+                                   cw_ptr[j] if cw_ptr != NULL else 1.0)
         for j in range(G):
             if steps[j] < 0:
                 n_failed += 1

@@ -26,7 +26,7 @@ from .._kernels import glmm as _glmm
 from . import links
 from .glm_start import offset_shift
 from .glmm import MixedGLM, _Objective
-from .optimize import minimize_with_gradient
+from .glmm_optimize import diagonal_theta, minimize_laplace
 
 
 def available(model, nagq):
@@ -111,7 +111,8 @@ def joint_laplace(model, beta0, se_glm, log_phi_bounds, maxiter, disp):
     curvature = getattr(model._buffers.get(model), "log_phi_curvature", None)    # of the GLM's profile
     scale = np.concatenate([se_glm, tscale, [1.0 / np.sqrt(-curvature) if curvature else 1.0]])
     bounds = [(None, None)] * p + model.theta_bounds() + [tuple(log_phi_bounds)]
-    opt, _ = minimize_with_gradient(_Objective(_Joint(model), 1, shift), x0, bounds, scale, maxiter, disp=disp)
+    theta_mask = np.append(diagonal_theta(model), False)
+    opt, _ = minimize_laplace(_Objective(_Joint(model), 1, shift), x0, bounds, scale, maxiter, theta_mask, disp=disp)
     x = opt.end
     model._set_log_phi(x[-1])
     return np.concatenate([x[:p] - shift, x[p:-1]]), float(x[-1])

@@ -110,6 +110,8 @@ def newton_start(f, grad, z, lo, hi, theta, steps=12):
     if not np.isfinite(fz):
         return sign * z
     g = grad(z)
+    if np.max(np.abs(g)) < LOOSE_GTOL:                   # there already: no Hessian needed
+        return sign * z
     H, refreshes = forward_hessian(grad, z, g), 0
     for _ in range(steps):
         if np.max(np.abs(g)) < LOOSE_GTOL:

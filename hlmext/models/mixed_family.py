@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from ..keywords import check_keywords
-from . import dispersion_laplace, links, nagq0_dispersion, nested_aghq
+from . import dispersion_glm, dispersion_laplace, links, nagq0_dispersion, nested_aghq
 from .glm_start import glm_start
 from .glmm import MixedGLM, find_optimum
 from .linear import _caller_env
@@ -322,7 +322,7 @@ class MixedFamily(MixedGLM):
             # analytic derivative in log phi; the profiled stages polish it (``dispersion_laplace``).
             # The profile's Newton steps use the last measured curvature in log phi: measured again
             # at the joint optimum and at the end, where the information matrix is computed
-            glm = glm_start(self)
+            glm = dispersion_glm.nb2_start(self, LOG_PHI_BOUNDS) or glm_start(self)
             if start is None:
                 start, _ = dispersion_laplace.joint_laplace(self, glm[0], glm[1], LOG_PHI_BOUNDS, maxiter, disp)
                 self._remeasure_curvature(start, 1)
@@ -349,9 +349,14 @@ def _dispersion_lr(model, res):
         return None
     poisson = type(model)(design=model.design, family=links.FamilySpec(links.POISSON, links.LOG),
                           **_same_rows(model))
+    start = np.concatenate([res.fe_params, res.theta])            # from the NB fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")               # the Poisson fit's own notes are not this fit's
-        ll0 = poisson.fit(nagq=res.nagq, start=np.concatenate([res.fe_params, res.theta])).llf   # from the NB fit
+        if res.nagq == 0:
+            ll0 = poisson.fit(nagq=0, start=start).llf
+        else:                                         # its maximum only: no standard errors
+            opt = find_optimum(poisson, res.nagq, start, 1000, False)[0]
+            ll0 = float(poisson.loglike_theta(opt.end[:poisson.k_fe], opt.end[poisson.k_fe:], res.nagq))
     stat = max(0.0, 2 * (res.llf - ll0))
     return {"parameter": model.spec.dispersion, "chibar2": stat,
             "pvalue": float(0.5 * stats.chi2.sf(stat, 1)) if stat > 0 else 1.0, "llf_poisson": ll0}

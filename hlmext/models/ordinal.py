@@ -15,6 +15,11 @@ cluster's random effects out by Laplace or adaptive Gauss-Hermite quadrature in
 One level of random effects (any ``cov=`` structure), or nested levels (``ordinal_nested``:
 Laplace for any number, adaptive quadrature for two); the optimizer works with the first
 cut point and the logs of the gaps between cut points, so the cut points stay ordered.
+
+Sampling weights (``pweights=``, Stata's ``[pw=]`` and ``pweight()`` of the level): the
+pseudo-likelihood of ``hlmext.design.sampling_weights``, each row's log-likelihood times
+its observation weight inside its cluster's integral and each cluster's log integral
+times the cluster's weight; the standard errors are then the robust (sandwich) ones.
 """
 from __future__ import annotations
 
@@ -124,7 +129,8 @@ class MixedOrdinal(MixedGLM):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_formula(cls, formula, data, link="logit", cov=None, missing="drop", eval_env=0, **kwargs):
+    def from_formula(cls, formula, data, link="logit", cov=None, missing="drop", eval_env=0, pweights=None,
+                     pwscale=None, **kwargs):
         """Build the model from a formula; see ``hlmext.meologit``."""
         check_keywords(MixedOrdinal.from_formula, kwargs)
         response = fm.parse(formula, cov=cov).response
@@ -139,7 +145,7 @@ class MixedOrdinal(MixedGLM):
                             % (response, "one category (%r)" % (labels[0],) if labels else "no values"))
         data = data.assign(**{response: codes})
         return cls._from_formula(formula, data, {}, cov=cov, missing=missing, eval_env=_caller_env(eval_env),
-                                 link=link, categories=labels)
+                                 pweights=pweights, pwscale=pwscale, link=link, categories=labels)
 
     @property
     def exog_names(self):
@@ -172,6 +178,19 @@ class MixedOrdinal(MixedGLM):
             raise DataError("response %r has no rows in categor%s %s (after dropping rows with missing values): "
                             "drop unused categories (Series.cat.remove_unused_categories()) or merge them"
                             % (name, "ies" if len(empty) > 1 else "y", ", ".join(empty)))
+
+    def _setup_weights(self):
+        """Sampling weights: every row's observation weight (``_wobs``) and the product of its
+        observation and cluster weights (``_wrow``, for the model without random effects);
+        the clusters' weights (``_cweight``) and the zero data constants as ``MixedGLM``'s."""
+        super()._setup_weights()
+        s, d = self.sampling, self.design
+        if s is None:
+            self._wobs = self._wrow = None
+            return
+        G = self.levels[0].n_groups
+        self._wobs = np.ascontiguousarray(s.obs[d.order])
+        self._wrow = self._wobs * np.repeat(self._cweight, d.row_end[:G] - d.row_start[:G])
 
     def _new_buffers(self):
         if self.nested:
@@ -218,9 +237,10 @@ class MixedOrdinal(MixedGLM):
             n_failed = _ordinal.cluster_loglik(self._link_code, self._Z, self._yk, cuts, eta0, *self._rows, lam,
                                                nodes, logw, self._u.reshape(-1, q), self._ll, self._chol,
                                                self._zl, self._eta, self._rd, self._ubar, self._gab,
-                                               self._glam.reshape(q, q), grad, n_threads=kernel_threads())
+                                               self._glam.reshape(q, q), grad, n_threads=kernel_threads(),
+                                               wobs=self._wobs, cweight=self._cweight)
             if not n_failed:
-                return float(self._ll.sum())
+                return float(np.sum(self._ll if self._cweight is None else self._cweight * self._ll))
             self._u[:] = 0.0                      # restart the modes from zero once
         return -np.inf
 
@@ -265,13 +285,15 @@ class MixedOrdinal(MixedGLM):
         if not np.all(np.diff(cuts) > 0):
             return -np.inf, np.full(fe.size, np.nan)
         ll, d = _ordinal.row_loglik(self._link_code, self._yk, cuts, self._Xb @ beta)
+        if self._wrow is not None:
+            ll, d = ll * self._wrow, d * self._wrow[:, None]
         return float(ll.sum()), self._fe_gradient(d[:, 3], -d[:, 0] - d[:, 3])
 
     # ------------------------------------------------------------------ fit
     def null_fit(self):
         """The ordinal regression without random effects: (beta and cuts, llf, their standard errors)."""
         p = self.k_fe
-        counts = np.bincount(self._yk, minlength=self.k_cut + 1)
+        counts = np.bincount(self._yk, weights=self._wrow, minlength=self.k_cut + 1)
         cum = np.cumsum(counts)[:-1] / counts.sum()
         ppf = stats.logistic.ppf if self.link == "logit" else stats.norm.ppf
         x0 = to_x(np.concatenate([np.zeros(self.k_beta), ppf(cum)]), self.k_beta)
@@ -318,7 +340,8 @@ class MixedOrdinal(MixedGLM):
         cov_type : {"nonrobust", "cluster"}, optional
             Model-based standard errors (inverse observed information, the default) or
             cluster-robust (sandwich) standard errors of every parameter, clustered at the
-            level of the random effects (``hlmext.results.sandwich``).
+            level of the random effects (``hlmext.results.sandwich``). With sampling
+            weights only ``"cluster"`` (the default then).
         cov_kwds : dict, optional
             ``{"correction": "CR1"}`` (default: scaled by G/(G-1), as Stata) or ``"CR0"``.
 

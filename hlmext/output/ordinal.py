@@ -65,6 +65,9 @@ def to_clmm(obj, nagq=None, data="df"):
     call = "clmm(%s ~ %s, data = %s%s)" % (parsed.response, " + ".join(pieces), data, options)
     notes.append("%s must be an ordered factor: %s$%s <- factor(%s$%s, ordered = TRUE)"
                  % (parsed.response, data, parsed.response, data, parsed.response))
+    if model.sampling is not None:
+        notes.append("clmm has no sampling weights (a pseudo-likelihood); this call is unweighted; Stata's "
+                     "meologit/meoprobit fit the weighted model (to_stata())")
     return "\n".join([call] + ["# note: " + n for n in dict.fromkeys(notes)])
 
 
@@ -95,5 +98,7 @@ def to_stata(obj, nagq=None):
         outer = blocks[0].term.group
     option = "intmethod(laplace)" if nagq == 1 else "intpoints(%d)" % nagq
     equations[-1] = _with_option(equations[-1], option)
+    if model.sampling is not None:
+        names.notes.append("the sampling weights are not written: add [pw=...] and pweight() to the levels")
     command = " ".join(["meologit" if model.link == "logit" else "meoprobit", depvar] + indep + equations)
     return "\n".join(names.prepare + [command] + ["// note: " + n for n in dict.fromkeys(names.notes)])
