@@ -188,6 +188,8 @@ class MixedOrdinal(MixedGLM):
         if s is None:
             self._wobs = self._wrow = None
             return
+        if self.nested:
+            ordinal_nested.check(self)                # refuses the weights by name
         G = self.levels[0].n_groups
         self._wobs = np.ascontiguousarray(s.obs[d.order])
         self._wrow = self._wobs * np.repeat(self._cweight, d.row_end[:G] - d.row_start[:G])
