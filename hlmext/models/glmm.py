@@ -200,17 +200,11 @@ class MixedGLM(LikelihoodModel):
         return np.concatenate(out[::-1])
 
     def _dlam_dtheta(self, theta):
-        """Per level, d Lambda / d theta_k (k over the level's theta), by central differences."""
+        """Per level, d Lambda / d theta_k (k over the level's theta): the covariance
+        structure's exact derivatives (formed once where Lambda is linear in theta)."""
         out, k = [], 0
         for lv in self.levels:
-            th = np.asarray(theta[k:k + lv.cov.n_theta], float)
-            jac = []
-            for i in range(th.size):
-                h = 1e-6 * max(1.0, abs(th[i]))
-                e = np.zeros_like(th)
-                e[i] = h
-                jac.append((lv.cov.lam(th + e) - lv.cov.lam(th - e)) / (2 * h))
-            out.append(jac)
+            out.append(lv.cov.lam_derivatives(np.asarray(theta[k:k + lv.cov.n_theta], float)))
             k += lv.cov.n_theta
         return out
 
@@ -562,6 +556,8 @@ def find_optimum(model, nagq, start, maxiter, disp, start_values=glm_start, shif
         opts.append(opt)
     opt = opts[-1] = best_on_boundary(model, obj, opt, hess, (beta_glm + shift, null_llf), bounds, scale, maxiter)
     opt.end = np.concatenate([opt.end[:p] - shift, opt.end[p:]])
+    if getattr(opt, "laplace_hessian", None) is not None:
+        opt.laplace_hessian = opt.laplace_hessian.shifted(shift, p)
     if disp:
         print("\n".join(str(o) for o in opts))
     return opt, null_llf, se_glm
@@ -572,19 +568,32 @@ class _Buffers:
 
 
 class _Objective:
-    """Deviance (-2 loglik) of (beta, theta) and its gradient, sharing one kernel call."""
+    """Deviance (-2 loglik) of (beta, theta) and its gradient, sharing one kernel call.
+
+    The last ``KEEP`` points are kept: the optimizers come back to earlier points (a line
+    search's start after a rejected trial, a difference Hessian's centre after its columns)."""
+
+    #: how many evaluated points (x, deviance, gradient) are kept
+    KEEP = 32
 
     def __init__(self, model, nagq, shift=None):
         self.model, self.nagq, self.x, self.n_evals = model, nagq, None, 0
         self.shift = shift                        # x + shift = (beta, theta) of the centred offset
+        self._kept = []                           # (x, f, g), the most recent last
 
     def _eval(self, x):
-        if self.x is None or not np.array_equal(x, self.x):
-            p = self.model.k_fe
-            self.n_evals += 1
-            beta = x[:p] if self.shift is None else x[:p] - self.shift
-            ll, g = self.model.loglike_theta(beta, x[p:], self.nagq, grad=True)
-            self.x, self.f, self.g = np.array(x, copy=True), -2.0 * ll if np.isfinite(ll) else np.inf, -2.0 * g
+        if self.x is not None and np.array_equal(x, self.x):
+            return
+        for j in range(len(self._kept) - 1, -1, -1):
+            if np.array_equal(x, self._kept[j][0]):
+                self.x, self.f, self.g = self._kept[j]
+                return
+        p = self.model.k_fe
+        self.n_evals += 1
+        beta = x[:p] if self.shift is None else x[:p] - self.shift
+        ll, g = self.model.loglike_theta(beta, x[p:], self.nagq, grad=True)
+        self.x, self.f, self.g = np.array(x, copy=True), -2.0 * ll if np.isfinite(ll) else np.inf, -2.0 * g
+        self._kept = self._kept[1 - self.KEEP:] + [(self.x, self.f, self.g)]
 
     def value(self, x):
         self._eval(x)

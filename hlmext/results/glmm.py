@@ -85,7 +85,8 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
         self.not_identified = self._not_identified(model)
         infinite = np.isin(model.report_names(), self.not_identified)
         boundary, fixed = fixed & ~infinite, fixed | infinite   # no standard errors at infinity either
-        cov, cov_phi = self._covariance(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
+        cov_pair = _newton_information_cov(model, opt, x, values, is_corr, fixed, nagq, robust)
+        cov, cov_phi = cov_pair or self._covariance(model, beta, values, is_corr, fixed, nagq, se_glm, robust)
         top = model.levels[model.design.n_chain - 1]
         self.cov_type = "nonrobust" if robust is None else "cluster (%s, %d clusters of %r)" % (
             robust, top.n_groups, top.name)
@@ -378,6 +379,42 @@ def _information_cov(model, beta, values, is_corr, fixed, nagq, se_glm):
             g0 = gradient(x0)
             H = np.array([(gradient(x0 + e) - g0) / h for e, h in zip(np.diag(steps), steps)])
             H = 0.5 * (H + H.T)
+    return _cov_of_hessian(H, values, is_corr, free, p)
+
+
+def _newton_information_cov(model, opt, x, values, is_corr, fixed, nagq, robust):
+    """``_information_cov`` from the Hessian of the Laplace stage's Newton steps
+    (``glmm_optimize.LaplaceHessian``), or None where it does not apply: a Laplace fit with
+    model-based standard errors, no parameter on the boundary, no profiled dispersion and
+    that Hessian formed close to the optimum ``x``.
+
+    At the optimum the deviance's gradient is zero (below 1e-9), so its Hessian in
+    (beta, phi) is J' H J with J = d (beta, theta) / d (beta, phi), phi = (log sd, atanh
+    corr): no new evaluation of the likelihood.
+    """
+    newton = getattr(opt, "laplace_hessian", None)
+    if (newton is None or robust is not None or nagq != 1 or np.any(fixed) or not opt.converged
+            or getattr(getattr(model, "spec", None), "dispersion", None)):
+        return None
+    H = newton.at(np.asarray(x, float))
+    if H is None:
+        return None
+    p = model.k_fe
+    phi0 = inference.to_phi(values, is_corr)
+    J = np.zeros((p + model.k_re, p + phi0.size))
+    J[:p, :p] = np.eye(p)
+    for i in range(phi0.size):
+        e = np.zeros(phi0.size)
+        e[i] = 1e-6
+        J[p:, p + i] = (model.theta_from_report(inference.from_phi(phi0 + e, is_corr))
+                        - model.theta_from_report(inference.from_phi(phi0 - e, is_corr))) / 2e-6
+    return _cov_of_hessian(J.T @ H @ J, values, is_corr, np.ones(values.size, dtype=bool), p)
+
+
+def _cov_of_hessian(H, values, is_corr, free, p):
+    """Covariance of (beta, reported values) and of (beta, phi) from the deviance's Hessian
+    ``H`` in (beta, phi_free) (NaN rows and columns for the parameters not ``free``)."""
+    k = values.size
     c = 2.0 * _inverse(H)
     if not (np.all(np.isfinite(c)) and np.all(np.diag(c) > 0)):
         c = np.full(H.shape, np.nan)
