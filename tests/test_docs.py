@@ -42,6 +42,9 @@ def modules_with_examples():
 
 MODULES = modules_with_examples()
 
+_FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)pycon[ \t]*\n(?P<body>.*?)"
+                    r"^(?P=fence)[ \t]*$", re.S | re.M)
+
 
 def with_blank_lines(body):
     """Mark blank lines inside an expected output with <BLANKLINE> (the fence ends a block)."""
