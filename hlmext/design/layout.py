@@ -151,7 +151,9 @@ class MixedDesign:
         self.k_fe = exog.shape[1]
 
         specs, codes, labels = _grouped_specs(levels, n)
-        chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe)
+        columns = {}
+        chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe,
+                                            columns)
         tail = [(specs[i][0].name, len(labels[i]), specs[i][1].shape[1]) for i in crossed]
         if check_tail and memory_needed(0, sum(g * q for _, g, q in tail), self.k_fe) <= (physical_memory() or np.inf):
             sparse_coupling.check_tail(tail, self.k_fe)     # (a tail beyond memory: check_memory's message)
@@ -233,11 +235,10 @@ class MixedDesign:
         # the chain's coupling to the crossed groups: sparse (after the own blocks), or dense
         # (``qd`` columns inside every block; kept to test the sparse one against)
         self.coupling = None
-        if self.qd and sparse:
+        # (most pairs occur: the dense layout's BLAS blocks are faster, and no pattern is made)
+        if self.qd and sparse and not columns.get("pattern", 0) > DENSE_FILL * len(self.row_start) * self.qd:
             self.coupling = sparse_coupling.pattern(self.row_start, self.row_end, self.crossed,
                                                     chain_levels[0].q, 0)
-            if len(self.coupling.cols) > DENSE_FILL * len(self.row_start) * self.qd:
-                self.coupling = None       # most pairs occur: the dense layout's BLAS blocks are faster
         self.stat_qd = 0 if self.coupling is not None else self.qd
         width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i] + self.stat_qd)
                                 for i, lv in enumerate(chain_levels)])
@@ -529,7 +530,7 @@ def _nests_in(inner, outer, n_inner):
     return bool(np.all(outer_of_inner[inner] == outer))
 
 
-def _chain_and_crossed(codes, qs=None, k_fe=0):
+def _chain_and_crossed(codes, qs=None, k_fe=0, columns=None):
     """Split the levels into a nested chain (outermost first) and crossed levels.
 
     If every level nests in the next one out (ordered by number of groups), all form the
@@ -537,7 +538,8 @@ def _chain_and_crossed(codes, qs=None, k_fe=0):
     level is crossed (factored as one dense block), most groups first. The chain is the level
     whose choice costs least (``sparse_coupling.elimination_cost``, given the levels'
     numbers of random effects ``qs`` and of fixed effects ``k_fe``; ties and ``qs=None``: the
-    level with the most groups).
+    level with the most groups). ``columns`` (a dict, with ``qs``): receives under ``"pattern"``
+    the number of crossed columns the chain's clusters touch in all (its sparse coupling's size).
     """
     n_groups = [int(c.max()) + 1 for c in codes]
     order = sorted(range(len(codes)), key=lambda i: (n_groups[i], i))
@@ -546,8 +548,11 @@ def _chain_and_crossed(codes, qs=None, k_fe=0):
         return order, []
     chain = order[-1]
     if qs is not None:
-        cost = sparse_coupling.elimination_cost(codes, qs, k_fe)
+        touched = sparse_coupling.touched_columns(codes, qs)
+        cost = sparse_coupling.elimination_cost(codes, qs, k_fe, touched)
         chain = min(order[::-1], key=lambda i: cost[i])
+        if columns is not None:
+            columns["pattern"] = float(np.sum(touched[chain]))
     return [chain], [i for i in order[::-1] if i != chain]
 
 

@@ -111,15 +111,9 @@ def pattern(row_start, row_end, crossed, q, offset):
     return Coupling(ptr, cols, offset, q)
 
 
-def elimination_cost(codes, qs, k_fe):
-    """Multiply-adds of one factorization for each choice of the chain (the factor eliminated
-    cluster by cluster; every other factor forms the dense tail).
-
-    With ``c`` as the chain, cluster ``k`` couples to ``n_k`` columns of the tail (the groups
-    its rows touch, times their ``q``): its elimination and scatter downdate cost
-    ``q_c (n_k + p + 1)^2``; the tail's Cholesky ``(q_D + p + 1)^3 / 3`` with
-    ``q_D = sum_{j != c} G_j q_j``. Returns one cost per level of ``codes``.
-    """
+def touched_columns(codes, qs):
+    """For each level as the chain: the columns of the other levels that each of its clusters
+    touches (the groups its rows meet, times their ``q``): one array per level of ``codes``."""
     n_groups = [int(c.max()) + 1 if len(c) else 0 for c in codes]
     nk = [np.zeros(g) for g in n_groups]
     for i in range(len(codes)):
@@ -131,6 +125,21 @@ def elimination_cost(codes, qs, k_fe):
             del key
             nk[i] += qs[j] * np.bincount(pairs // n_groups[j], minlength=n_groups[i])
             nk[j] += qs[i] * np.bincount(pairs % n_groups[j], minlength=n_groups[j])
+    return nk
+
+
+def elimination_cost(codes, qs, k_fe, touched=None):
+    """Multiply-adds of one factorization for each choice of the chain (the factor eliminated
+    cluster by cluster; every other factor forms the dense tail).
+
+    With ``c`` as the chain, cluster ``k`` couples to ``n_k`` columns of the tail (the groups
+    its rows touch, times their ``q``: ``touched_columns``, computed unless given): its
+    elimination and scatter downdate cost ``q_c (n_k + p + 1)^2``; the tail's Cholesky
+    ``(q_D + p + 1)^3 / 3`` with ``q_D = sum_{j != c} G_j q_j``. Returns one cost per level of
+    ``codes``.
+    """
+    nk = touched_columns(codes, qs) if touched is None else touched
+    n_groups = [len(n) for n in nk]
     total = sum(g * q for g, q in zip(n_groups, qs))
     out = []
     for c, (g, q) in enumerate(zip(n_groups, qs)):
