@@ -25,6 +25,7 @@ import pandas as pd
 from .covariance import LevelCovariance, make_structure
 from .rank import check_fixed_rank
 from . import sparse_coupling
+from .tail_gram import TailGram
 from .._kernels import core as _core, crossed as _crossed, row_order
 from ..exceptions import DataError, ModelError
 from ..formula.grouping import group_codes
@@ -326,7 +327,8 @@ class MixedDesign:
         """The one pass over the rows: per-cluster blocks and the global block (see ``_core``).
 
         Returns ``(stats, G0)``: the flat per-cluster statistics (``stat_size``) and the
-        global cross-product block ``[D X y]'[D X y]`` (raveled). Everything a fit needs.
+        global cross-product block ``[D X y]'[D X y]`` (raveled; with crossed levels a
+        ``tail_gram.TailGram``). Everything a fit needs.
         """
         stats = np.zeros(self.stat_size)
         _core.cross_products(self.W, self.zoff, self.level_first, self.row_start, self.row_end,
@@ -341,7 +343,14 @@ class MixedDesign:
                 _core.add_crossed_coupling(self.W, chain.q, self.row_start, self.row_end, self.stat_off,
                                            self.m + self.qd, chain.q + lev.doff, lev.codes, lev.z, stats,
                                            self.weights)
-        G0 = np.ascontiguousarray(self.global_block()).ravel()
+        if self.qd:                            # crossed levels: D'D without its zeros
+            xy = self.W[:, self.zoff[-1]:]
+            gram = self.__dict__.pop("_xy_gram", None)
+            if gram is None or self.weights is not None:
+                gram = (xy if self.weights is None else xy * self.weights[:, None]).T @ xy
+            G0 = TailGram.from_rows(self.crossed, xy, self.qd, gram, self.weights)
+        else:
+            G0 = np.ascontiguousarray(self.global_block()).ravel()
         # the columns' root mean squares follow from the statistics: no other pass over the rows
         # (weighted as the statistics are: those of the data with every row repeated w times)
         cache = self.__dict__.setdefault("_z_rms", {})
@@ -451,6 +460,8 @@ def level_gram(design, stats, G0, i):
         base = design.stat_off[design.level_first[i]]
         blocks = stats[base:base + lv.n_groups * lv.q * D].reshape(lv.n_groups, lv.q, D)
         return blocks[:, :, :lv.q].sum(axis=0)
+    if isinstance(G0, TailGram):
+        return G0.diagonal_blocks(lv).sum(axis=0)
     p1 = design.qd + design.k_fe + 1
     dtd = np.asarray(G0).reshape(p1, p1)
     idx = lv.doff + np.arange(lv.n_groups)[:, None] * lv.q + np.arange(lv.q)

@@ -84,11 +84,16 @@ class GradientParts:
         """The crossed groups' own rows of ``Z_D'r``, and their products with the modes."""
         d = model.design
         qd, p = d.qd, d.k_fe
-        G0 = model._G0.reshape(qd + p + 1, qd + p + 1)
         lams = f.lams[d.n_chain:]
         u_d = f._w[:qd]
-        zr_dense = zr_dense + G0[:qd, -1] - G0[:qd, qd:qd + p] @ f._w[qd:qd + p] \
-            - G0[:qd, :qd] @ _lam_times(u_d, d, lams)
+        tail = model.__dict__.get("_tail")
+        if tail is not None:                    # G0 in parts (hlmext.design.tail_gram)
+            zr_dense = zr_dense + tail.d_column(p) - tail.border[:p, :qd].T @ f._w[qd:qd + p] \
+                - tail.dd @ _lam_times(u_d, d, lams)
+        else:
+            G0 = model._G0.reshape(qd + p + 1, qd + p + 1)
+            zr_dense = zr_dense + G0[:qd, -1] - G0[:qd, qd:qd + p] @ f._w[qd:qd + p] \
+                - G0[:qd, :qd] @ _lam_times(u_d, d, lams)
         for lev in d.crossed:
             q, ng = lev.q, lev.n_groups
             seg = slice(lev.doff, lev.doff + ng * q)
@@ -121,13 +126,15 @@ def _diagonal_traces(model, f, t, u_chain):
     invertible: no entry of ``Sigma`` off the diagonal blocks is needed, and for one chain
     level with a dense coupling to the crossed block these sums cost a triangular solve of
     the clusters' rows and the inverse of the tail's factor (``_crossed.diagonal_sums``)
-    instead of the tail's full inverse and its product with every row. Used for one chain
-    level with a dense coupling (``design.layout.DENSE_FILL``) when every ``Lambda_l`` is
-    well away from singular (``DIAGONAL_MIN_INFORMATION``); it consumes the factor ``f``.
+    instead of the tail's full inverse and its product with every row; with a sparse coupling
+    the selected inverse gives ``Sigma_kk`` and the tail's inverse ``Sigma_gg``, and no trace
+    of the pattern's pairs or of ``G0``'s rows is summed. Used for one chain level when every
+    ``Lambda_l`` is well away from singular (``DIAGONAL_MIN_INFORMATION``); it consumes the
+    factor ``f``.
     Returns False (``f`` intact, or factored again) where it does not apply.
     """
     d = model.design
-    if not d.qd or d.n_chain != 1 or getattr(d, "coupling", None) is not None or not hasattr(f, "work"):
+    if not d.qd or d.n_chain != 1 or not hasattr(f, "work"):
         return False
     inverses = []
     for i, (lev, lam) in enumerate(zip(d.levels, f.lams)):
@@ -137,10 +144,21 @@ def _diagonal_traces(model, f, t, u_chain):
         inverses.append(linalg.solve_triangular(lam, np.eye(lev.q), lower=True))
     chain = d.levels[0]
     q, p = chain.q, d.k_fe
-    chain_sum = np.zeros(q * q)
-    dense_sum = np.zeros(int(np.sum(d.dense_q ** 2)))
-    _crossed.diagonal_sums(f.work, q, d.m + d.qd, chain.n_groups, f.G, d.qd + p + 1, t, d.dense_q, d.dense_groups,
-                           chain_sum, dense_sum)
+    c = getattr(d, "coupling", None)
+    if c is None:
+        chain_sum = np.zeros(q * q)
+        dense_sum = np.zeros(int(np.sum(d.dense_q ** 2)))
+        _crossed.diagonal_sums(f.work, q, d.m + d.qd, chain.n_groups, f.G, d.qd + p + 1, t, d.dense_q,
+                               d.dense_groups, chain_sum, dense_sum)
+    else:                                       # sparse coupling: Sigma_kk by the selected inverse, in place
+        sigma_tail, flat = _tail_inverse(f.L, t, in_place=True)
+        _crossed.selected_inverse(f.work, flat, t, sigma_tail.strides[0] // 8, q, d.m, c.offset, d.qd, c.ptr,
+                                  c.cols, f.work)
+        chain_sum = f.work[:chain.n_groups * q * d.m].reshape(-1, q, d.m)[:, :, :q].sum(axis=0)
+        dense_sum = np.concatenate([
+            sigma_tail[lv.doff:lv.doff + lv.n_groups * lv.q, lv.doff:lv.doff + lv.n_groups * lv.q]
+            .reshape(lv.n_groups, lv.q, lv.n_groups, lv.q)[np.arange(lv.n_groups), :, np.arange(lv.n_groups), :]
+            .sum(axis=0).ravel() for lv in d.crossed])
     trace = np.zeros(f.lam_flat.size)
     sums = [chain_sum] + np.split(dense_sum, np.cumsum(d.dense_q ** 2)[:-1])
     for i, (lev, inv, S) in enumerate(zip(d.levels, inverses, sums)):
