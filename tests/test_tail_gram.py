@@ -51,10 +51,9 @@ def test_parts_equal_the_dense_block(formula, weights):
     assert not np.triu(scaled, 1).any()
 
 
-@pytest.mark.parametrize("formula, weights", [CASES[0], CASES[4], ("y ~ x + (1 | a) + (1 | b) + (1 | c)", None)])
+@pytest.mark.parametrize("formula, weights", CASES[:2] + [CASES[4], ("y ~ x + (1 | a) + (1 | b) + (1 | c)", None)])
 def test_a_fit_never_forms_the_dense_block(formula, weights, monkeypatch):
-    # (away from the boundary: where a Lambda is singular the traces come from the selected
-    # inverse, which reads the dense block)
+    # (the second ends on the boundary, a correlation of 1: there the selected inverse gives the traces)
     df = _data()
     monkeypatch.setattr(layout, "DENSE_FILL", 1.0)
     sparse = hlmext.mixedlm(formula, df, weights=weights).fit(reml=False)
@@ -75,3 +74,21 @@ def test_assigning_the_dense_block_replaces_the_parts():
     model._G0 = G0                                              # e.g. the bootstrap's copies
     assert "_tail" not in model.__dict__ and model._G0 is G0
     assert model.deviance(np.array([0.6, 0.4]), False) == pytest.approx(before, rel=1e-12)
+
+
+@pytest.mark.parametrize("formula, weights", CASES)
+@pytest.mark.parametrize("reml", [False, True])
+def test_selected_inverse_traces_from_the_parts(formula, weights, reml, monkeypatch):
+    # where the diagonal blocks do not serve (a nearly singular Lambda), the crossed groups' traces
+    # are summed from the parts, as they were from the dense block
+    from hlmext.models import gradient
+    monkeypatch.setattr(gradient, "DIAGONAL_MIN_INFORMATION", np.inf)
+    model = hlmext.mixedlm(formula, _data(), weights=weights)
+    theta = model.theta_start() * model.theta_scale() * np.linspace(0.7, 1.2, model.k_re)
+    dense = hlmext.mixedlm(formula, _data(), weights=weights)
+    dense._G0 = dense._G0.copy()
+    want = dense.deviance_and_gradient(theta, reml)
+    monkeypatch.setattr(TailGram, "dense", None)                # must not be called
+    got = model.deviance_and_gradient(theta, reml)
+    assert got[0] == pytest.approx(want[0], rel=1e-13)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-10, atol=1e-10 * np.max(np.abs(want[1])))

@@ -110,6 +110,37 @@ class TailGram:
         G[np.arange(qd), np.arange(qd)] += 1.0
         return out
 
+    def add_traces(self, sigma, t, design, lams, trace, lam_off):
+        """The crossed groups' own rows of the gradient's traces from the parts, as
+        ``_kernels.gradient.dense_traces`` from the dense block: crossed level ``j``'s
+        ``trace[a, b] += sum_g [G0[D, :t] M Sigma[:t, D]]_{(g, b), (g, a)}`` with
+        ``M = diag(Lambda_D, I)``, over ``D'D``'s nonzeros and, for REML (``t > qd``), the rows of
+        ``X``. ``sigma``: the ``t x t`` tail inverse; ``lam_off[n_chain + j]``: level ``j``'s place
+        in ``trace``."""
+        qd, n_chain = self.qd, design.n_chain
+        doffs = np.array([lv.doff for lv in design.crossed])
+        for j, lv in enumerate(design.crossed):
+            q, ng = lv.q, lv.n_groups
+            inside = (self._row >= lv.doff) & (self._row < lv.doff + ng * q)
+            i, r, v = self._row[inside], self._col[inside], self.dd.data[inside]
+            g, b = (i - lv.doff) // q, (i - lv.doff) % q
+            out = np.zeros((q, q))
+            level_of_r = np.searchsorted(doffs, r, side="right") - 1
+            for k, (other, lam) in enumerate(zip(design.crossed, lams)):
+                at = level_of_r == k
+                qh = other.q
+                h, c2 = (r[at] - other.doff) // qh, (r[at] - other.doff) % qh
+                for a in range(q):
+                    col = lv.doff + g[at] * q + a
+                    y = sum(lam[c2, c] * sigma[other.doff + h * qh + c, col] for c in range(qh))
+                    out[a] += np.bincount(b[at], weights=v[at] * y, minlength=q)
+            for x in range(t - qd):                   # REML: Sigma's rows of X
+                rows = lv.doff + np.arange(ng)[:, None] * q + np.arange(q)        # (g, b)
+                for a in range(q):
+                    out[a] += (self.border[x, rows] * sigma[qd + x, rows[:, a]][:, None]).sum(axis=0)
+            off = lam_off[n_chain + j]
+            trace[off:off + q * q] += out.ravel()
+
     def d_column(self, j):
         """Column ``qd + j`` of ``G0`` over ``D`` (``j`` counts ``X`` then ``y``)."""
         return self.border[j, :self.qd]

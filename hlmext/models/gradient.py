@@ -60,7 +60,10 @@ class GradientParts:
             _gradient.gradient_sums(model._stats, sel, lam_flat, model._lam_off, t, d.zoff, d.m, qd,
                                     d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
                                     u_chain, d.u_off, np.ascontiguousarray(f._w), trace, zr, zr_dense, traces)
-        if qd and traces:           # the crossed groups' own rows of the traces
+        tail = model.__dict__.get("_tail")
+        if qd and traces and tail is not None:      # the crossed groups' own rows of the traces
+            tail.add_traces(sigma_tail, t, d, f.lams[d.n_chain:], trace, model._lam_off)
+        elif qd and traces:
             _gradient.dense_traces(flat, sigma_tail.strides[0] // 8, t, model._G0, qd + p + 1, lam_flat,
                                    model._lam_off, d.n_chain, d.dense_q, d.dense_groups, trace)
         if diagonal is not False:
