@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext._kernels import crossed as _crossed
+from hlmext._kernels import diagonal as _diagonal
 from hlmext.design import layout, sparse_coupling
 from hlmext.models import gradient
 
@@ -37,8 +37,8 @@ def test_diagonal_traces_equal_the_selected_inverse(formula, extra, reml, monkey
     assert d.coupling is None and d.n_chain == 1 and d.qd     # the dense coupling this path serves
     theta = model.theta_start() * model.theta_scale() * np.linspace(0.6, 1.3, model.k_re)
     calls = []
-    real = _crossed.diagonal_sums
-    monkeypatch.setattr(_crossed, "diagonal_sums", lambda *a: calls.append(1) or real(*a))
+    real = _diagonal.diagonal_sums
+    monkeypatch.setattr(_diagonal, "diagonal_sums", lambda *a: calls.append(1) or real(*a))
     dev, grad = model.deviance_and_gradient(theta, reml)
     assert calls                                                # the diagonal blocks gave the traces
     monkeypatch.setattr(gradient, "DIAGONAL_MIN_INFORMATION", np.inf)    # the selected inverse
@@ -50,7 +50,7 @@ def test_diagonal_traces_equal_the_selected_inverse(formula, extra, reml, monkey
 
 def test_a_level_at_zero_takes_the_selected_inverse(monkeypatch):
     model = hlmext.mixedlm("y ~ x + (1 | a) + (1 | b)", _data())
-    monkeypatch.setattr(_crossed, "diagonal_sums", None)       # must not be called
+    monkeypatch.setattr(_diagonal, "diagonal_sums", None)       # must not be called
     for theta in (np.array([0.0, 0.5]), np.array([0.7, 0.0]), np.array([0.7, 1e-7])):
         dev, grad = model.deviance_and_gradient(theta, False)
         assert np.isfinite(dev) and np.isfinite(grad).all()
@@ -93,12 +93,12 @@ def test_diagonal_sums_against_numpy(q, reml):
                           for g in range(gj)).ravel())
         start += qj * gj
     chain_sum, dense_sum = np.zeros(q * q), np.zeros(int(np.sum(dense_q ** 2)))
-    _crossed.diagonal_sums(work, q, ld, nclus, L.ravel().copy(), ldg, t, dense_q, dense_groups, chain_sum,
+    _diagonal.diagonal_sums(work, q, ld, nclus, L.ravel().copy(), ldg, t, dense_q, dense_groups, chain_sum,
                            dense_sum)
     np.testing.assert_allclose(chain_sum, want.ravel(), rtol=1e-12)
     np.testing.assert_allclose(dense_sum, np.concatenate(blocks), rtol=1e-12)
     with pytest.raises(ValueError, match="ldg > t"):
-        _crossed.diagonal_sums(work, q, ld, nclus, L.ravel().copy(), t, t, dense_q, dense_groups, chain_sum,
+        _diagonal.diagonal_sums(work, q, ld, nclus, L.ravel().copy(), t, t, dense_q, dense_groups, chain_sum,
                                dense_sum)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .._kernels import core as _core, crossed as _crossed, gradient as _gradient
+from .._kernels import core as _core, crossed as _crossed, diagonal as _diagonal, gradient as _gradient
 
 
 class GradientParts:
@@ -128,7 +128,7 @@ def _diagonal_traces(model, f, t, u_chain):
     I - Sigma_kk``, so ``T_l = (G_l I - sum_k Sigma_kk) Lambda_l^{-1}`` when ``Lambda_l`` is
     invertible: no entry of ``Sigma`` off the diagonal blocks is needed, and for one chain
     level with a dense coupling to the crossed block these sums cost a triangular solve of
-    the clusters' rows and the inverse of the tail's factor (``_crossed.diagonal_sums``)
+    the clusters' rows and the inverse of the tail's factor (``_diagonal.diagonal_sums``)
     instead of the tail's full inverse and its product with every row; with a sparse coupling
     the selected inverse gives ``Sigma_kk`` and the tail's inverse ``Sigma_gg``, and no trace
     of the pattern's pairs or of ``G0``'s rows is summed. Used for one chain level when every
@@ -151,7 +151,7 @@ def _diagonal_traces(model, f, t, u_chain):
     if c is None:
         chain_sum = np.zeros(q * q)
         dense_sum = np.zeros(int(np.sum(d.dense_q ** 2)))
-        _crossed.diagonal_sums(f.work, q, d.m + d.qd, chain.n_groups, f.G, d.qd + p + 1, t, d.dense_q,
+        _diagonal.diagonal_sums(f.work, q, d.m + d.qd, chain.n_groups, f.G, d.qd + p + 1, t, d.dense_q,
                                d.dense_groups, chain_sum, dense_sum)
     else:                                       # sparse coupling: Sigma_kk by the selected inverse, in place
         sigma_tail, flat = _tail_inverse(f.L, t, in_place=True)
