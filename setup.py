@@ -48,6 +48,6 @@ class ParallelBuildExt(build_ext):
 
 extensions = [extension("core"), extension("row_order"), extension("gradient"), extension("glmm", openmp=True),
               extension("glmm_nested"), extension("nested_aghq", openmp=True), extension("many", openmp=True),
-              extension("residuals"), extension("ordinal", openmp=True), extension("crossed")]
+              extension("residuals"), extension("ordinal", openmp=True), extension("crossed"), extension("diagonal")]
 
 setup(ext_modules=cythonize(extensions, language_level=3), cmdclass={"build_ext": ParallelBuildExt})

@@ -185,7 +185,7 @@ def test_wide_sparse_clusters_with_the_other_factor_as_chain(reml, monkeypatch):
     # subjects as the chain (forced): each touches 60 of the 300 item columns, so their
     # products go through BLAS on the cluster's columns (neither the scalar nor the dense rows)
     from hlmext.design import sparse_coupling
-    monkeypatch.setattr(sparse_coupling, "elimination_cost", lambda codes, qs, k_fe: [0.0, 1.0])
+    monkeypatch.setattr(sparse_coupling, "elimination_cost", lambda codes, qs, k_fe, touched=None: [0.0, 1.0])
     data = _crossed_slopes(seed=7, n_subj=30, n_item=150, seen=30)
     sparse, dense = _model(CASES[1][0], data, True, monkeypatch), _model(CASES[1][0], data, False, monkeypatch)
     assert sparse.design.levels[0].name == "subj" and sparse.design.coupling.max_columns == 60

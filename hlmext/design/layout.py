@@ -25,6 +25,7 @@ import pandas as pd
 from .covariance import LevelCovariance, make_structure
 from .rank import check_fixed_rank
 from . import sparse_coupling
+from .tail_gram import TailGram
 from .._kernels import core as _core, crossed as _crossed, row_order
 from ..exceptions import DataError, ModelError
 from ..formula.grouping import group_codes
@@ -151,7 +152,9 @@ class MixedDesign:
         self.k_fe = exog.shape[1]
 
         specs, codes, labels = _grouped_specs(levels, n)
-        chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe)
+        columns = {}
+        chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe,
+                                            columns)
         tail = [(specs[i][0].name, len(labels[i]), specs[i][1].shape[1]) for i in crossed]
         if check_tail and memory_needed(0, sum(g * q for _, g, q in tail), self.k_fe) <= (physical_memory() or np.inf):
             sparse_coupling.check_tail(tail, self.k_fe)     # (a tail beyond memory: check_memory's message)
@@ -233,11 +236,10 @@ class MixedDesign:
         # the chain's coupling to the crossed groups: sparse (after the own blocks), or dense
         # (``qd`` columns inside every block; kept to test the sparse one against)
         self.coupling = None
-        if self.qd and sparse:
+        # (most pairs occur: the dense layout's BLAS blocks are faster, and no pattern is made)
+        if self.qd and sparse and not columns.get("pattern", 0) > DENSE_FILL * len(self.row_start) * self.qd:
             self.coupling = sparse_coupling.pattern(self.row_start, self.row_end, self.crossed,
                                                     chain_levels[0].q, 0)
-            if len(self.coupling.cols) > DENSE_FILL * len(self.row_start) * self.qd:
-                self.coupling = None       # most pairs occur: the dense layout's BLAS blocks are faster
         self.stat_qd = 0 if self.coupling is not None else self.qd
         width = np.concatenate([np.full(lv.n_groups, self.m - self.zoff[i] + self.stat_qd)
                                 for i, lv in enumerate(chain_levels)])
@@ -325,7 +327,8 @@ class MixedDesign:
         """The one pass over the rows: per-cluster blocks and the global block (see ``_core``).
 
         Returns ``(stats, G0)``: the flat per-cluster statistics (``stat_size``) and the
-        global cross-product block ``[D X y]'[D X y]`` (raveled). Everything a fit needs.
+        global cross-product block ``[D X y]'[D X y]`` (raveled; with crossed levels a
+        ``tail_gram.TailGram``). Everything a fit needs.
         """
         stats = np.zeros(self.stat_size)
         _core.cross_products(self.W, self.zoff, self.level_first, self.row_start, self.row_end,
@@ -340,7 +343,14 @@ class MixedDesign:
                 _core.add_crossed_coupling(self.W, chain.q, self.row_start, self.row_end, self.stat_off,
                                            self.m + self.qd, chain.q + lev.doff, lev.codes, lev.z, stats,
                                            self.weights)
-        G0 = np.ascontiguousarray(self.global_block()).ravel()
+        if self.qd:                            # crossed levels: D'D without its zeros
+            xy = self.W[:, self.zoff[-1]:]
+            gram = self.__dict__.pop("_xy_gram", None)
+            if gram is None or self.weights is not None:
+                gram = (xy if self.weights is None else xy * self.weights[:, None]).T @ xy
+            G0 = TailGram.from_rows(self.crossed, xy, self.qd, gram, self.weights)
+        else:
+            G0 = np.ascontiguousarray(self.global_block()).ravel()
         # the columns' root mean squares follow from the statistics: no other pass over the rows
         # (weighted as the statistics are: those of the data with every row repeated w times)
         cache = self.__dict__.setdefault("_z_rms", {})
@@ -450,6 +460,8 @@ def level_gram(design, stats, G0, i):
         base = design.stat_off[design.level_first[i]]
         blocks = stats[base:base + lv.n_groups * lv.q * D].reshape(lv.n_groups, lv.q, D)
         return blocks[:, :, :lv.q].sum(axis=0)
+    if isinstance(G0, TailGram):
+        return G0.diagonal_blocks(lv).sum(axis=0)
     p1 = design.qd + design.k_fe + 1
     dtd = np.asarray(G0).reshape(p1, p1)
     idx = lv.doff + np.arange(lv.n_groups)[:, None] * lv.q + np.arange(lv.q)
@@ -529,7 +541,7 @@ def _nests_in(inner, outer, n_inner):
     return bool(np.all(outer_of_inner[inner] == outer))
 
 
-def _chain_and_crossed(codes, qs=None, k_fe=0):
+def _chain_and_crossed(codes, qs=None, k_fe=0, columns=None):
     """Split the levels into a nested chain (outermost first) and crossed levels.
 
     If every level nests in the next one out (ordered by number of groups), all form the
@@ -537,7 +549,8 @@ def _chain_and_crossed(codes, qs=None, k_fe=0):
     level is crossed (factored as one dense block), most groups first. The chain is the level
     whose choice costs least (``sparse_coupling.elimination_cost``, given the levels'
     numbers of random effects ``qs`` and of fixed effects ``k_fe``; ties and ``qs=None``: the
-    level with the most groups).
+    level with the most groups). ``columns`` (a dict, with ``qs``): receives under ``"pattern"``
+    the number of crossed columns the chain's clusters touch in all (its sparse coupling's size).
     """
     n_groups = [int(c.max()) + 1 for c in codes]
     order = sorted(range(len(codes)), key=lambda i: (n_groups[i], i))
@@ -546,8 +559,11 @@ def _chain_and_crossed(codes, qs=None, k_fe=0):
         return order, []
     chain = order[-1]
     if qs is not None:
-        cost = sparse_coupling.elimination_cost(codes, qs, k_fe)
+        touched = sparse_coupling.touched_columns(codes, qs)
+        cost = sparse_coupling.elimination_cost(codes, qs, k_fe, touched)
         chain = min(order[::-1], key=lambda i: cost[i])
+        if columns is not None:
+            columns["pattern"] = float(np.sum(touched[chain]))
     return [chain], [i for i in order[::-1] if i != chain]
 
 

@@ -96,30 +96,29 @@ def pattern(row_start, row_end, crossed, q, offset):
     nclus = len(counts)
     if nclus and (row_start[0] != 0 or np.any(np.asarray(row_start[1:]) != row_end[:-1])):
         raise ValueError("the chain's clusters must cover the sorted rows in order")
-    qd = sum(lv.n_groups * lv.q for lv in crossed)
-    cluster = np.repeat(np.arange(nclus, dtype=np.int64), counts)
-    keys = [cluster * qd + (lv.doff + lv.codes.astype(np.int64) * lv.q) for lv in crossed]
-    del cluster
+    qd = max(sum(lv.n_groups * lv.q for lv in crossed), 1)
+    keys = []
+    for lv in crossed:                    # key = cluster * qd + first column of the row's group, in place
+        key = np.repeat(np.arange(nclus, dtype=np.int64) * qd + lv.doff, counts)
+        key += lv.codes if lv.q == 1 else lv.codes.astype(np.int64) * lv.q
+        keys.append(key)
+        del key
     first = _distinct(keys[0] if len(keys) == 1 else np.concatenate(keys)) if keys else np.zeros(0, np.int64)
     del keys
-    cluster, col = first // max(qd, 1), first % max(qd, 1)
+    ptr = np.searchsorted(first, np.arange(nclus + 1, dtype=np.int64) * qd).astype(np.intp)
+    col = np.remainder(first, qd, out=first)                 # ascending within each cluster
+    if all(lv.q == 1 for lv in crossed):
+        return Coupling(ptr, col, offset, q)
     doffs = np.array([lv.doff for lv in crossed], dtype=np.int64)
-    width = np.array([lv.q for lv in crossed], dtype=np.int64)[np.searchsorted(doffs, col, side="right") - 1] \
-        if len(crossed) else np.zeros(0, np.int64)
+    width = np.array([lv.q for lv in crossed], dtype=np.int64)[np.searchsorted(doffs, col, side="right") - 1]
     cols = np.repeat(col, width) + (np.arange(width.sum()) - np.repeat(np.cumsum(width) - width, width))
-    ptr = np.concatenate([[0], np.cumsum(np.bincount(cluster, weights=width, minlength=nclus))]).astype(np.intp)
-    return Coupling(ptr, cols, offset, q)
+    ends = np.concatenate([[0], np.cumsum(width)])
+    return Coupling(ends[ptr].astype(np.intp), cols, offset, q)
 
 
-def elimination_cost(codes, qs, k_fe):
-    """Multiply-adds of one factorization for each choice of the chain (the factor eliminated
-    cluster by cluster; every other factor forms the dense tail).
-
-    With ``c`` as the chain, cluster ``k`` couples to ``n_k`` columns of the tail (the groups
-    its rows touch, times their ``q``): its elimination and scatter downdate cost
-    ``q_c (n_k + p + 1)^2``; the tail's Cholesky ``(q_D + p + 1)^3 / 3`` with
-    ``q_D = sum_{j != c} G_j q_j``. Returns one cost per level of ``codes``.
-    """
+def touched_columns(codes, qs):
+    """For each level as the chain: the columns of the other levels that each of its clusters
+    touches (the groups its rows meet, times their ``q``): one array per level of ``codes``."""
     n_groups = [int(c.max()) + 1 if len(c) else 0 for c in codes]
     nk = [np.zeros(g) for g in n_groups]
     for i in range(len(codes)):
@@ -131,6 +130,21 @@ def elimination_cost(codes, qs, k_fe):
             del key
             nk[i] += qs[j] * np.bincount(pairs // n_groups[j], minlength=n_groups[i])
             nk[j] += qs[i] * np.bincount(pairs % n_groups[j], minlength=n_groups[j])
+    return nk
+
+
+def elimination_cost(codes, qs, k_fe, touched=None):
+    """Multiply-adds of one factorization for each choice of the chain (the factor eliminated
+    cluster by cluster; every other factor forms the dense tail).
+
+    With ``c`` as the chain, cluster ``k`` couples to ``n_k`` columns of the tail (the groups
+    its rows touch, times their ``q``: ``touched_columns``, computed unless given): its
+    elimination and scatter downdate cost ``q_c (n_k + p + 1)^2``; the tail's Cholesky
+    ``(q_D + p + 1)^3 / 3`` with ``q_D = sum_{j != c} G_j q_j``. Returns one cost per level of
+    ``codes``.
+    """
+    nk = touched_columns(codes, qs) if touched is None else touched
+    n_groups = [len(n) for n in nk]
     total = sum(g * q for g, q in zip(n_groups, qs))
     out = []
     for c, (g, q) in enumerate(zip(n_groups, qs)):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .._kernels import core as _core, crossed as _crossed, gradient as _gradient
+from .._kernels import core as _core, crossed as _crossed, diagonal as _diagonal, gradient as _gradient
 
 
 class GradientParts:
@@ -39,6 +39,9 @@ class GradientParts:
         # selected_inverse writes every entry of sel read below; without traces it is not read
         sigma_tail = None
         c = getattr(d, "coupling", None)
+        diagonal = traces and consume and _diagonal_traces(model, f, t, u_chain)
+        if diagonal is not False:                  # the traces from Sigma's diagonal blocks: no selected inverse
+            traces = False
         if traces:
             sel = f.work if consume else np.empty(d.stat_size)
             sigma_tail, flat = _tail_inverse(f.L, t, in_place=consume)
@@ -57,9 +60,14 @@ class GradientParts:
             _gradient.gradient_sums(model._stats, sel, lam_flat, model._lam_off, t, d.zoff, d.m, qd,
                                     d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
                                     u_chain, d.u_off, np.ascontiguousarray(f._w), trace, zr, zr_dense, traces)
-        if qd and traces:           # the crossed groups' own rows of the traces
+        tail = model.__dict__.get("_tail")
+        if qd and traces and tail is not None:      # the crossed groups' own rows of the traces
+            tail.add_traces(sigma_tail, t, d, f.lams[d.n_chain:], trace, model._lam_off)
+        elif qd and traces:
             _gradient.dense_traces(flat, sigma_tail.strides[0] // 8, t, model._G0, qd + p + 1, lam_flat,
                                    model._lam_off, d.n_chain, d.dense_q, d.dense_groups, trace)
+        if diagonal is not False:
+            trace = diagonal
         self.trace_flat = trace                # every level's T, flat at the offsets of Lambda
         self.trace, self.resid = [], []
         for i, lev in enumerate(d.levels):
@@ -79,11 +87,16 @@ class GradientParts:
         """The crossed groups' own rows of ``Z_D'r``, and their products with the modes."""
         d = model.design
         qd, p = d.qd, d.k_fe
-        G0 = model._G0.reshape(qd + p + 1, qd + p + 1)
         lams = f.lams[d.n_chain:]
         u_d = f._w[:qd]
-        zr_dense = zr_dense + G0[:qd, -1] - G0[:qd, qd:qd + p] @ f._w[qd:qd + p] \
-            - G0[:qd, :qd] @ _lam_times(u_d, d, lams)
+        tail = model.__dict__.get("_tail")
+        if tail is not None:                    # G0 in parts (hlmext.design.tail_gram)
+            zr_dense = zr_dense + tail.d_column(p) - tail.border[:p, :qd].T @ f._w[qd:qd + p] \
+                - tail.dd @ _lam_times(u_d, d, lams)
+        else:
+            G0 = model._G0.reshape(qd + p + 1, qd + p + 1)
+            zr_dense = zr_dense + G0[:qd, -1] - G0[:qd, qd:qd + p] @ f._w[qd:qd + p] \
+                - G0[:qd, :qd] @ _lam_times(u_d, d, lams)
         for lev in d.crossed:
             q, ng = lev.q, lev.n_groups
             seg = slice(lev.doff, lev.doff + ng * q)
@@ -98,6 +111,67 @@ class GradientParts:
 
     def dprss(self, i_level, E):
         return -2.0 * (E * self.resid[i_level]).sum()
+
+
+#: The traces from the diagonal blocks of ``Sigma`` (``_diagonal_traces``) only where every level's
+#: scaled factor carries at least this much information per group (``s^2 n / G``, ``s`` the least
+#: singular value of ``diag(rms) Lambda_l``) and ``I - Sigma_kk`` keeps this fraction of ``I``
+#: on average: elsewhere ``(I - Sigma_kk) Lambda^{-1}`` loses digits, and the selected inverse is used.
+DIAGONAL_MIN_INFORMATION = 1e-3
+DIAGONAL_MIN_FRACTION = 1e-3
+
+
+def _diagonal_traces(model, f, t, u_chain):
+    """Every level's trace ``T_l`` from the diagonal blocks of ``Sigma`` alone, or False.
+
+    ``Sigma M = I`` with ``M = Lt'W'W Lt + diag(I, 0)`` gives ``[Sigma Lt'W'Z]_kk Lambda_k =
+    I - Sigma_kk``, so ``T_l = (G_l I - sum_k Sigma_kk) Lambda_l^{-1}`` when ``Lambda_l`` is
+    invertible: no entry of ``Sigma`` off the diagonal blocks is needed, and for one chain
+    level with a dense coupling to the crossed block these sums cost a triangular solve of
+    the clusters' rows and the inverse of the tail's factor (``_diagonal.diagonal_sums``)
+    instead of the tail's full inverse and its product with every row; with a sparse coupling
+    the selected inverse gives ``Sigma_kk`` and the tail's inverse ``Sigma_gg``, and no trace
+    of the pattern's pairs or of ``G0``'s rows is summed. Used for one chain level when every
+    ``Lambda_l`` is well away from singular (``DIAGONAL_MIN_INFORMATION``); it consumes the
+    factor ``f``.
+    Returns False (``f`` intact, or factored again) where it does not apply.
+    """
+    d = model.design
+    if not d.qd or d.n_chain != 1 or not hasattr(f, "work"):
+        return False
+    inverses = []
+    for i, (lev, lam) in enumerate(zip(d.levels, f.lams)):
+        smin = np.linalg.svd(d.z_rms(i)[:, None] * lam, compute_uv=False)[-1]
+        if not smin ** 2 * d.nobs / max(lev.n_groups, 1) >= DIAGONAL_MIN_INFORMATION:
+            return False
+        inverses.append(linalg.solve_triangular(lam, np.eye(lev.q), lower=True))
+    chain = d.levels[0]
+    q, p = chain.q, d.k_fe
+    c = getattr(d, "coupling", None)
+    if c is None:
+        chain_sum = np.zeros(q * q)
+        dense_sum = np.zeros(int(np.sum(d.dense_q ** 2)))
+        _diagonal.diagonal_sums(f.work, q, d.m + d.qd, chain.n_groups, f.G, d.qd + p + 1, t, d.dense_q,
+                               d.dense_groups, chain_sum, dense_sum)
+    else:                                       # sparse coupling: Sigma_kk by the selected inverse, in place
+        sigma_tail, flat = _tail_inverse(f.L, t, in_place=True)
+        _crossed.selected_inverse(f.work, flat, t, sigma_tail.strides[0] // 8, q, d.m, c.offset, d.qd, c.ptr,
+                                  c.cols, f.work)
+        chain_sum = f.work[:chain.n_groups * q * d.m].reshape(-1, q, d.m)[:, :, :q].sum(axis=0)
+        dense_sum = np.concatenate([
+            sigma_tail[lv.doff:lv.doff + lv.n_groups * lv.q, lv.doff:lv.doff + lv.n_groups * lv.q]
+            .reshape(lv.n_groups, lv.q, lv.n_groups, lv.q)[np.arange(lv.n_groups), :, np.arange(lv.n_groups), :]
+            .sum(axis=0).ravel() for lv in d.crossed])
+    trace = np.zeros(f.lam_flat.size)
+    sums = [chain_sum] + np.split(dense_sum, np.cumsum(d.dense_q ** 2)[:-1])
+    for i, (lev, inv, S) in enumerate(zip(d.levels, inverses, sums)):
+        own = lev.n_groups * np.eye(lev.q) - S.reshape(lev.q, lev.q)
+        if not np.min(np.diag(own)) >= DIAGONAL_MIN_FRACTION * lev.n_groups:
+            type(f)(model, f.theta, f.work, f.G)    # digits lost: the factor again (in f's buffers)
+            return False
+        off = model._lam_off[i]
+        trace[off:off + lev.q * lev.q] = (own @ inv).ravel()
+    return trace
 
 
 def _selected_inverse(model, work, flat, t, ldt, sel, scratch=None):

@@ -31,6 +31,7 @@ from ..design.arrays import checked_arrays
 from ..design.covariance import Structure
 from ..design.variance_components import variance_component_specs
 from ..design.layout import LevelSpec, MixedDesign
+from ..design.tail_gram import TailGram
 from ..exceptions import ConvergenceWarning, ModelError
 from .gradient import GradientParts
 from ..keywords import check_keywords
@@ -56,8 +57,12 @@ class Factorization:
             return
         # the optimizer's evaluations reuse the thread's buffers of the model (``model._scratch()``)
         self.work = np.empty(d.stat_size) if work is None else work
-        self.G = np.empty(model._G0.size) if G is None else G
-        G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:], out=self.G)
+        self.G = np.empty(model._g0_size()) if G is None else G
+        tail = model.__dict__.get("_tail")
+        if tail is not None:                  # crossed levels' G0 in parts (hlmext.design.tail_gram)
+            G0 = tail.scale_into(self.G, d, self.lams[d.n_chain:])
+        else:
+            G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:], out=self.G)
         c = getattr(d, "coupling", None)
         if c is not None:                     # crossed factors, sparse coupling (hlmext.design.sparse_coupling)
             self.logdet, info = _crossed.factorize(model._stats, G0, lam_flat, model._lam_off, c.q, d.m, c.offset,
@@ -200,7 +205,11 @@ class LinearMixed(LikelihoodModel):
         self.nobs = getattr(design, "n_effective", design.nobs)    # the sum of frequency weights
         self.k_fe = design.k_fe
         self._lam_off = np.concatenate([[0], np.cumsum([lv.q ** 2 for lv in self.levels])[:-1]]).astype(np.intp)
-        self._stats, self._G0 = design.statistics()
+        self._stats, G0 = design.statistics()
+        if isinstance(G0, TailGram):
+            self._tail = G0
+        else:
+            self._G0 = G0
         self._buffers = PerThread()                  # the evaluations' work buffers, one set per thread
 
     def _attach_data(self, endog, exog):
@@ -415,6 +424,27 @@ class LinearMixed(LikelihoodModel):
             self._unit = unit = (np.array(trace_at, dtype=np.intp), np.array(resid_at, dtype=np.intp))
         return None if len(unit) == 1 else unit
 
+    @property
+    def _G0(self):
+        """The global block ``[D X y]'[D X y]``, flat; with crossed levels formed from its parts
+        (``_tail``, ``hlmext.design.tail_gram``) on every access: the fit itself uses the parts."""
+        tail = self.__dict__.get("_tail")
+        return tail.dense() if tail is not None else self.__dict__["_G0"]
+
+    @_G0.setter
+    def _G0(self, value):
+        self.__dict__.pop("_tail", None)
+        self.__dict__["_G0"] = value
+
+    def _g0_size(self) -> int:
+        tail = self.__dict__.get("_tail")
+        return tail.size if tail is not None else self.__dict__["_G0"].size
+
+    def _yy(self) -> float:
+        """``y'y`` (weighted), the last entry of ``G0``."""
+        tail = self.__dict__.get("_tail")
+        return tail.yy if tail is not None else float(self.__dict__["_G0"][-1])
+
     def _new_buffers(self):
         """A thread's work buffers: the evaluations' (``scratch``) and the gradient's products."""
         return _Buffers()
@@ -422,8 +452,8 @@ class LinearMixed(LikelihoodModel):
     def _scratch(self):
         """Private work and global-block buffers reused by this thread's evaluations (never exposed)."""
         own = self._buffers.get(self)
-        if own.scratch is None or own.scratch[1].size != self._G0.size:
-            own.scratch = (np.empty(self.design.stat_size), np.empty(self._G0.size))
+        if own.scratch is None or own.scratch[1].size != self._g0_size():
+            own.scratch = (np.empty(self.design.stat_size), np.empty(self._g0_size()))
         return own.scratch
 
     def _factorize_final(self, theta) -> Factorization:
@@ -584,7 +614,7 @@ class LinearMixed(LikelihoodModel):
         theta = self.theta_canonical(opt.end)
         self._buffers.get(self).gradient = None   # the optimizer's; the results need no selected inverse
         final = self._factorize_final(theta)
-        spread = np.sqrt(self._G0[-1] / self.nobs) if self._G0[-1] > 0 else 1.0
+        spread = np.sqrt(self._yy() / self.nobs) if self._yy() > 0 else 1.0
         if not final.ok or not np.isfinite(opt.fun) or final.prss <= 1e-10 * max(spread, 1e-300) ** 2 * self.nobs:
             raise ModelError("the model reproduces the data exactly (the residual variance goes to zero), so "
                              "its likelihood has no maximum: %d observations are too few for %d fixed effects "

@@ -40,10 +40,12 @@ def multilevel_moments(model):
     if p == 0:
         return None
     size = qd + p + 1
-    G0 = model._G0.reshape(size, size)
-    XX, Xy = G0[qd:qd + p, qd:qd + p], G0[qd:qd + p, -1]
+    tail = model.__dict__.get("_tail")          # crossed levels' G0 in parts (hlmext.design.tail_gram)
+    G0 = None if tail is not None else model._G0.reshape(size, size)
+    border = tail.border if tail is not None else G0[qd:, :]          # the rows of [X y]
+    XX, Xy = border[:p, qd:qd + p], border[:p, -1]
     beta = np.linalg.lstsq(XX, Xy, rcond=None)[0]
-    rss = G0[-1, -1] - beta @ Xy
+    rss = border[-1, -1] - beta @ Xy
     qs = [lv.q for lv in d.levels]
     off = np.concatenate([[0], np.cumsum([q * q for q in qs])])
     n_unknown = off[-1] + 1
@@ -82,13 +84,15 @@ def multilevel_moments(model):
     for c, cl in enumerate(d.crossed):
         l, q, ng = d.n_chain + c, cl.q, cl.n_groups
         seg = slice(cl.doff, cl.doff + ng * q)
-        blocks = G0[seg, seg].reshape(ng, q, ng, q)
-        A = blocks[np.arange(ng), :, np.arange(ng), :]
-        r = (G0[seg, -1] - G0[seg, qd:qd + p] @ beta).reshape(ng, q)
+        if tail is not None:
+            A = tail.diagonal_blocks(cl)
+        else:
+            A = G0[seg, seg].reshape(ng, q, ng, q)[np.arange(ng), :, np.arange(ng), :]
+        r = (border[-1, seg] - beta @ border[:p, seg]).reshape(ng, q)
         add_own(l, A, r)
         for c2, cl2 in enumerate(d.crossed[c + 1:], start=c + 1):
             seg2 = slice(cl2.doff, cl2.doff + cl2.n_groups * cl2.q)
-            B = G0[seg, seg2].reshape(ng, q, cl2.n_groups, cl2.q)
+            B = (tail.block(seg, seg2) if tail is not None else G0[seg, seg2]).reshape(ng, q, cl2.n_groups, cl2.q)
             add_pair(l, d.n_chain + c2, B.transpose(0, 2, 1, 3).reshape(-1, q, cl2.q))
     K[-1, -1] = model.nobs
     rhs[-1] = rss
