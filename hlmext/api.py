@@ -8,7 +8,7 @@ from .design.chunked import is_chunked
 from .exceptions import DataError, ModelError
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
-from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedOrdinal, MixedPoisson
+from .public import DistributedGLM, DistributedOrdinal, LinearMixed, MixedFamily, MixedLogit, MixedOrdinal, MixedPoisson
 from .update import CONSTRUCTORS, remember
 
 
@@ -470,13 +470,6 @@ def _binomial(link):
     return families.Binomial(link=getattr(families.links, link)())
 
 
-def _in_memory(name, data):
-    if is_chunked(data):
-        raise DataError("%s fits data held in memory (a pandas DataFrame); chunked, Parquet and Dask data are fitted "
-                        "by melogit, mepoisson, meglm, meprobit, mecloglog and menbreg so far: collect the data "
-                        "into one DataFrame for %s" % (name, name))
-
-
 def _family_model(name, formula, data, family, options, kwargs):
     extra = {} if name in ("meprobit", "mecloglog", "menbreg") else {"family": family}
     if is_chunked(data):
@@ -504,6 +497,15 @@ def _distributed(family, name, formula, data, extra, cov, missing, pweights, opt
                          options=family_options, **options)
     model.constructor = name
     return remember(model, name, formula, data, dict(extra, cov=cov, missing=missing, **options))
+
+
+def _distributed_ordinal(name, formula, data, link, cov, missing, options):
+    """An ordinal model on partitions of chunked, Parquet or Dask data (``hlmext.models.ordinal_partitions``)."""
+    from .models.ordinal_partitions import from_formula
+    model = from_formula(DistributedOrdinal, formula, data, link=link, cov=cov, missing=missing, eval_env=2,
+                         **options)
+    model.constructor = name
+    return remember(model, name, formula, data, dict(cov=cov, missing=missing, **options))
 
 
 def _no_sampling_weights(name, kwargs):
@@ -550,8 +552,10 @@ def meologit(formula, data, cov=None, missing="drop", **kwargs):
     (-81.5325, [3.0619, 1.8334, -1.6235, 1.5128, 4.2271, 6.0862, 1.1348])
     """
     _no_sampling_weights('meologit', kwargs)
-    check_keywords(meologit, kwargs, aliases={"link": ("hlmext.meoprobit fits the probit link",)})
-    _in_memory("meologit", data)
+    check_keywords(meologit, kwargs, aliases={"link": ("hlmext.meoprobit fits the probit link",)},
+                   extra=DISTRIBUTED_OPTIONS if is_chunked(data) else ())
+    if is_chunked(data):
+        return _distributed_ordinal("meologit", formula, data, "logit", cov, missing, kwargs)
     model = MixedOrdinal.from_formula(formula, data, link="logit", cov=cov, missing=missing, eval_env=1)
     return remember(model, "meologit", formula, data, dict(cov=cov, missing=missing))
 
@@ -570,8 +574,10 @@ def meoprobit(formula, data, cov=None, missing="drop", **kwargs):
     -80.9306
     """
     _no_sampling_weights('meoprobit', kwargs)
-    check_keywords(meoprobit, kwargs, aliases={"link": ("hlmext.meologit fits the logit link",)})
-    _in_memory("meoprobit", data)
+    check_keywords(meoprobit, kwargs, aliases={"link": ("hlmext.meologit fits the logit link",)},
+                   extra=DISTRIBUTED_OPTIONS if is_chunked(data) else ())
+    if is_chunked(data):
+        return _distributed_ordinal("meoprobit", formula, data, "probit", cov, missing, kwargs)
     model = MixedOrdinal.from_formula(formula, data, link="probit", cov=cov, missing=missing, eval_env=1)
     return remember(model, "meoprobit", formula, data, dict(cov=cov, missing=missing))
 
