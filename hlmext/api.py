@@ -530,16 +530,20 @@ def meologit(formula, data, cov=None, missing="drop", **kwargs):
         must occur), or numbers or strings, whose categories are then their sorted
         distinct values (strings sort alphabetically: use an ordered Categorical when
         that is not their order).
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        A DataFrame; or chunks, Parquet or a Dask DataFrame, fitted on partitions as for
+        ``melogit`` (``hlmext.models.ordinal_partitions``: the categories come from all
+        the chunks).
     cov : str or dict, optional
         Covariance structure of the random effects (see ``mixedlm``).
     missing : {"drop", "raise"}
     **kwargs
-        None are taken: an unknown keyword raises ``TypeError``.
+        For chunked data, as for ``melogit`` (``npartitions``, ``client``, ``progress``,
+        ...); otherwise none: an unknown keyword raises ``TypeError``.
 
     Returns
     -------
-    MixedOrdinal
+    MixedOrdinal (DistributedOrdinal for chunked data)
         Call ``.fit(nagq=7)`` (adaptive Gauss-Hermite, the default) or ``.fit(nagq=1)``
         (Laplace).
 

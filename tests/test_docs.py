@@ -39,6 +39,7 @@ _FENCE = re.compile(r"^(?:% doctest: needs (?P<needs>[\w.]+)\n)?(?P<fence>```+)p
                     r"^(?P=fence)[ \t]*$", re.S | re.M)
 MODULES += ["hlmext.results.after_fit", "hlmext.output.diagnostic_plots"]     # prediction, margins, diagnostics
 MODULES += ["hlmext.inference.ordinal_profile"]                                 # ordinal profiles
+MODULES += ["hlmext.models.ordinal_partitions"]                                 # ordinal models on partitions
 
 
 def with_blank_lines(body):

@@ -464,7 +464,7 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
         Partitions after the shuffle (default twice the client's threads, or 4 without a
         client, and at least one per ``PART_ROWS`` rows of a list of chunks or of Parquet
         data; for a Dask DataFrame at least its own number). A call on a partition makes
-        its per-row work arrays (about 100 bytes a row), so a partition's rows bound them.
+        its per-row arrays (about 130 bytes a row), so a partition's rows bound them.
     client : distributed.Client, optional
         Where the partitions live (default the current client; without one, this process).
     progress : bool
@@ -537,8 +537,8 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
     return model
 
 
-#: the rows of a partition by default (chunked and Parquet data): a call's work arrays on a
-#: partition, about 100 bytes a row, stay near 100 MB however large the data
+#: the rows of a partition by default (chunked and Parquet data): a call's arrays on a
+#: partition, about 130 bytes a row, stay near 130 MB however large the data
 PART_ROWS = 1_000_000
 
 
