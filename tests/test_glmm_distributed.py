@@ -267,3 +267,14 @@ def test_partitions_of_a_bounded_number_of_rows_by_default(data, monkeypatch):
     model = hlmext.melogit("yb ~ x + (1 | school)", chunks_of(data))
     assert len(model.parts) == -(-len(data) // 100) > 4
     assert max(p.model.nobs for p in model.parts.parts) < 2 * 100
+
+
+def test_nested_levels_keep_no_row_codes_between_calls(data):
+    model = hlmext.melogit("yb ~ x + (1 | school/cls)", chunks_of(data), npartitions=2)
+    part = model.parts.parts[0]
+    assert part.model._cl is None and part.model._Z is None
+    with part.lock:
+        cl = part.model._cl
+        d = part.model.design
+        assert cl.shape == (part.model.nobs, 2) and np.all(np.diff(cl, axis=0) >= 0)
+        assert np.array_equal(np.bincount(cl[:, 0] - d.levels[0].first), d.levels[0].sizes)

@@ -72,8 +72,10 @@ class RowStore:
                 self.recipes[name] = ("float", narrowest(arr) if name == "trials" else arr)
             self.aliases[alias] = name if same else None
         self.aliases = {k: v for k, v in self.aliases.items() if v is not None}
-        if not model.nested:
+        if not int(getattr(model.design, "qd", 0)):
             self.recipes["_Z"] = ("columns", _z_columns(model._Z, getattr(model, x_name)))
+        if model.nested and getattr(model, "_cl", None) is not None and not int(getattr(model.design, "qd", 0)):
+            self.derive("_cl", _chain_codes)
 
     def keep_strided(self, name, values, width, first):
         """Hold ``values`` (n, k) contiguous, and give the model for a call a view of columns
@@ -129,6 +131,13 @@ class RowStore:
             elif kind == "columns":
                 total += sum(c[1].nbytes for c in value[1] if c[0] == "array")
         return total
+
+
+def _chain_codes(model):
+    """Every row's cluster in each level of the nested chain (the kernel's ``_cl``), from the sizes."""
+    d = model.design
+    cols = [lv.first + np.repeat(np.arange(lv.n_groups), lv.sizes) for lv in d.levels[:d.n_chain]]
+    return np.ascontiguousarray(np.column_stack(cols), dtype=np.intp)
 
 
 def _z_columns(Z, X):
