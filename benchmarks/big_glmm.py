@@ -50,6 +50,7 @@ def main():
     ap.add_argument("--mode", choices=("dask", "parquet"), default="dask")
     ap.add_argument("--npartitions", type=int, default=None)
     ap.add_argument("--compare", action="store_true", help="also fit in memory and compare")
+    ap.add_argument("--progress", action="store_true", help="print a line per evaluation (before the JSON line)")
     args = ap.parse_args()
     folder = generate(args.dir or "big_glmm_%d" % args.rows, args.rows, args.groups)
 
@@ -63,7 +64,7 @@ def main():
     out = {"rows": args.rows, "groups": args.groups, "mode": args.mode}
     t0 = time.perf_counter()
     data = dd.read_parquet(folder) if args.mode == "dask" else folder
-    model = hlmext.melogit(FORMULA, data, npartitions=args.npartitions)
+    model = hlmext.melogit(FORMULA, data, npartitions=args.npartitions, progress=args.progress)
     out["build_s"] = round(time.perf_counter() - t0, 1)
     out["rss_workers_after_build_mb"] = sorted(round(v) for v in client.run(rss_mb).values())
     t0 = time.perf_counter()

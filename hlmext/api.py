@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 
 from .design.chunked import is_chunked
-from .exceptions import DataError
+from .exceptions import DataError, ModelError
 from .inference.lrtest import lrtest  # noqa: F401  (hlmext.lrtest)
 from .keywords import check_keywords
-from .public import DistributedGLM, LinearMixed, MixedFamily, MixedLogit, MixedOrdinal, MixedPoisson
+from .public import DistributedGLM, DistributedOrdinal, LinearMixed, MixedFamily, MixedLogit, MixedOrdinal, MixedPoisson
 from .update import CONSTRUCTORS, remember
 
 
@@ -470,13 +470,6 @@ def _binomial(link):
     return families.Binomial(link=getattr(families.links, link)())
 
 
-def _in_memory(name, data):
-    if is_chunked(data):
-        raise DataError("%s fits data held in memory (a pandas DataFrame); chunked, Parquet and Dask data are fitted "
-                        "by melogit, mepoisson, meglm, meprobit, mecloglog and menbreg so far: collect the data "
-                        "into one DataFrame for %s" % (name, name))
-
-
 def _family_model(name, formula, data, family, options, kwargs):
     extra = {} if name in ("meprobit", "mecloglog", "menbreg") else {"family": family}
     if is_chunked(data):
@@ -506,6 +499,22 @@ def _distributed(family, name, formula, data, extra, cov, missing, pweights, opt
     return remember(model, name, formula, data, dict(extra, cov=cov, missing=missing, **options))
 
 
+def _distributed_ordinal(name, formula, data, link, cov, missing, options):
+    """An ordinal model on partitions of chunked, Parquet or Dask data (``hlmext.models.ordinal_partitions``)."""
+    from .models.ordinal_partitions import from_formula
+    model = from_formula(DistributedOrdinal, formula, data, link=link, cov=cov, missing=missing, eval_env=2,
+                         **options)
+    model.constructor = name
+    return remember(model, name, formula, data, dict(cov=cov, missing=missing, **options))
+
+
+def _no_sampling_weights(name, pweights, pwscale):
+    if pweights is not None or pwscale is not None:
+        raise ModelError("%s on chunked, Parquet or Dask data takes no sampling weights (pweights=, pwscale=): "
+                         "fit the data in memory for sampling weights; fit(cov_type='cluster') gives standard "
+                         "errors robust to the clustering" % name)
+
+
 def meologit(formula, data, cov=None, missing="drop", pweights=None, pwscale=None, **kwargs):
     """Mixed-effects ordered logistic regression from a formula (Stata ``meologit``, R ``ordinal::clmm``).
 
@@ -523,7 +532,10 @@ def meologit(formula, data, cov=None, missing="drop", pweights=None, pwscale=Non
         must occur), or numbers or strings, whose categories are then their sorted
         distinct values (strings sort alphabetically: use an ordered Categorical when
         that is not their order).
-    data : pandas.DataFrame
+    data : pandas.DataFrame, or data read in chunks
+        A DataFrame; or chunks, Parquet or a Dask DataFrame, fitted on partitions as for
+        ``melogit`` (``hlmext.models.ordinal_partitions``: the categories come from all
+        the chunks).
     cov : str or dict, optional
         Covariance structure of the random effects (see ``mixedlm``).
     missing : {"drop", "raise"}
@@ -532,11 +544,12 @@ def meologit(formula, data, cov=None, missing="drop", pweights=None, pwscale=Non
         ...}``): the fit maximizes the pseudo-likelihood and its standard errors are
         robust, clustered at the level of the random effects.
     **kwargs
-        None are taken: an unknown keyword raises ``TypeError``.
+        For chunked data, as for ``melogit`` (``npartitions``, ``client``, ``progress``,
+        ...); otherwise none: an unknown keyword raises ``TypeError``.
 
     Returns
     -------
-    MixedOrdinal
+    MixedOrdinal (DistributedOrdinal for chunked data)
         Call ``.fit(nagq=7)`` (adaptive Gauss-Hermite, the default) or ``.fit(nagq=1)``
         (Laplace).
 
@@ -548,12 +561,15 @@ def meologit(formula, data, cov=None, missing="drop", pweights=None, pwscale=Non
     >>> round(res.llf, 4), res.params.round(4).tolist()
     (-81.5325, [3.0619, 1.8334, -1.6235, 1.5128, 4.2271, 6.0862, 1.1348])
     """
-    check_keywords(meologit, kwargs, aliases={"link": ("hlmext.meoprobit fits the probit link",)})
-    _in_memory("meologit", data)
+    check_keywords(meologit, kwargs, aliases={"link": ("hlmext.meoprobit fits the probit link",)},
+                   extra=DISTRIBUTED_OPTIONS if is_chunked(data) else ())
+    if is_chunked(data):
+        _no_sampling_weights("meologit", pweights, pwscale)
+        return _distributed_ordinal("meologit", formula, data, "logit", cov, missing, kwargs)
     model = MixedOrdinal.from_formula(formula, data, link="logit", cov=cov, missing=missing, pweights=pweights,
                                       pwscale=pwscale, eval_env=1)
     return remember(model, "meologit", formula, data, dict(cov=cov, missing=missing, pweights=pweights,
-                                                           pwscale=pwscale))
+                                                            pwscale=pwscale))
 
 
 def meoprobit(formula, data, cov=None, missing="drop", pweights=None, pwscale=None, **kwargs):
@@ -569,12 +585,15 @@ def meoprobit(formula, data, cov=None, missing="drop", pweights=None, pwscale=No
     >>> round(res.llf, 4)
     -80.9306
     """
-    check_keywords(meoprobit, kwargs, aliases={"link": ("hlmext.meologit fits the logit link",)})
-    _in_memory("meoprobit", data)
+    check_keywords(meoprobit, kwargs, aliases={"link": ("hlmext.meologit fits the logit link",)},
+                   extra=DISTRIBUTED_OPTIONS if is_chunked(data) else ())
+    if is_chunked(data):
+        _no_sampling_weights("meoprobit", pweights, pwscale)
+        return _distributed_ordinal("meoprobit", formula, data, "probit", cov, missing, kwargs)
     model = MixedOrdinal.from_formula(formula, data, link="probit", cov=cov, missing=missing, pweights=pweights,
                                       pwscale=pwscale, eval_env=1)
     return remember(model, "meoprobit", formula, data, dict(cov=cov, missing=missing, pweights=pweights,
-                                                            pwscale=pwscale))
+                                                             pwscale=pwscale))
 
 
 # update() rebuilds a model with the function that built it

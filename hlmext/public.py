@@ -31,6 +31,7 @@ from .models import linear as _linear
 from .models import many as _many
 from .models import mixed_family as _mixed_family
 from .models import ordinal as _ordinal
+from .models import ordinal_partitions as _ordinal_partitions
 from .models.residual_linear import ResidualModel
 from .output import ordinal as _ordinal_output
 from .output.diagnostic_plots import plot_influence, plot_qq, plot_residuals
@@ -49,7 +50,8 @@ from .results.many import ManyResults
 from .update import CONSTRUCTORS, update
 
 __all__ = ["MixedResults", "GLMMResults", "LinearMixed", "MixedLogit", "MixedPoisson", "MixedFamily",
-           "DistributedGLM", "DistributedGLMMResults", "OrdinalResults", "MixedOrdinal"]
+           "DistributedGLM", "DistributedGLMMResults", "OrdinalResults", "MixedOrdinal", "DistributedOrdinal",
+           "DistributedOrdinalResults"]
 
 
 class _RefitsAndPlots:
@@ -638,3 +640,23 @@ class MixedOrdinal(_ordinal.MixedOrdinal):
     def to_stata(self, nagq=7):
         """The Stata ``meologit`` / ``meoprobit`` command of this model; see ``hlmext.output.ordinal``."""
         return _ordinal_output.to_stata(self, nagq=nagq)
+
+
+class DistributedOrdinalResults(PartitionedResults, OrdinalResults):
+    """Results of an ordinal model fitted on partitions of the data: as ``OrdinalResults`` where
+    they come from sums over the clusters; what needs the rows in one process refuses, as for
+    ``DistributedGLMMResults``."""
+
+    _in_memory_only = DistributedGLMMResults._in_memory_only
+    _rows_only = DistributedGLMMResults._rows_only
+    profile_ci = DistributedGLMMResults.profile_ci
+    simulate = DistributedGLMMResults.simulate
+    bootstrap = DistributedGLMMResults.bootstrap
+    refit = DistributedGLMMResults.refit
+    influence = DistributedGLMMResults.influence
+    residuals = DistributedGLMMResults.residuals
+
+
+class DistributedOrdinal(_ordinal_partitions.DistributedOrdinal):
+    __doc__ = _ordinal_partitions.DistributedOrdinal.__doc__
+    results_class, wrapper_class = DistributedOrdinalResults, _ordinal_results.OrdinalResultsWrapper

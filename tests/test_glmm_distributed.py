@@ -223,4 +223,58 @@ def test_a_partition_keeps_its_rows_once_and_work_arrays_only_during_a_call(data
         assert all(getattr(buffers, name) is None for name in ("e", "eta", "mu", "w", "dw", "zl", "ubar"))
         assert m.endog is None and m.exog is None and m._row_const is None
         assert np.any(m._u != 0)                     # the modes are kept: the next call warm-starts from them
-        assert m._X.base is m.design.W               # X once, in the design matrix
+        assert m._X.flags.c_contiguous and m.design.W is None     # X once, alone
+
+
+def _row_arrays(part):
+    """What a call on a partition sees, and its model's response and trials between calls."""
+    with part.lock:
+        m = part.model
+        seen = {name: np.array(getattr(m, name)) for name in ("_y", "_ky", "trials", "_kn", "offset", "_koff", "_Z")}
+        seen["_ky is _y"] = m._ky is m._y
+    return seen
+
+
+def test_a_partition_keeps_the_rows_in_their_smallest_exact_form(data):
+    # 0/1 response: int8; trials of 1, zero offset, the intercept's column of Z: nothing held
+    model = hlmext.melogit("yb ~ x + (1 | school)", chunks_of(data), npartitions=2)
+    part = model.parts.parts[0]
+    m, store = part.model, part.store
+    assert all(getattr(m, name) is None for name in ("_y", "_ky", "trials", "_kn", "offset", "_koff", "_Z"))
+    assert store.recipes["_y"][1].dtype == np.int8
+    assert store.nbytes == m.nobs * (1 + 8 * m.k_fe)          # X and one byte a row
+    seen = _row_arrays(part)
+    assert seen["_ky is _y"] and seen["_y"].dtype == np.float64 and set(np.unique(seen["_y"])) <= {0.0, 1.0}
+    assert np.all(seen["trials"] == 1.0) and np.all(seen["offset"] == 0.0) and np.all(seen["_Z"] == 1.0)
+    assert m._y is None and m._Z is None           # made again for every call, dropped after it
+
+
+def test_a_random_slope_is_read_from_x_and_a_count_offset_kept(data):
+    model = hlmext.mepoisson("yp ~ x + (x | school)", chunks_of(data), exposure="expo", npartitions=2)
+    part = model.parts.parts[1]
+    store = part.store
+    assert store.recipes["_Z"][1][1] == [("one",), ("x", 1)]
+    assert store.recipes["offset"][0] == "float" and store.recipes["_y"][1].dtype == np.int8
+    seen = _row_arrays(part)
+    np.testing.assert_array_equal(seen["_Z"][:, 1], part.model._X[:, 1])
+    np.testing.assert_array_equal(seen["offset"], seen["_koff"])
+    assert seen["offset"].any()
+
+
+def test_partitions_of_a_bounded_number_of_rows_by_default(data, monkeypatch):
+    from hlmext.models import glmm_distributed
+    monkeypatch.setattr(glmm_distributed, "PART_ROWS", 100)
+    model = hlmext.melogit("yb ~ x + (1 | school)", chunks_of(data))
+    assert len(model.parts) == -(-len(data) // 100) > 4
+    assert max(p.model.nobs for p in model.parts.parts) < 2 * 100
+
+
+def test_nested_levels_keep_no_row_codes_between_calls(data):
+    model = hlmext.melogit("yb ~ x + (1 | school/cls)", chunks_of(data), npartitions=2)
+    part = model.parts.parts[0]
+    assert part.model._cl is None and part.model._Z is None
+    with part.lock:
+        cl = part.model._cl
+        d = part.model.design
+        assert cl.shape == (part.model.nobs, 2) and np.all(np.diff(cl, axis=0) >= 0)
+        assert np.array_equal(np.bincount(cl[:, 0] - d.levels[0].first), d.levels[0].sizes)

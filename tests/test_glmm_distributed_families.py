@@ -159,10 +159,3 @@ def test_bad_input_is_refused_before_the_data_are_read(data):
         hlmext.menbreg("yn ~ x + (1 | school/cls)", chunks).fit(nagq=3)
     with pytest.raises(DataError, match="positive"):
         hlmext.meglm("x ~ 1 + (1 | school)", chunks, family=sm.families.Gamma(link=links.Log()))
-
-
-@pytest.mark.parametrize("name", ["meologit", "meoprobit"])
-def test_ordinal_models_on_chunks_are_refused_by_name(name):
-    df = hlmext.datasets.load("wine")
-    with pytest.raises(DataError, match="%s fits data held in memory" % name):
-        getattr(hlmext, name)("rating ~ temp + contact + (1 | judge)", [df.iloc[:30], df.iloc[30:]])

@@ -153,13 +153,23 @@ class Partitions:
                 futures.append(client.submit(_build_from, src, build, spec, pure=False))
             else:
                 futures.append(client.compute(dask.delayed(_build_dask, pure=False)(src, build, spec)))
-        empty = client.gather([client.submit(_is_none, f, pure=False) for f in futures])
-        self.parts = [f for f, e in zip(futures, empty) if not e]
-        for f, e in zip(futures, empty):
-            if e:
+        # a part is never moved (it holds a lock, and its worker's memory): once every part is
+        # built, the small questions about it run on its own worker only
+        from distributed import wait
+        with client.as_current():
+            wait(futures)
+        for f in futures:
+            if f.status != "finished":
+                f.result()                         # raises the build's error (or the lost worker's)
+        where = {k: list(v) for k, v in client.who_has(futures).items()}
+        info = client.gather([client.submit(_is_none_and_token, f, pure=False, workers=where[f.key][:1],
+                                            allow_other_workers=False) for f in futures])
+        self.parts = [f for f, (empty, _) in zip(futures, info) if not empty]
+        for f, (empty, _) in zip(futures, info):
+            if empty:
                 f.release()
-        self._where = {k: list(v) for k, v in client.who_has(self.parts).items()}
-        self._tokens = client.gather([client.submit(_token, f, pure=False) for f in self.parts])
+        self._where = {f.key: where[f.key] for f in self.parts}
+        self._tokens = [token for empty, token in info if not empty]
 
     def __len__(self):
         return len(self.parts)
@@ -204,12 +214,8 @@ class Partitions:
                         "pickle the results' tables (params, cov_params()) instead")
 
 
-def _is_none(part):
-    return part is None
-
-
-def _token(part):
-    return part.token
+def _is_none_and_token(part):
+    return (True, None) if part is None else (False, part.token)
 
 
 def _each(func, parts, *args):

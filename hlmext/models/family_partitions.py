@@ -50,7 +50,8 @@ def part_dlogphi(part, beta, theta, log_phi):
 
 def part_sq_dev(part, centre):
     """The sum of squared deviations of the partition's response from ``centre``."""
-    return float(np.sum((part.model._y - centre) ** 2))
+    with part.lock:
+        return float(np.sum((part.model._y - centre) ** 2))
 
 
 def _with_spec(part, spec, func, *args):

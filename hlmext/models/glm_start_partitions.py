@@ -30,7 +30,8 @@ def part_glm_step(part, beta, log_phi=None):
 
 
 def part_exp_offset(part, centre):
-    return float(np.exp(part.model.offset - centre).sum())
+    with part.lock:                     # the offset exists during a call (part_memory.RowStore)
+        return float(np.exp(part.model.offset - centre).sum())
 
 
 def part_max_misfit(part, v):

@@ -22,7 +22,6 @@ import dataclasses
 import inspect
 import logging
 import os
-import threading
 import time
 import types
 import warnings
@@ -49,6 +48,7 @@ from .glmm_boundary import not_identified
 from .linear import _release_arrays
 from .mixed_family import MixedFamily
 from .optimize import single_blas_thread
+from .part_memory import CallLock, RowStore, SharedBuffers
 from .quadrature import MAX_NODES
 from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
@@ -63,9 +63,10 @@ class PartSpec:
     shared design infos (``ChunkFormula``), the per-row roles given by column name, and the
     class's other arguments (``MixedFamily``'s ``family``)."""
 
-    def __init__(self, family, form, extra, options=None):
+    def __init__(self, family, form, extra, options=None, part=None):
         self.family, self.form, self.extra = family, form, dict(extra)
         self.options = dict(options or {})
+        self.part = part or LocalPart                # what holds the partition's model
 
 
 def build_part(rows, spec):
@@ -92,74 +93,35 @@ def build_part(rows, spec):
     n_dropped = frame.n_dropped
     _release_arrays(frame)
     model = spec.family(design=design, frame=None, columns=columns, **arrays, **spec.options)
-    return LocalPart(model, n_dropped)
-
-
-#: the kernels' per-row work arrays: they exist only while a call runs on the partition
-_ROW_BUFFERS = ("e", "eta", "mu", "w", "dw", "zl", "ubar")
-
-
-class _SharedBuffers:
-    """One set of work buffers for every thread (``threads.PerThread`` keeps one per thread): the
-    conditional modes warm-start from the partition's previous evaluation, whichever thread
-    of a worker runs it, as the in-memory fit's do (``LocalPart.lock`` keeps one call at a time).
-    The per-row arrays are allocated when a call starts and released when it ends, so that a
-    worker holds them for one partition at a time."""
-
-    def __init__(self, buffers):
-        self.buffers = buffers
-        self.row_shapes = {name: getattr(buffers, name).shape for name in _ROW_BUFFERS
-                           if getattr(buffers, name, None) is not None}
-        self.release()
-
-    def get(self, model):
-        return self.buffers
-
-    def allocate(self):
-        for name, shape in self.row_shapes.items():
-            setattr(self.buffers, name, np.empty(shape))
-
-    def release(self):
-        for name in self.row_shapes:
-            setattr(self.buffers, name, None)
-
-
-class _CallLock:
-    """One call at a time on a partition (re-entrant: a call may run another part function);
-    the partition's per-row work arrays exist while the outermost call holds it."""
-
-    def __init__(self, buffers):
-        self._lock, self._depth, self._buffers = threading.RLock(), 0, buffers
-
-    def __enter__(self):
-        self._lock.acquire()
-        self._depth += 1
-        if self._depth == 1:
-            try:
-                self._buffers.allocate()
-            except BaseException:
-                self._depth -= 1
-                self._lock.release()
-                raise
-        return self
-
-    def __exit__(self, *exc):
-        self._depth -= 1
-        if self._depth == 0:
-            self._buffers.release()
-        self._lock.release()
+    return spec.part(model, n_dropped)
 
 
 def _compact(model):
-    """Drop the copies of the rows the kernels do not read: statsmodels' (``data``, ``endog``,
-    ``exog``), the design's row order and, with one level, the per-row data constants (summed
-    per cluster in ``_const_by_cluster``). X stays a view of the design's ``W``, as in memory:
-    a contiguous copy would change the rounding of ``X beta``, and with it the last digits
-    of a fit whose optimum is flat."""
+    """Keep the rows once, in the smallest exact form (``part_memory.RowStore``): drop statsmodels'
+    copies (``data``, ``endog``, ``exog``), the design's row order and matrix ``W`` (X is kept
+    as a contiguous copy, alone, and a call sees it in W's layout, as in memory: the row
+    stride changes the rounding of ``X' e``, and with it the last digits of a fit whose
+    optimum is flat), with one level the per-row data constants (summed per cluster in
+    ``_const_by_cluster``) and the rows' cluster codes, and the arrays the store makes again
+    for every call."""
     model.data = model.endog = model.exog = None
-    model.design.order = None
+    d = model.design
+    d.order = None
+    strided = None
+    if d.W is not None and model._X is not None and model._X.base is d.W:
+        strided = (np.ascontiguousarray(model._X), d.W.shape[1], int(d.zoff[-1]))
+        model._X = strided[0]
+        d.W = d.exog = None
+    d.endog = None
+    for lv in d.levels[:d.n_chain]:
+        lv._codes = None                          # the rows' cluster codes: made from the sizes when asked for
     if not model.nested:
         model._row_const = None
+    store = RowStore(model)
+    if strided is not None:
+        store.keep_strided("_X", *strided)
+    store.release(model)
+    return store
 
 
 class LocalPart:
@@ -173,10 +135,12 @@ class LocalPart:
     def __init__(self, model, n_dropped):
         self.model, self.n_dropped = model, n_dropped
         self._summary = self.summary()
-        _compact(model)
-        buffers = _SharedBuffers(model._buffers.get(model))
+        buffers = SharedBuffers(model._buffers.get(model))
         model._buffers = buffers
-        self.lock = _CallLock(buffers)
+        self.store = self.compact(model)
+        self.lock = CallLock(model, self.store, buffers)
+
+    compact = staticmethod(_compact)
 
     def summary(self):
         """Sums over the partition's rows for the global checks, the start and the results."""
@@ -479,7 +443,8 @@ class DistributedGLM(FamilyOnPartitions, LikelihoodModel):
 # --------------------------------------------------------------------------- construction
 
 def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", eval_env=0, npartitions=None,
-                 client=None, progress=False, batch_size=None, categories=None, tmpdir=None, options=None):
+                 client=None, progress=False, batch_size=None, categories=None, tmpdir=None, options=None,
+                 data_hook=None, part=None):
     """A ``cls`` (a ``DistributedGLM``) of ``family`` from a formula and chunked, Parquet or Dask data.
 
     Parameters
@@ -497,7 +462,9 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
         As for ``hlmext.design.chunked.from_formula``.
     npartitions : int, optional
         Partitions after the shuffle (default twice the client's threads, or 4 without a
-        client; for a Dask DataFrame at least its own number).
+        client, and at least one per ``PART_ROWS`` rows of a list of chunks or of Parquet
+        data; for a Dask DataFrame at least its own number). A call on a partition makes
+        its per-row arrays (about 130 bytes a row), so a partition's rows bound them.
     client : distributed.Client, optional
         Where the partitions live (default the current client; without one, this process).
     progress : bool
@@ -507,6 +474,13 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
     options : dict, optional
         The family class's other arguments: ``{"family": ...}`` for ``MixedFamily`` (a
         statsmodels family instance, ``"nb2"``/``"nb1"`` or a ``FamilySpec``).
+    data_hook : callable, optional
+        ``data_hook(source)`` -> ``(source, options)``: a pass over the data (the Dask
+        DataFrame, or the ``LocalRunner`` of the chunks) before the design pass, giving the
+        data to read from then on and more of the class's arguments (``ordinal_partitions``:
+        the response read as the codes of its categories, and the categories).
+    part : type, optional
+        What holds a partition's model (default ``LocalPart``).
     """
     options = dict(options or {})
     if issubclass(family, MixedFamily):
@@ -535,6 +509,9 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
     try:
         if _is_dask(data):
             all_columns = list(data.columns)
+            if data_hook is not None:
+                data, more = data_hook(data)
+                options.update(more)
             design_pass(DaskRunner(data, form, client=client), form)
             columns = list(dict.fromkeys(form.columns(all_columns) + list(roles.values())))
             n = npartitions or max(data.npartitions, 2 * _threads(client))
@@ -542,19 +519,44 @@ def from_formula(cls, family, formula, data, extra, cov=None, missing="drop", ev
         else:
             source = chunk_source(data, batch_size=batch_size, columns=_parquet_columns(data, form, roles))
             runner = LocalRunner(source)
+            if data_hook is not None:
+                runner, more = data_hook(runner)
+                options.update(more)
             design_pass(runner, form)
-            n = npartitions or 2 * _threads(client)
+            n = npartitions or _partitions_for(data, client)
             folder = gp.BucketFolder(runner.chunks(), key, _chunk_columns(runner, form, roles), n, tmpdir)
             sources = folder.dirs
         if client is not None:
             form.make_portable(list(form.sample.columns) + list(roles.values()))
-        parts = gp.Partitions(sources, build_part, PartSpec(family, form, roles, options), client)
+        parts = gp.Partitions(sources, build_part, PartSpec(family, form, roles, options, part), client)
     finally:
         if folder is not None:
             folder.close()
     model = cls(family, parts, _frame_stub(form), formula, roles, progress=progress, options=options)
     model.lazy_modes = _is_dask(data) and client is not None
     return model
+
+
+#: the rows of a partition by default (chunked and Parquet data): a call's arrays on a
+#: partition, about 130 bytes a row, stay near 130 MB however large the data
+PART_ROWS = 1_000_000
+
+
+def _partitions_for(data, client):
+    """Partitions for chunked or Parquet data: twice the client's threads, more for more than
+    ``PART_ROWS`` rows a partition (when the rows are counted without reading them)."""
+    rows = _count_rows(data)
+    return max(2 * _threads(client), -(-rows // PART_ROWS) if rows else 0)
+
+
+def _count_rows(data):
+    """The rows of a list of DataFrames or of Parquet data (from its metadata); None otherwise."""
+    if isinstance(data, (list, tuple)):
+        return sum(len(chunk) for chunk in data)
+    if isinstance(data, (str, os.PathLike)) and os.path.exists(data):
+        import pyarrow.dataset as ds
+        return ds.dataset(os.fspath(data), format="parquet", partitioning="hive").count_rows()
+    return None
 
 
 def _threads(client):
