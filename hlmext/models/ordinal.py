@@ -294,33 +294,8 @@ class MixedOrdinal(MixedGLM):
     # ------------------------------------------------------------------ fit
     def null_fit(self):
         """The ordinal regression without random effects: (beta and cuts, llf, their standard errors)."""
-        p = self.k_fe
-        counts = np.bincount(self._yk, weights=self._wrow, minlength=self.k_cut + 1)
-        cum = np.cumsum(counts)[:-1] / counts.sum()
-        ppf = stats.logistic.ppf if self.link == "logit" else stats.norm.ppf
-        x0 = to_x(np.concatenate([np.zeros(self.k_beta), ppf(cum)]), self.k_beta)
-
-        def f_and_g(x):
-            fe, jac = from_x(x, self.k_beta)
-            ll, g = self._null_loglike(fe)
-            if not np.isfinite(ll):
-                return np.inf, np.zeros_like(x)
-            return -ll, -(jac.T @ g)
-
-        res = optimize.minimize(f_and_g, x0, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 2000})
-        fe = from_x(res.x, self.k_beta)[0]
-        H = np.empty((p, p))
-        for i in range(p):
-            h = 1e-5 * max(1.0, abs(fe[i]))
-            e = np.zeros(p)
-            e[i] = h
-            H[i] = (self._null_loglike(fe + e)[1] - self._null_loglike(fe - e)[1]) / (2 * h)
-        try:
-            se = np.sqrt(np.diag(np.linalg.inv(-0.5 * (H + H.T))))
-        except np.linalg.LinAlgError:
-            se = np.ones(p)
-        se = np.where(np.isfinite(se) & (se > 0), se, 1.0)
-        return fe, float(-res.fun), se
+        return fit_without_random_effects(self, np.bincount(self._yk, weights=self._wrow,
+                                                            minlength=self.k_cut + 1))
 
     @checked
     def fit(self, nagq=None, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
@@ -466,6 +441,38 @@ def from_x(x, k_beta):
         block[m:, m] = gaps[m - 1]
     jac[k_beta:, k_beta:] = block
     return np.concatenate([x[:k_beta], cuts]), jac
+
+
+def fit_without_random_effects(model, counts):
+    """(beta and cuts, llf, their standard errors) of the ordinal regression without random
+    effects, by BFGS from the cut points of the categories' (weighted) ``counts`` on
+    ``model._null_loglike``; the standard errors from central differences of its gradient."""
+    p = model.k_fe
+    cum = np.cumsum(counts)[:-1] / counts.sum()
+    ppf = stats.logistic.ppf if model.link == "logit" else stats.norm.ppf
+    x0 = to_x(np.concatenate([np.zeros(model.k_beta), ppf(cum)]), model.k_beta)
+
+    def f_and_g(x):
+        fe, jac = from_x(x, model.k_beta)
+        ll, g = model._null_loglike(fe)
+        if not np.isfinite(ll):
+            return np.inf, np.zeros_like(x)
+        return -ll, -(jac.T @ g)
+
+    res = optimize.minimize(f_and_g, x0, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 2000})
+    fe = from_x(res.x, model.k_beta)[0]
+    H = np.empty((p, p))
+    for i in range(p):
+        h = 1e-5 * max(1.0, abs(fe[i]))
+        e = np.zeros(p)
+        e[i] = h
+        H[i] = (model._null_loglike(fe + e)[1] - model._null_loglike(fe - e)[1]) / (2 * h)
+    try:
+        se = np.sqrt(np.diag(np.linalg.inv(-0.5 * (H + H.T))))
+    except np.linalg.LinAlgError:
+        se = np.ones(p)
+    se = np.where(np.isfinite(se) & (se > 0), se, 1.0)
+    return fe, float(-res.fun), se
 
 
 class _Objective:

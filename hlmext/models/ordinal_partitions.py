@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
 from ..design.chunked import LocalRunner, _is_dask
 from ..exceptions import DataError, FormulaError, ModelError
@@ -32,7 +31,7 @@ from . import glmm_distributed as gd
 from .optimize import single_blas_thread
 from .quadrature import MAX_NODES
 from .robust_options import cov_options
-from .ordinal import MixedOrdinal, from_x, to_x
+from .ordinal import MixedOrdinal, fit_without_random_effects
 from .part_memory import RowStore
 
 
@@ -220,32 +219,7 @@ class DistributedOrdinal(gd.DistributedGLM):
 
     def null_fit(self):
         """``MixedOrdinal.null_fit`` from the summed counts and the partitions' sums."""
-        p = self.k_fe
-        cum = np.cumsum(self._counts)[:-1] / self._counts.sum()
-        ppf = stats.logistic.ppf if self.link == "logit" else stats.norm.ppf
-        x0 = to_x(np.concatenate([np.zeros(self.k_beta), ppf(cum)]), self.k_beta)
-
-        def f_and_g(x):
-            fe, jac = from_x(x, self.k_beta)
-            ll, g = self._null_loglike(fe)
-            if not np.isfinite(ll):
-                return np.inf, np.zeros_like(x)
-            return -ll, -(jac.T @ g)
-
-        res = optimize.minimize(f_and_g, x0, jac=True, method="BFGS", options={"gtol": 1e-8, "maxiter": 2000})
-        fe = from_x(res.x, self.k_beta)[0]
-        H = np.empty((p, p))
-        for i in range(p):
-            h = 1e-5 * max(1.0, abs(fe[i]))
-            e = np.zeros(p)
-            e[i] = h
-            H[i] = (self._null_loglike(fe + e)[1] - self._null_loglike(fe - e)[1]) / (2 * h)
-        try:
-            se = np.sqrt(np.diag(np.linalg.inv(-0.5 * (H + H.T))))
-        except np.linalg.LinAlgError:
-            se = np.ones(p)
-        se = np.where(np.isfinite(se) & (se > 0), se, 1.0)
-        return fe, float(-res.fun), se
+        return fit_without_random_effects(self, self._counts)
 
     @checked
     def fit(self, nagq=None, start=None, maxiter=1000, disp=False, cov_type=None, cov_kwds=None):
