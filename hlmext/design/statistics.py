@@ -106,6 +106,9 @@ class ClusterLayout:
         Group code (label order) of each combination at every crossed level.
     chain_blocks, dense_blocks : list of (list of int, list of int)
         Per level: the model frame's random blocks it is made of and its column order.
+    coupling : sparse_coupling.Coupling or None
+        The pattern of the chain clusters' coupling to the crossed block (values after the own
+        blocks), or None: the coupling is dense, ``qd`` columns in every block (``stat_qd``).
     """
 
     def __init__(self, combos, combo_chain, combo_dense, chain_blocks, dense_blocks, zoff, k_fe, qd, dense_doff,
