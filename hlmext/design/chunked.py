@@ -20,8 +20,9 @@ same statistics as ``MixedDesign`` does in memory:
    in ``MixedDesign``; ``y_shift`` is the mean of the used ``y`` (as in memory).
 3. **statistics**: per chunk, ``W = [Z | X | y - y_shift]``, and every row scattered into
    its clusters' blocks (``_core.scatter_cross_products``); with crossed factors also
-   the chain's coupling ``Z_c' D``, ``D'D`` and ``D'[X y]`` by sparse products; the global
-   ``[X y]'[X y]`` by BLAS.
+   the chain's coupling ``Z_c' D`` (into the slots of its sparse pattern, made from the
+   combinations of pass 2, or dense by the in-memory rule), ``D'D`` and ``D'[X y]`` by
+   sparse products; the global ``[X y]'[X y]`` by BLAS.
 
 ``StatsDesign`` holds the result in the layout of ``MixedDesign`` with ``has_rows =
 False``, and ``LinearMixed`` fits it unchanged: the fit, ``summary()``, standard errors,

@@ -145,7 +145,7 @@ def partial_statistics(chunk, form, layout):
         size += L.widths[l] * len(present)
         ids.append(present)
     stats = np.zeros(size)
-    _core.scatter_cross_products(W, L.zoff, local, np.concatenate(offsets), L.qd, stats)
+    _core.scatter_cross_products(W, L.zoff, local, np.concatenate(offsets), L.stat_qd, stats)
     levels, k = [], 0
     for l, present in enumerate(ids):
         n_l = len(present) * L.widths[l]
@@ -156,7 +156,7 @@ def partial_statistics(chunk, form, layout):
     if L.qd:
         D = L.dense_matrix(dense, W.shape[0])
         out["dtd"], out["dtxy"] = (D.T @ D).tocsr(), np.asarray(D.T @ xy)
-        out["cidx"], out["cval"] = L.coupling(W, cluster, D)
+        out["cidx"], out["cval"] = L.coupling_values(W, cluster, D)
     return out
 
 

@@ -9,12 +9,17 @@ clusters as ``MixedDesign`` would, ``Statistics`` accumulates the per-cluster bl
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 
-from .._kernels import core as _core
+from .._kernels import core as _core, crossed as _crossed
+from . import layout as _mem
 from .layout import (LevelSpec, level_gram, _chain_and_crossed, _level, _merge_same_grouping,
                      _perm, check_group_structure, check_memory)
+from .sparse_coupling import pattern
+from .tail_gram import TailGram
 from .collinearity import dependent_columns
 from .rank import check_fixed_rank
 from ..exceptions import DataError, ModelError
@@ -101,10 +106,13 @@ class ClusterLayout:
         Group code (label order) of each combination at every crossed level.
     chain_blocks, dense_blocks : list of (list of int, list of int)
         Per level: the model frame's random blocks it is made of and its column order.
+    coupling : sparse_coupling.Coupling or None
+        The pattern of the chain clusters' coupling to the crossed block (values after the own
+        blocks), or None: the coupling is dense, ``qd`` columns in every block (``stat_qd``).
     """
 
     def __init__(self, combos, combo_chain, combo_dense, chain_blocks, dense_blocks, zoff, k_fe, qd, dense_doff,
-                 dense_q, stat_off, level_first, y_shift, group_columns):
+                 dense_q, stat_off, level_first, y_shift, group_columns, coupling=None):
         self.combos = combos
         self.combo_chain = combo_chain
         self.combo_dense = combo_dense
@@ -119,9 +127,17 @@ class ClusterLayout:
         self.level_first = level_first
         self.y_shift = y_shift
         self.group_columns = group_columns
+        self.coupling = coupling
+        self.stat_qd = 0 if coupling is not None else qd
         self.m = int(zoff[-1]) + k_fe + 1
-        self.widths = np.array([(zoff[l + 1] - zoff[l]) * (self.m - zoff[l] + qd) for l in range(len(zoff) - 1)],
-                               dtype=np.intp)
+        self.widths = np.array([(zoff[l + 1] - zoff[l]) * (self.m - zoff[l] + self.stat_qd)
+                                for l in range(len(zoff) - 1)], dtype=np.intp)
+        self._keys = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_keys"] = None                    # remade where needed: half the pickle
+        return state
 
     @property
     def n_chain(self):
@@ -166,8 +182,9 @@ class ClusterLayout:
             parts.append(sparse.csr_matrix((z.ravel(), (rows, cols)), shape=(n, self.qd)))
         return sum(parts[1:], parts[0]).tocsr()
 
-    def coupling(self, W, cluster, D):
-        """``Z_c' D`` of a chunk as flat indices into the statistics and values (one chain level)."""
+    def coupling_values(self, W, cluster, D):
+        """``Z_c' D`` of a chunk as flat indices into the statistics and values (one chain level):
+        inside every cluster's block (dense coupling) or into the slots of the sparse pattern."""
         from scipy import sparse
         n, q = W.shape[0], int(self.zoff[1])
         rows = np.repeat(np.arange(n), q)
@@ -177,8 +194,24 @@ class ClusterLayout:
         C = (Zc.T @ D).tocoo()
         C.sum_duplicates()
         g, a = np.divmod(C.row, q)
-        idx = self.stat_off[g] + a * (self.m + self.qd) + q + C.col
-        return idx.astype(np.intp), C.data
+        if self.coupling is None:
+            idx = self.stat_off[g] + a * (self.m + self.qd) + q + C.col
+            return idx.astype(np.intp), C.data
+        return self.pattern_slots(g, a, C.col), C.data
+
+    def pattern_slots(self, g, a, col):
+        """Flat indices into the statistics of the coupling values of cluster ``g``, row ``a``,
+        column ``col`` of ``D`` (values of cluster ``k``: ``q x n_k`` from ``q ptr[k]``, row-major)."""
+        c = self.coupling
+        if self._keys is None:                   # the pattern as one ascending key: cluster * qd + column
+            self._keys = np.repeat(np.arange(len(c.ptr) - 1, dtype=np.int64) * self.qd, np.diff(c.ptr)) + c.cols
+        key = g.astype(np.int64) * self.qd + col
+        at = np.searchsorted(self._keys, key)
+        if at.size and (at.max() >= len(self._keys) or np.any(self._keys[at] != key)):
+            raise DataError("a chunk holds a pair of groups that was not there when the clusters were counted: "
+                            "the data changed between passes (a chunk source must return the same rows every time)")
+        start = c.ptr[g]
+        return (c.offset + c.q * start + a * (c.ptr[g + 1] - start) + (at - start)).astype(np.intp)
 
     def check_clusters(self, cluster):
         """Every row's cluster index must lie in its level (the kernel does not check)."""
@@ -207,7 +240,7 @@ class Statistics:
         L = self.layout
         W, cluster, dense = L.arrays(mf)
         L.check_clusters(cluster)
-        _core.scatter_cross_products(W, L.zoff, cluster, L.stat_off, L.qd, self.stats)
+        _core.scatter_cross_products(W, L.zoff, cluster, L.stat_off, L.stat_qd, self.stats)
         self._add_global(W, cluster, dense)
 
     def _add_global(self, W, cluster, dense):
@@ -217,7 +250,7 @@ class Statistics:
         self.xy += xy.T @ xy
         if L.qd:
             D = L.dense_matrix(dense, W.shape[0])
-            self.add_dense(D.T @ D, np.asarray(D.T @ xy), *L.coupling(W, cluster, D))
+            self.add_dense(D.T @ D, np.asarray(D.T @ xy), *L.coupling_values(W, cluster, D))
 
     def add_dense(self, dtd, dtxy, idx, vals):
         self.dtd = dtd if self.dtd is None else self.dtd + dtd
@@ -239,11 +272,11 @@ class Statistics:
             self.add_dense(part["dtd"], part["dtxy"], part["cidx"], part["cval"])
 
     def global_block(self):
-        """``[D X y]'[D X y]`` (dense, C order)."""
+        """``[D X y]'[D X y]``: dense (C order) without crossed levels, else a ``TailGram`` (``D'D``
+        sparse), as in memory."""
         if not self.layout.qd:
             return np.ascontiguousarray(self.xy)
-        top = np.hstack([self.dtd.toarray(), self.dtxy])
-        return np.ascontiguousarray(np.vstack([top, np.hstack([top[:, self.layout.qd:].T, self.xy])]))
+        return TailGram(self.dtd, np.hstack([self.dtxy.T, self.xy]))
 
 
 # --------------------------------------------------------------------------- the design
@@ -286,8 +319,8 @@ class StatsDesign:
         self.zoff = np.asarray(layout.zoff, dtype=np.intp)
         self.m = layout.m
         self.qd = int(layout.qd)
-        self.stat_qd = self.qd              # accumulated chunk by chunk: the dense coupling layout
-        self.coupling = None
+        self.stat_qd = int(layout.stat_qd)  # the chain's coupling: dense in every block, or sparse after them
+        self.coupling = layout.coupling
         self.dense_q = np.array([lv.q for lv in self.crossed], dtype=np.intp)
         self.dense_groups = np.array([lv.n_groups for lv in self.crossed], dtype=np.intp)
         self.level_first = np.asarray(layout.level_first, dtype=np.intp)
@@ -301,7 +334,7 @@ class StatsDesign:
         self.endog = np.zeros(0)
         self.exog = np.zeros((0, self.k_fe))
         self._stats = stats
-        self._G0 = np.ascontiguousarray(G0).ravel()
+        self._G0 = G0 if isinstance(G0, TailGram) else np.ascontiguousarray(G0).ravel()
         self._grams = [self._gram(i) for i in range(len(levels))]
         self.check_layout()
         self._check_identified()
@@ -340,14 +373,23 @@ class StatsDesign:
         if np.any((self.parent < -1) | (self.parent >= nclus)):
             problems.append("parent indices out of range")
         widths = np.concatenate([np.full(self.level_first[i + 1] - self.level_first[i],
-                                         (self.zoff[i + 1] - self.zoff[i]) * (self.m - self.zoff[i] + self.qd))
+                                         (self.zoff[i + 1] - self.zoff[i]) * (self.m - self.zoff[i] + self.stat_qd))
                                  for i in range(len(self.zoff) - 1)]) if nclus else np.zeros(0, np.intp)
-        if nclus and (np.any(self.stat_off < 0) or self.stat_off[-1] + widths[-1] != self.stat_size
+        own = self.stat_size - (self.coupling.size if self.coupling is not None else 0)
+        if nclus and (np.any(self.stat_off < 0) or self.stat_off[-1] + widths[-1] != own
                       or np.any(np.diff(self.stat_off) != widths[:-1])):
             problems.append("statistics offsets are inconsistent")
+        if self.coupling is not None:
+            try:
+                _crossed.check(nclus, int(self.zoff[1]), self.m, self.coupling.ptr, self.coupling.cols, self.qd, own,
+                               self.stat_size - own)
+            except ValueError as exc:
+                problems.append(str(exc))
+            if self.n_chain != 1 or self.coupling.offset != own:
+                problems.append("a sparse coupling needs one chain level and its values after the own blocks")
         if self.qd != int(np.sum(self.dense_q * self.dense_groups)):
             problems.append("crossed block size is inconsistent")
-        if self._G0.size != (self.qd + self.k_fe + 1) ** 2:
+        if self._G0.size != (self.qd + self.k_fe + 1) ** 2 or (isinstance(self._G0, TailGram) and self._G0.qd != self.qd):
             problems.append("the global block has the wrong size")
         if problems:
             raise ValueError("internal design layout check failed: " + "; ".join(problems))
@@ -361,8 +403,11 @@ class StatsDesign:
                 raise ModelError("the random-effects design of level %r (%s) is rank deficient: some "
                                  "columns are collinear or constant; drop one of them"
                                  % (lev.name, ", ".join(lev.names)))
-        p1 = self.qd + self.k_fe + 1
-        xtx = self._G0.reshape(p1, p1)[self.qd:self.qd + self.k_fe, self.qd:self.qd + self.k_fe]
+        if isinstance(self._G0, TailGram):
+            xtx = self._G0.border[:self.k_fe, self.qd:self.qd + self.k_fe]
+        else:
+            p1 = self.qd + self.k_fe + 1
+            xtx = self._G0.reshape(p1, p1)[self.qd:self.qd + self.k_fe, self.qd:self.qd + self.k_fe]
         check_fixed_rank(xtx, self.exog_names)
 
 
@@ -375,7 +420,7 @@ def _layout(clusters, form, k_fe):
     """
     counts = clusters.counts
     combos, sizes_of_combo = counts.index, counts.to_numpy()
-    columns = _group_columns(form.parsed)
+    group_columns = _group_columns(form.parsed)
     terms = clusters.terms
     specs, codes, labels, blocks_of = [], [], [], {}
 
@@ -394,7 +439,9 @@ def _layout(clusters, form, k_fe):
         labels.append(lab)
         blocks_of.setdefault(term.level, []).append(j)
     specs, codes, labels = _merge_same_grouping(specs, codes, labels)
-    chain, crossed = _chain_and_crossed(codes)
+    columns = {}                          # the chain by the cost it implies, as in memory
+    chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if _mem.SPARSE_COUPLING else None,
+                                        k_fe, columns)
 
     levels, chain_blocks, ranks = [], [], {}
     first = 0
@@ -445,13 +492,21 @@ def _layout(clusters, form, k_fe):
     zoff = np.concatenate([[0], np.cumsum([lv.q for lv in chain_levels])]).astype(np.intp)
     m = int(zoff[-1]) + k_fe + 1
     q_of_cluster = np.concatenate([np.full(lv.n_groups, lv.q) for lv in chain_levels])
-    width = np.concatenate([np.full(lv.n_groups, m - zoff[i] + qd) for i, lv in enumerate(chain_levels)])
+    coupling = None                       # sparse by the in-memory rule (``layout.DENSE_FILL``)
+    if qd and _mem.SPARSE_COUPLING and not columns.get("pattern", 0) > _mem.DENSE_FILL * first * qd:
+        coupling = _combo_pattern(combo_chain[:, 0], combo_dense, levels[n_chain:], chain_levels[0].q)
+    stat_qd = 0 if coupling is not None else qd
+    width = np.concatenate([np.full(lv.n_groups, m - zoff[i] + stat_qd) for i, lv in enumerate(chain_levels)])
     sizes = q_of_cluster * width
-    if qd and sizes.sum() > 2.5e8:
+    if stat_qd and sizes.sum() > 2.5e8:
         raise ModelError("the crossed random effects need a %d x %d coupling matrix (%.1f GB); put the "
                          "factor with the most groups first or reduce the crossed factors"
                          % (int(q_of_cluster.sum()), qd, sizes.sum() * 8 / 1e9))
-    check_memory(levels, n_chain, int(sizes.sum()), k_fe)
+    extra = 0
+    if coupling is not None:
+        coupling.offset = int(sizes.sum())
+        extra = coupling.size
+    check_memory(levels, n_chain, int(sizes.sum()) + extra, k_fe)
     stat_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
     level_first = np.array([lv.first for lv in chain_levels] + [first], dtype=np.intp)
     ones = np.flatnonzero(clusters.ones)
@@ -460,8 +515,20 @@ def _layout(clusters, form, k_fe):
     layout = ClusterLayout(combos, combo_chain, combo_dense, chain_blocks, dense_blocks, zoff, k_fe, qd,
                            np.array(dense_doff, dtype=np.intp), np.array([lv.q for lv in levels[n_chain:]],
                                                                           dtype=np.intp),
-                           stat_off, level_first, y_shift, columns)
-    return levels, n_chain, layout, parent, intercept_col, int(sizes.sum())
+                           stat_off, level_first, y_shift, group_columns, coupling)
+    return levels, n_chain, layout, parent, intercept_col, int(sizes.sum()) + extra
+
+
+def _combo_pattern(cluster, combo_dense, crossed, q):
+    """The ``sparse_coupling.Coupling`` of the chain's clusters from the distinct key combinations
+    (each standing for its rows: a cluster touches the groups of its combinations)."""
+    order = np.argsort(cluster, kind="stable")
+    counts = np.bincount(cluster, minlength=int(cluster.max()) + 1 if len(cluster) else 0)
+    ends = np.cumsum(counts)
+
+    levels = [SimpleNamespace(codes=np.ascontiguousarray(combo_dense[order, j]), q=lv.q, doff=lv.doff,
+                              n_groups=lv.n_groups) for j, lv in enumerate(crossed)]   # what ``pattern`` reads
+    return pattern(ends - counts, ends, levels, q, 0)
 
 
 # --------------------------------------------------------------------------- the passes
