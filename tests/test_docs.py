@@ -158,7 +158,8 @@ def test_page_examples(page, tmp_path, monkeypatch):
 
 
 #: modules whose examples need an optional dependency (skipped without it, as the pages' blocks)
-MODULE_NEEDS = {"hlmext.models.glmm_distributed": "pyarrow"}
+MODULE_NEEDS = {"hlmext.models.glmm_distributed": "pyarrow",        # generalized models on chunks shuffle through Parquet
+                "hlmext.models.ordinal_partitions": "pyarrow"}
 
 
 @pytest.mark.parametrize("name", MODULES)
