@@ -92,6 +92,7 @@ def test_sparse_coupling_holds_fewer_values_than_the_dense_one(monkeypatch):
 
 
 def test_parquet_crossed_fit_equals_in_memory(tmp_path):
+    pytest.importorskip("pyarrow")
     data = ratings(seed=5)
     data = data.iloc[np.random.default_rng(5).permutation(len(data))].reset_index(drop=True)
     data.to_parquet(tmp_path / "r.parquet", row_group_size=500)
