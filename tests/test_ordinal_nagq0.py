@@ -168,3 +168,11 @@ def test_refused_with_sampling_weights_and_nested_levels():
         weighted.fit(nagq=0)
     with pytest.raises(ModelError, match="nagq=0 .* one level"):
         hlmext.meologit("y ~ x + (1 | h/g)", df).fit(nagq=0)
+
+
+def test_code_emission_writes_the_laplace_fit_with_a_note():
+    wine = hlmext.datasets.load("wine")
+    fast = hlmext.meologit("rating ~ temp + contact + (1 | judge)", wine).fit(nagq=0)
+    stata, clmm = fast.to_stata(), fast.to_lme4()
+    assert "intmethod(laplace)" in stata and "intpoints" not in stata and "no Stata equivalent" in stata
+    assert "nAGQ" not in clmm.splitlines()[0] and "clmm has no nAGQ = 0" in clmm
