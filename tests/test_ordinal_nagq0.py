@@ -1,6 +1,8 @@
 """meologit / meoprobit fit(nagq=0): (beta, cuts) at the joint mode with the random effects, theta on
 the Laplace likelihood there (lme4's nAGQ = 0; ordinal::clmm has no such estimator, so the reference is
 an independent NumPy computation: the joint mode by scipy, the Laplace value at it, theta by scipy)."""
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,12 @@ from hlmext.exceptions import ModelError
 
 CDF = {"logit": (special.expit, lambda x: special.expit(x) * special.expit(-x)), "probit": (stats.norm.cdf,
                                                                                           stats.norm.pdf)}
+
+NESTED = "y ~ x + z + (1 | school/class)"
+
+
+def nested_data():
+    return pd.read_csv(os.path.join(os.path.dirname(__file__), "reference", "ordinal_nested", "nested.csv"))
 
 
 def simulated(seed=3, G=12, m=7, link="logit", slope_sd=0.0):
@@ -24,77 +32,96 @@ def simulated(seed=3, G=12, m=7, link="logit", slope_sd=0.0):
 
 
 class Reference:
-    """The nAGQ = 0 estimator of ``y ~ x + (1 | g)`` from the definitions: theta = sd of the intercept."""
+    """The nAGQ = 0 estimator of random intercepts from the definitions: ``levels`` their groups'
+    columns, theta the intercepts' sd's, u = every level's standardized effects one after another."""
 
-    def __init__(self, df, link):
+    def __init__(self, df, link, covariates=("x",), levels=("g",)):
         self.F, self.f = CDF[link]
-        self.y, self.x = df["y"].to_numpy() - 1, df["x"].to_numpy(float)
-        self.g = pd.factorize(df["g"])[0]
-        self.G, self.K = self.g.max() + 1, self.y.max() + 1
+        self.y, self.X = df["y"].to_numpy() - 1, df[list(covariates)].to_numpy(float)
+        self.idx = [pd.factorize(df[list(lv)].apply(tuple, axis=1) if isinstance(lv, tuple) else df[lv])[0]
+                    for lv in levels]
+        self.sizes = [i.max() + 1 for i in self.idx]
+        self.kb, self.K = self.X.shape[1], self.y.max() + 1
+        self.p = self.kb + self.K - 1
 
     def rows(self, beta, cuts, eta_re):
-        """Every row's log-likelihood and its derivative in eta."""
+        """Every row's log-likelihood and its derivatives in eta, A and B."""
         c = np.concatenate([[-np.inf], cuts, [np.inf]])
-        eta = self.x * beta + eta_re
+        eta = self.X @ beta + eta_re
         A, B = c[self.y + 1] - eta, c[self.y] - eta
         D = self.F(A) - self.F(B)
         fa, fb = np.where(np.isfinite(A), self.f(np.where(np.isfinite(A), A, 0)), 0.0), \
             np.where(np.isfinite(B), self.f(np.where(np.isfinite(B), B, 0)), 0.0)
         return np.log(D), -(fa - fb) / D, fa / D, -fb / D
 
-    def h(self, z, sd):
-        """-h(beta, cuts, u) and its gradient; z = (beta, cut1, log gap, u)."""
-        with np.errstate(all="ignore"):           # the line search's trial points may leave the data's range
-            return self._h(z, sd)
+    def split_u(self, u):
+        return np.split(u, np.cumsum(self.sizes)[:-1])
 
-    def _h(self, z, sd):
-        beta, cuts, u = z[0], z[1] + np.concatenate([[0.0], np.cumsum(np.exp(z[2:self.K]))]), z[self.K:]
-        ll, score, la, lb = self.rows(beta, cuts, sd * u[self.g])
-        ea = np.bincount(self.y[self.y < self.K - 1], la[self.y < self.K - 1], minlength=self.K - 1)
-        eb = np.bincount(self.y[self.y > 0] - 1, lb[self.y > 0], minlength=self.K - 1)
-        dcut = ea + eb
-        dgap = np.exp(z[2:self.K]) * np.cumsum(dcut[::-1])[::-1][1:]
-        gu = sd * np.bincount(self.g, score, minlength=self.G) - u
-        grad = np.concatenate([[np.sum(score * self.x), dcut.sum()], dgap, gu])
-        return -(ll.sum() - 0.5 * u @ u), -grad
+    def eta_re(self, sd, u):
+        return sum(s * ul[i] for s, ul, i in zip(sd, self.split_u(u), self.idx))
+
+    def grad(self, beta, cuts, u, sd):
+        """(log p(y | ...) - |u|^2 / 2, its gradient in (beta, cuts, u))."""
+        ll, score, la, lb = self.rows(beta, cuts, self.eta_re(sd, u))
+        dcut = (np.bincount(self.y[self.y < self.K - 1], la[self.y < self.K - 1], minlength=self.K - 1)
+                + np.bincount(self.y[self.y > 0] - 1, lb[self.y > 0], minlength=self.K - 1))
+        gu = [s * np.bincount(i, score, minlength=n) for s, i, n in zip(sd, self.idx, self.sizes)]
+        return ll.sum() - 0.5 * u @ u, np.concatenate([self.X.T @ score, dcut, np.concatenate(gu) - u])
+
+    def unpack(self, z):
+        """(beta, cuts, u) of z = (beta, cut1, log gaps, u)."""
+        kb, K = self.kb, self.K
+        cuts = z[kb] + np.concatenate([[0.0], np.cumsum(np.exp(z[kb + 1:kb + K - 1]))])
+        return z[:kb], cuts, z[kb + K - 1:]
+
+    def h(self, z, sd):
+        """-h and its gradient in z."""
+        with np.errstate(all="ignore"):           # the line search's trial points may leave the data's range
+            beta, cuts, u = self.unpack(z)
+            val, g = self.grad(beta, cuts, u, sd)
+            kb, K = self.kb, self.K
+            dcut = g[kb:kb + K - 1]
+            dgap = np.exp(z[kb + 1:kb + K - 1]) * np.cumsum(dcut[::-1])[::-1][1:]
+            return -val, -np.concatenate([g[:kb], [dcut.sum()], dgap, g[kb + K - 1:]])
 
     def mode(self, sd):
-        z0 = np.concatenate([[0.0, -0.5, 0.0], np.zeros(self.G)])
+        z0 = np.concatenate([np.zeros(self.kb), [-0.5], np.zeros(self.K - 2), np.zeros(sum(self.sizes))])
         res = optimize.minimize(self.h, z0, args=(sd,), jac=True, method="BFGS", options={"gtol": 1e-11})
         return res.x
 
     def laplace(self, sd):
-        """Laplace log-likelihood at the joint mode; the mode."""
+        """Laplace log-likelihood at the joint mode; (beta, cuts) and u there."""
+        sd = np.atleast_1d(sd)
         z = self.mode(sd)
-        beta, cuts, u = z[0], z[1] + np.concatenate([[0.0], np.cumsum(np.exp(z[2:self.K]))]), z[self.K:]
-        e = 1e-5                                  # w = -d score / d eta by central differences
-        w = -(self.rows(beta, cuts, sd * u[self.g] + e)[1] - self.rows(beta, cuts, sd * u[self.g] - e)[1]) / (2 * e)
-        logdet = np.sum(np.log1p(sd ** 2 * np.bincount(self.g, w, minlength=self.G)))
-        return -self.h(z, sd)[0] - 0.5 * logdet, np.concatenate([[beta], cuts]), u
+        beta, cuts, u = self.unpack(z)
+        e, re = 1e-5, self.eta_re(sd, u)          # w = -d score / d eta by central differences
+        w = -(self.rows(beta, cuts, re + e)[1] - self.rows(beta, cuts, re - e)[1]) / (2 * e)
+        M = np.hstack([s * (i[:, None] == np.arange(n)) for s, i, n in zip(sd, self.idx, self.sizes)])
+        logdet = np.linalg.slogdet(np.eye(M.shape[1]) + M.T @ (w[:, None] * M))[1]
+        return -self.h(z, sd)[0] - 0.5 * logdet, np.concatenate([beta, cuts]), u
 
     def fit(self):
-        res = optimize.minimize_scalar(lambda s: -self.laplace(s)[0], bounds=(0.05, 4.0), method="bounded",
-                                       options={"xatol": 1e-9})
+        if len(self.idx) == 1:
+            res = optimize.minimize_scalar(lambda s: -self.laplace(s)[0], bounds=(0.05, 4.0), method="bounded",
+                                           options={"xatol": 1e-9})
+        else:
+            res = optimize.minimize(lambda s: -self.laplace(s)[0], np.full(len(self.idx), 0.6),
+                                    method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-12})
         ll, fe, u = self.laplace(res.x)
-        return ll, fe, res.x, u
+        return ll, fe, np.atleast_1d(res.x), u
 
     def schur_se(self, fe, sd, u):
         """sqrt diag of the inverse Schur complement of -Hessian of h in (beta, cuts, u), by differences."""
-        def grad(v):                              # gradient in (beta, cuts, u)
-            cuts = v[1:self.K]
-            ll, score, la, lb = self.rows(v[0], cuts, sd * v[self.K:][self.g])
-            dc = (np.bincount(self.y[self.y < self.K - 1], la[self.y < self.K - 1], minlength=self.K - 1)
-                  + np.bincount(self.y[self.y > 0] - 1, lb[self.y > 0], minlength=self.K - 1))
-            return np.concatenate([[np.sum(score * self.x)], dc,
-                                   sd * np.bincount(self.g, score, minlength=self.G) - v[self.K:]])
+        sd, p = np.atleast_1d(sd), self.p
         v = np.concatenate([fe, u])
         N = np.empty((v.size, v.size))
         for i in range(v.size):
             e = np.zeros(v.size)
             e[i] = 1e-6
-            N[i] = -(grad(v + e) - grad(v - e)) / 2e-6
+            hi, lo = v + e, v - e
+            N[i] = -(self.grad(hi[:self.kb], hi[self.kb:p], hi[p:], sd)[1]
+                     - self.grad(lo[:self.kb], lo[self.kb:p], lo[p:], sd)[1]) / 2e-6
         N = 0.5 * (N + N.T)
-        p = self.K
         S = N[:p, :p] - N[:p, p:] @ np.linalg.solve(N[p:, p:], N[p:, :p])
         return np.sqrt(np.diag(np.linalg.inv(S)))
 
@@ -108,12 +135,12 @@ def test_nagq0_matches_an_independent_numpy_computation(link):
     assert fit.converged
     assert fit.llf == pytest.approx(ll, abs=1e-6)
     np.testing.assert_allclose(fit.fe_params.to_numpy(), fe, atol=2e-5)      # the optimum in sd is flat:
-    assert float(fit.params.iloc[-1]) == pytest.approx(sd, abs=1e-4)        # scipy's sd to ~1e-5
+    assert float(fit.params.iloc[-1]) == pytest.approx(sd[0], abs=1e-4)     # scipy's sd to ~1e-5
     ll_at, fe_at, _ = ref.laplace(float(fit.params.iloc[-1]))                # at the same sd: to 1e-6
     assert fit.llf == pytest.approx(ll_at, abs=1e-8)
     np.testing.assert_allclose(fit.fe_params.to_numpy(), fe_at, atol=1e-6)
     np.testing.assert_allclose(fit.bse_fe.to_numpy(), ref.schur_se(fit.fe_params.to_numpy(), sd,
-                                                                   ref.mode(sd)[ref.K:]), rtol=1e-4)
+                                                                   ref.laplace(sd)[2]), rtol=1e-4)
 
 
 @pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + (x | g)"])
@@ -133,7 +160,7 @@ def test_beta_and_cuts_are_at_the_joint_mode(formula):
             e = np.zeros(fe.size)
             e[i] = sign * 1e-3
             ll = model._kernel(fe + e, theta, 1, False)
-            assert prof._state(ll)["h"] < prof.h
+            assert prof._state(fe + e, ll)["h"] < prof.h
 
 
 def test_theta_gradient_matches_differences_of_the_objective():
@@ -161,13 +188,46 @@ def test_near_the_laplace_fit_on_wine():
     assert np.all(fast.cuts.diff().dropna() > 0)
 
 
-def test_refused_with_sampling_weights_and_nested_levels():
-    df = simulated().assign(w=1.5, wg=2.0, h=lambda d: d["g"] // 3)
+def test_refused_with_sampling_weights():
+    df = simulated().assign(w=1.5, wg=2.0)
     weighted = hlmext.meologit("y ~ x + (1 | g)", df, pweights={"obs": "w", "g": "wg"})
     with pytest.raises(ModelError, match="nagq=0 .* sampling weights"):
         weighted.fit(nagq=0)
-    with pytest.raises(ModelError, match="nagq=0 .* one level"):
-        hlmext.meologit("y ~ x + (1 | h/g)", df).fit(nagq=0)
+
+
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_nested_levels_match_an_independent_numpy_computation(link):
+    """Pupils in classes in schools: at the fit's sd's the joint mode, its Laplace value and the
+    Schur complement's SEs from the definitions; moving either sd lowers that Laplace value."""
+    df = nested_data().query("school <= 12")
+    fit = (hlmext.meologit if link == "logit" else hlmext.meoprobit)(NESTED, df).fit(nagq=0)
+    ref = Reference(df, link, ("x", "z"), ("school", ("school", "class")))
+    sd = fit.params[["sd(Intercept)[school]", "sd(Intercept)[school:class]"]].to_numpy()
+    ll, fe, u = ref.laplace(sd)
+    assert fit.converged
+    assert fit.llf == pytest.approx(ll, abs=1e-6)
+    np.testing.assert_allclose(fit.fe_params.to_numpy(), fe, atol=1e-6)
+    np.testing.assert_allclose(fit.bse_fe.to_numpy(), ref.schur_se(fe, sd, u), rtol=1e-4)
+    for i in range(2):
+        for sign in (1, -1):
+            e = np.zeros(2)
+            e[i] = sign * 1e-2
+            assert ref.laplace(sd + e)[0] < ll
+
+
+def test_nested_theta_gradient_matches_differences():
+    from hlmext.models import ordinal_nagq0
+    df = nested_data()
+    model = hlmext.meologit("y ~ x + z + (x | school) + (1 | school:class)", df)
+    obj = ordinal_nagq0._ThetaObjective(model, model.null_fit()[0])
+    theta = np.array([0.7, 0.1, 0.3, 0.5])
+    g = obj.grad(theta)
+    num = np.empty(theta.size)
+    for i in range(theta.size):
+        e = np.zeros(theta.size)
+        e[i] = 1e-5
+        num[i] = (obj.value(theta + e) - obj.value(theta - e)) / 2e-5
+    np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-6)
 
 
 def test_code_emission_writes_the_laplace_fit_with_a_note():

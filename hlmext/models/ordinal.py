@@ -334,7 +334,7 @@ class MixedOrdinal(MixedGLM):
             levels; two nested levels take ``nagq > 1``, adaptive quadrature of each level).
             ``nagq=0``: lme4's fast estimator (``ordinal_nagq0``), the fixed effects and cut
             points at the joint mode with the random effects, theta on the Laplace
-            likelihood; one level of random effects, no sampling weights.
+            likelihood; no sampling weights.
         start : array_like (k_beta + K - 1 + k_re,), optional
             Starting fixed effects, cut points and theta; default the ordinal regression
             without random effects and theta = 1 relative to the design columns' scale.

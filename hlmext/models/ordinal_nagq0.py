@@ -18,30 +18,42 @@ cuts) are glmer's for ``nAGQ = 0``: ``S^{-1}`` at the optimum (conditional on th
 gradient in theta is the Laplace gradient carried through ``d f / d theta = S^{-1} C``,
 ``C = -R' d eta`` (the mode condition differentiated, the modes moving as in ``nagq0``).
 
-One level of random effects (any ``cov=``); nested levels are refused.
+One level of random effects (any ``cov=``, H block-diagonal by cluster) or nested levels (H a
+sparse matrix, the rows' derivatives from ``_kernels.ordinal.row_loglik`` at the kernel's eta).
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
 
+from .._kernels import ordinal as _ordinal
 from ..exceptions import ModelError
 from . import nagq0
 from .optimize import minimize_with_gradient
 
 
 def check(model):
-    """Refuse what the estimator does not cover: sampling weights (``nagq0.check``), nested levels."""
+    """Refuse what the estimator does not cover: sampling weights (``nagq0.check``)."""
     nagq0.check(model)
-    if model.nested:
-        raise ModelError("nagq=0 (fixed effects and cut points in the penalized IRLS) is available for one level "
-                         "of random effects; fit nested levels with nagq=1 (Laplace)")
 
 
-def _row_parts(model):
-    """From the kernel's rows at the modes: (l_A, l_B, second derivatives l_AA, l_AB, l_BB,
+def _row_derivatives(model, fe):
+    """Every row's derivatives (``_kernels/ordinal_row.pxd``, NRD columns) at the kernel's modes."""
+    if not model.nested:
+        return model._rd
+    cuts = np.ascontiguousarray(model.split(fe)[1])
+    return _ordinal.row_loglik(model._link_code, model._yk, cuts, model._eta)[1]
+
+
+def _zl_matrix(model):
+    """Lambda'Z of the kernel's last call as a sparse matrix (rows x modes)."""
+    rows, cols, width = nagq0._pattern(model)
+    return sparse.csr_matrix((model._zl.ravel(), (rows, cols)), shape=(model.nobs, width))
+
+
+def _row_parts(rd):
+    """From the rows' derivatives at the modes: (l_A, l_B, second derivatives l_AA, l_AB, l_BB,
     d score/dA, d score/dB)."""
-    rd = model._rd
     l_a, l_b = rd[:, 3], -rd[:, 0] - rd[:, 3]
     l_ab = -l_a * l_b
     return l_a, l_b, -rd[:, 6] - l_ab, l_ab, -rd[:, 7] - l_ab, rd[:, 6], rd[:, 7]
@@ -75,7 +87,8 @@ class _Profile:
             ll = model._kernel(fe, theta, 1, False)
         if not np.isfinite(ll):
             return
-        state = self._state(ll)
+        self.ZL = _zl_matrix(model) if model.nested else None     # fixed with theta
+        state = self._state(fe, ll)
         for _ in range(maxit):
             try:
                 step = np.linalg.solve(state["schur"], state["grad"])
@@ -90,7 +103,7 @@ class _Profile:
                 trial = fe + t * step
                 ll_t = model._kernel(trial, theta, 1, False)   # -inf where the cut points are out of order
                 if np.isfinite(ll_t):
-                    cand = self._state(ll_t)
+                    cand = self._state(trial, ll_t)
                     if cand["h"] >= state["h"] - 1e-12 * (1.0 + abs(state["h"])):
                         new = cand
                         break
@@ -104,19 +117,20 @@ class _Profile:
         self.ll, self.h, self.schur = state["ll"], state["h"], state["schur"]
         self.u = model._u.copy()
 
-    def _state(self, ll):
+    def _state(self, fe, ll):
         """The profile at the kernel's current modes: value h, gradient and Schur complement in f."""
         m = self.model
-        l_a, l_b, l_aa, l_ab, l_bb, d_a, d_b = _row_parts(m)
+        rd = _row_derivatives(m, fe)
+        l_a, l_b, l_aa, l_ab, l_bb, d_a, d_b = _row_parts(rd)
         ja, jb = _jacobians(m)
-        w = m._rd[:, 1]
+        w = rd[:, 1]
         R = -(d_a[:, None] * ja + d_b[:, None] * jb)
-        fac = nagq0._ClusterFactor(m, w, R)
+        fac = nagq0._ClusterFactor(m, w, R) if not m.nested else nagq0._SparseFactor(self.ZL, w, R)
         n_ff = -(ja.T @ (l_aa[:, None] * ja) + ja.T @ (l_ab[:, None] * jb) + jb.T @ (l_ab[:, None] * ja)
                  + jb.T @ (l_bb[:, None] * jb))
         schur = n_ff - fac.A.T @ fac.solve(fac.A)
         return {"ll": ll, "h": ll + 0.5 * fac.logdet, "grad": ja.T @ l_a + jb.T @ l_b,
-                "schur": 0.5 * (schur + schur.T), "factor": fac, "R": R, "w": w, "score": m._rd[:, 0].copy(),
+                "schur": 0.5 * (schur + schur.T), "factor": fac, "R": R, "w": w, "score": rd[:, 0].copy(),
                 "zl": m._zl.copy()}
 
 
@@ -155,11 +169,15 @@ class _ThetaObjective(nagq0._ThetaObjective):
         rows, cols, width = nagq0._pattern(m)
         ZL = sparse.csr_matrix((s["zl"].ravel(), (rows, cols)), shape=(m.nobs, width))
         u, w, r = prof.u, s["w"], s["score"]
+        zoff = m._tree["zoff"] if m.nested else np.array([0, m.levels[0].q])
         out = []
-        for dlam in m._dlam_dtheta(theta)[0]:
-            dZL = sparse.csr_matrix(((m._Z @ dlam).ravel(), (rows, cols)), shape=ZL.shape)
-            du = s["factor"].solve(dZL.T @ r - ZL.T @ (w * (dZL @ u)))
-            out.append(-s["R"].T @ (dZL @ u + ZL @ du))
+        for l, jac in enumerate(m._dlam_dtheta(theta)):
+            for dlam in jac:
+                vals = np.zeros(m._Z.shape)
+                vals[:, zoff[l]:zoff[l + 1]] = m._Z[:, zoff[l]:zoff[l + 1]] @ dlam
+                dZL = sparse.csr_matrix((vals.ravel(), (rows, cols)), shape=ZL.shape)
+                du = s["factor"].solve(dZL.T @ r - ZL.T @ (w * (dZL @ u)))
+                out.append(-s["R"].T @ (dZL @ u + ZL @ du))
         return np.column_stack(out)
 
 
