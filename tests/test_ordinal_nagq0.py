@@ -10,6 +10,7 @@ from scipy import optimize, special, stats
 
 import hlmext
 from hlmext.exceptions import ModelError
+from hlmext.models import ordinal_nagq0
 
 CDF = {"logit": (special.expit, lambda x: special.expit(x) * special.expit(-x)), "probit": (stats.norm.cdf,
                                                                                           stats.norm.pdf)}
@@ -136,18 +137,17 @@ def test_nagq0_matches_an_independent_numpy_computation(link):
     assert fit.llf == pytest.approx(ll, abs=1e-6)
     np.testing.assert_allclose(fit.fe_params.to_numpy(), fe, atol=2e-5)      # the optimum in sd is flat:
     assert float(fit.params.iloc[-1]) == pytest.approx(sd[0], abs=1e-4)     # scipy's sd to ~1e-5
-    ll_at, fe_at, _ = ref.laplace(float(fit.params.iloc[-1]))                # at the same sd: to 1e-6
+    sd_fit = float(fit.params.iloc[-1])
+    ll_at, fe_at, u_at = ref.laplace(sd_fit)                                 # at the same sd: to 1e-6
     assert fit.llf == pytest.approx(ll_at, abs=1e-8)
     np.testing.assert_allclose(fit.fe_params.to_numpy(), fe_at, atol=1e-6)
-    np.testing.assert_allclose(fit.bse_fe.to_numpy(), ref.schur_se(fit.fe_params.to_numpy(), sd,
-                                                                   ref.laplace(sd)[2]), rtol=1e-4)
+    np.testing.assert_allclose(fit.bse_fe.to_numpy(), ref.schur_se(fe_at, sd_fit, u_at), rtol=1e-4)
 
 
 @pytest.mark.parametrize("formula", ["y ~ x + (1 | g)", "y ~ x + (x | g)"])
 def test_beta_and_cuts_are_at_the_joint_mode(formula):
-    """At the fit the gradient of h in (beta, cuts), the modes u held, is zero, and the Laplace
-    gradient in theta (beta and cuts moving with theta) is zero too."""
-    from hlmext.models import ordinal_nagq0
+    """At the fit the gradient of h in (beta, cuts), the modes u held, is zero, and the profile
+    max_u h is lower on either side of (beta, cuts)."""
     df = simulated(G=20, m=8, slope_sd=0.6)
     model = hlmext.meologit(formula, df)
     fit = model.fit(nagq=0)
@@ -155,7 +155,7 @@ def test_beta_and_cuts_are_at_the_joint_mode(formula):
     prof = ordinal_nagq0._Profile(model, theta, fe)
     assert np.max(np.abs(prof.state["grad"])) < 1e-7
     np.testing.assert_allclose(prof.fe, fe, atol=1e-8)
-    for i in range(fe.size):                      # and the profile max_u h is lower on either side
+    for i in range(fe.size):
         for sign in (1, -1):
             e = np.zeros(fe.size)
             e[i] = sign * 1e-3
@@ -164,7 +164,6 @@ def test_beta_and_cuts_are_at_the_joint_mode(formula):
 
 
 def test_theta_gradient_matches_differences_of_the_objective():
-    from hlmext.models import ordinal_nagq0
     df = simulated(G=20, m=8)
     model = hlmext.meologit("y ~ x + (x | g)", df)
     obj = ordinal_nagq0._ThetaObjective(model, model.null_fit()[0])
@@ -216,7 +215,6 @@ def test_nested_levels_match_an_independent_numpy_computation(link):
 
 
 def test_nested_theta_gradient_matches_differences():
-    from hlmext.models import ordinal_nagq0
     df = nested_data()
     model = hlmext.meologit("y ~ x + z + (x | school) + (1 | school:class)", df)
     obj = ordinal_nagq0._ThetaObjective(model, model.null_fit()[0])
