@@ -104,11 +104,6 @@ def test_unknown_keywords_are_refused(wine):
         hlmext.meologit("rating ~ temp + (1 | judge)", wine, link="probit")
 
 
-def test_nagq_zero_is_refused_by_name(wine):
-    with pytest.raises(ModelError, match="nagq=0 .* not available for ordinal models"):
-        hlmext.meologit("rating ~ temp + (1 | judge)", wine).fit(nagq=0)
-
-
 @pytest.mark.parametrize("call", [lambda r, d: r.get_prediction(), lambda r, d: r.margins(d, dydx="temp"),
                                   lambda r, d: r.coef_table()])
 def test_mean_predictions_margins_and_coefficient_tables_are_refused_by_name(fitted, wine, call):

@@ -163,8 +163,6 @@ def test_bad_input_is_refused_by_name(data):
     w = data.assign(w=1.0 + (data["school"] % 3))
     with pytest.raises(ModelError, match="no sampling weights"):
         MixedOrdinal._from_formula(FORMULA, w.assign(y=w["y"] - 1.0), {}, pweights="w", categories=[1, 2, 3, 4])
-    with pytest.raises(ModelError, match="nagq=0"):
-        hlmext.meologit(FORMULA, data).fit(nagq=0)
     with pytest.raises(DataError, match="one category"):
         hlmext.meologit(FORMULA, data.assign(y=3))
     with pytest.raises(DataError, match="no rows in category 2"):

@@ -37,7 +37,7 @@ from ..keywords import check_keywords, checked
 from ..stacklevel import user_stacklevel
 from .glmm import MixedGLM, _Buffers, kernel_threads
 from .glmm_boundary import best_on_boundary
-from . import ordinal_nested
+from . import ordinal_nagq0, ordinal_nested
 from .linear import _caller_env
 from .optimize import minimize_with_gradient, single_blas_thread
 from .quadrature import MAX_NODES
@@ -232,7 +232,7 @@ class MixedOrdinal(MixedGLM):
         if not np.all(np.diff(cuts) > 0):
             return -np.inf
         lam = np.ascontiguousarray(self.lams(theta)[0])
-        nodes, logw = self._rule(nagq)[:2]
+        nodes, logw = self._rule(max(nagq, 1))[:2]         # nagq=0: the Laplace value
         q = self.levels[0].q
         eta0 = self._Xb @ beta
         for attempt in range(2):
@@ -307,7 +307,9 @@ class MixedOrdinal(MixedGLM):
             Quadrature points per random effect; 1 is the Laplace approximation. Default 7
             for one level while the rule has at most 5,000 points, else 1 (and 1 for nested
             levels; two nested levels take ``nagq > 1``, adaptive quadrature of each level).
-            ``nagq=0`` is not available.
+            ``nagq=0``: lme4's fast estimator (``ordinal_nagq0``), the fixed effects and cut
+            points at the joint mode with the random effects, theta on the Laplace
+            likelihood; no sampling weights.
         start : array_like (k_beta + K - 1 + k_re,), optional
             Starting fixed effects, cut points and theta; default the ordinal regression
             without random effects and theta = 1 relative to the design columns' scale.
@@ -338,16 +340,19 @@ class MixedOrdinal(MixedGLM):
         if nagq is None:
             nagq = 1 if self.nested or 7 ** self.levels[0].q > MAX_NODES else 7
         nagq = self._check_nagq(nagq)
-        if nagq == 0:
-            raise ModelError("nagq=0 (fixed effects in the penalized IRLS) is not available for ordinal models, "
-                             "whose cut points are not fixed effects of a GLM; fit by the Laplace approximation "
-                             "(nagq=1) or adaptive quadrature (nagq > 1)")
         self._u[:] = 0.0
         with single_blas_thread():
             return self._fit(nagq, start, maxiter, disp, robust)
 
+    def nagq0_fixed_cov(self, fe, theta):
+        """Covariance of (beta, cuts) of a ``nagq=0`` fit (``ordinal_nagq0.fixed_cov``)."""
+        return ordinal_nagq0.fixed_cov(self, fe, theta)
+
     def _fit(self, nagq, start, maxiter, disp, robust=None):
-        opt, null_llf, se_null = self.optimum(nagq, start, maxiter, disp)
+        if nagq == 0:
+            opt, null_llf, se_null = ordinal_nagq0.fit(self, start, maxiter, disp)
+        else:
+            opt, null_llf, se_null = self.optimum(nagq, start, maxiter, disp)
         if not opt.converged:
             warnings.warn("the optimizer did not converge: max |gradient| of the deviance is %.3g after %d "
                           "evaluations; rescale covariates, simplify the random part or try other start values"

@@ -63,6 +63,9 @@ def to_clmm(obj, nagq=None, data="df"):
         pieces.append("(%s %s %s)" % (_r_effects(term.formula, notes), bar, ":".join(term.group)))
     options = ", link = \"%s\"" % model.link + (", nAGQ = %d" % nagq if nagq > 1 else "")
     call = "clmm(%s ~ %s, data = %s%s)" % (parsed.response, " + ".join(pieces), data, options)
+    if nagq == 0:
+        notes.append("clmm has no nAGQ = 0 (fixed effects and cut points at the joint mode); this call fits "
+                     "the Laplace maximum")
     notes.append("%s must be an ordered factor: %s$%s <- factor(%s$%s, ordered = TRUE)"
                  % (parsed.response, data, parsed.response, data, parsed.response))
     if model.sampling is not None:
@@ -96,8 +99,11 @@ def to_stata(obj, nagq=None):
         blocks = by_level[lv.name]
         equations += _stata_equation(_stata_level_name(blocks[0].term.group, outer, names), blocks, names)
         outer = blocks[0].term.group
-    option = "intmethod(laplace)" if nagq == 1 else "intpoints(%d)" % nagq
+    option = "intmethod(laplace)" if nagq <= 1 else "intpoints(%d)" % nagq
     equations[-1] = _with_option(equations[-1], option)
+    if nagq == 0:
+        names.notes.append("nagq=0 (lme4's nAGQ = 0: fixed effects and cut points at the joint mode) has no Stata "
+                           "equivalent; intmethod(laplace) fits the Laplace maximum")
     if model.sampling is not None:
         names.notes.append("the sampling weights are not written: add [pw=...] and pweight() to the levels")
     command = " ".join(["meologit" if model.link == "logit" else "meoprobit", depvar] + indep + equations)

@@ -92,7 +92,8 @@ class GLMMResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likeliho
             robust, top.n_groups, top.name)
         if nagq == 0 and robust is None:          # glmer's: conditional on theta, from the PIRLS
             cov[:p, :] = cov[:, :p] = 0.0
-            cov[:p, :p] = nagq0.fixed_cov(model, beta, theta)
+            own = getattr(model, "nagq0_fixed_cov", None)          # ordinal models: (beta, cuts)
+            cov[:p, :p] = own(beta, theta) if own is not None else nagq0.fixed_cov(model, beta, theta)
         super().__init__(model, np.concatenate([beta, values]), normalized_cov_params=cov, scale=1.0)
         self.cov_params_default = cov
         self.opt, self.converged = opt, opt.converged
