@@ -162,6 +162,11 @@ class _ThetaObjective:
 
     nagq = 0
 
+    def _new_profile(self, theta):
+        """The joint mode at ``theta`` from the last mode's fixed effects, and those of the new one."""
+        prof = _Profile(self.model, theta, self.beta)
+        return prof, prof.beta
+
     def __init__(self, model, beta0):
         self.model, self.beta, self.n_evals, self.cache = model, np.array(beta0, float), 0, {}
 
@@ -169,9 +174,9 @@ class _ThetaObjective:
         key = np.asarray(theta, float).tobytes()
         if key not in self.cache:
             self.n_evals += 1
-            prof = _Profile(self.model, np.asarray(theta, float), self.beta)
-            if prof.beta is not None:
-                self.beta = prof.beta
+            prof, beta = self._new_profile(np.asarray(theta, float))
+            if beta is not None:
+                self.beta = beta
             if len(self.cache) > 64:
                 self.cache.clear()
             self.cache[key] = prof

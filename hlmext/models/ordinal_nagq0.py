@@ -137,17 +137,9 @@ class _Profile:
 class _ThetaObjective(nagq0._ThetaObjective):
     """-2 x the Laplace log-likelihood at the joint mode of (beta, cuts, u), a function of theta."""
 
-    def profile(self, theta):
-        key = np.asarray(theta, float).tobytes()
-        if key not in self.cache:
-            self.n_evals += 1
-            prof = _Profile(self.model, np.asarray(theta, float), self.beta)
-            if prof.fe is not None:
-                self.beta = prof.fe
-            if len(self.cache) > 64:
-                self.cache.clear()
-            self.cache[key] = prof
-        return self.cache[key]
+    def _new_profile(self, theta):
+        prof = _Profile(self.model, theta, self.beta)
+        return prof, prof.fe
 
     def grad(self, theta, h=None):
         """-2 (dL/dtheta + dL/df' S^{-1} C), C = d (profile gradient) / d theta at fixed f."""
