@@ -34,6 +34,7 @@ from ..design.variance_components import variance_component_specs
 from ..design.layout import LevelSpec, MixedDesign
 from ..design.tail_gram import TailGram
 from ..exceptions import ConvergenceWarning, ModelError
+from . import chain_evaluation
 from .gradient import GradientParts
 from ..keywords import check_keywords
 from .optimize import blas_threads_for, minimize, single_blas_thread
@@ -369,6 +370,8 @@ class LinearMixed(LikelihoodModel):
         the log determinant then includes ``log det RX'RX``). Any nesting and crossed
         factors; frequency weights enter through the weighted statistics.
         """
+        if chain_evaluation.applies(self):     # nested levels only: the same sums without the objects
+            return chain_evaluation.deviance_and_gradient(self, theta, reml)
         theta = np.asarray(theta, float)
         f = Factorization(self, theta, *self._scratch())
         if not f.ok or not f.prss > 0:
