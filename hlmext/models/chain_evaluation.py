@@ -36,7 +36,7 @@ def deviance_and_gradient(model, theta, reml):
         return np.inf, np.zeros_like(theta)
     work, G = model._scratch()
     p = d.k_fe
-    logdet, info = _core.factorize(model._stats, model.__dict__["_G0"], lam_flat, model._lam_off, d.zoff, d.m,
+    logdet, info = _core.factorize(model._stats, model._G0, lam_flat, model._lam_off, d.zoff, d.m,
                                    d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups, work, G,
                                    model._cweight)
     L = G.reshape(p + 1, p + 1)
