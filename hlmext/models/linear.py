@@ -19,6 +19,7 @@ the per-cluster blocks, so its cost does not depend on the number of rows.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -33,6 +34,7 @@ from ..design.variance_components import variance_component_specs
 from ..design.layout import LevelSpec, MixedDesign
 from ..design.tail_gram import TailGram
 from ..exceptions import ConvergenceWarning, ModelError
+from . import chain_evaluation
 from .gradient import GradientParts
 from ..keywords import check_keywords
 from .optimize import blas_threads_for, minimize, single_blas_thread
@@ -190,14 +192,14 @@ class LinearMixed(LikelihoodModel):
                                  "effects or a coarser grouping" % (lv.name, lv.n_groups * lv.q, lv.n_groups,
                                                                    lv.q, design.nobs))
         self.k_re = sum(lv.cov.n_theta for lv in self.levels)
-        endog = design.endog if design.has_rows else np.zeros(0)
-        exog = design.exog if design.has_rows else np.zeros((0, design.k_fe))
-        endog = pd.Series(endog, name=design.endog_name, copy=False)
-        exog = pd.DataFrame(exog, columns=design.exog_names, copy=False)
-        if kwargs or endog.dtype != np.float64 or not (exog.dtypes == np.float64).all():
+        y = design.endog if design.has_rows else np.zeros(0)
+        x = design.exog if design.has_rows else np.zeros((0, design.k_fe))
+        endog = pd.Series(y, name=design.endog_name, copy=False)
+        exog = pd.DataFrame(x, columns=design.exog_names, copy=False)
+        if kwargs or y.dtype != np.float64 or x.dtype != np.float64 or y.ndim != 1 or x.ndim != 2:
             super().__init__(endog, exog, hasconst=False, **kwargs)
         else:
-            self._attach_data(endog, exog)
+            self._attach_data(endog, exog, y, x)
         # the design knows its intercept column; spare statsmodels a pass over the rows to find it
         self.data.k_constant = self.k_constant = int(design.intercept_col >= 0)
         self.data.const_idx = design.intercept_col if design.intercept_col >= 0 else None
@@ -212,13 +214,15 @@ class LinearMixed(LikelihoodModel):
             self._G0 = G0
         self._buffers = PerThread()                  # the evaluations' work buffers, one set per thread
 
-    def _attach_data(self, endog, exog):
+    def _attach_data(self, endog, exog, y, x):
         """What ``LikelihoodModel.__init__(endog, exog, hasconst=False)`` attaches, for a float64
         response and design of one default index (the design's): statsmodels' data handling
-        checks types, indexes and missing values, which the design has settled already."""
+        checks types, indexes and missing values, which the design has settled already. The
+        arrays are read-only views of ``y`` and ``x``, the arrays the Series and DataFrame hold
+        (what ``numpy.asarray`` of them gives, without pandas' conversion)."""
         data = PandasData.__new__(PandasData)
         data.orig_endog, data.orig_exog = endog, exog
-        data.endog, data.exog = data._convert_endog_exog(endog, exog)
+        data.endog, data.exog = _read_only(y), _read_only(x)
         data.const_idx, data.k_constant, data._cache = None, 0, {}
         self.data, self.k_constant, self.exog, self.endog = data, 0, data.exog, data.endog
         self._data_attr = ["exog", "endog", "data.exog", "data.endog", "data.orig_endog", "data.orig_exog"]
@@ -241,7 +245,7 @@ class LinearMixed(LikelihoodModel):
         if weights is not None and pweights is not None:
             raise ModelError("a model takes frequency weights (weights=) or sampling weights (pweights=), not "
                              "both; for survey data give every weight as pweights")
-        parsed = fm.parse(formula, cov=cov)
+        parsed = _parse(fm, formula, cov)
         frame, arrays, columns = plain_frame.model_frame_with_columns(
             parsed, data, {"weights": weights, **sw.as_roles(pweights)}, missing, _caller_env(eval_env))
         sampling = sw.from_frame(frame, arrays, pwscale)
@@ -366,6 +370,8 @@ class LinearMixed(LikelihoodModel):
         the log determinant then includes ``log det RX'RX``). Any nesting and crossed
         factors; frequency weights enter through the weighted statistics.
         """
+        if chain_evaluation.applies(self):     # nested levels only: the same sums without the objects
+            return chain_evaluation.deviance_and_gradient(self, theta, reml)
         theta = np.asarray(theta, float)
         f = Factorization(self, theta, *self._scratch())
         if not f.ok or not f.prss > 0:
@@ -650,6 +656,26 @@ def _release_arrays(frame):
     frame.endog = frame.exog = None
     for block in frame.random:
         block.exog_re = block.groups = None
+
+
+def _read_only(a):
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_known(parse, formula, cov):
+    return parse(formula, cov=cov)
+
+
+def _parse(grammar, formula, cov):
+    """``grammar.parse(formula, cov=cov)``, kept for a formula string and covariance name seen before
+    (the parsed formula is immutable; a dict of structures or Stata's residuals() is parsed anew)."""
+    if not isinstance(formula, str) or not (cov is None or isinstance(cov, str)):
+        return grammar.parse(formula, cov=cov)
+    parsed = _parse_known(grammar.parse, formula, cov)
+    return parsed if parsed.residuals is None else grammar.parse(formula, cov=cov)
 
 
 def _caller_env(depth):

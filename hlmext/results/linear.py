@@ -67,7 +67,7 @@ class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likelih
         self.theta = np.asarray(theta, float)
         sigma2 = f.prss / (n - p if reml else n)
         sigma = np.sqrt(sigma2)
-        linv = linalg.solve_triangular(f.L_x, np.eye(p), lower=True) if p else np.zeros((0, 0))
+        linv = _lower_inverse(f.L_x) if p else np.zeros((0, 0))
         cov_fe = sigma2 * (linv.T @ linv)
 
         values = model.report_from_theta(theta, sigma)
@@ -481,6 +481,22 @@ def _cov_variance(model, theta, sigma, reml, values, is_corr, opt=None, f=None):
         cov_phi = np.full((values.size, values.size), np.nan)
     jac = np.where(is_corr, 1 - values ** 2, values)
     return cov_phi * np.outer(jac, jac), cov_phi
+
+
+def _lower_inverse(L):
+    """``linalg.solve_triangular(L, I, lower=True)`` for a lower factor ``L``: the same LAPACK call
+    (``dtrtrs``, on ``L`` or its transpose as scipy chooses), without scipy's checks and dispatch,
+    which cost a small fit more than the solve; non-finite entries or a failed solve take scipy's
+    path and its errors."""
+    eye = np.eye(L.shape[0])
+    if L.dtype == np.float64 and np.isfinite(L).all():
+        if L.flags.f_contiguous:
+            x, info = linalg.lapack.dtrtrs(L, eye, lower=1)
+        else:
+            x, info = linalg.lapack.dtrtrs(L.T, eye, lower=0, trans=1)
+        if info == 0:
+            return x
+    return linalg.solve_triangular(L, eye, lower=True)
 
 
 def _sd_scale(model, sigma, is_corr):
