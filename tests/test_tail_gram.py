@@ -8,7 +8,7 @@ import pytest
 import hlmext
 from hlmext.design import layout
 from hlmext.design.tail_gram import TailGram
-from hlmext.models.linear import _scale_dense
+from hlmext.models.factorization import scale_dense
 
 
 def _data(seed=4, n=2500):
@@ -46,7 +46,7 @@ def test_parts_equal_the_dense_block(formula, weights):
         np.testing.assert_allclose(tail.diagonal_blocks(lv), want, rtol=1e-12, atol=1e-9)
     lams = [np.tril(np.full((lv.q, lv.q), 0.3)) + 0.4 * np.eye(lv.q) for lv in d.crossed]
     scaled = tail.scale_into(np.full(tail.size, np.nan), d, lams).reshape(dense.shape)
-    want = _scale_dense(dense.ravel(), d, lams, out=np.empty(dense.size)).reshape(dense.shape)
+    want = scale_dense(dense.ravel(), d, lams, out=np.empty(dense.size)).reshape(dense.shape)
     np.testing.assert_allclose(np.tril(scaled), np.tril(want), rtol=1e-12, atol=1e-9)
     assert not np.triu(scaled, 1).any()
 

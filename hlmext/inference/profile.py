@@ -41,7 +41,7 @@ from scipy import linalg, optimize, stats
 
 from .bootstrap import optimize_theta
 from ..models.optimize import single_blas_thread
-from ..models.linear import LOG2PI, Factorization, _deviance
+from ..models.factorization import LOG2PI, Factorization, profiled_deviance
 from ..models.optimize import minimize
 from ..stacklevel import user_stacklevel
 
@@ -97,7 +97,7 @@ class Profile:
         f = model.factorize(theta)
         sigma = np.sqrt(f.prss / (n - p if self.reml else n))
         self.theta, self.k_fe = theta, p
-        self.base = _deviance(f, n, p, self.reml)
+        self.base = profiled_deviance(f, n, p, self.reml)
         values = model.report_from_theta(theta, sigma)
         self.estimate = np.concatenate([f.beta, values])          # a corr of a zero sd is NaN
         self.values = np.nan_to_num(values, nan=0.0)               # start values of the inner fits

@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._kernels import core as _core, gradient as _gradient
+from .factorization import LOG2PI
 from .gradient import _products_buffer, _tail_inverse
-
-LOG2PI = np.log(2 * np.pi)
 
 
 def applies(model) -> bool:

@@ -9,7 +9,7 @@ from .._kernels import glmm as _glmm
 from ..exceptions import DataError
 from ..keywords import check_keywords
 from .glmm import MixedGLM
-from .linear import _caller_env
+from .design_input import caller_env
 from .links import check_binomial
 
 
@@ -37,7 +37,7 @@ class MixedLogit(MixedGLM):
         """Build the model from a formula; see ``hlmext.melogit``."""
         check_keywords(MixedLogit.from_formula, kwargs, extra=("pweights", "pwscale"))
         return cls._from_formula(formula, data, {"trials": trials, "offset": offset}, cov=cov, missing=missing,
-                                 eval_env=_caller_env(eval_env), **kwargs)
+                                 eval_env=caller_env(eval_env), **kwargs)
 
     @staticmethod
     def _row_constant(y, ntr):
@@ -70,7 +70,7 @@ class MixedPoisson(MixedGLM):
         """Build the model from a formula; see ``hlmext.mepoisson``."""
         check_keywords(MixedPoisson.from_formula, kwargs, extra=("pweights", "pwscale"))
         return cls._from_formula(formula, data, {"offset": offset, "exposure": exposure}, cov=cov,
-                                 missing=missing, eval_env=_caller_env(eval_env), **kwargs)
+                                 missing=missing, eval_env=caller_env(eval_env), **kwargs)
 
     @staticmethod
     def _row_constant(y, ntr):

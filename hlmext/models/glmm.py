@@ -39,7 +39,8 @@ from .glm_start import glm_start, offset_shift
 from .glmm_boundary import best_on_boundary
 from .glmm_optimize import diagonal_theta, minimize_laplace
 from ..keywords import check_keywords, checked
-from .linear import LinearMixed, _array_design, _caller_env, _release_arrays, design_from_frame
+from .design_input import array_design, caller_env, design_from_frame, release_arrays
+from .linear import LinearMixed
 from .optimize import minimize_with_gradient, single_blas_thread
 from . import nagq0, nested_aghq
 from .quadrature import MAX_NAGQ, MAX_NODES, gauss_hermite_rule  # noqa: F401  (MAX_NAGQ: hlmext.models.glmm.MAX_NAGQ)
@@ -118,7 +119,7 @@ class MixedGLM(LikelihoodModel):
                  formula=None, columns=None, sampling=None, **kwargs):
         check_keywords(MixedGLM.__init__, kwargs)
         if design is None:
-            design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
+            design = array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names)
         self.design = d = design
         self.frame, self.formula = frame, formula
         self.columns = dict(columns or {})          # role -> column name, for predict on new data
@@ -158,12 +159,12 @@ class MixedGLM(LikelihoodModel):
         from ..design import sampling_weights as sw
         frame, arrays, columns = frames.model_frame_with_columns(fm.parse(formula, cov=cov), data,
                                                              {**extra, **sw.as_roles(pweights)}, missing,
-                                                             _caller_env(eval_env))
+                                                             caller_env(eval_env))
         sampling = sw.from_frame(frame, arrays, pwscale)
         arrays = {k: v for k, v in arrays.items() if not k.startswith("pw:")}
         columns = {k: v for k, v in columns.items() if not k.startswith("pw:")}
         design = design_from_frame(frame)
-        _release_arrays(frame)
+        release_arrays(frame)
         return cls(design=design, frame=frame, formula=formula, columns=columns, sampling=sampling,
                    **arrays, **kwargs)
 

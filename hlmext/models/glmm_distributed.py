@@ -45,7 +45,7 @@ from .family_partitions import FamilyOnPartitions, check_nagq
 from .glmm import MixedGLM, find_optimum
 from .glm_start_partitions import glm_start, offset_shift
 from .glmm_boundary import not_identified
-from .linear import _release_arrays
+from .design_input import release_arrays
 from .mixed_family import MixedFamily
 from .optimize import single_blas_thread
 from .part_memory import CallLock, RowStore, SharedBuffers
@@ -91,7 +91,7 @@ def build_part(rows, spec):
     design = MixedDesign(frame.endog, frame.exog, frame.exog_names, specs, endog_name=frame.endog_name,
                          partial=True)
     n_dropped = frame.n_dropped
-    _release_arrays(frame)
+    release_arrays(frame)
     model = spec.family(design=design, frame=None, columns=columns, **arrays, **spec.options)
     return spec.part(model, n_dropped)
 

@@ -1,25 +1,14 @@
-"""Linear mixed model: profiled deviance from per-cluster cross-products, and the fit.
+"""Linear mixed model: the model class, its profiled deviance and gradient, and the fit.
 
 Model: ``y = X beta + Z b + e``, ``b = Lambda u``, ``u ~ N(0, sigma^2 I)``,
-``e ~ N(0, sigma^2 I)``. For given ``theta`` (hence Lambda) the penalized least squares
-problem ``min_{u, beta} |y - X beta - Z Lambda u|^2 + |u|^2`` is solved by the blocked
-Cholesky factorization in ``_core.factorize``, which gives
-
-- ``logdet`` = log det(Lambda' Z'Z Lambda + I),
-- ``logdet_rx`` = log det(RX'RX) and the penalized residual sum of squares ``prss``,
-
-and the profiled deviance (-2 log-likelihood maximized over beta and sigma) is
-
-- ML:   ``logdet + n (1 + log(2 pi prss / n))``
-- REML: ``logdet + logdet_rx + (n - p)(1 + log(2 pi prss / (n - p)))``
-
-(Bates, Maechler, Bolker & Walker 2015, J. Stat. Softw. 67(1), eqs. 34 and 41).
-After one pass over the rows (``_core.cross_products``) every evaluation touches only
-the per-cluster blocks, so its cost does not depend on the number of rows.
+``e ~ N(0, sigma^2 I)``. Each evaluation factors the penalized system at one ``theta``
+(``hlmext.models.factorization``); after one pass over the rows (``_core.cross_products``)
+every evaluation touches only the per-cluster blocks, so its cost does not depend on the
+number of rows. The design comes from a formula frame or arrays
+(``hlmext.models.design_input``).
 """
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
@@ -27,103 +16,19 @@ import pandas as pd
 from statsmodels.base.data import PandasData
 from statsmodels.base.model import LikelihoodModel
 
-from .._kernels import core as _core, crossed as _crossed
-from ..design.arrays import checked_arrays
 from ..design.covariance import Structure
-from ..design.variance_components import variance_component_specs
-from ..design.layout import LevelSpec, MixedDesign
 from ..design.tail_gram import TailGram
 from ..exceptions import ConvergenceWarning, ModelError
 from . import chain_evaluation
+from .design_input import array_design, caller_env, design_from_frame, parse, release_arrays
+from .factorization import LOG2PI, Factorization, profiled_deviance
 from .gradient import GradientParts
+from .moments import moment_theta
 from ..keywords import check_keywords
 from .optimize import blas_threads_for, minimize, single_blas_thread
 from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
 from ..threads import PerThread
-
-LOG2PI = np.log(2 * np.pi)
-
-
-class Factorization:
-    """The penalized system factored at one ``theta`` (private cache of a fit)."""
-
-    def __init__(self, model, theta, work=None, G=None):
-        d = model.design
-        self.theta = np.asarray(theta, float)
-        self.lams = model.lams(theta)
-        self.lam_flat = lam_flat = np.concatenate([lam.ravel() for lam in self.lams])
-        self.ok = bool(np.isfinite(lam_flat).all())
-        if not self.ok:
-            self.info = -1
-            return
-        # the optimizer's evaluations reuse the thread's buffers of the model (``model._scratch()``)
-        self.work = np.empty(d.stat_size) if work is None else work
-        self.G = np.empty(model._g0_size()) if G is None else G
-        tail = model.__dict__.get("_tail")
-        if tail is not None:                  # crossed levels' G0 in parts (hlmext.design.tail_gram)
-            G0 = tail.scale_into(self.G, d, self.lams[d.n_chain:])
-        else:
-            G0 = model._G0 if not d.qd else _scale_dense(model._G0, d, self.lams[d.n_chain:], out=self.G)
-        c = getattr(d, "coupling", None)
-        if c is not None:                     # crossed factors, sparse coupling (hlmext.design.sparse_coupling)
-            self.logdet, info = _crossed.factorize(model._stats, G0, lam_flat, model._lam_off, c.q, d.m, c.offset,
-                                                   c.ptr, c.cols, d.dense_q, d.dense_groups, self.work, self.G)
-        else:
-            self.logdet, info = _core.factorize(model._stats, G0, lam_flat, model._lam_off, d.zoff, d.m,
-                                                d.level_first, d.stat_off, d.parent, d.dense_q, d.dense_groups,
-                                                self.work, self.G, model._cweight)
-        p, qd = d.k_fe, d.qd
-        L = self.G.reshape(qd + p + 1, qd + p + 1)
-        _core.zero_above_diagonal(L)          # the lower factor, in place
-        diag = L.diagonal()
-        self.ok = info == 0 and np.isfinite(self.logdet) and bool(np.isfinite(diag).all())
-        self.info = info
-        if not self.ok:
-            return
-        if qd:
-            self.logdet += 2.0 * np.log(diag[:qd]).sum()
-        self.L = L                            # lower factor of the reduced [D X y] block
-        self.L_dense = L[:qd, :qd]
-        self.L_x = L[qd:qd + p, qd:qd + p]
-        self.logdet_rx = 2.0 * np.log(diag[qd:qd + p]).sum()
-        self.prss = L[-1, -1] ** 2
-        top = qd + p
-        self._w = L[-1, :top].copy()
-        _core.solve_leading_factor_t(L, top, self._w)
-        self.beta = self._w[qd:].copy()
-        if d.intercept_col >= 0:
-            self.beta[d.intercept_col] += d.y_shift
-
-    def modes(self, model):
-        """Spherical conditional modes u: chain clusters (core order), then the crossed block."""
-        d = model.design
-        u = np.empty(d.n_u)
-        c = getattr(d, "coupling", None)
-        if c is not None:
-            _crossed.solve_modes(self.work, self._w, c.q, d.m, c.offset, c.ptr, c.cols, u)
-        else:
-            _core.solve_modes(self.work, self.G, self._w, d.zoff, d.m, d.level_first, d.stat_off,
-                              d.parent, d.u_off, u)
-        return np.concatenate([u, self._w[:d.qd]])
-
-
-def _scale_dense(G0, design, lams, out):
-    """``M' G0 M`` with ``M = diag(Lambda_D, I)``, plus the identity on the ``D`` block, in ``out``
-    (which the core then factors in place)."""
-    qd = design.qd
-    G = out.reshape(qd + design.k_fe + 1, -1)
-    G[...] = G0.reshape(G.shape)
-    for lev, lam in zip(design.crossed, lams):
-        seg = slice(lev.doff, lev.doff + lev.n_groups * lev.q)
-        if lev.q == 1:
-            G[:, seg] *= lam[0, 0]
-            G[seg, :] *= lam[0, 0]
-        else:
-            G[:, seg] = (G[:, seg].reshape(-1, lev.n_groups, lev.q) @ lam).reshape(G.shape[0], -1)
-            G[seg, :] = (lam.T @ G[seg, :].reshape(lev.n_groups, lev.q, -1)).reshape(-1, G.shape[1])
-    G[np.arange(qd), np.arange(qd)] += 1.0
-    return out
 
 
 class LinearMixed(LikelihoodModel):
@@ -177,7 +82,7 @@ class LinearMixed(LikelihoodModel):
                  sampling=None, exog_vc=None, **kwargs):
         check_keywords(LinearMixed.__init__, kwargs)
         if design is None:
-            design = _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights,
+            design = array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights,
                                    exog_vc)
         self.design = design
         self.sampling = sampling
@@ -245,13 +150,13 @@ class LinearMixed(LikelihoodModel):
         if weights is not None and pweights is not None:
             raise ModelError("a model takes frequency weights (weights=) or sampling weights (pweights=), not "
                              "both; for survey data give every weight as pweights")
-        parsed = _parse(fm, formula, cov)
+        parsed = parse(fm, formula, cov)
         frame, arrays, columns = plain_frame.model_frame_with_columns(
-            parsed, data, {"weights": weights, **sw.as_roles(pweights)}, missing, _caller_env(eval_env))
+            parsed, data, {"weights": weights, **sw.as_roles(pweights)}, missing, caller_env(eval_env))
         sampling = sw.from_frame(frame, arrays, pwscale)
         row_weights = arrays.get("weights") if sampling is None else sampling.row_weights()
         design = design_from_frame(frame, weights=row_weights, check_tail=not allow_large_crossed)
-        _release_arrays(frame)
+        release_arrays(frame)
         model = cls(design=design, frame=frame, formula=formula, sampling=sampling, **kwargs)
         model.weight_columns = {role: columns.get(role) for role in arrays}   # role -> column name (None: array)
         return model
@@ -284,42 +189,9 @@ class LinearMixed(LikelihoodModel):
         return np.zeros(self.k_re)
 
     def theta_moments(self):
-        """Moment estimate of ``theta`` for one level of random effects, from the statistics.
-
-        With OLS residuals e and ``A_k = Z_k'Z_k``, ``E[Z_k'e e'Z_k] ~ A_k Sigma A_k + sigma^2 A_k``;
-        summed over clusters this is linear in ``Sigma`` (solved with ``sigma^2`` from
-        ``E[e'e] ~ sum_k tr(A_k Sigma) + n sigma^2``, alternating three times). The relative
-        covariance ``Sigma / sigma^2`` gives ``theta``. Nested or crossed levels: the same
-        equations for every level (``hlmext.models.moments``). None if the estimate is near the boundary: an eigenvalue of the relative
-        covariance of the columns scaled to unit root mean square below 1e-4 of the largest.
-        """
-        d = self.design
-        if d.n_chain != 1 or d.qd:
-            from .moments import multilevel_moments
-            return multilevel_moments(self)
-        if d.k_fe == 0:
-            return None
-        lev, p = d.levels[0], d.k_fe
-        q = lev.q
-        S = self._stats.reshape(lev.n_groups, q, q + p + 1)
-        A = S[:, :, :q]
-        G0 = self._G0.reshape(p + 1, p + 1)
-        beta = np.linalg.solve(G0[:p, :p], G0[:p, p])
-        rss = G0[p, p] - beta @ G0[:p, p]
-        r = S[:, :, -1] - S[:, :, q:q + p] @ beta               # Z_k' e_k
-        M, A_sum = r.T @ r, A.sum(axis=0)
-        K = np.einsum("gij,gkl->ikjl", A, A).reshape(q * q, q * q)
-        sigma2 = rss / self.nobs
-        for _ in range(3):                       # least squares: K is singular where every A_k is
-            cov = np.linalg.lstsq(K, (M - sigma2 * A_sum).ravel(), rcond=None)[0].reshape(q, q)
-            cov = 0.5 * (cov + cov.T)
-            sigma2 = max((rss - np.einsum("gij,ji->", A, cov)) / self.nobs, 1e-3 * rss / self.nobs)
-        rms = d.z_rms(0)
-        w = np.linalg.eigvalsh(cov / sigma2 * np.outer(rms, rms))
-        if not (np.all(np.isfinite(w)) and w.min() > 1e-4 * w.max() > 0):
-            return None
-        theta = lev.cov.theta_from_cov(cov / sigma2)
-        return theta if np.all(np.isfinite(theta)) else None
+        """Moment estimate of ``theta`` from the statistics (``hlmext.models.moments``), or None
+        near the boundary: the Newton steps' start."""
+        return moment_theta(self)
 
     def theta_canonical(self, theta):
         """The equivalent ``theta`` whose factors Lambda have non-negative diagonals."""
@@ -355,7 +227,7 @@ class LinearMixed(LikelihoodModel):
         f = Factorization(self, theta, *self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf
-        return _deviance(f, self.nobs, self.k_fe, reml)
+        return profiled_deviance(f, self.nobs, self.k_fe, reml)
 
     def has_analytic_gradient(self) -> bool:
         """True when every level has at most 16 random effects (``hlmext.models.gradient``) and the
@@ -385,7 +257,7 @@ class LinearMixed(LikelihoodModel):
         else:
             grad = np.array([parts.dlogdet(i, E) + dof * parts.dprss(i, E) / f.prss
                              for i, E in self._lam_derivatives(theta)])
-        return _deviance(f, self.nobs, self.k_fe, reml), grad
+        return profiled_deviance(f, self.nobs, self.k_fe, reml), grad
 
     def deviance_at_and_gradient(self, theta, sigma, reml=True):
         """``deviance_at`` and its analytic gradient with respect to ``(theta, sigma)``."""
@@ -643,85 +515,9 @@ class _Buffers:
         self.scratch = self.gradient = None
 
 
-def _deviance(f, n, p, reml):
-    if reml:
-        r = n - p
-        return f.logdet + f.logdet_rx + r * (1 + LOG2PI + np.log(f.prss / r))
-    return f.logdet + n * (1 + LOG2PI + np.log(f.prss / n))
-
-
-def _release_arrays(frame):
-    """Drop the formula frame's row arrays once the design holds the data (what remains of the
-    frame: design infos for new data, column names, row labels, the count of dropped rows)."""
-    frame.endog = frame.exog = None
-    for block in frame.random:
-        block.exog_re = block.groups = None
-
-
 def _read_only(a):
     view = a.view()
     view.flags.writeable = False
     return view
 
 
-@functools.lru_cache(maxsize=256)
-def _parse_known(parse, formula, cov):
-    return parse(formula, cov=cov)
-
-
-def _parse(grammar, formula, cov):
-    """``grammar.parse(formula, cov=cov)``, kept for a formula string and covariance name seen before
-    (the parsed formula is immutable; a dict of structures or Stata's residuals() is parsed anew)."""
-    if not isinstance(formula, str) or not (cov is None or isinstance(cov, str)):
-        return grammar.parse(formula, cov=cov)
-    parsed = _parse_known(grammar.parse, formula, cov)
-    return parsed if parsed.residuals is None else grammar.parse(formula, cov=cov)
-
-
-def _caller_env(depth):
-    return depth + 1 if isinstance(depth, int) else depth
-
-
-def design_from_frame(frame, weights=None, dense_coupling=False, check_tail=False) -> MixedDesign:
-    """A ``MixedDesign`` from the formula module's ``ModelFrame`` (``dense_coupling``, ``check_tail``: see
-    ``MixedDesign``)."""
-    specs = []
-    for block in frame.random:
-        q = block.exog_re.shape[1]
-        specs.append(LevelSpec(block.term.level, block.groups, block.exog_re,
-                               [(block.term.cov, list(range(q)))], list(block.names)))
-    return MixedDesign(frame.endog, frame.exog, frame.exog_names, specs, endog_name=frame.endog_name,
-                       weights=weights, dense_coupling=dense_coupling, check_tail=check_tail)
-
-
-def _array_design(endog, exog, groups, exog_re, cov, exog_names, exog_re_names, weights=None, exog_vc=None):
-    if endog is None or exog is None or groups is None:
-        raise ModelError("LinearMixed needs endog, exog and groups (or use hlmext.mixedlm with a formula)")
-    endog, exog, groups, exog_re = checked_arrays(endog, exog, groups, exog_re)
-    endog = np.asarray(endog, dtype=float)
-    exog = np.asarray(exog, dtype=float)
-    if exog.ndim == 1:
-        exog = exog[:, None]
-    exog_names = list(exog_names) if exog_names is not None else _default_names(exog, "x")
-    # statsmodels' rule: a random intercept of groups unless exog_re or exog_vc says otherwise
-    specs = [] if exog_vc is None else variance_component_specs(groups, exog_vc, endog.shape[0])
-    if exog_re is None and specs:
-        return MixedDesign(endog, exog, exog_names, specs, endog_name="y", weights=weights)
-    if exog_re is None:
-        exog_re = np.broadcast_to(np.ones((1, 1)), (endog.shape[0], 1))   # a random intercept
-        exog_re_names = exog_re_names or ["Intercept"]
-    exog_re = np.asarray(exog_re, dtype=float)
-    if exog_re.ndim == 1:
-        exog_re = exog_re[:, None]
-    exog_re_names = list(exog_re_names) if exog_re_names is not None else _default_names(exog_re, "z")
-    spec = LevelSpec("group", np.asarray(groups), exog_re, [(cov, list(range(exog_re.shape[1])))],
-                     exog_re_names)
-    return MixedDesign(endog, exog, exog_names, [spec] + specs, endog_name="y", weights=weights)
-
-
-def _default_names(a, prefix):
-    names = []
-    for j in range(a.shape[1]):
-        ones = (len(a) == 0 or a[0, j] == 1) and np.all(a[:, j] == 1)
-        names.append("Intercept" if ones else "%s%d" % (prefix, j + 1))
-    return names

@@ -27,7 +27,7 @@ from ..keywords import check_keywords
 from . import dispersion_glm, dispersion_laplace, links, nagq0_dispersion, nested_aghq
 from .glm_start import glm_start
 from .glmm import MixedGLM, find_optimum
-from .linear import _caller_env
+from .design_input import caller_env
 
 #: log phi is kept in these bounds (NB alpha at exp(-20): the Poisson model up to rounding)
 LOG_PHI_BOUNDS = (-20.0, 20.0)
@@ -74,7 +74,7 @@ class MixedFamily(MixedGLM):
         if trials is not None:
             extra["trials"] = trials
         return cls._from_formula(formula, data, extra, cov=cov, missing=missing,
-                                 eval_env=_caller_env(eval_env), family=spec, **kwargs)
+                                 eval_env=caller_env(eval_env), family=spec, **kwargs)
 
     # ------------------------------------------------------------------ the family
     @property

@@ -27,6 +27,45 @@ def _pair(B):
     return on_k, on_g
 
 
+def moment_theta(model):
+    """Moment estimate of ``theta`` from the model's statistics, or None (then the full search).
+
+    One level of random effects: with OLS residuals e and ``A_k = Z_k'Z_k``,
+    ``E[Z_k'e e'Z_k] ~ A_k Sigma A_k + sigma^2 A_k``; summed over clusters this is linear in
+    ``Sigma`` (solved with ``sigma^2`` from ``E[e'e] ~ sum_k tr(A_k Sigma) + n sigma^2``,
+    alternating three times). The relative covariance ``Sigma / sigma^2`` gives ``theta``.
+    Nested or crossed levels: the same equations for every level (``multilevel_moments``).
+    None if the estimate is near the boundary: an eigenvalue of the relative covariance of
+    the columns scaled to unit root mean square below 1e-4 of the largest.
+    """
+    d = model.design
+    if d.n_chain != 1 or d.qd:
+        return multilevel_moments(model)
+    if d.k_fe == 0:
+        return None
+    lev, p = d.levels[0], d.k_fe
+    q = lev.q
+    S = model._stats.reshape(lev.n_groups, q, q + p + 1)
+    A = S[:, :, :q]
+    G0 = model._G0.reshape(p + 1, p + 1)
+    beta = np.linalg.solve(G0[:p, :p], G0[:p, p])
+    rss = G0[p, p] - beta @ G0[:p, p]
+    r = S[:, :, -1] - S[:, :, q:q + p] @ beta               # Z_k' e_k
+    M, A_sum = r.T @ r, A.sum(axis=0)
+    K = np.einsum("gij,gkl->ikjl", A, A).reshape(q * q, q * q)
+    sigma2 = rss / model.nobs
+    for _ in range(3):                       # least squares: K is singular where every A_k is
+        cov = np.linalg.lstsq(K, (M - sigma2 * A_sum).ravel(), rcond=None)[0].reshape(q, q)
+        cov = 0.5 * (cov + cov.T)
+        sigma2 = max((rss - np.einsum("gij,ji->", A, cov)) / model.nobs, 1e-3 * rss / model.nobs)
+    rms = d.z_rms(0)
+    w = np.linalg.eigvalsh(cov / sigma2 * np.outer(rms, rms))
+    if not (np.all(np.isfinite(w)) and w.min() > 1e-4 * w.max() > 0):
+        return None
+    theta = lev.cov.theta_from_cov(cov / sigma2)
+    return theta if np.all(np.isfinite(theta)) else None
+
+
 def multilevel_moments(model):
     """``theta`` (core order) from the moment equations, or None.
 

@@ -48,7 +48,7 @@ def _pattern(model):
         width = len(starts) * q
     else:
         t = model._tree
-        qs, zoff, u_off = t["qs"], t["zoff"], t["u_off"]
+        qs, u_off = t["qs"], t["u_off"]
         chain = len(qs) - (model._top is not None)
         cols = [u_off[model._cl[:, l]][:, None] + np.arange(qs[l]) for l in range(chain)]
         if model._top is not None:
@@ -66,7 +66,6 @@ class _Profile:
 
     def __init__(self, model, theta, beta0, tol=1e-10, maxit=100):
         self.model, self.theta = model, theta
-        X, p = model._X, model.k_fe
         beta = np.array(beta0, float)
         self.beta, self.ll, self.h = None, -np.inf, -np.inf
         ll = model._kernel(beta, theta, 1, False)

@@ -38,7 +38,7 @@ from ..stacklevel import user_stacklevel
 from .glmm import MixedGLM, _Buffers, kernel_threads
 from .glmm_boundary import best_on_boundary
 from . import ordinal_nagq0, ordinal_nested
-from .linear import _caller_env
+from .design_input import caller_env
 from .optimize import minimize_with_gradient, single_blas_thread
 from .quadrature import MAX_NODES
 from .robust_options import cov_options
@@ -144,7 +144,7 @@ class MixedOrdinal(MixedGLM):
             raise DataError("response %r has %s: an ordinal model needs at least two categories"
                             % (response, "one category (%r)" % (labels[0],) if labels else "no values"))
         data = data.assign(**{response: codes})
-        return cls._from_formula(formula, data, {}, cov=cov, missing=missing, eval_env=_caller_env(eval_env),
+        return cls._from_formula(formula, data, {}, cov=cov, missing=missing, eval_env=caller_env(eval_env),
                                  pweights=pweights, pwscale=pwscale, link=link, categories=labels)
 
     @property

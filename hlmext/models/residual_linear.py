@@ -27,7 +27,8 @@ from .gradient import GradientParts
 from ..design.residual_structures import build
 from ..formula import frames
 from ..formula import grammar as fm
-from .linear import Factorization, _caller_env, _deviance, _release_arrays, design_from_frame
+from .design_input import caller_env, design_from_frame, release_arrays
+from .factorization import Factorization, profiled_deviance
 from .optimize import minimize
 
 def _serialized(method):
@@ -75,10 +76,10 @@ class ResidualModel:
         group_values, _ = _by_codes(data, residual_group, "residual_group")
         frame, arrays, columns = frames.model_frame_with_columns(
             parsed, data, {"time": time, "by": by_values, "residual_group": group_values,
-                           "var_weights": var_weights}, missing, _caller_env(eval_env))
+                           "var_weights": var_weights}, missing, caller_env(eval_env))
         # crossed levels: the whitened coupling is added to every chain cluster's dense block
         design = design_from_frame(frame, dense_coupling=True)
-        _release_arrays(frame)
+        release_arrays(frame)
         order = np.asarray(design.order)
         by_sorted = None if by is None else by_labels[arrays["by"][order].astype(np.intp)]
         group_sorted = None if residual_group is None else arrays["residual_group"][order]
@@ -250,7 +251,7 @@ class ResidualModel:
         f = self._factor(theta, *self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf
-        return _deviance(f, self.nobs, self.k_fe, reml)
+        return profiled_deviance(f, self.nobs, self.k_fe, reml)
 
     @_serialized
     def deviance_at(self, theta, sigma, reml=True):
@@ -273,7 +274,7 @@ class ResidualModel:
         f = self._factor(theta, *self._scratch())
         if not f.ok or not f.prss > 0:
             return np.inf, np.zeros_like(theta)
-        value = _deviance(f, self.nobs, self.k_fe, reml)
+        value = profiled_deviance(f, self.nobs, self.k_fe, reml)
         parts = GradientParts(self, f, reml, consume=True)
         dof = self.nobs - self.k_fe if reml else self.nobs
         grad = [parts.dlogdet(i, E) + dof * parts.dprss(i, E) / f.prss for i, E in self._lam_derivatives(theta)]

@@ -27,7 +27,7 @@ from .lazy import cached
 from .after_fit import AfterFit
 from ..keywords import check_keywords
 from ..exceptions import ConvergenceWarning, ModelError
-from ..models.linear import _deviance
+from ..models.factorization import profiled_deviance
 from .rows import row_keys as _row_keys, zb_sorted
 from .within import wcorrelation
 from ..design.sampling_weights import no_lr_test, top_weights
@@ -84,7 +84,7 @@ class MixedResults(FitResults, Lme4Idioms, AfterFit, ResultsConventions, Likelih
         del self.__dict__["normalized_cov_params"]      # the class's cached attribute gives it
         self.opt = opt
         self.converged = opt.converged
-        self.deviance = _deviance(f, n, p, reml)
+        self.deviance = profiled_deviance(f, n, p, reml)
         self._llf = float(-0.5 * self.deviance)
         self.k_params = p + model.k_re + 1
         self.aic = self.deviance + 2 * self.k_params

@@ -20,7 +20,7 @@ import numpy as np
 from .._kernels import glmm as _glmm
 from ..models import information as inference
 from ..exceptions import ModelError
-from ..models.linear import LOG2PI
+from ..models.factorization import LOG2PI
 
 
 def robust_cov(contrib, x0, steps, correction="CR1"):
