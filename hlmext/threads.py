@@ -5,14 +5,15 @@ as many as ``set_num_threads`` asks for, else the environment variable
 ``HLMEXT_NUM_THREADS``, else the machine's cores (at most 8). Any request is capped at
 the machine's cores, and a forked process (a ``multiprocessing`` worker started by
 ``fork``) uses one thread: GNU OpenMP cannot start threads there once the parent has. BLAS/LAPACK threads are the BLAS library's: limit them with
-``threadpoolctl`` (a fit limits them to one itself while it runs, see
-``hlmext.models.optimize.single_blas_thread``).
+``threadpoolctl``; a fit limits them to one itself while it runs (``single_blas_thread``),
+except for a very large crossed block (``blas_threads_for``).
 
 A model's evaluations reuse work buffers; ``PerThread`` gives every thread its own set,
 so one model object can be fitted from several threads at once.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -151,3 +152,61 @@ class PerThread:
 
     def __deepcopy__(self, memo):
         return PerThread()
+
+
+def blas_threads_for(design):
+    """``single_blas_thread()``, except for a very large crossed block (``design.qd >= DENSE_THREADED``):
+    its factorization and inverse are a few BLAS/LAPACK products of seconds each, where the
+    BLAS library's own threads pay. Below that they do not: on two cores shared with other
+    work, threaded BLAS made one evaluation of a 500-column tail 20 times slower and of a
+    1,142-column tail 8 times slower than one thread (a quiet machine gains some 10%)."""
+    if getattr(design, "qd", 0) >= DENSE_THREADED:
+        return contextlib.nullcontext()
+    return single_blas_thread()
+
+
+DENSE_THREADED = 4096
+
+
+def single_blas_thread():
+    """Context manager: one BLAS thread inside (``threadpoolctl``), previous limits after.
+
+    A fit makes many small BLAS/LAPACK calls (per-level downdates, the optimizer's own
+    small matrices) where BLAS threads only add synchronization; on a busy machine they
+    make a fit several times slower. BLAS limits belong to the process: with fits
+    running in several threads at once, the first to enter sets the limit and the last
+    to leave restores the previous limits.
+    """
+    return _SingleBlasThread()
+
+
+def blas_limited() -> bool:
+    """True while a ``single_blas_thread`` context is open (in any thread)."""
+    return _BLAS_USERS > 0
+
+
+class _SingleBlasThread:
+    def __enter__(self):
+        global _BLAS_CONTROLLER, _BLAS_LIMITER, _BLAS_USERS
+        with _BLAS_LOCK:
+            if _BLAS_CONTROLLER is None:  # finding the libraries reads the process's memory map: once
+                from threadpoolctl import ThreadpoolController
+                _BLAS_CONTROLLER = ThreadpoolController()
+            if _BLAS_USERS == 0:
+                _BLAS_LIMITER = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+            _BLAS_USERS += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _BLAS_LIMITER, _BLAS_USERS
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
+        return False
+
+
+_BLAS_CONTROLLER = _BLAS_LIMITER = None
+_BLAS_USERS = 0                           # contexts open, in any thread
+_BLAS_LOCK = threading.Lock()

@@ -6,6 +6,7 @@ import pytest
 
 import hlmext
 from hlmext.design import layout, sparse_coupling
+from hlmext import threads
 from hlmext.models import optimize
 
 
@@ -52,7 +53,7 @@ def test_bfgs_update_keeps_the_hessian_without_curvature_information():
 def test_a_crossed_block_below_thousands_of_columns_fits_on_one_blas_thread():
     class Design:
         qd = 1142                                  # InstEval's instructors and departments
-    assert isinstance(optimize.blas_threads_for(Design()), optimize._SingleBlasThread)
+    assert isinstance(threads.blas_threads_for(Design()), threads._SingleBlasThread)
 
 
 def test_a_dense_tail_too_large_to_fit_in_minutes_is_refused_before_the_rows_are_sorted(monkeypatch):

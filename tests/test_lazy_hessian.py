@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import hlmext
+from hlmext import threads
 from hlmext.models import optimize
 
 
@@ -42,7 +43,7 @@ def test_standard_errors_use_the_wide_step_hessian(sleep):
     res = model.fit()
     scale = model.theta_scale()
     z = res.opt.end / scale
-    with optimize.single_blas_thread():
+    with threads.single_blas_thread():
         H = _wide(model, z, scale)
     np.testing.assert_array_equal(res.opt.hessian, H / np.outer(scale, scale))
 

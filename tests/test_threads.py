@@ -13,7 +13,7 @@ import pytest
 
 import hlmext
 from hlmext import threads
-from hlmext.models.optimize import single_blas_thread
+from hlmext.threads import single_blas_thread
 
 
 def _data(n=3000, seed=1):

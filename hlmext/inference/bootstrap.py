@@ -36,7 +36,8 @@ from ..exceptions import ModelError
 from .lrtest import lrtest
 from .ordinal_bootstrap import OrdinalRefit, OrdinalSource, is_ordinal
 from ..keywords import checked
-from ..models.optimize import minimize, single_blas_thread
+from ..models.optimize import minimize
+from ..threads import single_blas_thread
 from ..threads import PerThread
 
 

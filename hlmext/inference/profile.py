@@ -40,7 +40,7 @@ import pandas as pd
 from scipy import linalg, optimize, stats
 
 from .bootstrap import optimize_theta
-from ..models.optimize import single_blas_thread
+from ..threads import single_blas_thread
 from ..models.factorization import LOG2PI, Factorization, profiled_deviance
 from ..models.optimize import minimize
 from ..stacklevel import user_stacklevel

@@ -28,7 +28,7 @@ from ..exceptions import ModelError
 from . import dispersion_laplace, links
 from .glmm import MixedGLM
 from .mixed_family import MixedFamily, log_phi_from_moments
-from .optimize import single_blas_thread
+from ..threads import single_blas_thread
 
 
 # --------------------------------------------------------------------------- on a partition

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._kernels import glmm as _glmm
 from ..exceptions import ConvergenceWarning
-from .optimize import single_blas_thread
+from ..threads import single_blas_thread
 from ..stacklevel import user_stacklevel
 
 

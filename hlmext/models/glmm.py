@@ -41,7 +41,8 @@ from .glmm_optimize import diagonal_theta, minimize_laplace
 from ..keywords import check_keywords, checked
 from .design_input import array_design, caller_env, design_from_frame, release_arrays
 from .linear import LinearMixed
-from .optimize import minimize_with_gradient, single_blas_thread
+from .optimize import minimize_with_gradient
+from ..threads import single_blas_thread
 from . import nagq0, nested_aghq
 from .quadrature import MAX_NAGQ, MAX_NODES, gauss_hermite_rule  # noqa: F401  (MAX_NAGQ: hlmext.models.glmm.MAX_NAGQ)
 from .robust_options import cov_options

@@ -47,7 +47,7 @@ from .glm_start_partitions import glm_start, offset_shift
 from .glmm_boundary import not_identified
 from .design_input import release_arrays
 from .mixed_family import MixedFamily
-from .optimize import single_blas_thread
+from ..threads import single_blas_thread
 from .part_memory import CallLock, RowStore, SharedBuffers
 from .quadrature import MAX_NODES
 from .robust_options import cov_options

@@ -25,7 +25,8 @@ from .factorization import LOG2PI, Factorization, profiled_deviance
 from .gradient import GradientParts
 from .moments import moment_theta
 from ..keywords import check_keywords
-from .optimize import blas_threads_for, minimize, single_blas_thread
+from .optimize import minimize
+from ..threads import blas_threads_for, single_blas_thread
 from .robust_options import cov_options
 from ..stacklevel import user_stacklevel
 from ..threads import PerThread

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
+
+from ..threads import blas_limited, single_blas_thread
 
 GRADIENT_TOL = 2e-3
 DECREMENT_TOL = 1e-6
@@ -130,59 +131,6 @@ def projected_gradient(g, x, bounds):
         if hi is not None and x[i] >= hi - 1e-10 and g[i] < 0:
             g[i] = 0.0
     return g
-
-
-def blas_threads_for(design):
-    """``single_blas_thread()``, except for a very large crossed block (``design.qd >= DENSE_THREADED``):
-    its factorization and inverse are a few BLAS/LAPACK products of seconds each, where the
-    BLAS library's own threads pay. Below that they do not: on two cores shared with other
-    work, threaded BLAS made one evaluation of a 500-column tail 20 times slower and of a
-    1,142-column tail 8 times slower than one thread (a quiet machine gains some 10%)."""
-    if getattr(design, "qd", 0) >= DENSE_THREADED:
-        return contextlib.nullcontext()
-    return single_blas_thread()
-
-
-DENSE_THREADED = 4096
-
-
-def single_blas_thread():
-    """Context manager: one BLAS thread inside (``threadpoolctl``), previous limits after.
-
-    A fit makes many small BLAS/LAPACK calls (per-level downdates, the optimizer's own
-    small matrices) where BLAS threads only add synchronization; on a busy machine they
-    make a fit several times slower. BLAS limits belong to the process: with fits
-    running in several threads at once, the first to enter sets the limit and the last
-    to leave restores the previous limits.
-    """
-    return _SingleBlasThread()
-
-
-class _SingleBlasThread:
-    def __enter__(self):
-        global _BLAS_CONTROLLER, _BLAS_LIMITER, _BLAS_USERS
-        with _BLAS_LOCK:
-            if _BLAS_CONTROLLER is None:  # finding the libraries reads the process's memory map: once
-                from threadpoolctl import ThreadpoolController
-                _BLAS_CONTROLLER = ThreadpoolController()
-            if _BLAS_USERS == 0:
-                _BLAS_LIMITER = _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
-            _BLAS_USERS += 1
-        return self
-
-    def __exit__(self, *exc):
-        global _BLAS_LIMITER, _BLAS_USERS
-        with _BLAS_LOCK:
-            _BLAS_USERS -= 1
-            if _BLAS_USERS == 0:
-                _BLAS_LIMITER.restore_original_limits()
-                _BLAS_LIMITER = None
-        return False
-
-
-_BLAS_CONTROLLER = _BLAS_LIMITER = None
-_BLAS_USERS = 0                           # contexts open, in any thread
-_BLAS_LOCK = threading.Lock()
 
 
 def progress_printer(fun, label):
@@ -519,7 +467,7 @@ def _finish(f_and_g, z, g, sbounds, scale):
 
 def _later(compute):
     """``compute`` for a later call under the BLAS thread limit in force now (the same sums)."""
-    single = _BLAS_USERS > 0
+    single = blas_limited()
 
     def run():
         with single_blas_thread() if single else contextlib.nullcontext():

@@ -39,7 +39,8 @@ from .glmm import MixedGLM, _Buffers, kernel_threads
 from .glmm_boundary import best_on_boundary
 from . import ordinal_nagq0, ordinal_nested
 from .design_input import caller_env
-from .optimize import minimize_with_gradient, single_blas_thread
+from .optimize import minimize_with_gradient
+from ..threads import single_blas_thread
 from .quadrature import MAX_NODES
 from .robust_options import cov_options
 

@@ -28,7 +28,7 @@ from ..exceptions import DataError, FormulaError, ModelError
 from ..formula import grammar as fm
 from ..keywords import checked
 from . import glmm_distributed as gd
-from .optimize import single_blas_thread
+from ..threads import single_blas_thread
 from .quadrature import MAX_NODES
 from .robust_options import cov_options
 from .ordinal import MixedOrdinal, fit_without_random_effects

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ModelError
-from ..models.optimize import single_blas_thread
+from ..threads import single_blas_thread
 from .glmm import _conditional_modes, _information_cov
 from .sandwich import glmm_cluster_loglik, phi_params, to_report
 
