@@ -92,7 +92,7 @@ def _build_only(spec, df):
     """How soon the model is refused, then (with ``allow_large_crossed=True``) build it once: time,
     peak RSS, the tail's size and the memory a fit would need."""
     import hlmext
-    from hlmext.design.layout import memory_needed
+    from hlmext.design.memory import memory_needed
     t0 = time.perf_counter()
     try:
         _builder(spec, df)()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import hlmext
-from hlmext.design import layout as design
+from hlmext.design import memory as design
 
 
 def _three_crossed(levels=11_000, seed=0):

@@ -8,7 +8,7 @@ import pytest
 import hlmext
 from hlmext._kernels import reference
 from hlmext.design import layout
-from hlmext.design.layout import _chain_and_crossed
+from hlmext.design.level_structure import chain_and_crossed
 from hlmext.models.gradient import GradientParts
 
 
@@ -157,8 +157,8 @@ def test_chain_chosen_by_elimination_cost():
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 300, 5000), rng.integers(0, 200, 5000)
     a[:300], b[:200] = np.arange(300), np.arange(200)
-    assert _chain_and_crossed([a, b]) == ([0], [1])            # by size alone
-    assert _chain_and_crossed([a, b], [1, 4], 1) == ([1], [0])
+    assert chain_and_crossed([a, b]) == ([0], [1])            # by size alone
+    assert chain_and_crossed([a, b], [1, 4], 1) == ([1], [0])
 
 
 def test_design_beyond_the_dense_coupling_limit_fits(monkeypatch):

@@ -15,7 +15,7 @@ same statistics as ``MixedDesign`` does in memory:
 2. **clusters**: per chunk, the model frame (missing values dropped by the in-memory
    rule), the count, the sum (``math.fsum``) and the range of ``y``, the all-ones columns of ``X``,
    and the distinct combinations of the grouping keys with their row counts. From the
-   combinations, levels are nested or crossed as ``design._chain_and_crossed`` decides
+   combinations, levels are nested or crossed as ``level_structure.chain_and_crossed`` decides
    from rows, and the clusters are numbered, ordered and given their blocks exactly as
    in ``MixedDesign``; ``y_shift`` is the mean of the used ``y`` (as in memory).
 3. **statistics**: per chunk, ``W = [Z | X | y - y_shift]``, and every row scattered into

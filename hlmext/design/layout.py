@@ -16,19 +16,19 @@ All validation of arrays that reach ``_core`` happens here.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .covariance import LevelCovariance, make_structure
+from .level_structure import chain_and_crossed, check_group_structure, grouped_specs
+from .memory import check_memory, dense_block_fits
 from .rank import check_fixed_rank
 from . import sparse_coupling
 from .tail_gram import TailGram
 from .._kernels import core as _core, crossed as _crossed, row_order
 from ..exceptions import DataError, ModelError
-from ..formula.grouping import group_codes
 
 
 #: Store each chain cluster's coupling to the crossed block on the groups its rows touch
@@ -151,12 +151,12 @@ class MixedDesign:
         weights = _check_weights(weights, n)
         self.k_fe = exog.shape[1]
 
-        specs, codes, labels = _grouped_specs(levels, n)
+        specs, codes, labels = grouped_specs(levels, n)
         columns = {}
-        chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe,
+        chain, crossed = chain_and_crossed(codes, [z.shape[1] for _, z in specs] if sparse else None, self.k_fe,
                                             columns)
         tail = [(specs[i][0].name, len(labels[i]), specs[i][1].shape[1]) for i in crossed]
-        if check_tail and memory_needed(0, sum(g * q for _, g, q in tail), self.k_fe) <= (physical_memory() or np.inf):
+        if check_tail and dense_block_fits(sum(g * q for _, g, q in tail), self.k_fe):
             sparse_coupling.check_tail(tail, self.k_fe)     # (a tail beyond memory: check_memory's message)
         # sort rows: outermost chain level is the primary key. The chain's clusters are found
         # from their innermost groups, so the row codes of the chain are freed before W is
@@ -410,37 +410,6 @@ class MixedDesign:
                                  % (lev.name, ", ".join(lev.names)))
 
 
-def memory_needed(stat_size, qd, k_fe) -> int:
-    """Bytes a fit holds at once, estimated before anything is allocated: the per-cluster
-    blocks twice (the statistics and the factor's work copy; the generalized model's
-    factor and its selected inverse) and the dense block of the crossed factors with the
-    fixed effects and response, ``(qd + p + 1)^2``, twice (its statistics and its factor)."""
-    return 8 * (2 * int(stat_size) + 2 * (int(qd) + int(k_fe) + 1) ** 2)
-
-
-def physical_memory():
-    """The machine's memory in bytes (None where the system does not tell)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def check_memory(levels, n_chain, stat_size, k_fe):
-    """Refuse a design whose fit needs more memory than the machine has (``memory_needed``)."""
-    crossed = levels[n_chain:]
-    qd = sum(lv.n_groups * lv.q for lv in crossed)
-    need, have = memory_needed(stat_size, qd, k_fe), physical_memory()
-    if have is None or need <= have:
-        return
-    raise ModelError("this model needs about %.1f GB of memory to fit (the per-cluster blocks of the nested levels "
-                     "%s and a %d x %d dense block for the %d crossed random effects of %s); this machine has %.1f "
-                     "GB: fit fewer crossed factors or fewer groups (e.g. a coarser grouping), or make a crossed "
-                     "factor nested in another if the data allow"
-                     % (need / 1e9, ", ".join(lv.name for lv in levels[:n_chain]) or "(none)", qd, qd, qd,
-                        ", ".join(lv.name for lv in crossed) or "(none)", have / 1e9))
-
-
 def _column_rank(z, block=1 << 16):
     """``numpy.linalg.matrix_rank(z)`` for a tall ``z`` (n x q), from a QR factorization taken
     block by block (the singular values of R are those of z), so no copy of z is made."""
@@ -487,103 +456,6 @@ def _check_weights(weights, n):
     if not w.sum() > 0:
         raise DataError("every frequency weight is zero: nothing to fit")
     return w
-
-
-def check_group_structure(levels, n_chain):
-    """Identification checks that need only the groups: raise ``ModelError`` naming the level.
-
-    A level with one group; random slopes where every group has one row; a nested level
-    whose groups are its parent's (``levels[:n_chain]`` is the nested chain, innermost first).
-    """
-    for lev in levels:
-        if lev.n_groups < 2:
-            raise ModelError("level %r has a single group; a variance cannot be estimated from one "
-                             "group: drop this random-effects term" % lev.name)
-        if lev.q > 1 and np.all(lev.sizes == 1):
-            raise ModelError("every group of level %r has one observation, so its %d random effects "
-                             "(%s) are not identified; keep only a random intercept for %r"
-                             % (lev.name, lev.q, ", ".join(lev.names), lev.name))
-    chain = levels[:n_chain]
-    for inner, outer in zip(chain[:-1], chain[1:]):
-        if inner.n_groups == outer.n_groups:
-            raise ModelError("level %r has the same groups as %r (each %r group holds a single %r group), "
-                             "so their variances are not identified separately; drop one of the two levels"
-                             % (inner.name, outer.name, outer.name, inner.name))
-
-
-def _merge_same_grouping(specs, codes, labels):
-    """Terms on the same grouping (lme4 ``(1 | g) + (0 + x | g)``) become one level of blocks."""
-    out_specs, out_codes, out_labels = [], [], []
-    for (spec, z), c, lab in zip(specs, codes, labels):
-        for i, (other, oz) in enumerate(out_specs):
-            if other.name == spec.name:
-                dup = set(other.names) & set(spec.names)
-                if dup:
-                    raise ModelError("level %r has the random-effects column(s) %s in more than one term"
-                                     % (spec.name, ", ".join(sorted(dup))))
-                q0 = oz.shape[1]
-                merged = LevelSpec(other.name, other.groups, None,
-                                   other.blocks + [(k, [j + q0 for j in cols]) for k, cols in spec.blocks],
-                                   other.names + spec.names)
-                out_specs[i] = (merged, np.hstack([oz, z]))
-                break
-        else:
-            out_specs.append((spec, z))
-            out_codes.append(c)
-            out_labels.append(lab)
-    return out_specs, out_codes, out_labels
-
-
-def _nests_in(inner, outer, n_inner):
-    """True if every group of ``inner`` lies within one group of ``outer``."""
-    outer_of_inner = np.empty(n_inner, dtype=np.int64)
-    outer_of_inner[inner] = outer
-    return bool(np.all(outer_of_inner[inner] == outer))
-
-
-def _chain_and_crossed(codes, qs=None, k_fe=0, columns=None):
-    """Split the levels into a nested chain (outermost first) and crossed levels.
-
-    If every level nests in the next one out (ordered by number of groups), all form the
-    chain. Otherwise one level is the chain, eliminated cluster by cluster, and every other
-    level is crossed (factored as one dense block), most groups first. The chain is the level
-    whose choice costs least (``sparse_coupling.elimination_cost``, given the levels'
-    numbers of random effects ``qs`` and of fixed effects ``k_fe``; ties and ``qs=None``: the
-    level with the most groups). ``columns`` (a dict, with ``qs``): receives under ``"pattern"``
-    the number of crossed columns the chain's clusters touch in all (its sparse coupling's size).
-    """
-    n_groups = [int(c.max()) + 1 for c in codes]
-    order = sorted(range(len(codes)), key=lambda i: (n_groups[i], i))
-    if all(_nests_in(codes[inner], codes[outer], n_groups[inner])
-           for outer, inner in zip(order[:-1], order[1:])):
-        return order, []
-    chain = order[-1]
-    if qs is not None:
-        touched = sparse_coupling.touched_columns(codes, qs)
-        cost = sparse_coupling.elimination_cost(codes, qs, k_fe, touched)
-        chain = min(order[::-1], key=lambda i: cost[i])
-        if columns is not None:
-            columns["pattern"] = float(np.sum(touched[chain]))
-    return [chain], [i for i in order[::-1] if i != chain]
-
-
-def _grouped_specs(levels, n):
-    """Per level: (spec, Z as a 2-d float array), the group codes and labels; same groupings merged."""
-    specs, codes, labels = [], [], []
-    for spec in levels:
-        z = np.asarray(spec.exog_re, dtype=float)
-        if z.ndim == 1:
-            z = z[:, None]
-        if z.shape[0] != n:
-            raise DataError("random-effects design of level %r has %d rows, expected %d"
-                            % (spec.name, z.shape[0], n))
-        c, lab = group_codes(spec.groups, spec.name)
-        if len(c) != n:
-            raise DataError("groups of level %r have %d rows, expected %d" % (spec.name, len(c), n))
-        specs.append((spec, z))
-        codes.append(c)
-        labels.append(lab)
-    return _merge_same_grouping(specs, codes, labels)
 
 
 def _row_order(keys, n_groups):

@@ -48,7 +48,6 @@ _ALIASES = {"independent": "independent", "ind": "independent", "exchangeable": 
 KINDS = ("independent", "exchangeable", "ar<p>", "ma<q>", "unstructured", "banded", "toeplitz", "exponential")
 _TIMED = ("ar", "ma", "toeplitz", "exponential", "unstructured", "banded")
 _INTEGER_TIME = ("ar", "ma", "toeplitz")
-_MAX_CORR = 0.9999
 
 
 def parse_kind(residuals):

@@ -16,8 +16,9 @@ import pandas as pd
 
 from .._kernels import core as _core, crossed as _crossed
 from . import layout as _mem
-from .layout import (LevelSpec, level_gram, _chain_and_crossed, _level, _merge_same_grouping,
-                     _perm, check_group_structure, check_memory)
+from .layout import LevelSpec, level_gram, _level, _perm
+from .level_structure import chain_and_crossed, check_group_structure, merge_same_grouping
+from .memory import check_memory
 from .sparse_coupling import pattern
 from .tail_gram import TailGram
 from .collinearity import dependent_columns
@@ -415,7 +416,7 @@ def _layout(clusters, form, k_fe):
     """Levels, nesting, cluster numbering and block offsets from the pass-2 summaries.
 
     Mirrors ``MixedDesign.__init__``: the same level order, chain and crossed levels
-    (``_chain_and_crossed`` on the codes of the distinct key combinations, which nest
+    (``chain_and_crossed`` on the codes of the distinct key combinations, which nest
     exactly when the rows do), clusters in the order of the sorted rows, same offsets.
     """
     counts = clusters.counts
@@ -438,9 +439,9 @@ def _layout(clusters, form, k_fe):
         codes.append(c)
         labels.append(lab)
         blocks_of.setdefault(term.level, []).append(j)
-    specs, codes, labels = _merge_same_grouping(specs, codes, labels)
+    specs, codes, labels = merge_same_grouping(specs, codes, labels)
     columns = {}                          # the chain by the cost it implies, as in memory
-    chain, crossed = _chain_and_crossed(codes, [z.shape[1] for _, z in specs] if _mem.SPARSE_COUPLING else None,
+    chain, crossed = chain_and_crossed(codes, [z.shape[1] for _, z in specs] if _mem.SPARSE_COUPLING else None,
                                         k_fe, columns)
 
     levels, chain_blocks, ranks = [], [], {}

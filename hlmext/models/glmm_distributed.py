@@ -34,7 +34,8 @@ from statsmodels.base.model import LikelihoodModel
 from ..design import glmm_partitions as gp
 from ..design.chunked import ChunkFormula, LocalRunner, _is_dask, chunk_source, design_pass
 from ..design.dask_fit import DaskRunner
-from ..design.layout import LevelSpec, MixedDesign, check_group_structure
+from ..design.layout import LevelSpec, MixedDesign
+from ..design.level_structure import check_group_structure
 from ..design.rank import check_fixed_rank
 from ..exceptions import ConvergenceWarning, DataError, ModelError
 from ..formula import frames
