@@ -159,7 +159,6 @@ class _Dense(_Patterned):
     def display_rows(self):
         if not self.heteroscedastic:
             return super().display_rows()
-        T = self.T
         return ([(self.n_params, "sd(e%s)" % self.labels[0])] + [(i, nm) for i, nm in enumerate(self.names)])
 
     def report(self, psi, sigma):
