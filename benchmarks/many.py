@@ -6,7 +6,9 @@
   columns (scaled to all of them) when R has both.
 - ``small_fits``: the median time of a formula fit from a DataFrame of sleepstudy's
   random-slope model (REML) and of the seed model (``gcse ~ lrt + (lrt | school)``, ML),
-  and ``bootstrap(1000)`` of the seed model.
+  and ``bootstrap(1000)`` of the seed model; beside them in the same run, sleepstudy's fit
+  by statsmodels ``MixedLM`` (from its formula), an OLS formula fit of ``Reaction ~ Days``,
+  and lme4's ``lmer`` (timed inside R, median of 51) when R has lme4.
 
 ``run.py --scenarios many_responses,small_fits`` runs this script in a fresh process.
 """
@@ -37,6 +39,15 @@ for (g in names(Y)) {
   co <- summary(m)$coefficients
 }
 cat("RESULT", proc.time()[["elapsed"]] - t0, co[2, "df"], co[2, "Estimate"], "\n")
+"""
+
+R_SLEEP = r"""
+suppressPackageStartupMessages(library(lme4))
+d <- read.csv("%(data)s")
+fit <- function() lmer(Reaction ~ Days + (Days | Subject), data = d, REML = TRUE)
+invisible(fit())
+times <- sapply(1:51, function(i) system.time(fit())[["elapsed"]])
+cat("RESULT", median(times), "\n")
 """
 
 
@@ -125,6 +136,29 @@ def small_fits(repeats=51):
     print("small_fits: sleepstudy random-slope REML from a DataFrame %.1f ms (median of %d; CPU %.1f ms); seed model "
           "ML %.1f ms (CPU %.1f ms); seed model bootstrap(1000), one process, %.1f s (CPU %.1f s)"
           % (1e3 * t_sleep, repeats, 1e3 * c_sleep, 1e3 * t_seed, 1e3 * c_seed, t_boot, c_boot))
+    others = sleepstudy_elsewhere(sleep, repeats)
+    print("small_fits: sleepstudy from its formula: " + "; ".join(
+        "%s %.1f ms (%.1fx ours)" % (name, 1e3 * t, t / t_sleep) for name, t in others))
+
+
+def sleepstudy_elsewhere(sleep, repeats):
+    """Median times of sleepstudy's fit by statsmodels MixedLM, of an OLS formula fit and of lme4."""
+    import statsmodels.formula.api as smf
+    out = [("statsmodels MixedLM", median_time(lambda: smf.mixedlm(
+               "Reaction ~ Days", sleep, groups="Subject", re_formula="~Days").fit(reml=True), max(5, repeats // 5))),
+           ("OLS", median_time(lambda: smf.ols("Reaction ~ Days", sleep).fit(), repeats))]
+    with tempfile.TemporaryDirectory() as tmp:
+        sleep.to_csv(os.path.join(tmp, "sleep.csv"), index=False)
+        script = os.path.join(tmp, "sleep.R")
+        Path(script).write_text(R_SLEEP % {"data": os.path.join(tmp, "sleep.csv")})
+        try:
+            res = subprocess.run(["Rscript", script], capture_output=True, text=True, timeout=600).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            res = ""
+    line = [s for s in res.splitlines() if s.startswith("RESULT")]
+    if line:
+        out.append(("lme4 lmer", float(line[0].split()[1])))
+    return out
 
 
 if __name__ == "__main__":
